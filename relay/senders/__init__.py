@@ -1,0 +1,1 @@
+"""Senders: deliver rendered content to SMTP, Slack or the local outbox, and nothing else."""
