@@ -1,0 +1,84 @@
+"""Jinja2 environments: built-in and override template loading, filters, and the subject sandbox."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup, escape
+
+from relay.render.slack_text import slack_escape
+
+
+def _autoescape(template_name: str | None) -> bool:
+    # Escape everything except plain-text templates (*.txt.j2), whose output is never HTML.
+    return template_name is None or not template_name.endswith(".txt.j2")
+
+
+def nl2br(text: object) -> Markup:
+    """Escape ``text`` and turn its line breaks into ``<br>``."""
+    lines = str(text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return Markup("<br>\n").join(escape(line) for line in lines)
+
+
+def indent_text(text: object, prefix: str = "    ") -> str:
+    """Prefix every line of ``text`` (plain-text transcript continuation lines)."""
+    lines = str(text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return ("\n" + prefix).join(lines)
+
+
+def _slack_finalize(value: Any) -> Any:
+    # Every {{ expression }} of a Slack template is escaped for mrkdwn, whatever it contains.
+    return slack_escape("" if value is None else str(value))
+
+
+def loader(templates_dir: Path | None) -> jinja2.BaseLoader:
+    """Override directory first (same names), then the templates shipped in ``relay.templates``."""
+    builtin = jinja2.PackageLoader("relay.templates", "")
+    if templates_dir is None:
+        return builtin
+    return jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(templates_dir)), builtin])
+
+
+def _common(environment: jinja2.Environment) -> jinja2.Environment:
+    environment.filters["nl2br"] = nl2br
+    environment.filters["indent_text"] = indent_text
+    return environment
+
+
+def email_environment(templates_dir: Path | None) -> jinja2.Environment:
+    return _common(
+        jinja2.Environment(
+            loader=loader(templates_dir),
+            autoescape=_autoescape,  # noqa: S701 -- escapes all but *.txt.j2 (plain text)
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            auto_reload=False,
+        )
+    )
+
+
+def slack_environment(templates_dir: Path | None) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=loader(templates_dir),
+        # Slack output is not HTML; finalize applies Slack's own &, <, > escaping instead.
+        autoescape=False,  # noqa: S701 -- see above
+        undefined=jinja2.StrictUndefined,
+        finalize=_slack_finalize,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
+
+
+def subject_environment() -> SandboxedEnvironment:
+    """For user-supplied subject strings from the rules: sandboxed, no filesystem access."""
+    return SandboxedEnvironment(
+        loader=None,
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+    )

@@ -1,0 +1,246 @@
+"""Labels in English, Czech and German, and Babel-based date, time, duration and number formats."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta, tzinfo
+from types import MappingProxyType
+from typing import Final, Literal
+
+from babel import Locale
+from babel.dates import format_date, format_datetime, format_time, format_timedelta
+from babel.numbers import format_decimal
+
+_Unit = Literal["hour", "minute", "second"]
+
+# One dict per locale keeps every label reviewable in one place and needs no compile step;
+# docs/rendering.md explains why this beats .po files for ~70 strings in three languages.
+# Placeholders use str.format; {name} is always a person's name, {count} a formatted number.
+_EN: Final[dict[str, str]] = {
+    "category.offline": "Offline message",
+    "category.missed": "Missed chat",
+    "category.low-rated": "Low-rated chat",
+    "category.normal": "Chat",
+    "unknown_visitor": "Unknown visitor",
+    "visitor": "Visitor",
+    "agent": "Agent",
+    "unknown_sender": "Unknown sender",
+    "email": "Email",
+    "location": "Location",
+    "rating": "Rating",
+    "rating_value": "{rating} of 5",
+    "not_rated": "Not rated",
+    "comment": "Comment",
+    "date": "Date",
+    "duration": "Duration",
+    "first_response": "First response",
+    "avg_response": "Average response",
+    "agents": "Agents",
+    "no_agents": "No agent joined",
+    "note": "Note",
+    "group": "Group",
+    "pages": "Pages visited",
+    "variables": "Visitor details",
+    "referer": "Came from",
+    "technical": "Technical details",
+    "ip_address": "IP address",
+    "platform": "Platform",
+    "user_agent": "Browser",
+    "transcript": "Transcript",
+    "no_messages": "The conversation has no messages.",
+    "triggered_by": "Automatic message: {name}",
+    "offline_form": "Left via the offline form, reply to {email}",
+    "reply_hint": "Reply to this email to answer {name} directly.",
+    "messages_count": "Messages",
+    "chat_id": "Chat {chat_id} · account {account_id}",
+    "earlier_not_shown.one": "… {count} earlier message not shown",
+    "earlier_not_shown.other": "… {count} earlier messages not shown",
+    "last_messages": "Last messages",
+    "event.agent.join": "{name} joined the chat",
+    "event.agent.leave": "{name} left the chat",
+    "event.agent.transfer": "The chat was transferred to {name}",
+    "event.agent.assign": "The chat was assigned to {name}",
+    "event.close.visitorClose": "The visitor closed the chat",
+    "event.close.agentClose": "{name} closed the chat",
+    "event.close.timeout": "The chat was closed after inactivity",
+    "event.close.system": "The chat was closed",
+    "event.visitor.join": "The visitor joined the chat",
+    "event.visitor.leave": "The visitor left the chat",
+    "event.visitor.rating": "The visitor rated the chat",
+    "an_agent": "An agent",
+    "footer": "Sent by relay from a Smartsupp conversation.",
+}
+
+_CS: Final[dict[str, str]] = {
+    "category.offline": "Offline zpráva",
+    "category.missed": "Zmeškaný chat",
+    "category.low-rated": "Špatně hodnocený chat",
+    "category.normal": "Chat",
+    "unknown_visitor": "Neznámý návštěvník",
+    "visitor": "Návštěvník",
+    "agent": "Operátor",
+    "unknown_sender": "Neznámý odesílatel",
+    "email": "E-mail",
+    "location": "Místo",
+    "rating": "Hodnocení",
+    "rating_value": "{rating} z 5",
+    "not_rated": "Bez hodnocení",
+    "comment": "Komentář",
+    "date": "Datum",
+    "duration": "Délka",
+    "first_response": "První odpověď",
+    "avg_response": "Průměrná odpověď",
+    "agents": "Operátoři",
+    "no_agents": "Nepřipojil se žádný operátor",
+    "note": "Poznámka",
+    "group": "Skupina",
+    "pages": "Navštívené stránky",
+    "variables": "Údaje o návštěvníkovi",
+    "referer": "Přišel z",
+    "technical": "Technické údaje",
+    "ip_address": "IP adresa",
+    "platform": "Platforma",
+    "user_agent": "Prohlížeč",
+    "transcript": "Přepis konverzace",
+    "no_messages": "Konverzace neobsahuje žádné zprávy.",
+    "triggered_by": "Automatická zpráva: {name}",
+    "offline_form": "Zanecháno přes offline formulář, odpovězte na {email}",
+    "reply_hint": "Odpovědí na tento e-mail odpovíte přímo: {name}.",
+    "messages_count": "Zprávy",
+    "chat_id": "Chat {chat_id} · účet {account_id}",
+    "earlier_not_shown.one": "… {count} starší zpráva není zobrazena",
+    "earlier_not_shown.few": "… {count} starší zprávy nejsou zobrazeny",
+    "earlier_not_shown.other": "… {count} starších zpráv není zobrazeno",
+    "last_messages": "Poslední zprávy",
+    "event.agent.join": "{name} se připojil(a) k chatu",
+    "event.agent.leave": "{name} opustil(a) chat",
+    "event.agent.transfer": "Chat byl předán: {name}",
+    "event.agent.assign": "Chat byl přidělen: {name}",
+    "event.close.visitorClose": "Návštěvník ukončil chat",
+    "event.close.agentClose": "{name} ukončil(a) chat",
+    "event.close.timeout": "Chat byl ukončen kvůli neaktivitě",
+    "event.close.system": "Chat byl ukončen",
+    "event.visitor.join": "Návštěvník se připojil k chatu",
+    "event.visitor.leave": "Návštěvník odešel z chatu",
+    "event.visitor.rating": "Návštěvník ohodnotil chat",
+    "an_agent": "Operátor",
+    "footer": "Odesláno službou relay z konverzace Smartsupp.",
+}
+
+_DE: Final[dict[str, str]] = {
+    "category.offline": "Offline-Nachricht",
+    "category.missed": "Verpasster Chat",
+    "category.low-rated": "Schlecht bewerteter Chat",
+    "category.normal": "Chat",
+    "unknown_visitor": "Unbekannter Besucher",
+    "visitor": "Besucher",
+    "agent": "Mitarbeiter",
+    "unknown_sender": "Unbekannter Absender",
+    "email": "E-Mail",
+    "location": "Ort",
+    "rating": "Bewertung",
+    "rating_value": "{rating} von 5",
+    "not_rated": "Nicht bewertet",
+    "comment": "Kommentar",
+    "date": "Datum",
+    "duration": "Dauer",
+    "first_response": "Erste Antwort",
+    "avg_response": "Durchschnittliche Antwort",
+    "agents": "Mitarbeiter",
+    "no_agents": "Kein Mitarbeiter ist beigetreten",
+    "note": "Notiz",
+    "group": "Gruppe",
+    "pages": "Besuchte Seiten",
+    "variables": "Angaben zum Besucher",
+    "referer": "Kam von",
+    "technical": "Technische Angaben",
+    "ip_address": "IP-Adresse",
+    "platform": "Plattform",
+    "user_agent": "Browser",
+    "transcript": "Verlauf",
+    "no_messages": "Die Unterhaltung enthält keine Nachrichten.",
+    "triggered_by": "Automatische Nachricht: {name}",
+    "offline_form": "Über das Offline-Formular hinterlassen, Antwort an {email}",
+    "reply_hint": "Antworten Sie auf diese E-Mail, um {name} direkt zu antworten.",
+    "messages_count": "Nachrichten",
+    "chat_id": "Chat {chat_id} · Konto {account_id}",
+    "earlier_not_shown.one": "… {count} frühere Nachricht nicht angezeigt",
+    "earlier_not_shown.other": "… {count} frühere Nachrichten nicht angezeigt",
+    "last_messages": "Letzte Nachrichten",
+    "event.agent.join": "{name} ist dem Chat beigetreten",
+    "event.agent.leave": "{name} hat den Chat verlassen",
+    "event.agent.transfer": "Der Chat wurde an {name} übergeben",
+    "event.agent.assign": "Der Chat wurde {name} zugewiesen",
+    "event.close.visitorClose": "Der Besucher hat den Chat beendet",
+    "event.close.agentClose": "{name} hat den Chat beendet",
+    "event.close.timeout": "Der Chat wurde wegen Inaktivität beendet",
+    "event.close.system": "Der Chat wurde beendet",
+    "event.visitor.join": "Der Besucher ist dem Chat beigetreten",
+    "event.visitor.leave": "Der Besucher hat den Chat verlassen",
+    "event.visitor.rating": "Der Besucher hat den Chat bewertet",
+    "an_agent": "Ein Mitarbeiter",
+    "footer": "Von relay aus einer Smartsupp-Unterhaltung gesendet.",
+}
+
+TRANSLATIONS: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType(
+    {"en": MappingProxyType(_EN), "cs": MappingProxyType(_CS), "de": MappingProxyType(_DE)}
+)
+
+
+class Translator:
+    """Look up labels for one locale (falling back to English) and format values with Babel."""
+
+    def __init__(self, locale: str, zone: tzinfo) -> None:
+        self.locale = locale if locale in TRANSLATIONS else "en"
+        self.zone = zone
+        self.labels: Mapping[str, str] = MappingProxyType(
+            {**TRANSLATIONS["en"], **TRANSLATIONS[self.locale]}
+        )
+        self._babel_locale = Locale.parse(self.locale)
+
+    def __call__(self, key: str, **values: object) -> str:
+        template = self.labels.get(key, key)
+        if not values:
+            return template
+        return template.format(**{name: str(value) for name, value in values.items()})
+
+    def has(self, key: str) -> bool:
+        return key in self.labels
+
+    def plural(self, key: str, count: int) -> str:
+        """``key.one`` / ``key.few`` / ``key.other`` chosen by the locale's CLDR plural rules."""
+        form = self._babel_locale.plural_form(count)
+        chosen = f"{key}.{form}" if f"{key}.{form}" in self.labels else f"{key}.other"
+        return self(chosen, count=self.number(count))
+
+    def number(self, value: int) -> str:
+        return format_decimal(value, locale=self.locale)
+
+    def datetime_text(self, moment: datetime) -> str:
+        return format_datetime(moment, "medium", tzinfo=self.zone, locale=self.locale)
+
+    def date_text(self, moment: datetime) -> str:
+        return format_date(moment.astimezone(self.zone), "medium", locale=self.locale)
+
+    def time_text(self, moment: datetime) -> str:
+        return format_time(moment, "short", tzinfo=self.zone, locale=self.locale)
+
+    def duration(self, seconds: int | float | None) -> str | None:
+        """Up to two units, e.g. "2 min 5 sec" / "1 Std. 6 Min."; None when unknown."""
+        if seconds is None or seconds < 0:
+            return None
+        total = round(seconds)
+        hours, rest = divmod(total, 3600)
+        minutes, secs = divmod(rest, 60)
+        parts: list[tuple[int, _Unit]] = [(hours, "hour"), (minutes, "minute"), (secs, "second")]
+        shown = [(amount, unit) for amount, unit in parts if amount][:2] or [parts[-1]]
+        return " ".join(
+            format_timedelta(
+                timedelta(**{unit + "s": amount}),
+                granularity=unit,
+                threshold=10_000,
+                format="short",
+                locale=self.locale,
+            )
+            for amount, unit in shown
+        )

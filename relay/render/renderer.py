@@ -1,0 +1,209 @@
+"""The Renderer: turns a conversation into complete email and Slack content for one action."""
+
+from __future__ import annotations
+
+import email.policy
+from collections.abc import Iterable
+from email.message import EmailMessage
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import css_inline
+import jinja2
+
+from relay.classify import Category
+from relay.conversation import Conversation
+from relay.errors import ConfigError
+from relay.render import environment, headers, slack
+from relay.render.i18n import Translator
+from relay.render.samples import check_conversations
+from relay.render.view import ConversationView, build_view
+from relay.senders.base import EmailContent, SlackContent
+from relay.settings import EmailAction, RenderSettings, SlackAction
+
+EMAIL_PARTS = ("html.j2", "txt.j2")
+SUBJECT_TEMPLATE = "email/subject.txt.j2"
+
+
+def email_template_paths(name: str) -> dict[str, str]:
+    return {
+        "html": f"email/{name}.html.j2",
+        "text": f"email/{name}.txt.j2",
+        "subject": SUBJECT_TEMPLATE,
+    }
+
+
+def slack_text_path(name: str) -> str:
+    return f"slack/{name}.txt.j2"
+
+
+class Renderer:
+    """Pure and deterministic: templates are loaded here, rendering does no I/O."""
+
+    def __init__(self, settings: RenderSettings, *, from_address: str) -> None:
+        try:
+            zone = ZoneInfo(settings.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(f"render.timezone: unknown time zone {settings.timezone!r}") from exc
+        if settings.templates_dir is not None and not settings.templates_dir.is_dir():
+            raise ConfigError(f"render.templates_dir: {settings.templates_dir} is not a directory")
+        self._translator = Translator(settings.locale, zone)
+        self._from_address = from_address
+        self._email_env = environment.email_environment(settings.templates_dir)
+        self._slack_env = environment.slack_environment(settings.templates_dir)
+        self._subject_env = environment.subject_environment()
+        self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+        self._templates: dict[str, jinja2.Template] = {}
+        self._subjects: dict[str, jinja2.Template] = {}
+        self._preload(self._email_env, "email/")
+        self._preload(self._slack_env, "slack/")
+
+    # -- public API -------------------------------------------------------------------------
+
+    def email(
+        self,
+        conversation: Conversation,
+        category: Category,
+        action: EmailAction,
+        *,
+        message_id: str,
+    ) -> EmailContent:
+        view = build_view(conversation, category, self._translator)
+        variables = self._variables(conversation, category, view)
+        paths = email_template_paths(action.template)
+        html = self.inline_css(self._template(paths["html"], self._email_env).render(variables))
+        text = self._template(paths["text"], self._email_env).render(variables)
+        message = EmailMessage(policy=email.policy.SMTP)
+        headers.set_headers(
+            message,
+            from_address=self._from_address,
+            to=action.to,
+            cc=action.cc,
+            reply_to=headers.visitor_address(view.visitor_name, view.visitor_email),
+            subject=self._subject(action, variables),
+            message_id=message_id,
+            date=headers.message_date(conversation),
+            thread=headers.thread_id(conversation, self._from_address),
+        )
+        message.set_content(text)
+        message.add_alternative(html, subtype="html")
+        recipients = headers.envelope_addresses([*action.to, *action.cc, *action.bcc])
+        return EmailContent(message=message, recipients=tuple(recipients))
+
+    def slack(
+        self, conversation: Conversation, category: Category, action: SlackAction
+    ) -> SlackContent:
+        builder = slack.SLACK_BUILDERS.get(action.template)
+        if builder is None:
+            raise ConfigError(f"unknown Slack template {action.template!r}")
+        view = build_view(conversation, category, self._translator)
+        variables = self._variables(conversation, category, view)
+        text_template = self._template(slack_text_path(action.template), self._slack_env)
+        blocks = slack.to_payload(builder(view, self._translator))
+        return SlackContent(
+            channel=action.channel,
+            text=slack.fallback_text(text_template.render(variables)),
+            blocks=blocks,
+        )
+
+    def check(self, template_names: Iterable[tuple[str, str]]) -> list[str]:
+        """Compile every named template and render it with sample conversations."""
+        problems: list[str] = []
+        for kind, name in template_names:
+            if kind == "email":
+                problems.extend(self._check_email(name))
+            elif kind == "slack":
+                problems.extend(self._check_slack(name))
+            else:
+                problems.append(f"unknown template kind {kind!r} for template {name!r}")
+        return problems
+
+    def check_subject(self, subject: str) -> list[str]:
+        """Problems with a rule's ``subject`` template string ([] when it renders)."""
+        try:
+            template = self._subject_env.from_string(subject)
+            for conversation, category in check_conversations():
+                view = build_view(conversation, category, self._translator)
+                template.render(self._variables(conversation, category, view))
+        except jinja2.TemplateError as exc:
+            return [f"subject {subject!r}: {exc}"]
+        return []
+
+    def inline_css(self, html: str) -> str:
+        return str(self._inliner.inline(html))
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _variables(
+        self, conversation: Conversation, category: Category, view: ConversationView
+    ) -> dict[str, Any]:
+        return {
+            "view": view,
+            "t": self._translator,
+            "labels": self._translator.labels,
+            "conversation": conversation,
+            "category": category.value,
+        }
+
+    def _preload(self, env: jinja2.Environment, prefix: str) -> None:
+        """Compile every template once so rendering never touches the filesystem."""
+        for path in env.list_templates(filter_func=lambda name: name.startswith(prefix)):
+            try:
+                self._templates[f"{id(env)}:{path}"] = env.get_template(path)
+            except jinja2.TemplateError:
+                continue  # check() reports broken templates with their line numbers
+
+    def _template(self, path: str, env: jinja2.Environment) -> jinja2.Template:
+        key = f"{id(env)}:{path}"
+        template = self._templates.get(key)
+        if template is None:
+            try:
+                template = env.get_template(path)
+            except jinja2.TemplateNotFound as exc:
+                raise ConfigError(f"template {path} does not exist") from exc
+            self._templates[key] = template
+        return template
+
+    def _subject(self, action: EmailAction, variables: dict[str, Any]) -> str:
+        default = self._template(SUBJECT_TEMPLATE, self._email_env)
+        if action.subject is None:
+            return default.render(variables)
+        try:
+            template = self._subjects.get(action.subject)
+            if template is None:
+                template = self._subject_env.from_string(action.subject)
+                self._subjects[action.subject] = template
+            return template.render(variables)
+        except jinja2.TemplateError:
+            # A broken rule subject must not stop delivery; check_subject() reports it up front.
+            return default.render(variables)
+
+    def _check_email(self, name: str) -> list[str]:
+        problems = []
+        for part, path in email_template_paths(name).items():
+            problem = self._check_render(path, self._email_env)
+            if problem:
+                problems.append(f"email template {name!r} ({part}): {problem}")
+        return problems
+
+    def _check_slack(self, name: str) -> list[str]:
+        if name not in slack.SLACK_BUILDERS:
+            known = ", ".join(sorted(slack.SLACK_BUILDERS))
+            return [f"slack template {name!r} does not exist (known: {known})"]
+        problem = self._check_render(slack_text_path(name), self._slack_env)
+        return [f"slack template {name!r}: {problem}"] if problem else []
+
+    def _check_render(self, path: str, env: jinja2.Environment) -> str | None:
+        try:
+            template = env.get_template(path)
+            self._templates[f"{id(env)}:{path}"] = template
+            for conversation, category in check_conversations():
+                view = build_view(conversation, category, self._translator)
+                template.render(self._variables(conversation, category, view))
+        except jinja2.TemplateNotFound:
+            return f"{path} does not exist"
+        except jinja2.TemplateSyntaxError as exc:
+            return f"{exc.filename or path} line {exc.lineno}: {exc.message}"
+        except jinja2.TemplateError as exc:
+            return f"{path}: {exc}"
+        return None

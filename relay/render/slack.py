@@ -1,0 +1,139 @@
+"""Slack Block Kit builders (by template name) that always stay inside Slack's size limits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+from slack_sdk.models.blocks import (
+    Block,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+
+from relay.render.i18n import Translator
+from relay.render.slack_text import clip_escaped, escaped, quote, slack_escape
+from relay.render.view import ConversationView, MessageView
+
+HEADER_LIMIT: Final = 150
+SECTION_LIMIT: Final = 3000
+FIELD_LIMIT: Final = 2000
+MAX_FIELDS: Final = 10
+MAX_BLOCKS: Final = 50
+FALLBACK_LIMIT: Final = 4000
+CONTEXT_LIMIT: Final = 3000
+EXCERPT_MESSAGES: Final = 20  # the newest messages shown; older ones are summarised in a note
+MESSAGE_LIMIT: Final = 600  # one message's characters within the excerpt
+EXCERPT_SECTIONS: Final = 6
+
+SlackBuilder = Callable[[ConversationView, Translator], list[Block]]
+
+
+def _mrkdwn(text: str) -> MarkdownTextObject:
+    return MarkdownTextObject(text=text, verbatim=True)
+
+
+def _field(label: str, value: str) -> MarkdownTextObject:
+    return _mrkdwn(clip_escaped(f"*{slack_escape(label)}*\n{value}", FIELD_LIMIT))
+
+
+def _visitor_value(view: ConversationView) -> str:
+    name = escaped(view.visitor_name, 300)
+    email = view.visitor_email
+    if email is None:
+        return name
+    if "|" in email:
+        return f"{name}\n{slack_escape(email)}"
+    return f"{name}\n<mailto:{slack_escape(email)}|{slack_escape(email)}>"
+
+
+def _fields(view: ConversationView, t: Translator) -> list[MarkdownTextObject]:
+    pairs: list[tuple[str, str]] = [(t("visitor"), _visitor_value(view))]
+    if view.location:
+        pairs.append((t("location"), escaped(view.location, 300)))
+    if view.stars and view.rating_label:
+        pairs.append((t("rating"), f"{view.stars}  {slack_escape(view.rating_label)}"))
+    when = " · ".join(slack_escape(v) for v in (view.date, view.duration) if v)
+    if when:
+        pairs.append((t("date"), when))
+    if view.agents:
+        pairs.append((t("agents"), escaped(", ".join(view.agents), 500)))
+    responses = " / ".join(slack_escape(v) for v in (view.first_response, view.avg_response) if v)
+    if responses:
+        pairs.append((f"{t('first_response')} / {t('avg_response')}", responses))
+    if view.note:
+        pairs.append((t("note"), escaped(view.note, 500)))
+    return [_field(label, value) for label, value in pairs[:MAX_FIELDS]]
+
+
+def message_line(message: MessageView) -> str:
+    """One escaped mrkdwn excerpt line; system events in italics."""
+    time = f" · {slack_escape(message.time)}" if message.time else ""
+    if message.kind == "system":
+        return clip_escaped(f"_{slack_escape(message.text)}_{time}", MESSAGE_LIMIT)
+    marks = [slack_escape(m) for m in (message.triggered_by, message.offline_email) if m]
+    extra = "".join(f"\n_{mark}_" for mark in marks)
+    head = f"*{escaped(message.author, 100)}*{time}{extra}\n"
+    return head + clip_escaped(slack_escape(message.text), MESSAGE_LIMIT - len(head))
+
+
+def excerpt(messages: tuple[MessageView, ...]) -> tuple[list[str], int]:
+    """The newest messages packed into section texts, and how many older ones were left out."""
+    sections: list[list[str]] = []
+    size = 0
+    shown = 0
+    for message in reversed(messages[-EXCERPT_MESSAGES:]):
+        line = message_line(message)
+        if not sections or size + len(line) + 2 > SECTION_LIMIT:
+            if len(sections) == EXCERPT_SECTIONS:
+                break
+            sections.append([])
+            size = 0
+        sections[-1].insert(0, line)
+        size += len(line) + 2
+        shown += 1
+    texts = ["\n\n".join(lines) for lines in reversed(sections)]
+    return texts, len(messages) - shown
+
+
+def build_alert(view: ConversationView, t: Translator) -> list[Block]:
+    """Header, key facts, the visitor's comment, then the last messages of the chat."""
+    title = f"{view.category_label}: {view.visitor_name}"
+    blocks: list[Block] = [
+        HeaderBlock(
+            text=PlainTextObject(text=escaped(f"{view.emoji} {title}", HEADER_LIMIT), emoji=True)
+        ),
+        SectionBlock(fields=_fields(view, t)),
+    ]
+    if view.rating_comment:
+        comment = f"*{slack_escape(t('comment'))}*\n{quote(view.rating_comment)}"
+        blocks.append(SectionBlock(text=_mrkdwn(clip_escaped(comment, SECTION_LIMIT))))
+    blocks.append(DividerBlock())
+    texts, omitted = excerpt(view.messages)
+    heading = f"*{slack_escape(t('last_messages'))}*"
+    if omitted:
+        heading += f" _{slack_escape(t.plural('earlier_not_shown', omitted))}_"
+    if not texts:
+        heading = f"_{slack_escape(t('no_messages'))}_"
+    blocks.append(ContextBlock(elements=[_mrkdwn(heading)]))
+    blocks.extend(SectionBlock(text=_mrkdwn(text)) for text in texts)
+    blocks.append(ContextBlock(elements=[_mrkdwn(escaped(view.chat_ref, CONTEXT_LIMIT))]))
+    return blocks[:MAX_BLOCKS]
+
+
+SLACK_BUILDERS: Final[Mapping[str, SlackBuilder]] = MappingProxyType({"alert": build_alert})
+
+
+def to_payload(blocks: list[Block]) -> tuple[dict[str, Any], ...]:
+    """Serialise (``to_dict`` runs slack-sdk's validation of every length limit)."""
+    return tuple(block.to_dict() for block in blocks)
+
+
+def fallback_text(rendered: str) -> str:
+    """The notification text: already escaped by the template, clipped to Slack's limit."""
+    return clip_escaped(rendered.strip(), FALLBACK_LIMIT)
