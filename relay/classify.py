@@ -2,7 +2,7 @@
 
 Precedence, first that holds wins:
 
-1. ``offline``   -- ``channel.isOffline`` is true: the visitor left a message through the offline form.
+1. ``offline``   -- ``channel.isOffline`` is true: a message left through the offline form.
 2. ``missed``    -- ``channel.isMissed`` is true: no agent answered the visitor's last message.
 3. ``low-rated`` -- ``channel.rating`` is present and ``<= low_rating_threshold`` (default 2).
 4. ``normal``    -- everything else.

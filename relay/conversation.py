@@ -9,7 +9,9 @@ from typing import Any
 
 import msgspec
 
-_EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+_EMAIL = re.compile(
+    r"^[^@\s<>()\[\],;:\"\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
 
 
 def valid_email(value: str | None) -> str | None:
@@ -42,7 +44,7 @@ class _Wire(msgspec.Struct, frozen=True, rename="camel", omit_defaults=True):
     """Base: camelCase on the wire, snake_case in Python, every field optional."""
 
 
-class Channel(_Wire):
+class Channel(_Wire, frozen=True):
     id: int
     is_chat: bool | None = None
     is_missed: bool | None = None
@@ -59,7 +61,7 @@ class Channel(_Wire):
     rating_desc: str | None = None
 
 
-class Variable(_Wire):
+class Variable(_Wire, frozen=True):
     label: str | None = None
     value: Any = None
 
@@ -74,7 +76,7 @@ class Variable(_Wire):
         return msgspec.json.encode(self.value).decode()
 
 
-class Visitor(_Wire):
+class Visitor(_Wire, frozen=True):
     id: int | str | None = None
     name: str | None = None
     email: str | None = None
@@ -108,12 +110,12 @@ class Visitor(_Wire):
 _NO_VISITOR = Visitor()
 
 
-class Page(_Wire):
+class Page(_Wire, frozen=True):
     url: str | None = None
     title: str | None = None
 
 
-class Message(_Wire):
+class Message(_Wire, frozen=True):
     type: str | None = None
     name: str | None = None
     from_: int | str | None = msgspec.field(default=None, name="from")
@@ -144,7 +146,7 @@ class Message(_Wire):
         return _datetime(self.sent_at)
 
 
-class Conversation(_Wire):
+class Conversation(_Wire, frozen=True):
     account_id: int
     channel: Channel
     begin_at: int | None = None

@@ -1,4 +1,4 @@
-"""Turn a raw Smartsupp hook body into a ``Conversation``, or a ``PayloadError`` naming the problem."""
+"""Turn a raw Smartsupp hook body into a ``Conversation``, or a ``PayloadError`` naming why not."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Settings: one TOML file, ``RELAY_*`` environment overrides and a secrets directory, loaded once."""
+"""Settings: a TOML file, ``RELAY_*`` environment overrides and a secrets directory, loaded once."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
@@ -25,27 +33,31 @@ class _Section(BaseModel):
 
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
+    port: int = Field(default=8080, ge=1, le=65535)
     # None: a random token is generated once and kept in <state_dir>/hook_token.
     hook_token: SecretStr | None = None
-    max_body_bytes: int = Field(2_000_000, ge=1024)
+    max_body_bytes: int = Field(default=2_000_000, ge=1024)
+    # Proxies whose X-Forwarded-For header is believed (CIDRs); empty: use the peer address.
+    trusted_proxies: list[IPvAnyNetwork] = []
+    # If set, only these CIDRs may post to the hook (others get 403, nothing is stored).
+    hook_allowlist: list[IPvAnyNetwork] | None = None
 
 
 class StorageSettings(_Section):
     state_dir: Path = Path("./var")
-    retention_days: int = Field(90, ge=1)
-    quarantine_max_rows: int = Field(1000, ge=1)
+    retention_days: int = Field(default=90, ge=1)
+    quarantine_max_rows: int = Field(default=1000, ge=1)
 
 
 class SmtpSettings(_Section):
     # No host: emails are written to <state_dir>/outbox/ as .eml files instead.
     host: str | None = None
-    port: int | None = Field(None, ge=1, le=65535)
+    port: int | None = Field(default=None, ge=1, le=65535)
     security: Literal["none", "starttls", "tls"] = "none"
     username: str | None = None
     password: SecretStr | None = None
     from_address: str = "Smartsupp relay <relay@localhost>"
-    timeout_seconds: float = Field(30.0, gt=0)
+    timeout_seconds: float = Field(default=30.0, gt=0)
 
     @property
     def effective_port(self) -> int:
@@ -59,15 +71,15 @@ class SlackSettings(_Section):
     token: SecretStr | None = None
     webhook_url: SecretStr | None = None
     api_url: str | None = None
-    timeout_seconds: float = Field(30.0, gt=0)
+    timeout_seconds: float = Field(default=30.0, gt=0)
 
 
 class DeliverySettings(_Section):
-    concurrency: int = Field(4, ge=1, le=64)
-    backoff_initial_seconds: float = Field(1.0, gt=0)
-    backoff_max_seconds: float = Field(900.0, gt=0)
-    max_age_hours: float = Field(72.0, gt=0)
-    shutdown_grace_seconds: float = Field(10.0, ge=0)
+    concurrency: int = Field(default=4, ge=1, le=64)
+    backoff_initial_seconds: float = Field(default=1.0, gt=0)
+    backoff_max_seconds: float = Field(default=900.0, gt=0)
+    max_age_hours: float = Field(default=72.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 
 
 class ClassifySettings(_Section):
@@ -118,7 +130,7 @@ class Rule(_Section):
     name: str = Field(min_length=1)
     match: Match = Match()
     actions: list[Action] = Field(min_length=1)
-    continue_: bool = Field(False, alias="continue")
+    continue_: bool = Field(default=False, alias="continue")
 
 
 def default_rules(routing: RoutingSettings) -> list[Rule]:
@@ -183,7 +195,9 @@ class Settings(BaseSettings):
         return (env_settings, NestedSecretsSettingsSource(file_secret_settings), init_settings)
 
 
-def load_settings(path: Path | str | None = None, *, secrets_dir: Path | str | None = None) -> Settings:
+def load_settings(
+    path: Path | str | None = None, *, secrets_dir: Path | str | None = None
+) -> Settings:
     """Read ``path`` (or ``$RELAY_CONFIG``), apply ``RELAY_*`` variables and secret files from
     ``secrets_dir`` (default ``$CREDENTIALS_DIRECTORY`` as set by systemd's LoadCredential)."""
     path = path or os.environ.get("RELAY_CONFIG") or None

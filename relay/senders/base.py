@@ -34,5 +34,6 @@ class Sender(Protocol):
     ``delivery_id`` is stable across attempts, so a sender may use it to stay idempotent.
     """
 
-    async def send(self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()) -> None:
-        ...
+    async def send(
+        self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()
+    ) -> None: ...

@@ -1,0 +1,152 @@
+"""HTTP intake: the Smartsupp hook endpoint and the health endpoint."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
+
+from relay.classify import classify
+from relay.errors import PayloadError, PayloadTooLarge
+from relay.payload import content_hash, parse
+from relay.routing import route
+from relay.runtime import Runtime
+from relay.store import Intake
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+
+
+async def read_limited(stream: AsyncIterator[bytes], limit: int) -> tuple[bytes, bool]:
+    """Read at most ``limit`` bytes; the flag says whether the body was longer."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in stream:
+        if size + len(chunk) > limit:
+            chunks.append(chunk[: limit - size])
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks), False
+
+
+async def receive(runtime: Runtime, body: bytes, remote: str | None) -> Answer:
+    """Parse, classify, route and durably store one body. 2xx only after the commit."""
+    settings = runtime.settings
+    try:
+        conversation = parse(body)
+    except PayloadError as exc:
+        return await refuse(runtime, exc, body, remote)
+    category = classify(conversation, low_rating_threshold=settings.classify.low_rating_threshold)
+    planned = route(conversation, category, runtime.rules)
+    intake = Intake(
+        raw=body,
+        parsed=msgspec.json.encode(conversation),
+        conv_key=conversation.key,
+        account_id=conversation.account_id,
+        channel_id=conversation.channel.id,
+        content_hash=content_hash(body),
+        category=category.value,
+        planned=planned,
+    )
+    try:
+        accepted = await runtime.store.accept(intake)
+    except Exception:
+        log.exception("could not store conversation %s", conversation.key)
+        return Answer(503, {"error": "storage_unavailable", "message": "the store cannot write"})
+    if accepted.deliveries:
+        runtime.worker.wake()
+    log.info(
+        "conversation %s v%d accepted: category=%s deliveries=%d duplicate=%s",
+        conversation.key,
+        accepted.version,
+        category.value,
+        accepted.deliveries,
+        accepted.duplicate,
+    )
+    runtime.metrics.received(category.value, duplicate=accepted.duplicate)
+    return Answer(
+        200,
+        {
+            "status": "duplicate" if accepted.duplicate else "accepted",
+            "conversation": conversation.key,
+            "version": accepted.version,
+            "category": category.value,
+            "deliveries": accepted.deliveries,
+        },
+    )
+
+
+async def refuse(runtime: Runtime, exc: PayloadError, body: bytes, remote: str | None) -> Answer:
+    storage = runtime.settings.storage
+    try:
+        entry = await runtime.store.call(
+            lambda s: s.quarantine(
+                exc.reason,
+                exc.message,
+                body,
+                remote,
+                max_rows=storage.quarantine_max_rows,
+                max_body=runtime.settings.server.max_body_bytes,
+                now=time.time(),
+            )
+        )
+    except Exception:
+        log.exception("could not quarantine a refused body")
+        entry = None
+    log.warning(
+        "refused body from %s: %s (%s), %d bytes, quarantine id %s",
+        remote or "?",
+        exc.reason,
+        exc.message,
+        len(body),
+        entry,
+    )
+    runtime.metrics.rejected(exc.reason)
+    return Answer(
+        exc.status_code, {"error": exc.reason, "message": exc.message, "quarantine_id": entry}
+    )
+
+
+def build_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
+    @post("/hooks/smartsupp/{token:str}", status_code=200, request_max_body_size=None)
+    async def smartsupp_hook(
+        request: Request[Any, Any, Any], token: FromPath[str]
+    ) -> Response[Any]:
+        expected = runtime.hook_token.encode()
+        if not hmac.compare_digest(token.encode(), expected):
+            log.warning("hook called with a wrong token from %s", runtime.client_address(request))
+            return Response({"error": "not_found", "message": "no such hook"}, status_code=404)
+        remote = runtime.client_address(request)
+        if not runtime.hook_allowed(remote):
+            log.warning("hook call from %s refused: not in server.hook_allowlist", remote)
+            runtime.metrics.rejected("forbidden_address")
+            return Response(
+                {"error": "forbidden", "message": f"address {remote} may not post"}, status_code=403
+            )
+        limit = runtime.settings.server.max_body_bytes
+        body, too_long = await read_limited(request.stream(), limit)
+        if too_long:
+            answer = await refuse(runtime, PayloadTooLarge(limit), body, remote)
+        else:
+            answer = await receive(runtime, body, remote)
+        return Response(answer.body, status_code=answer.status)
+
+    @get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return [smartsupp_hook, healthz]

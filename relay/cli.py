@@ -1,0 +1,280 @@
+"""The ``relay`` command: serve, check, preview, and the operator's queue tools."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from relay.app import create_app, database_path
+from relay.classify import classify
+from relay.errors import ConfigError, PayloadError, RelayError
+from relay.payload import parse
+from relay.render import Renderer
+from relay.routing import route
+from relay.settings import EmailAction, Settings, load_settings
+from relay.store import Store
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Settings file (TOML). Default: $RELAY_CONFIG, else built-in defaults.",
+)
+
+
+def _load(config_path: Path | None) -> Settings:
+    try:
+        return load_settings(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@click.group()
+def main() -> None:
+    """Receive Smartsupp conversations and route them to email and Slack."""
+
+
+@main.command()
+@config_option
+def serve(config_path: Path | None) -> None:
+    """Run the HTTP server and the delivery worker."""
+    import uvicorn  # noqa: PLC0415 -- only `serve` needs the server
+
+    settings = _load(config_path)
+    problems = template_problems(settings)
+    if problems:
+        raise click.ClickException("templates: " + "; ".join(problems))
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    app = create_app(settings)
+    click.echo(
+        f"relay listening on http://{settings.server.host}:{settings.server.port}"
+        f"/hooks/smartsupp/<token> (state in {settings.storage.state_dir})",
+        err=True,
+    )
+    uvicorn.run(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.delivery.shutdown_grace_seconds) + 5,
+    )
+
+
+def template_problems(settings: Settings) -> list[str]:
+    renderer = Renderer(settings.render, from_address=settings.smtp.from_address)
+    wanted = sorted(
+        {
+            (action.type, action.template)
+            for rule in settings.effective_rules
+            for action in rule.actions
+        }
+    )
+    return renderer.check(wanted)
+
+
+@main.command()
+@config_option
+def check(config_path: Path | None) -> None:
+    """Validate settings, rules and templates; exit 1 with a message if anything is wrong."""
+    settings = _load(config_path)
+    problems = template_problems(settings)
+    if problems:
+        raise click.ClickException("templates: " + "; ".join(problems))
+    rules = settings.effective_rules
+    click.echo(f"settings OK: {len(rules)} rules, state in {settings.storage.state_dir}")
+
+
+@main.command()
+@click.argument("payload", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@config_option
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("preview"),
+    show_default=True,
+    help="Directory for the rendered output.",
+)
+def preview(payload: Path, config_path: Path | None, out: Path) -> None:
+    """Show the category and matching rules for PAYLOAD and write what would be sent."""
+    settings = _load(config_path)
+    try:
+        conversation = parse(payload.read_bytes())
+    except PayloadError as exc:
+        raise click.ClickException(f"{payload}: {exc.reason}: {exc.message}") from None
+    category = classify(conversation, low_rating_threshold=settings.classify.low_rating_threshold)
+    planned = route(conversation, category, settings.effective_rules)
+    click.echo(f"conversation {conversation.key}: category {category.value}")
+    if not planned:
+        click.echo("no rule matches: nothing would be sent")
+        return
+    renderer = Renderer(settings.render, from_address=settings.smtp.from_address)
+    out.mkdir(parents=True, exist_ok=True)
+    for index, plan in enumerate(planned, start=1):
+        action = plan.action
+        stem = out / f"{index:02d}-{plan.rule}-{action.type}"
+        if isinstance(action, EmailAction):
+            content = renderer.email(
+                conversation, category, action, message_id=f"<preview.{index}@relay.invalid>"
+            )
+            path = stem.with_suffix(".eml")
+            path.write_bytes(content.message.as_bytes())
+            target = ", ".join(content.recipients)
+        else:
+            slack = renderer.slack(conversation, category, action)
+            path = stem.with_suffix(".json")
+            body = {"channel": slack.channel, "text": slack.text, "blocks": list(slack.blocks)}
+            path.write_text(json.dumps(body, ensure_ascii=False, indent=2), encoding="utf-8")
+            target = slack.channel or "(webhook)"
+        click.echo(f"rule {plan.rule}: {action.type} to {target} -> {path}")
+
+
+def _open_store(settings: Settings) -> Store:
+    path = database_path(settings)
+    if not path.exists():
+        raise click.ClickException(f"no store at {path} (has the relay run with this config?)")
+    return Store(path)
+
+
+@main.command()
+@config_option
+@click.option("--all", "show_all", is_flag=True, help="Also list sent deliveries.")
+def queue(config_path: Path | None, show_all: bool) -> None:
+    """Delivery counts, and every pending, retrying or dead delivery with its last error."""
+    store = _open_store(_load(config_path))
+    counts = store.counts()
+    click.echo("  ".join(f"{status}={n}" for status, n in counts.items()))
+    statuses = ("pending", "sending", "retrying", "dead") + (("sent",) if show_all else ())
+    rows = store.deliveries(statuses)
+    if rows:
+        click.echo(
+            f"{'ID':>6}  {'STATUS':8}  {'CHANNEL':7}  {'TRIES':>5}  {'NEXT':19}  "
+            "CONVERSATION / RULE / LAST ERROR"
+        )
+    for row in rows:
+        nxt = _when(row.next_attempt_at) if row.status in ("pending", "retrying") else "-"
+        click.echo(
+            f"{row.id:>6}  {row.status:8}  {row.channel:7}  {row.attempts:>5}  {nxt:19}  "
+            f"{row.conv_key} / {row.rule} / {row.last_error or ''}"
+        )
+    store.close()
+
+
+@main.command()
+@config_option
+@click.argument("delivery_ids", type=int, nargs=-1)
+@click.option("--dead", "all_dead", is_flag=True, help="Retry every dead delivery.")
+def retry(config_path: Path | None, delivery_ids: tuple[int, ...], all_dead: bool) -> None:
+    """Schedule deliveries (by ID, or all dead ones) for an immediate new attempt."""
+    if not delivery_ids and not all_dead:
+        raise click.UsageError("give delivery IDs or --dead")
+    store = _open_store(_load(config_path))
+    changed = store.retry_now(None if all_dead else list(delivery_ids))
+    store.close()
+    click.echo(f"{changed} deliveries scheduled for retry")
+
+
+@main.command()
+@config_option
+@click.argument("conversation_id", type=int)
+def replay(config_path: Path | None, conversation_id: int) -> None:
+    """Route a stored conversation again with the current rules and deliver it again."""
+    settings = _load(config_path)
+    store = _open_store(settings)
+    found = store.conversation_raw(conversation_id)
+    if found is None:
+        store.close()
+        raise click.ClickException(f"no conversation with id {conversation_id}")
+    raw, _, key = found
+    conversation = parse(raw)
+    category = classify(conversation, low_rating_threshold=settings.classify.low_rating_threshold)
+    planned = route(conversation, category, settings.effective_rules)
+    created = store.replan(conversation_id, planned)
+    store.close()
+    click.echo(f"conversation {key} ({category.value}): {created} deliveries planned")
+
+
+@main.group(invoke_without_command=True)
+@config_option
+@click.pass_context
+def quarantine(ctx: click.Context, config_path: Path | None) -> None:
+    """List refused bodies kept for inspection."""
+    ctx.obj = config_path
+    if ctx.invoked_subcommand is not None:
+        return
+    store = _open_store(_load(config_path))
+    for row in store.quarantined():
+        click.echo(
+            f"{row.id:>6}  {_when(row.received_at)}  {row.reason:18}  "
+            f"{row.size:>8} B  {row.message}"
+        )
+    store.close()
+
+
+@quarantine.command("show")
+@click.argument("entry_id", type=int)
+@click.pass_obj
+def quarantine_show(config_path: Path | None, entry_id: int) -> None:
+    """Print one refused body and why it was refused."""
+    store = _open_store(_load(config_path))
+    row = store.quarantine_entry(entry_id)
+    store.close()
+    if row is None:
+        raise click.ClickException(f"no quarantine entry {entry_id}")
+    click.echo(f"id: {row.id}\nreceived: {_when(row.received_at)}\nfrom: {row.remote or '-'}")
+    click.echo(f"reason: {row.reason}\nmessage: {row.message}\nsize: {row.size} bytes\n")
+    click.echo(row.body.decode("utf-8", errors="replace"))
+
+
+@main.command()
+@config_option
+@click.option(
+    "--older-than", "days", type=float, default=None, help="Days (default: retention_days)."
+)
+def purge(config_path: Path | None, days: float | None) -> None:
+    """Delete conversations (and the personal data they carry) older than the retention period.
+    Conversations with deliveries still pending are kept."""
+    from rich.progress import Progress  # noqa: PLC0415 -- only purge shows a progress bar
+
+    settings = _load(config_path)
+    days = settings.storage.retention_days if days is None else days
+    store = _open_store(settings)
+    cutoff = time.time() - days * 86400
+    ids = store.conversations_older_than(cutoff)
+    batch = 500
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task("purging", total=len(ids))
+        for start in range(0, len(ids), batch):
+            chunk = ids[start : start + batch]
+            store.purge(chunk)
+            progress.advance(task, len(chunk))
+    dropped = store.purge_quarantine_older_than(cutoff)
+    store.close()
+    click.echo(
+        f"purged {len(ids)} conversations and {dropped} quarantined bodies older than {days:g} days"
+    )
+
+
+def run() -> None:  # pragma: no cover - console entry point wrapper
+    try:
+        main()
+    except RelayError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)

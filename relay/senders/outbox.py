@@ -1,0 +1,53 @@
+"""The embedded default destination: write each delivery as a file under <state_dir>/outbox/."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+from relay.senders.base import Content, EmailContent
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class OutboxSender:
+    """Emails become ``<id>-email.eml``; Slack messages ``<id>-slack.json``. The name depends
+    only on the delivery id, so a repeated attempt overwrites rather than duplicates."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path_for(self, delivery_id: int, content: Content) -> Path:
+        if isinstance(content, EmailContent):
+            return self.directory / f"{delivery_id:08d}-email.eml"
+        return self.directory / f"{delivery_id:08d}-slack.json"
+
+    async def send(self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()) -> None:
+        await asyncio.to_thread(self._write, content, delivery_id)
+
+    def _write(self, content: Content, delivery_id: int) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, EmailContent):
+            data = content.message.as_bytes()
+        else:
+            payload = {
+                "channel": content.channel,
+                "text": content.text,
+                "blocks": list(content.blocks),
+            }
+            data = json.dumps(payload, ensure_ascii=False, indent=2).encode()
+        _write_atomically(self.path_for(delivery_id, content), data)

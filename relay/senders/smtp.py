@@ -1,0 +1,104 @@
+"""Send email over SMTP with aiosmtplib and sort failures into transient and permanent."""
+
+from __future__ import annotations
+
+import ssl
+from email.headerregistry import Address
+from email.utils import parseaddr
+
+import aiosmtplib
+
+from relay.errors import (
+    DeliveryConnectionError,
+    DeliveryTimeout,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from relay.senders.base import Content, EmailContent
+from relay.settings import SmtpSettings
+
+
+def envelope_sender(from_address: str) -> str:
+    return parseaddr(from_address)[1] or from_address
+
+
+def _reply(code: int, message: str) -> str:
+    return f"{code} {message}".strip()
+
+
+class SmtpSender:
+    """One connection per delivery; STARTTLS/implicit TLS and AUTH from settings."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self._sender = envelope_sender(settings.from_address)
+
+    async def send(self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()) -> None:
+        if not isinstance(content, EmailContent):
+            raise PermanentDeliveryError(f"SMTP sender cannot send {type(content).__name__}")
+        recipients = [r for r in content.recipients if r not in skip]
+        if not recipients:
+            return
+        s = self.settings
+        try:
+            refused, _ = await aiosmtplib.send(
+                content.message,
+                sender=self._sender,
+                recipients=recipients,
+                hostname=s.host,
+                port=s.effective_port,
+                username=s.username,
+                password=s.password.get_secret_value() if s.password else None,
+                use_tls=s.security == "tls",
+                start_tls=True if s.security == "starttls" else False,  # noqa: SIM210 -- None would mean "opportunistic"
+                timeout=s.timeout_seconds,
+            )
+        except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
+            raise classify_failure(exc) from None
+        if refused:
+            accepted = [r for r in recipients if r not in refused]
+            raise _refused({r: (v.code, v.message) for r, v in refused.items()}, (*skip, *accepted))
+
+
+def classify_failure(  # noqa: PLR0911 -- one return per failure class reads best
+    exc: BaseException,
+) -> TransientDeliveryError | PermanentDeliveryError:
+    """Map an aiosmtplib/socket failure to transient (4xx, connection, timeout) or permanent
+    (5xx, authentication, certificate verification)."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return _refused({r.recipient: (r.code, r.message) for r in exc.recipients}, ())
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return PermanentDeliveryError(
+            f"SMTP authentication failed: {_reply(exc.code, exc.message)}"
+        )
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError):
+        return DeliveryTimeout(f"SMTP timeout: {exc}")
+    if isinstance(exc, ssl.SSLCertVerificationError) or isinstance(
+        exc.__cause__, ssl.SSLCertVerificationError
+    ):
+        return PermanentDeliveryError(f"TLS certificate verification failed: {exc}")
+    if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPServerDisconnected | OSError):
+        return DeliveryConnectionError(f"SMTP connection failed: {exc}")
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        reply = _reply(exc.code, exc.message)
+        if 400 <= exc.code < 500:
+            return TransientDeliveryError(f"SMTP server deferred: {reply}")
+        return PermanentDeliveryError(f"SMTP server refused: {reply}")
+    return TransientDeliveryError(f"SMTP error: {exc}")
+
+
+def _refused(
+    refused: dict[str, tuple[int, str]], done: tuple[str, ...]
+) -> TransientDeliveryError | PermanentDeliveryError:
+    """Some recipients were refused. Permanently refused ones count as done (retrying cannot
+    help them); if any refusal was temporary, the delivery is retried for those only."""
+    detail = "; ".join(f"{r}: {_reply(code, msg)}" for r, (code, msg) in sorted(refused.items()))
+    temporary = [r for r, (code, _) in refused.items() if 400 <= code < 500]
+    permanent = [r for r in refused if r not in temporary]
+    if temporary:
+        return TransientDeliveryError(f"recipients deferred: {detail}", done=(*done, *permanent))
+    return PermanentDeliveryError(f"recipients refused: {detail}", done=done)
+
+
+def format_address(display_name: str, addr: str) -> str:
+    return str(Address(display_name=display_name, addr_spec=addr))

@@ -1,0 +1,121 @@
+"""One thread owns the store; concurrent intakes are committed together (group commit)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from relay.store import Accepted, Intake, Store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_BATCH = 256
+
+
+@dataclass
+class _Job:
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    intake: Intake | None = None
+    call: Callable[[Store], Any] | None = None
+    done: bool = field(default=False)
+
+
+def _resolve(job: _Job, result: Any = None, error: BaseException | None = None) -> None:
+    def apply() -> None:
+        if job.future.done():
+            return
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(result)
+
+    job.loop.call_soon_threadsafe(apply)
+
+
+class StoreThread:
+    """Serialises all store access on one thread.
+
+    Intakes that arrive while a commit is in progress wait in the queue and are written
+    together by the next transaction, so N concurrent requests cost one fsync, not N. A
+    caller's future resolves only after its transaction has committed.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="relay-store", daemon=True)
+        self._thread.start()
+
+    async def accept(self, intake: Intake) -> Accepted:
+        loop = asyncio.get_running_loop()
+        job = _Job(loop.create_future(), loop, intake=intake)
+        self._queue.put(job)
+        result: Accepted = await job.future
+        return result
+
+    async def call(self, fn: Callable[[Store], T]) -> T:
+        loop = asyncio.get_running_loop()
+        job = _Job(loop.create_future(), loop, call=fn)
+        self._queue.put(job)
+        result: T = await job.future
+        return result
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self.store.close()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                batch.append(job)
+            self._process(batch)
+            if stop:
+                return
+
+    def _process(self, batch: list[_Job]) -> None:
+        intakes = [job for job in batch if job.intake is not None]
+        if intakes:
+            self._commit_intakes(intakes)
+        for job in batch:
+            if job.call is None:
+                continue
+            try:
+                _resolve(job, job.call(self.store))
+            except Exception as exc:
+                _resolve(job, error=exc)
+
+    def _commit_intakes(self, jobs: list[_Job]) -> None:
+        try:
+            results = self.store.accept_many([job.intake for job in jobs if job.intake])
+        except Exception:
+            # One bad intake must not fail its neighbours: fall back to one by one.
+            log.exception("group commit of %d intakes failed; retrying one by one", len(jobs))
+            for job in jobs:
+                assert job.intake is not None
+                try:
+                    _resolve(job, self.store.accept(job.intake))
+                except Exception as exc:
+                    _resolve(job, error=exc)
+            return
+        for job, result in zip(jobs, results, strict=True):
+            _resolve(job, result)

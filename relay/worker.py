@@ -1,0 +1,208 @@
+"""The delivery worker: claims due deliveries, renders and sends them, records each outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from email.utils import parseaddr
+from functools import partial
+
+from pydantic import TypeAdapter
+
+from relay.classify import Category
+from relay.errors import DeliveryError, PermanentDeliveryError, RateLimited, TransientDeliveryError
+from relay.payload import parse
+from relay.render import Renderer
+from relay.retry import GiveUp, RetryPolicy, decide
+from relay.senders.base import Content, Sender
+from relay.settings import Action, EmailAction
+from relay.store import ClaimedDelivery, Store
+from relay.storethread import StoreThread
+
+log = logging.getLogger(__name__)
+
+_ACTION = TypeAdapter[Action](Action)
+IDLE_POLL_SECONDS = 1.0  # picks up changes made by `relay retry` from another process
+
+
+def message_id(dedupe_key: str, from_address: str) -> str:
+    """Stable per conversation, action and category: a resend dedupes downstream."""
+    domain = parseaddr(from_address)[1].rpartition("@")[2] or "relay.invalid"
+    digest = hashlib.sha256(dedupe_key.encode()).hexdigest()[:32]
+    return f"<{digest}@{domain}>"
+
+
+def render_delivery(renderer: Renderer, delivery: ClaimedDelivery, from_address: str) -> Content:
+    conversation = parse(delivery.raw)
+    category = Category(delivery.category)
+    action = _ACTION.validate_python(delivery.action)
+    if isinstance(action, EmailAction):
+        mid = message_id(delivery.dedupe_key, from_address)
+        return renderer.email(conversation, category, action, message_id=mid)
+    return renderer.slack(conversation, category, action)
+
+
+class Worker:
+    def __init__(
+        self,
+        store: StoreThread,
+        renderer: Renderer,
+        senders: Mapping[str, Sender],
+        *,
+        from_address: str,
+        policy: RetryPolicy,
+        concurrency: int = 4,
+        clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._renderer = renderer
+        self._senders = senders
+        self._from_address = from_address
+        self._policy = policy
+        self._concurrency = concurrency
+        self._clock = clock
+        self._jitter = jitter
+        self._wake = asyncio.Event()
+        self._settled = asyncio.Event()
+        self._stopping = False
+        self._inflight: dict[asyncio.Task[None], int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="relay-worker")
+
+    def wake(self) -> None:
+        self._settled.clear()
+        self._wake.set()
+
+    async def settled(self) -> None:
+        """Return once nothing is pending, retrying or in flight (used by tests and benches)."""
+        self.wake()
+        await self._settled.wait()
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; give in-flight sends ``grace`` seconds, then put the rest back."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._inflight:
+            await asyncio.wait(list(self._inflight), timeout=grace)
+        unfinished = {t: i for t, i in self._inflight.items() if not t.done()}
+        for task in unfinished:
+            task.cancel()
+        if unfinished:
+            await asyncio.wait(list(unfinished))
+            ids = list(unfinished.values())
+            await self._store.call(lambda s: s.release(ids))
+            log.warning("shutdown: %d unfinished deliveries left pending", len(ids))
+
+    async def _run(self) -> None:
+        recovered = await self._store.call(lambda s: s.recover_claimed(self._clock()))
+        if recovered:
+            log.warning("requeued %d deliveries interrupted by a previous stop", recovered)
+        while not self._stopping:
+            self._wake.clear()
+            free = self._concurrency - len(self._inflight)
+            claimed: list[ClaimedDelivery] = []
+            if free > 0:
+                claimed = await self._store.call(
+                    partial(Store.claim_due, limit=free, now=self._clock())
+                )
+                for delivery in claimed:
+                    task = asyncio.create_task(self._attempt(delivery))
+                    self._inflight[task] = delivery.id
+                    task.add_done_callback(self._finished)
+            if claimed and len(self._inflight) < self._concurrency:
+                continue
+            await self._idle()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task, None)
+        self._wake.set()
+
+    async def _idle(self) -> None:
+        next_due = await self._store.call(lambda s: s.next_due_at())
+        if next_due is None and not self._inflight:
+            self._settled.set()
+        timeout = IDLE_POLL_SECONDS
+        if next_due is not None:
+            timeout = min(max(next_due - self._clock(), 0.0), IDLE_POLL_SECONDS)
+        if timeout <= 0 and len(self._inflight) < self._concurrency:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=timeout or IDLE_POLL_SECONDS)
+
+    async def _attempt(self, delivery: ClaimedDelivery) -> None:
+        sender = self._senders.get(delivery.channel)
+        try:
+            if sender is None:
+                raise PermanentDeliveryError(f"no sender configured for {delivery.channel!r}")
+            try:
+                content = render_delivery(self._renderer, delivery, self._from_address)
+            except Exception as exc:
+                log.exception("delivery %d: rendering failed", delivery.id)
+                raise PermanentDeliveryError(f"rendering failed: {exc}") from exc
+            await sender.send(content, delivery_id=delivery.id, skip=delivery.done_recipients)
+        except TransientDeliveryError as exc:
+            await self._retry_or_bury(delivery, exc)
+        except PermanentDeliveryError as exc:
+            await self._bury(delivery, exc.message, exc.done)
+        except DeliveryError as exc:
+            await self._retry_or_bury(delivery, TransientDeliveryError(exc.message, done=exc.done))
+        except Exception as exc:
+            log.exception("delivery %d: unexpected sender failure", delivery.id)
+            await self._retry_or_bury(delivery, TransientDeliveryError(repr(exc)))
+        else:
+            await self._store.call(lambda s: s.mark_sent(delivery.id, self._clock()))
+            log.info(
+                "delivery %d sent: channel=%s rule=%s attempt=%d",
+                delivery.id,
+                delivery.channel,
+                delivery.rule,
+                delivery.attempts,
+            )
+
+    async def _retry_or_bury(self, delivery: ClaimedDelivery, exc: TransientDeliveryError) -> None:
+        done = (*delivery.done_recipients, *exc.done)
+        retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+        now = self._clock()
+        decision = decide(
+            self._policy,
+            attempts=delivery.attempts,
+            created_at=delivery.created_at,
+            now=now,
+            jitter=self._jitter(),
+            retry_after=retry_after,
+        )
+        if isinstance(decision, GiveUp):
+            await self._bury(delivery, f"{exc.message} ({decision.reason})", done)
+            return
+        await self._store.call(
+            lambda s: s.mark_retry(delivery.id, decision.at, exc.message, done, now)
+        )
+        log.warning(
+            "delivery %d failed (attempt %d), retry in %.1f s: %s",
+            delivery.id,
+            delivery.attempts,
+            decision.delay,
+            exc.message,
+        )
+
+    async def _bury(self, delivery: ClaimedDelivery, error: str, done: tuple[str, ...]) -> None:
+        all_done = (*delivery.done_recipients, *done)
+        await self._store.call(lambda s: s.mark_dead(delivery.id, error, all_done, self._clock()))
+        log.error(
+            "delivery %d is dead after %d attempts: %s", delivery.id, delivery.attempts, error
+        )

@@ -1,0 +1,66 @@
+"""Shared fixtures: real SMTP and fake Slack servers on loopback, settings, sample bodies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.settings import Settings
+from tests.support.slack import FakeSlack
+from tests.support.smtp import RecordingHandler, SmtpServer
+
+SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "samples"
+TOKEN = "test-token-123"
+
+
+def sample(name: str = "v1") -> dict[str, Any]:
+    return json.loads((SAMPLES / f"doc-example-{name}.json").read_text(encoding="utf-8"))
+
+
+def body(data: dict[str, Any]) -> bytes:
+    return json.dumps(data).encode()
+
+
+@pytest.fixture
+def smtp_handler() -> RecordingHandler:
+    return RecordingHandler()
+
+
+@pytest.fixture
+def smtp_server(smtp_handler: RecordingHandler) -> Iterator[SmtpServer]:
+    server = SmtpServer(smtp_handler)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    slack = FakeSlack()
+    slack.start()
+    yield slack
+    slack.stop()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings with a temp state dir; keyword sections override (e.g. smtp={...})."""
+
+    def make(**sections: Any) -> Settings:
+        data: dict[str, Any] = {
+            "server": {"hook_token": TOKEN},
+            "storage": {"state_dir": str(tmp_path / "state")},
+            "delivery": {"backoff_initial_seconds": 0.05, "backoff_max_seconds": 0.2},
+        }
+        for key, value in sections.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        return Settings(**data)
+
+    return make
