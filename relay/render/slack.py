@@ -76,10 +76,11 @@ def message_line(message: MessageView) -> str:
     time = f" · {slack_escape(message.time)}" if message.time else ""
     if message.kind == "system":
         return clip_escaped(f"_{slack_escape(message.text)}_{time}", MESSAGE_LIMIT)
-    marks = [slack_escape(m) for m in (message.triggered_by, message.offline_email) if m]
+    marks = [escaped(m, 150) for m in (message.triggered_by, message.offline_email) if m]
     extra = "".join(f"\n_{mark}_" for mark in marks)
     head = f"*{escaped(message.author, 100)}*{time}{extra}\n"
-    return head + clip_escaped(slack_escape(message.text), MESSAGE_LIMIT - len(head))
+    body = clip_escaped(slack_escape(message.text), max(MESSAGE_LIMIT - len(head), 100))
+    return clip_escaped(head + body, MESSAGE_LIMIT)
 
 
 def excerpt(messages: tuple[MessageView, ...]) -> tuple[list[str], int]:

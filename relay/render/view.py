@@ -257,7 +257,7 @@ def build_view(conversation: Conversation, category: Category, t: Translator) ->
         ),
         rating_comment=(channel.rating_desc or "").strip() or None,
         date=t.datetime_text(moment) if moment is not None else None,
-        duration=t.duration(channel.duration),
+        duration=t.duration(channel.duration) if channel.duration else None,
         first_response=t.duration(channel.first_response),
         avg_response=t.duration(channel.avg_response),
         agents=_agents(conversation),
