@@ -80,14 +80,12 @@ def serve(config_path: Path | None) -> None:
 
 def template_problems(settings: Settings) -> list[str]:
     renderer = Renderer(settings.render, from_address=settings.smtp.from_address)
-    wanted = sorted(
-        {
-            (action.type, action.template)
-            for rule in settings.effective_rules
-            for action in rule.actions
-        }
-    )
-    return renderer.check(wanted)
+    actions = [action for rule in settings.effective_rules for action in rule.actions]
+    problems = renderer.check(sorted({(action.type, action.template) for action in actions}))
+    for action in actions:
+        if isinstance(action, EmailAction) and action.subject is not None:
+            problems += renderer.check_subject(action.subject)
+    return problems
 
 
 @main.command()
