@@ -1,4 +1,4 @@
-"""HTTP intake: the Smartsupp hook endpoint and the health endpoint."""
+"""HTTP endpoints: the Smartsupp hook, /healthz, /readyz and /metrics."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
+from litestar.plugins.prometheus import PrometheusController
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from relay.classify import classify
 from relay.errors import PayloadError, PayloadTooLarge
@@ -121,22 +123,31 @@ async def refuse(runtime: Runtime, exc: PayloadError, body: bytes, remote: str |
     )
 
 
+def gatekeep(runtime: Runtime, token: str, remote: str | None) -> Response[Any] | None:
+    """The answer for a caller who may not post, or None. The address is checked first, so a
+    caller outside ``server.hook_allowlist`` cannot tell a right token from a wrong one."""
+    if not runtime.hook_allowed(remote):
+        log.warning("hook call from %s refused: not in server.hook_allowlist", remote)
+        runtime.metrics.rejected("forbidden_address")
+        return Response(
+            {"error": "forbidden", "message": f"address {remote} may not post"}, status_code=403
+        )
+    if not hmac.compare_digest(token.encode(), runtime.hook_token.encode()):
+        log.warning("hook called with a wrong token from %s", remote)
+        runtime.metrics.rejected("wrong_token")
+        return Response({"error": "not_found", "message": "no such hook"}, status_code=404)
+    return None
+
+
 def build_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
     @post("/hooks/smartsupp/{token:str}", status_code=200, request_max_body_size=None)
     async def smartsupp_hook(
         request: Request[Any, Any, Any], token: FromPath[str]
     ) -> Response[Any]:
-        expected = runtime.hook_token.encode()
-        if not hmac.compare_digest(token.encode(), expected):
-            log.warning("hook called with a wrong token from %s", runtime.client_address(request))
-            return Response({"error": "not_found", "message": "no such hook"}, status_code=404)
         remote = runtime.client_address(request)
-        if not runtime.hook_allowed(remote):
-            log.warning("hook call from %s refused: not in server.hook_allowlist", remote)
-            runtime.metrics.rejected("forbidden_address")
-            return Response(
-                {"error": "forbidden", "message": f"address {remote} may not post"}, status_code=403
-            )
+        refused = gatekeep(runtime, token, remote)
+        if refused is not None:
+            return refused
         limit = runtime.settings.server.max_body_bytes
         body, too_long = await read_limited(request.stream(), limit)
         if too_long:
@@ -149,4 +160,30 @@ def build_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    return [smartsupp_hook, healthz]
+    return [smartsupp_hook, healthz, *build_operations_handlers(runtime)]
+
+
+def build_operations_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
+    @get("/readyz", include_in_schema=False)
+    async def readyz() -> Response[dict[str, Any]]:
+        verdict = await runtime.readiness()
+        return Response(verdict.as_json(), status_code=200 if verdict.ready else 503)
+
+    return [readyz]
+
+
+class MetricsController(PrometheusController):
+    """``/metrics``: the relay's own metrics (queue gauges counted from the store at each
+    scrape), then the process-wide registry (process, Python and HTTP request metrics)."""
+
+    @get(include_in_schema=False)
+    async def get(self, request: Request[Any, Any, Any]) -> Response[bytes]:
+        runtime: Runtime = request.app.state.runtime
+        try:
+            await runtime.refresh_queue_metrics()
+        except TimeoutError:
+            # Prometheus records the failed scrape (up == 0); stale gauges would mislead.
+            return Response(b"the store did not answer\n", status_code=503, media_type="text/plain")
+        # As a header: given as media_type, Litestar would append a second charset.
+        headers = {"Content-Type": CONTENT_TYPE_LATEST}
+        return Response(runtime.metrics.exposition(), status_code=200, headers=headers)

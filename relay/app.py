@@ -8,8 +8,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from litestar import Litestar
+from litestar.plugins.prometheus import PrometheusConfig
 
-from relay.api import build_handlers
+from relay.api import MetricsController, build_handlers
+from relay.logs import RequestIdMiddleware, StdlibLogging
 from relay.render import Renderer
 from relay.retry import RetryPolicy
 from relay.runtime import Runtime, hook_token
@@ -20,7 +22,7 @@ from relay.senders.smtp import SmtpSender
 from relay.settings import Settings
 from relay.store import Store
 from relay.storethread import StoreThread
-from relay.worker import Worker
+from relay.worker import Observer, Worker
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     )
 
 
-def build_worker(settings: Settings, store: StoreThread) -> Worker:
+def build_worker(settings: Settings, store: StoreThread, observe: Observer | None = None) -> Worker:
     return Worker(
         store,
         Renderer(settings.render, from_address=settings.smtp.from_address),
@@ -59,6 +61,7 @@ def build_worker(settings: Settings, store: StoreThread) -> Worker:
         from_address=settings.smtp.from_address,
         policy=retry_policy(settings),
         concurrency=settings.delivery.concurrency,
+        observe=observe,
     )
 
 
@@ -68,7 +71,7 @@ def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         store = StoreThread(Store(database_path(settings)))
-        worker = build_worker(settings, store)
+        worker = build_worker(settings, store, observe=runtime.metrics.delivery)
         runtime._store, runtime._worker = store, worker
         worker.start()
         log.info("relay started: state in %s", settings.storage.state_dir)
@@ -80,6 +83,14 @@ def create_app(settings: Settings) -> Litestar:
             runtime._store = runtime._worker = None
             log.info("relay stopped")
 
-    app = Litestar(route_handlers=build_handlers(runtime), lifespan=[lifespan], debug=False)
+    # HTTP request metrics by path template: the hook's real path carries the secret token.
+    http_metrics = PrometheusConfig(app_name="relay", prefix="relay_http", group_path=True)
+    app = Litestar(
+        route_handlers=[*build_handlers(runtime), MetricsController],
+        middleware=[RequestIdMiddleware, http_metrics.middleware],
+        logging_config=StdlibLogging(),
+        lifespan=[lifespan],
+        debug=False,
+    )
     app.state.runtime = runtime
     return app

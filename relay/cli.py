@@ -14,6 +14,7 @@ import click
 from relay.app import create_app, database_path
 from relay.classify import classify
 from relay.errors import ConfigError, PayloadError, RelayError
+from relay.logs import configure_logging
 from relay.payload import parse
 from relay.render import Renderer
 from relay.routing import route
@@ -57,16 +58,13 @@ def serve(config_path: Path | None) -> None:
     problems = template_problems(settings)
     if problems:
         raise click.ClickException("templates: " + "; ".join(problems))
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings.logging)
     app = create_app(settings)
-    click.echo(
-        f"relay listening on http://{settings.server.host}:{settings.server.port}"
-        f"/hooks/smartsupp/<token> (state in {settings.storage.state_dir})",
-        err=True,
+    logging.getLogger("relay").info(
+        "relay listening on http://%s:%d/hooks/smartsupp/<token> (state in %s)",
+        settings.server.host,
+        settings.server.port,
+        settings.storage.state_dir,
     )
     uvicorn.run(
         app,

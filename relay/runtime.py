@@ -5,18 +5,23 @@ from __future__ import annotations
 import ipaddress
 import logging
 import secrets
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from litestar import Request
 
+from relay.health import Readiness, backlog_age, readiness, store_state
 from relay.metrics import Metrics
 from relay.settings import Rule, Settings
 from relay.storethread import StoreThread
 from relay.worker import Worker
 
 log = logging.getLogger(__name__)
+
+Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def hook_token(settings: Settings) -> str:
@@ -39,6 +44,7 @@ class Runtime:
     settings: Settings
     hook_token: str
     metrics: Metrics = field(default_factory=Metrics)
+    clock: Callable[[], float] = time.time  # the wall clock of readiness and queue ages
     _store: StoreThread | None = None
     _worker: Worker | None = None
 
@@ -60,24 +66,64 @@ class Runtime:
 
     def client_address(self, request: Request[Any, Any, Any]) -> str | None:
         peer = request.client.host if request.client else None
-        proxies = self.settings.server.trusted_proxies
-        if peer is None or not proxies or not _in(peer, proxies):
-            return peer
         forwarded = request.headers.get("x-forwarded-for", "")
-        # Walk from the right: the first address that is not a trusted proxy is the client.
-        for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
-            if not _in(hop, proxies):
-                return hop
-        return peer
+        return client_address(peer, forwarded, self.settings.server.trusted_proxies)
 
     def hook_allowed(self, remote: str | None) -> bool:
         allow = self.settings.server.hook_allowlist
         return allow is None or (remote is not None and _in(remote, allow))
 
+    @property
+    def worker_running(self) -> bool:
+        return self._worker is not None and self._worker.running
 
-def _in(address: str, networks: list[Any]) -> bool:
+    async def readiness(self) -> Readiness:
+        health = self.settings.health
+        return await readiness(
+            self._store,
+            worker_running=self.worker_running,
+            now=self.clock(),
+            max_backlog_age=health.max_backlog_age_seconds,
+            within=health.probe_timeout_seconds,
+        )
+
+    async def refresh_queue_metrics(self) -> None:
+        """Set the queue gauges from the store (at scrape time). TimeoutError if it is stuck."""
+        state = await store_state(self.store, self.settings.health.probe_timeout_seconds)
+        self.metrics.set_queue(state.counts, backlog_age(state, self.clock()))
+
+
+def client_address(peer: str | None, forwarded: str, trusted: Sequence[Network]) -> str | None:
+    """The client's address: the TCP peer, unless the peer is a trusted proxy. Then walk
+    X-Forwarded-For from the right (the entry the nearest proxy added) and take the first hop
+    that is not itself a trusted proxy; entries further left are whatever the client claimed.
+    An entry that is not an address stops the walk at the last trusted hop."""
+    if peer is None or not trusted or not _in(peer, trusted):
+        return peer
+    nearest = peer
+    for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
+        address = _address(hop)
+        if address is None:
+            return nearest
+        if not _in(address, trusted):
+            return address
+        nearest = address
+    return nearest
+
+
+def _address(text: str) -> str | None:
+    """An IP address written as-is or as ``[v6]``, normalised; None if it is not one."""
+    try:
+        return str(ipaddress.ip_address(text.removeprefix("[").removesuffix("]")))
+    except ValueError:
+        return None
+
+
+def _in(address: str, networks: Sequence[Network]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # a dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d
     return any(ip in net for net in networks)

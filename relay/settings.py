@@ -92,6 +92,21 @@ class RenderSettings(_Section):
     templates_dir: Path | None = None
 
 
+class HealthSettings(_Section):
+    """What ``/readyz`` demands."""
+
+    # Not ready while a delivery not yet sent or dead was planned longer ago than this.
+    max_backlog_age_seconds: float = Field(default=900.0, gt=0)
+    # The store's write probe (and the queue counts behind /metrics) must answer within this.
+    probe_timeout_seconds: float = Field(default=5.0, gt=0)
+
+
+class LoggingSettings(_Section):
+    # "text": one human-readable line per event; "json": one JSON object per line.
+    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
 class RoutingSettings(_Section):
     """Targets of the built-in rules used when no ``[[rules]]`` are configured."""
 
@@ -166,6 +181,8 @@ class Settings(BaseSettings):
     classify: ClassifySettings = ClassifySettings()
     render: RenderSettings = RenderSettings()
     routing: RoutingSettings = RoutingSettings()
+    health: HealthSettings = HealthSettings()
+    logging: LoggingSettings = LoggingSettings()
     rules: list[Rule] | None = None
 
     @field_validator("rules")

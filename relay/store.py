@@ -57,6 +57,10 @@ CREATE TABLE IF NOT EXISTS quarantine (
     size         INTEGER NOT NULL,
     body         BLOB    NOT NULL
 );
+CREATE TABLE IF NOT EXISTS health_probe (   -- one row, rewritten by each readiness check
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at  REAL    NOT NULL
+);
 """
 
 ACTIVE = ("pending", "retrying", "sending")
@@ -485,11 +489,16 @@ class Store:
     def vacuum(self) -> None:
         self._conn.execute("VACUUM")
 
-    def writable(self) -> bool:
-        """True if a write transaction can be opened and committed right now."""
+    def writable(self, now: float | None = None) -> bool:
+        """True if a row of the database file can be written and committed (fsync'd) now."""
+        now = time.time() if now is None else now
         try:
             with self._transaction() as db:
-                db.execute("CREATE TEMP TABLE IF NOT EXISTS _probe (x)")
+                db.execute(
+                    "INSERT INTO health_probe (id, checked_at) VALUES (1, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+                    (now,),
+                )
         except sqlite3.Error:
             return False
         return True

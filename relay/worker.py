@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 _ACTION = TypeAdapter[Action](Action)
 IDLE_POLL_SECONDS = 1.0  # picks up changes made by `relay retry` from another process
 
+# Told each recorded outcome: (channel, "sent" | "retry" | "dead", seconds since the claim).
+Observer = Callable[[str, str, float], None]
+
 
 def message_id(dedupe_key: str, from_address: str) -> str:
     """Stable per conversation, action and category: a resend dedupes downstream."""
@@ -59,6 +62,7 @@ class Worker:
         concurrency: int = 4,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
+        observe: Observer | None = None,
     ) -> None:
         self._store = store
         self._renderer = renderer
@@ -68,6 +72,8 @@ class Worker:
         self._concurrency = concurrency
         self._clock = clock
         self._jitter = jitter
+        self._observer = observe
+        self._claimed_at: dict[int, float] = {}
         self._wake = asyncio.Event()
         self._settled = asyncio.Event()
         self._stopping = False
@@ -144,7 +150,13 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=timeout or IDLE_POLL_SECONDS)
 
+    def _observe(self, delivery: ClaimedDelivery, outcome: str) -> None:
+        claimed_at = self._claimed_at.pop(delivery.id, None)
+        if self._observer is not None and claimed_at is not None:
+            self._observer(delivery.channel, outcome, time.monotonic() - claimed_at)
+
     async def _attempt(self, delivery: ClaimedDelivery) -> None:
+        self._claimed_at[delivery.id] = time.monotonic()
         sender = self._senders.get(delivery.channel)
         try:
             if sender is None:
@@ -166,6 +178,7 @@ class Worker:
             await self._retry_or_bury(delivery, TransientDeliveryError(repr(exc)))
         else:
             await self._store.call(lambda s: s.mark_sent(delivery.id, self._clock()))
+            self._observe(delivery, "sent")
             log.info(
                 "delivery %d sent: channel=%s rule=%s attempt=%d",
                 delivery.id,
@@ -192,6 +205,7 @@ class Worker:
         await self._store.call(
             lambda s: s.mark_retry(delivery.id, decision.at, exc.message, done, now)
         )
+        self._observe(delivery, "retry")
         log.warning(
             "delivery %d failed (attempt %d), retry in %.1f s: %s",
             delivery.id,
@@ -203,6 +217,7 @@ class Worker:
     async def _bury(self, delivery: ClaimedDelivery, error: str, done: tuple[str, ...]) -> None:
         all_done = (*delivery.done_recipients, *done)
         await self._store.call(lambda s: s.mark_dead(delivery.id, error, all_done, self._clock()))
+        self._observe(delivery, "dead")
         log.error(
             "delivery %d is dead after %d attempts: %s", delivery.id, delivery.attempts, error
         )
