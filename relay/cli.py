@@ -72,6 +72,9 @@ def serve(config_path: Path | None) -> None:
         port=settings.server.port,
         log_config=None,
         access_log=False,
+        # Client addresses come from [server] trusted_proxies alone; uvicorn's own handling
+        # would believe X-Forwarded-For from 127.0.0.1 whatever the settings say.
+        proxy_headers=False,
         timeout_graceful_shutdown=int(settings.delivery.shutdown_grace_seconds) + 5,
     )
 

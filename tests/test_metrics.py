@@ -1,0 +1,125 @@
+"""/metrics: the Prometheus text format, counters that move with traffic, queue gauges."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from litestar.testing import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from relay.app import create_app
+from relay.settings import Settings
+from tests.conftest import TOKEN, body, sample
+from tests.support.app import runtime, wait_settled
+from tests.support.smtp import SmtpServer
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(client: TestClient[Any]) -> Samples:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    return value(after, name, **labels) - value(before, name, **labels)
+
+
+def missed(channel_id: int = 55039) -> bytes:
+    data = sample("v1")
+    data["channel"]["isMissed"] = True
+    data["channel"]["id"] = channel_id
+    return body(data)
+
+
+def test_counters_move_with_traffic(
+    make_settings: Callable[..., Settings], smtp_server: SmtpServer
+) -> None:
+    settings = make_settings(smtp={"host": "127.0.0.1", "port": smtp_server.port})
+    # The first delivery is deferred once, then refused for good.
+    smtp_server.handler.data_replies.extend(["451 4.3.0 busy", "550 5.1.1 no such mailbox"])
+    hook = f"/hooks/smartsupp/{TOKEN}"
+    with TestClient(create_app(settings)) as client:
+        before = scrape(client)
+        assert client.post(hook, content=missed()).status_code == 200
+        assert client.post(hook, content=missed()).json()["status"] == "duplicate"
+        assert client.post(hook, content=body(sample("v2"))).json()["category"] == "normal"
+        assert client.post(hook, content=b"{not json").status_code == 400
+        assert client.post("/hooks/smartsupp/guess", content=missed()).status_code == 404
+        wait_settled(client)
+        middle = scrape(client)
+        assert client.post(hook, content=missed(channel_id=1)).status_code == 200
+        smtp_server.handler.wait_for(1)
+        wait_settled(client)
+        after = scrape(client)
+
+    received = "relay_conversations_received_total"
+    assert moved(before, middle, received, category="missed", duplicate="false") == 1
+    assert moved(before, middle, received, category="missed", duplicate="true") == 1
+    assert moved(before, middle, received, category="normal", duplicate="false") == 1
+    rejected = "relay_conversations_rejected_total"
+    assert moved(before, middle, rejected, reason="invalid_json") == 1
+    assert moved(before, middle, rejected, reason="wrong_token") == 1
+    assert moved(before, middle, rejected, reason="forbidden_address") == 0
+
+    deliveries = "relay_deliveries_total"
+    assert moved(before, middle, deliveries, channel="email", outcome="retry") == 1
+    assert moved(before, middle, deliveries, channel="email", outcome="dead") == 1
+    assert moved(before, middle, deliveries, channel="email", outcome="sent") == 0
+    assert moved(middle, after, deliveries, channel="email", outcome="sent") == 1
+    assert moved(before, after, deliveries, channel="slack", outcome="sent") == 0
+    latency = "relay_delivery_send_duration_seconds"
+    assert moved(before, after, f"{latency}_count", channel="email") == 3
+    assert value(after, f"{latency}_sum", channel="email") > 0
+    assert value(after, f"{latency}_bucket", channel="email", le="+Inf") == 3
+
+    depth = "relay_delivery_queue_depth"
+    assert value(middle, depth, status="dead") == 1
+    assert value(after, depth, status="sent") == 1
+    assert value(after, depth, status="pending") == 0
+    assert value(after, "relay_oldest_pending_delivery_age_seconds") == 0
+
+
+def test_queue_gauges_show_the_backlog_and_its_age(
+    make_settings: Callable[..., Settings], smtp_server: SmtpServer
+) -> None:
+    settings = make_settings(smtp={"host": "127.0.0.1", "port": smtp_server.port})
+    smtp_server.handler.rcpt_replies["sales@localhost"] = "451 4.2.1 try later"
+    with TestClient(create_app(settings)) as client:
+        assert client.post(f"/hooks/smartsupp/{TOKEN}", content=missed()).status_code == 200
+        runtime(client).clock = lambda: time.time() + 300
+        samples = scrape(client)
+    depth = "relay_delivery_queue_depth"
+    active = sum(value(samples, depth, status=s) for s in ("pending", "sending", "retrying"))
+    assert active == 1
+    assert value(samples, depth, status="sent") == 0
+    assert value(samples, "relay_oldest_pending_delivery_age_seconds") >= 300
+
+
+def test_each_app_counts_for_itself_and_the_token_is_no_label(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    first = create_app(make_settings())
+    second = create_app(make_settings(storage={"state_dir": str(tmp_path / "second")}))
+    name = "relay_conversations_received_total"
+    with TestClient(first) as one, TestClient(second) as two:
+        assert one.post(f"/hooks/smartsupp/{TOKEN}", content=missed()).status_code == 200
+        assert value(scrape(one), name, category="missed", duplicate="false") == 1
+        assert value(scrape(two), name, category="missed", duplicate="false") == 0
+        text = one.get("/metrics").text
+    # Litestar's HTTP request metrics are labelled with the path template, not the path.
+    assert 'path="/hooks/smartsupp/{token}"' in text
+    assert TOKEN not in text

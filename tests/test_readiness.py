@@ -1,0 +1,132 @@
+"""/healthz and /readyz: a writable store, a running worker and a fresh backlog, or 503."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from relay.app import create_app, database_path
+from relay.health import StoreState, evaluate
+from relay.settings import Settings
+from tests.conftest import TOKEN, body, sample
+from tests.support.app import runtime, wait_settled
+from tests.support.smtp import SmtpServer
+
+
+def missed() -> bytes:
+    data = sample("v1")
+    data["channel"]["isMissed"] = True
+    return body(data)
+
+
+def checks(response: Any) -> dict[str, bool]:
+    return {name: check["ok"] for name, check in response.json()["checks"].items()}
+
+
+def test_ready_when_all_is_well(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(create_app(make_settings())) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ready",
+        "checks": {
+            "store": {"ok": True, "detail": "writable"},
+            "worker": {"ok": True, "detail": "running"},
+            "backlog": {
+                "ok": True,
+                "detail": "fresh",
+                "active": 0,
+                "oldest_age_seconds": 0.0,
+                "max_age_seconds": 900.0,
+            },
+        },
+    }
+
+
+def test_not_ready_when_the_worker_is_stopped(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(create_app(make_settings())) as client:
+        assert client.get("/readyz").status_code == 200
+        client.blocking_portal.call(runtime(client).worker.stop, 0.0)
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["status"] == "not_ready"
+        assert checks(response) == {"store": True, "worker": False, "backlog": True}
+        assert response.json()["checks"]["worker"]["detail"] == "stopped"
+        # The process still answers: liveness is not readiness.
+        assert client.get("/healthz").status_code == 200
+
+
+def test_not_ready_while_the_backlog_is_stale_and_ready_once_it_drains(
+    make_settings: Callable[..., Settings], smtp_server: SmtpServer
+) -> None:
+    settings = make_settings(
+        smtp={"host": "127.0.0.1", "port": smtp_server.port},
+        health={"max_backlog_age_seconds": 60},
+    )
+    handler = smtp_server.handler
+    handler.rcpt_replies["sales@localhost"] = "451 4.2.1 mailbox busy, try later"
+    with TestClient(create_app(settings)) as client:
+        assert client.post(f"/hooks/smartsupp/{TOKEN}", content=missed()).status_code == 200
+        fresh = client.get("/readyz")
+        assert fresh.status_code == 200, fresh.text
+        assert fresh.json()["checks"]["backlog"]["active"] == 1
+
+        # Two minutes later (by the clock readiness reads) the delivery is still not sent.
+        runtime(client).clock = lambda: time.time() + 120
+        stale = client.get("/readyz")
+        assert stale.status_code == 503
+        assert checks(stale) == {"store": True, "worker": True, "backlog": False}
+        backlog = stale.json()["checks"]["backlog"]
+        assert backlog["active"] == 1
+        assert backlog["oldest_age_seconds"] >= 120
+        assert "limit 60 s" in backlog["detail"]
+
+        # The mail server recovers, the worker delivers, the backlog is empty again.
+        with handler.arrived:
+            handler.rcpt_replies.clear()
+        handler.wait_for(1)
+        wait_settled(client)
+        assert client.get("/readyz").status_code == 200
+
+
+def test_not_ready_when_the_store_cannot_write(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(health={"probe_timeout_seconds": 0.5})
+    with TestClient(create_app(settings)) as client:
+        # Another process holds the database's write lock (as a long `relay purge` would).
+        other = sqlite3.connect(database_path(settings), isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            response = client.get("/readyz")
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert response.status_code == 503
+        assert checks(response) == {"store": False, "worker": True, "backlog": False}
+        assert response.json()["checks"]["store"]["detail"] == (
+            "the store did not answer within 0.5 s"
+        )
+        # Once the store thread has finished the probe that waited for the lock: ready.
+        client.blocking_portal.call(runtime(client).store.call, lambda store: None)
+        assert client.get("/readyz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("state", "now", "ready"),
+    [
+        (StoreState(True, {"pending": 0}, None), 1000.0, True),
+        (StoreState(True, {"retrying": 2}, 950.0), 1000.0, True),
+        (StoreState(True, {"retrying": 2}, 900.0), 1000.0, False),  # exactly at the limit
+        (StoreState(False, {}, None), 1000.0, False),
+        ("the store did not answer within 5 s", 1000.0, False),
+    ],
+)
+def test_verdict(state: StoreState | str, now: float, ready: bool) -> None:
+    verdict = evaluate(state, worker_running=True, now=now, max_backlog_age=100.0)
+    assert verdict.ready is ready
+    assert verdict.as_json()["status"] == ("ready" if ready else "not_ready")
