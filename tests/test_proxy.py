@@ -122,7 +122,8 @@ def test_allowlist_without_the_caller_refuses_and_stores_nothing(
         line = process.wait_for_line(f'"request_id": "{rid}"')
     event = json.loads(line)
     assert event["level"] == "warning"
-    assert event["message"].startswith("hook call from 198.51.100.2 refused: not in server.")
+    refusal = "hook call from 198.51.100.2 refused: not in server.hook_allowlist"
+    assert event["message"] == refusal
     for text in process.lines:
         json.loads(text)  # every line, uvicorn's included, is one JSON event
 
