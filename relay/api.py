@@ -19,7 +19,6 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from relay.classify import classify
 from relay.errors import PayloadError, PayloadTooLarge
 from relay.payload import content_hash, parse
-from relay.routing import route
 from relay.runtime import Runtime
 from relay.store import Intake
 
@@ -53,7 +52,7 @@ async def receive(runtime: Runtime, body: bytes, remote: str | None) -> Answer:
     except PayloadError as exc:
         return await refuse(runtime, exc, body, remote)
     category = classify(conversation, low_rating_threshold=settings.classify.low_rating_threshold)
-    planned = route(conversation, category, runtime.rules)
+    planned = runtime.route(conversation, category)
     intake = Intake(
         raw=body,
         parsed=msgspec.json.encode(conversation),

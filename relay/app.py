@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -11,15 +11,19 @@ from litestar import Litestar
 from litestar.plugins.prometheus import PrometheusConfig
 
 from relay.api import MetricsController, build_handlers
+from relay.errors import ConfigError
 from relay.logs import RequestIdMiddleware, StdlibLogging
-from relay.render import Renderer
+from relay.reload import Reloader
 from relay.retry import RetryPolicy
 from relay.runtime import Runtime, hook_token
+from relay.senders.archive import ArchiveSender
 from relay.senders.base import Sender
 from relay.senders.outbox import OutboxSender
 from relay.senders.slack import SlackSender
 from relay.senders.smtp import SmtpSender
-from relay.settings import Settings
+from relay.senders.webhook import WebhookSender
+from relay.settings import Settings, SlackSettings, SmtpSettings
+from relay.snapshot import Snapshot, build_renderers, template_problems
 from relay.store import Store
 from relay.storethread import StoreThread
 from relay.worker import Observer, Worker
@@ -35,13 +39,48 @@ def outbox_path(settings: Settings) -> Path:
     return Path(settings.storage.state_dir) / "outbox"
 
 
+def _slack_configured(slack: SlackSettings) -> bool:
+    return slack.token is not None or slack.webhook_url is not None
+
+
 def build_senders(settings: Settings) -> dict[str, Sender]:
-    """SMTP and Slack where configured; the local outbox directory for whatever is not."""
+    """Senders by ``relay.actions.sender_key``: "email", "slack", "webhook", "archive" for the
+    default destinations, "email:NAME", "slack:NAME", "webhook:NAME" for named ones. SMTP and
+    Slack where configured; the local outbox directory for whatever is not."""
     outbox = OutboxSender(outbox_path(settings))
-    email: Sender = SmtpSender(settings.smtp) if settings.smtp.host else outbox
-    slack_configured = settings.slack.token is not None or settings.slack.webhook_url is not None
-    slack: Sender = SlackSender(settings.slack) if slack_configured else outbox
-    return {"email": email, "slack": slack}
+
+    def email(smtp: SmtpSettings) -> Sender:
+        return SmtpSender(smtp) if smtp.host else outbox
+
+    def slack(config: SlackSettings) -> Sender:
+        return SlackSender(config) if _slack_configured(config) else outbox
+
+    named = settings.destinations
+    return {
+        "email": email(settings.smtp),
+        "slack": slack(settings.slack),
+        "webhook": WebhookSender(),
+        "archive": ArchiveSender(Path(settings.storage.state_dir)),
+        **{f"email:{name}": email(smtp) for name, smtp in named.smtp.items()},
+        **{f"slack:{name}": slack(config) for name, config in named.slack.items()},
+        **{f"webhook:{name}": WebhookSender(hook) for name, hook in named.webhook.items()},
+    }
+
+
+def build_snapshot(settings: Settings) -> Snapshot:
+    """Everything the request path and the worker build from settings; raises ConfigError
+    (bad render settings, or templates that do not render) without side effects."""
+    renderers = build_renderers(settings)
+    problems = template_problems(settings, renderers.values())
+    if problems:
+        raise ConfigError("templates: " + "; ".join(problems))
+    return Snapshot(
+        settings=settings,
+        rules=settings.rule_set,
+        hook_token=hook_token(settings),
+        senders=build_senders(settings),
+        renderers=renderers,
+    )
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -53,31 +92,37 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     )
 
 
-def build_worker(settings: Settings, store: StoreThread, observe: Observer | None = None) -> Worker:
+def build_worker(runtime: Runtime, store: StoreThread, observe: Observer | None = None) -> Worker:
+    """The worker reads senders and renderers from the runtime's current snapshot."""
+    settings = runtime.settings
     return Worker(
         store,
-        Renderer(settings.render, from_address=settings.smtp.from_address),
-        build_senders(settings),
-        from_address=settings.smtp.from_address,
+        lambda: runtime.snapshot,
         policy=retry_policy(settings),
         concurrency=settings.delivery.concurrency,
         observe=observe,
     )
 
 
-def create_app(settings: Settings) -> Litestar:
-    runtime = Runtime(settings=settings, hook_token=hook_token(settings))
+def create_app(settings: Settings, *, reload: Callable[[], Settings] | None = None) -> Litestar:
+    """``reload``: how to read the settings again; with it, SIGHUP reloads them."""
+    runtime = Runtime(snapshot=build_snapshot(settings))
+    reloader = Reloader(runtime, reload, build_snapshot) if reload is not None else None
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         store = StoreThread(Store(database_path(settings)))
-        worker = build_worker(settings, store, observe=runtime.metrics.delivery)
+        worker = build_worker(runtime, store, observe=runtime.metrics.delivery)
         runtime._store, runtime._worker = store, worker
         worker.start()
+        if reloader is not None:
+            reloader.install()
         log.info("relay started: state in %s", settings.storage.state_dir)
         try:
             yield
         finally:
+            if reloader is not None:
+                reloader.uninstall()
             await worker.stop(settings.delivery.shutdown_grace_seconds)
             store.close()
             runtime._store = runtime._worker = None

@@ -17,8 +17,10 @@ from relay.errors import ConfigError, PayloadError, RelayError
 from relay.logs import configure_logging
 from relay.payload import parse
 from relay.render import Renderer
+from relay.routes_cli import preview_extra, routes
 from relay.routing import route
-from relay.settings import EmailAction, Settings, load_settings
+from relay.settings import ArchiveAction, EmailAction, Settings, WebhookAction, load_settings
+from relay.snapshot import template_problems
 from relay.store import Store
 
 config_option = click.option(
@@ -55,11 +57,11 @@ def serve(config_path: Path | None) -> None:
     import uvicorn  # noqa: PLC0415 -- only `serve` needs the server
 
     settings = _load(config_path)
-    problems = template_problems(settings)
-    if problems:
-        raise click.ClickException("templates: " + "; ".join(problems))
     configure_logging(settings.logging)
-    app = create_app(settings)
+    try:
+        app = create_app(settings, reload=lambda: load_settings(config_path))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     logging.getLogger("relay").info(
         "relay listening on http://%s:%d/hooks/smartsupp/<token> (state in %s)",
         settings.server.host,
@@ -79,26 +81,26 @@ def serve(config_path: Path | None) -> None:
     )
 
 
-def template_problems(settings: Settings) -> list[str]:
-    renderer = Renderer(settings.render, from_address=settings.smtp.from_address)
-    actions = [action for rule in settings.effective_rules for action in rule.actions]
-    problems = renderer.check(sorted({(action.type, action.template) for action in actions}))
-    for action in actions:
-        if isinstance(action, EmailAction) and action.subject is not None:
-            problems += renderer.check_subject(action.subject)
-    return problems
-
-
 @main.command()
 @config_option
 def check(config_path: Path | None) -> None:
     """Validate settings, rules and templates; exit 1 with a message if anything is wrong."""
     settings = _load(config_path)
-    problems = template_problems(settings)
+    try:
+        problems = template_problems(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     if problems:
         raise click.ClickException("templates: " + "; ".join(problems))
     rules = settings.effective_rules
-    click.echo(f"settings OK: {len(rules)} rules, state in {settings.storage.state_dir}")
+    fallback = settings.routing.fallback
+    destinations = settings.destinations
+    named = len(destinations.smtp) + len(destinations.slack) + len(destinations.webhook)
+    click.echo(
+        f"settings OK: {len(rules)} rules, fallback "
+        f"{f'{len(fallback)} actions' if fallback else 'drop'}, {named} named destinations,"
+        f" state in {settings.storage.state_dir}"
+    )
 
 
 @main.command()
@@ -114,12 +116,13 @@ def check(config_path: Path | None) -> None:
 def preview(payload: Path, config_path: Path | None, out: Path) -> None:
     """Show the category and matching rules for PAYLOAD and write what would be sent."""
     settings = _load(config_path)
+    raw = payload.read_bytes()
     try:
-        conversation = parse(payload.read_bytes())
+        conversation = parse(raw)
     except PayloadError as exc:
         raise click.ClickException(f"{payload}: {exc.reason}: {exc.message}") from None
     category = classify(conversation, low_rating_threshold=settings.classify.low_rating_threshold)
-    planned = route(conversation, category, settings.effective_rules)
+    planned = route(conversation, category, settings.rule_set, now=time.time())
     click.echo(f"conversation {conversation.key}: category {category.value}")
     if not planned:
         click.echo("no rule matches: nothing would be sent")
@@ -136,6 +139,10 @@ def preview(payload: Path, config_path: Path | None, out: Path) -> None:
             path = stem.with_suffix(".eml")
             path.write_bytes(content.message.as_bytes())
             target = ", ".join(content.recipients)
+        elif isinstance(action, WebhookAction | ArchiveAction):
+            path, target = preview_extra(
+                action, raw, conversation, category, stem, rule=plan.rule, index=index
+            )
         else:
             slack = renderer.slack(conversation, category, action)
             path = stem.with_suffix(".json")
@@ -204,7 +211,7 @@ def replay(config_path: Path | None, conversation_id: int) -> None:
     raw, _, key = found
     conversation = parse(raw)
     category = classify(conversation, low_rating_threshold=settings.classify.low_rating_threshold)
-    planned = route(conversation, category, settings.effective_rules)
+    planned = route(conversation, category, settings.rule_set, now=time.time())
     created = store.replan(conversation_id, planned)
     store.close()
     click.echo(f"conversation {key} ({category.value}): {created} deliveries planned")
@@ -269,6 +276,9 @@ def purge(config_path: Path | None, days: float | None) -> None:
     click.echo(
         f"purged {len(ids)} conversations and {dropped} quarantined bodies older than {days:g} days"
     )
+
+
+main.add_command(routes)
 
 
 def run() -> None:  # pragma: no cover - console entry point wrapper

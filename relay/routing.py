@@ -1,13 +1,18 @@
-"""Routing: a pure function from a conversation, its category and the rules to deliveries."""
+"""Routing: a pure function from a conversation, its category and the rules to deliveries,
+with an explanation of every decision (the same structure decides and explains)."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
 
 from relay.classify import Category
 from relay.conversation import Conversation
-from relay.settings import Action, Match, Rule
+from relay.matchers import Check, Facts, checks
+from relay.rules import FALLBACK_RULE, AnyAction, Rule, RuleSet
 
 
 @dataclass(frozen=True)
@@ -15,7 +20,7 @@ class PlannedDelivery:
     """One action of one matching rule, to be carried out for one conversation."""
 
     rule: str
-    action: Action
+    action: AnyAction
 
     @property
     def channel(self) -> str:
@@ -28,26 +33,106 @@ class PlannedDelivery:
         return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
 
-def matches(match: Match, conversation: Conversation, category: Category) -> bool:
-    if match.category is not None and category not in match.category:
-        return False
-    rating = conversation.channel.rating
-    if match.rating_min is not None and (rating is None or rating < match.rating_min):
-        return False
-    if match.rating_max is not None and (rating is None or rating > match.rating_max):
-        return False
-    return match.account_id is None or conversation.account_id in match.account_id
+Verdict = Literal["matched", "not matched", "not reached"]
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    """How one rule fared: its checks (empty when not reached) and the actions it planned."""
+
+    rule: Rule
+    verdict: Verdict
+    checks: tuple[Check, ...]
+
+    @property
+    def failed(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if not c.ok)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The whole routing decision for one conversation."""
+
+    category: Category
+    at: float
+    at_source: Literal["--at", "endAt", "beginAt", "now"]
+    outcomes: tuple[RuleOutcome, ...]
+    stopped_by: str | None  # the matching rule without ``continue`` that ended the walk
+    fallback_used: bool
+    planned: tuple[PlannedDelivery, ...]
+
+    @property
+    def dropped(self) -> bool:
+        """No rule matched and the fallback is "drop": stored, nothing is sent."""
+        return not self.planned and not any(o.verdict == "matched" for o in self.outcomes)
+
+    @property
+    def at_text(self) -> str:
+        return datetime.fromtimestamp(self.at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def evaluation_time(
+    conversation: Conversation, *, now: float, at: float | None = None
+) -> tuple[float, Literal["--at", "endAt", "beginAt", "now"]]:
+    """When time windows are evaluated: ``at`` if given, else endAt, beginAt, then ``now``."""
+    if at is not None:
+        return at, "--at"
+    if conversation.end_at is not None:
+        return conversation.end_at / 1000, "endAt"
+    if conversation.begin_at is not None:
+        return conversation.begin_at / 1000, "beginAt"
+    return now, "now"
+
+
+def explain(
+    conversation: Conversation,
+    category: Category,
+    rules: RuleSet | Sequence[Rule],
+    *,
+    now: float,
+    at: float | None = None,
+) -> Decision:
+    """Walk the rules in order; the first match wins unless it says ``continue = true``.
+    If no rule matched, the fallback actions (if any) are planned under the rule "fallback"."""
+    rule_set = rules if isinstance(rules, RuleSet) else RuleSet(tuple(rules))
+    when, source = evaluation_time(conversation, now=now, at=at)
+    facts = Facts.of(conversation, category, at=when)
+    outcomes: list[RuleOutcome] = []
+    planned: list[PlannedDelivery] = []
+    stopped_by: str | None = None
+    for rule in rule_set.rules:
+        if stopped_by is not None:
+            outcomes.append(RuleOutcome(rule, "not reached", ()))
+            continue
+        found = tuple(checks(rule.match, facts))
+        matched = all(c.ok for c in found)
+        outcomes.append(RuleOutcome(rule, "matched" if matched else "not matched", found))
+        if matched:
+            planned.extend(PlannedDelivery(rule.name, action) for action in rule.actions)
+            if not rule.continue_:
+                stopped_by = rule.name
+    fallback_used = not any(o.verdict == "matched" for o in outcomes) and bool(rule_set.fallback)
+    if fallback_used:
+        planned.extend(PlannedDelivery(FALLBACK_RULE, action) for action in rule_set.fallback)
+    return Decision(
+        category=category,
+        at=when,
+        at_source=source,
+        outcomes=tuple(outcomes),
+        stopped_by=stopped_by,
+        fallback_used=fallback_used,
+        planned=tuple(planned),
+    )
 
 
 def route(
-    conversation: Conversation, category: Category, rules: list[Rule]
+    conversation: Conversation,
+    category: Category,
+    rules: RuleSet | Sequence[Rule],
+    *,
+    now: float,
+    at: float | None = None,
 ) -> tuple[PlannedDelivery, ...]:
-    """Walk ``rules`` in order; the first match wins unless it says ``continue = true``."""
-    planned: list[PlannedDelivery] = []
-    for rule in rules:
-        if not matches(rule.match, conversation, category):
-            continue
-        planned.extend(PlannedDelivery(rule.name, action) for action in rule.actions)
-        if not rule.continue_:
-            break
-    return tuple(planned)
+    """The deliveries ``explain`` plans; ``now`` is only used when the conversation has no
+    endAt or beginAt (routing itself never reads the clock)."""
+    return explain(conversation, category, rules, now=now, at=at).planned

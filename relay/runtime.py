@@ -13,9 +13,14 @@ from typing import Any, TypeAlias
 
 from litestar import Request
 
+from relay.classify import Category
+from relay.conversation import Conversation
 from relay.health import Readiness, backlog_age, readiness, store_state
 from relay.metrics import Metrics
-from relay.settings import Rule, Settings
+from relay.routing import PlannedDelivery, explain
+from relay.rules import RuleSet
+from relay.settings import Settings
+from relay.snapshot import Snapshot
 from relay.storethread import StoreThread
 from relay.worker import Worker
 
@@ -41,16 +46,39 @@ def hook_token(settings: Settings) -> str:
 
 @dataclass
 class Runtime:
-    settings: Settings
-    hook_token: str
+    """``snapshot`` is replaced whole on reload (one assignment); everything built from the
+    settings is read through it. A request reads it once (``receive`` does not await between
+    reading settings and routing), a delivery attempt reads it once."""
+
+    snapshot: Snapshot
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], float] = time.time  # the wall clock of readiness and queue ages
     _store: StoreThread | None = None
     _worker: Worker | None = None
 
     @property
-    def rules(self) -> list[Rule]:
-        return self.settings.effective_rules
+    def settings(self) -> Settings:
+        return self.snapshot.settings
+
+    @property
+    def hook_token(self) -> str:
+        return self.snapshot.hook_token
+
+    @property
+    def rules(self) -> RuleSet:
+        return self.snapshot.rules
+
+    def route(self, conversation: Conversation, category: Category) -> tuple[PlannedDelivery, ...]:
+        """Route with the current rules at the current time; log a conversation dropped by
+        the fallback (it stays stored, nothing is sent)."""
+        decision = explain(conversation, category, self.snapshot.rules, now=self.clock())
+        if decision.dropped:
+            log.info(
+                "conversation %s (%s) matched no rule; fallback is drop: nothing will be sent",
+                conversation.key,
+                category.value,
+            )
+        return decision.planned
 
     @property
     def store(self) -> StoreThread:

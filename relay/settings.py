@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     IPvAnyNetwork,
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -25,6 +28,31 @@ from pydantic_settings import (
 
 from relay.classify import DEFAULT_LOW_RATING_THRESHOLD, Category
 from relay.errors import ConfigError
+from relay.rules import (
+    ACTION_TYPES,
+    Action,
+    AnyAction,
+    ArchiveAction,
+    EmailAction,
+    Match,
+    Rule,
+    RuleSet,
+    SlackAction,
+    WebhookAction,
+)
+
+__all__ = [
+    "ACTION_TYPES",
+    "Action",
+    "AnyAction",
+    "ArchiveAction",
+    "EmailAction",
+    "Match",
+    "Rule",
+    "RuleSet",
+    "SlackAction",
+    "WebhookAction",
+]
 
 
 class _Section(BaseModel):
@@ -107,45 +135,56 @@ class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+def _drop_is_empty(value: Any) -> Any:
+    if isinstance(value, str):
+        if value != "drop":
+            raise ValueError(f'use "drop" or a list of actions, got {value!r}')
+        return []
+    return value
+
+
 class RoutingSettings(_Section):
-    """Targets of the built-in rules used when no ``[[rules]]`` are configured."""
+    """Targets of the built-in rules used when no ``[[rules]]`` are configured, and what
+    happens to a conversation no rule matches: ``"drop"`` (stored, logged, nothing sent) or a
+    list of actions (``[[routing.fallback]]`` tables) planned under the rule name "fallback"."""
 
     sales_inbox: str = "sales@localhost"
     low_rating_channel: str = "#customer-feedback"
+    fallback: Annotated[list[Action], BeforeValidator(_drop_is_empty)] = []
 
 
-class Match(_Section):
-    category: list[Category] | None = None
-    rating_min: int | None = None
-    rating_max: int | None = None
-    account_id: list[int] | None = None
+class WebhookDestination(_Section):
+    """A named HTTP endpoint. With ``secret``, every POST carries
+    ``<signature_header>: sha256=<hex HMAC-SHA256 of the body>``."""
+
+    url: str
+    secret: SecretStr | None = None
+    signature_header: str = "X-Relay-Signature-256"
+    headers: dict[str, str] = {}
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {value!r}")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_safe(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not name or any(c in name + text for c in "\r\n\0") or ":" in name:
+                raise ValueError(f"header {name!r} has an invalid name or value")
+        return value
 
 
-class EmailAction(_Section):
-    type: Literal["email"]
-    to: list[str] = Field(min_length=1)
-    cc: list[str] = []
-    bcc: list[str] = []
-    template: str = "transcript"
-    subject: str | None = None
+class DestinationSettings(_Section):
+    """Named destinations that actions pick with ``destination = "NAME"``."""
 
-
-class SlackAction(_Section):
-    type: Literal["slack"]
-    channel: str | None = None
-    template: str = "alert"
-
-
-Action = Annotated[EmailAction | SlackAction, Field(discriminator="type")]
-
-
-class Rule(_Section):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    name: str = Field(min_length=1)
-    match: Match = Match()
-    actions: list[Action] = Field(min_length=1)
-    continue_: bool = Field(default=False, alias="continue")
+    smtp: dict[str, SmtpSettings] = {}
+    slack: dict[str, SlackSettings] = {}
+    webhook: dict[str, WebhookDestination] = {}
 
 
 def default_rules(routing: RoutingSettings) -> list[Rule]:
@@ -183,6 +222,7 @@ class Settings(BaseSettings):
     routing: RoutingSettings = RoutingSettings()
     health: HealthSettings = HealthSettings()
     logging: LoggingSettings = LoggingSettings()
+    destinations: DestinationSettings = DestinationSettings()
     rules: list[Rule] | None = None
 
     @field_validator("rules")
@@ -195,9 +235,44 @@ class Settings(BaseSettings):
             seen.add(rule.name)
         return rules
 
+    @model_validator(mode="after")
+    def _destinations_exist(self) -> Settings:
+        problems = [
+            f"{where}: unknown {kind} destination {name!r} (known: {', '.join(known) or 'none'})"
+            for where, kind, name, known in self._destination_references()
+            if name not in known
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _destination_references(self) -> Iterator[tuple[str, str, str, list[str]]]:
+        named: dict[str, dict[str, Any]] = {
+            "email": self.destinations.smtp,
+            "slack": self.destinations.slack,
+            "webhook": self.destinations.webhook,
+        }
+        for where, action in self.actions_by_place():
+            name = getattr(action, "destination", None)
+            if name is not None:
+                kind = {"email": "smtp"}.get(action.type, action.type)
+                yield f"{where}.destination", kind, name, sorted(named[action.type])
+
+    def actions_by_place(self) -> Iterator[tuple[str, AnyAction]]:
+        """Every configured action with where it is: "rule 'x': actions.0" or the fallback."""
+        for rule in self.effective_rules:
+            for index, action in enumerate(rule.actions):
+                yield f"rule {rule.name!r}: actions.{index}", action
+        for index, action in enumerate(self.routing.fallback):
+            yield f"routing.fallback.{index}", action
+
     @property
     def effective_rules(self) -> list[Rule]:
         return self.rules if self.rules is not None else default_rules(self.routing)
+
+    @property
+    def rule_set(self) -> RuleSet:
+        return RuleSet(tuple(self.effective_rules), tuple(self.routing.fallback))
 
     @classmethod
     def settings_customise_sources(
@@ -233,16 +308,39 @@ def load_settings(
     try:
         return Settings(**data, _secrets_dir=secrets)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, path)) from None
+        raise ConfigError(describe_validation_error(exc, path, data)) from None
 
 
-def describe_validation_error(exc: ValidationError, path: Path | str | None) -> str:
+def describe_validation_error(
+    exc: ValidationError, path: Path | str | None, data: dict[str, Any] | None = None
+) -> str:
+    """One line per problem, naming the key; a rule's problem names the rule by its name."""
     where = f" in {path}" if path else ""
     lines = []
     for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
-        message = error["msg"]
+        message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key"
-        lines.append(f"{key}: {message}")
+        key = _describe_location(error["loc"], data or {})
+        lines.append(f"{key}: {message}" if key else message)
     return f"invalid settings{where}: " + "; ".join(lines)
+
+
+def _describe_location(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
+    # Drop pydantic's internal steps: validator names, union members, action type tags.
+    parts = [
+        str(p)
+        for i, p in enumerate(loc)
+        if not str(p).startswith("function-")
+        and "[" not in str(p)
+        and not (p in ACTION_TYPES and i > 0 and isinstance(loc[i - 1], int))
+    ]
+    if len(parts) >= 2 and parts[0] == "rules" and parts[1].isdigit():
+        index = int(parts[1])
+        rules = data.get("rules")
+        rule = rules[index] if isinstance(rules, list) and index < len(rules) else None
+        name = rule.get("name") if isinstance(rule, dict) else None
+        label = f"rule {name!r}" if isinstance(name, str) else f"rule #{index + 1}"
+        rest = ".".join(parts[2:])
+        return f"{label}: {rest}" if rest else label
+    return ".".join(parts)

@@ -8,19 +8,20 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from email.utils import parseaddr
 from functools import partial
 
 from pydantic import TypeAdapter
 
+from relay.actions import render_archive, render_webhook, sender_key
 from relay.classify import Category
 from relay.errors import DeliveryError, PermanentDeliveryError, RateLimited, TransientDeliveryError
 from relay.payload import parse
-from relay.render import Renderer
 from relay.retry import GiveUp, RetryPolicy, decide
-from relay.senders.base import Content, Sender
-from relay.settings import Action, EmailAction
+from relay.senders.base import Content
+from relay.settings import Action, EmailAction, SlackAction, WebhookAction
+from relay.snapshot import Snapshot
 from relay.store import ClaimedDelivery, Store
 from relay.storethread import StoreThread
 
@@ -40,24 +41,33 @@ def message_id(dedupe_key: str, from_address: str) -> str:
     return f"<{digest}@{domain}>"
 
 
-def render_delivery(renderer: Renderer, delivery: ClaimedDelivery, from_address: str) -> Content:
+def render_delivery(snapshot: Snapshot, delivery: ClaimedDelivery) -> Content:
     conversation = parse(delivery.raw)
     category = Category(delivery.category)
     action = _ACTION.validate_python(delivery.action)
     if isinstance(action, EmailAction):
+        from_address = snapshot.from_address(action)
         mid = message_id(delivery.dedupe_key, from_address)
+        renderer = snapshot.renderer(from_address)
         return renderer.email(conversation, category, action, message_id=mid)
-    return renderer.slack(conversation, category, action)
+    if isinstance(action, SlackAction):
+        return snapshot.renderer().slack(conversation, category, action)
+    rule, delivery_id = delivery.rule, delivery.id
+    if isinstance(action, WebhookAction):
+        return render_webhook(
+            action, delivery.raw, conversation, category, rule=rule, delivery_id=delivery_id
+        )
+    return render_archive(
+        action, delivery.raw, conversation, category, rule=rule, delivery_id=delivery_id
+    )
 
 
 class Worker:
     def __init__(
         self,
         store: StoreThread,
-        renderer: Renderer,
-        senders: Mapping[str, Sender],
+        snapshot: Callable[[], Snapshot],
         *,
-        from_address: str,
         policy: RetryPolicy,
         concurrency: int = 4,
         clock: Callable[[], float] = time.time,
@@ -65,9 +75,7 @@ class Worker:
         observe: Observer | None = None,
     ) -> None:
         self._store = store
-        self._renderer = renderer
-        self._senders = senders
-        self._from_address = from_address
+        self._snapshot = snapshot  # the current settings' senders and renderers
         self._policy = policy
         self._concurrency = concurrency
         self._clock = clock
@@ -157,12 +165,14 @@ class Worker:
 
     async def _attempt(self, delivery: ClaimedDelivery) -> None:
         self._claimed_at[delivery.id] = time.monotonic()
-        sender = self._senders.get(delivery.channel)
+        snapshot = self._snapshot()
+        key = sender_key(delivery.action)
+        sender = snapshot.senders.get(key)
         try:
             if sender is None:
-                raise PermanentDeliveryError(f"no sender configured for {delivery.channel!r}")
+                raise PermanentDeliveryError(f"no sender configured for {key!r}")
             try:
-                content = render_delivery(self._renderer, delivery, self._from_address)
+                content = render_delivery(snapshot, delivery)
             except Exception as exc:
                 log.exception("delivery %d: rendering failed", delivery.id)
                 raise PermanentDeliveryError(f"rendering failed: {exc}") from exc

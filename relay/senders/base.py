@@ -24,7 +24,24 @@ class SlackContent:
     blocks: tuple[dict[str, Any], ...]
 
 
-Content = EmailContent | SlackContent
+@dataclass(frozen=True)
+class WebhookContent:
+    """An HTTP POST body. ``url`` is the action's own URL; None: the destination's."""
+
+    url: str | None
+    body: bytes
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class ArchiveContent:
+    """One JSON line (no newline) to append to ``path`` (relative: under the state dir)."""
+
+    path: str
+    line: bytes
+
+
+Content = EmailContent | SlackContent | WebhookContent | ArchiveContent
 
 
 class Sender(Protocol):

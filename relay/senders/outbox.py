@@ -7,7 +7,8 @@ import json
 import os
 from pathlib import Path
 
-from relay.senders.base import Content, EmailContent
+from relay.errors import PermanentDeliveryError
+from relay.senders.base import Content, EmailContent, SlackContent
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -37,9 +38,11 @@ class OutboxSender:
         return self.directory / f"{delivery_id:08d}-slack.json"
 
     async def send(self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()) -> None:
+        if not isinstance(content, EmailContent | SlackContent):
+            raise PermanentDeliveryError(f"the outbox cannot hold {type(content).__name__}")
         await asyncio.to_thread(self._write, content, delivery_id)
 
-    def _write(self, content: Content, delivery_id: int) -> None:
+    def _write(self, content: EmailContent | SlackContent, delivery_id: int) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         if isinstance(content, EmailContent):
             data = content.message.as_bytes()

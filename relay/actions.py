@@ -1,0 +1,77 @@
+"""Rendering of webhook and archive actions, and which sender carries an action."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from relay.classify import Category
+from relay.conversation import Conversation
+from relay.rules import ArchiveAction, WebhookAction
+from relay.senders.archive import line_prefix
+from relay.senders.base import ArchiveContent, WebhookContent
+from relay.templating import render_body
+
+_ANY = msgspec.json.Decoder()
+
+
+def sender_key(action: Mapping[str, Any]) -> str:
+    """``type`` for the default destination of a type, ``type:NAME`` for a named one."""
+    kind = str(action.get("type"))
+    destination = action.get("destination")
+    return f"{kind}:{destination}" if destination else kind
+
+
+def template_variables(
+    raw: bytes, conversation: Conversation, category: Category, *, rule: str, delivery_id: int
+) -> dict[str, Any]:
+    """What a webhook body template can use: the hook body as received (camelCase keys, as
+    Smartsupp documents them) and a few derived values."""
+    return {
+        "conversation": _ANY.decode(raw),
+        "key": conversation.key,
+        "category": category.value,
+        "rule": rule,
+        "delivery_id": delivery_id,
+    }
+
+
+def render_webhook(
+    action: WebhookAction,
+    raw: bytes,
+    conversation: Conversation,
+    category: Category,
+    *,
+    rule: str,
+    delivery_id: int,
+) -> WebhookContent:
+    """The stored body byte for byte, or the action's JSON template rendered."""
+    if action.body is None:
+        return WebhookContent(url=action.url, body=raw)
+    variables = template_variables(raw, conversation, category, rule=rule, delivery_id=delivery_id)
+    return WebhookContent(url=action.url, body=render_body(action.body, variables))
+
+
+def render_archive(
+    action: ArchiveAction,
+    raw: bytes,
+    conversation: Conversation,
+    category: Category,
+    *,
+    rule: str,
+    delivery_id: int,
+) -> ArchiveContent:
+    """One JSON line: delivery id first (the archive sender relies on it), then the rule,
+    category, conversation key and the conversation exactly as received."""
+    rest = msgspec.json.encode(
+        {
+            "rule": rule,
+            "category": category.value,
+            "conversation_key": conversation.key,
+            "end_at": conversation.end_at,
+            "conversation": _ANY.decode(raw),
+        }
+    )
+    return ArchiveContent(path=action.path, line=line_prefix(delivery_id) + rest[1:])

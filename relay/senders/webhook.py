@@ -1,0 +1,103 @@
+"""POST to an HTTP endpoint with httpx, sign the body (HMAC-SHA256) and sort failures."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from relay.errors import (
+    DeliveryConnectionError,
+    DeliveryTimeout,
+    PermanentDeliveryError,
+    RateLimited,
+    TransientDeliveryError,
+)
+from relay.senders.base import Content, WebhookContent
+from relay.settings import WebhookDestination
+
+DEFAULT_TIMEOUT_SECONDS = 10.0
+DEFAULT_RETRY_AFTER_SECONDS = 5.0
+USER_AGENT = "smartsupp-relay"
+
+
+def signature(secret: bytes, body: bytes) -> str:
+    """The signature header's value: ``sha256=`` and the hex HMAC-SHA256 of the exact body."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def retry_after_seconds(value: str | None, now: float) -> float:
+    """Retry-After as seconds or an HTTP date; a missing or odd value gives a default."""
+    if not value:
+        return DEFAULT_RETRY_AFTER_SECONDS
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(parsedate_to_datetime(value).timestamp() - now, 0.0)
+    except (TypeError, ValueError):
+        return DEFAULT_RETRY_AFTER_SECONDS
+
+
+def _snippet(response: httpx.Response) -> str:
+    text = response.text[:200].replace("\r", " ").replace("\n", " ").strip()
+    return f": {text}" if text else ""
+
+
+def classify_response(response: httpx.Response, now: float) -> Exception | None:
+    """None for 2xx; RateLimited for 429; transient for 408/425/5xx; permanent otherwise."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return None
+    if status == 429:
+        seconds = retry_after_seconds(response.headers.get("retry-after"), now)
+        return RateLimited(f"webhook rate limit: retry after {seconds:g} s", retry_after=seconds)
+    if status >= 500 or status in (408, 425):
+        return TransientDeliveryError(f"webhook answered HTTP {status}{_snippet(response)}")
+    if 300 <= status < 400:
+        where = response.headers.get("location", "?")
+        return PermanentDeliveryError(f"webhook redirects to {where} (not followed; fix the URL)")
+    return PermanentDeliveryError(f"webhook refused the body: HTTP {status}{_snippet(response)}")
+
+
+class WebhookSender:
+    """One sender per named destination (URL, secret, headers, timeout), and one without a
+    destination for actions that give their own ``url``. Each POST carries the delivery id in
+    ``X-Relay-Delivery`` so the receiver can drop a repeat after a lost answer."""
+
+    def __init__(self, destination: WebhookDestination | None = None) -> None:
+        self.destination = destination
+
+    async def send(self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()) -> None:
+        if not isinstance(content, WebhookContent):
+            raise PermanentDeliveryError(f"webhook sender cannot send {type(content).__name__}")
+        dest = self.destination
+        url = content.url or (dest.url if dest else None)
+        if url is None:
+            raise PermanentDeliveryError("webhook action has no url and no destination")
+        headers = {
+            "User-Agent": USER_AGENT,
+            **(dest.headers if dest else {}),
+            "Content-Type": content.content_type,
+            "X-Relay-Delivery": str(delivery_id),
+        }
+        if dest is not None and dest.secret is not None:
+            secret = dest.secret.get_secret_value().encode()
+            headers[dest.signature_header] = signature(secret, content.body)
+        timeout = dest.timeout_seconds if dest else DEFAULT_TIMEOUT_SECONDS
+        try:
+            async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+                response = await client.post(url, content=content.body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise DeliveryTimeout(f"webhook {url} timed out: {exc!r}") from None
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise PermanentDeliveryError(f"webhook url {url} is unusable: {exc}") from None
+        except httpx.TransportError as exc:
+            raise DeliveryConnectionError(f"webhook {url} connection failed: {exc!r}") from None
+        failure = classify_response(response, time.time())
+        if failure is not None:
+            raise failure
