@@ -1,0 +1,92 @@
+"""Rule order, ``continue``, the fallback, and the decision that explains them."""
+# ruff: noqa: E501 -- the case tables read best with one case per line
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from relay.classify import classify
+from relay.routing import explain, route
+from relay.rules import FALLBACK_RULE, EmailAction, Rule, RuleSet
+from relay.settings import Settings
+from tests.support.conversations import NOW, conversation
+
+YES: dict[str, Any] = {"country_code": "CZ"}  # the v1 sample matches
+NO: dict[str, Any] = {"country_code": "DE"}
+
+
+def rule(name: str, match: dict[str, Any], *, cont: bool = False) -> Rule:
+    action = {"type": "email", "to": [f"{name}@shop.test"]}
+    return Rule.model_validate(
+        {"name": name, "match": match, "actions": [action], "continue": cont}
+    )
+
+
+FALLBACK = (EmailAction(type="email", to=["catch-all@shop.test"]),)
+
+# (rules as (name, match, continue), fallback actions, planned rule names, verdicts)
+WALKS: list[tuple[str, list[tuple[str, dict[str, Any], bool]], tuple[Any, ...], list[str], list[str]]] = [
+    ("first match wins", [("a", YES, False), ("b", YES, False)], (), ["a"], ["matched", "not reached"]),
+    ("continue keeps going", [("a", YES, True), ("b", YES, False), ("c", YES, False)], (), ["a", "b"], ["matched", "matched", "not reached"]),
+    ("continue past a miss", [("a", YES, True), ("b", NO, False), ("c", YES, True)], (), ["a", "c"], ["matched", "not matched", "matched"]),
+    ("skip non-matching", [("a", NO, False), ("b", YES, False)], (), ["b"], ["not matched", "matched"]),
+    ("nothing matches: drop", [("a", NO, False), ("b", NO, True)], (), [], ["not matched", "not matched"]),
+    ("nothing matches: fallback", [("a", NO, False)], FALLBACK, [FALLBACK_RULE], ["not matched"]),
+    ("a match beats the fallback", [("a", NO, False), ("b", YES, True)], FALLBACK, ["b"], ["not matched", "matched"]),
+    ("no rules at all", [], FALLBACK, [FALLBACK_RULE], []),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rules", "fallback", "planned", "verdicts"), [w[1:] for w in WALKS], ids=[w[0] for w in WALKS]
+)
+def test_rule_walk(
+    rules: list[tuple[str, dict[str, Any], bool]],
+    fallback: tuple[Any, ...],
+    planned: list[str],
+    verdicts: list[str],
+) -> None:
+    conv = conversation()
+    rule_set = RuleSet(tuple(rule(n, m, cont=c) for n, m, c in rules), fallback)
+    decision = explain(conv, classify(conv), rule_set, now=NOW)
+    assert [p.rule for p in decision.planned] == planned
+    assert [o.verdict for o in decision.outcomes] == verdicts
+    assert decision.fallback_used is (planned == [FALLBACK_RULE])
+    assert decision.dropped is (planned == [])
+    # route() is explain().planned: the explanation cannot disagree with the decision.
+    assert route(conv, classify(conv), rule_set, now=NOW) == decision.planned
+
+
+def test_not_reached_rules_name_the_rule_that_stopped() -> None:
+    conv = conversation()
+    decision = explain(conv, classify(conv), [rule("a", YES), rule("b", NO)], now=NOW)
+    assert decision.stopped_by == "a"
+    assert decision.outcomes[1].checks == ()
+
+
+def test_planned_fallback_uses_its_actions() -> None:
+    conv = conversation()
+    (plan,) = route(conv, classify(conv), RuleSet((rule("a", NO),), FALLBACK), now=NOW)
+    assert plan.action == FALLBACK[0]
+    assert plan.channel == "email"
+
+
+def test_settings_fallback_drop_or_actions() -> None:
+    assert Settings().rule_set.drops_unmatched
+    assert Settings(routing={"fallback": "drop"}).rule_set.fallback == ()
+    actions = [{"type": "archive", "path": "unmatched.jsonl"}]
+    rule_set = Settings(routing={"fallback": actions}).rule_set
+    assert [a.type for a in rule_set.fallback] == ["archive"]
+
+
+def test_default_rules_still_route_missed_and_low_rated() -> None:
+    rules = Settings(routing={"sales_inbox": "s@shop.test"}).rule_set
+    missed = conversation({"channel.isMissed": True})
+    (plan,) = route(missed, classify(missed), rules, now=NOW)
+    assert plan.rule == "missed-and-offline-to-sales"
+    low = conversation({"channel.rating": 1})
+    assert [p.channel for p in route(low, classify(low), rules, now=NOW)] == ["slack"]
+    normal = conversation()
+    assert route(normal, classify(normal), rules, now=NOW) == ()
