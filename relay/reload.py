@@ -41,10 +41,14 @@ def reload_runtime(
     try:
         snapshot = build(load())
     except Exception as exc:
-        log.error("reload failed, still running on the previous settings: %s", exc)
+        _failed(exc)
         return False
     apply(runtime, snapshot)
     return True
+
+
+def _failed(exc: Exception) -> None:
+    log.error("reload failed, still running on the previous settings: %s", exc)
 
 
 def apply(runtime: Runtime, snapshot: Snapshot) -> None:
@@ -77,14 +81,22 @@ class Reloader:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def install(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_signal_handler(signal.SIGHUP, self.request)
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGHUP, self.request)
+        except (ValueError, RuntimeError, NotImplementedError) as exc:
+            # Not the main thread (e.g. an in-process test client) or no signals here.
+            log.warning("SIGHUP reload is not available: %s", exc)
+            return
+        self._loop = loop
         log.info("SIGHUP reloads the settings")
 
     def uninstall(self) -> None:
         if self._loop is not None:
             self._loop.remove_signal_handler(signal.SIGHUP)
             self._loop = None
+        if self._task is not None and not self._task.done():
+            self._task.cancel()  # a reload cut short leaves the running snapshot in force
 
     def request(self) -> None:
         if self._task is not None and not self._task.done():
@@ -100,6 +112,6 @@ class Reloader:
             try:
                 snapshot = await asyncio.to_thread(lambda: self.build(self.load()))
             except Exception as exc:
-                log.error("reload failed, still running on the previous settings: %s", exc)
+                _failed(exc)
                 continue
             apply(self.runtime, snapshot)
