@@ -18,8 +18,9 @@ from relay.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
-# Keys read once at start-up (the listening socket, the store, the worker's pool and policy).
-RESTART_ONLY = ("server.host", "server.port", "storage.state_dir", "delivery")
+# Keys read once at start-up: the listening socket, the store, the worker (pool and retry
+# policy) and the log handler.
+RESTART_ONLY = ("server.host", "server.port", "storage.state_dir", "delivery", "logging")
 
 
 def restart_only_changes(old: Settings, new: Settings) -> list[str]:

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from relay.cli import main
 from relay.errors import ConfigError
+from relay.rules import Match
 from relay.settings import load_settings
 from tests.conftest import SAMPLES
 
@@ -315,3 +316,31 @@ match.time = { timezone = "Europe/Prague", weekdays = ["mon-fri"], hours = ["09:
 name = "later"
 actions = [{ type = "archive", path = "later.jsonl" }]
 """
+
+
+def example_rules(text: str) -> str:
+    """The commented rule examples of settings.example.toml with the comment marks removed."""
+    _, _, rest = text.partition("# --- example rules: begin ---\n")
+    block, end, _ = rest.partition("# --- example rules: end")
+    assert block and end, "settings.example.toml lost its example-rules markers"
+    return "\n".join(line.removeprefix("#").removeprefix(" ") for line in block.splitlines())
+
+
+def test_example_rules_in_settings_example_are_valid(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    text = example_rules((root / "settings.example.toml").read_text(encoding="utf-8"))
+    config = tmp_path / "rules.toml"
+    config.write_text(f'[storage]\nstate_dir = "{tmp_path}"\n{text}', encoding="utf-8")
+    settings = load_settings(config)
+    kinds = {action.type for _, action in settings.actions_by_place()}
+    assert kinds == {"email", "slack", "webhook", "archive"}
+    used = {
+        key
+        for rule in settings.effective_rules
+        for key, value in rule.match.model_dump(exclude_none=True).items()
+        if value is not None
+    }
+    assert used == set(Match.model_fields)  # every matcher has an example
+    result = CliRunner().invoke(main, ["check", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "settings OK: 7 rules, fallback 1 actions, 3 named destinations" in result.output

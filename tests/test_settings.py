@@ -56,7 +56,7 @@ def test_secrets_directory(tmp_path: Path) -> None:
         ("[server]\nprot = 1\n", "server.prot: unknown key"),
         ('[smtp]\nsecurity = "ssl"\n', "smtp.security"),
         ('[server]\nport = "high"\n', "server.port"),
-        ("[[rules]]\nname = 'x'\nactions = []\n", "rules.0.actions"),
+        ("[[rules]]\nname = 'x'\nactions = []\n", "rule 'x': actions"),
         ("[server\n", "not valid TOML"),
     ],
 )
