@@ -34,7 +34,7 @@ class Facts:
     country_code: str | None
     group: str | None
     email: str | None
-    variables: dict[str, str | None]
+    variables: dict[str, Any]  # raw values; compared through _text()
     texts: tuple[str, ...]
     triggered: bool
     triggered_by: tuple[str, ...]
@@ -53,7 +53,7 @@ class Facts:
             country_code=(visitor.country_code or "").strip().upper() or None,
             group=visitor.group_name,
             email=visitor.email_address,
-            variables={k: _text(v.value) for k, v in (visitor.variables or {}).items() if v},
+            variables={k: v.value for k, v in (visitor.variables or {}).items() if v},
             texts=tuple(m.content for m in messages if m.content and m.type != "system"),
             triggered=bool(channel.is_triggered),
             triggered_by=tuple(m.triggered_by for m in messages if m.triggered_by),
@@ -95,27 +95,31 @@ def _show(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
+    return _show_object(value)
+
+
+def _show_object(value: Any) -> str:
+    if isinstance(value, datetime):
+        day = WEEKDAY_NAMES[value.weekday()][:3].capitalize()
+        return f"{day} {value:%Y-%m-%d %H:%M %Z} ({value.tzinfo})"
+    if isinstance(value, TimeWindow):
+        where = "outside" if value.mode == "mute" else "inside"
+        return f"{where} {' '.join(value.weekdays)} {' '.join(value.hours)}"
     pattern = getattr(value, "pattern", None)
     return f"/{pattern}/" if isinstance(pattern, str) else str(value)
 
 
-def _at_least(name: str, bound: int | None, value: int | None) -> Iterator[Check]:
-    if bound is not None:
-        yield Check(name, Phrase(f">= {bound}"), value, value is not None and value >= bound)
+def _at_least(name: str, bound: int, value: int | None) -> Check:
+    return Check(name, Phrase(f">= {bound}"), value, value is not None and value >= bound)
 
 
-def _at_most(name: str, bound: int | None, value: int | None) -> Iterator[Check]:
-    if bound is not None:
-        yield Check(name, Phrase(f"<= {bound}"), value, value is not None and value <= bound)
+def _at_most(name: str, bound: int, value: int | None) -> Check:
+    return Check(name, Phrase(f"<= {bound}"), value, value is not None and value <= bound)
 
 
-def _flag(name: str, wanted: bool | None, actual: bool, shown: Any) -> Iterator[Check]:
-    if wanted is not None:
-        yield Check(name, wanted, shown, actual == wanted)
-
-
-def _variable(key: str, spec: VariableMatch, value: str | None) -> Iterator[Check]:
+def _variable(key: str, spec: VariableMatch, raw: Any) -> Iterator[Check]:
     name = f"variables.{key}"
+    value = _text(raw)
     if spec.present is not None:
         yield Check(f"{name}.present", spec.present, value, (value is not None) == spec.present)
     if spec.equals is not None:
@@ -144,25 +148,31 @@ def in_window(window: TimeWindow, at: float) -> bool:
 
 
 def _time(window: TimeWindow, at: float) -> Check:
+    """``wanted`` is the window, ``actual`` the local time (both formatted by ``_show``)."""
+    inside = in_window(window, at)
     local = local_time(window, at)
-    day = WEEKDAY_NAMES[local.weekday()][:3].capitalize()
-    shown = f"{day} {local:%Y-%m-%d %H:%M %Z} ({window.timezone})"
-    wanted = f"{' '.join(window.weekdays)} {' '.join(window.hours)}"
     if window.mode == "mute":
-        outside = Phrase(f"outside {wanted}")
-        return Check("time (mute)", outside, Phrase(shown), not in_window(window, at))
-    return Check("time (active)", Phrase(f"inside {wanted}"), Phrase(shown), in_window(window, at))
+        return Check("time (mute)", window, local, not inside)
+    return Check("time (active)", window, local, inside)
 
 
 def checks(match: Match, facts: Facts) -> Iterator[Check]:
     """One Check per configured matcher, in a fixed order. The rule matches iff all are ok."""
-    m, f = match, facts
+    yield from _about_the_chat(match, facts)
+    yield from _about_the_content(match, facts)
+
+
+def _about_the_chat(m: Match, f: Facts) -> Iterator[Check]:
+    """Category, rating, account and visitor fields."""
     if m.category is not None:
         yield Check("category", [c.value for c in m.category], f.category.value,
                     f.category in m.category)  # fmt: skip
-    yield from _at_least("rating_min", m.rating_min, f.rating)
-    yield from _at_most("rating_max", m.rating_max, f.rating)
-    yield from _flag("has_rating", m.has_rating, f.rating is not None, f.rating)
+    if m.rating_min is not None:
+        yield _at_least("rating_min", m.rating_min, f.rating)
+    if m.rating_max is not None:
+        yield _at_most("rating_max", m.rating_max, f.rating)
+    if m.has_rating is not None:
+        yield Check("has_rating", m.has_rating, f.rating, (f.rating is not None) == m.has_rating)
     if m.account_id is not None:
         yield Check("account_id", m.account_id, f.account_id, f.account_id in m.account_id)
     if m.country_code is not None:
@@ -170,19 +180,29 @@ def checks(match: Match, facts: Facts) -> Iterator[Check]:
                     f.country_code in m.country_code)  # fmt: skip
     if m.group is not None:
         yield Check("group", m.group, f.group, f.group in m.group)
-    yield from _flag("has_email", m.has_email, f.email is not None, f.email)
+    if m.has_email is not None:
+        yield Check("has_email", m.has_email, f.email, (f.email is not None) == m.has_email)
+
+
+def _about_the_content(m: Match, f: Facts) -> Iterator[Check]:
+    """Visitor variables, messages, triggers, length and the time window."""
     for key, spec in (m.variables or {}).items():
         yield from _variable(key, spec, f.variables.get(key))
     if m.message_regex is not None:
         hit = next((h for t in f.texts if (h := m.message_regex.search(t))), None)
         yield Check("message_regex", m.message_regex, hit[0] if hit else None, hit is not None)
-    yield from _flag("triggered", m.triggered, f.triggered, f.triggered)
+    if m.triggered is not None:
+        yield Check("triggered", m.triggered, f.triggered, f.triggered == m.triggered)
     if m.triggered_by is not None:
         ok = any(t in m.triggered_by for t in f.triggered_by)
         yield Check("triggered_by", m.triggered_by, f.triggered_by, ok)
-    yield from _at_least("duration_min", m.duration_min, f.duration)
-    yield from _at_most("duration_max", m.duration_max, f.duration)
-    yield from _at_least("messages_min", m.messages_min, f.messages_count)
-    yield from _at_most("messages_max", m.messages_max, f.messages_count)
+    if m.duration_min is not None:
+        yield _at_least("duration_min", m.duration_min, f.duration)
+    if m.duration_max is not None:
+        yield _at_most("duration_max", m.duration_max, f.duration)
+    if m.messages_min is not None:
+        yield _at_least("messages_min", m.messages_min, f.messages_count)
+    if m.messages_max is not None:
+        yield _at_most("messages_max", m.messages_max, f.messages_count)
     if m.time is not None:
         yield _time(m.time, f.at)

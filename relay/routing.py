@@ -44,10 +44,6 @@ class RuleOutcome:
     verdict: Verdict
     checks: tuple[Check, ...]
 
-    @property
-    def failed(self) -> tuple[Check, ...]:
-        return tuple(c for c in self.checks if not c.ok)
-
 
 @dataclass(frozen=True)
 class Decision:

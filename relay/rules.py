@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -129,15 +130,16 @@ class TimeWindow(_Section):
         _parse_hours(value)
         return value
 
-    @property
+    # Parsed on first use and kept (the validators above already proved they parse).
+    @cached_property
     def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)  # ZoneInfo caches instances by key
+        return ZoneInfo(self.timezone)
 
-    @property
+    @cached_property
     def days(self) -> frozenset[int]:
         return _parse_weekdays(self.weekdays)
 
-    @property
+    @cached_property
     def minute_ranges(self) -> tuple[tuple[int, int], ...]:
         return _parse_hours(self.hours)
 

@@ -29,7 +29,6 @@ from pydantic_settings import (
 from relay.classify import DEFAULT_LOW_RATING_THRESHOLD, Category
 from relay.errors import ConfigError
 from relay.rules import (
-    ACTION_TYPES,
     Action,
     AnyAction,
     ArchiveAction,
@@ -40,9 +39,9 @@ from relay.rules import (
     SlackAction,
     WebhookAction,
 )
+from relay.settings_errors import describe_validation_error
 
 __all__ = [
-    "ACTION_TYPES",
     "Action",
     "AnyAction",
     "ArchiveAction",
@@ -52,6 +51,7 @@ __all__ = [
     "RuleSet",
     "SlackAction",
     "WebhookAction",
+    "describe_validation_error",
 ]
 
 
@@ -309,38 +309,3 @@ def load_settings(
         return Settings(**data, _secrets_dir=secrets)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, path, data)) from None
-
-
-def describe_validation_error(
-    exc: ValidationError, path: Path | str | None, data: dict[str, Any] | None = None
-) -> str:
-    """One line per problem, naming the key; a rule's problem names the rule by its name."""
-    where = f" in {path}" if path else ""
-    lines = []
-    for error in exc.errors():
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        key = _describe_location(error["loc"], data or {})
-        lines.append(f"{key}: {message}" if key else message)
-    return f"invalid settings{where}: " + "; ".join(lines)
-
-
-def _describe_location(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
-    # Drop pydantic's internal steps: validator names, union members, action type tags.
-    parts = [
-        str(p)
-        for i, p in enumerate(loc)
-        if not str(p).startswith("function-")
-        and "[" not in str(p)
-        and not (p in ACTION_TYPES and i > 0 and isinstance(loc[i - 1], int))
-    ]
-    if len(parts) >= 2 and parts[0] == "rules" and parts[1].isdigit():
-        index = int(parts[1])
-        rules = data.get("rules")
-        rule = rules[index] if isinstance(rules, list) and index < len(rules) else None
-        name = rule.get("name") if isinstance(rule, dict) else None
-        label = f"rule {name!r}" if isinstance(name, str) else f"rule #{index + 1}"
-        rest = ".".join(parts[2:])
-        return f"{label}: {rest}" if rest else label
-    return ".".join(parts)
