@@ -1,0 +1,93 @@
+"""The SQLite schema, the connection settings and the transaction helper every store part uses."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id            INTEGER PRIMARY KEY,
+    conv_key      TEXT    NOT NULL,   -- "<accountId>-<channel.id>"
+    account_id    INTEGER NOT NULL,
+    channel_id    INTEGER NOT NULL,
+    version       INTEGER NOT NULL,   -- 1, 2, ... for re-posts with changed content
+    content_hash  TEXT    NOT NULL,
+    category      TEXT    NOT NULL,
+    received_at   REAL    NOT NULL,
+    raw           BLOB    NOT NULL,   -- the body exactly as posted
+    parsed        BLOB    NOT NULL,   -- the normalised conversation as JSON
+    UNIQUE (conv_key, content_hash)
+);
+CREATE INDEX IF NOT EXISTS conversations_received ON conversations (received_at);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id               INTEGER PRIMARY KEY,
+    conversation_id  INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    dedupe_key       TEXT    NOT NULL UNIQUE,
+    rule             TEXT    NOT NULL,
+    channel          TEXT    NOT NULL,   -- "email", "slack", ...
+    action           TEXT    NOT NULL,   -- the action as JSON, frozen at intake
+    category         TEXT    NOT NULL,
+    status           TEXT    NOT NULL DEFAULT 'pending',
+                     -- pending -> sending -> sent | retrying -> ... | dead
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    created_at       REAL    NOT NULL,
+    next_attempt_at  REAL    NOT NULL,
+    updated_at       REAL    NOT NULL,
+    last_error       TEXT,
+    done_recipients  TEXT    NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_conversation ON deliveries (conversation_id);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id           INTEGER PRIMARY KEY,
+    received_at  REAL    NOT NULL,
+    reason       TEXT    NOT NULL,
+    message      TEXT    NOT NULL,
+    remote       TEXT,
+    size         INTEGER NOT NULL,
+    body         BLOB    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS health_probe (   -- one row, rewritten by each readiness check
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at  REAL    NOT NULL
+);
+"""
+
+ACTIVE = ("pending", "retrying", "sending")
+STATUSES = ("pending", "sending", "retrying", "sent", "dead")
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class StoreBase:
+    """One connection and its transactions. Not thread-safe: one thread at a time (the app
+    funnels every call through ``relay.storethread.StoreThread``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn = connect(path)
+        self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")

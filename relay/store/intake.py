@@ -1,0 +1,120 @@
+"""Intake-side writes: store an accepted body with its planned deliveries, or quarantine it."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+
+from relay.routing import PlannedDelivery
+from relay.store.base import StoreBase
+from relay.store.records import Accepted, Intake
+
+
+def plan_deliveries(
+    db: sqlite3.Connection,
+    conversation_id: int,
+    conv_key: str,
+    category: str,
+    planned: Sequence[PlannedDelivery],
+    *,
+    now: float,
+    force: bool = False,
+) -> int:
+    """Insert deliveries. An action already planned for any version of the same conversation
+    in the same category is not planned again (``dedupe_key`` is unique), unless ``force``
+    (operator replay) makes the key unique."""
+    created = 0
+    for plan in planned:
+        dedupe = f"{conv_key}/{category}/{plan.action_key}"
+        if force:
+            dedupe += f"/replay-{now!r}-{created}"
+        cur = db.execute(
+            "INSERT OR IGNORE INTO deliveries (conversation_id, dedupe_key, rule, channel,"
+            " action, category, created_at, next_attempt_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                conversation_id,
+                dedupe,
+                plan.rule,
+                plan.channel,
+                plan.action.model_dump_json(by_alias=True),
+                category,
+                now,
+                now,
+                now,
+            ),
+        )
+        created += cur.rowcount
+    return created
+
+
+class IntakeOps(StoreBase):
+    def accept_many(self, intakes: Sequence[Intake], now: float | None = None) -> list[Accepted]:
+        """Store bodies and their planned deliveries in ONE transaction (one fsync)."""
+        now = time.time() if now is None else now
+        with self._transaction() as db:
+            return [self._accept(db, intake, now) for intake in intakes]
+
+    def accept(self, intake: Intake, now: float | None = None) -> Accepted:
+        return self.accept_many([intake], now)[0]
+
+    def _accept(self, db: sqlite3.Connection, intake: Intake, now: float) -> Accepted:
+        existing = db.execute(
+            "SELECT id, version FROM conversations WHERE conv_key = ? AND content_hash = ?",
+            (intake.conv_key, intake.content_hash),
+        ).fetchone()
+        if existing is not None:
+            return Accepted(existing[0], existing[1], duplicate=True, deliveries=0)
+        (version,) = db.execute(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM conversations WHERE conv_key = ?",
+            (intake.conv_key,),
+        ).fetchone()
+        cur = db.execute(
+            "INSERT INTO conversations (conv_key, account_id, channel_id, version, content_hash,"
+            " category, received_at, raw, parsed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                intake.conv_key,
+                intake.account_id,
+                intake.channel_id,
+                version,
+                intake.content_hash,
+                intake.category,
+                now,
+                intake.raw,
+                intake.parsed,
+            ),
+        )
+        conversation_id = cur.lastrowid
+        assert conversation_id is not None
+        created = plan_deliveries(
+            db, conversation_id, intake.conv_key, intake.category, intake.planned, now=now
+        )
+        return Accepted(conversation_id, version, duplicate=False, deliveries=created)
+
+    def quarantine(
+        self,
+        reason: str,
+        message: str,
+        body: bytes,
+        remote: str | None,
+        *,
+        max_rows: int,
+        max_body: int,
+        now: float | None = None,
+    ) -> int:
+        """Keep a refused body (cut to ``max_body``); drop the oldest rows beyond ``max_rows``."""
+        now = time.time() if now is None else now
+        with self._transaction() as db:
+            cur = db.execute(
+                "INSERT INTO quarantine (received_at, reason, message, remote, size, body)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (now, reason, message, remote, len(body), body[:max_body]),
+            )
+            db.execute(
+                "DELETE FROM quarantine WHERE id <= (SELECT id FROM quarantine"
+                " ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (max_rows,),
+            )
+        assert cur.lastrowid is not None
+        return cur.lastrowid

@@ -1,0 +1,71 @@
+"""Frozen rows the store hands out and takes in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from relay.routing import PlannedDelivery
+
+
+@dataclass(frozen=True)
+class Intake:
+    """Everything the request path wants stored for one accepted body."""
+
+    raw: bytes
+    parsed: bytes
+    conv_key: str
+    account_id: int
+    channel_id: int
+    content_hash: str
+    category: str
+    planned: tuple[PlannedDelivery, ...]
+
+
+@dataclass(frozen=True)
+class Accepted:
+    conversation_id: int
+    version: int
+    duplicate: bool
+    deliveries: int
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    id: int
+    conversation_id: int
+    rule: str
+    channel: str
+    action: dict[str, Any]
+    category: str
+    attempts: int  # including the one now starting
+    created_at: float
+    dedupe_key: str
+    done_recipients: tuple[str, ...]
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    id: int
+    conversation_id: int
+    conv_key: str
+    rule: str
+    channel: str
+    status: str
+    attempts: int
+    created_at: float
+    next_attempt_at: float
+    updated_at: float
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class QuarantineRow:
+    id: int
+    received_at: float
+    reason: str
+    message: str
+    remote: str | None
+    size: int
+    body: bytes
