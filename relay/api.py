@@ -46,14 +46,52 @@ async def read_limited(stream: AsyncIterator[bytes], limit: int) -> tuple[bytes,
 
 async def receive(runtime: Runtime, body: bytes, remote: str | None) -> Answer:
     """Parse, classify, route and durably store one body. 2xx only after the commit."""
-    settings = runtime.settings
     try:
-        conversation = parse(body)
+        intake = prepare(runtime, body)
     except PayloadError as exc:
         return await refuse(runtime, exc, body, remote)
+    except Exception:
+        # A body that parses but trips a bug further on is kept, so it can be replayed once
+        # the bug is fixed; the answer admits the fault is ours.
+        log.exception("could not process a body from %s", remote or "?")
+        failed = PayloadError("processing_failed", "the relay could not process this body")
+        answer = await refuse(runtime, failed, body, remote)
+        return Answer(500, answer.body)
+    try:
+        accepted = await runtime.store.accept(intake)
+    except Exception:
+        log.exception("could not store conversation %s", intake.conv_key)
+        return Answer(503, {"error": "storage_unavailable", "message": "the store cannot write"})
+    if accepted.deliveries:
+        runtime.worker.wake()
+    log.info(
+        "conversation %s v%d accepted: category=%s deliveries=%d duplicate=%s",
+        intake.conv_key,
+        accepted.version,
+        intake.category,
+        accepted.deliveries,
+        accepted.duplicate,
+    )
+    runtime.metrics.received(intake.category, duplicate=accepted.duplicate)
+    return Answer(
+        200,
+        {
+            "status": "duplicate" if accepted.duplicate else "accepted",
+            "conversation": intake.conv_key,
+            "version": accepted.version,
+            "category": intake.category,
+            "deliveries": accepted.deliveries,
+        },
+    )
+
+
+def prepare(runtime: Runtime, body: bytes) -> Intake:
+    """Parse, classify and route ``body``; raises ``PayloadError`` naming what is wrong."""
+    settings = runtime.settings
+    conversation = parse(body)
     category = classify(conversation, low_rating_threshold=settings.classify.low_rating_threshold)
     planned = runtime.route(conversation, category)
-    intake = Intake(
+    return Intake(
         raw=body,
         parsed=msgspec.json.encode(conversation),
         conv_key=conversation.key,
@@ -62,32 +100,6 @@ async def receive(runtime: Runtime, body: bytes, remote: str | None) -> Answer:
         content_hash=content_hash(body),
         category=category.value,
         planned=planned,
-    )
-    try:
-        accepted = await runtime.store.accept(intake)
-    except Exception:
-        log.exception("could not store conversation %s", conversation.key)
-        return Answer(503, {"error": "storage_unavailable", "message": "the store cannot write"})
-    if accepted.deliveries:
-        runtime.worker.wake()
-    log.info(
-        "conversation %s v%d accepted: category=%s deliveries=%d duplicate=%s",
-        conversation.key,
-        accepted.version,
-        category.value,
-        accepted.deliveries,
-        accepted.duplicate,
-    )
-    runtime.metrics.received(category.value, duplicate=accepted.duplicate)
-    return Answer(
-        200,
-        {
-            "status": "duplicate" if accepted.duplicate else "accepted",
-            "conversation": conversation.key,
-            "version": accepted.version,
-            "category": category.value,
-            "deliveries": accepted.deliveries,
-        },
     )
 
 

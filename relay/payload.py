@@ -11,6 +11,7 @@ from relay.errors import PayloadError, PayloadTooLarge
 
 _DECODER = msgspec.json.Decoder(Conversation, strict=False)
 _ANY = msgspec.json.Decoder()
+MAX_ID = 2**63 - 1  # ids are stored as SQLite INTEGER (signed 64-bit)
 
 
 def parse(body: bytes, *, max_bytes: int | None = None) -> Conversation:
@@ -21,22 +22,41 @@ def parse(body: bytes, *, max_bytes: int | None = None) -> Conversation:
     if not body.strip():
         raise PayloadError("empty_body", "request body is empty; expected a JSON object")
     try:
-        return _DECODER.decode(body)
+        conversation = _DECODER.decode(body)
     except RecursionError:
         raise PayloadError("too_deeply_nested", "JSON nesting is too deep") from None
+    except UnicodeDecodeError as exc:
+        raise PayloadError("invalid_utf8", f"body is not valid UTF-8: {exc.reason}") from None
     except msgspec.ValidationError as exc:
         raise _validation_error(body, str(exc)) from None
     except msgspec.DecodeError as exc:
         raise PayloadError("invalid_json", f"body is not valid JSON: {exc}") from None
+    for name, value in (
+        ("accountId", conversation.account_id),
+        ("channel.id", conversation.channel.id),
+    ):
+        if not 0 <= value <= MAX_ID:
+            raise PayloadError("out_of_range", f"{name} must be between 0 and {MAX_ID}")
+    return conversation
+
+
+_KINDS = {ord("["): "list", ord('"'): "str", ord("t"): "bool", ord("f"): "bool"}
+
+
+def _top_level_kind(body: bytes) -> str:
+    """Name the JSON type of ``body`` from its first character, without decoding it (a
+    deeply nested array must not recurse)."""
+    first = body.lstrip()[:1]
+    if not first:
+        return "nothing"
+    if first in b"-0123456789":
+        return "number"
+    return _KINDS.get(first[0], "null" if first == b"n" else "object")
 
 
 def _validation_error(body: bytes, detail: str) -> PayloadError:
-    try:
-        top = _ANY.decode(body)
-    except (msgspec.DecodeError, RecursionError):
-        top = None
-    if not isinstance(top, dict):
-        kind = type(top).__name__ if top is not None else "null"
+    kind = _top_level_kind(body)
+    if kind != "object":
         return PayloadError("not_an_object", f"body must be a JSON object, got {kind}")
     if "missing required field" in detail:
         field = detail.split("`")[1] if "`" in detail else "?"
@@ -50,6 +70,6 @@ def content_hash(body: bytes) -> str:
     """Hash of the body's JSON value, insensitive to key order and whitespace."""
     try:
         canonical = msgspec.json.encode(_ANY.decode(body), order="sorted")
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         canonical = body
     return hashlib.sha256(canonical).hexdigest()

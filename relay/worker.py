@@ -87,6 +87,8 @@ class Worker:
         self._stopping = False
         self._inflight: dict[asyncio.Task[None], int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._progress = asyncio.Condition()
+        self.finished_attempts = 0  # attempts whose outcome has been recorded
 
     @property
     def running(self) -> bool:
@@ -104,6 +106,11 @@ class Worker:
         self.wake()
         await self._settled.wait()
 
+    async def attempted(self, count: int) -> None:
+        """Return once ``count`` attempts (since start) have had their outcome recorded."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self.finished_attempts >= count)
+
     async def stop(self, grace: float) -> None:
         """Stop claiming; give in-flight sends ``grace`` seconds, then put the rest back."""
         self._stopping = True
@@ -111,6 +118,11 @@ class Worker:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        log.info(
+            "worker stopping: waiting up to %g s for %d in-flight deliveries",
+            grace,
+            len(self._inflight),
+        )
         if self._inflight:
             await asyncio.wait(list(self._inflight), timeout=grace)
         unfinished = {t: i for t, i in self._inflight.items() if not t.done()}
@@ -123,24 +135,38 @@ class Worker:
             log.warning("shutdown: %d unfinished deliveries left pending", len(ids))
 
     async def _run(self) -> None:
-        recovered = await self._store.call(lambda s: s.recover_claimed(self._clock()))
-        if recovered:
-            log.warning("requeued %d deliveries interrupted by a previous stop", recovered)
+        recovered = False
         while not self._stopping:
-            self._wake.clear()
-            free = self._concurrency - len(self._inflight)
-            claimed: list[ClaimedDelivery] = []
-            if free > 0:
-                claimed = await self._store.call(
-                    partial(Store.claim_due, limit=free, now=self._clock())
-                )
-                for delivery in claimed:
-                    task = asyncio.create_task(self._attempt(delivery))
-                    self._inflight[task] = delivery.id
-                    task.add_done_callback(self._finished)
-            if claimed and len(self._inflight) < self._concurrency:
-                continue
-            await self._idle()
+            try:
+                if not recovered:
+                    count = await self._store.call(lambda s: s.recover_claimed(self._clock()))
+                    recovered = True
+                    if count:
+                        log.warning("requeued %d deliveries interrupted by a previous stop", count)
+                await self._step()
+            except Exception:
+                # The store failed (disk full, locked ...): keep the worker alive and try
+                # again shortly; nothing is lost, the rows stay where they were.
+                log.exception("delivery worker step failed; retrying in %g s", IDLE_POLL_SECONDS)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=IDLE_POLL_SECONDS)
+
+    async def _step(self) -> None:
+        """Claim what is due and start sending it, or wait until something may be due."""
+        self._wake.clear()
+        free = self._concurrency - len(self._inflight)
+        claimed: list[ClaimedDelivery] = []
+        if free > 0:
+            claimed = await self._store.call(
+                partial(Store.claim_due, limit=free, now=self._clock())
+            )
+            for delivery in claimed:
+                task = asyncio.create_task(self._attempt(delivery))
+                self._inflight[task] = delivery.id
+                task.add_done_callback(self._finished)
+        if claimed and len(self._inflight) < self._concurrency:
+            return
+        await self._idle()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
@@ -165,6 +191,19 @@ class Worker:
 
     async def _attempt(self, delivery: ClaimedDelivery) -> None:
         self._claimed_at[delivery.id] = time.monotonic()
+        try:
+            await self._send_and_record(delivery)
+        except Exception:
+            # Recording the outcome failed: the row stays 'sending' and is requeued when the
+            # worker next starts (at least once, never lost).
+            log.exception("delivery %d: could not record the outcome", delivery.id)
+        finally:
+            self._claimed_at.pop(delivery.id, None)
+        async with self._progress:
+            self.finished_attempts += 1
+            self._progress.notify_all()
+
+    async def _send_and_record(self, delivery: ClaimedDelivery) -> None:
         snapshot = self._snapshot()
         key = sender_key(delivery.action)
         sender = snapshot.senders.get(key)

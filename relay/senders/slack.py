@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from slack_sdk import WebClient
@@ -25,17 +27,33 @@ TRANSIENT_API_ERRORS = frozenset(
 )
 
 
+DEFAULT_RETRY_AFTER = 1.0
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float:
+    """Seconds to wait from a Retry-After value: delta-seconds or an HTTP date (RFC 9110)."""
+    if value is None or not value.strip():
+        return DEFAULT_RETRY_AFTER
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return DEFAULT_RETRY_AFTER
+    now = time.time() if now is None else now
+    return max(when.timestamp() - now, 0.0)
+
+
 def _retry_after(headers: Any) -> float:
     for name in ("Retry-After", "retry-after"):
         value = headers.get(name) if headers else None
         if isinstance(value, list):
             value = value[0] if value else None
         if value is not None:
-            try:
-                return max(float(value), 0.0)
-            except ValueError:
-                break
-    return 1.0
+            return retry_after_seconds(str(value))
+    return DEFAULT_RETRY_AFTER
 
 
 def _classify_http(status: int, error: str, headers: Any) -> Exception:

@@ -64,26 +64,29 @@ def classify_failure(  # noqa: PLR0911 -- one return per failure class reads bes
     exc: BaseException,
 ) -> TransientDeliveryError | PermanentDeliveryError:
     """Map an aiosmtplib/socket failure to transient (4xx, connection, timeout) or permanent
-    (5xx, authentication, certificate verification)."""
+    (5xx, authentication, certificate verification, a missing extension the settings need)."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         return _refused({r.recipient: (r.code, r.message) for r in exc.recipients}, ())
-    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        return PermanentDeliveryError(
-            f"SMTP authentication failed: {_reply(exc.code, exc.message)}"
-        )
     if isinstance(exc, aiosmtplib.SMTPTimeoutError):
         return DeliveryTimeout(f"SMTP timeout: {exc}")
     if isinstance(exc, ssl.SSLCertVerificationError) or isinstance(
         exc.__cause__, ssl.SSLCertVerificationError
     ):
         return PermanentDeliveryError(f"TLS certificate verification failed: {exc}")
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        # Includes a refusing greeting (SMTPConnectResponseError): its code decides.
+        reply = _reply(exc.code, exc.message)
+        what = "authentication" if isinstance(exc, aiosmtplib.SMTPAuthenticationError) else None
+        if 500 <= exc.code < 600:
+            if what:
+                return PermanentDeliveryError(f"SMTP authentication failed: {reply}")
+            return PermanentDeliveryError(f"SMTP server refused: {reply}")
+        return TransientDeliveryError(f"SMTP server deferred{' ' + what if what else ''}: {reply}")
     if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPServerDisconnected | OSError):
         return DeliveryConnectionError(f"SMTP connection failed: {exc}")
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        reply = _reply(exc.code, exc.message)
-        if 400 <= exc.code < 500:
-            return TransientDeliveryError(f"SMTP server deferred: {reply}")
-        return PermanentDeliveryError(f"SMTP server refused: {reply}")
+    if isinstance(exc, aiosmtplib.SMTPException):
+        # STARTTLS or AUTH required by the settings but not offered: retrying cannot help.
+        return PermanentDeliveryError(f"SMTP server cannot do what the settings require: {exc}")
     return TransientDeliveryError(f"SMTP error: {exc}")
 
 
