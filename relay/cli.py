@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 
 import click
 
@@ -62,6 +64,9 @@ def serve(config_path: Path | None) -> None:
         app = create_app(settings, reload=lambda: load_settings(config_path))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    # uvicorn stops gracefully on SIGTERM, then raises the signal again with the handler that
+    # was in place before it started; this one turns that into a clean exit status 0.
+    signal.signal(signal.SIGTERM, _exit_after_graceful_stop)
     logging.getLogger("relay").info(
         "relay listening on http://%s:%d/hooks/smartsupp/<token> (state in %s)",
         settings.server.host,
@@ -79,6 +84,10 @@ def serve(config_path: Path | None) -> None:
         proxy_headers=False,
         timeout_graceful_shutdown=int(settings.delivery.shutdown_grace_seconds) + 5,
     )
+
+
+def _exit_after_graceful_stop(signum: int, frame: FrameType | None) -> None:
+    sys.exit(0)
 
 
 @main.command()

@@ -1,0 +1,107 @@
+"""Run `relay serve` as a real process: start it, wait for log lines, post to it, stop it."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import TOKEN
+
+READY = "Application startup complete"
+
+
+def relay_command() -> list[str]:
+    """The installed console script next to this interpreter (the venv's ``relay``)."""
+    script = Path(sys.executable).with_name("relay")
+    assert script.exists(), f"console script {script} is missing: pip install -e ."
+    return [str(script)]
+
+
+class RelayProcess:
+    """``relay serve --config PATH``; every stderr line is kept and can be waited for."""
+
+    def __init__(self, config: Path, port: int) -> None:
+        self.config = config
+        self.port = port
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self.proc: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/smartsupp/{TOKEN}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        with self._changed:
+            self.lines.clear()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("RELAY_CONFIG", None)
+        self.proc = subprocess.Popen(
+            [*relay_command(), "serve", "--config", str(self.config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
+        self._reader.start()
+        self.wait_for_line(READY, timeout)
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stderr is not None
+        with proc.stderr:
+            for line in proc.stderr:
+                with self._changed:
+                    self.lines.append(line.rstrip("\n"))
+                    self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for_line(self, pattern: str, timeout: float = 30.0) -> str:
+        """Block until a stderr line matches ``pattern`` (a regex); fail if the process ends."""
+        regex = re.compile(pattern)
+        found: list[str] = []
+
+        def seen() -> bool:
+            found[:] = [line for line in self.lines if regex.search(line)]
+            exited = self.proc is not None and self.proc.poll() is not None
+            return bool(found) or (exited and not self._reader_alive())
+
+        with self._changed:
+            self._changed.wait_for(seen, timeout=timeout)
+        assert found, f"no line matching {pattern!r}; stderr so far:\n" + "\n".join(self.lines)
+        return found[0]
+
+    def _reader_alive(self) -> bool:
+        return self._reader is not None and self._reader.is_alive()
+
+    def post(self, client: httpx.Client, content: bytes) -> httpx.Response:
+        return client.post(self.url, content=content)
+
+    def kill(self) -> int:
+        return self._signal(signal.SIGKILL)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        return self._signal(signal.SIGTERM, timeout)
+
+    def _signal(self, sig: signal.Signals, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=timeout)
+        if self._reader is not None:
+            self._reader.join(timeout=timeout)
+        return code
+
+    def ensure_stopped(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
