@@ -130,9 +130,9 @@ def test_sigkill_mid_delivery_loses_no_answered_conversation(
         return answered <= {delivered(m)[0] for m in handler.messages}
 
     with handler.arrived:
-        assert handler.arrived.wait_for(all_answered_arrived, timeout=30), (
-            f"missing after restart: {sorted(answered - {delivered(m)[0] for m in handler.messages})}"
-        )
+        arrived = handler.arrived.wait_for(all_answered_arrived, timeout=30)
+    missing = answered - {delivered(m)[0] for m in handler.messages}
+    assert arrived, f"never delivered after the restart: {sorted(missing)}"
     assert relay.terminate() == 0
 
     received = [delivered(m) for m in handler.messages]

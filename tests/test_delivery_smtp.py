@@ -31,9 +31,7 @@ def missed(channel_id: int = 55039) -> bytes:
     return json.dumps(data).encode()
 
 
-def smtp_config(
-    tmp_path: Path, port: int, **sections: dict[str, Any]
-) -> tuple[Path, Settings]:
+def smtp_config(tmp_path: Path, port: int, **sections: dict[str, Any]) -> tuple[Path, Settings]:
     return write_config(
         tmp_path,
         smtp={"host": "127.0.0.1", "port": port, "from_address": "Relay <relay@shop.test>"},
