@@ -23,7 +23,7 @@ from relay.routes_cli import preview_extra, routes
 from relay.routing import route
 from relay.settings import ArchiveAction, EmailAction, Settings, WebhookAction, load_settings
 from relay.snapshot import template_problems
-from relay.store import Store
+from relay.store import RETRYABLE, Store
 
 config_option = click.option(
     "--config",
@@ -171,25 +171,33 @@ def _open_store(settings: Settings) -> Store:
 @main.command()
 @config_option
 @click.option("--all", "show_all", is_flag=True, help="Also list sent deliveries.")
-def queue(config_path: Path | None, show_all: bool) -> None:
+@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
+def queue(config_path: Path | None, show_all: bool, limit: int) -> None:
     """Delivery counts, and every pending, retrying or dead delivery with its last error."""
     store = _open_store(_load(config_path))
-    counts = store.counts()
+    try:
+        counts = store.counts()
+        statuses = ("pending", "sending", "retrying", "dead") + (("sent",) if show_all else ())
+        rows = store.deliveries(statuses, limit=limit)
+    finally:
+        store.close()
     click.echo("  ".join(f"{status}={n}" for status, n in counts.items()))
-    statuses = ("pending", "sending", "retrying", "dead") + (("sent",) if show_all else ())
-    rows = store.deliveries(statuses)
     if rows:
         click.echo(
-            f"{'ID':>6}  {'STATUS':8}  {'CHANNEL':7}  {'TRIES':>5}  {'NEXT':19}  "
-            "CONVERSATION / RULE / LAST ERROR"
+            f"{'ID':>6}  {'STATUS':8}  {'CHANNEL':7}  {'TRIES':>5}  {'NEXT ATTEMPT (UTC)':19}  "
+            "CONVERSATION  RULE"
         )
     for row in rows:
         nxt = _when(row.next_attempt_at) if row.status in ("pending", "retrying") else "-"
         click.echo(
             f"{row.id:>6}  {row.status:8}  {row.channel:7}  {row.attempts:>5}  {nxt:19}  "
-            f"{row.conv_key} / {row.rule} / {row.last_error or ''}"
+            f"{row.conv_key}  {row.rule}"
         )
-    store.close()
+        if row.last_error:
+            click.echo(f"{'':8}last error: {row.last_error}")
+    listed = sum(counts[s] for s in statuses)
+    if listed > len(rows):
+        click.echo(f"... {listed - len(rows)} more not shown (--limit)")
 
 
 @main.command()
@@ -197,33 +205,57 @@ def queue(config_path: Path | None, show_all: bool) -> None:
 @click.argument("delivery_ids", type=int, nargs=-1)
 @click.option("--dead", "all_dead", is_flag=True, help="Retry every dead delivery.")
 def retry(config_path: Path | None, delivery_ids: tuple[int, ...], all_dead: bool) -> None:
-    """Schedule deliveries (by ID, or all dead ones) for an immediate new attempt."""
+    """Schedule deliveries (by ID, or all dead ones) for an immediate new attempt. A requeued
+    delivery starts afresh: attempts, backoff and the age limit count from now."""
     if not delivery_ids and not all_dead:
         raise click.UsageError("give delivery IDs or --dead")
     store = _open_store(_load(config_path))
-    changed = store.retry_now(None if all_dead else list(delivery_ids))
-    store.close()
+    try:
+        problems = []
+        for delivery_id in delivery_ids:
+            row = store.delivery(delivery_id)
+            if row is None:
+                problems.append(f"no delivery {delivery_id}")
+            elif row.status not in RETRYABLE:
+                hint = " (relay replay sends a conversation again)" if row.status == "sent" else ""
+                problems.append(f"delivery {delivery_id} is {row.status}, not retried{hint}")
+        changed = store.retry_now(None if all_dead else list(delivery_ids))
+    finally:
+        store.close()
+    for problem in problems:
+        click.echo(problem, err=True)
     click.echo(f"{changed} deliveries scheduled for retry")
+    if problems:
+        sys.exit(1)
 
 
 @main.command()
 @config_option
-@click.argument("conversation_id", type=int)
-def replay(config_path: Path | None, conversation_id: int) -> None:
-    """Route a stored conversation again with the current rules and deliver it again."""
+@click.argument("conversation")
+def replay(config_path: Path | None, conversation: str) -> None:
+    """Route a stored conversation again with the current rules and deliver it again.
+
+    CONVERSATION is a stored conversation's numeric id, or its key "<accountId>-<channelId>"
+    (the newest version is replayed)."""
     settings = _load(config_path)
     store = _open_store(settings)
-    found = store.conversation_raw(conversation_id)
-    if found is None:
+    try:
+        conversation_id = (
+            int(conversation) if conversation.isdigit() else store.latest_version_id(conversation)
+        )
+        found = None if conversation_id is None else store.conversation_raw(conversation_id)
+        if conversation_id is None or found is None:
+            raise click.ClickException(f"no stored conversation {conversation}")
+        raw, _, key = found
+        parsed = parse(raw)
+        category = classify(parsed, low_rating_threshold=settings.classify.low_rating_threshold)
+        planned = route(parsed, category, settings.rule_set, now=time.time())
+        created = store.replan(conversation_id, planned)
+    finally:
         store.close()
-        raise click.ClickException(f"no conversation with id {conversation_id}")
-    raw, _, key = found
-    conversation = parse(raw)
-    category = classify(conversation, low_rating_threshold=settings.classify.low_rating_threshold)
-    planned = route(conversation, category, settings.rule_set, now=time.time())
-    created = store.replan(conversation_id, planned)
-    store.close()
-    click.echo(f"conversation {key} ({category.value}): {created} deliveries planned")
+    click.echo(
+        f"conversation {key} (id {conversation_id}, {category.value}): {created} deliveries planned"
+    )
 
 
 @main.group(invoke_without_command=True)
@@ -235,20 +267,26 @@ def quarantine(ctx: click.Context, config_path: Path | None) -> None:
     if ctx.invoked_subcommand is not None:
         return
     store = _open_store(_load(config_path))
-    for row in store.quarantined():
+    try:
+        rows = store.quarantined()
+    finally:
+        store.close()
+    if not rows:
+        click.echo("quarantine is empty")
+    for row in rows:
         click.echo(
-            f"{row.id:>6}  {_when(row.received_at)}  {row.reason:18}  "
-            f"{row.size:>8} B  {row.message}"
+            f"{row.id:>6}  {_when(row.received_at)}  {row.reason:18}  {row.size:>8} B  "
+            f"{row.remote or '-':15}  {row.message}"
         )
-    store.close()
 
 
 @quarantine.command("show")
 @click.argument("entry_id", type=int)
+@config_option
 @click.pass_obj
-def quarantine_show(config_path: Path | None, entry_id: int) -> None:
+def quarantine_show(group_config: Path | None, entry_id: int, config_path: Path | None) -> None:
     """Print one refused body and why it was refused."""
-    store = _open_store(_load(config_path))
+    store = _open_store(_load(config_path or group_config))
     row = store.quarantine_entry(entry_id)
     store.close()
     if row is None:
@@ -261,11 +299,16 @@ def quarantine_show(config_path: Path | None, entry_id: int) -> None:
 @main.command()
 @config_option
 @click.option(
-    "--older-than", "days", type=float, default=None, help="Days (default: retention_days)."
+    "--older-than",
+    "days",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Days (default: storage.retention_days).",
 )
 def purge(config_path: Path | None, days: float | None) -> None:
     """Delete conversations (and the personal data they carry) older than the retention period.
     Conversations with deliveries still pending are kept."""
+    from rich.console import Console  # noqa: PLC0415 -- only purge shows a progress bar
     from rich.progress import Progress  # noqa: PLC0415 -- only purge shows a progress bar
 
     settings = _load(config_path)
@@ -274,13 +317,15 @@ def purge(config_path: Path | None, days: float | None) -> None:
     cutoff = time.time() - days * 86400
     ids = store.conversations_older_than(cutoff)
     batch = 500
-    with Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("purging", total=len(ids))
         for start in range(0, len(ids), batch):
             chunk = ids[start : start + batch]
             store.purge(chunk)
             progress.advance(task, len(chunk))
     dropped = store.purge_quarantine_older_than(cutoff)
+    store.checkpoint()
     store.close()
     click.echo(
         f"purged {len(ids)} conversations and {dropped} quarantined bodies older than {days:g} days"
