@@ -28,6 +28,7 @@ from relay.storethread import StoreThread
 log = logging.getLogger(__name__)
 
 _ACTION = TypeAdapter[Action](Action)
+CANCEL_WAIT_SECONDS = 5.0  # after the grace period, how long cancelled sends may take to end
 IDLE_POLL_SECONDS = 1.0  # picks up changes made by `relay retry` from another process
 
 # Told each recorded outcome: (channel, "sent" | "retry" | "dead", seconds since the claim).
@@ -129,7 +130,9 @@ class Worker:
         for task in unfinished:
             task.cancel()
         if unfinished:
-            await asyncio.wait(list(unfinished))
+            # Senders close their connections when cancelled; do not let one that does not
+            # hold the shutdown up: its row is released either way.
+            await asyncio.wait(list(unfinished), timeout=CANCEL_WAIT_SECONDS)
             ids = list(unfinished.values())
             await self._store.call(lambda s: s.release(ids))
             log.warning("shutdown: %d unfinished deliveries left pending", len(ids))

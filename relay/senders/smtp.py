@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
 from email.headerregistry import Address
 from email.utils import parseaddr
@@ -33,31 +35,56 @@ class SmtpSender:
         self.settings = settings
         self._sender = envelope_sender(settings.from_address)
 
+    async def _transmit(
+        self, content: EmailContent, recipients: list[str]
+    ) -> dict[str, aiosmtplib.SMTPResponse]:
+        """One connection: send, then QUIT. Returns the recipients the server refused."""
+        s = self.settings
+        client = aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.effective_port,
+            username=s.username,
+            password=s.password.get_secret_value() if s.password else None,
+            use_tls=s.security == "tls",
+            start_tls=True if s.security == "starttls" else False,  # noqa: SIM210 -- None would mean "opportunistic"
+            timeout=s.timeout_seconds,
+        )
+        try:
+            await client.connect()
+            refused, _ = await client.send_message(
+                content.message, sender=self._sender, recipients=recipients
+            )
+        except BaseException as exc:
+            await _goodbye(client, exc)
+            raise
+        await _goodbye(client)
+        return refused
+
     async def send(self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()) -> None:
         if not isinstance(content, EmailContent):
             raise PermanentDeliveryError(f"SMTP sender cannot send {type(content).__name__}")
         recipients = [r for r in content.recipients if r not in skip]
         if not recipients:
             return
-        s = self.settings
         try:
-            refused, _ = await aiosmtplib.send(
-                content.message,
-                sender=self._sender,
-                recipients=recipients,
-                hostname=s.host,
-                port=s.effective_port,
-                username=s.username,
-                password=s.password.get_secret_value() if s.password else None,
-                use_tls=s.security == "tls",
-                start_tls=True if s.security == "starttls" else False,  # noqa: SIM210 -- None would mean "opportunistic"
-                timeout=s.timeout_seconds,
-            )
+            refused = await self._transmit(content, recipients)
         except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
             raise classify_failure(exc) from None
         if refused:
             accepted = [r for r in recipients if r not in refused]
             raise _refused({r: (v.code, v.message) for r, v in refused.items()}, (*skip, *accepted))
+
+
+async def _goodbye(client: aiosmtplib.SMTP, failure: BaseException | None = None) -> None:
+    """QUIT politely when the connection is healthy; just close it when it is not, or when
+    the send was cancelled (shutdown): a QUIT to a stalled server waits a whole timeout."""
+    stalled = isinstance(failure, ConnectionError | TimeoutError | asyncio.CancelledError)
+    try:
+        if client.is_connected and not stalled:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
+    finally:
+        client.close()
 
 
 def classify_failure(  # noqa: PLR0911 -- one return per failure class reads best

@@ -1,0 +1,150 @@
+"""Delivery bookkeeping across stops: recovery of interrupted sends, release on shutdown, the
+retry decision at its edges, Message-ID stability."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+
+from relay.app import create_app
+from relay.retry import GiveUp, RetryAt, RetryPolicy, decide
+from relay.routing import PlannedDelivery
+from relay.senders.slack import retry_after_seconds
+from relay.settings import EmailAction, Settings
+from relay.store import Intake, Store
+from relay.worker import message_id
+from tests.conftest import TOKEN, sample
+from tests.support.holding_smtp import HoldingHandler
+from tests.support.smtp import SmtpServer
+from tests.support.store import deliveries
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store(tmp_path / "relay.db")
+    yield opened
+    opened.close()
+
+
+def intake(channel_id: int = 1, category: str = "missed", text: str = "") -> Intake:
+    action = EmailAction(type="email", to=["sales@shop.test"])
+    return Intake(
+        raw=json.dumps({"accountId": 7, "channel": {"id": channel_id}, "t": text}).encode(),
+        parsed=b"{}",
+        conv_key=f"7-{channel_id}",
+        account_id=7,
+        channel_id=channel_id,
+        content_hash=f"hash-{channel_id}-{text}",
+        category=category,
+        planned=(PlannedDelivery(rule="r", action=action),),
+    )
+
+
+def test_an_interrupted_send_is_requeued_and_counted(store: Store) -> None:
+    store.accept(intake(), now=100)
+    [claimed] = store.claim_due(10, now=100)
+    assert claimed.attempts == 1
+    assert store.claim_due(10, now=100) == []  # claimed rows are not handed out twice
+    assert store.recover_claimed(now=200) == 1
+    [row] = store.deliveries()
+    assert (row.status, row.attempts, row.next_attempt_at) == ("retrying", 1, 200)
+    assert row.last_error == "interrupted while sending"
+    [again] = store.claim_due(10, now=200)
+    assert again.attempts == 2
+
+
+def test_a_released_send_goes_back_untouched(store: Store) -> None:
+    store.accept(intake(), now=100)
+    [claimed] = store.claim_due(10, now=100)
+    store.release([claimed.id], now=150)
+    [row] = store.deliveries()
+    assert (row.status, row.attempts, row.next_attempt_at) == ("pending", 0, 150)
+    [claimed] = store.claim_due(10, now=150)
+    store.mark_retry(claimed.id, at=160, error="451 later")
+    [claimed] = store.claim_due(10, now=160)
+    assert claimed.attempts == 2
+    store.release([claimed.id], now=170)
+    [row] = store.deliveries()
+    assert (row.status, row.attempts, row.last_error) == ("retrying", 1, "451 later")
+
+
+def test_versions_plan_each_action_once_per_category(store: Store) -> None:
+    first = store.accept(intake(text="a"))
+    same = store.accept(intake(text="a"))
+    changed = store.accept(intake(text="b"))
+    recategorised = store.accept(intake(text="c", category="low-rated"))
+    assert (first.version, first.deliveries) == (1, 1)
+    assert (same.duplicate, same.version, same.deliveries) == (True, 1, 0)
+    assert (changed.duplicate, changed.version, changed.deliveries) == (False, 2, 0)
+    assert (recategorised.version, recategorised.deliveries) == (3, 1)
+
+
+def test_message_id_is_stable_per_conversation_action_and_category() -> None:
+    key = "208-55039/missed/email:sales@shop.test"
+    assert message_id(key, "Relay <relay@shop.test>") == message_id(key, "relay@shop.test")
+    assert message_id(key, "relay@shop.test").endswith("@shop.test>")
+    assert message_id(key, "x@shop.test") != message_id(key.replace("missed", "offline"), "x@s.t")
+
+
+def test_shutdown_grace_expiry_releases_the_in_flight_send_and_a_restart_delivers_it(
+    make_settings: Callable[..., Settings],
+) -> None:
+    handler = HoldingHandler()
+    handler.holding.set()
+    server = SmtpServer(handler)
+    server.start()
+    try:
+        settings = make_settings(
+            smtp={"host": "127.0.0.1", "port": server.port},
+            delivery={"shutdown_grace_seconds": 0.2},
+        )
+        data = sample("v1")
+        data["channel"]["isMissed"] = True
+        with TestClient(create_app(settings)) as client:
+            client.post(f"/hooks/smartsupp/{TOKEN}", content=json.dumps(data).encode())
+            handler.wait_held(1)
+        [row] = deliveries(settings)
+        assert (row.status, row.attempts) == ("pending", 0)
+        handler.release()
+        with TestClient(create_app(settings)) as client:
+            handler.wait_for(2)
+        # The held copy reached the server before the stop: at least once, never lost.
+        assert [m.message["Message-ID"] for m in handler.messages].count(
+            handler.messages[0].message["Message-ID"]
+        ) == 2
+    finally:
+        handler.release()
+        server.stop()
+
+
+POLICY = RetryPolicy(initial_seconds=1, max_seconds=900, max_age_seconds=3 * 86400)
+
+
+def test_a_retry_after_beyond_the_age_limit_gives_up() -> None:
+    decision = decide(POLICY, attempts=1, created_at=0, now=10, jitter=0.5, retry_after=4 * 86400)
+    assert isinstance(decision, GiveUp)
+
+
+def test_backoff_stays_within_equal_jitter_bounds_for_every_attempt() -> None:
+    for attempts in range(1, 40):
+        ceiling = min(900.0, 2.0 ** (attempts - 1))
+        for jitter in (0.0, 0.5, 0.999):
+            decision = decide(POLICY, attempts=attempts, created_at=0, now=0, jitter=jitter)
+            assert isinstance(decision, RetryAt)
+            assert ceiling / 2 <= decision.delay < ceiling or decision.delay == ceiling / 2
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    assert retry_after_seconds("2") == 2.0
+    assert retry_after_seconds("-3") == 0.0
+    assert retry_after_seconds(None) == 1.0
+    assert retry_after_seconds("soon") == 1.0
+    when = datetime(2030, 1, 1, 0, 0, 30, tzinfo=UTC)
+    now = datetime(2030, 1, 1, 0, 0, 0, tzinfo=UTC).timestamp()
+    assert retry_after_seconds(format_datetime(when, usegmt=True), now=now) == 30.0
