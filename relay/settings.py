@@ -82,6 +82,9 @@ class SmtpSettings(_Section):
     host: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
     security: Literal["none", "starttls", "tls"] = "none"
+    # PEM file of the CA(s) that signed the server's certificate (an internal CA);
+    # None: the system's trust store. Certificates are always verified.
+    ca_file: Path | None = None
     username: str | None = None
     password: SecretStr | None = None
     from_address: str = "Smartsupp relay <relay@localhost>"

@@ -48,6 +48,7 @@ class SmtpSender:
             use_tls=s.security == "tls",
             start_tls=True if s.security == "starttls" else False,  # noqa: SIM210 -- None would mean "opportunistic"
             timeout=s.timeout_seconds,
+            cert_bundle=str(s.ca_file) if s.ca_file else None,
         )
         try:
             await client.connect()
