@@ -67,15 +67,25 @@ class Decision:
         return datetime.fromtimestamp(self.at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+# Millisecond timestamps any time zone can show: a day inside datetime's range on each side.
+EARLIEST_MS = int(datetime(1, 1, 2, tzinfo=UTC).timestamp()) * 1000
+LATEST_MS = int(datetime(9999, 12, 30, tzinfo=UTC).timestamp()) * 1000
+
+
+def _usable_ms(ms: int | None) -> bool:
+    return ms is not None and EARLIEST_MS <= ms <= LATEST_MS
+
+
 def evaluation_time(
     conversation: Conversation, *, now: float, at: float | None = None
 ) -> tuple[float, Literal["--at", "endAt", "beginAt", "now"]]:
-    """When time windows are evaluated: ``at`` if given, else endAt, beginAt, then ``now``."""
+    """When time windows are evaluated: ``at`` if given, else endAt, beginAt, then ``now``.
+    A timestamp no calendar can show (a body's absurd endAt) is skipped like a missing one."""
     if at is not None:
         return at, "--at"
-    if conversation.end_at is not None:
+    if conversation.end_at is not None and _usable_ms(conversation.end_at):
         return conversation.end_at / 1000, "endAt"
-    if conversation.begin_at is not None:
+    if conversation.begin_at is not None and _usable_ms(conversation.begin_at):
         return conversation.begin_at / 1000, "beginAt"
     return now, "now"
 
