@@ -9,12 +9,11 @@ import msgspec
 
 from relay.classify import Category
 from relay.conversation import Conversation
+from relay.payload import json_value
 from relay.rules import ArchiveAction, WebhookAction
 from relay.senders.archive import line_prefix
 from relay.senders.base import ArchiveContent, WebhookContent
 from relay.templating import render_body
-
-_ANY = msgspec.json.Decoder()
 
 
 def sender_key(action: Mapping[str, Any]) -> str:
@@ -30,7 +29,7 @@ def template_variables(
     """What a webhook body template can use: the hook body as received (camelCase keys, as
     Smartsupp documents them) and a few derived values."""
     return {
-        "conversation": _ANY.decode(raw),
+        "conversation": json_value(raw),
         "key": conversation.key,
         "category": category.value,
         "rule": rule,
@@ -71,7 +70,7 @@ def render_archive(
             "category": category.value,
             "conversation_key": conversation.key,
             "end_at": conversation.end_at,
-            "conversation": _ANY.decode(raw),
+            "conversation": json_value(raw),
         }
     )
     return ArchiveContent(path=action.path, line=line_prefix(delivery_id) + rest[1:])

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+from typing import Any
 
 import msgspec
 
@@ -12,6 +15,7 @@ from relay.errors import PayloadError, PayloadTooLarge
 _DECODER = msgspec.json.Decoder(Conversation, strict=False)
 _ANY = msgspec.json.Decoder()
 MAX_ID = 2**63 - 1  # ids are stored as SQLite INTEGER (signed 64-bit)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def parse(body: bytes, *, max_bytes: int | None = None) -> Conversation:
@@ -22,7 +26,7 @@ def parse(body: bytes, *, max_bytes: int | None = None) -> Conversation:
     if not body.strip():
         raise PayloadError("empty_body", "request body is empty; expected a JSON object")
     try:
-        conversation = _DECODER.decode(body)
+        conversation: Conversation = _decode(_DECODER, body)
     except RecursionError:
         raise PayloadError("too_deeply_nested", "JSON nesting is too deep") from None
     except UnicodeDecodeError as exc:
@@ -38,6 +42,49 @@ def parse(body: bytes, *, max_bytes: int | None = None) -> Conversation:
         if not 0 <= value <= MAX_ID:
             raise PayloadError("out_of_range", f"{name} must be between 0 and {MAX_ID}")
     return conversation
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
+    """``decoder.decode(body)``, except that a lone UTF-16 surrogate escape such as "\\ud83d"
+    (a message cut inside an emoji by a JSON encoder that allows it) becomes U+FFFD instead
+    of refusing the whole conversation."""
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError:
+        raise
+    except msgspec.DecodeError as exc:
+        repaired = _without_lone_surrogates(body) if "surrogate" in str(exc) else None
+        if repaired is None:
+            raise
+        return decoder.decode(repaired)
+
+
+def _without_lone_surrogates(body: bytes) -> bytes | None:
+    """The body re-encoded with every lone surrogate replaced, or None if it is not JSON."""
+    try:
+        value = json.loads(body, parse_constant=_no_constant)
+        return json.dumps(_replace_surrogates(value), ensure_ascii=False).encode()
+    except (ValueError, RecursionError):
+        return None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_replace_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    return value
+
+
+def json_value(body: bytes) -> Any:
+    """The JSON value of a stored body, of any shape (lone surrogates replaced as in ``parse``)."""
+    return _decode(_ANY, body)
 
 
 _KINDS = {ord("["): "list", ord('"'): "str", ord("t"): "bool", ord("f"): "bool"}
@@ -69,7 +116,7 @@ def _validation_error(body: bytes, detail: str) -> PayloadError:
 def content_hash(body: bytes) -> str:
     """Hash of the body's JSON value, insensitive to key order and whitespace."""
     try:
-        canonical = msgspec.json.encode(_ANY.decode(body), order="sorted")
+        canonical = msgspec.json.encode(_decode(_ANY, body), order="sorted")
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         canonical = body
     return hashlib.sha256(canonical).hexdigest()
