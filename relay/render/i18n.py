@@ -16,6 +16,9 @@ _Unit = Literal["hour", "minute", "second"]
 # One dict per locale keeps every label reviewable in one place and needs no compile step;
 # docs/rendering.md explains why this beats .po files for ~70 strings in three languages.
 # Placeholders use str.format; {name} is always a person's name, {count} a formatted number.
+# Longer durations are shown as unknown (timedelta and Babel cannot hold absurd ones).
+MAX_DURATION_SECONDS = 100 * 365 * 86400
+
 _EN: Final[dict[str, str]] = {
     "category.offline": "Offline message",
     "category.missed": "Missed chat",
@@ -227,8 +230,8 @@ class Translator:
 
     def duration(self, seconds: int | float | None) -> str | None:
         """Up to two units, e.g. "2 min 5 sec" / "1 Std. 6 Min."; None when unknown."""
-        if seconds is None or seconds < 0:
-            return None
+        if seconds is None or not 0 <= seconds <= MAX_DURATION_SECONDS:
+            return None  # unknown, or too absurd for a timedelta (a body's garbage)
         total = round(seconds)
         hours, rest = divmod(total, 3600)
         minutes, secs = divmod(rest, 60)
