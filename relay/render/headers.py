@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from email.errors import HeaderParseError
@@ -14,6 +15,7 @@ from relay.conversation import Conversation
 from relay.render.view import clip, one_line
 
 SUBJECT_LIMIT = 120
+_ADDRESS_SPECIALS = re.compile(r'[()<>\[\]:;@\\,"]')
 FALLBACK_DOMAIN = "relay.invalid"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -22,6 +24,13 @@ def header_safe(value: str | None) -> str:
     """One line: CR, LF and every other whitespace run collapsed, control characters dropped."""
     text = one_line(value)
     return "".join(ch for ch in text if ch >= " " and ch != "\x7f")
+
+
+def display_name(name: str | None) -> str:
+    """A visitor's name as a display name without RFC 5322 specials. Quoting would be enough
+    in theory, but folding a long quoted name can drop the quotes (CPython's email package),
+    and "Eve, x <a@evil.test>" would then parse as more addresses than the visitor's."""
+    return " ".join(_ADDRESS_SPECIALS.sub(" ", header_safe(name)).split())
 
 
 def subject_line(text: str) -> str:
@@ -54,7 +63,7 @@ def visitor_address(name: str | None, email: str | None) -> Address | None:
         return None
     username, _, domain = address.rpartition("@")
     try:
-        return Address(display_name=header_safe(name), username=username, domain=domain)
+        return Address(display_name=display_name(name), username=username, domain=domain)
     except (HeaderParseError, ValueError, IndexError):
         return None
 
