@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -46,9 +47,10 @@ def decide(
     retry_after: float | None = None,
 ) -> Decision:
     """Schedule the next attempt, honouring a server's Retry-After, unless the delivery is
-    older than ``max_age_seconds`` by then."""
+    older than ``max_age_seconds`` by then. A Retry-After that is not a finite number (NaN
+    would not even fit the store's NOT NULL column) is ignored: plain backoff applies."""
     delay = backoff(policy, attempts, jitter)
-    if retry_after is not None:
+    if retry_after is not None and math.isfinite(retry_after):
         delay = max(retry_after, 0.0)
     at = now + delay
     if at - created_at > policy.max_age_seconds:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -35,9 +36,11 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float:
     if value is None or not value.strip():
         return DEFAULT_RETRY_AFTER
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "nan", "inf" and "1e999" parse as floats but are no delay
+        return max(seconds, 0.0) if math.isfinite(seconds) else DEFAULT_RETRY_AFTER
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import time
 from email.utils import parsedate_to_datetime
 
@@ -34,9 +35,11 @@ def retry_after_seconds(value: str | None, now: float) -> float:
     if not value:
         return DEFAULT_RETRY_AFTER_SECONDS
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "nan", "inf" and "1e999" parse as floats but are no delay
+        return max(seconds, 0.0) if math.isfinite(seconds) else DEFAULT_RETRY_AFTER_SECONDS
     try:
         return max(parsedate_to_datetime(value).timestamp() - now, 0.0)
     except (TypeError, ValueError):
