@@ -14,7 +14,7 @@ import httpx
 
 from tests.conftest import TOKEN
 
-READY = "Application startup complete"
+READY = "Uvicorn running on"  # the socket listens (startup completes before the bind)
 
 
 def relay_command() -> list[str]:
