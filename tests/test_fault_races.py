@@ -214,29 +214,42 @@ def test_sigkill_during_a_burst_of_intakes_keeps_every_answered_conversation(
 
 
 @pytest.mark.slow
-def test_a_body_still_arriving_at_sigterm_is_answered_and_stored_or_not_answered(
+def test_a_body_still_arriving_at_sigterm_is_answered_only_once_stored(
     tmp_path: Path, relay_factory: Callable[[], RelayProcess]
 ) -> None:
     relay = relay_factory()
     body = missed(4242)
     head = (
         f"POST {HOOK} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
     ).encode()
+    answer = b""
     with socket.create_connection(("127.0.0.1", relay.port), timeout=30) as conn:
+        # A first request on the same connection: the server is handling it from now on.
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        first = b""
+        while not first.endswith(b'{"status":"ok"}'):
+            chunk = conn.recv(65536)
+            assert chunk, f"connection closed after {first!r}"
+            first += chunk
+        assert first.startswith(b"HTTP/1.1 200")
         conn.sendall(head + body[:100])
         assert relay.proc is not None
         relay.proc.send_signal(signal.SIGTERM)
         relay.wait_for_line("Shutting down")
         conn.sendall(body[100:])
-        answer = b""
-        while chunk := conn.recv(65536):
-            answer += chunk
+        try:
+            while chunk := conn.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass  # dropped before its headers were read: not answered, so not promised
     assert relay.proc.wait(timeout=30) == 0
-    status = answer.split(b" ", 2)[1] if answer else b"(none)"
     stored = "208-4242" in stored_keys(tmp_path / "state")
-    # Never 2xx without the conversation on disk; a 2xx'd one is delivered after a restart.
-    assert status == b"200", f"in-flight request was not completed: {answer[:200]!r}"
+    if not answer:
+        print("body at SIGTERM: connection dropped unanswered; stored:", stored)
+        return
+    # Answered: the answer is a 2xx only with the conversation on disk, and it is delivered.
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert stored
     if not any("delivery 1 sent" in line for line in relay.lines):
         relay = relay_factory()  # left pending at the stop: delivered after a restart
