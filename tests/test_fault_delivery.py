@@ -17,10 +17,11 @@ from slack_sdk.models.blocks import Block
 from relay.app import create_app
 from relay.retry import RetryAt, RetryPolicy, decide
 from relay.senders.slack import DEFAULT_RETRY_AFTER as SLACK_DEFAULT
+from relay.senders.slack import SlackSender
 from relay.senders.slack import retry_after_seconds as slack_retry_after
 from relay.senders.webhook import DEFAULT_RETRY_AFTER_SECONDS as WEBHOOK_DEFAULT
 from relay.senders.webhook import retry_after_seconds as webhook_retry_after
-from relay.settings import Settings
+from relay.settings import Settings, SlackSettings
 from tests.conftest import TOKEN, sample
 from tests.support.app import wait_settled
 from tests.support.slack import FakeSlack, Reply
@@ -210,3 +211,11 @@ def test_retry_after_that_is_no_number_of_seconds_gets_the_default(value: str) -
     decision = decide(RetryPolicy(), attempts=1, created_at=0.0, now=0.0, jitter=0.0,
                       retry_after=float(value))  # fmt: skip
     assert isinstance(decision, RetryAt) and math.isfinite(decision.at)
+
+
+@pytest.mark.parametrize(("seconds", "whole"), [(0.5, 1), (1.0, 1), (2.2, 3), (30.0, 30)])
+def test_a_fractional_slack_timeout_rounds_up_not_to_zero(seconds: float, whole: int) -> None:
+    bot = SlackSender(SlackSettings(token="xoxb-test", timeout_seconds=seconds))
+    hook = SlackSender(SlackSettings(webhook_url="http://127.0.0.1:9/x", timeout_seconds=seconds))
+    assert bot._client is not None and bot._client.timeout == whole
+    assert hook._webhook is not None and hook._webhook.timeout == whole

@@ -78,7 +78,8 @@ class SlackSender:
         self.settings = settings
         self._client: WebClient | None = None
         self._webhook: WebhookClient | None = None
-        timeout = int(settings.timeout_seconds)
+        # slack-sdk wants whole seconds; int() would turn 0.5 into 0 (no wait at all).
+        timeout = max(math.ceil(settings.timeout_seconds), 1)
         if settings.token is not None:
             kwargs: dict[str, Any] = {"base_url": settings.api_url} if settings.api_url else {}
             self._client = WebClient(
