@@ -182,18 +182,6 @@ class Relay:
         self.process.stderr.close()
 
 
-def post_until_up(url: str, data: bytes, timeout: float = 20.0) -> httpx.Response:
-    """The socket is bound just after the lifespan starts; retry the connection until then."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return httpx.post(url, content=data, timeout=10)
-        except httpx.ConnectError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 @pytest.mark.slow
 def test_sighup_reloads_a_running_relay_without_dropping_requests(
     tmp_path: Path, endpoint: FakeEndpoint
@@ -206,7 +194,8 @@ def test_sighup_reloads_a_running_relay_without_dropping_requests(
     relay = Relay(path)
     try:
         relay.wait_for_line("SIGHUP reloads the settings")
-        assert post_until_up(url, conversation(1)).status_code == 200
+        relay.wait_for_line("Uvicorn running on")  # bound just after the lifespan starts
+        assert httpx.post(url, content=conversation(1), timeout=10).status_code == 200
         assert endpoint.wait_for(1)[-1].path == "/first"
 
         # A valid change, sent while requests keep arriving: every one is answered 200.
