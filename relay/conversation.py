@@ -90,7 +90,12 @@ class Visitor(_Wire, frozen=True):
     user_agent: str | None = None
     platform: str | None = None
     referer: str | None = None
-    variables: dict[str, Variable] | None = None
+    # A null entry is tolerated and skipped (see ``variable_items``).
+    variables: dict[str, Variable | None] | None = None
+
+    @property
+    def variable_items(self) -> dict[str, Variable]:
+        return {key: var for key, var in (self.variables or {}).items() if var is not None}
 
     @property
     def group_name(self) -> str | None:

@@ -53,7 +53,7 @@ class Facts:
             country_code=(visitor.country_code or "").strip().upper() or None,
             group=visitor.group_name,
             email=visitor.email_address,
-            variables={k: v.value for k, v in (visitor.variables or {}).items() if v},
+            variables={k: v.value for k, v in visitor.variable_items.items()},
             texts=tuple(m.content for m in messages if m.content and m.type != "system"),
             triggered=bool(channel.is_triggered),
             triggered_by=tuple(m.triggered_by for m in messages if m.triggered_by),

@@ -16,6 +16,7 @@ _DECODER = msgspec.json.Decoder(Conversation, strict=False)
 _ANY = msgspec.json.Decoder()
 MAX_ID = 2**63 - 1  # ids are stored as SQLite INTEGER (signed 64-bit)
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark some encoders put before the JSON
 
 
 def parse(body: bytes, *, max_bytes: int | None = None) -> Conversation:
@@ -26,7 +27,10 @@ def parse(body: bytes, *, max_bytes: int | None = None) -> Conversation:
     if not body.strip():
         raise PayloadError("empty_body", "request body is empty; expected a JSON object")
     try:
-        conversation: Conversation = _decode(_DECODER, body)
+        try:
+            conversation: Conversation = _decode(_DECODER, body)
+        except msgspec.ValidationError as exc:
+            conversation = _decode_tolerating_empty_arrays(body, exc)
     except RecursionError:
         raise PayloadError("too_deeply_nested", "JSON nesting is too deep") from None
     except UnicodeDecodeError as exc:
@@ -48,6 +52,8 @@ def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
     """``decoder.decode(body)``, except that a lone UTF-16 surrogate escape such as "\\ud83d"
     (a message cut inside an emoji by a JSON encoder that allows it) becomes U+FFFD instead
     of refusing the whole conversation."""
+    if body.startswith(_BOM):
+        body = body[len(_BOM) :]
     try:
         return decoder.decode(body)
     except msgspec.ValidationError:
@@ -57,6 +63,51 @@ def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
         if repaired is None:
             raise
         return decoder.decode(repaired)
+
+
+_PATH_STEP = re.compile(r"\.(\w+)|\[(\d+)\]")
+MAX_REPAIRS = 20
+
+
+def _decode_tolerating_empty_arrays(body: bytes, error: msgspec.ValidationError) -> Conversation:
+    """PHP encodes an empty associative array as ``[]``: where an object is expected (visitor,
+    variables, a message), an empty array is read as null instead of refusing the whole
+    conversation. Any other wrong type is re-raised."""
+    value: Any = None
+    original = error
+    for _ in range(MAX_REPAIRS):
+        detail = str(error)
+        head, at, path = detail.rpartition(" - at `")
+        if not at or "got `array`" not in head or "Expected `object" not in head:
+            raise original  # the top level, or not an empty-array-for-object case
+        path = path.rstrip("`")
+        if value is None:
+            value = json_value(body)
+        container, step = _locate(value, path)
+        if container is None or container[step] != []:
+            raise original
+        container[step] = None
+        try:
+            return _DECODER.decode(msgspec.json.encode(value))
+        except msgspec.ValidationError as again:
+            error = again
+    raise original
+
+
+def _locate(value: Any, path: str) -> tuple[Any, Any]:
+    """(container, key or index) of a msgspec error path such as ``$.messages[2].visitor``;
+    (None, None) when the path cannot be followed (dict keys are not named in paths)."""
+    steps = [m.group(1) or int(m.group(2)) for m in _PATH_STEP.finditer(path)]
+    if not steps or "".join(m.group(0) for m in _PATH_STEP.finditer(path)) != path[1:]:
+        return None, None
+    try:
+        container = value
+        for step in steps[:-1]:
+            container = container[step]
+        container[steps[-1]]  # probes that the last step exists
+    except (KeyError, IndexError, TypeError):
+        return None, None
+    return container, steps[-1]
 
 
 def _without_lone_surrogates(body: bytes) -> bytes | None:

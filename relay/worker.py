@@ -90,6 +90,9 @@ class Worker:
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Condition()
         self.finished_attempts = 0  # attempts whose outcome has been recorded
+        # Claimed deliveries whose outcome could not be written (store busy or full): they
+        # are requeued by the next step instead of waiting in 'sending' for a restart.
+        self._unrecorded: dict[int, ClaimedDelivery] = {}
 
     @property
     def running(self) -> bool:
@@ -157,6 +160,8 @@ class Worker:
     async def _step(self) -> None:
         """Claim what is due and start sending it, or wait until something may be due."""
         self._wake.clear()
+        if self._unrecorded:
+            await self._requeue_unrecorded()
         free = self._concurrency - len(self._inflight)
         claimed: list[ClaimedDelivery] = []
         if free > 0:
@@ -170,6 +175,21 @@ class Worker:
         if claimed and len(self._inflight) < self._concurrency:
             return
         await self._idle()
+
+    async def _requeue_unrecorded(self) -> None:
+        now = self._clock()
+        for delivery in list(self._unrecorded.values()):
+            await self._store.call(
+                lambda s, d=delivery: s.mark_retry(  # type: ignore[misc] # bound per delivery
+                    d.id,
+                    now,
+                    "the outcome of an attempt could not be recorded",
+                    d.done_recipients,
+                    now,
+                )
+            )
+            del self._unrecorded[delivery.id]
+            log.warning("delivery %d requeued: its last outcome was not recorded", delivery.id)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
@@ -197,9 +217,10 @@ class Worker:
         try:
             await self._send_and_record(delivery)
         except Exception:
-            # Recording the outcome failed: the row stays 'sending' and is requeued when the
-            # worker next starts (at least once, never lost).
+            # Recording the outcome failed: requeued by the next step (at least once, never
+            # lost); a crash before that leaves it 'sending', which a restart requeues.
             log.exception("delivery %d: could not record the outcome", delivery.id)
+            self._unrecorded[delivery.id] = delivery
         finally:
             self._claimed_at.pop(delivery.id, None)
         async with self._progress:

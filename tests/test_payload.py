@@ -115,3 +115,33 @@ def test_content_hash_ignores_key_order_and_whitespace() -> None:
     b = b'{ "channel" : {"id":2}, "accountId":1 }'
     assert content_hash(a) == content_hash(b)
     assert content_hash(a) != content_hash(b'{"accountId":1,"channel":{"id":3}}')
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"visitor": {"name": "Ann", "variables": []}},
+        {"visitor": []},
+        {"visitor": {"name": "Ann", "variables": {"vip": None, "plan": {"value": "pro"}}}},
+        {"messages": [[], {"content": "hi"}], "paths": [[]]},
+    ],
+)
+def test_php_empty_arrays_and_null_entries_are_tolerated(shape: dict[str, object]) -> None:
+    """PHP's json_encode writes an empty associative array as []; refusing it would lose the
+    conversation for good (Smartsupp does not retry)."""
+    conv = parse(body({"accountId": 1, "channel": {"id": 2}, **shape}))
+    assert conv.key == "1-2"
+    assert all(var is not None for var in conv.visitor.variable_items.values())
+    assert all(m.content == "hi" for m in conv.messages)
+
+
+def test_other_wrong_types_are_still_refused() -> None:
+    with pytest.raises(PayloadError) as info:
+        parse(b'{"accountId": 1, "channel": {"id": 2}, "visitor": {"variables": [1]}}')
+    assert info.value.reason == "wrong_type"
+    with pytest.raises(PayloadError):
+        parse(b'{"accountId": 1, "channel": []}')
+
+
+def test_a_byte_order_mark_is_ignored() -> None:
+    assert parse(b"\xef\xbb\xbf" + body(sample("v1"))).key == "208-55039"

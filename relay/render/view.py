@@ -224,7 +224,7 @@ def build_view(conversation: Conversation, category: Category, t: Translator) ->
     rating = channel.rating
     variables = tuple(
         FieldView(one_line(variable.label) or key, variable.text)
-        for key, variable in (visitor.variables or {}).items()
+        for key, variable in visitor.variable_items.items()
         if variable.text != ""
     )
     technical = tuple(
