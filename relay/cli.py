@@ -13,7 +13,7 @@ from types import FrameType
 
 import click
 
-from relay.app import create_app, database_path
+from relay.app import create_app, database_path, outbox_path
 from relay.classify import classify
 from relay.errors import ConfigError, PayloadError, RelayError
 from relay.logs import configure_logging
@@ -21,6 +21,7 @@ from relay.payload import parse
 from relay.render import Renderer
 from relay.routes_cli import preview_extra, routes
 from relay.routing import route
+from relay.senders.outbox import OutboxSender
 from relay.settings import ArchiveAction, EmailAction, Settings, WebhookAction, load_settings
 from relay.snapshot import template_problems
 from relay.store import RETRYABLE, Store
@@ -317,18 +318,22 @@ def purge(config_path: Path | None, days: float | None) -> None:
     cutoff = time.time() - days * 86400
     ids = store.conversations_older_than(cutoff)
     batch = 500
+    outbox = OutboxSender(outbox_path(settings))
+    files = 0
     console = Console(stderr=True)
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("purging", total=len(ids))
         for start in range(0, len(ids), batch):
             chunk = ids[start : start + batch]
+            files += outbox.remove(store.delivery_ids_of(chunk))
             store.purge(chunk)
             progress.advance(task, len(chunk))
     dropped = store.purge_quarantine_older_than(cutoff)
     store.checkpoint()
     store.close()
     click.echo(
-        f"purged {len(ids)} conversations and {dropped} quarantined bodies older than {days:g} days"
+        f"purged {len(ids)} conversations, {files} outbox files and {dropped} quarantined"
+        f" bodies older than {days:g} days"
     )
 
 

@@ -147,7 +147,9 @@ def test_purge_removes_old_conversations_and_their_personal_data(
     kept_before = {row.conv_key for row in deliveries(settings)}
     result = relay(config, "purge", "--older-than", "0")
     assert result.exit_code == 0
-    assert result.output == "purged 2 conversations and 1 quarantined bodies older than 0 days\n"
+    assert result.output == (
+        "purged 2 conversations, 0 outbox files and 1 quarantined bodies older than 0 days\n"
+    )
     assert [row.conv_key for row in deliveries(settings)] == ["208-3"]
     assert "208-1" in kept_before
     db = database_path(settings)
@@ -158,9 +160,19 @@ def test_purge_removes_old_conversations_and_their_personal_data(
     assert relay(config, "quarantine").output == "quarantine is empty\n"
 
 
+def test_purge_removes_the_outbox_files_of_purged_conversations(tmp_path: Path) -> None:
+    config, settings = write_config(tmp_path)  # no SMTP: emails go to the outbox
+    run_app_until_settled(settings, missed(1, "PERSONAL-NOTE-ONE"), missed(2, "PERSONAL-NOTE-TWO"))
+    outbox = Path(settings.storage.state_dir) / "outbox"
+    assert len(list(outbox.glob("*.eml"))) == 2
+    result = relay(config, "purge", "--older-than", "0")
+    assert result.output.startswith("purged 2 conversations, 2 outbox files")
+    assert list(outbox.glob("*.eml")) == []
+
+
 def test_purge_keeps_recent_conversations_by_default(filled: tuple[Path, Settings]) -> None:
     config, settings = filled
-    assert relay(config, "purge").output.startswith("purged 0 conversations and 0 quarantined")
+    assert relay(config, "purge").output.startswith("purged 0 conversations, 0 outbox files")
     assert len(deliveries(settings)) == 2
 
 

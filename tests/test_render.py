@@ -337,3 +337,13 @@ def test_rendering_is_deterministic() -> None:
     )
     assert parts(first.message) == parts(second.message)
     assert first.message.items() == second.message.items()
+
+
+def test_bidirectional_overrides_and_long_names_are_tamed_in_headers() -> None:
+    from relay.render.headers import display_name, header_safe  # noqa: PLC0415 -- local to this check
+
+    assert header_safe("invoice\u202egpj.exe\u2066x\u2069") == "invoicegpj.exex"
+    assert header_safe("a\x00b\x1bc") == "abc"
+    long_name = display_name("Ann " * 60)
+    assert len(long_name) <= 78
+    assert long_name.endswith("…")

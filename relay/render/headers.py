@@ -20,17 +20,24 @@ FALLBACK_DOMAIN = "relay.invalid"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+# Bidirectional overrides and isolates can make a header read backwards ("gpj.exe" shown as
+# "exe.jpg"); headers have no use for them.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+DISPLAY_NAME_LIMIT = 78
+
+
 def header_safe(value: str | None) -> str:
-    """One line: CR, LF and every other whitespace run collapsed, control characters dropped."""
+    """One line: CR, LF and every other whitespace run collapsed; control characters and
+    bidirectional overrides dropped."""
     text = one_line(value)
-    return "".join(ch for ch in text if ch >= " " and ch != "\x7f")
+    return "".join(ch for ch in text if ch >= " " and ch != "\x7f" and ch not in _BIDI_CONTROLS)
 
 
 def display_name(name: str | None) -> str:
     """A visitor's name as a display name without RFC 5322 specials. Quoting would be enough
     in theory, but folding a long quoted name can drop the quotes (CPython's email package),
     and "Eve, x <a@evil.test>" would then parse as more addresses than the visitor's."""
-    return " ".join(_ADDRESS_SPECIALS.sub(" ", header_safe(name)).split())
+    return clip(" ".join(_ADDRESS_SPECIALS.sub(" ", header_safe(name)).split()), DISPLAY_NAME_LIMIT)
 
 
 def subject_line(text: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from relay.errors import PermanentDeliveryError
@@ -36,6 +37,15 @@ class OutboxSender:
         if isinstance(content, EmailContent):
             return self.directory / f"{delivery_id:08d}-email.eml"
         return self.directory / f"{delivery_id:08d}-slack.json"
+
+    def remove(self, delivery_ids: Iterable[int]) -> int:
+        """Delete the files of these deliveries (retention purge); returns how many."""
+        removed = 0
+        for delivery_id in delivery_ids:
+            for path in self.directory.glob(f"{delivery_id:08d}-*"):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     async def send(self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()) -> None:
         if not isinstance(content, EmailContent | SlackContent):

@@ -134,6 +134,15 @@ class OperatorOps(StoreBase):
         ).fetchall()
         return [row[0] for row in rows]
 
+    def delivery_ids_of(self, conversation_ids: Sequence[int]) -> list[int]:
+        ids: list[int] = []
+        for conversation_id in conversation_ids:
+            rows = self._conn.execute(
+                "SELECT id FROM deliveries WHERE conversation_id = ?", (conversation_id,)
+            ).fetchall()
+            ids.extend(row[0] for row in rows)
+        return ids
+
     def purge(self, conversation_ids: Sequence[int]) -> int:
         """Delete conversations with their deliveries. ``secure_delete`` overwrites the freed
         pages, so the personal data does not linger in the file."""
