@@ -22,6 +22,7 @@ from relay.render import Renderer
 from relay.routes_cli import preview_extra, routes
 from relay.routing import route
 from relay.senders.outbox import OutboxSender
+from relay.serving import run_server
 from relay.settings import ArchiveAction, EmailAction, Settings, WebhookAction, load_settings
 from relay.snapshot import template_problems
 from relay.store import RETRYABLE, Store
@@ -57,8 +58,6 @@ def main() -> None:
 @config_option
 def serve(config_path: Path | None) -> None:
     """Run the HTTP server and the delivery worker."""
-    import uvicorn  # noqa: PLC0415 -- only `serve` needs the server
-
     settings = _load(config_path)
     configure_logging(settings.logging)
     try:
@@ -74,16 +73,11 @@ def serve(config_path: Path | None) -> None:
         settings.server.port,
         settings.storage.state_dir,
     )
-    uvicorn.run(
+    run_server(
         app,
         host=settings.server.host,
         port=settings.server.port,
-        log_config=None,
-        access_log=False,
-        # Client addresses come from [server] trusted_proxies alone; uvicorn's own handling
-        # would believe X-Forwarded-For from 127.0.0.1 whatever the settings say.
-        proxy_headers=False,
-        timeout_graceful_shutdown=int(settings.delivery.shutdown_grace_seconds) + 5,
+        graceful_seconds=settings.delivery.shutdown_grace_seconds,
     )
 
 

@@ -1,0 +1,175 @@
+"""Helpers shared by the bench scripts: server subprocesses, free ports, RSS, sample bodies."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+SAMPLE = ROOT / "tests" / "samples" / "missed-chat.json"
+TOKEN = "bench-token"  # noqa: S105 -- a dummy hook token for a loopback benchmark
+PYTHON = sys.executable
+RELAY = str(Path(sys.executable).with_name("relay"))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def sample_body(channel_id: int, account_id: int | None = None) -> bytes:
+    data = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    data["channel"]["id"] = channel_id
+    if account_id is not None:
+        data["accountId"] = account_id
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def body_template(path: Path) -> Path:
+    """Write the sample body with CHANNEL_ID where the channel id goes (for wrk's Lua)."""
+    marker = 987654321987
+    path.write_bytes(sample_body(marker).replace(str(marker).encode(), b"CHANNEL_ID"))
+    return path
+
+
+def relay_config(
+    path: Path,
+    *,
+    state_dir: Path,
+    port: int,
+    rules: str,
+    smtp: dict[str, Any] | None = None,
+    delivery: dict[str, Any] | None = None,
+) -> Path:
+    """A settings TOML for a benchmark relay."""
+
+    def section(name: str, values: dict[str, Any]) -> str:
+        lines = [f"[{name}]"] + [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+        return "\n".join(lines) + "\n"
+
+    top_level = not rules.lstrip().startswith("[[")
+    text = rules if top_level else ""  # TOML: top-level keys must precede the first table
+    text += section("server", {"host": "127.0.0.1", "port": port, "hook_token": TOKEN})
+    text += section("storage", {"state_dir": str(state_dir)})
+    if smtp:
+        text += section("smtp", smtp)
+    if delivery:
+        text += section("delivery", delivery)
+    path.write_text(text + ("" if top_level else rules), encoding="utf-8")
+    return path
+
+
+EMAIL_EVERYTHING = """
+[[rules]]
+name = "everything-by-email"
+actions = [{ type = "email", to = ["team@example.test"] }]
+"""
+NO_RULES = "rules = []\n"
+
+
+def wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before answering")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server on port {port} did not answer within {timeout} s")
+
+
+@contextlib.contextmanager
+def server(
+    command: Sequence[str], port: int, log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a server subprocess (output to ``log``), wait for /healthz, stop it on exit."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            list(command),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=ROOT,
+        )
+        try:
+            wait_http(port, proc)
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of a process in KiB, from /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def need_wrk() -> str:
+    found = shutil.which("wrk")
+    if found is None:
+        sys.exit("wrk is not installed. On Debian/Ubuntu: apt-get install -y wrk")
+    return found
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def machine() -> str:
+    model = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} CPUs ({model}), Python {sys.version.split()[0]}"
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (from /proc/<pid>/task/*/children)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                found += process_tree(int(child))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(p)
+    return total
