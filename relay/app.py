@@ -21,6 +21,7 @@ from relay.senders.base import Sender
 from relay.senders.outbox import OutboxSender
 from relay.senders.slack import SlackSender
 from relay.senders.smtp import SmtpSender
+from relay.senders.smtp_pool import close_pools
 from relay.senders.webhook import WebhookSender
 from relay.settings import Settings, SlackSettings, SmtpSettings
 from relay.snapshot import Snapshot, build_renderers, template_problems
@@ -50,7 +51,9 @@ def build_senders(settings: Settings) -> dict[str, Sender]:
     outbox = OutboxSender(outbox_path(settings))
 
     def email(smtp: SmtpSettings) -> Sender:
-        return SmtpSender(smtp) if smtp.host else outbox
+        if not smtp.host:
+            return outbox
+        return SmtpSender(smtp, pool_size=settings.delivery.concurrency)
 
     def slack(config: SlackSettings) -> Sender:
         return SlackSender(config) if _slack_configured(config) else outbox
@@ -124,6 +127,7 @@ def create_app(settings: Settings, *, reload: Callable[[], Settings] | None = No
             if reloader is not None:
                 reloader.uninstall()
             await worker.stop(settings.delivery.shutdown_grace_seconds)
+            await close_pools()
             store.close()
             runtime._store = runtime._worker = None
             log.info("relay stopped")

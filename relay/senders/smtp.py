@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ssl
 from email.headerregistry import Address
 from email.utils import parseaddr
@@ -17,6 +15,7 @@ from relay.errors import (
     TransientDeliveryError,
 )
 from relay.senders.base import Content, EmailContent
+from relay.senders.smtp_pool import SmtpPool, pool_for
 from relay.settings import SmtpSettings
 
 
@@ -29,36 +28,26 @@ def _reply(code: int, message: str) -> str:
 
 
 class SmtpSender:
-    """One connection per delivery; STARTTLS/implicit TLS and AUTH from settings."""
+    """Sends over persistent connections pooled per destination (relay.senders.smtp_pool);
+    STARTTLS/implicit TLS and AUTH from settings."""
 
-    def __init__(self, settings: SmtpSettings) -> None:
+    def __init__(self, settings: SmtpSettings, *, pool_size: int = 4) -> None:
         self.settings = settings
         self._sender = envelope_sender(settings.from_address)
+        self._pool_size = pool_size
+
+    @property
+    def pool(self) -> SmtpPool:
+        return pool_for(self.settings, self._pool_size)
 
     async def _transmit(
         self, content: EmailContent, recipients: list[str]
     ) -> dict[str, aiosmtplib.SMTPResponse]:
-        """One connection: send, then QUIT. Returns the recipients the server refused."""
-        s = self.settings
-        client = aiosmtplib.SMTP(
-            hostname=s.host,
-            port=s.effective_port,
-            username=s.username,
-            password=s.password.get_secret_value() if s.password else None,
-            use_tls=s.security == "tls",
-            start_tls=True if s.security == "starttls" else False,  # noqa: SIM210 -- None would mean "opportunistic"
-            timeout=s.timeout_seconds,
-            cert_bundle=str(s.ca_file) if s.ca_file else None,
-        )
-        try:
-            await client.connect()
+        """Send over a pooled connection. Returns the recipients the server refused."""
+        async with self.pool.connection() as client:
             refused, _ = await client.send_message(
                 content.message, sender=self._sender, recipients=recipients
             )
-        except BaseException as exc:
-            await _goodbye(client, exc)
-            raise
-        await _goodbye(client)
         return refused
 
     async def send(self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()) -> None:
@@ -74,18 +63,6 @@ class SmtpSender:
         if refused:
             accepted = [r for r in recipients if r not in refused]
             raise _refused({r: (v.code, v.message) for r, v in refused.items()}, (*skip, *accepted))
-
-
-async def _goodbye(client: aiosmtplib.SMTP, failure: BaseException | None = None) -> None:
-    """QUIT politely when the connection is healthy; just close it when it is not, or when
-    the send was cancelled (shutdown): a QUIT to a stalled server waits a whole timeout."""
-    stalled = isinstance(failure, ConnectionError | TimeoutError | asyncio.CancelledError)
-    try:
-        if client.is_connected and not stalled:
-            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-                await client.quit()
-    finally:
-        client.close()
 
 
 def classify_failure(  # noqa: PLR0911 -- one return per failure class reads best

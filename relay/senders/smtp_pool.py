@@ -1,0 +1,154 @@
+"""Persistent SMTP connections reused across deliveries: one small pool per destination."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable
+
+import aiosmtplib
+
+from relay.settings import SmtpSettings
+
+log = logging.getLogger(__name__)
+
+Destination = tuple[object, ...]
+
+
+def destination(settings: SmtpSettings) -> Destination:
+    """What makes two settings reach the same server as the same client."""
+    s = settings
+    password = s.password.get_secret_value() if s.password else None
+    return (
+        s.host,
+        s.effective_port,
+        s.security,
+        s.username,
+        password,
+        s.ca_file,
+        s.timeout_seconds,
+    )
+
+
+def open_connection(settings: SmtpSettings) -> aiosmtplib.SMTP:
+    """An unconnected client for ``settings``: TLS mode, CA, AUTH and timeout as configured."""
+    s = settings
+    return aiosmtplib.SMTP(
+        hostname=s.host,
+        port=s.effective_port,
+        username=s.username,
+        password=s.password.get_secret_value() if s.password else None,
+        use_tls=s.security == "tls",
+        start_tls=True if s.security == "starttls" else False,  # noqa: SIM210 -- None would mean "opportunistic"
+        timeout=s.timeout_seconds,
+        cert_bundle=str(s.ca_file) if s.ca_file else None,
+    )
+
+
+class SmtpPool:
+    """Keeps up to ``max_idle`` connected clients between sends.
+
+    ``connection()`` hands out an idle client after a NOOP shows it is still alive (a dead one
+    is closed and replaced), or connects a new one. A client goes back to the pool only if the
+    block using it finished without an exception; otherwise it is closed, because its state
+    is unknown. Idle clients older than ``max_idle_seconds`` are closed instead of reused
+    (servers drop idle sessions after a few minutes).
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[], aiosmtplib.SMTP],
+        *,
+        max_idle: int = 4,
+        max_idle_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._factory = factory
+        self._max_idle = max_idle
+        self._max_idle_seconds = max_idle_seconds
+        self._clock = clock
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
+        self._closed = False
+        self.opened = 0  # connections opened so far (for logs and tests)
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[aiosmtplib.SMTP]:
+        smtp = await self._checkout()
+        try:
+            yield smtp
+        except BaseException as exc:
+            await goodbye(smtp, exc)
+            raise
+        if self._closed or len(self._idle) >= self._max_idle or not smtp.is_connected:
+            await goodbye(smtp)
+        else:
+            self._idle.append((smtp, self._clock()))
+
+    async def close(self) -> None:
+        """QUIT every idle connection; clients still in use are closed when they come back."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for smtp, _ in idle:
+            await goodbye(smtp)
+
+    async def _checkout(self) -> aiosmtplib.SMTP:
+        while self._idle:
+            smtp, since = self._idle.pop()
+            if self._clock() - since > self._max_idle_seconds or not smtp.is_connected:
+                await goodbye(smtp)
+                continue
+            try:
+                await smtp.noop()
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                log.info("dropping a pooled SMTP connection that failed NOOP: %s", exc)
+                await goodbye(smtp, exc)
+                continue
+            return smtp
+        smtp = self._factory()
+        try:
+            await smtp.connect()
+        except BaseException as exc:
+            await goodbye(smtp, exc)
+            raise
+        self.opened += 1
+        return smtp
+
+
+async def goodbye(client: aiosmtplib.SMTP, failure: BaseException | None = None) -> None:
+    """QUIT politely when the connection is healthy; just close it when it is not, or when
+    the send was cancelled (shutdown): a QUIT to a stalled server waits a whole timeout."""
+    stalled = isinstance(failure, ConnectionError | TimeoutError | asyncio.CancelledError)
+    try:
+        if client.is_connected and not stalled:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
+    finally:
+        client.close()
+
+
+# Clients belong to the event loop that connected them, so pools are kept per loop. Senders
+# are rebuilt on every settings reload; keying by destination lets the new ones share the
+# pools (and connections) of the old ones.
+_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Destination, SmtpPool]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def pool_for(settings: SmtpSettings, max_idle: int = 4) -> SmtpPool:
+    """The running loop's pool for ``settings``' destination (created on first use)."""
+    pools = _POOLS.setdefault(asyncio.get_running_loop(), {})
+    key = destination(settings)
+    pool = pools.get(key)
+    if pool is None:
+        pool = pools[key] = SmtpPool(lambda: open_connection(settings), max_idle=max_idle)
+    return pool
+
+
+async def close_pools() -> None:
+    """Close the running loop's pools (the relay is stopping); later sends open new ones."""
+    pools = _POOLS.pop(asyncio.get_running_loop(), {})
+    for pool in pools.values():
+        await pool.close()
