@@ -173,3 +173,137 @@ def tree_cpu_seconds(pid: int) -> float:
         with contextlib.suppress(OSError):
             total += cpu_seconds(p)
     return total
+
+
+class SmtpSink:
+    """bench/sink.py in a subprocess; ``ids()`` reads the Message-IDs it has accepted."""
+
+    def __init__(self, ids_file: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.ids_file = ids_file
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [PYTHON, str(BENCH / "sink.py"), "--port", str(self.port), "--ids", str(self.ids_file)],
+            stdout=subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("ready"):
+            raise RuntimeError(f"SMTP sink did not start: {line!r}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(timeout=30)
+
+    def ids(self) -> list[bytes]:
+        if not self.ids_file.exists():
+            return []
+        return self.ids_file.read_bytes().splitlines()
+
+    def count(self) -> int:
+        if not self.ids_file.exists():
+            return 0
+        with self.ids_file.open("rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 16), b""))
+
+    def __enter__(self) -> SmtpSink:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def queue_conversations(settings: Any, count: int, first_channel: int = 1) -> int:
+    """Store ``count`` new conversations with their planned deliveries, as intake would,
+    without the HTTP server. Returns the number of deliveries planned."""
+    import msgspec  # noqa: PLC0415 -- keep `common` importable without the relay
+
+    from relay.app import database_path  # noqa: PLC0415 -- as above
+    from relay.classify import classify  # noqa: PLC0415 -- as above
+    from relay.payload import content_hash, parse  # noqa: PLC0415 -- as above
+    from relay.routing import route  # noqa: PLC0415 -- as above
+    from relay.store import Intake, Store  # noqa: PLC0415 -- as above
+
+    store = Store(database_path(settings))
+    planned_total = 0
+    batch: list[Intake] = []
+    for n in range(first_channel, first_channel + count):
+        raw = sample_body(n)
+        conversation = parse(raw)
+        category = classify(
+            conversation, low_rating_threshold=settings.classify.low_rating_threshold
+        )
+        planned = route(conversation, category, settings.effective_rules)
+        planned_total += len(planned)
+        batch.append(
+            Intake(
+                raw=raw,
+                parsed=msgspec.json.encode(conversation),
+                conv_key=conversation.key,
+                account_id=conversation.account_id,
+                channel_id=conversation.channel.id,
+                content_hash=content_hash(raw),
+                category=category.value,
+                planned=planned,
+            )
+        )
+        if len(batch) == 500:
+            store.accept_many(batch)
+            batch = []
+    if batch:
+        store.accept_many(batch)
+    store.close()
+    return planned_total
+
+
+async def post_many(
+    port: int,
+    path: str,
+    count: int,
+    *,
+    concurrency: int = 32,
+    first_channel: int = 1,
+    on_progress: Any = None,
+) -> dict[int, int]:
+    """POST ``count`` sample bodies (channel ids first_channel...) over ``concurrency``
+    keep-alive HTTP/1.1 connections; returns how many answers had each status code.
+    ``on_progress(done)`` is called after every 1,000 answers."""
+    import asyncio  # noqa: PLC0415 -- only the async helpers need it
+
+    template = sample_body(987654321987)
+    head, tail = template.split(b"987654321987", 1)
+    statuses: dict[int, int] = {}
+    counter = iter(range(first_channel, first_channel + count))
+    done = 0
+
+    async def connection() -> None:
+        nonlocal done
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for channel in counter:
+            body = head + str(channel).encode() + tail
+            writer.write(
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            status_line = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            status = int(status_line.split()[1])
+            statuses[status] = statuses.get(status, 0) + 1
+            done += 1
+            if on_progress is not None and done % 1000 == 0:
+                on_progress(done)
+        writer.close()
+        await writer.wait_closed()
+
+    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    return statuses

@@ -36,7 +36,8 @@ class DeliveryOps(StoreBase):
             rows = db.execute(
                 "SELECT d.id, d.conversation_id, d.rule, d.channel, d.action, d.category,"
                 " d.attempts, d.created_at, d.dedupe_key, d.done_recipients, c.raw"
-                " FROM deliveries d JOIN conversations c ON c.id = d.conversation_id"
+                " FROM deliveries d INDEXED BY deliveries_due_order"
+                " JOIN conversations c ON c.id = d.conversation_id"
                 " WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ?"
                 " ORDER BY d.next_attempt_at, d.id LIMIT ?",
                 (now, limit),

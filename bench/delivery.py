@@ -1,0 +1,165 @@
+"""Delivery: emails/s of the relay's worker against a naive loop and an SMTP ceiling.
+
+Usage: .venv/bin/python bench/delivery.py [--messages 2000] [--repeat 3] [--concurrency 4]
+
+Each run stores --messages new conversations (the sample missed chat with a new channel.id),
+each with one planned transcript email, then times one of:
+  worker   the relay's Worker (relay.app.build_worker, the real store thread, renderer and
+           SmtpSender with its connection pool) from start until nothing is left to send;
+  naive    a loop that renders each delivery exactly as the worker does and calls
+           aiosmtplib.send(), i.e. a new SMTP connection per message, one at a time;
+  ceiling  the same messages rendered and flattened to bytes BEFORE the clock starts, then
+           pushed with sendmail() over --concurrency persistent connections.
+The SMTP server is bench/sink.py (aiosmtpd in its own process, accepts everything and writes
+each Message-ID to a file); every run checks that each message arrived exactly once.
+The order of the three rotates between repetitions; medians are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import aiosmtplib
+from common import SmtpSink, machine, median, queue_conversations
+
+from relay.app import build_senders, build_worker, close_senders, database_path
+from relay.render import Renderer
+from relay.settings import Settings
+from relay.store import ClaimedDelivery, Store
+from relay.storethread import StoreThread
+from relay.worker import render_delivery
+
+RECIPIENT = "team@example.test"
+
+
+def settings_for(state: Path, port: int, concurrency: int) -> Settings:
+    return Settings(
+        server={"hook_token": "bench-token"},
+        storage={"state_dir": str(state)},
+        smtp={"host": "127.0.0.1", "port": port, "from_address": "Relay <relay@example.test>"},
+        delivery={"concurrency": concurrency},
+        rules=[{"name": "everything-by-email", "actions": [{"type": "email", "to": [RECIPIENT]}]}],
+    )
+
+
+async def run_worker(settings: Settings) -> float:
+    store = StoreThread(Store(database_path(settings)))
+    senders = build_senders(settings)
+    worker = build_worker(settings, store, senders)
+    started = time.perf_counter()
+    worker.start()
+    await worker.settled()
+    elapsed = time.perf_counter() - started
+    await worker.stop(5)
+    await close_senders(senders)
+    counts = await store.call(lambda s: s.counts())
+    store.close()
+    if counts["sent"] == 0 or any(counts[k] for k in ("pending", "sending", "retrying", "dead")):
+        raise RuntimeError(f"worker did not send everything: {counts}")
+    return elapsed
+
+
+def claimed(settings: Settings, count: int) -> list[ClaimedDelivery]:
+    store = Store(database_path(settings))
+    found = store.claim_due(limit=count)
+    store.close()
+    return found
+
+
+async def run_naive(settings: Settings, count: int) -> float:
+    deliveries = claimed(settings, count)
+    renderer = Renderer(settings.render, from_address=settings.smtp.from_address)
+    sender = settings.smtp.from_address
+    started = time.perf_counter()
+    for delivery in deliveries:
+        content = render_delivery(renderer, delivery, sender)
+        await aiosmtplib.send(
+            content.message,  # type: ignore[union-attr] -- every action here is an email
+            sender="relay@example.test",
+            recipients=[RECIPIENT],
+            hostname="127.0.0.1",
+            port=settings.smtp.port,
+        )
+    return time.perf_counter() - started
+
+
+async def run_ceiling(settings: Settings, count: int, connections: int) -> float:
+    deliveries = claimed(settings, count)
+    renderer = Renderer(settings.render, from_address=settings.smtp.from_address)
+    messages = []
+    for delivery in deliveries:
+        message = render_delivery(renderer, delivery, settings.smtp.from_address).message  # type: ignore[union-attr]
+        messages.append(message.as_bytes(policy=message.policy.clone(linesep="\r\n")))
+    pending = iter(messages)
+
+    async def push() -> None:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=settings.smtp.port)
+        await smtp.connect()
+        for raw in pending:
+            await smtp.sendmail("relay@example.test", [RECIPIENT], raw)
+        await smtp.quit()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(push() for _ in range(connections)))
+    return time.perf_counter() - started
+
+
+def one_run(kind: str, args: argparse.Namespace, work: Path, index: int) -> float:
+    state = work / f"{kind}-{index}"
+    ids_file = work / f"{kind}-{index}.ids"
+    with SmtpSink(ids_file) as sink:
+        settings = settings_for(state, sink.port, args.concurrency)
+        planned = queue_conversations(settings, args.messages)
+        assert planned == args.messages, planned
+        runners: dict[str, Callable[[], float]] = {
+            "worker": lambda: asyncio.run(run_worker(settings)),
+            "naive": lambda: asyncio.run(run_naive(settings, args.messages)),
+            "ceiling": lambda: asyncio.run(run_ceiling(settings, args.messages, args.concurrency)),
+        }
+        elapsed = runners[kind]()
+        deadline = time.monotonic() + 10
+        while sink.count() < args.messages and time.monotonic() < deadline:
+            time.sleep(0.05)
+    ids = sink.ids()
+    if len(ids) != args.messages or len(set(ids)) != args.messages:
+        raise RuntimeError(f"{kind}: {len(ids)} arrived, {len(set(ids))} distinct")
+    return args.messages / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=4, help="worker and ceiling")
+    parser.add_argument("--only", choices=["naive", "ceiling", "worker"], action="append")
+    args = parser.parse_args()
+    print(f"{machine()}; messages={args.messages} concurrency={args.concurrency}")
+    kinds = args.only or ["naive", "ceiling", "worker"]
+    rates: dict[str, list[float]] = {k: [] for k in kinds}
+    with tempfile.TemporaryDirectory(prefix="relay-bench-delivery-") as tmp:
+        for index in range(args.repeat):
+            for kind in kinds[index % len(kinds) :] + kinds[: index % len(kinds)]:
+                rate = one_run(kind, args, Path(tmp), index)
+                rates[kind].append(rate)
+                print(f"  run {index + 1} {kind:<8} {rate:7.0f} emails/s", flush=True)
+    med = {k: median(v) for k, v in rates.items()}
+    for kind in kinds:
+        print(f"{kind:<8} median {med[kind]:7.0f} emails/s")
+    if len(kinds) < 3:
+        return
+    print(f"worker / naive   = {med['worker'] / med['naive']:.2f} (target >= 2)")
+    print(f"worker / ceiling = {med['worker'] / med['ceiling']:.2f} (target >= 0.5)")
+
+
+if __name__ == "__main__":
+    main()
