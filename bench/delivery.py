@@ -9,7 +9,9 @@ each with one planned transcript email, then times one of:
   naive    a loop that renders each delivery exactly as the worker does and calls
            aiosmtplib.send(), i.e. a new SMTP connection per message, one at a time;
   ceiling  the same messages rendered and flattened to bytes BEFORE the clock starts, then
-           pushed with sendmail() over --concurrency persistent connections.
+           pushed with sendmail() over --concurrency persistent connections;
+  render   reference: rendering and flattening every message, no SMTP at all (what the
+           worker's own CPU allows if sending and bookkeeping were free).
 The SMTP server is bench/sink.py (aiosmtpd in its own process, accepts everything and writes
 each Message-ID to a file); every run checks that each message arrived exactly once.
 The order of the three rotates between repetitions; medians are reported.
@@ -112,6 +114,17 @@ async def run_ceiling(settings: Settings, count: int, connections: int) -> float
     return time.perf_counter() - started
 
 
+async def run_render_only(settings: Settings, count: int) -> float:
+    """Reference: rendering and flattening alone, no SMTP (one core's worth of the worker)."""
+    deliveries = claimed(settings, count)
+    renderer = Renderer(settings.render, from_address=settings.smtp.from_address)
+    started = time.perf_counter()
+    for delivery in deliveries:
+        message = render_delivery(renderer, delivery, settings.smtp.from_address).message  # type: ignore[union-attr]
+        message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    return time.perf_counter() - started
+
+
 def one_run(kind: str, args: argparse.Namespace, work: Path, index: int) -> float:
     state = work / f"{kind}-{index}"
     ids_file = work / f"{kind}-{index}.ids"
@@ -123,8 +136,11 @@ def one_run(kind: str, args: argparse.Namespace, work: Path, index: int) -> floa
             "worker": lambda: asyncio.run(run_worker(settings)),
             "naive": lambda: asyncio.run(run_naive(settings, args.messages)),
             "ceiling": lambda: asyncio.run(run_ceiling(settings, args.messages, args.concurrency)),
+            "render": lambda: asyncio.run(run_render_only(settings, args.messages)),
         }
         elapsed = runners[kind]()
+        if kind == "render":
+            return args.messages / elapsed
         deadline = time.monotonic() + 10
         while sink.count() < args.messages and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -141,10 +157,10 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4, help="worker and ceiling")
-    parser.add_argument("--only", choices=["naive", "ceiling", "worker"], action="append")
+    parser.add_argument("--only", choices=["naive", "ceiling", "worker", "render"], action="append")
     args = parser.parse_args()
     print(f"{machine()}; messages={args.messages} concurrency={args.concurrency}")
-    kinds = args.only or ["naive", "ceiling", "worker"]
+    kinds = args.only or ["naive", "ceiling", "worker", "render"]
     rates: dict[str, list[float]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory(prefix="relay-bench-delivery-") as tmp:
         for index in range(args.repeat):
@@ -155,7 +171,7 @@ def main() -> None:
     med = {k: median(v) for k, v in rates.items()}
     for kind in kinds:
         print(f"{kind:<8} median {med[kind]:7.0f} emails/s")
-    if len(kinds) < 3:
+    if not {"naive", "ceiling", "worker"} <= set(kinds):
         return
     print(f"worker / naive   = {med['worker'] / med['naive']:.2f} (target >= 2)")
     print(f"worker / ceiling = {med['worker'] / med['ceiling']:.2f} (target >= 0.5)")

@@ -39,6 +39,21 @@ def _resolve(job: _Job, result: Any = None, error: BaseException | None = None) 
     job.loop.call_soon_threadsafe(apply)
 
 
+def _resolve_many(jobs: list[_Job], results: list[Any]) -> None:
+    """Resolve a committed batch with one wake-up per event loop instead of one per job."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any]]] = {}
+    for job, result in zip(jobs, results, strict=True):
+        by_loop.setdefault(job.loop, []).append((job, result))
+
+    def apply(pairs: list[tuple[_Job, Any]]) -> None:
+        for job, result in pairs:
+            if not job.future.done():
+                job.future.set_result(result)
+
+    for loop, pairs in by_loop.items():
+        loop.call_soon_threadsafe(apply, pairs)
+
+
 class StoreThread:
     """Serialises all store access on one thread.
 
@@ -117,5 +132,4 @@ class StoreThread:
                 except Exception as exc:
                     _resolve(job, error=exc)
             return
-        for job, result in zip(jobs, results, strict=True):
-            _resolve(job, result)
+        _resolve_many(jobs, results)
