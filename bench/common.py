@@ -218,39 +218,22 @@ class SmtpSink:
 
 
 def queue_conversations(settings: Any, count: int, first_channel: int = 1) -> int:
-    """Store ``count`` new conversations with their planned deliveries, as intake would,
-    without the HTTP server. Returns the number of deliveries planned."""
-    import msgspec  # noqa: PLC0415 -- keep `common` importable without the relay
-
-    from relay.app import database_path  # noqa: PLC0415 -- as above
-    from relay.classify import classify  # noqa: PLC0415 -- as above
-    from relay.payload import content_hash, parse  # noqa: PLC0415 -- as above
-    from relay.routing import route  # noqa: PLC0415 -- as above
+    """Store ``count`` new conversations with their planned deliveries exactly as the hook's
+    request path prepares them (relay.api.prepare), without the HTTP server. Returns the
+    number of deliveries planned."""
+    from relay.api import prepare  # noqa: PLC0415 -- keep `common` importable without the relay
+    from relay.app import build_snapshot, database_path  # noqa: PLC0415 -- as above
+    from relay.runtime import Runtime  # noqa: PLC0415 -- as above
     from relay.store import Intake, Store  # noqa: PLC0415 -- as above
 
+    runtime = Runtime(snapshot=build_snapshot(settings))
     store = Store(database_path(settings))
     planned_total = 0
     batch: list[Intake] = []
     for n in range(first_channel, first_channel + count):
-        raw = sample_body(n)
-        conversation = parse(raw)
-        category = classify(
-            conversation, low_rating_threshold=settings.classify.low_rating_threshold
-        )
-        planned = route(conversation, category, settings.effective_rules)
-        planned_total += len(planned)
-        batch.append(
-            Intake(
-                raw=raw,
-                parsed=msgspec.json.encode(conversation),
-                conv_key=conversation.key,
-                account_id=conversation.account_id,
-                channel_id=conversation.channel.id,
-                content_hash=content_hash(raw),
-                category=category.value,
-                planned=planned,
-            )
-        )
+        intake = prepare(runtime, sample_body(n))
+        planned_total += len(intake.planned)
+        batch.append(intake)
         if len(batch) == 500:
             store.accept_many(batch)
             batch = []

@@ -32,9 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aiosmtplib
 from common import SmtpSink, machine, median, queue_conversations
 
-from relay.app import build_senders, build_worker, close_senders, database_path
-from relay.render import Renderer
+from relay.app import build_snapshot, build_worker, database_path
+from relay.runtime import Runtime
+from relay.senders.base import EmailContent
+from relay.senders.smtp_pool import close_pools
 from relay.settings import Settings
+from relay.snapshot import Snapshot
 from relay.store import ClaimedDelivery, Store
 from relay.storethread import StoreThread
 from relay.worker import render_delivery
@@ -54,19 +57,30 @@ def settings_for(state: Path, port: int, concurrency: int) -> Settings:
 
 async def run_worker(settings: Settings) -> float:
     store = StoreThread(Store(database_path(settings)))
-    senders = build_senders(settings)
-    worker = build_worker(settings, store, senders)
+    worker = build_worker(Runtime(snapshot=build_snapshot(settings)), store)
     started = time.perf_counter()
     worker.start()
     await worker.settled()
     elapsed = time.perf_counter() - started
     await worker.stop(5)
-    await close_senders(senders)
+    await close_pools()
     counts = await store.call(lambda s: s.counts())
     store.close()
     if counts["sent"] == 0 or any(counts[k] for k in ("pending", "sending", "retrying", "dead")):
         raise RuntimeError(f"worker did not send everything: {counts}")
     return elapsed
+
+
+def render(snapshot: Snapshot, delivery: ClaimedDelivery) -> EmailContent:
+    """Exactly what the worker does before handing a delivery to its sender."""
+    content = render_delivery(snapshot, delivery)
+    assert isinstance(content, EmailContent)
+    return content
+
+
+def flat(content: EmailContent) -> bytes:
+    """The message as it goes over the wire (what aiosmtplib's send_message produces)."""
+    return content.message.as_bytes(policy=content.message.policy.clone(linesep="\r\n"))
 
 
 def claimed(settings: Settings, count: int) -> list[ClaimedDelivery]:
@@ -78,13 +92,12 @@ def claimed(settings: Settings, count: int) -> list[ClaimedDelivery]:
 
 async def run_naive(settings: Settings, count: int) -> float:
     deliveries = claimed(settings, count)
-    renderer = Renderer(settings.render, from_address=settings.smtp.from_address)
-    sender = settings.smtp.from_address
+    snapshot = build_snapshot(settings)
     started = time.perf_counter()
     for delivery in deliveries:
-        content = render_delivery(renderer, delivery, sender)
+        content = render(snapshot, delivery)
         await aiosmtplib.send(
-            content.message,  # type: ignore[union-attr] -- every action here is an email
+            content.message,
             sender="relay@example.test",
             recipients=[RECIPIENT],
             hostname="127.0.0.1",
@@ -95,11 +108,8 @@ async def run_naive(settings: Settings, count: int) -> float:
 
 async def run_ceiling(settings: Settings, count: int, connections: int) -> float:
     deliveries = claimed(settings, count)
-    renderer = Renderer(settings.render, from_address=settings.smtp.from_address)
-    messages = []
-    for delivery in deliveries:
-        message = render_delivery(renderer, delivery, settings.smtp.from_address).message  # type: ignore[union-attr]
-        messages.append(message.as_bytes(policy=message.policy.clone(linesep="\r\n")))
+    snapshot = build_snapshot(settings)
+    messages = [flat(render(snapshot, delivery)) for delivery in deliveries]
     pending = iter(messages)
 
     async def push() -> None:
@@ -117,11 +127,10 @@ async def run_ceiling(settings: Settings, count: int, connections: int) -> float
 async def run_render_only(settings: Settings, count: int) -> float:
     """Reference: rendering and flattening alone, no SMTP (one core's worth of the worker)."""
     deliveries = claimed(settings, count)
-    renderer = Renderer(settings.render, from_address=settings.smtp.from_address)
+    snapshot = build_snapshot(settings)
     started = time.perf_counter()
     for delivery in deliveries:
-        message = render_delivery(renderer, delivery, settings.smtp.from_address).message  # type: ignore[union-attr]
-        message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+        flat(render(snapshot, delivery))
     return time.perf_counter() - started
 
 
