@@ -16,6 +16,9 @@ relay: `relay serve` with a hook token, the full path (token check, msgspec pars
   --deliveries none: `rules = []`, nothing is planned; intake only.
 bare: bench/apps.py `bare`, a Litestar handler that reads the body and answers 200 with JSON.
 
+--without store|logs|store,logs adds a relay with those parts taken out (bench/apps.py), to
+show where the time goes; such a relay is not durable and is no result in itself.
+
 Each run is preceded by a 1 s warm-up. Reported: median over --repeat runs of requests/s,
 p50 and p99 latency, and relay/bare ratios, plus CPU seconds used by the server and wrk.
 """
@@ -97,15 +100,18 @@ def measure(app: str, args: argparse.Namespace, work: Path, index: int) -> Run:
     port = free_port()
     state = work / f"state-{app}-{index}"
     env: dict[str, str] = {}
-    if app == "relay":
+    if app != "bare":
         rules = EMAIL_EVERYTHING if args.deliveries == "outbox" else NO_RULES
         config = relay_config(work / f"relay-{index}.toml", state_dir=state, port=port, rules=rules)
         env["RELAY_CONFIG"] = str(config)
     if app == "relay" and args.server == "relay":
         command = [RELAY, "serve", "--config", str(config)]
     else:
-        command = [PYTHON, str(BENCH / "serve.py"), "--app", app, "--server", args.server]
+        kind = "bare" if app == "bare" else "relay"
+        command = [PYTHON, str(BENCH / "serve.py"), "--app", kind, "--server", args.server]
         command += ["--port", str(port)]
+        if app.startswith("relay-without-"):
+            env["BENCH_WITHOUT"] = app.removeprefix("relay-without-")
     body = work / "body.json"
     with server(command, port, work / f"{app}-{index}.log", env) as proc:
         wrk(port, body, args.connections, args.threads, 1)
@@ -141,6 +147,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--deliveries", choices=["outbox", "none"], default="outbox")
     parser.add_argument("--server", choices=["relay", "uvicorn-h11", "granian"], default="relay")
+    parser.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        choices=["store", "logs", "store,logs"],
+        help="also run a relay with these parts taken out (cost breakdown only; see apps.py)",
+    )
     args = parser.parse_args()
     need_wrk()
     print(
@@ -153,13 +166,15 @@ def main() -> None:
         work = Path(tmp)
         body_template(work / "body.json")
         for index in range(args.repeat):
-            order = ["bare", "relay"] if index % 2 == 0 else ["relay", "bare"]
+            apps = ["bare", "relay", *(f"relay-without-{w}" for w in args.without)]
+            shift = index % len(apps)
+            order = apps[shift:] + apps[:shift]
             for app in order:
                 run = measure(app, args, work, index)
                 runs.append(run)
                 stored = "" if run.stored is None else f" stored={run.stored}"
                 print(
-                    f"  run {index + 1} {app:<5} {run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms"
+                    f"  run {index + 1} {app:<5} {run.rps:6.0f} req/s  p50 {run.p50_ms:6.2f} ms"
                     f"  p99 {run.p99_ms:6.2f} ms  requests={run.requests} errors={run.errors}"
                     f"  cpu server={run.server_cpu:.1f}s wrk={run.wrk_cpu:.1f}s{stored}",
                     flush=True,
@@ -167,7 +182,7 @@ def main() -> None:
                 if run.stored is not None and run.stored < run.requests:
                     sys.exit(f"LOST: {run.requests} answered but only {run.stored} stored")
     summary = {}
-    for app in ("bare", "relay"):
+    for app in dict.fromkeys(r.app for r in runs):
         mine = [r for r in runs if r.app == app]
         summary[app] = (
             median([r.rps for r in mine]),
@@ -175,11 +190,16 @@ def main() -> None:
             median([r.p99_ms for r in mine]),
         )
         rps, p50, p99 = summary[app]
-        print(f"{app:<5} median {rps:8.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
-    ratio = summary["relay"][0] / summary["bare"][0]
-    p99_ratio = summary["relay"][2] / summary["bare"][2]
-    print(f"ratio relay/bare requests/s = {ratio:.2f} (target >= 0.8)")
-    print(f"ratio relay/bare p99        = {p99_ratio:.2f} (target <= 2.0)")
+        print(f"{app:<5} median {rps:6.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
+    for app in summary:
+        if app == "bare":
+            continue
+        ratio = summary[app][0] / summary["bare"][0]
+        p99_ratio = summary[app][2] / summary["bare"][2]
+        print(
+            f"{app}/bare: requests/s ratio {ratio:.2f} (target >= 0.8), p99 ratio {p99_ratio:.2f}"
+            " (target <= 2.0)"
+        )
     if any(r.errors for r in runs):
         print("WARNING: some runs had errors (non-2xx, timeouts or socket errors)")
 

@@ -4,7 +4,7 @@ Usage: python bench/serve.py --app bare|relay --server relay|uvicorn-h11|granian
   relay        relay.serving.run_server, exactly what `relay serve` uses
   uvicorn-h11  uvicorn on the plain asyncio loop with the pure-Python h11 parser
   granian      granian (Rust HTTP server), one worker, uvloop
-For --app relay the settings come from $RELAY_CONFIG.
+For --app relay the settings come from $RELAY_CONFIG (and $BENCH_WITHOUT, see bench/apps.py).
 """
 
 from __future__ import annotations
