@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -167,6 +169,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4, help="worker and ceiling")
     parser.add_argument("--only", choices=["naive", "ceiling", "worker", "render"], action="append")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="after the measured runs, one more worker run under py-spy: flame graph SVG here",
+    )
     args = parser.parse_args()
     print(f"{machine()}; messages={args.messages} concurrency={args.concurrency}")
     kinds = args.only or ["naive", "ceiling", "worker", "render"]
@@ -177,6 +184,18 @@ def main() -> None:
                 rate = one_run(kind, args, Path(tmp), index)
                 rates[kind].append(rate)
                 print(f"  run {index + 1} {kind:<8} {rate:7.0f} emails/s", flush=True)
+        if args.profile:
+            spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+            out = str(args.profile.resolve())
+            script = Path(__file__).resolve()
+            only = ["--messages", str(args.messages), "--repeat", "1", "--only", "worker"]
+            subprocess.run(
+                [spy, "record", "--threads", "-o", out, "--", sys.executable, str(script), *only],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            print(f"profile of one more worker run (not counted above): {args.profile}")
     med = {k: median(v) for k, v in rates.items()}
     for kind in kinds:
         print(f"{kind:<8} median {med[kind]:7.0f} emails/s")

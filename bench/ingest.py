@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -96,7 +97,16 @@ def wrk(
     return json.loads(line.removeprefix("RESULT ")), usage.ru_utime + usage.ru_stime
 
 
-def measure(app: str, args: argparse.Namespace, work: Path, index: int) -> Run:
+def profiler(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy (pip install -e '.[bench]') sampling ``pid`` into a flame graph SVG."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    command = [spy, "record", "--threads", "--pid", str(pid), "-d", str(seconds), "-o", str(out)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def measure(
+    app: str, args: argparse.Namespace, work: Path, index: int, profile: Path | None = None
+) -> Run:
     port = free_port()
     state = work / f"state-{app}-{index}"
     env: dict[str, str] = {}
@@ -116,8 +126,11 @@ def measure(app: str, args: argparse.Namespace, work: Path, index: int) -> Run:
     with server(command, port, work / f"{app}-{index}.log", env) as proc:
         wrk(port, body, args.connections, args.threads, 1)
         cpu_before = tree_cpu_seconds(proc.pid)
+        spy = profiler(proc.pid, args.duration, profile) if profile else None
         result, wrk_cpu = wrk(port, body, args.connections, args.threads, args.duration)
         server_cpu = tree_cpu_seconds(proc.pid) - cpu_before
+        if spy is not None:
+            spy.wait()
     stored = None
     if app == "relay":
         with sqlite3.connect(state / "relay.db") as db:
@@ -154,6 +167,11 @@ def main() -> None:
         choices=["store", "logs", "store,logs"],
         help="also run a relay with these parts taken out (cost breakdown only; see apps.py)",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="after the measured runs, one more relay run under py-spy: flame graph SVG here",
+    )
     args = parser.parse_args()
     need_wrk()
     print(
@@ -181,6 +199,11 @@ def main() -> None:
                 )
                 if run.stored is not None and run.stored < run.requests:
                     sys.exit(f"LOST: {run.requests} answered but only {run.stored} stored")
+    if args.profile:
+        with tempfile.TemporaryDirectory(prefix="relay-bench-profile-") as tmp:
+            body_template(Path(tmp) / "body.json")
+            measure("relay", args, Path(tmp), 0, profile=args.profile.resolve())
+        print(f"profile of one more relay run (not counted above): {args.profile}")
     summary = {}
     for app in dict.fromkeys(r.app for r in runs):
         mine = [r for r in runs if r.app == app]
