@@ -64,13 +64,16 @@ async def receive(runtime: Runtime, body: bytes, remote: str | None) -> Answer:
         return Answer(503, {"error": "storage_unavailable", "message": "the store cannot write"})
     if accepted.deliveries:
         runtime.worker.wake()
+    # One line per conversation; "matched no rule" says the fallback dropped it (stored,
+    # nothing sent).
     log.info(
-        "conversation %s v%d accepted: category=%s deliveries=%d duplicate=%s",
+        "conversation %s v%d accepted: category=%s deliveries=%d duplicate=%s%s",
         intake.conv_key,
         accepted.version,
         intake.category,
         accepted.deliveries,
         accepted.duplicate,
+        "; matched no rule, fallback is drop: nothing will be sent" if intake.dropped else "",
     )
     runtime.metrics.received(intake.category, duplicate=accepted.duplicate)
     return Answer(
@@ -90,7 +93,7 @@ def prepare(runtime: Runtime, body: bytes) -> Intake:
     settings = runtime.settings
     conversation = parse(body)
     category = classify(conversation, low_rating_threshold=settings.classify.low_rating_threshold)
-    planned = runtime.route(conversation, category)
+    decision = runtime.route(conversation, category)
     return Intake(
         raw=body,
         parsed=msgspec.json.encode(conversation),
@@ -99,7 +102,8 @@ def prepare(runtime: Runtime, body: bytes) -> Intake:
         channel_id=conversation.channel.id,
         content_hash=content_hash(body),
         category=category.value,
-        planned=planned,
+        planned=decision.planned,
+        dropped=decision.dropped,
     )
 
 

@@ -17,7 +17,7 @@ from relay.classify import Category
 from relay.conversation import Conversation
 from relay.health import Readiness, backlog_age, readiness, store_state
 from relay.metrics import Metrics
-from relay.routing import PlannedDelivery, explain
+from relay.routing import Decision, explain
 from relay.rules import RuleSet
 from relay.settings import Settings
 from relay.snapshot import Snapshot
@@ -68,17 +68,9 @@ class Runtime:
     def rules(self) -> RuleSet:
         return self.snapshot.rules
 
-    def route(self, conversation: Conversation, category: Category) -> tuple[PlannedDelivery, ...]:
-        """Route with the current rules at the current time; log a conversation dropped by
-        the fallback (it stays stored, nothing is sent)."""
-        decision = explain(conversation, category, self.snapshot.rules, now=self.clock())
-        if decision.dropped:
-            log.info(
-                "conversation %s (%s) matched no rule; fallback is drop: nothing will be sent",
-                conversation.key,
-                category.value,
-            )
-        return decision.planned
+    def route(self, conversation: Conversation, category: Category) -> Decision:
+        """Route with the current rules at the current time."""
+        return explain(conversation, category, self.snapshot.rules, now=self.clock())
 
     @property
     def store(self) -> StoreThread:

@@ -60,33 +60,33 @@ class IntakeOps(StoreBase):
         return self.accept_many([intake], now)[0]
 
     def _accept(self, db: sqlite3.Connection, intake: Intake, now: float) -> Accepted:
-        existing = db.execute(
-            "SELECT id, version FROM conversations WHERE conv_key = ? AND content_hash = ?",
-            (intake.conv_key, intake.content_hash),
-        ).fetchone()
-        if existing is not None:
-            return Accepted(existing[0], existing[1], duplicate=True, deliveries=0)
-        (version,) = db.execute(
-            "SELECT COALESCE(MAX(version), 0) + 1 FROM conversations WHERE conv_key = ?",
-            (intake.conv_key,),
-        ).fetchone()
-        cur = db.execute(
+        # One statement in the common case: the next version number is computed inside the
+        # INSERT, and an exact duplicate (same key and content hash) inserts nothing.
+        inserted = db.execute(
             "INSERT INTO conversations (conv_key, account_id, channel_id, version, content_hash,"
-            " category, received_at, raw, parsed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " category, received_at, raw, parsed)"
+            " SELECT ?, ?, ?, COALESCE(MAX(version), 0) + 1, ?, ?, ?, ?, ?"
+            " FROM conversations WHERE conv_key = ?"
+            " ON CONFLICT (conv_key, content_hash) DO NOTHING RETURNING id, version",
             (
                 intake.conv_key,
                 intake.account_id,
                 intake.channel_id,
-                version,
                 intake.content_hash,
                 intake.category,
                 now,
                 intake.raw,
                 intake.parsed,
+                intake.conv_key,
             ),
-        )
-        conversation_id = cur.lastrowid
-        assert conversation_id is not None
+        ).fetchone()
+        if inserted is None:
+            existing = db.execute(
+                "SELECT id, version FROM conversations WHERE conv_key = ? AND content_hash = ?",
+                (intake.conv_key, intake.content_hash),
+            ).fetchone()
+            return Accepted(existing[0], existing[1], duplicate=True, deliveries=0)
+        conversation_id, version = inserted
         created = plan_deliveries(
             db, conversation_id, intake.conv_key, intake.category, intake.planned, now=now
         )

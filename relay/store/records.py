@@ -20,6 +20,7 @@ class Intake:
     content_hash: str
     category: str
     planned: tuple[PlannedDelivery, ...]
+    dropped: bool = False  # no rule matched and the fallback is "drop" (for the log line)
 
 
 @dataclass(frozen=True)
