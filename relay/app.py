@@ -13,6 +13,7 @@ from relay.api import MetricsController, build_handlers
 from relay.errors import ConfigError
 from relay.logs import RequestIdMiddleware, StdlibLogging
 from relay.reload import Reloader
+from relay.renderpool import RenderPool
 from relay.retry import RetryPolicy
 from relay.runtime import Runtime, hook_token
 from relay.senders.archive import ArchiveSender
@@ -103,6 +104,7 @@ def build_worker(runtime: Runtime, store: StoreThread, observe: Observer | None 
         policy=retry_policy(settings),
         concurrency=settings.delivery.concurrency,
         observe=observe,
+        render_pool=RenderPool(n) if (n := settings.delivery.render_processes) else None,
     )
 
 

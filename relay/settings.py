@@ -111,6 +111,9 @@ class DeliverySettings(_Section):
     backoff_max_seconds: float = Field(default=900.0, gt=0)
     max_age_hours: float = Field(default=72.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # Helper processes that render emails and Slack messages, so rendering uses another core
+    # than intake and sending; 0 renders in the relay's own process.
+    render_processes: int = Field(default=1, ge=0, le=16)
 
 
 class ClassifySettings(_Section):

@@ -18,6 +18,7 @@ from relay.actions import render_archive, render_webhook, sender_key
 from relay.classify import Category
 from relay.errors import DeliveryError, PermanentDeliveryError, RateLimited, TransientDeliveryError
 from relay.payload import parse
+from relay.renderpool import RenderJob, RenderPool
 from relay.retry import GiveUp, RetryPolicy, decide
 from relay.senders.base import Content
 from relay.settings import Action, EmailAction, SlackAction, WebhookAction
@@ -74,6 +75,7 @@ class Worker:
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
         observe: Observer | None = None,
+        render_pool: RenderPool | None = None,
     ) -> None:
         self._store = store
         self._snapshot = snapshot  # the current settings' senders and renderers
@@ -82,6 +84,7 @@ class Worker:
         self._clock = clock
         self._jitter = jitter
         self._observer = observe
+        self._render_pool = render_pool
         self._claimed_at: dict[int, float] = {}
         self._wake = asyncio.Event()
         self._settled = asyncio.Event()
@@ -139,6 +142,8 @@ class Worker:
             ids = list(unfinished.values())
             await self._store.call(lambda s: s.release(ids))
             log.warning("shutdown: %d unfinished deliveries left pending", len(ids))
+        if self._render_pool is not None:
+            await asyncio.to_thread(self._render_pool.close)
 
     async def _run(self) -> None:
         recovered = False
@@ -227,6 +232,24 @@ class Worker:
             self.finished_attempts += 1
             self._progress.notify_all()
 
+    async def _render(self, snapshot: Snapshot, delivery: ClaimedDelivery) -> Content:
+        """Emails and Slack messages in the render pool when there is one; the light
+        webhook and archive bodies here."""
+        pool = self._render_pool
+        action = _ACTION.validate_python(delivery.action)
+        if pool is None or not isinstance(action, EmailAction | SlackAction):
+            return render_delivery(snapshot, delivery)
+        from_address = (
+            snapshot.from_address(action)
+            if isinstance(action, EmailAction)
+            else snapshot.settings.smtp.from_address
+        )
+        mid = message_id(delivery.dedupe_key, from_address)
+        job = RenderJob(
+            snapshot.settings.render, from_address, delivery.raw, delivery.category, action, mid
+        )
+        return await pool.render(job)
+
     async def _send_and_record(self, delivery: ClaimedDelivery) -> None:
         snapshot = self._snapshot()
         key = sender_key(delivery.action)
@@ -235,7 +258,7 @@ class Worker:
             if sender is None:
                 raise PermanentDeliveryError(f"no sender configured for {key!r}")
             try:
-                content = render_delivery(snapshot, delivery)
+                content = await self._render(snapshot, delivery)
             except Exception as exc:
                 log.exception("delivery %d: rendering failed", delivery.id)
                 raise PermanentDeliveryError(f"rendering failed: {exc}") from exc

@@ -54,7 +54,13 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         data: dict[str, Any] = {
             "server": {"hook_token": TOKEN},
             "storage": {"state_dir": str(tmp_path / "state")},
-            "delivery": {"backoff_initial_seconds": 0.05, "backoff_max_seconds": 0.2},
+            "delivery": {
+                "backoff_initial_seconds": 0.05,
+                "backoff_max_seconds": 0.2,
+                # Render in-process: a helper process per test app would only slow the suite
+                # (tests/test_render_pool.py covers the pool).
+                "render_processes": 0,
+            },
         }
         for key, value in sections.items():
             if isinstance(value, dict) and isinstance(data.get(key), dict):

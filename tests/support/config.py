@@ -37,7 +37,13 @@ def write_config(directory: Path, **overrides: dict[str, Any]) -> tuple[Path, Se
     sections: dict[str, dict[str, Any]] = {
         "server": {"hook_token": TOKEN},
         "storage": {"state_dir": str(directory / "state")},
-        "delivery": {"backoff_initial_seconds": 0.05, "backoff_max_seconds": 0.2},
+        "delivery": {
+            "backoff_initial_seconds": 0.05,
+            "backoff_max_seconds": 0.2,
+            # Render in-process: a helper process per test app would only slow the suite
+            # (tests/test_render_pool.py covers the pool).
+            "render_processes": 0,
+        },
     }
     for name, table in overrides.items():
         sections[name] = {**sections.get(name, {}), **table}

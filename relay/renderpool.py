@@ -1,0 +1,63 @@
+"""Render emails and Slack messages in helper processes, so templating and CSS inlining run on
+another core than the HTTP intake and the senders."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+
+from relay.classify import Category
+from relay.payload import parse
+from relay.render import Renderer
+from relay.senders.base import EmailContent, SlackContent
+from relay.settings import EmailAction, RenderSettings, SlackAction
+
+# In a helper process: one Renderer per (render settings, From address), built on first use.
+_RENDERERS: dict[tuple[str, str], Renderer] = {}
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """Everything a helper process needs (all picklable); ``message_id`` for emails only."""
+
+    settings: RenderSettings
+    from_address: str
+    raw: bytes
+    category: str
+    action: EmailAction | SlackAction
+    message_id: str = ""
+
+
+def render(job: RenderJob) -> EmailContent | SlackContent:
+    key = (job.settings.model_dump_json(), job.from_address)
+    renderer = _RENDERERS.get(key)
+    if renderer is None:
+        renderer = _RENDERERS[key] = Renderer(job.settings, from_address=job.from_address)
+    conversation, category = parse(job.raw), Category(job.category)
+    if isinstance(job.action, EmailAction):
+        return renderer.email(conversation, category, job.action, message_id=job.message_id)
+    return renderer.slack(conversation, category, job.action)
+
+
+class RenderPool:
+    """``processes`` helper processes, started on first use with "spawn" (the relay's own
+    process runs threads, which do not survive a fork)."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def render(self, job: RenderJob) -> EmailContent | SlackContent:
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, partial(render, job))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

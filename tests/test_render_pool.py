@@ -1,0 +1,58 @@
+"""Rendering in a helper process gives the same email and Slack message as in-process."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from pathlib import Path
+
+from litestar.testing import TestClient
+
+from relay.app import create_app
+from relay.settings import Settings
+from tests.conftest import TOKEN, body, sample
+from tests.support.app import wait_settled
+from tests.support.slack import FakeSlack
+from tests.support.smtp import SmtpServer
+
+
+def deliver_both(settings: Settings) -> None:
+    missed = sample("v1")
+    missed["channel"]["isMissed"] = True
+    rated = sample("v2")
+    rated["channel"]["id"] = 7
+    rated["channel"]["rating"] = 1
+    rated["channel"]["ratingDesc"] = "<!channel> too slow"
+    with TestClient(create_app(settings)) as client:
+        for data in (missed, rated):
+            assert client.post(f"/hooks/smartsupp/{TOKEN}", content=body(data)).status_code == 200
+        wait_settled(client)
+
+
+def test_pool_and_in_process_rendering_deliver_the_same_content(
+    make_settings: Callable[..., Settings],
+    smtp_server: SmtpServer,
+    fake_slack: FakeSlack,
+    tmp_path: Path,
+) -> None:
+    for processes in (1, 0):
+        settings = make_settings(
+            smtp={"host": "127.0.0.1", "port": smtp_server.port},
+            slack={"token": "xoxb-test", "api_url": fake_slack.url},
+            delivery={"render_processes": processes},
+            storage={"state_dir": str(tmp_path / f"state-{processes}")},
+        )
+        deliver_both(settings)
+    first, second = smtp_server.handler.wait_for(2)
+    for header in ("Subject", "To", "Reply-To", "Message-ID", "References", "Date"):
+        assert first.message[header] == second.message[header]
+    for kind in ("plain", "html"):
+        one, two = (m.message.get_body(preferencelist=(kind,)) for m in (first, second))
+        assert one is not None and two is not None
+        assert one.get_content() == two.get_content()
+    pooled, local = fake_slack.wait_for(2)
+    assert pooled.body["text"] == local.body["text"]
+    assert pooled.body["blocks"] == local.body["blocks"]
+    assert "&lt;!channel&gt;" in pooled.body["text"]
+    # The helper processes end with the app.
+    assert multiprocessing.active_children() == []
