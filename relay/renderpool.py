@@ -4,8 +4,10 @@ another core than the HTTP intake and the senders."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
 
@@ -14,6 +16,13 @@ from relay.payload import parse
 from relay.render import Renderer
 from relay.senders.base import EmailContent, SlackContent
 from relay.settings import EmailAction, RenderSettings, SlackAction
+
+log = logging.getLogger(__name__)
+
+
+class PoolUnavailable(Exception):
+    """The helper processes cannot render right now; render in-process instead."""
+
 
 # In a helper process: one Renderer per (render settings, From address), built on first use.
 _RENDERERS: dict[tuple[str, str], Renderer] = {}
@@ -49,13 +58,27 @@ class RenderPool:
     def __init__(self, processes: int) -> None:
         self.processes = processes
         self._pool: ProcessPoolExecutor | None = None
+        self._disabled = False
 
     async def render(self, job: RenderJob) -> EmailContent | SlackContent:
-        if self._pool is None:
-            context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, partial(render, job))
+        """Render in a helper process; ``PoolUnavailable`` if none can run it (a sandbox that
+        forbids processes or semaphores, a helper that died). Rendering errors propagate."""
+        if self._disabled:
+            raise PoolUnavailable
+        try:
+            if self._pool is None:
+                context = multiprocessing.get_context("spawn")
+                self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, partial(render, job))
+        except BrokenProcessPool:
+            log.warning("a render helper process died; starting new ones")
+            self.close()
+            raise PoolUnavailable from None
+        except OSError as exc:
+            log.warning("render helper processes unavailable (%s); rendering in-process", exc)
+            self._disabled = True
+            raise PoolUnavailable from None
 
     def close(self) -> None:
         if self._pool is not None:

@@ -18,7 +18,7 @@ from relay.actions import render_archive, render_webhook, sender_key
 from relay.classify import Category
 from relay.errors import DeliveryError, PermanentDeliveryError, RateLimited, TransientDeliveryError
 from relay.payload import parse
-from relay.renderpool import RenderJob, RenderPool
+from relay.renderpool import PoolUnavailable, RenderJob, RenderPool
 from relay.retry import GiveUp, RetryPolicy, decide
 from relay.senders.base import Content
 from relay.settings import Action, EmailAction, SlackAction, WebhookAction
@@ -248,7 +248,10 @@ class Worker:
         job = RenderJob(
             snapshot.settings.render, from_address, delivery.raw, delivery.category, action, mid
         )
-        return await pool.render(job)
+        try:
+            return await pool.render(job)
+        except PoolUnavailable:
+            return render_delivery(snapshot, delivery)
 
     async def _send_and_record(self, delivery: ClaimedDelivery) -> None:
         snapshot = self._snapshot()

@@ -6,6 +6,7 @@ import multiprocessing
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
@@ -55,4 +56,30 @@ def test_pool_and_in_process_rendering_deliver_the_same_content(
     assert pooled.body["blocks"] == local.body["blocks"]
     assert "&lt;!channel&gt;" in pooled.body["text"]
     # The helper processes end with the app.
+    assert multiprocessing.active_children() == []
+
+
+async def test_a_dead_helper_means_in_process_rendering_once_then_a_new_helper() -> None:
+    from relay.renderpool import PoolUnavailable, RenderJob, RenderPool  # noqa: PLC0415 -- local
+    from relay.settings import EmailAction, RenderSettings  # noqa: PLC0415 -- local
+
+    data = sample("v1")
+    data["channel"]["isMissed"] = True
+    job = RenderJob(
+        RenderSettings(), "Relay <r@shop.test>", body(data), "missed",
+        EmailAction(type="email", to=["sales@shop.test"]), "<m@shop.test>",
+    )  # fmt: skip
+    pool = RenderPool(1)
+    try:
+        first = await pool.render(job)
+        assert first.message["Message-ID"] == "<m@shop.test>"
+        for child in multiprocessing.active_children():
+            child.kill()
+            child.join()
+        with pytest.raises(PoolUnavailable):
+            await pool.render(job)
+        again = await pool.render(job)
+        assert again.message["Subject"] == first.message["Subject"]
+    finally:
+        pool.close()
     assert multiprocessing.active_children() == []
