@@ -7,7 +7,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from relay.store import Accepted, Intake, Store
@@ -24,34 +24,25 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     intake: Intake | None = None
     call: Callable[[Store], Any] | None = None
-    done: bool = field(default=False)
 
 
-def _resolve(job: _Job, result: Any = None, error: BaseException | None = None) -> None:
-    def apply() -> None:
-        if job.future.done():
-            return
-        if error is not None:
-            job.future.set_exception(error)
-        else:
-            job.future.set_result(result)
-
-    job.loop.call_soon_threadsafe(apply)
-
-
-def _resolve_many(jobs: list[_Job], results: list[Any]) -> None:
+def _resolve_many(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
     """Resolve a committed batch with one wake-up per event loop instead of one per job."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any]]] = {}
-    for job, result in zip(jobs, results, strict=True):
-        by_loop.setdefault(job.loop, []).append((job, result))
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].loop, []).append(outcome)
 
-    def apply(pairs: list[tuple[_Job, Any]]) -> None:
-        for job, result in pairs:
-            if not job.future.done():
+    def apply(items: list[tuple[_Job, Any, BaseException | None]]) -> None:
+        for job, result, error in items:
+            if job.future.done():
+                continue
+            if error is not None:
+                job.future.set_exception(error)
+            else:
                 job.future.set_result(result)
 
-    for loop, pairs in by_loop.items():
-        loop.call_soon_threadsafe(apply, pairs)
+    for loop, items in by_loop.items():
+        loop.call_soon_threadsafe(apply, items)
 
 
 class StoreThread:
@@ -108,28 +99,38 @@ class StoreThread:
                 return
 
     def _process(self, batch: list[_Job]) -> None:
-        intakes = [job for job in batch if job.intake is not None]
-        if intakes:
-            self._commit_intakes(intakes)
-        for job in batch:
-            if job.call is None:
-                continue
-            try:
-                _resolve(job, job.call(self.store))
-            except Exception as exc:
-                _resolve(job, error=exc)
+        """Everything queued meanwhile, intakes and the worker's bookkeeping alike, in one
+        transaction; each caller learns its result only after that commit."""
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        try:
+            with self.store.batch():
+                intakes = [job for job in batch if job.intake is not None]
+                if intakes:
+                    outcomes += self._accept_intakes(intakes)
+                for job in batch:
+                    if job.call is None:
+                        continue
+                    try:
+                        outcomes.append((job, job.call(self.store), None))
+                    except Exception as exc:
+                        outcomes.append((job, None, exc))
+        except Exception as exc:
+            log.exception("commit of a batch of %d store operations failed", len(batch))
+            outcomes = [(job, None, exc) for job in batch]
+        _resolve_many(outcomes)
 
-    def _commit_intakes(self, jobs: list[_Job]) -> None:
+    def _accept_intakes(self, jobs: list[_Job]) -> list[tuple[_Job, Any, BaseException | None]]:
         try:
             results = self.store.accept_many([job.intake for job in jobs if job.intake])
         except Exception:
             # One bad intake must not fail its neighbours: fall back to one by one.
             log.exception("group commit of %d intakes failed; retrying one by one", len(jobs))
+            outcomes: list[tuple[_Job, Any, BaseException | None]] = []
             for job in jobs:
                 assert job.intake is not None
                 try:
-                    _resolve(job, self.store.accept(job.intake))
+                    outcomes.append((job, self.store.accept(job.intake), None))
                 except Exception as exc:
-                    _resolve(job, error=exc)
-            return
-        _resolve_many(jobs, results)
+                    outcomes.append((job, None, exc))
+            return outcomes
+        return [(job, result, None) for job, result in zip(jobs, results, strict=True)]

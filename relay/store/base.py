@@ -82,12 +82,27 @@ class StoreBase:
         self.path = path
         self._conn = connect(path)
         self._conn.executescript(SCHEMA)
+        self._savepoints = 0
 
     def close(self) -> None:
         self._conn.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A transaction; inside ``batch()`` a savepoint, so a failing operation undoes only
+        its own changes and the batch commits once."""
+        if self._conn.in_transaction:
+            self._savepoints += 1
+            name = f"op{self._savepoints}"
+            self._conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute(f"ROLLBACK TO {name}")
+                self._conn.execute(f"RELEASE {name}")
+                raise
+            self._conn.execute(f"RELEASE {name}")
+            return
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield self._conn
@@ -95,3 +110,9 @@ class StoreBase:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run several operations with one commit (one fsync): group commit."""
+        with self._transaction():
+            yield
