@@ -111,7 +111,9 @@ class StoreThread:
                     if job.call is None:
                         continue
                     try:
-                        outcomes.append((job, job.call(self.store), None))
+                        with self.store.batch():  # a savepoint: a failing call undoes its own
+                            result = job.call(self.store)
+                        outcomes.append((job, result, None))
                     except Exception as exc:
                         outcomes.append((job, None, exc))
         except Exception as exc:

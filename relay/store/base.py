@@ -83,6 +83,7 @@ class StoreBase:
         self._conn = connect(path)
         self._conn.executescript(SCHEMA)
         self._savepoints = 0
+        self._open = False  # inside a transaction this object began (and must end)
 
     def close(self) -> None:
         self._conn.close()
@@ -90,26 +91,36 @@ class StoreBase:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A transaction; inside ``batch()`` a savepoint, so a failing operation undoes only
-        its own changes and the batch commits once."""
-        if self._conn.in_transaction:
+        its own changes and the batch commits once. A failed COMMIT is rolled back: the
+        connection never stays inside a transaction that nothing will commit."""
+        if self._open:
+            if not self._conn.in_transaction:  # an earlier error rolled the whole batch back
+                raise sqlite3.OperationalError("the transaction was rolled back by an error in it")
             self._savepoints += 1
             name = f"op{self._savepoints}"
             self._conn.execute(f"SAVEPOINT {name}")
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute(f"ROLLBACK TO {name}")
-                self._conn.execute(f"RELEASE {name}")
+                if self._conn.in_transaction:  # SQLite may have rolled back everything already
+                    self._conn.execute(f"ROLLBACK TO {name}")
+                    self._conn.execute(f"RELEASE {name}")
                 raise
             self._conn.execute(f"RELEASE {name}")
             return
         self._conn.execute("BEGIN IMMEDIATE")
+        self._open = True
         try:
             yield self._conn
+            if not self._conn.in_transaction:
+                raise sqlite3.OperationalError("the transaction was rolled back by an error in it")
+            self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             raise
-        self._conn.execute("COMMIT")
+        finally:
+            self._open = False
 
     @contextmanager
     def batch(self) -> Iterator[None]:
