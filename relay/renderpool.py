@@ -24,8 +24,10 @@ class PoolUnavailable(Exception):
     """The helper processes cannot render right now; render in-process instead."""
 
 
-# In a helper process: one Renderer per (render settings, From address), built on first use.
+# In a helper process: one Renderer per (render settings, From address) of the newest
+# settings generation seen, built on first use.
 _RENDERERS: dict[tuple[str, str], Renderer] = {}
+_GENERATION = [0]
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,14 @@ class RenderJob:
     category: str
     action: EmailAction | SlackAction
     message_id: str = ""
+    # Changes with every settings reload, so helpers also pick up edited template files.
+    generation: int = 0
 
 
 def render(job: RenderJob) -> EmailContent | SlackContent:
+    if job.generation != _GENERATION[0]:
+        _RENDERERS.clear()
+        _GENERATION[0] = job.generation
     key = (job.settings.model_dump_json(), job.from_address)
     renderer = _RENDERERS.get(key)
     if renderer is None:
@@ -73,7 +80,7 @@ class RenderPool:
             return await loop.run_in_executor(self._pool, partial(render, job))
         except BrokenProcessPool:
             log.warning("a render helper process died; starting new ones")
-            self.close()
+            await asyncio.to_thread(self.close)
             raise PoolUnavailable from None
         except OSError as exc:
             log.warning("render helper processes unavailable (%s); rendering in-process", exc)

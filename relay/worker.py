@@ -85,6 +85,8 @@ class Worker:
         self._jitter = jitter
         self._observer = observe
         self._render_pool = render_pool
+        self._rendered_snapshot: Snapshot | None = None
+        self._render_generation = 0
         self._claimed_at: dict[int, float] = {}
         self._wake = asyncio.Event()
         self._settled = asyncio.Event()
@@ -245,8 +247,17 @@ class Worker:
             else snapshot.settings.smtp.from_address
         )
         mid = message_id(delivery.dedupe_key, from_address)
+        if snapshot is not self._rendered_snapshot:
+            self._rendered_snapshot = snapshot
+            self._render_generation += 1
         job = RenderJob(
-            snapshot.settings.render, from_address, delivery.raw, delivery.category, action, mid
+            snapshot.settings.render,
+            from_address,
+            delivery.raw,
+            delivery.category,
+            action,
+            mid,
+            self._render_generation,
         )
         try:
             return await pool.render(job)

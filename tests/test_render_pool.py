@@ -83,3 +83,31 @@ async def test_a_dead_helper_means_in_process_rendering_once_then_a_new_helper()
     finally:
         pool.close()
     assert multiprocessing.active_children() == []
+
+
+async def test_helpers_pick_up_edited_templates_with_a_new_settings_generation(
+    tmp_path: Path,
+) -> None:
+    from relay.renderpool import RenderJob, RenderPool  # noqa: PLC0415 -- local
+    from relay.settings import EmailAction, RenderSettings  # noqa: PLC0415 -- local
+
+    (tmp_path / "email").mkdir()
+    subject = tmp_path / "email" / "subject.txt.j2"
+    subject.write_text("First wording")
+    settings = RenderSettings(templates_dir=tmp_path)
+    action = EmailAction(type="email", to=["sales@shop.test"])
+
+    def job(generation: int) -> RenderJob:
+        raw = body(sample("v1"))
+        return RenderJob(settings, "R <r@shop.test>", raw, "missed", action, "<m@x>", generation)
+
+    pool = RenderPool(1)
+    try:
+        assert (await pool.render(job(1))).message["Subject"] == "First wording"
+        subject.write_text("Second wording")
+        # Same generation: the helper keeps its compiled templates.
+        assert (await pool.render(job(1))).message["Subject"] == "First wording"
+        # A reload (new generation) makes it read the templates again.
+        assert (await pool.render(job(2))).message["Subject"] == "Second wording"
+    finally:
+        pool.close()
