@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 
@@ -39,6 +42,27 @@ class ArchiveContent:
 
     path: str
     line: bytes
+
+
+def retry_after_seconds(
+    value: str | None, now: float | None = None, *, default: float = 1.0
+) -> float:
+    """Seconds to wait from an HTTP Retry-After value: delta-seconds or an HTTP date (RFC 9110);
+    ``default`` when it is missing or makes no sense ("soon", "nan", "inf")."""
+    if value is None or not value.strip():
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:  # "nan", "inf" and "1e999" parse as floats but are no delay
+        return max(seconds, 0.0) if math.isfinite(seconds) else default
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    now = time.time() if now is None else now
+    return max(when.timestamp() - now, 0.0)
 
 
 Content = EmailContent | SlackContent | WebhookContent | ArchiveContent

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import time
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from slack_sdk import WebClient
@@ -19,7 +17,7 @@ from relay.errors import (
     RateLimited,
     TransientDeliveryError,
 )
-from relay.senders.base import Content, SlackContent
+from relay.senders.base import Content, SlackContent, retry_after_seconds
 from relay.settings import SlackSettings
 
 # ok:false errors that say "try again later" rather than "this will never work".
@@ -31,31 +29,13 @@ TRANSIENT_API_ERRORS = frozenset(
 DEFAULT_RETRY_AFTER = 1.0
 
 
-def retry_after_seconds(value: str | None, now: float | None = None) -> float:
-    """Seconds to wait from a Retry-After value: delta-seconds or an HTTP date (RFC 9110)."""
-    if value is None or not value.strip():
-        return DEFAULT_RETRY_AFTER
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:  # "nan", "inf" and "1e999" parse as floats but are no delay
-        return max(seconds, 0.0) if math.isfinite(seconds) else DEFAULT_RETRY_AFTER
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return DEFAULT_RETRY_AFTER
-    now = time.time() if now is None else now
-    return max(when.timestamp() - now, 0.0)
-
-
 def _retry_after(headers: Any) -> float:
     for name in ("Retry-After", "retry-after"):
         value = headers.get(name) if headers else None
         if isinstance(value, list):
             value = value[0] if value else None
         if value is not None:
-            return retry_after_seconds(str(value))
+            return retry_after_seconds(str(value), default=DEFAULT_RETRY_AFTER)
     return DEFAULT_RETRY_AFTER
 
 

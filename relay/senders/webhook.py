@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import time
-from email.utils import parsedate_to_datetime
+from functools import partial
 
 import httpx
 
@@ -18,32 +17,19 @@ from relay.errors import (
     TransientDeliveryError,
 )
 from relay.senders.base import Content, WebhookContent
+from relay.senders.base import retry_after_seconds as _retry_after_seconds
 from relay.settings import WebhookDestination
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_RETRY_AFTER_SECONDS = 5.0
 USER_AGENT = "smartsupp-relay"
+# Retry-After as seconds or an HTTP date, with this sender's default.
+retry_after_seconds = partial(_retry_after_seconds, default=DEFAULT_RETRY_AFTER_SECONDS)
 
 
 def signature(secret: bytes, body: bytes) -> str:
     """The signature header's value: ``sha256=`` and the hex HMAC-SHA256 of the exact body."""
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-
-
-def retry_after_seconds(value: str | None, now: float) -> float:
-    """Retry-After as seconds or an HTTP date; a missing or odd value gives a default."""
-    if not value:
-        return DEFAULT_RETRY_AFTER_SECONDS
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:  # "nan", "inf" and "1e999" parse as floats but are no delay
-        return max(seconds, 0.0) if math.isfinite(seconds) else DEFAULT_RETRY_AFTER_SECONDS
-    try:
-        return max(parsedate_to_datetime(value).timestamp() - now, 0.0)
-    except (TypeError, ValueError):
-        return DEFAULT_RETRY_AFTER_SECONDS
 
 
 def _snippet(response: httpx.Response) -> str:
