@@ -17,6 +17,21 @@ SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "samples"
 TOKEN = "test-token-123"
 
 
+def base_sections(state_dir: Path) -> dict[str, Any]:
+    """The settings every test starts from: a known token, a temp state dir, fast retries."""
+    return {
+        "server": {"hook_token": TOKEN},
+        "storage": {"state_dir": str(state_dir)},
+        "delivery": {
+            "backoff_initial_seconds": 0.05,
+            "backoff_max_seconds": 0.2,
+            # Render in-process: a helper process per test app would only slow the suite
+            # (tests/test_render_pool.py covers the pool).
+            "render_processes": 0,
+        },
+    }
+
+
 def sample(name: str = "v1") -> dict[str, Any]:
     return json.loads((SAMPLES / f"doc-example-{name}.json").read_text(encoding="utf-8"))
 
@@ -51,17 +66,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     """Settings with a temp state dir; keyword sections override (e.g. smtp={...})."""
 
     def make(**sections: Any) -> Settings:
-        data: dict[str, Any] = {
-            "server": {"hook_token": TOKEN},
-            "storage": {"state_dir": str(tmp_path / "state")},
-            "delivery": {
-                "backoff_initial_seconds": 0.05,
-                "backoff_max_seconds": 0.2,
-                # Render in-process: a helper process per test app would only slow the suite
-                # (tests/test_render_pool.py covers the pool).
-                "render_processes": 0,
-            },
-        }
+        data: dict[str, Any] = base_sections(tmp_path / "state")
         for key, value in sections.items():
             if isinstance(value, dict) and isinstance(data.get(key), dict):
                 data[key] = {**data[key], **value}

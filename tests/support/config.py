@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from relay.settings import Settings, load_settings
-from tests.conftest import TOKEN
+from tests.conftest import base_sections
 
 
 def _value(value: Any) -> str:
@@ -34,17 +34,7 @@ def to_toml(sections: dict[str, dict[str, Any]]) -> str:
 def write_config(directory: Path, **overrides: dict[str, Any]) -> tuple[Path, Settings]:
     """A config for a fresh state dir under ``directory``, with fast retries; sections in
     ``overrides`` are merged into the defaults. Returns the file and the settings it loads."""
-    sections: dict[str, dict[str, Any]] = {
-        "server": {"hook_token": TOKEN},
-        "storage": {"state_dir": str(directory / "state")},
-        "delivery": {
-            "backoff_initial_seconds": 0.05,
-            "backoff_max_seconds": 0.2,
-            # Render in-process: a helper process per test app would only slow the suite
-            # (tests/test_render_pool.py covers the pool).
-            "render_processes": 0,
-        },
-    }
+    sections: dict[str, dict[str, Any]] = base_sections(directory / "state")
     for name, table in overrides.items():
         sections[name] = {**sections.get(name, {}), **table}
     path = directory / "relay.toml"
