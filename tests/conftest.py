@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from relay.settings import Settings
+from relay.store import Store
+from relay.storethread import StoreThread
 from tests.support.slack import FakeSlack
 from tests.support.smtp import RecordingHandler, SmtpServer
 
@@ -75,3 +77,11 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return Settings(**data)
 
     return make
+
+
+@pytest.fixture
+def store_thread(tmp_path: Path) -> Iterator[StoreThread]:
+    """The store thread over a fresh database, without an app around it."""
+    thread = StoreThread(Store(tmp_path / "relay.db"))
+    yield thread
+    thread.close()

@@ -19,15 +19,14 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.classify import Category
-from relay.store import Intake, Store
+from relay.store import Store
 from relay.storethread import StoreThread
 from tests.conftest import TOKEN, sample
 from tests.support.app import wait_settled
 from tests.support.config import write_config
 from tests.support.process import RelayProcess
 from tests.support.smtp import SmtpServer, free_port
-from tests.support.store import deliveries
+from tests.support.store import bare_intake, deliveries
 
 HOOK = f"/hooks/smartsupp/{TOKEN}"
 
@@ -99,26 +98,6 @@ def test_concurrent_versions_get_distinct_numbers_and_each_category_its_actions(
     ]
 
 
-def intake(n: int, raw: Any = b"{}") -> Intake:
-    return Intake(
-        raw=raw,
-        parsed=b"{}",
-        conv_key=f"1-{n}",
-        account_id=1,
-        channel_id=n,
-        content_hash=f"hash-{n}",
-        category=Category.NORMAL.value,
-        planned=(),
-    )
-
-
-@pytest.fixture
-def store_thread(tmp_path: Path) -> Iterator[StoreThread]:
-    thread = StoreThread(Store(tmp_path / "relay.db"))
-    yield thread
-    thread.close()
-
-
 async def test_one_failing_intake_does_not_fail_the_others_in_its_group_commit(
     store_thread: StoreThread, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -131,9 +110,9 @@ async def test_one_failing_intake_does_not_fail_the_others_in_its_group_commit(
     # Hold the store thread so every intake below queues up and is committed as one group.
     blocker = asyncio.ensure_future(store_thread.call(hold))
     assert await asyncio.to_thread(inside.wait, 10)
-    jobs = [asyncio.ensure_future(store_thread.accept(intake(n))) for n in range(5)]
-    poisoned = asyncio.ensure_future(store_thread.accept(intake(99, raw=None)))  # NOT NULL
-    jobs += [asyncio.ensure_future(store_thread.accept(intake(n))) for n in range(5, 10)]
+    jobs = [asyncio.ensure_future(store_thread.accept(bare_intake(n))) for n in range(5)]
+    poisoned = asyncio.ensure_future(store_thread.accept(bare_intake(99, raw=None)))  # NOT NULL
+    jobs += [asyncio.ensure_future(store_thread.accept(bare_intake(n))) for n in range(5, 10)]
     await asyncio.sleep(0)  # one loop turn: each task runs up to its await, its job is queued
     gate.set()
     assert await blocker is True

@@ -4,40 +4,19 @@ operation undoes only its own changes."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from relay.classify import Category
-from relay.store import Intake, Store
+from relay.store import Store
 from relay.storethread import StoreThread
+from tests.support.store import bare_intake
 
 ORPHAN_DELIVERY = (
     "INSERT INTO deliveries (conversation_id, dedupe_key, rule, channel, action, category,"
     " created_at, next_attempt_at, updated_at) VALUES (999999, ?, 'r', 'email', '{}', 'missed',"
     " 0, 0, 0)"
 )
-
-
-def intake(n: int) -> Intake:
-    return Intake(
-        raw=b"{}",
-        parsed=b"{}",
-        conv_key=f"1-{n}",
-        account_id=1,
-        channel_id=n,
-        content_hash=f"h{n}",
-        category=Category.NORMAL.value,
-        planned=(),
-    )
-
-
-@pytest.fixture
-def store_thread(tmp_path: Path) -> Iterator[StoreThread]:
-    thread = StoreThread(Store(tmp_path / "relay.db"))
-    yield thread
-    thread.close()
 
 
 def committed(path: Path, conversation_id: int) -> bool:
@@ -59,7 +38,7 @@ async def test_after_a_failed_commit_later_batches_are_committed(
 
     with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
         await store_thread.call(break_the_commit)
-    accepted = await store_thread.accept(intake(1))
+    accepted = await store_thread.accept(bare_intake(1))
     assert committed(tmp_path / "relay.db", accepted.conversation_id)
 
 
@@ -67,12 +46,12 @@ async def test_a_failing_call_undoes_its_own_writes_only(
     store_thread: StoreThread, tmp_path: Path
 ) -> None:
     def write_then_fail(store: Store) -> None:
-        store.accept(intake(2))
+        store.accept(bare_intake(2))
         raise RuntimeError("after writing")
 
     with pytest.raises(RuntimeError, match="after writing"):
         await store_thread.call(write_then_fail)
-    kept = await store_thread.accept(intake(3))
-    again = await store_thread.accept(intake(2))
+    kept = await store_thread.accept(bare_intake(3))
+    again = await store_thread.accept(bare_intake(2))
     assert not again.duplicate  # the failed call's conversation was not kept
     assert committed(tmp_path / "relay.db", kept.conversation_id)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from relay.app import database_path
+from relay.classify import Category
 from relay.settings import Settings
-from relay.store import STATUSES, DeliveryRow, QuarantineRow, Store
+from relay.store import STATUSES, DeliveryRow, Intake, QuarantineRow, Store
 
 
 def deliveries(settings: Settings) -> list[DeliveryRow]:
@@ -21,3 +24,17 @@ def quarantine(settings: Settings) -> list[QuarantineRow]:
         return store.quarantined(limit=10_000)
     finally:
         store.close()
+
+
+def bare_intake(n: int, raw: Any = b"{}") -> Intake:
+    """A minimal intake for conversation "1-<n>" with nothing planned (store-level tests)."""
+    return Intake(
+        raw=raw,
+        parsed=b"{}",
+        conv_key=f"1-{n}",
+        account_id=1,
+        channel_id=n,
+        content_hash=f"hash-{n}",
+        category=Category.NORMAL.value,
+        planned=(),
+    )
