@@ -49,7 +49,8 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-@click.group()
+@click.group(context_settings={"max_content_width": 100})
+@click.version_option(package_name="smartsupp-relay", prog_name="relay")
 def main() -> None:
     """Receive Smartsupp conversations and route them to email and Slack."""
 

@@ -38,6 +38,11 @@ def parse(body: bytes, *, max_bytes: int | None = None) -> Conversation:
     except msgspec.ValidationError as exc:
         raise _validation_error(body, str(exc)) from None
     except msgspec.DecodeError as exc:
+        # Which error a decoder raises for bad UTF-8 differs between msgspec releases (0.23
+        # raises DecodeError); decide it here so the answer does not depend on the version.
+        bad_utf8 = _utf8_error(body)
+        if bad_utf8 is not None:
+            raise PayloadError("invalid_utf8", f"body is not valid UTF-8: {bad_utf8}") from None
         raise PayloadError("invalid_json", f"body is not valid JSON: {exc}") from None
     for name, value in (
         ("accountId", conversation.account_id),
@@ -46,6 +51,15 @@ def parse(body: bytes, *, max_bytes: int | None = None) -> Conversation:
         if not 0 <= value <= MAX_ID:
             raise PayloadError("out_of_range", f"{name} must be between 0 and {MAX_ID}")
     return conversation
+
+
+def _utf8_error(body: bytes) -> str | None:
+    """Why ``body`` is not UTF-8 (with the byte offset), or None when it is."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"{exc.reason} at byte {exc.start}"
+    return None
 
 
 def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:

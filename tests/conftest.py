@@ -85,3 +85,10 @@ def store_thread(tmp_path: Path) -> Iterator[StoreThread]:
     thread = StoreThread(Store(tmp_path / "relay.db"))
     yield thread
     thread.close()
+
+
+def pytest_report_header() -> str:
+    """Name the lock file the environment was installed from, and whether it still matches."""
+    from tests.support.lock import check  # noqa: PLC0415 - only for the header
+
+    return check().header()
