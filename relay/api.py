@@ -17,6 +17,7 @@ from litestar.plugins.prometheus import PrometheusController
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from relay.classify import classify
+from relay.destinations import mode, targets
 from relay.errors import PayloadError, PayloadTooLarge
 from relay.payload import content_hash, parse
 from relay.runtime import Runtime
@@ -182,7 +183,14 @@ def build_operations_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
     @get("/readyz", include_in_schema=False)
     async def readyz() -> Response[dict[str, Any]]:
         verdict = await runtime.readiness()
-        return Response(verdict.as_json(), status_code=200 if verdict.ready else 503)
+        body = verdict.as_json()
+        # Said, not judged: outbox mode is a choice, but nobody should mistake it for sending.
+        found = targets(runtime.settings)
+        body["delivery"] = {
+            "mode": mode(found),
+            "outbox": [f"{t.where}: {t.action}" for t in found if t.outbox],
+        }
+        return Response(body, status_code=200 if verdict.ready else 503)
 
     return [readyz]
 

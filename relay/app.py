@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -108,8 +109,15 @@ def build_worker(runtime: Runtime, store: StoreThread, observe: Observer | None 
     )
 
 
-def create_app(settings: Settings, *, reload: Callable[[], Settings] | None = None) -> Litestar:
-    """``reload``: how to read the settings again; with it, SIGHUP reloads them."""
+def create_app(
+    settings: Settings,
+    *,
+    reload: Callable[[], Settings] | None = None,
+    reload_asked: threading.Event | None = None,
+) -> Litestar:
+    """``reload``: how to read the settings again; with it, SIGHUP reloads them.
+    ``reload_asked``: set when a SIGHUP came before the reloader was installed (during start);
+    that reload then runs as soon as it is."""
     runtime = Runtime(snapshot=build_snapshot(settings))
     reloader = Reloader(runtime, reload, build_snapshot) if reload is not None else None
 
@@ -121,6 +129,9 @@ def create_app(settings: Settings, *, reload: Callable[[], Settings] | None = No
         worker.start()
         if reloader is not None:
             reloader.install()
+            if reload_asked is not None and reload_asked.is_set():
+                log.info("SIGHUP received while starting: reloading the settings now")
+                reloader.request()
         log.info("relay started: state in %s", settings.storage.state_dir)
         try:
             yield

@@ -1,31 +1,26 @@
-"""The ``relay`` command: serve, check, preview, and the operator's queue tools."""
+"""The ``relay`` command: serve, check, preview, send-test, and the operator's queue tools.
+
+Imports of the web framework, the store and the renderers happen inside the commands that
+use them, so ``relay --help`` and ``relay check`` start quickly."""
 
 from __future__ import annotations
 
-import json
-import logging
-import signal
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
-from relay.app import create_app, database_path, outbox_path
-from relay.classify import classify
-from relay.errors import ConfigError, PayloadError, RelayError
-from relay.logs import configure_logging
-from relay.payload import parse
-from relay.render import Renderer
-from relay.routes_cli import preview_extra, routes
-from relay.routing import route
-from relay.senders.outbox import OutboxSender
-from relay.serving import run_server
-from relay.settings import ArchiveAction, EmailAction, Settings, WebhookAction, load_settings
-from relay.snapshot import template_problems
-from relay.store import RETRYABLE, Store
+from relay.errors import ConfigError, RelayError, StoreError
+from relay.routes_cli import routes
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from relay.settings import Settings
+    from relay.store import Store
 
 config_option = click.option(
     "--config",
@@ -37,6 +32,8 @@ config_option = click.option(
 
 
 def _load(config_path: Path | None) -> Settings:
+    from relay.settings import load_settings  # noqa: PLC0415
+
     try:
         return load_settings(config_path)
     except ConfigError as exc:
@@ -55,41 +52,91 @@ def main() -> None:
     """Receive Smartsupp conversations and route them to email and Slack."""
 
 
-@main.command()
+@main.command(short_help="Run the HTTP server and the delivery worker.")
 @config_option
-def serve(config_path: Path | None) -> None:
+@click.option("--host", default=None, help="Listen on this address (default: [server] host).")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="Port (default: [server] port)."
+)
+def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
     """Run the HTTP server and the delivery worker."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    # First of all: SIGHUP's default action ends the process, and systemd's reload may come
+    # while the relay starts. Remember it; the reloader applies it once it is installed.
+    reload_asked = threading.Event()
+    signal.signal(signal.SIGHUP, lambda signum, frame: reload_asked.set())
+
+    import logging  # noqa: PLC0415
+
+    from relay.destinations import mode, outbox_dir, targets  # noqa: PLC0415
+    from relay.logs import configure_logging  # noqa: PLC0415
+    from relay.serving import bind, run_server  # noqa: PLC0415
+    from relay.settings import load_settings  # noqa: PLC0415
+    from relay.statedir import lock_state_dir  # noqa: PLC0415
+
     settings = _load(config_path)
     configure_logging(settings.logging)
+    log = logging.getLogger("relay")
+    host = host or settings.server.host
+    port = port or settings.server.port
     try:
-        app = create_app(settings, reload=lambda: load_settings(config_path))
-    except ConfigError as exc:
+        lock = lock_state_dir(Path(settings.storage.state_dir))
+    except StoreError as exc:
         raise click.ClickException(str(exc)) from None
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        lock.release()
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    from relay.app import create_app  # noqa: PLC0415
+
+    try:
+        app = create_app(
+            settings, reload=lambda: load_settings(config_path), reload_asked=reload_asked
+        )
+    except (ConfigError, StoreError) as exc:
+        sock.close()
+        lock.release()
+        raise click.ClickException(str(exc)) from None
+    found = targets(settings)
+    if mode(found) != "live":
+        outboxed = [t for t in found if t.outbox]
+        log.warning(
+            "OUTBOX MODE: %d of %d configured actions are NOT sent but written to %s/ "
+            "(%s); configure [smtp] / [slack] to deliver them (relay check lists each action)",
+            len(outboxed),
+            len(found),
+            outbox_dir(settings),
+            "; ".join(f"{t.where}: {t.action}" for t in outboxed),
+        )
     # uvicorn stops gracefully on SIGTERM, then raises the signal again with the handler that
     # was in place before it started; this one turns that into a clean exit status 0.
     signal.signal(signal.SIGTERM, _exit_after_graceful_stop)
-    logging.getLogger("relay").info(
-        "relay listening on http://%s:%d/hooks/smartsupp/<token> (state in %s)",
-        settings.server.host,
-        settings.server.port,
+    log.info(
+        "relay starting: hook at http://%s:%d/hooks/smartsupp/<token> (state in %s)",
+        host,
+        port,
         settings.storage.state_dir,
     )
-    run_server(
-        app,
-        host=settings.server.host,
-        port=settings.server.port,
-        graceful_seconds=settings.delivery.shutdown_grace_seconds,
-    )
+    try:
+        run_server(app, sock=sock, graceful_seconds=settings.delivery.shutdown_grace_seconds)
+    finally:
+        lock.release()
 
 
 def _exit_after_graceful_stop(signum: int, frame: FrameType | None) -> None:
     sys.exit(0)
 
 
-@main.command()
+@main.command(short_help="Validate settings; show where each action goes.")
 @config_option
 def check(config_path: Path | None) -> None:
-    """Validate settings, rules and templates; exit 1 with a message if anything is wrong."""
+    """Validate settings, rules and templates, and say where each action's output goes."""
+    from relay.destinations import mode, targets  # noqa: PLC0415
+    from relay.snapshot import template_problems  # noqa: PLC0415
+
     settings = _load(config_path)
     try:
         problems = template_problems(settings)
@@ -106,20 +153,40 @@ def check(config_path: Path | None) -> None:
         f"{f'{len(fallback)} actions' if fallback else 'drop'}, {named} named destinations,"
         f" state in {settings.storage.state_dir}"
     )
+    found = targets(settings)
+    for target in found:
+        mark = "OUTBOX" if target.outbox else "ok"
+        click.echo(f"  {mark:6} {target.where}: {target.action} -> {target.goes_to}")
+    if mode(found) != "live":
+        click.echo(
+            "WARNING: actions marked OUTBOX are written to files, not delivered: configure "
+            "[smtp] and [slack] (see settings.example.toml)",
+            err=True,
+        )
 
 
-@main.command()
+@main.command(short_help="Render what PAYLOAD would send; send nothing.")
 @click.argument("payload", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @config_option
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("preview"),
-    show_default=True,
-    help="Directory for the rendered output.",
+    default=None,
+    help="Directory for the rendered output (default: a new temporary directory).",
 )
-def preview(payload: Path, config_path: Path | None, out: Path) -> None:
+def preview(payload: Path, config_path: Path | None, out: Path | None) -> None:
     """Show the category and matching rules for PAYLOAD and write what would be sent."""
+    import json  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    from relay.classify import classify  # noqa: PLC0415
+    from relay.errors import PayloadError  # noqa: PLC0415
+    from relay.payload import parse  # noqa: PLC0415
+    from relay.render import Renderer  # noqa: PLC0415
+    from relay.routes_cli import preview_extra  # noqa: PLC0415
+    from relay.routing import route  # noqa: PLC0415
+    from relay.settings import ArchiveAction, EmailAction, WebhookAction  # noqa: PLC0415
+
     settings = _load(config_path)
     raw = payload.read_bytes()
     try:
@@ -133,6 +200,8 @@ def preview(payload: Path, config_path: Path | None, out: Path) -> None:
         click.echo("no rule matches: nothing would be sent")
         return
     renderer = Renderer(settings.render, from_address=settings.smtp.from_address)
+    if out is None:
+        out = Path(tempfile.mkdtemp(prefix="relay-preview-"))
     out.mkdir(parents=True, exist_ok=True)
     for index, plan in enumerate(planned, start=1):
         action = plan.action
@@ -155,22 +224,49 @@ def preview(payload: Path, config_path: Path | None, out: Path) -> None:
             path.write_text(json.dumps(body, ensure_ascii=False, indent=2), encoding="utf-8")
             target = slack.channel or "(webhook)"
         click.echo(f"rule {plan.rule}: {action.type} to {target} -> {path}")
+    click.echo(f"written to {out}")
+
+
+@main.command("send-test", short_help="Send one real test email / Slack message.")
+@config_option
+@click.option("--to", "to", required=True, help="Send one test email to this address.")
+@click.option("--channel", default=None, help="Also post one test Slack message here.")
+def send_test(config_path: Path | None, to: str, channel: str | None) -> None:
+    """Send one real test email (and Slack message) through the configured path and print
+    exactly what the server answered."""
+    import asyncio  # noqa: PLC0415
+
+    from relay.sendtest import send_test_messages  # noqa: PLC0415
+
+    settings = _load(config_path)
+    results = asyncio.run(send_test_messages(settings, to=to, channel=channel))
+    for result in results:
+        click.echo(f"{'ok' if result.ok else 'FAILED':6} {result.what}: {result.answer}")
+    if not all(result.ok for result in results):
+        sys.exit(1)
 
 
 def _open_store(settings: Settings) -> Store:
+    from relay.app import database_path  # noqa: PLC0415
+    from relay.store import Store  # noqa: PLC0415
+
     path = database_path(settings)
     if not path.exists():
         raise click.ClickException(f"no store at {path} (has the relay run with this config?)")
-    return Store(path)
+    try:
+        return Store(path)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
-@main.command()
+@main.command(short_help="Delivery counts and undelivered deliveries.")
 @config_option
 @click.option("--all", "show_all", is_flag=True, help="Also list sent deliveries.")
 @click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
 def queue(config_path: Path | None, show_all: bool, limit: int) -> None:
     """Delivery counts, and every pending, retrying or dead delivery with its last error."""
-    store = _open_store(_load(config_path))
+    settings = _load(config_path)
+    store = _open_store(settings)
     try:
         counts = store.counts()
         statuses = ("pending", "sending", "retrying", "dead") + (("sent",) if show_all else ())
@@ -178,6 +274,13 @@ def queue(config_path: Path | None, show_all: bool, limit: int) -> None:
     finally:
         store.close()
     click.echo("  ".join(f"{status}={n}" for status, n in counts.items()))
+    if counts.get("outbox"):
+        from relay.destinations import outbox_dir  # noqa: PLC0415
+
+        click.echo(
+            f"outbox={counts['outbox']}: written to {outbox_dir(settings)}/, NOT sent "
+            "(no destination was configured for them; relay check shows where actions go)"
+        )
     if rows:
         click.echo(
             f"{'ID':>6}  {'STATUS':8}  {'CHANNEL':7}  {'TRIES':>5}  {'NEXT ATTEMPT (UTC)':19}  "
@@ -185,8 +288,9 @@ def queue(config_path: Path | None, show_all: bool, limit: int) -> None:
         )
     for row in rows:
         nxt = _when(row.next_attempt_at) if row.status in ("pending", "retrying") else "-"
+        status = "outbox" if row.sent_to == "outbox" else row.status
         click.echo(
-            f"{row.id:>6}  {row.status:8}  {row.channel:7}  {row.attempts:>5}  {nxt:19}  "
+            f"{row.id:>6}  {status:8}  {row.channel:7}  {row.attempts:>5}  {nxt:19}  "
             f"{row.conv_key}  {row.rule}"
         )
         if row.last_error:
@@ -196,13 +300,15 @@ def queue(config_path: Path | None, show_all: bool, limit: int) -> None:
         click.echo(f"... {listed - len(rows)} more not shown (--limit)")
 
 
-@main.command()
+@main.command(short_help="Try deliveries (IDs or --dead) again now.")
 @config_option
 @click.argument("delivery_ids", type=int, nargs=-1)
 @click.option("--dead", "all_dead", is_flag=True, help="Retry every dead delivery.")
 def retry(config_path: Path | None, delivery_ids: tuple[int, ...], all_dead: bool) -> None:
     """Schedule deliveries (by ID, or all dead ones) for an immediate new attempt. A requeued
     delivery starts afresh: attempts, backoff and the age limit count from now."""
+    from relay.store import RETRYABLE  # noqa: PLC0415
+
     if not delivery_ids and not all_dead:
         raise click.UsageError("give delivery IDs or --dead")
     store = _open_store(_load(config_path))
@@ -225,7 +331,7 @@ def retry(config_path: Path | None, delivery_ids: tuple[int, ...], all_dead: boo
         sys.exit(1)
 
 
-@main.command()
+@main.command(short_help="Route a stored conversation again, deliver it.")
 @config_option
 @click.argument("conversation")
 def replay(config_path: Path | None, conversation: str) -> None:
@@ -233,6 +339,10 @@ def replay(config_path: Path | None, conversation: str) -> None:
 
     CONVERSATION is a stored conversation's numeric id, or its key "<accountId>-<channelId>"
     (the newest version is replayed)."""
+    from relay.classify import classify  # noqa: PLC0415
+    from relay.payload import parse  # noqa: PLC0415
+    from relay.routing import route  # noqa: PLC0415
+
     settings = _load(config_path)
     store = _open_store(settings)
     try:
@@ -254,7 +364,7 @@ def replay(config_path: Path | None, conversation: str) -> None:
     )
 
 
-@main.group(invoke_without_command=True)
+@main.group(invoke_without_command=True, short_help="List refused bodies; show one.")
 @config_option
 @click.pass_context
 def quarantine(ctx: click.Context, config_path: Path | None) -> None:
@@ -292,7 +402,7 @@ def quarantine_show(group_config: Path | None, entry_id: int, config_path: Path 
     click.echo(row.body.decode("utf-8", errors="replace"))
 
 
-@main.command()
+@main.command(short_help="Delete conversations past the retention period.")
 @config_option
 @click.option(
     "--older-than",
@@ -306,6 +416,9 @@ def purge(config_path: Path | None, days: float | None) -> None:
     Conversations with deliveries still pending are kept."""
     from rich.console import Console  # noqa: PLC0415 -- only purge shows a progress bar
     from rich.progress import Progress  # noqa: PLC0415 -- only purge shows a progress bar
+
+    from relay.app import outbox_path  # noqa: PLC0415
+    from relay.senders.outbox import OutboxSender  # noqa: PLC0415
 
     settings = _load(config_path)
     days = settings.storage.retention_days if days is None else days

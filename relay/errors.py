@@ -4,6 +4,9 @@
     ├── ConfigError                  settings or templates are unusable (ValueError)
     ├── PayloadError                 a hook body cannot be accepted (ValueError)
     │   └── PayloadTooLarge
+    ├── StoreError                   the state directory cannot be used as it is
+    │   ├── StoreVersionError        written by a newer relay (schema version too high)
+    │   └── StateDirInUse            another relay process serves the same state directory
     └── DeliveryError                a sender could not deliver
         ├── TransientDeliveryError   worth retrying later
         │   ├── DeliveryTimeout      (also TimeoutError)
@@ -46,6 +49,18 @@ class PayloadTooLarge(PayloadError):
     def __init__(self, limit: int) -> None:
         super().__init__("body_too_large", f"request body exceeds the limit of {limit} bytes")
         self.limit = limit
+
+
+class StoreError(RelayError):
+    """The store or its state directory cannot be used; the message names the path."""
+
+
+class StoreVersionError(StoreError):
+    pass
+
+
+class StateDirInUse(StoreError):
+    pass
 
 
 class DeliveryError(RelayError):

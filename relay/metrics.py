@@ -8,10 +8,11 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.exposition import generate_latest
 
 from relay.classify import Category
-from relay.store import STATUSES
+from relay.store import COUNTED
 
 CHANNELS = ("email", "slack")
-OUTCOMES = ("sent", "retry", "dead")
+# "outbox": written to <state_dir>/outbox/ because no destination is configured, not sent.
+OUTCOMES = ("sent", "outbox", "retry", "dead")
 # Refusals the HTTP layer knows by name; payload reasons appear as they first happen.
 KNOWN_REJECTIONS = ("forbidden_address", "wrong_token", "invalid_json", "body_too_large")
 SEND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -40,7 +41,8 @@ class Metrics:
         )
         self.deliveries = Counter(
             "relay_deliveries",
-            "Delivery attempts by channel and outcome: sent, retry (will try again), dead.",
+            "Delivery attempts by channel and outcome: sent, outbox (written to the local outbox"
+            " because no destination is configured), retry (will try again), dead.",
             ["channel", "outcome"],
             registry=self.registry,
         )
@@ -53,7 +55,8 @@ class Metrics:
         )
         self.queue = Gauge(
             "relay_delivery_queue_depth",
-            "Deliveries in the store by status, counted when scraped.",
+            "Deliveries in the store by status, counted when scraped; status=outbox: written to"
+            " the local outbox instead of sent.",
             ["status"],
             registry=self.registry,
         )
@@ -76,7 +79,7 @@ class Metrics:
             self.send_seconds.labels(channel)
             for outcome in OUTCOMES:
                 self.deliveries.labels(channel, outcome)
-        self.set_queue({status: 0 for status in STATUSES}, 0.0)
+        self.set_queue({status: 0 for status in COUNTED}, 0.0)
 
     def received(self, category: str, *, duplicate: bool) -> None:
         self.conversations.labels(category, "true" if duplicate else "false").inc()
@@ -85,7 +88,8 @@ class Metrics:
         self.rejections.labels(reason).inc()
 
     def delivery(self, channel: str, outcome: str, seconds: float) -> None:
-        """One attempt's outcome (``sent``, ``retry`` or ``dead``) and how long it took."""
+        """One attempt's outcome (``sent``, ``outbox``, ``retry`` or ``dead``) and how long it
+        took."""
         self.deliveries.labels(channel, outcome).inc()
         self.send_seconds.labels(channel).observe(seconds)
 

@@ -5,17 +5,14 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from relay.actions import render_archive, render_webhook
-from relay.classify import Category, classify
-from relay.conversation import Conversation
-from relay.errors import ConfigError, PayloadError
-from relay.explain_text import decision_lines
-from relay.payload import parse
-from relay.routing import explain
-from relay.settings import ArchiveAction, WebhookAction, load_settings
+if TYPE_CHECKING:
+    from relay.classify import Category
+    from relay.conversation import Conversation
+    from relay.settings import ArchiveAction, WebhookAction
 
 
 def parse_at(value: str | None) -> float | None:
@@ -38,7 +35,7 @@ def routes() -> None:
     """Inspect routing rules."""
 
 
-@routes.command("test")
+@routes.command("test", short_help="Which rules PAYLOAD matches, and why.")
 @click.argument("payload", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--at",
@@ -56,6 +53,14 @@ def routes() -> None:
 def routes_test(payload: Path, at_text: str | None, config_path: Path | None) -> None:
     """Show, for each rule, whether PAYLOAD matches and why, and the resulting actions.
     Uses the same decision code as the running relay; nothing is sent or stored."""
+    # Imported here: ``relay --help`` loads this module and should stay quick.
+    from relay.classify import classify  # noqa: PLC0415
+    from relay.errors import ConfigError, PayloadError  # noqa: PLC0415
+    from relay.explain_text import decision_lines  # noqa: PLC0415
+    from relay.payload import parse  # noqa: PLC0415
+    from relay.routing import explain  # noqa: PLC0415
+    from relay.settings import load_settings  # noqa: PLC0415
+
     at = parse_at(at_text)
     try:
         settings = load_settings(config_path)
@@ -82,6 +87,9 @@ def preview_extra(
     index: int,
 ) -> tuple[Path, str]:
     """``relay preview`` for webhook and archive actions: write the body or line to a file."""
+    from relay.actions import render_archive, render_webhook  # noqa: PLC0415
+    from relay.settings import WebhookAction  # noqa: PLC0415
+
     if isinstance(action, WebhookAction):
         hook = render_webhook(action, raw, conversation, category, rule=rule, delivery_id=index)
         path = stem.with_suffix(".json")

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from relay.addresses import Addresses
 from relay.classify import Category
 from relay.templating import compile_body_template
 
@@ -188,9 +189,9 @@ class Match(_Section):
 
 class EmailAction(_Section):
     type: Literal["email"]
-    to: list[str] = Field(min_length=1)
-    cc: list[str] = []
-    bcc: list[str] = []
+    to: Addresses = Field(min_length=1)
+    cc: Addresses = []
+    bcc: Addresses = []
     template: str = "transcript"
     subject: str | None = None
     # A [destinations.smtp.NAME] server; None: the [smtp] section.

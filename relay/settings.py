@@ -26,6 +26,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from relay.addresses import Address, Addresses
 from relay.classify import DEFAULT_LOW_RATING_THRESHOLD, Category
 from relay.errors import ConfigError
 from relay.rules import (
@@ -87,8 +88,32 @@ class SmtpSettings(_Section):
     ca_file: Path | None = None
     username: str | None = None
     password: SecretStr | None = None
-    from_address: str = "Smartsupp relay <relay@localhost>"
+    from_address: Address = "Smartsupp relay <relay@localhost>"
     timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _can_work(self) -> SmtpSettings:
+        """Combinations no server accepts, refused here rather than at the first delivery."""
+        port, security = self.effective_port, self.security
+        if port == 465 and security == "starttls":
+            raise ValueError(
+                'port 465 expects TLS from the first byte: use security = "tls" (or port 587)'
+            )
+        if port == 587 and security == "tls":
+            raise ValueError(
+                'port 587 expects STARTTLS: use security = "starttls" (or port 465 for "tls")'
+            )
+        if (self.username is None) != (self.password is None):
+            given, missing = (
+                ("username", "password")
+                if self.password is None
+                else (
+                    "password",
+                    "username",
+                )
+            )
+            raise ValueError(f"{given} is set but {missing} is not: give both or neither")
+        return self
 
     @property
     def effective_port(self) -> int:
@@ -154,7 +179,8 @@ class RoutingSettings(_Section):
     happens to a conversation no rule matches: ``"drop"`` (stored, logged, nothing sent) or a
     list of actions (``[[routing.fallback]]`` tables) planned under the rule name "fallback"."""
 
-    sales_inbox: str = "sales@localhost"
+    # One address or a list; "user@localhost" mails a local mailbox of the SMTP server.
+    sales_inbox: Addresses = ["sales@localhost"]
     low_rating_channel: str = "#customer-feedback"
     fallback: Annotated[list[Action], BeforeValidator(_drop_is_empty)] = []
 
@@ -198,7 +224,7 @@ def default_rules(routing: RoutingSettings) -> list[Rule]:
         Rule(
             name="missed-and-offline-to-sales",
             match=Match(category=[Category.MISSED, Category.OFFLINE]),
-            actions=[EmailAction(type="email", to=[routing.sales_inbox])],
+            actions=[EmailAction(type="email", to=list(routing.sales_inbox))],
         ),
         Rule(
             name="low-rated-to-slack",

@@ -21,6 +21,7 @@ from relay.payload import parse
 from relay.renderpool import PoolUnavailable, RenderJob, RenderPool
 from relay.retry import GiveUp, RetryPolicy, decide
 from relay.senders.base import Content
+from relay.senders.outbox import OutboxSender
 from relay.settings import Action, EmailAction, SlackAction, WebhookAction
 from relay.snapshot import Snapshot
 from relay.store import ClaimedDelivery, Store
@@ -287,11 +288,15 @@ class Worker:
             log.exception("delivery %d: unexpected sender failure", delivery.id)
             await self._retry_or_bury(delivery, TransientDeliveryError(repr(exc)))
         else:
-            await self._store.call(lambda s: s.mark_sent(delivery.id, self._clock()))
-            self._observe(delivery, "sent")
+            sent_to = "outbox" if isinstance(sender, OutboxSender) else None
+            await self._store.call(
+                lambda s: s.mark_sent(delivery.id, self._clock(), sent_to=sent_to)
+            )
+            self._observe(delivery, sent_to or "sent")
             log.info(
-                "delivery %d sent: channel=%s rule=%s attempt=%d",
+                "delivery %d %s: channel=%s rule=%s attempt=%d",
                 delivery.id,
+                "written to the outbox, not sent" if sent_to else "sent",
                 delivery.channel,
                 delivery.rule,
                 delivery.attempts,

@@ -183,6 +183,7 @@ def test_sigterm_finishes_in_flight_sends_leaves_the_rest_pending_and_exits_0(
         "sending": 0,
         "retrying": 0,
         "sent": 2,
+        "outbox": 0,
         "dead": 0,
     }
 

@@ -230,7 +230,7 @@ def test_a_body_still_arriving_at_sigterm_is_answered_only_once_stored(
     # Answered: the answer is a 2xx only with the conversation on disk, and it is delivered.
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert stored
-    if not any("delivery 1 sent" in line for line in relay.lines):
+    if not any("delivery 1 written to the outbox" in line for line in relay.lines):
         relay = relay_factory()  # left pending at the stop: delivered after a restart
-        relay.wait_for_line(r"delivery 1 sent")
+        relay.wait_for_line(r"delivery 1 written to the outbox")
         assert relay.terminate() == 0

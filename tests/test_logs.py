@@ -120,8 +120,8 @@ def test_request_id_is_on_every_line_of_the_request_and_in_the_response(
     rid = refused.headers["X-Request-ID"]
     assert f"WARNING relay.api [{rid}]: refused body from testclient: not_an_object" in text
     # The worker's lines belong to no request.
-    (sent,) = [line for line in lines(stream) if "delivery 1 sent" in line]
-    assert "INFO relay.worker: delivery 1 sent" in sent
+    (sent,) = [line for line in lines(stream) if "delivery 1 written" in line]
+    assert "INFO relay.worker: delivery 1 written to the outbox, not sent" in sent
 
 
 def test_litestar_keeps_the_relay_handler(

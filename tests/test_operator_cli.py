@@ -61,7 +61,7 @@ def test_queue_lists_counts_and_the_dead_delivery_with_the_server_reply(
     result = relay(config, "queue")
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[0] == "pending=0  sending=0  retrying=0  sent=1  dead=1"
+    assert lines[0] == "pending=0  sending=0  retrying=0  sent=1  outbox=0  dead=1"
     assert "dead" in lines[2] and "208-1" in lines[2] and "missed-and-offline-to-sales" in lines[2]
     assert lines[3].strip() == (
         "last error: SMTP server refused: 550 5.1.1 <sales@shop.test>: mailbox unknown"

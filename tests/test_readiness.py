@@ -46,6 +46,13 @@ def test_ready_when_all_is_well(make_settings: Callable[..., Settings]) -> None:
                 "max_age_seconds": 900.0,
             },
         },
+        "delivery": {
+            "mode": "outbox",
+            "outbox": [
+                "rule 'missed-and-offline-to-sales': actions.0: email to sales@localhost",
+                "rule 'low-rated-to-slack': actions.0: slack to #customer-feedback",
+            ],
+        },
     }
 
 

@@ -194,7 +194,7 @@ def test_sighup_reloads_a_running_relay_without_dropping_requests(
     relay = Relay(path)
     try:
         relay.wait_for_line("SIGHUP reloads the settings")
-        relay.wait_for_line("Uvicorn running on")  # bound just after the lifespan starts
+        relay.wait_for_line("relay ready: listening on")  # the store and worker are up
         assert httpx.post(url, content=conversation(1), timeout=10).status_code == 200
         assert endpoint.wait_for(1)[-1].path == "/first"
 

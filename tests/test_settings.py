@@ -42,6 +42,7 @@ def test_secrets_directory(tmp_path: Path) -> None:
     secrets.mkdir()
     (secrets / "server__hook_token").write_text("from-a-file")
     (secrets / "smtp__password").write_text("hunter2")
+    (secrets / "smtp__username").write_text("relay")
     settings = load_settings(None, secrets_dir=secrets)
     assert settings.server.hook_token is not None
     assert settings.server.hook_token.get_secret_value() == "from-a-file"

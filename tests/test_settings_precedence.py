@@ -36,6 +36,7 @@ def test_file_then_secrets_then_environment(  # noqa: PLR0917 -- pytest paramete
     if in_secrets:
         (secrets / "smtp__password").write_text("secret", encoding="utf-8")
     monkeypatch.delenv("RELAY_SMTP__PASSWORD", raising=False)
+    monkeypatch.setenv("RELAY_SMTP__USERNAME", "relay")  # a password needs its username
     if in_env:
         monkeypatch.setenv("RELAY_SMTP__PASSWORD", "env")
     settings = load_settings(config, secrets_dir=secrets)

@@ -165,6 +165,7 @@ def test_credentials_directory_as_systemd_builds_it(tmp_path: Path) -> None:
     # What $CREDENTIALS_DIRECTORY holds with only /etc/relay/credentials/smtp/password
     # present: the loaded file plus the three SetCredential= fallbacks.
     (tmp_path / "smtp__password").write_text("s3cret\n")
+    (tmp_path / "smtp__username").write_text("relay\n")
     for cred_id in ("server_", "smtp_", "slack_"):
         (tmp_path / cred_id).write_text("unused")
     settings = load_settings(None, secrets_dir=tmp_path)

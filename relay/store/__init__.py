@@ -3,7 +3,7 @@ bodies in one SQLite file. Every SQL statement of the relay lives in this packag
 
 from __future__ import annotations
 
-from relay.store.base import ACTIVE, SCHEMA, STATUSES, connect
+from relay.store.base import ACTIVE, COUNTED, SCHEMA, STATUSES, connect
 from relay.store.deliveries import DeliveryOps
 from relay.store.intake import IntakeOps
 from relay.store.operator import RETRYABLE, OperatorOps
@@ -17,6 +17,7 @@ from relay.store.records import (
 
 __all__ = [
     "ACTIVE",
+    "COUNTED",
     "RETRYABLE",
     "SCHEMA",
     "STATUSES",

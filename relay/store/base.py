@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from relay.errors import StoreVersionError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
     id            INTEGER PRIMARY KEY,
@@ -60,8 +62,21 @@ CREATE TABLE IF NOT EXISTS health_probe (   -- one row, rewritten by each readin
 );
 """
 
+# Versioned schema changes, applied in order and recorded in PRAGMA user_version. Version 1 is
+# the schema above (CREATE ... IF NOT EXISTS, so a store written before versioning, at
+# user_version 0, is taken over as it is); never edit a released step, append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    SCHEMA,
+    # 2: where a sent delivery went: NULL (a real destination, or written before this
+    # column existed) or 'outbox' (no destination configured: a file under <state_dir>/outbox).
+    "ALTER TABLE deliveries ADD COLUMN sent_to TEXT;",
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
 ACTIVE = ("pending", "retrying", "sending")
 STATUSES = ("pending", "sending", "retrying", "sent", "dead")
+# What counts() reports: the statuses, with sent deliveries that went to the outbox apart.
+COUNTED = ("pending", "sending", "retrying", "sent", "outbox", "dead")
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -74,6 +89,42 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def migrate(conn: sqlite3.Connection, path: Path) -> int:
+    """Bring the store at ``path`` to ``SCHEMA_VERSION``, one step per transaction; returns the
+    version it was at. Refuses a store written by a newer relay rather than guessing."""
+    found: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found > SCHEMA_VERSION:
+        raise StoreVersionError(
+            f"{path} has schema version {found}, newer than this relay's {SCHEMA_VERSION}: "
+            "run the relay version that wrote it, or a newer one"
+        )
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[version - 1]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version:d}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return found
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration into statements (complete_statement knows about strings and
+    comments), so each runs inside the migration's transaction; executescript would commit."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            if pending.strip():
+                yield pending
+            pending = ""
+    if pending.strip():
+        yield pending
+
+
 class StoreBase:
     """One connection and its transactions. Not thread-safe: one thread at a time (the app
     funnels every call through ``relay.storethread.StoreThread``)."""
@@ -81,7 +132,7 @@ class StoreBase:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn = connect(path)
-        self._conn.executescript(SCHEMA)
+        migrate(self._conn, path)
         self._savepoints = 0
         self._open = False  # inside a transaction this object began (and must end)
 

@@ -70,13 +70,16 @@ class DeliveryOps(StoreBase):
         ).fetchone()
         return None if row is None else row[0]
 
-    def mark_sent(self, delivery_id: int, now: float | None = None) -> None:
+    def mark_sent(
+        self, delivery_id: int, now: float | None = None, *, sent_to: str | None = None
+    ) -> None:
+        """``sent_to='outbox'``: written to the local outbox, not to a real destination."""
         now = time.time() if now is None else now
         with self._transaction() as db:
             db.execute(
-                "UPDATE deliveries SET status = 'sent', updated_at = ?, last_error = NULL"
-                " WHERE id = ?",
-                (now, delivery_id),
+                "UPDATE deliveries SET status = 'sent', updated_at = ?, last_error = NULL,"
+                " sent_to = ? WHERE id = ?",
+                (now, sent_to, delivery_id),
             )
 
     def mark_retry(

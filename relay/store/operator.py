@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from relay.routing import PlannedDelivery
-from relay.store.base import ACTIVE, STATUSES, StoreBase
+from relay.store.base import ACTIVE, COUNTED, StoreBase
 from relay.store.intake import plan_deliveries
 from relay.store.records import DeliveryRow, QuarantineRow
 
 _DELIVERY_COLUMNS = (
     "d.id, d.conversation_id, c.conv_key, d.rule, d.channel, d.status, d.attempts,"
-    " d.created_at, d.next_attempt_at, d.updated_at, d.last_error"
+    " d.created_at, d.next_attempt_at, d.updated_at, d.last_error, d.sent_to"
     " FROM deliveries d JOIN conversations c ON c.id = d.conversation_id"
 )
 RETRYABLE = ("pending", "retrying", "dead")
@@ -22,10 +22,15 @@ RETRYABLE = ("pending", "retrying", "dead")
 
 class OperatorOps(StoreBase):
     def counts(self) -> dict[str, int]:
+        """Deliveries by status (``COUNTED``); ``sent`` counts real sends only and ``outbox``
+        the deliveries written to the local outbox instead."""
         found = dict(
-            self._conn.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status").fetchall()
+            self._conn.execute(
+                "SELECT CASE WHEN status = 'sent' AND sent_to = 'outbox' THEN 'outbox'"
+                " ELSE status END, COUNT(*) FROM deliveries GROUP BY 1"
+            ).fetchall()
         )
-        return {status: found.get(status, 0) for status in STATUSES}
+        return {status: found.get(status, 0) for status in COUNTED}
 
     def oldest_active_created_at(self) -> float | None:
         row = self._conn.execute(

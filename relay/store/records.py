@@ -59,6 +59,7 @@ class DeliveryRow:
     next_attempt_at: float
     updated_at: float
     last_error: str | None
+    sent_to: str | None = None  # 'outbox': written to the local outbox, not really sent
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import httpx
 
 from tests.conftest import TOKEN
 
-READY = "Uvicorn running on"  # the socket listens (startup completes before the bind)
+READY = "relay ready: listening on"  # bound first, then store and worker, then this line
 
 
 def relay_command() -> list[str]:
@@ -27,9 +27,10 @@ def relay_command() -> list[str]:
 class RelayProcess:
     """``relay serve --config PATH``; every stderr line is kept and can be waited for."""
 
-    def __init__(self, config: Path, port: int) -> None:
+    def __init__(self, config: Path, port: int, *, args: tuple[str, ...] = ()) -> None:
         self.config = config
         self.port = port
+        self.args = args  # more `relay serve` options
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self.proc: subprocess.Popen[str] | None = None
@@ -39,13 +40,14 @@ class RelayProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hooks/smartsupp/{TOKEN}"
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, *, ready: str | None = READY) -> None:
+        """Start, and unless ``ready`` is None wait for that line (default: the relay is up)."""
         with self._changed:
             self.lines.clear()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("RELAY_CONFIG", None)
         self.proc = subprocess.Popen(
-            [*relay_command(), "serve", "--config", str(self.config)],
+            [*relay_command(), "serve", "--config", str(self.config), *self.args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -54,7 +56,8 @@ class RelayProcess:
         )
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
         self._reader.start()
-        self.wait_for_line(READY, timeout)
+        if ready is not None:
+            self.wait_for_line(ready, timeout)
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stderr is not None

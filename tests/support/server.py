@@ -12,7 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-READY_LINE = "Uvicorn running on"  # logged once the socket listens
+READY_LINE = "relay ready: listening on"  # logged once the store, worker and socket are up
 
 
 def toml_value(value: Any) -> str:

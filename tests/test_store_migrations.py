@@ -1,0 +1,66 @@
+"""A state directory written before schema versioning is upgraded in place, keeping its data."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from relay.errors import StoreVersionError
+from relay.store import Store
+from relay.store.base import MIGRATIONS, SCHEMA_VERSION
+
+
+def old_store(path: Path) -> None:
+    """The store as relay 0.1.0 left it: the version-1 schema, user_version 0, one
+    conversation with a sent and a dead delivery."""
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0])
+    conn.execute(
+        "INSERT INTO conversations VALUES (1, '208-1', 208, 1, 1, 'h', 'missed', 1.0, x'7b7d',"
+        " x'7b7d')"
+    )
+    for delivery_id, status in ((1, "sent"), (2, "dead")):
+        conn.execute(
+            "INSERT INTO deliveries (id, conversation_id, dedupe_key, rule, channel, action,"
+            " category, status, attempts, created_at, next_attempt_at, updated_at, last_error)"
+            " VALUES (?, 1, ?, 'r', 'email', '{}', 'missed', ?, 1, 1.0, 1.0, 1.0, ?)",
+            (delivery_id, f"k{delivery_id}", status, "550 no" if status == "dead" else None),
+        )
+    conn.commit()
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
+    conn.close()
+
+
+def test_an_unversioned_store_is_migrated_and_keeps_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+    old_store(path)
+    store = Store(path)
+    try:
+        assert store.counts() == {
+            "pending": 0, "sending": 0, "retrying": 0, "sent": 1, "outbox": 0, "dead": 1,
+        }  # fmt: skip
+        rows = store.deliveries(("sent", "dead"))
+        assert [(r.id, r.status, r.last_error, r.sent_to) for r in rows] == [
+            (1, "sent", None, None),
+            (2, "dead", "550 no", None),
+        ]
+        store.mark_sent(2, 5.0, sent_to="outbox")
+        assert store.counts()["outbox"] == 1
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+    Store(path).close()  # opening again changes nothing
+
+
+def test_a_store_from_a_newer_relay_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+    Store(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreVersionError, match=f"{path} has schema version"):
+        Store(path)
