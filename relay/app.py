@@ -11,7 +11,7 @@ from litestar import Litestar
 
 from relay.api import MetricsController, build_handlers
 from relay.errors import ConfigError
-from relay.logs import RequestIdMiddleware, StdlibLogging
+from relay.logs import RequestIdMiddleware, StdlibLogging, quiet_http_clients
 from relay.reload import Reloader
 from relay.renderpool import RenderPool
 from relay.retry import RetryPolicy
@@ -110,6 +110,7 @@ def build_worker(runtime: Runtime, store: StoreThread, observe: Observer | None 
 
 def create_app(settings: Settings, *, reload: Callable[[], Settings] | None = None) -> Litestar:
     """``reload``: how to read the settings again; with it, SIGHUP reloads them."""
+    quiet_http_clients()  # webhook URLs can carry credentials; see relay.urls
     runtime = Runtime(snapshot=build_snapshot(settings))
     reloader = Reloader(runtime, reload, build_snapshot) if reload is not None else None
 

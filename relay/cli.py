@@ -26,6 +26,7 @@ from relay.serving import run_server
 from relay.settings import ArchiveAction, EmailAction, Settings, WebhookAction, load_settings
 from relay.snapshot import template_problems
 from relay.store import RETRYABLE, Store
+from relay.urls import redact_text
 
 config_option = click.option(
     "--config",
@@ -40,7 +41,7 @@ def _load(config_path: Path | None) -> Settings:
     try:
         return load_settings(config_path)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(redact_text(str(exc))) from None
 
 
 def _when(ts: float | None) -> str:
@@ -190,7 +191,7 @@ def queue(config_path: Path | None, show_all: bool, limit: int) -> None:
             f"{row.conv_key}  {row.rule}"
         )
         if row.last_error:
-            click.echo(f"{'':8}last error: {row.last_error}")
+            click.echo(f"{'':8}last error: {redact_text(row.last_error)}")
     listed = sum(counts[s] for s in statuses)
     if listed > len(rows):
         click.echo(f"... {listed - len(rows)} more not shown (--limit)")

@@ -16,6 +16,7 @@ from relay.explain_text import decision_lines
 from relay.payload import parse
 from relay.routing import explain
 from relay.settings import ArchiveAction, WebhookAction, load_settings
+from relay.urls import redact_url
 
 
 def parse_at(value: str | None) -> float | None:
@@ -86,7 +87,7 @@ def preview_extra(
         hook = render_webhook(action, raw, conversation, category, rule=rule, delivery_id=index)
         path = stem.with_suffix(".json")
         path.write_bytes(hook.body)
-        return path, action.url or f"destination {action.destination!r}"
+        return path, redact_url(action.url) if action.url else f"destination {action.destination!r}"
     line = render_archive(action, raw, conversation, category, rule=rule, delivery_id=index)
     path = stem.with_suffix(".jsonl")
     path.write_bytes(line.line + b"\n")
