@@ -12,7 +12,7 @@ from litestar import Litestar
 
 from relay.api import MetricsController, build_handlers
 from relay.errors import ConfigError
-from relay.logs import RequestIdMiddleware, StdlibLogging
+from relay.logs import RequestIdMiddleware, StdlibLogging, quiet_http_clients
 from relay.reload import Reloader
 from relay.renderpool import RenderPool
 from relay.retry import RetryPolicy
@@ -118,6 +118,7 @@ def create_app(
     """``reload``: how to read the settings again; with it, SIGHUP reloads them.
     ``reload_asked``: set when a SIGHUP came before the reloader was installed (during start);
     that reload then runs as soon as it is."""
+    quiet_http_clients()  # webhook URLs can carry credentials; see relay.urls
     runtime = Runtime(snapshot=build_snapshot(settings))
     reloader = Reloader(runtime, reload, build_snapshot) if reload is not None else None
 

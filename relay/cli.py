@@ -37,7 +37,9 @@ def _load(config_path: Path | None) -> Settings:
     try:
         return load_settings(config_path)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        from relay.urls import redact_text  # noqa: PLC0415
+
+        raise click.ClickException(redact_text(str(exc))) from None
 
 
 def _when(ts: float | None) -> str:
@@ -286,6 +288,8 @@ def queue(config_path: Path | None, show_all: bool, limit: int) -> None:
             f"{'ID':>6}  {'STATUS':8}  {'CHANNEL':7}  {'TRIES':>5}  {'NEXT ATTEMPT (UTC)':19}  "
             "CONVERSATION  RULE"
         )
+    from relay.urls import redact_text  # noqa: PLC0415
+
     for row in rows:
         nxt = _when(row.next_attempt_at) if row.status in ("pending", "retrying") else "-"
         status = "outbox" if row.sent_to == "outbox" else row.status
@@ -294,7 +298,7 @@ def queue(config_path: Path | None, show_all: bool, limit: int) -> None:
             f"{row.conv_key}  {row.rule}"
         )
         if row.last_error:
-            click.echo(f"{'':8}last error: {row.last_error}")
+            click.echo(f"{'':8}last error: {redact_text(row.last_error)}")
     listed = sum(counts[s] for s in statuses)
     if listed > len(rows):
         click.echo(f"... {listed - len(rows)} more not shown (--limit)")

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from relay.urls import redact_text
+
 
 class RelayError(Exception):
     """Base class of every error the relay raises on purpose."""
@@ -64,9 +66,11 @@ class StateDirInUse(StoreError):
 
 
 class DeliveryError(RelayError):
-    """A delivery attempt failed. ``done`` lists recipients that did get it."""
+    """A delivery attempt failed. ``done`` lists recipients that did get it. The message is
+    logged and stored as the delivery's last error, so credentials in URLs are masked."""
 
     def __init__(self, message: str, *, done: Iterable[str] = ()) -> None:
+        message = redact_text(message)
         super().__init__(message)
         self.message = message
         self.done = tuple(done)

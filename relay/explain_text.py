@@ -6,6 +6,7 @@ from relay.conversation import Conversation
 from relay.routing import Decision, RuleOutcome
 from relay.rules import AnyAction, ArchiveAction, EmailAction, SlackAction
 from relay.settings import Settings
+from relay.urls import redact_url
 
 
 def describe_action(action: AnyAction, settings: Settings) -> str:
@@ -28,11 +29,11 @@ def describe_action(action: AnyAction, settings: Settings) -> str:
         return f"archive: append a JSON line to {action.path}"
     if action.destination is not None:
         hook = settings.destinations.webhook.get(action.destination)
-        url = hook.url if hook else "?"
+        url = redact_url(hook.url) if hook else "?"
         signed = ", signed" if hook is not None and hook.secret is not None else ""
         target = f"{url} (destination {action.destination!r}{signed})"
     else:
-        target = f"{action.url} (unsigned)"
+        target = f"{redact_url(action.url or '?')} (unsigned)"
     body = "the conversation as received" if action.body is None else "a JSON template"
     return f"webhook POST to {target}, body: {body}"
 

@@ -19,6 +19,7 @@ from litestar.logging.config import BaseLoggingConfig
 from litestar.types import ASGIApp, GetLogger, Message, Receive, Scope, Send
 
 from relay.settings import LoggingSettings
+from relay.urls import redact_text
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("relay_request_id", default=None)
 REQUEST_ID_HEADER = "x-request-id"
@@ -29,6 +30,9 @@ SYSLOG_PRIORITY = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 
 # Control characters (CR, LF, ESC...) are escaped so one event is one line that nothing forges.
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]} | {0x0A: "\\n", 0x0D: "\\r"}
 _CONTROL[0x09] = " "
+# HTTP client libraries that log request URLs: httpx ("HTTP Request: POST <url> ..." at INFO),
+# slack_sdk (the incoming-webhook URL, itself a credential, and the message body at DEBUG).
+HTTP_CLIENT_LOGGERS = ("httpx", "httpcore", "slack_sdk")
 
 
 def one_line(text: str) -> str:
@@ -43,6 +47,28 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class RedactUrls(logging.Filter):
+    """Masks credentials in every URL of a record's message (``relay.urls.redact_url``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def quiet_http_clients() -> None:
+    """Keep HTTP client libraries from logging a line per request (the relay logs each
+    delivery itself), and mask credentials in URLs of what they still log, for every handler.
+    A logger's own filters see its records before any handler does; idempotent."""
+    for name in HTTP_CLIENT_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)
+        if not any(isinstance(f, RedactUrls) for f in logger.filters):
+            logger.addFilter(RedactUrls())
+
+
 class TextFormatter(logging.Formatter):
     """``[<prio>][time ]LEVEL logger [request-id]: message`` on one line."""
 
@@ -54,6 +80,7 @@ class TextFormatter(logging.Formatter):
         text = record.getMessage()
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
+        text = redact_text(text)
         rid = getattr(record, "request_id", None)
         head = f"{record.levelname} {record.name}" + (f" [{rid}]" if rid else "")
         if self.journal:
@@ -75,13 +102,13 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat("T", "milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact_text(record.getMessage()),
         }
         rid = getattr(record, "request_id", None)
         if rid:
             event["request_id"] = rid
         if record.exc_info:
-            event["exception"] = self.formatException(record.exc_info)
+            event["exception"] = redact_text(self.formatException(record.exc_info))
         line = json.dumps(event, ensure_ascii=False, default=str)
         if self.journal:
             return f"<{SYSLOG_PRIORITY.get(record.levelname, 6)}>{line}"
@@ -116,6 +143,7 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.level.upper())
+    quiet_http_clients()
     return handler
 
 

@@ -89,12 +89,13 @@ def preview_extra(
     """``relay preview`` for webhook and archive actions: write the body or line to a file."""
     from relay.actions import render_archive, render_webhook  # noqa: PLC0415
     from relay.settings import WebhookAction  # noqa: PLC0415
+    from relay.urls import redact_url  # noqa: PLC0415
 
     if isinstance(action, WebhookAction):
         hook = render_webhook(action, raw, conversation, category, rule=rule, delivery_id=index)
         path = stem.with_suffix(".json")
         path.write_bytes(hook.body)
-        return path, action.url or f"destination {action.destination!r}"
+        return path, redact_url(action.url) if action.url else f"destination {action.destination!r}"
     line = render_archive(action, raw, conversation, category, rule=rule, delivery_id=index)
     path = stem.with_suffix(".jsonl")
     path.write_bytes(line.line + b"\n")

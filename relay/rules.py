@@ -22,6 +22,7 @@ from pydantic import (
 from relay.addresses import Addresses
 from relay.classify import Category
 from relay.templating import compile_body_template
+from relay.urls import http_url
 
 FALLBACK_RULE = "fallback"
 WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -218,9 +219,7 @@ class WebhookAction(_Section):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// or https://, got {value!r}")
-        return value
+        return None if value is None else http_url(value)
 
     @field_validator("body")
     @classmethod

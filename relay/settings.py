@@ -41,6 +41,7 @@ from relay.rules import (
     WebhookAction,
 )
 from relay.settings_errors import describe_validation_error
+from relay.urls import http_url
 
 __all__ = [
     "Action",
@@ -198,9 +199,7 @@ class WebhookDestination(_Section):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// or https://, got {value!r}")
-        return value
+        return http_url(value)
 
     @field_validator("headers")
     @classmethod

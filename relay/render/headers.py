@@ -1,14 +1,20 @@
-"""Email headers: CR/LF-free values, parsed addresses, the Date and the per-visitor thread id."""
+"""Email headers: CR/LF-free values, parsed addresses, the Date and the per-visitor thread id;
+the flattened bytes checked to carry exactly the headers that were set."""
 
 from __future__ import annotations
 
+import copy
+import email.policy
 import hashlib
+import io
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from email.errors import HeaderParseError
+from email.errors import HeaderParseError, MessageError
+from email.generator import BytesGenerator
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from email.utils import format_datetime, getaddresses, parseaddr
 
 from relay.conversation import Conversation
@@ -24,13 +30,29 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # "exe.jpg"); headers have no use for them.
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 DISPLAY_NAME_LIMIT = 78
+# "=?" opens an RFC 2047 encoded word. CPython's email package decodes encoded words in header
+# values it is given and, before 3.11.10/3.12.5 (CVE-2024-6923), writes the decoded CR/LF out
+# as real line breaks: "=?utf-8?q?x=0D=0ABcc:_a@evil.test?=" becomes a Bcc header.
+ENCODED_WORD_START = "=?"
+ENCODED_WORD_BROKEN = "= ?"
+# Headers never transmitted (aiosmtplib's send_message drops them the same way).
+UNSENT_HEADERS = ("Bcc", "Resent-Bcc")
+ADDRESS_HEADERS = ("from", "to", "cc", "reply-to")
+_FIELD_LINE = re.compile(rb"([!-9;-~]+):")
+
+
+class UnsafeHeaders(ValueError):
+    """The flattened message does not carry exactly the headers that were set on it."""
 
 
 def header_safe(value: str | None) -> str:
     """One line: CR, LF and every other whitespace run collapsed; control characters and
-    bidirectional overrides dropped."""
+    bidirectional overrides dropped; encoded-word syntax broken up ("=?" as "= ?"), so that
+    the text is shown as written and never decoded into something else."""
     text = one_line(value)
-    return "".join(ch for ch in text if ch >= " " and ch != "\x7f" and ch not in _BIDI_CONTROLS)
+    text = "".join(ch for ch in text if ch >= " " and ch != "\x7f" and ch not in _BIDI_CONTROLS)
+    # Last: dropping characters above could join "=" and "?" into a new encoded-word start.
+    return text.replace(ENCODED_WORD_START, ENCODED_WORD_BROKEN)
 
 
 def display_name(name: str | None) -> str:
@@ -122,3 +144,57 @@ def set_headers(
     message["In-Reply-To"] = thread
     message["References"] = thread
     message["Auto-Submitted"] = "auto-generated"
+
+
+def flatten(message: EmailMessage, *, utf8: bool = False, eight_bit: bool = True) -> bytes:
+    """The bytes to transmit (CRLF line ends; SMTPUTF8 headers with ``utf8``; 7-bit bodies
+    without ``eight_bit``), as aiosmtplib's send_message would make them, after checking
+    that they carry exactly the headers set on ``message``, in order, with the same
+    addresses. Raises UnsafeHeaders otherwise: a header value turned into more or fewer
+    lines when flattened (CVE-2024-6923 on the interpreters it affects)."""
+    policy = email.policy.SMTPUTF8 if utf8 else email.policy.SMTP
+    if not eight_bit:
+        policy = policy.clone(cte_type="7bit")
+    outgoing = copy.copy(message)
+    for name in UNSENT_HEADERS:
+        del outgoing[name]
+    buffer = io.BytesIO()
+    try:
+        BytesGenerator(buffer, policy=policy).flatten(outgoing)
+    except MessageError as exc:  # HeaderWriteError on interpreters with the fix
+        raise UnsafeHeaders(f"a header cannot be written safely: {exc}") from None
+    data = buffer.getvalue()
+    problem = header_problem(outgoing, data)
+    if problem:
+        raise UnsafeHeaders(problem)
+    return data
+
+
+def header_problem(message: EmailMessage, data: bytes) -> str | None:
+    """None if the header block of ``data`` has exactly ``message``'s header fields (names in
+    order, addresses of From/To/Cc/Reply-To); else what differs."""
+    block, blank, _ = data.partition(b"\r\n\r\n")
+    if not blank:
+        return "no empty line ends the headers"
+    names: list[str] = []
+    for line in block.split(b"\r\n"):
+        if b"\r" in line or b"\n" in line:
+            return "a bare CR or LF in the headers"
+        if line[:1] in (b" ", b"\t") and names:
+            continue  # a folded continuation of the field before
+        field = _FIELD_LINE.match(line)
+        if field is None:
+            return f"a header line that is no field: {line[:60]!r}"
+        names.append(field.group(1).decode("ascii").lower())
+    wanted = [name.lower() for name in message]
+    if names != wanted:
+        return f"header fields {names} where {wanted} were set"
+    parsed = BytesHeaderParser(policy=email.policy.default).parsebytes(block + blank)
+    for name in ADDRESS_HEADERS:
+        if name in wanted and _addresses(parsed[name]) != _addresses(message[name]):
+            return f"the {name} addresses changed when flattened"
+    return None
+
+
+def _addresses(header: object) -> list[str]:
+    return [str(address.addr_spec).lower() for address in getattr(header, "addresses", ())]

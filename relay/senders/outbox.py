@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from relay.errors import PermanentDeliveryError
+from relay.render.headers import UnsafeHeaders, flatten
 from relay.senders.base import Content, EmailContent, SlackContent
 
 
@@ -50,12 +51,15 @@ class OutboxSender:
     async def send(self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()) -> None:
         if not isinstance(content, EmailContent | SlackContent):
             raise PermanentDeliveryError(f"the outbox cannot hold {type(content).__name__}")
-        await asyncio.to_thread(self._write, content, delivery_id)
+        try:
+            await asyncio.to_thread(self._write, content, delivery_id)
+        except UnsafeHeaders as exc:
+            raise PermanentDeliveryError(f"email not written, unsafe headers: {exc}") from None
 
     def _write(self, content: EmailContent | SlackContent, delivery_id: int) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         if isinstance(content, EmailContent):
-            data = content.message.as_bytes()
+            data = flatten(content.message)
         else:
             payload = {
                 "channel": content.channel,

@@ -14,6 +14,7 @@ from relay.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from relay.render.headers import UnsafeHeaders, flatten
 from relay.senders.base import Content, EmailContent
 from relay.senders.smtp_pool import SmtpPool, pool_for
 from relay.settings import SmtpSettings
@@ -43,11 +44,19 @@ class SmtpSender:
     async def _transmit(
         self, content: EmailContent, recipients: list[str]
     ) -> dict[str, aiosmtplib.SMTPResponse]:
-        """Send over a pooled connection. Returns the recipients the server refused."""
+        """Send over a pooled connection. Returns the recipients the server refused.
+
+        What aiosmtplib's send_message does, except that the bytes sent are the ones
+        ``flatten`` checked: SMTPUTF8 for non-ASCII addresses, 8BITMIME when offered."""
         async with self.pool.connection() as client:
-            refused, _ = await client.send_message(
-                content.message, sender=self._sender, recipients=recipients
-            )
+            await _greet(client)
+            utf8 = not (self._sender + "".join(recipients)).isascii()
+            if utf8 and not client.supports_extension("smtputf8"):
+                raise aiosmtplib.SMTPNotSupported("non-ASCII addresses need SMTPUTF8")
+            eight_bit = client.supports_extension("8bitmime")
+            options = ["SMTPUTF8"] * utf8 + ["BODY=8BITMIME"] * eight_bit
+            data = flatten(content.message, utf8=utf8, eight_bit=eight_bit)
+            refused, _ = await client.sendmail(self._sender, recipients, data, mail_options=options)
         return refused
 
     async def send(self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()) -> None:
@@ -60,9 +69,21 @@ class SmtpSender:
             refused = await self._transmit(content, recipients)
         except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
             raise classify_failure(exc) from None
+        except UnsafeHeaders as exc:
+            raise PermanentDeliveryError(f"email not sent, its headers are unsafe: {exc}") from None
         if refused:
             accepted = [r for r in recipients if r not in refused]
             raise _refused({r: (v.code, v.message) for r, v in refused.items()}, (*skip, *accepted))
+
+
+async def _greet(client: aiosmtplib.SMTP) -> None:
+    """EHLO (HELO if refused) unless this connection has greeted already: the server's
+    extensions decide how the message is flattened."""
+    if client.is_ehlo_or_helo_needed:
+        try:
+            await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            await client.helo()
 
 
 def classify_failure(  # noqa: PLR0911 -- one return per failure class reads best

@@ -19,6 +19,7 @@ from relay.errors import (
 from relay.senders.base import Content, WebhookContent
 from relay.senders.base import retry_after_seconds as _retry_after_seconds
 from relay.settings import WebhookDestination
+from relay.urls import redact_url
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_RETRY_AFTER_SECONDS = 5.0
@@ -48,7 +49,7 @@ def classify_response(response: httpx.Response, now: float) -> Exception | None:
     if status >= 500 or status in (408, 425):
         return TransientDeliveryError(f"webhook answered HTTP {status}{_snippet(response)}")
     if 300 <= status < 400:
-        where = response.headers.get("location", "?")
+        where = redact_url(response.headers.get("location", "?"))
         return PermanentDeliveryError(f"webhook redirects to {where} (not followed; fix the URL)")
     return PermanentDeliveryError(f"webhook refused the body: HTTP {status}{_snippet(response)}")
 
@@ -78,15 +79,18 @@ class WebhookSender:
             secret = dest.secret.get_secret_value().encode()
             headers[dest.signature_header] = signature(secret, content.body)
         timeout = dest.timeout_seconds if dest else DEFAULT_TIMEOUT_SECONDS
+        shown = redact_url(url)  # errors end up in logs, last_error and `relay queue`
         try:
             async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
                 response = await client.post(url, content=content.body, headers=headers)
         except httpx.TimeoutException as exc:
-            raise DeliveryTimeout(f"webhook {url} timed out: {exc!r}") from None
+            raise DeliveryTimeout(f"webhook {shown} timed out: {exc!r}") from None
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            raise PermanentDeliveryError(f"webhook url {url} is unusable: {exc}") from None
+            # InvalidURL's text quotes the offending part of the URL, which may be a password.
+            reason = exc if isinstance(exc, httpx.UnsupportedProtocol) else "not a valid URL"
+            raise PermanentDeliveryError(f"webhook url {shown} is unusable: {reason}") from None
         except httpx.TransportError as exc:
-            raise DeliveryConnectionError(f"webhook {url} connection failed: {exc!r}") from None
+            raise DeliveryConnectionError(f"webhook {shown} connection failed: {exc!r}") from None
         failure = classify_response(response, time.time())
         if failure is not None:
             raise failure
