@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote_plus
 
-import httpx
-
 MASK = "***"
 # Query (and fragment) parameters whose values are credentials, compared after lower-casing
 # and turning "-" into "_"; names containing one of the fragments below count as well.
@@ -88,6 +86,8 @@ def http_url(value: str) -> str:
     shown = redact_url(value)
     if not value.startswith(("http://", "https://")):
         raise ValueError(f"url must start with http:// or https://, got {shown!r}")
+    import httpx  # noqa: PLC0415 -- only settings validation needs it; keeps the CLI quick
+
     try:
         parsed = httpx.URL(value)
         port = parsed.port
