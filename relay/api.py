@@ -17,7 +17,7 @@ from litestar.plugins.prometheus import PrometheusController
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from relay.classify import classify
-from relay.errors import PayloadError, PayloadTooLarge
+from relay.errors import PayloadError, PayloadTooLarge, StoreError
 from relay.payload import content_hash, parse
 from relay.runtime import Runtime
 from relay.store import Intake
@@ -59,6 +59,9 @@ async def receive(runtime: Runtime, body: bytes, remote: str | None) -> Answer:
         return Answer(500, answer.body)
     try:
         accepted = await runtime.store.accept(intake)
+    except StoreError as exc:  # the store logged the problem once; no traceback per request
+        log.error("could not store conversation %s: %s", intake.conv_key, exc)
+        return Answer(503, {"error": "storage_unavailable", "message": "the store cannot write"})
     except Exception:
         log.exception("could not store conversation %s", intake.conv_key)
         return Answer(503, {"error": "storage_unavailable", "message": "the store cannot write"})

@@ -108,9 +108,17 @@ def build_worker(runtime: Runtime, store: StoreThread, observe: Observer | None 
     )
 
 
+def check_store(settings: Settings) -> None:
+    """Open the database (creating it if new) and check its integrity (``PRAGMA quick_check``);
+    StoreError naming the file and the problem if it is damaged."""
+    Store(database_path(settings), check=True).close()
+
+
 def create_app(settings: Settings, *, reload: Callable[[], Settings] | None = None) -> Litestar:
-    """``reload``: how to read the settings again; with it, SIGHUP reloads them."""
+    """``reload``: how to read the settings again; with it, SIGHUP reloads them. Raises
+    ConfigError for unusable settings, StoreError for a damaged database."""
     runtime = Runtime(snapshot=build_snapshot(settings))
+    check_store(settings)
     reloader = Reloader(runtime, reload, build_snapshot) if reload is not None else None
 
     @asynccontextmanager

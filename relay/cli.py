@@ -15,7 +15,7 @@ import click
 
 from relay.app import create_app, database_path, outbox_path
 from relay.classify import classify
-from relay.errors import ConfigError, PayloadError, RelayError
+from relay.errors import ConfigError, PayloadError, RelayError, StoreError
 from relay.logs import configure_logging
 from relay.payload import parse
 from relay.render import Renderer
@@ -63,7 +63,7 @@ def serve(config_path: Path | None) -> None:
     configure_logging(settings.logging)
     try:
         app = create_app(settings, reload=lambda: load_settings(config_path))
-    except ConfigError as exc:
+    except (ConfigError, StoreError) as exc:
         raise click.ClickException(str(exc)) from None
     # uvicorn stops gracefully on SIGTERM, then raises the signal again with the handler that
     # was in place before it started; this one turns that into a clean exit status 0.
@@ -161,7 +161,10 @@ def _open_store(settings: Settings) -> Store:
     path = database_path(settings)
     if not path.exists():
         raise click.ClickException(f"no store at {path} (has the relay run with this config?)")
-    return Store(path)
+    try:
+        return Store(path, check=True)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

@@ -4,6 +4,7 @@
     ├── ConfigError                  settings or templates are unusable (ValueError)
     ├── PayloadError                 a hook body cannot be accepted (ValueError)
     │   └── PayloadTooLarge
+    ├── StoreError                   the database is damaged, or was deleted or replaced
     └── DeliveryError                a sender could not deliver
         ├── TransientDeliveryError   worth retrying later
         │   ├── DeliveryTimeout      (also TimeoutError)
@@ -77,3 +78,8 @@ class RateLimited(TransientDeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     """The destination refused the delivery for good."""
+
+
+class StoreError(RelayError):
+    """The database cannot be trusted: damaged, or its file deleted or replaced while open.
+    The message names the file and the problem."""
