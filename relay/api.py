@@ -120,6 +120,7 @@ async def refuse(runtime: Runtime, exc: PayloadError, body: bytes, remote: str |
                 body,
                 remote,
                 max_rows=storage.quarantine_max_rows,
+                max_bytes=storage.quarantine_max_bytes,
                 max_body=runtime.settings.server.max_body_bytes,
                 now=time.time(),
             )
@@ -151,7 +152,9 @@ def gatekeep(runtime: Runtime, token: str, remote: str | None) -> Response[Any] 
             {"error": "forbidden", "message": f"address {remote} may not post"}, status_code=403
         )
     if not hmac.compare_digest(token.encode(), runtime.hook_token.encode()):
-        log.warning("hook called with a wrong token from %s", remote)
+        line = runtime.wrong_tokens.occurred(f"from {remote}")
+        if line is not None:
+            log.warning("%s", line)
         runtime.metrics.rejected("wrong_token")
         return Response({"error": "not_found", "message": "no such hook"}, status_code=404)
     return None
@@ -202,6 +205,10 @@ class MetricsController(PrometheusController):
         except TimeoutError:
             # Prometheus records the failed scrape (up == 0); stale gauges would mislead.
             return Response(b"the store did not answer\n", status_code=503, media_type="text/plain")
+        except Exception as exc:
+            log.error("metrics: reading the store failed: %s: %s", type(exc).__name__, exc)
+            text = f"the store failed: {type(exc).__name__}\n".encode()
+            return Response(text, status_code=503, media_type="text/plain")
         # As a header: given as media_type, Litestar would append a second charset.
         headers = {"Content-Type": CONTENT_TYPE_LATEST}
         return Response(runtime.metrics.exposition(), status_code=200, headers=headers)

@@ -138,6 +138,8 @@ def create_app(settings: Settings, *, reload: Callable[[], Settings] | None = No
             await worker.stop(settings.delivery.shutdown_grace_seconds)
             await close_pools()
             store.close()
+            if (counted := runtime.wrong_tokens.flush()) is not None:
+                log.warning("%s", counted)
             runtime._store = runtime._worker = None
             log.info("relay stopped")
 
