@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from relay.classify import classify
 from relay.destinations import mode, targets
-from relay.errors import PayloadError, PayloadTooLarge
+from relay.errors import PayloadError, PayloadTooLarge, StoreError
 from relay.payload import content_hash, parse
 from relay.runtime import Runtime
 from relay.store import Intake
@@ -60,6 +60,9 @@ async def receive(runtime: Runtime, body: bytes, remote: str | None) -> Answer:
         return Answer(500, answer.body)
     try:
         accepted = await runtime.store.accept(intake)
+    except StoreError as exc:  # the store logged the problem once; no traceback per request
+        log.error("could not store conversation %s: %s", intake.conv_key, exc)
+        return Answer(503, {"error": "storage_unavailable", "message": "the store cannot write"})
     except Exception:
         log.exception("could not store conversation %s", intake.conv_key)
         return Answer(503, {"error": "storage_unavailable", "message": "the store cannot write"})
@@ -118,6 +121,7 @@ async def refuse(runtime: Runtime, exc: PayloadError, body: bytes, remote: str |
                 body,
                 remote,
                 max_rows=storage.quarantine_max_rows,
+                max_bytes=storage.quarantine_max_bytes,
                 max_body=runtime.settings.server.max_body_bytes,
                 now=time.time(),
             )
@@ -149,7 +153,9 @@ def gatekeep(runtime: Runtime, token: str, remote: str | None) -> Response[Any] 
             {"error": "forbidden", "message": f"address {remote} may not post"}, status_code=403
         )
     if not hmac.compare_digest(token.encode(), runtime.hook_token.encode()):
-        log.warning("hook called with a wrong token from %s", remote)
+        line = runtime.wrong_tokens.occurred(f"from {remote}")
+        if line is not None:
+            log.warning("%s", line)
         runtime.metrics.rejected("wrong_token")
         return Response({"error": "not_found", "message": "no such hook"}, status_code=404)
     return None
@@ -207,6 +213,10 @@ class MetricsController(PrometheusController):
         except TimeoutError:
             # Prometheus records the failed scrape (up == 0); stale gauges would mislead.
             return Response(b"the store did not answer\n", status_code=503, media_type="text/plain")
+        except Exception as exc:
+            log.error("metrics: reading the store failed: %s: %s", type(exc).__name__, exc)
+            text = f"the store failed: {type(exc).__name__}\n".encode()
+            return Response(text, status_code=503, media_type="text/plain")
         # As a header: given as media_type, Litestar would append a second charset.
         headers = {"Content-Type": CONTENT_TYPE_LATEST}
         return Response(runtime.metrics.exposition(), status_code=200, headers=headers)

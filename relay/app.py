@@ -109,6 +109,12 @@ def build_worker(runtime: Runtime, store: StoreThread, observe: Observer | None 
     )
 
 
+def check_store(settings: Settings) -> None:
+    """Open the database (creating it if new) and check its integrity (``PRAGMA quick_check``);
+    StoreError naming the file and the problem if it is damaged."""
+    Store(database_path(settings), check=True).close()
+
+
 def create_app(
     settings: Settings,
     *,
@@ -120,6 +126,7 @@ def create_app(
     that reload then runs as soon as it is."""
     quiet_http_clients()  # webhook URLs can carry credentials; see relay.urls
     runtime = Runtime(snapshot=build_snapshot(settings))
+    check_store(settings)
     reloader = Reloader(runtime, reload, build_snapshot) if reload is not None else None
 
     @asynccontextmanager
@@ -142,6 +149,8 @@ def create_app(
             await worker.stop(settings.delivery.shutdown_grace_seconds)
             await close_pools()
             store.close()
+            if (counted := runtime.wrong_tokens.flush()) is not None:
+                log.warning("%s", counted)
             runtime._store = runtime._worker = None
             log.info("relay stopped")
 

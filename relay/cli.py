@@ -256,7 +256,7 @@ def _open_store(settings: Settings) -> Store:
     if not path.exists():
         raise click.ClickException(f"no store at {path} (has the relay run with this config?)")
     try:
-        return Store(path)
+        return Store(path, check=True)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -4,7 +4,7 @@
     ├── ConfigError                  settings or templates are unusable (ValueError)
     ├── PayloadError                 a hook body cannot be accepted (ValueError)
     │   └── PayloadTooLarge
-    ├── StoreError                   the state directory cannot be used as it is
+    ├── StoreError                   the state directory or database cannot be used as it is
     │   ├── StoreVersionError        written by a newer relay (schema version too high)
     │   └── StateDirInUse            another relay process serves the same state directory
     └── DeliveryError                a sender could not deliver
@@ -54,7 +54,8 @@ class PayloadTooLarge(PayloadError):
 
 
 class StoreError(RelayError):
-    """The store or its state directory cannot be used; the message names the path."""
+    """The store or its state directory cannot be used: damaged, deleted or replaced while
+    open, from a newer relay, or in use by another relay. The message names the path."""
 
 
 class StoreVersionError(StoreError):

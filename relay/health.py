@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from relay.errors import StoreError
 from relay.store import ACTIVE, Store
 from relay.storethread import StoreThread
 
@@ -15,11 +16,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StoreState:
-    """What one trip to the store thread learns: the write probe and the queue."""
+    """What one trip to the store thread learns: the write probe and the queue; ``problem``:
+    why intake cannot commit although the probe could (the last intakes failed)."""
 
     writable: bool
     counts: dict[str, int]
     oldest_active_created_at: float | None
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,11 @@ def read_store_state(store: Store) -> StoreState:
 
 
 async def store_state(store: StoreThread, within: float) -> StoreState:
-    """The store's state, or TimeoutError if the store thread does not answer ``within`` s."""
-    return await asyncio.wait_for(store.call(read_store_state), within)
+    """The store's state, or TimeoutError if the store thread does not answer ``within`` s;
+    StoreError if its database file was deleted or replaced."""
+    state = await asyncio.wait_for(store.call(read_store_state), within)
+    failed = store.intake_error
+    return state if failed is None else replace(state, problem=failed)
 
 
 def backlog_age(state: StoreState, now: float) -> float:
@@ -74,11 +80,14 @@ def evaluate(
     if isinstance(state, str):
         unknown = Check(False, "unknown: the store did not answer", {})
         return Readiness({"store": Check(False, state, {}), "worker": worker, "backlog": unknown})
-    store = Check(
-        state.writable,
-        "writable" if state.writable else "a write to the database failed",
-        {},
-    )
+    if state.problem is not None:
+        store = Check(False, state.problem, {})
+    else:
+        store = Check(
+            state.writable,
+            "writable" if state.writable else "a write to the database failed",
+            {},
+        )
     age = backlog_age(state, now)
     active = sum(state.counts.get(status, 0) for status in ACTIVE)
     fresh = age < max_backlog_age
@@ -112,6 +121,8 @@ async def readiness(
             state = await store_state(store, within)
         except TimeoutError:
             state = f"the store did not answer within {within:g} s"
+        except StoreError as exc:
+            state = str(exc)
         except Exception as exc:
             log.exception("readiness: reading the store failed")
             state = f"reading the store failed: {type(exc).__name__}"

@@ -14,7 +14,13 @@ CHANNELS = ("email", "slack")
 # "outbox": written to <state_dir>/outbox/ because no destination is configured, not sent.
 OUTCOMES = ("sent", "outbox", "retry", "dead")
 # Refusals the HTTP layer knows by name; payload reasons appear as they first happen.
-KNOWN_REJECTIONS = ("forbidden_address", "wrong_token", "invalid_json", "body_too_large")
+KNOWN_REJECTIONS = (
+    "forbidden_address",
+    "wrong_token",
+    "invalid_json",
+    "invalid_utf8",
+    "body_too_large",
+)
 SEND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 

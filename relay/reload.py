@@ -1,8 +1,10 @@
 """Reload on SIGHUP: read and validate the settings again, then swap the snapshot atomically.
 
-On any error the running snapshot stays in force and the log says why. Requests are never
-paused or dropped: the new snapshot is built in a worker thread and swapped in with one
-assignment on the event loop; a request uses the snapshot it read when it started.
+On any error the running snapshot stays in force and the log says why. A reload that would
+change a setting read only at start-up, or drop the hook token, a destination or the configured
+rules the relay had (an empty or truncated file), is refused whole: nothing of it is applied.
+Requests are never paused or dropped: the new snapshot is built in a worker thread and swapped
+in with one assignment on the event loop; a request uses the snapshot it read when it started.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import signal
 from collections.abc import Callable
 
 from relay.runtime import Runtime
-from relay.settings import Settings
+from relay.settings import Settings, SlackSettings, SmtpSettings
 from relay.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -35,12 +37,74 @@ def restart_only_changes(old: Settings, new: Settings) -> list[str]:
     return changed
 
 
+def _sends(destination: object) -> bool:
+    """False for an SMTP or Slack destination that would only write to the outbox."""
+    if isinstance(destination, SmtpSettings):
+        return destination.host is not None
+    if isinstance(destination, SlackSettings):
+        return destination.token is not None or destination.webhook_url is not None
+    return True
+
+
+def dropped(old: Settings, new: Settings) -> list[str]:
+    """What the relay had and ``new`` would take away: the hook token, a configured SMTP or
+    Slack destination (mail and messages would go to the outbox), a named destination, the
+    configured rules (the built-in ones would apply) or the fallback actions."""
+    lost = []
+    if old.server.hook_token is not None and new.server.hook_token is None:
+        lost.append("server.hook_token is removed (Smartsupp's calls would get 404)")
+    if _sends(old.smtp) and not _sends(new.smtp):
+        lost.append("smtp.host is removed (mail would go to the outbox)")
+    if _sends(old.slack) and not _sends(new.slack):
+        lost.append("[slack] token and webhook_url are removed (messages would go to the outbox)")
+    for kind in ("smtp", "slack", "webhook"):
+        before, after = getattr(old.destinations, kind), getattr(new.destinations, kind)
+        gone = sorted(set(before) - set(after))
+        if gone:
+            lost.append(f"destinations.{kind} {', '.join(map(repr, gone))} removed")
+        lost.extend(
+            f"destinations.{kind} {name!r} would write to the outbox"
+            for name in sorted(set(before) & set(after))
+            if _sends(before[name]) and not _sends(after[name])
+        )
+    if old.rules is not None and new.rules is None:
+        lost.append(f"the {len(old.rules)} [[rules]] are removed (the built-in rules would apply)")
+    if old.routing.fallback and not new.routing.fallback:
+        lost.append("the routing.fallback actions are removed")
+    return lost
+
+
+def refusals(old: Settings, new: Settings) -> list[str]:
+    """Why ``new`` must not replace ``old`` in a running relay; empty if it may."""
+    return [
+        *(
+            f"{key} changed (read only at start-up: restart to apply)"
+            for key in restart_only_changes(old, new)
+        ),
+        *dropped(old, new),
+    ]
+
+
+class Refused(ValueError):
+    """A reload that was refused as a whole; the message says why."""
+
+
+def load_checked(runtime: Runtime, load: Callable[[], Settings]) -> Settings:
+    """Load the settings again; Refused if they may not replace the running ones. Checked
+    before anything is built from them: building reads (and may create) the state directory."""
+    settings = load()
+    problems = refusals(runtime.settings, settings)
+    if problems:
+        raise Refused("; ".join(problems))
+    return settings
+
+
 def reload_runtime(
     runtime: Runtime, load: Callable[[], Settings], build: Callable[[Settings], Snapshot]
 ) -> bool:
     """Load and build a new snapshot and swap it in; False (old one kept) on any error."""
     try:
-        snapshot = build(load())
+        snapshot = build(load_checked(runtime, load))
     except Exception as exc:
         _failed(exc)
         return False
@@ -49,14 +113,14 @@ def reload_runtime(
 
 
 def _failed(exc: Exception) -> None:
-    log.error("reload failed, still running on the previous settings: %s", exc)
+    if isinstance(exc, Refused):
+        log.error("reload refused, still running on the previous settings: %s", exc)
+    else:
+        log.error("reload failed, still running on the previous settings: %s", exc)
 
 
 def apply(runtime: Runtime, snapshot: Snapshot) -> None:
-    ignored = restart_only_changes(runtime.settings, snapshot.settings)
     runtime.snapshot = snapshot
-    if ignored:
-        log.warning("reload: changes to %s take effect after a restart", ", ".join(ignored))
     log.info(
         "settings reloaded: %d rules, fallback %s",
         len(snapshot.rules.rules),
@@ -111,7 +175,9 @@ class Reloader:
             self._again = False
             log.info("SIGHUP: reloading settings")
             try:
-                snapshot = await asyncio.to_thread(lambda: self.build(self.load()))
+                snapshot = await asyncio.to_thread(
+                    lambda: self.build(load_checked(self.runtime, self.load))
+                )
             except Exception as exc:
                 _failed(exc)
                 continue

@@ -16,6 +16,7 @@ from litestar import Request
 from relay.classify import Category
 from relay.conversation import Conversation
 from relay.health import Readiness, backlog_age, readiness, store_state
+from relay.logthrottle import Throttle
 from relay.metrics import Metrics
 from relay.routing import Decision, explain
 from relay.rules import RuleSet
@@ -53,6 +54,12 @@ class Runtime:
     snapshot: Snapshot
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], float] = time.time  # the wall clock of readiness and queue ages
+    # Hook calls with a wrong token: the first logged, then one summary line per minute.
+    wrong_tokens: Throttle = field(
+        default_factory=lambda: Throttle(
+            "hook called with a wrong token", "hook calls with a wrong token"
+        )
+    )
     _store: StoreThread | None = None
     _worker: Worker | None = None
 

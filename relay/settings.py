@@ -77,6 +77,9 @@ class StorageSettings(_Section):
     state_dir: Path = Path("./var")
     retention_days: int = Field(default=90, ge=1)
     quarantine_max_rows: int = Field(default=1000, ge=1)
+    # The refused bodies kept, in bytes: beyond it the oldest entries are dropped (the newest
+    # is kept, cut to this size if it is larger on its own).
+    quarantine_max_bytes: int = Field(default=50_000_000, ge=1024)
 
 
 class SmtpSettings(_Section):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from relay.errors import StoreError
 from relay.store import Accepted, Intake, Store
 
 log = logging.getLogger(__name__)
@@ -50,11 +52,17 @@ class StoreThread:
 
     Intakes that arrive while a commit is in progress wait in the queue and are written
     together by the next transaction, so N concurrent requests cost one fsync, not N. A
-    caller's future resolves only after its transaction has committed.
+    caller's future resolves only after its transaction has committed, and only if the
+    database file is still the one that was opened (not deleted or replaced meanwhile):
+    otherwise every call fails with ``StoreError``.
+
+    ``intake_error`` says why the last intakes could not be committed (None once one is).
     """
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.intake_error: str | None = None
+        self._file_problem: str | None = None
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="relay-store", daemon=True)
         self._thread.start()
@@ -102,6 +110,10 @@ class StoreThread:
         """Everything queued meanwhile, intakes and the worker's bookkeeping alike, in one
         transaction; each caller learns its result only after that commit."""
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        problem = self.store.file_problem()
+        if problem is not None:
+            self._refuse(batch, problem)
+            return
         try:
             with self.store.batch():
                 intakes = [job for job in batch if job.intake is not None]
@@ -119,7 +131,37 @@ class StoreThread:
         except Exception as exc:
             log.exception("commit of a batch of %d store operations failed", len(batch))
             outcomes = [(job, None, exc) for job in batch]
+        # Checked again after the commit: what went into a file deleted meanwhile is lost.
+        problem = self.store.file_problem()
+        if problem is not None:
+            self._refuse(batch, problem)
+            return
+        self._note_intakes(outcomes)
         _resolve_many(outcomes)
+
+    def _refuse(self, batch: list[_Job], problem: str) -> None:
+        if problem != self._file_problem:
+            log.error(
+                "%s: nothing can be stored until it is restored and the relay restarted", problem
+            )
+            self._file_problem = problem
+        self.intake_error = problem
+        error = StoreError(problem)
+        _resolve_many([(job, None, error) for job in batch])
+
+    def _note_intakes(self, outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+        """Remember whether intakes can be committed: a database error on every intake of a
+        batch (a damaged page, a full disk) makes the store not ready until one succeeds."""
+        intakes = [error for job, _, error in outcomes if job.intake is not None]
+        if not intakes:
+            return
+        if any(error is None for error in intakes):
+            self.intake_error = None
+            return
+        failed = [e for e in intakes if isinstance(e, sqlite3.DatabaseError)]
+        failed = [e for e in failed if not isinstance(e, sqlite3.IntegrityError)]
+        if failed:
+            self.intake_error = f"the last intake could not be committed: {failed[0]}"
 
     def _accept_intakes(self, jobs: list[_Job]) -> list[tuple[_Job, Any, BaseException | None]]:
         try:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
 from relay.settings import Settings
+from relay.store import Store
 from tests.conftest import TOKEN
 from tests.support.store import deliveries, quarantine
 
@@ -176,3 +178,30 @@ def test_nesting_a_hundred_thousand_levels_deep_is_a_400(
     assert response.status_code == 400
     assert response.json()["error"] == "too_deeply_nested"
     assert quarantine(settings)[0].body == deep
+
+
+def test_the_quarantine_is_capped_in_bytes_and_drops_the_oldest(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(
+        server={"max_body_bytes": 100_000}, storage={"quarantine_max_bytes": 250_000}
+    )
+    with TestClient(create_app(settings)) as client:
+        answers = [client.post(HOOK, content=b"{" + b"x" * 99_999) for _ in range(10)]
+    assert {a.json()["error"] for a in answers} == {"invalid_json"}
+    kept = quarantine(settings)
+    assert [row.id for row in kept] == [a.json()["quarantine_id"] for a in answers[-2:]][::-1]
+    assert sum(len(row.body) for row in kept) <= 250_000
+
+
+def test_a_body_larger_than_the_quarantine_is_kept_cut_to_it(tmp_path: Path) -> None:
+    store = Store(tmp_path / "relay.db")
+    try:
+        for _ in range(2):
+            store.quarantine(
+                "invalid_json", "x", b"a" * 5000, None, max_rows=10, max_bytes=3000, max_body=4000
+            )
+        rows = store.quarantined()
+    finally:
+        store.close()
+    assert [(row.size, row.body) for row in rows] == [(5000, b"a" * 3000)]  # the newest only

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,8 +11,10 @@ from typing import Any
 from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from relay.app import create_app
+from relay.app import create_app, database_path
 from relay.settings import Settings
+from relay.store import Store
+from relay.storethread import StoreThread
 from tests.conftest import TOKEN, body, sample
 from tests.support.app import runtime, wait_settled
 from tests.support.smtp import SmtpServer
@@ -121,3 +124,40 @@ def test_each_app_counts_for_itself_and_the_token_is_no_label(
         assert value(scrape(two), name, category="missed", duplicate="false") == 0
         text = one.get("/metrics").text
     assert TOKEN not in text
+
+
+class DamagedQueue(Store):
+    """A store whose deliveries cannot be read (as with a corrupt page of their index)."""
+
+    def counts(self) -> dict[str, int]:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+
+def test_metrics_answer_503_not_500_when_the_store_fails(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    with TestClient(create_app(settings)) as client:
+        rt = runtime(client)
+        healthy = rt._store
+        damaged = StoreThread(DamagedQueue(database_path(settings)))
+        rt._store = damaged
+        try:
+            response = client.get("/metrics")
+        finally:
+            rt._store = healthy
+            damaged.close()
+        assert response.status_code == 503
+        assert response.text == "the store failed: DatabaseError\n"
+        assert client.get("/metrics").status_code == 200
+
+
+def test_refusal_series_start_at_zero_including_invalid_utf8(
+    make_settings: Callable[..., Settings],
+) -> None:
+    with TestClient(create_app(make_settings())) as client:
+        samples = scrape(client)
+    name = "relay_conversations_rejected_total"
+    for reason in ("forbidden_address", "wrong_token", "invalid_json", "invalid_utf8"):
+        assert (name, frozenset({("reason", reason)})) in samples, reason
+        assert value(samples, name, reason=reason) == 0

@@ -23,9 +23,12 @@ from litestar.testing import TestClient
 
 from relay.app import build_snapshot, create_app
 from relay.reload import reload_runtime
-from relay.settings import load_settings
+from relay.runtime import Runtime
+from relay.settings import Settings, load_settings
 from tests.conftest import TOKEN, body, sample
 from tests.support.app import runtime, wait_settled
+from tests.support.config import write_config
+from tests.support.process import RelayProcess
 from tests.support.webhook import FakeEndpoint, Received
 
 
@@ -234,3 +237,82 @@ def paths_by_channel(calls: list[Received]) -> dict[int, str]:
         assert channel not in routed, f"conversation {channel} delivered twice"
         routed[channel] = call.path
     return routed
+
+
+def refused_reload(tmp_path: Path, old: dict[str, Any], new: dict[str, Any]) -> tuple[bool, str]:
+    """Reload a runtime built from ``old`` with ``new``: (applied?, what relay.reload logged)."""
+    settings = Settings(**old)
+    rt = Runtime(snapshot=build_snapshot(settings))
+    with Collect("relay.reload") as logged:
+        applied = reload_runtime(rt, lambda: Settings(**new), build_snapshot)
+    assert (rt.settings is settings) is not applied  # refused: the old settings stay whole
+    return applied, "\n".join(logged.messages)
+
+
+def test_a_reload_that_drops_or_changes_restart_only_settings_is_refused(tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    old = {
+        "server": {"hook_token": TOKEN},
+        "storage": {"state_dir": state},
+        "smtp": {"host": "127.0.0.1", "port": 2525},
+        "destinations": {"webhook": {"crm": {"url": "http://127.0.0.1:9/crm"}}},
+        "rules": [
+            {"name": "all", "actions": [{"type": "webhook", "destination": "crm"}]},
+        ],
+    }
+    cases = {
+        "an empty file": (
+            {},
+            [
+                "storage.state_dir changed (read only at start-up: restart to apply)",
+                "server.hook_token is removed",
+                "smtp.host is removed (mail would go to the outbox)",
+                "destinations.webhook 'crm' removed",
+                "the 1 [[rules]] are removed (the built-in rules would apply)",
+            ],
+        ),
+        "another state_dir": (
+            {**old, "storage": {"state_dir": str(tmp_path / "elsewhere")}},
+            ["storage.state_dir changed"],
+        ),
+        "another port": ({**old, "server": {"hook_token": TOKEN, "port": 9999}}, ["server.port"]),
+        "no smtp host": ({**old, "smtp": {}}, ["smtp.host is removed"]),
+    }
+    for name, (new, reasons) in cases.items():
+        applied, logged = refused_reload(tmp_path, old, new)
+        assert not applied, name
+        assert logged.startswith("reload refused, still running on the previous settings: ")
+        for reason in reasons:
+            assert reason in logged, (name, logged)
+    assert not (tmp_path / "elsewhere").exists()  # nothing of a refused reload is applied
+
+    # Rotating the token and editing the rules is what a reload is for.
+    rotated = {**old, "server": {"hook_token": "another-token-456"}}
+    applied, logged = refused_reload(tmp_path, old, rotated)
+    assert applied, logged
+
+
+@pytest.mark.slow
+def test_sighup_with_an_empty_config_is_refused_and_the_old_token_still_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An empty file's default state_dir is ./var: relative to the relay's working directory.
+    monkeypatch.chdir(tmp_path)
+    port = free_port()
+    config, _ = write_config(tmp_path, server={"host": "127.0.0.1", "port": port})
+    relay = RelayProcess(config, port)
+    try:
+        relay.start()
+        with httpx.Client(timeout=10) as client:
+            assert relay.post(client, conversation(1)).status_code == 200
+            config.write_text("", encoding="utf-8")
+            assert relay.proc is not None
+            relay.proc.send_signal(signal.SIGHUP)
+            line = relay.wait_for_line("reload refused, still running on the previous settings")
+            assert "storage.state_dir changed (read only at start-up: restart to apply)" in line
+            assert "server.hook_token is removed (Smartsupp's calls would get 404)" in line
+            assert "server.port changed" in line
+            assert relay.post(client, conversation(2)).status_code == 200
+    finally:
+        relay.ensure_stopped()
+    assert not (tmp_path / "var").exists()  # the new state_dir was not half-applied

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from relay.errors import StoreVersionError
+from relay.errors import StoreError, StoreVersionError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -125,16 +126,87 @@ def _statements(script: str) -> Iterator[str]:
         yield pending
 
 
+# How many of quick_check's findings one error message quotes.
+MAX_PROBLEMS_SHOWN = 3
+
+
+def integrity_problems(conn: sqlite3.Connection) -> list[str]:
+    """What ``PRAGMA quick_check`` finds wrong (empty if nothing): a pass over every page."""
+    rows = [str(row[0]) for row in conn.execute("PRAGMA quick_check").fetchall()]
+    return [] if rows == ["ok"] else rows
+
+
+def damaged(path: Path, problems: list[str]) -> str:
+    """One message naming the file and the first few problems found."""
+    shown = "; ".join(problems[:MAX_PROBLEMS_SHOWN])
+    more = len(problems) - MAX_PROBLEMS_SHOWN
+    return (
+        f"the database {path} is damaged: {shown}"
+        + (f" (and {more} more problems)" if more > 0 else "")
+        + "; restore it from a backup or move it aside"
+    )
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
 class StoreBase:
     """One connection and its transactions. Not thread-safe: one thread at a time (the app
-    funnels every call through ``relay.storethread.StoreThread``)."""
+    funnels every call through ``relay.storethread.StoreThread``).
 
-    def __init__(self, path: Path) -> None:
+    ``check``: run ``PRAGMA quick_check`` once opened. Any failure to open or a damaged file
+    raises ``StoreError`` naming the file and the problem."""
+
+    def __init__(self, path: Path, *, check: bool = False) -> None:
         self.path = path
-        self._conn = connect(path)
-        migrate(self._conn, path)
+        try:
+            self._conn = connect(path)
+        except sqlite3.Error as exc:
+            raise StoreError(f"the database {path} cannot be opened: {exc}") from None
+        try:
+            migrate(self._conn, path)
+            problems = integrity_problems(self._conn) if check else []
+        except StoreError:  # written by a newer relay
+            self._conn.close()
+            raise
+        except sqlite3.OperationalError as exc:  # locked, read-only, I/O error...
+            self._conn.close()
+            raise StoreError(f"the database {path} cannot be used: {exc}") from None
+        except sqlite3.DatabaseError as exc:  # "malformed", "not a database"
+            problems = [str(exc)]
+        if problems:
+            self._conn.close()
+            raise StoreError(damaged(path, problems))
         self._savepoints = 0
         self._open = False  # inside a transaction this object began (and must end)
+        # The files this connection writes to, by device and inode (the write-ahead log once
+        # it exists): commits into a file that was deleted or replaced would be lost.
+        self._files = {p: _identity(p) for p in (path, self._wal)}
+
+    @property
+    def _wal(self) -> Path:
+        return self.path.with_name(self.path.name + "-wal")
+
+    def file_problem(self) -> str | None:
+        """Why a commit would not reach the database file at ``path`` (None if it would): the
+        file, or its write-ahead log, was deleted or replaced since it was opened."""
+        for path, opened in self._files.items():
+            try:
+                now = _identity(path)
+            except OSError as exc:
+                return f"the database file {path} cannot be checked: {exc}"
+            if opened is None:  # the log did not exist yet: remember the first one seen
+                self._files[path] = now
+            elif now is None:
+                return f"the database file {path} was deleted while the relay had it open"
+            elif now != opened:
+                return f"the database file {path} was replaced while the relay had it open"
+        return None
 
     def close(self) -> None:
         self._conn.close()

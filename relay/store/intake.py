@@ -100,21 +100,30 @@ class IntakeOps(StoreBase):
         remote: str | None,
         *,
         max_rows: int,
+        max_bytes: int,
         max_body: int,
         now: float | None = None,
     ) -> int:
-        """Keep a refused body (cut to ``max_body``); drop the oldest rows beyond ``max_rows``."""
+        """Keep a refused body (cut to ``max_body`` and ``max_bytes``); drop the oldest rows
+        beyond ``max_rows`` and those that bring the kept bodies beyond ``max_bytes``."""
         now = time.time() if now is None else now
         with self._transaction() as db:
             cur = db.execute(
                 "INSERT INTO quarantine (received_at, reason, message, remote, size, body)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (now, reason, message, remote, len(body), body[:max_body]),
+                (now, reason, message, remote, len(body), body[: min(max_body, max_bytes)]),
             )
             db.execute(
                 "DELETE FROM quarantine WHERE id <= (SELECT id FROM quarantine"
                 " ORDER BY id DESC LIMIT 1 OFFSET ?)",
                 (max_rows,),
+            )
+            # length() of a blob reads the row header, not the body's overflow pages.
+            db.execute(
+                "DELETE FROM quarantine WHERE id <= (SELECT MAX(id) FROM (SELECT id,"
+                " SUM(length(body)) OVER (ORDER BY id DESC) AS kept FROM quarantine)"
+                " WHERE kept > ?)",
+                (max_bytes,),
             )
         assert cur.lastrowid is not None
         return cur.lastrowid
