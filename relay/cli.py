@@ -79,6 +79,7 @@ def serve(config_path: Path | None) -> None:
         host=settings.server.host,
         port=settings.server.port,
         graceful_seconds=settings.delivery.shutdown_grace_seconds,
+        server=settings.server,
     )
 
 
