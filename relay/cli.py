@@ -123,7 +123,12 @@ def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
         settings.storage.state_dir,
     )
     try:
-        run_server(app, sock=sock, graceful_seconds=settings.delivery.shutdown_grace_seconds)
+        run_server(
+            app,
+            sock=sock,
+            graceful_seconds=settings.delivery.shutdown_grace_seconds,
+            server=settings.server,
+        )
     finally:
         lock.release()
 

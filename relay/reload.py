@@ -22,7 +22,17 @@ log = logging.getLogger(__name__)
 
 # Keys read once at start-up: the listening socket, the store, the worker (pool and retry
 # policy) and the log handler.
-RESTART_ONLY = ("server.host", "server.port", "storage.state_dir", "delivery", "logging")
+RESTART_ONLY = (
+    "server.host",
+    "server.port",
+    "server.header_timeout_seconds",
+    "server.keep_alive_seconds",
+    "server.limit_concurrency",
+    "server.max_connections",
+    "storage.state_dir",
+    "delivery",
+    "logging",
+)
 
 
 def restart_only_changes(old: Settings, new: Settings) -> list[str]:

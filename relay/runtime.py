@@ -93,7 +93,9 @@ class Runtime:
 
     def client_address(self, request: Request[Any, Any, Any]) -> str | None:
         peer = request.client.host if request.client else None
-        forwarded = request.headers.get("x-forwarded-for", "")
+        # Every X-Forwarded-For line in order: a proxy may append its own line instead of
+        # extending the client's, and the right-most entry is the nearest proxy's.
+        forwarded = ", ".join(request.headers.getall("x-forwarded-for", []))
         return client_address(peer, forwarded, self.settings.server.trusted_proxies)
 
     def hook_allowed(self, remote: str | None) -> bool:

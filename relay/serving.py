@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import resource
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from relay.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from relay.connections import ConnectionGuard
 
 log = logging.getLogger("relay")
 
@@ -36,11 +42,20 @@ def run_server(
     host: str = "127.0.0.1",
     port: int = 8080,
     graceful_seconds: float,
+    server: ServerSettings | None = None,
 ) -> None:
     """Serve ``app`` with uvicorn on ``sock`` (else on host:port) until SIGINT/SIGTERM, then
-    shut down gracefully."""
+    shut down gracefully. ``server`` gives the connection limits and timeouts (default: the
+    defaults)."""
     import uvicorn  # noqa: PLC0415 -- only serving needs the server
 
+    from relay.connections import BusyLogFilter  # noqa: PLC0415 -- imports uvicorn
+
+    limits = server or ServerSettings()
+    guard = connection_guard(limits)
+    busy = BusyLogFilter(guard.busy)
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(busy)
     config = uvicorn.Config(
         app,
         host=host,
@@ -51,6 +66,9 @@ def run_server(
         # would believe X-Forwarded-For from 127.0.0.1 whatever the settings say.
         proxy_headers=False,
         timeout_graceful_shutdown=int(graceful_seconds) + 5,
+        http=guard.protocol(),
+        timeout_keep_alive=limits.keep_alive_seconds,
+        limit_concurrency=guard.limit_concurrency,
     )
 
     class Server(uvicorn.Server):
@@ -60,4 +78,41 @@ def run_server(
                 address = sockets[0].getsockname()
                 log.info("relay ready: listening on http://%s:%d", address[0], address[1])
 
-    Server(config).run(sockets=None if sock is None else [sock])
+    try:
+        Server(config).run(sockets=None if sock is None else [sock])
+    finally:
+        uvicorn_log.removeFilter(busy)
+
+
+def connection_guard(server: ServerSettings) -> ConnectionGuard:
+    """The guard for ``server``'s limits, lowered to what the open-file limit allows."""
+    from relay.connections import ConnectionGuard, connection_limits  # noqa: PLC0415 -- as above
+
+    open_files = _open_file_limit()
+    cap, concurrency = connection_limits(
+        server.max_connections, server.limit_concurrency, open_files
+    )
+    if cap < server.max_connections:
+        log.warning(
+            "server.max_connections is %d, but only %s files may be open (RLIMIT_NOFILE,"
+            " LimitNOFILE= in the systemd unit): at most %d connections are accepted, requests"
+            " get 503 from %d on",
+            server.max_connections,
+            open_files,
+            cap,
+            concurrency,
+        )
+    return ConnectionGuard(
+        header_timeout=server.header_timeout_seconds,
+        max_connections=cap,
+        limit_concurrency=concurrency,
+    )
+
+
+def _open_file_limit() -> int | None:
+    """The soft limit on open files, or None if unlimited or unknown."""
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else soft

@@ -71,6 +71,23 @@ class ServerSettings(_Section):
     trusted_proxies: list[IPvAnyNetwork] = []
     # If set, only these CIDRs may post to the hook (others get 403, nothing is stored).
     hook_allowlist: list[IPvAnyNetwork] | None = None
+    # A connection must complete a request's headers within this many seconds, or is closed.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    # An idle keep-alive connection is closed after this many seconds.
+    keep_alive_seconds: int = Field(default=5, ge=1)
+    # A request arriving while this many connections are open (or requests in progress) gets 503.
+    limit_concurrency: int = Field(default=900, ge=1)
+    # Connections beyond this many are answered 503 and closed as soon as they are accepted.
+    max_connections: int = Field(default=1000, ge=1)
+
+    @model_validator(mode="after")
+    def _concurrency_within_connections(self) -> ServerSettings:
+        if self.limit_concurrency > self.max_connections:
+            raise ValueError(
+                f"limit_concurrency ({self.limit_concurrency}) must not exceed"
+                f" max_connections ({self.max_connections})"
+            )
+        return self
 
 
 class StorageSettings(_Section):

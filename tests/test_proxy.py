@@ -3,11 +3,13 @@ through a real `relay serve` process on 127.0.0.1."""
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -143,3 +145,51 @@ def test_allowlist_with_the_caller_accepts_and_ignores_untrusted_forwarded_for(
         assert refused.status_code == 400
     with sqlite3.connect(state / "relay.db") as db:
         assert db.execute("SELECT remote FROM quarantine").fetchall() == [("127.0.0.1",)]
+
+
+def post_with_forwarded_lines(url: str, content: bytes, lines: list[str]) -> tuple[int, str]:
+    """POST with one X-Forwarded-For header line per entry of ``lines``, sent as separate
+    lines on the wire (most clients would merge them into one)."""
+    parts = urlsplit(url)
+    assert parts.hostname is not None
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=20)
+    try:
+        connection.putrequest("POST", parts.path)
+        for line in lines:
+            connection.putheader("X-Forwarded-For", line)
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(len(content)))
+        connection.endheaders(content)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+@pytest.mark.slow
+def test_allowlist_reads_every_forwarded_for_line(tmp_path: Path, missed: bytes) -> None:
+    # 127.0.0.1 plays a proxy that appends its own X-Forwarded-For line (as HAProxy does)
+    # after whatever lines the client sent.
+    process, url, state = serve(
+        tmp_path, hook_allowlist=["203.0.113.0/24"], trusted_proxies=["127.0.0.0/8"]
+    )
+    with process:
+        # A forbidden client claims an allowed address in its own line; the proxy's line
+        # names the real client and decides.
+        status, text = post_with_forwarded_lines(url, missed, ["203.0.113.7", "198.51.100.2"])
+        assert status == 403, text
+        assert json.loads(text)["error"] == "forbidden"
+        assert "198.51.100.2" in json.loads(text)["message"]
+        # Several entries per line and several lines: one list, walked from the right.
+        status, text = post_with_forwarded_lines(
+            url, missed, ["203.0.113.7, 203.0.113.8", "198.51.100.2, 127.0.0.5"]
+        )
+        assert status == 403, text
+        assert "198.51.100.2" in json.loads(text)["message"]
+        assert stored(state) == {"conversations": 0, "quarantine": 0, "deliveries": 0}
+
+        # An allowed client behind the same proxy, whatever it claimed before: accepted.
+        status, text = post_with_forwarded_lines(url, missed, ["198.51.100.2", "203.0.113.7"])
+        assert status == 200, text
+        assert json.loads(text)["status"] == "accepted"
+        assert stored(state)["conversations"] == 1

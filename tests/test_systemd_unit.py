@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from relay.connections import RESERVED_FILES
 from relay.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +112,14 @@ def test_stop_timeout_exceeds_the_default_shutdown_time(
     grace = Settings().delivery.shutdown_grace_seconds
     # Open HTTP requests get grace + 5 s, then deliveries get grace.
     assert float(timeout[:-1]) > (grace + 5) + grace
+
+
+def test_open_file_limit_holds_the_default_connections_and_the_relays_own_files(
+    unit: dict[str, list[tuple[str, str]]],
+) -> None:
+    # Without LimitNOFILE= the usual 1024 would lower the default connection limit at start.
+    limit = int(single(unit, "Service", "LimitNOFILE"))
+    assert limit >= Settings().server.max_connections + RESERVED_FILES
 
 
 def test_system_call_filter_drops_privileged_and_resource_calls(

@@ -13,6 +13,11 @@ from types import TracebackType
 from typing import Any
 
 READY_LINE = "relay ready: listening on"  # logged once the store, worker and socket are up
+# Runs argv[2:] with the open-file limit (soft and hard) set to argv[1].
+WITH_OPEN_FILES = (
+    "import os, resource, sys; n = int(sys.argv[1]);"
+    " resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)); os.execv(sys.argv[2], sys.argv[2:])"
+)
 
 
 def toml_value(value: Any) -> str:
@@ -29,11 +34,13 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
 
 
 class RelayProcess:
-    """Starts ``relay serve --config CONFIG`` and waits until it listens."""
+    """Starts ``relay serve --config CONFIG`` and waits until it listens; with ``open_files``,
+    under that open-file limit (RLIMIT_NOFILE)."""
 
-    def __init__(self, config: Path, timeout: float = 30.0) -> None:
+    def __init__(self, config: Path, timeout: float = 30.0, open_files: int | None = None) -> None:
         self.config = config
         self.timeout = timeout
+        self.open_files = open_files
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self._process: subprocess.Popen[str] | None = None
@@ -43,6 +50,8 @@ class RelayProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
         env.pop("JOURNAL_STREAM", None)  # the tests read stderr, whoever runs them
         command = [str(Path(sys.executable).with_name("relay")), "serve", "--config"]
+        if self.open_files is not None:
+            command = [sys.executable, "-c", WITH_OPEN_FILES, str(self.open_files), *command]
         self._process = subprocess.Popen(
             [*command, str(self.config)],
             stdin=subprocess.DEVNULL,
