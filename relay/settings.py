@@ -21,12 +21,12 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
-    NestedSecretsSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
 from relay.classify import DEFAULT_LOW_RATING_THRESHOLD, Category
+from relay.credentials import CredentialsSource
 from relay.errors import ConfigError
 from relay.rules import (
     Action,
@@ -212,8 +212,6 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RELAY_",
         env_nested_delimiter="__",
-        secrets_prefix="",
-        secrets_nested_delimiter="__",
         extra="forbid",
         frozen=True,
     )
@@ -289,15 +287,19 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The TOML file arrives as init kwargs; environment and secrets override it.
-        return (env_settings, NestedSecretsSettingsSource(file_secret_settings), init_settings)
+        # The TOML file arrives as init kwargs; secret files override it, the environment
+        # overrides both. Secret files: relay.credentials (any setting, at any depth).
+        secrets_dir = getattr(file_secret_settings, "secrets_dir", None)
+        directory = None if secrets_dir is None else Path(secrets_dir)
+        return (env_settings, CredentialsSource(settings_cls, directory), init_settings)
 
 
 def load_settings(
     path: Path | str | None = None, *, secrets_dir: Path | str | None = None
 ) -> Settings:
     """Read ``path`` (or ``$RELAY_CONFIG``), apply ``RELAY_*`` variables and secret files from
-    ``secrets_dir`` (default ``$CREDENTIALS_DIRECTORY`` as set by systemd's LoadCredential)."""
+    ``secrets_dir`` (default ``$CREDENTIALS_DIRECTORY`` as set by systemd's LoadCredential):
+    one file per setting, named by its path, e.g. ``destinations__smtp__billing__password``."""
     path = path or os.environ.get("RELAY_CONFIG") or None
     data: dict[str, Any] = {}
     if path is not None:
