@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic_settings import EnvSettingsSource
 
@@ -33,36 +33,59 @@ def read_credentials(directory: Path, sections: Collection[str]) -> dict[str, st
     names the files of a loaded directory). Names without ``__`` and without the prefix are
     not settings and are ignored (e.g. the ``relay`` fallback credential); hidden files and
     symbolic links are ignored as systemd ignores them."""
+    found: dict[str, str] = {}
+    origin: dict[str, str] = {}
+    for entry, path in _setting_files(directory):
+        problem = _path_problem(path, sections)
+        if problem:
+            raise ConfigError(
+                f"credential {entry.name} in {directory}: {problem}; name each file in "
+                "/etc/relay/credentials after its setting, e.g. smtp__password or "
+                "destinations__webhook__NAME__secret (docs/deploy.md)"
+            )
+        if path in found:
+            raise ConfigError(
+                f"credentials {origin[path]} and {entry.name} in {directory} both set {path}"
+            )
+        found[path] = _read(directory / entry.name, entry.stat(follow_symlinks=False).st_mode)
+        origin[path] = entry.name
+    return found
+
+
+def undeclared_destinations(directory: Path, declared: Mapping[str, Any]) -> list[str]:
+    """Problems with credential files for a named destination that ``declared`` (the settings
+    file's [destinations] table) lacks: a misspelt name would otherwise quietly create a
+    destination of its own, and the declared one would go without its secret."""
+    problems = []
+    for entry, path in _setting_files(directory):
+        parts = path.split(DELIMITER)
+        if parts[0] != "destinations" or len(parts) < 3:  # destinations, kind, name[, key]
+            continue
+        table = declared.get(parts[1])
+        if not (isinstance(table, Mapping) and parts[2] in table):
+            problems.append(
+                f"credential {entry.name}: [destinations.{parts[1]}.{parts[2]}] is not declared"
+                " in the settings file"
+            )
+    return problems
+
+
+def _setting_files(directory: Path) -> Iterator[tuple[os.DirEntry[str], str]]:
+    """Each file of ``directory`` that is meant to set a setting, with its setting path."""
     try:
         entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
     except FileNotFoundError:
         raise ConfigError(f"credentials directory {directory} does not exist") from None
     except OSError as exc:
         raise ConfigError(f"credentials directory {directory} cannot be read: {exc}") from None
-    found: dict[str, str] = {}
-    origin: dict[str, str] = {}
     for entry in entries:
         name = entry.name
         if name.startswith(".") or entry.is_symlink():
             continue
         prefixed = name.startswith(SYSTEMD_ID + "_")
         path = name.removeprefix(SYSTEMD_ID + "_") if prefixed else name
-        if DELIMITER not in path and not prefixed:
-            continue
-        problem = _path_problem(path, sections)
-        if problem:
-            raise ConfigError(
-                f"credential {name} in {directory}: {problem}; name each file in "
-                "/etc/relay/credentials after its setting, e.g. smtp__password or "
-                "destinations__webhook__NAME__secret (docs/deploy.md)"
-            )
-        if path in found:
-            raise ConfigError(
-                f"credentials {origin[path]} and {name} in {directory} both set {path}"
-            )
-        found[path] = _read(directory / name, entry.stat(follow_symlinks=False).st_mode)
-        origin[path] = name
-    return found
+        if DELIMITER in path or prefixed:
+            yield entry, path
 
 
 def _path_problem(path: str, sections: Collection[str]) -> str | None:

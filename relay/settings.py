@@ -26,7 +26,7 @@ from pydantic_settings import (
 )
 
 from relay.classify import DEFAULT_LOW_RATING_THRESHOLD, Category
-from relay.credentials import CredentialsSource
+from relay.credentials import CredentialsSource, undeclared_destinations
 from relay.errors import ConfigError
 from relay.rules import (
     Action,
@@ -313,6 +313,14 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
     secrets = secrets_dir or os.environ.get("CREDENTIALS_DIRECTORY") or None
+    if secrets is not None:
+        declared = data.get("destinations")
+        problems = undeclared_destinations(
+            Path(secrets), declared if isinstance(declared, dict) else {}
+        )
+        if problems:
+            where = f" in {path}" if path else ""
+            raise ConfigError(f"invalid settings{where}: " + "; ".join(problems))
     try:
         return Settings(**data, _secrets_dir=secrets)
     except ValidationError as exc:

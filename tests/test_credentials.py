@@ -164,7 +164,13 @@ def test_environment_still_overrides_a_credential(
         ("relay_smtpp__password", "'smtpp' is not a settings section"),
         ("relay_smtp__", "not a setting path"),
         ("relay_smtp__pasword", "smtp.pasword: unknown key"),
-        ("relay_destinations__webhook__other__secret", "destinations.webhook.other.url"),
+        # A misspelt destination name would quietly make a destination of its own.
+        (
+            "relay_destinations__webhook__other__secret",
+            r"credential relay_destinations__webhook__other__secret: "
+            r"\[destinations.webhook.other\] is not declared",
+        ),
+        ("relay_destinations__smtp__Billing__password", r"\[destinations.smtp.Billing\]"),
     ],
 )
 def test_a_file_that_names_no_setting_is_refused(
