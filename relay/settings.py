@@ -21,13 +21,13 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
-    NestedSecretsSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
 from relay.addresses import Address, Addresses
 from relay.classify import DEFAULT_LOW_RATING_THRESHOLD, Category
+from relay.credentials import CredentialsSource, undeclared_destinations
 from relay.errors import ConfigError
 from relay.rules import (
     Action,
@@ -124,7 +124,8 @@ class SmtpSettings(_Section):
             raise ValueError(
                 'port 587 expects STARTTLS: use security = "starttls" (or port 465 for "tls")'
             )
-        if (self.username is None) != (self.password is None):
+        # Without a host nothing logs in (the outbox is used), so only a used server must pair.
+        if self.host and (self.username is None) != (self.password is None):
             given, missing = (
                 ("username", "password")
                 if self.password is None
@@ -257,8 +258,6 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RELAY_",
         env_nested_delimiter="__",
-        secrets_prefix="",
-        secrets_nested_delimiter="__",
         extra="forbid",
         frozen=True,
     )
@@ -334,15 +333,19 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The TOML file arrives as init kwargs; environment and secrets override it.
-        return (env_settings, NestedSecretsSettingsSource(file_secret_settings), init_settings)
+        # The TOML file arrives as init kwargs; secret files override it, the environment
+        # overrides both. Secret files: relay.credentials (any setting, at any depth).
+        secrets_dir = getattr(file_secret_settings, "secrets_dir", None)
+        directory = None if secrets_dir is None else Path(secrets_dir)
+        return (env_settings, CredentialsSource(settings_cls, directory), init_settings)
 
 
 def load_settings(
     path: Path | str | None = None, *, secrets_dir: Path | str | None = None
 ) -> Settings:
     """Read ``path`` (or ``$RELAY_CONFIG``), apply ``RELAY_*`` variables and secret files from
-    ``secrets_dir`` (default ``$CREDENTIALS_DIRECTORY`` as set by systemd's LoadCredential)."""
+    ``secrets_dir`` (default ``$CREDENTIALS_DIRECTORY`` as set by systemd's LoadCredential):
+    one file per setting, named by its path, e.g. ``destinations__smtp__billing__password``."""
     path = path or os.environ.get("RELAY_CONFIG") or None
     data: dict[str, Any] = {}
     if path is not None:
@@ -356,6 +359,14 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
     secrets = secrets_dir or os.environ.get("CREDENTIALS_DIRECTORY") or None
+    if secrets is not None:
+        declared = data.get("destinations")
+        problems = undeclared_destinations(
+            Path(secrets), declared if isinstance(declared, dict) else {}
+        )
+        if problems:
+            where = f" in {path}" if path else ""
+            raise ConfigError(f"invalid settings{where}: " + "; ".join(problems))
     try:
         return Settings(**data, _secrets_dir=secrets)
     except ValidationError as exc:

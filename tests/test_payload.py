@@ -9,7 +9,7 @@ import pytest
 from relay.conversation import SenderKind
 from relay.errors import PayloadError, PayloadTooLarge
 from relay.payload import content_hash, parse
-from tests.conftest import body, sample
+from tests.conftest import SAMPLES, body, sample
 
 
 def test_v1_shape_numeric_from_and_group_key() -> None:
@@ -77,7 +77,7 @@ def test_unknown_fields_are_ignored() -> None:
     data = sample("v2")
     data["somethingNew"] = {"nested": [1, 2]}
     data["channel"]["tags"] = ["x"]
-    assert parse(body(data)).key == "208-55039"
+    assert parse(body(data)).key == "208-55040"
 
 
 @pytest.mark.parametrize(
@@ -145,3 +145,11 @@ def test_other_wrong_types_are_still_refused() -> None:
 
 def test_a_byte_order_mark_is_ignored() -> None:
     assert parse(b"\xef\xbb\xbf" + body(sample("v1"))).key == "208-55039"
+
+
+def test_every_sample_body_is_its_own_conversation() -> None:
+    """The README posts these bodies one after another; each must start a new conversation
+    instead of becoming a later version of another sample."""
+    keys = {path.name: parse(path.read_bytes()).key for path in sorted(SAMPLES.glob("*.json"))}
+    assert len(keys) >= 3, keys
+    assert len(set(keys.values())) == len(keys), keys

@@ -1,57 +1,33 @@
-"""The systemd unit: required directives, credential names that match the settings, and
-.ci/check-systemd passing on the unit and failing on broken copies of it."""
+"""The systemd units: required directives, the credentials directory, the purge service and
+timer sharing the relay's state, and .ci/check-systemd passing on the units and failing on
+broken copies of them."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from relay.connections import RESERVED_FILES
+from relay.credentials import SYSTEMD_ID
 from relay.settings import Settings, load_settings
+from tests.support.units import parse_unit, single, values
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "relay.service"
+PURGE = ROOT / "systemd" / "relay-purge.service"
+TIMER = ROOT / "systemd" / "relay-purge.timer"
 CHECK = ROOT / ".ci" / "check-systemd"
 CREDENTIALS = "/etc/relay/credentials"
-
-
-def parse_unit(text: str) -> dict[str, list[tuple[str, str]]]:
-    """Sections of a unit file as lists of (key, value); keys may repeat, as in systemd."""
-    sections: dict[str, list[tuple[str, str]]] = {}
-    current: list[tuple[str, str]] | None = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            current = sections.setdefault(line[1:-1], [])
-            continue
-        assert current is not None, f"directive outside a section: {line!r}"
-        assert "=" in line, f"not a key=value line: {line!r}"
-        assert not line.endswith("\\"), "continuation lines are not used in this unit"
-        key, value = line.split("=", 1)
-        current.append((key.strip(), value.strip()))
-    return sections
 
 
 @pytest.fixture(scope="module")
 def unit() -> dict[str, list[tuple[str, str]]]:
     return parse_unit(UNIT.read_text(encoding="utf-8"))
-
-
-def values(unit: dict[str, list[tuple[str, str]]], section: str, key: str) -> list[str]:
-    return [v for k, v in unit.get(section, []) if k == key]
-
-
-def single(unit: dict[str, list[tuple[str, str]]], section: str, key: str) -> str:
-    found = values(unit, section, key)
-    assert len(found) == 1, f"[{section}] {key}= appears {len(found)} times, expected once"
-    return found[0]
 
 
 def test_parser_rejects_a_line_without_equals_sign() -> None:
@@ -132,57 +108,96 @@ def test_system_call_filter_drops_privileged_and_resource_calls(
     assert {"@privileged", "@resources"} <= set(" ".join(denied)[1:].split())
 
 
-def secret_setting_names() -> set[str]:
-    """<section>__<key> of every SecretStr setting: the file names the relay looks for."""
-    names = set()
-    for section, field in Settings.model_fields.items():
-        model = field.annotation
-        for key, sub in getattr(model, "model_fields", {}).items():
-            if SecretStr in getattr(sub.annotation, "__args__", (sub.annotation,)):
-                names.add(f"{section}__{key}")
-    return names
+# --- Credentials ---------------------------------------------------------------------------
 
 
-def test_known_secret_settings() -> None:
-    assert {
-        "server__hook_token",
-        "smtp__password",
-        "slack__token",
-        "slack__webhook_url",
-    } <= secret_setting_names()
-
-
-def test_every_secret_section_is_loaded_as_optional_credentials(
-    unit: dict[str, list[tuple[str, str]]],
-) -> None:
-    # A directory LoadCredential=ID:DIR names each file "<ID>_<file>", so the ID
-    # "<section>_" turns DIR/<key> into the credential "<section>__<key>".
-    loaded = dict(v.split(":", 1) for v in values(unit, "Service", "LoadCredential"))
-    fallbacks = dict(v.split(":", 1) for v in values(unit, "Service", "SetCredential"))
-    sections = {name.split("__", 1)[0] for name in secret_setting_names()}
-    for section in sections:
-        assert loaded.get(f"{section}_") == f"{CREDENTIALS}/{section}"
-    for cred_id in loaded:
-        # Without a SetCredential= of the same ID a missing directory fails the start.
-        assert fallbacks.get(cred_id), f"no SetCredential={cred_id}:... fallback"
-        # The fallback credential must not be mistaken for a setting.
-        assert cred_id.rstrip("_") in sections
-        assert not cred_id.endswith("__")
+@pytest.mark.parametrize("path", [UNIT, PURGE], ids=lambda p: p.name)
+def test_the_credentials_directory_is_loaded_whole(path: Path) -> None:
+    # A directory LoadCredential=ID:DIR names each file F "<ID>_F"; the relay strips "relay_"
+    # and reads F as a setting path (relay.credentials). Missing directory: SetCredential=.
+    unit = parse_unit(path.read_text(encoding="utf-8"))
+    assert values(unit, "Service", "LoadCredential") == [f"{SYSTEMD_ID}:{CREDENTIALS}"]
+    assert values(unit, "Service", "SetCredential") == [f"{SYSTEMD_ID}:unused"]
 
 
 def test_credentials_directory_as_systemd_builds_it(tmp_path: Path) -> None:
-    # What $CREDENTIALS_DIRECTORY holds with only /etc/relay/credentials/smtp/password
-    # present: the loaded file plus the three SetCredential= fallbacks.
-    (tmp_path / "smtp__password").write_text("s3cret\n")
-    (tmp_path / "smtp__username").write_text("relay\n")
-    for cred_id in ("server_", "smtp_", "slack_"):
-        (tmp_path / cred_id).write_text("unused")
-    settings = load_settings(None, secrets_dir=tmp_path)
+    # What $CREDENTIALS_DIRECTORY holds with /etc/relay/credentials/smtp__password and
+    # .../destinations__webhook__helpdesk__secret: the files, prefixed, and the fallback.
+    (tmp_path / "relay_smtp__password").write_text("s3cret\n")
+    (tmp_path / "relay_smtp__username").write_text("relay\n")
+    (tmp_path / "relay_destinations__webhook__helpdesk__secret").write_text("hook")
+    (tmp_path / SYSTEMD_ID).write_text("unused")
+    config = tmp_path / "relay.toml"
+    config.write_text('[destinations.webhook.helpdesk]\nurl = "https://h.test/"\n')
+    settings = load_settings(config, secrets_dir=tmp_path)
     assert settings.smtp.password is not None
     assert settings.smtp.password.get_secret_value() == "s3cret"
+    secret = settings.destinations.webhook["helpdesk"].secret
+    assert secret is not None and secret.get_secret_value() == "hook"
     assert settings.server.hook_token is None
     assert settings.slack.token is None
-    assert settings.slack.webhook_url is None
+
+
+# --- relay-purge.service and relay-purge.timer --------------------------------------------
+
+# What makes the purge work on the relay's own data, as the relay itself sees it.
+SHARED = (
+    "DynamicUser",
+    "User",
+    "Group",
+    "ConfigurationDirectory",
+    "StateDirectory",
+    "StateDirectoryMode",
+    "UMask",
+    "LoadCredential",
+    "SetCredential",
+)
+# The purge needs no network; these may differ (it is stricter there).
+NETWORK = ("RestrictAddressFamilies", "PrivateNetwork", "IPAddressDeny")
+
+
+@pytest.fixture(scope="module")
+def purge() -> dict[str, list[tuple[str, str]]]:
+    return parse_unit(PURGE.read_text(encoding="utf-8"))
+
+
+def test_purge_runs_relay_purge_once(purge: dict[str, list[tuple[str, str]]]) -> None:
+    assert single(purge, "Service", "ExecStart") == "/opt/relay/venv/bin/relay purge"
+    assert single(purge, "Service", "Type") == "oneshot"
+    # Started by the timer only.
+    assert "Install" not in purge
+
+
+def test_purge_uses_the_relays_user_state_settings_and_credentials(
+    unit: dict[str, list[tuple[str, str]]], purge: dict[str, list[tuple[str, str]]]
+) -> None:
+    for key in SHARED:
+        assert values(purge, "Service", key) == values(unit, "Service", key), key
+    assert single(unit, "Service", "User") == "relay"
+    relay_env = [v for v in values(unit, "Service", "Environment") if v.startswith("RELAY_")]
+    purge_env = [v for v in values(purge, "Service", "Environment") if v.startswith("RELAY_")]
+    assert purge_env == relay_env
+
+
+def test_purge_is_sandboxed_at_least_like_the_relay(
+    unit: dict[str, list[tuple[str, str]]], purge: dict[str, list[tuple[str, str]]]
+) -> None:
+    skip = {"Type", "ExecStart", "ExecReload", "Restart", "RestartSec", "KillSignal"}
+    skip |= {"TimeoutStopSec", "SyslogIdentifier", "Environment", *NETWORK}
+    skip |= {"LimitNOFILE"}  # sized for the relay's HTTP connections; purge opens a few files
+    for key in {k for k, _ in unit["Service"]} - skip:
+        assert values(purge, "Service", key) == values(unit, "Service", key), key
+    assert single(purge, "Service", "PrivateNetwork") == "yes"
+    assert single(purge, "Service", "RestrictAddressFamilies") == "AF_UNIX"
+
+
+def test_timer_runs_the_purge_daily_and_catches_up() -> None:
+    timer = parse_unit(TIMER.read_text(encoding="utf-8"))
+    assert single(timer, "Timer", "OnCalendar") == "daily"
+    assert single(timer, "Timer", "Persistent") == "true"
+    assert single(timer, "Timer", "RandomizedDelaySec")
+    assert single(timer, "Timer", "Unit") == PURGE.name
+    assert single(timer, "Install", "WantedBy") == "timers.target"
 
 
 # --- .ci/check-systemd -------------------------------------------------------------------
@@ -195,9 +210,9 @@ needs_systemd_analyze = pytest.mark.skipif(
 )
 
 
-def run_check(unit_path: Path) -> subprocess.CompletedProcess[str]:
+def run_check(*unit_paths: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(CHECK), str(unit_path)],
+        [str(CHECK), *map(str, unit_paths)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -214,6 +229,73 @@ def test_check_passes_on_the_unit() -> None:
 
 
 @needs_systemd_analyze
+def test_check_covers_every_shipped_unit_by_default() -> None:
+    result = run_check()
+    assert result.returncode == 0, result.stdout + result.stderr
+    for path in (UNIT, PURGE, TIMER):
+        assert f"systemd-analyze verify {path}" in result.stdout
+    scores = dict(re.findall(r"OK: (\S+) exposure (\d+\.\d) \(limit 1\.5\)", result.stdout))
+    assert set(scores) == {UNIT.name, PURGE.name}
+    assert all(float(score) <= 1.5 for score in scores.values()), scores
+
+
+@needs_systemd_analyze
+def test_check_fails_above_one_point_five(tmp_path: Path) -> None:
+    # Without RestrictNamespaces= the relay's exposure is 1.8: under the old limit of 2.0.
+    text = UNIT.read_text(encoding="utf-8")
+    assert "\nRestrictNamespaces=yes\n" in text
+    broken = tmp_path / "relay.service"
+    broken.write_text(text.replace("\nRestrictNamespaces=yes\n", "\n"), encoding="utf-8")
+    result = run_check(broken)
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "relay.service exposure 1.8 is above 1.5" in result.stderr
+
+
+@needs_systemd_analyze
+def test_check_fails_on_a_broken_purge_service(tmp_path: Path) -> None:
+    text = PURGE.read_text(encoding="utf-8")
+    broken = tmp_path / PURGE.name
+    broken.write_text(text.replace("Type=oneshot", "Type=oneshoot"), encoding="utf-8")
+    result = run_check(broken)
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "service type" in result.stderr
+
+
+@needs_systemd_analyze
+def test_check_fails_on_a_weakened_purge_service(tmp_path: Path) -> None:
+    kept = [
+        line
+        for line in PURGE.read_text(encoding="utf-8").splitlines()
+        if not line.startswith(("SystemCallFilter=", "PrivateNetwork=", "RestrictNamespaces="))
+    ]
+    broken = tmp_path / PURGE.name
+    broken.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    result = run_check(broken)
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "relay-purge.service exposure" in result.stderr
+
+
+@needs_systemd_analyze
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("OnCalendar=daily", "OnCalendar=dayly", "Failed to parse calendar"),
+        ("Persistent=true", "Persistant=true", "Unknown key"),
+        ("Unit=relay-purge.service", "Unit=relay-purg.service", "relay-purg.service"),
+    ],
+)
+def test_check_fails_on_a_broken_timer(tmp_path: Path, old: str, new: str, message: str) -> None:
+    text = TIMER.read_text(encoding="utf-8")
+    assert old in text
+    broken = tmp_path / TIMER.name
+    broken.write_text(text.replace(old, new, 1), encoding="utf-8")
+    shutil.copy(PURGE, tmp_path)
+    result = run_check(broken)
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert message in result.stderr
+
+
+@needs_systemd_analyze
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
@@ -222,7 +304,7 @@ def test_check_passes_on_the_unit() -> None:
         ("Type=exec", "Type=exce", "service type"),
         ("RestartSec=2s", "RestartSec=2x", "sec value"),
         ("SystemCallFilter=@system-service", "SystemCallFilter=@system-servce", "system call"),
-        ("SetCredential=smtp_:unused", "SetCredential=smtp_:", "Invalid syntax"),
+        ("SetCredential=relay:unused", "SetCredential=relay:", "Invalid syntax"),
         # Other executables are checked as written.
         ("ExecReload=/bin/kill", "ExecReload=/bin/kil", "not executable"),
         # ExecStart must keep the documented install path.
