@@ -44,3 +44,10 @@ def test_drain_tiny_run_loses_nothing() -> None:
 def test_memory_tiny_run_samples_rss() -> None:
     out = run("memory.py", "--requests", "200", "--every", "100")
     assert "answers: {200: 200}" in out
+
+
+@pytest.mark.slow
+def test_startup_tiny_run_times_every_command() -> None:
+    out = run("startup.py", "--repeat", "1")
+    for name in ("baseline", "relay --help", "relay check"):
+        assert name in out
