@@ -4,8 +4,14 @@ another core than the HTTP intake and the senders."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -18,6 +24,9 @@ from relay.senders.base import EmailContent, SlackContent
 from relay.settings import EmailAction, RenderSettings, SlackAction
 
 log = logging.getLogger(__name__)
+
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class PoolUnavailable(Exception):
@@ -42,6 +51,33 @@ class RenderJob:
     message_id: str = ""
     # Changes with every settings reload, so helpers also pick up edited template files.
     generation: int = 0
+
+
+def die_with_parent() -> None:
+    """Run first in every helper: end it as soon as the relay's process ends, however that
+    ends (SIGKILL included) and whoever supervises it, so that no helper is left behind, and
+    with the last helper gone, multiprocessing's resource tracker ends too."""
+    if sys.platform == "linux":
+        # The kernel kills the helper when the thread that started it ends (the relay's
+        # event loop thread, which lives as long as the process).
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    # Anywhere: the pipe from the parent reaches end-of-file when the parent's process ends.
+    # Checked after prctl(), so a parent that died in between is noticed here.
+    if not parent.is_alive():
+        os._exit(1)
+    watcher = threading.Thread(
+        target=_exit_at_end_of_file, args=(parent.sentinel,), name="parent-watch", daemon=True
+    )
+    watcher.start()
+
+
+def _exit_at_end_of_file(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)  # no cleanup: the helper holds nothing that outlives it
 
 
 def render(job: RenderJob) -> EmailContent | SlackContent:
@@ -75,7 +111,9 @@ class RenderPool:
         try:
             if self._pool is None:
                 context = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
+                self._pool = ProcessPoolExecutor(
+                    self.processes, mp_context=context, initializer=die_with_parent
+                )
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._pool, partial(render, job))
         except BrokenProcessPool:

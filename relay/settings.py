@@ -171,6 +171,11 @@ class RenderSettings(_Section):
     locale: Literal["en", "cs", "de"] = "en"
     timezone: str = "UTC"
     templates_dir: Path | None = None
+    # An email or Slack message shows at most this many of the newest messages, with a note
+    # counting the earlier ones (the whole conversation stays in the store).
+    max_messages: int = Field(default=300, ge=1, le=100_000)
+    # An email larger than this is rendered again with fewer and shorter messages.
+    max_email_bytes: int = Field(default=1_000_000, ge=200_000)
 
 
 class HealthSettings(_Section):

@@ -236,12 +236,12 @@ class Worker:
             self._progress.notify_all()
 
     async def _render(self, snapshot: Snapshot, delivery: ClaimedDelivery) -> Content:
-        """Emails and Slack messages in the render pool when there is one; the light
-        webhook and archive bodies here."""
+        """Emails and Slack messages in the render pool when there is one; everything else
+        in a thread, never on the event loop (a large conversation would stall intake)."""
         pool = self._render_pool
         action = _ACTION.validate_python(delivery.action)
         if pool is None or not isinstance(action, EmailAction | SlackAction):
-            return render_delivery(snapshot, delivery)
+            return await asyncio.to_thread(render_delivery, snapshot, delivery)
         from_address = (
             snapshot.from_address(action)
             if isinstance(action, EmailAction)
@@ -263,7 +263,7 @@ class Worker:
         try:
             return await pool.render(job)
         except PoolUnavailable:
-            return render_delivery(snapshot, delivery)
+            return await asyncio.to_thread(render_delivery, snapshot, delivery)
 
     async def _send_and_record(self, delivery: ClaimedDelivery) -> None:
         snapshot = self._snapshot()

@@ -58,6 +58,10 @@ _EN: Final[dict[str, str]] = {
     "chat_id": "Chat {chat_id} · account {account_id}",
     "earlier_not_shown.one": "… {count} earlier message not shown",
     "earlier_not_shown.other": "… {count} earlier messages not shown",
+    "earlier_stored.one": "… {count} earlier message not shown; the full conversation is stored",
+    "earlier_stored.other": (
+        "… {count} earlier messages not shown; the full conversation is stored"
+    ),
     "last_messages": "Last messages",
     "event.agent.join": "{name} joined the chat",
     "event.agent.leave": "{name} left the chat",
@@ -114,6 +118,9 @@ _CS: Final[dict[str, str]] = {
     "earlier_not_shown.one": "… {count} starší zpráva není zobrazena",
     "earlier_not_shown.few": "… {count} starší zprávy nejsou zobrazeny",
     "earlier_not_shown.other": "… {count} starších zpráv není zobrazeno",
+    "earlier_stored.one": "… {count} starší zpráva není zobrazena; celá konverzace je uložena",
+    "earlier_stored.few": ("… {count} starší zprávy nejsou zobrazeny; celá konverzace je uložena"),
+    "earlier_stored.other": ("… {count} starších zpráv není zobrazeno; celá konverzace je uložena"),
     "last_messages": "Poslední zprávy",
     "event.agent.join": "{name} se připojil(a) k chatu",
     "event.agent.leave": "{name} opustil(a) chat",
@@ -169,6 +176,12 @@ _DE: Final[dict[str, str]] = {
     "chat_id": "Chat {chat_id} · Konto {account_id}",
     "earlier_not_shown.one": "… {count} frühere Nachricht nicht angezeigt",
     "earlier_not_shown.other": "… {count} frühere Nachrichten nicht angezeigt",
+    "earlier_stored.one": (
+        "… {count} frühere Nachricht nicht angezeigt; die ganze Unterhaltung ist gespeichert"
+    ),
+    "earlier_stored.other": (
+        "… {count} frühere Nachrichten nicht angezeigt; die ganze Unterhaltung ist gespeichert"
+    ),
     "last_messages": "Letzte Nachrichten",
     "event.agent.join": "{name} ist dem Chat beigetreten",
     "event.agent.leave": "{name} hat den Chat verlassen",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import email.policy
 from collections.abc import Iterable
-from email.message import EmailMessage
-from typing import Any
+from email.message import EmailMessage, Message
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import css_inline
@@ -17,12 +17,28 @@ from relay.errors import ConfigError
 from relay.render import environment, headers, slack
 from relay.render.i18n import Translator
 from relay.render.samples import check_conversations
-from relay.render.view import ConversationView, build_view
+from relay.render.view import ConversationView, ViewLimits, build_view
 from relay.senders.base import EmailContent, SlackContent
 from relay.settings import EmailAction, RenderSettings, SlackAction
 
 EMAIL_PARTS = ("html.j2", "txt.j2")
 SUBJECT_TEMPLATE = "email/subject.txt.j2"
+_BOUNDARY_BYTES = 128  # generous: the generated boundaries are about 40 characters
+
+
+def flattened_size(message: Message) -> int:
+    """At least ``len(message.as_bytes())``, without flattening the whole message here, which
+    would fix a random multipart boundary now instead of when the message is sent."""
+    parts = message.get_payload()
+    if not message.is_multipart() or not isinstance(parts, list):
+        return len(message.as_bytes())
+    size = 0
+    for name, value in message.raw_items():
+        size += len(message.policy.fold_binary(name, value))
+    for part in cast(list[Message], parts):  # a multipart's payload is its list of parts
+        # A boundary line before each part (and one at the end, and the boundary parameter).
+        size += _BOUNDARY_BYTES + flattened_size(part)
+    return size + 2 * _BOUNDARY_BYTES
 
 
 def email_template_paths(name: str) -> dict[str, str]:
@@ -48,6 +64,12 @@ class Renderer:
         if settings.templates_dir is not None and not settings.templates_dir.is_dir():
             raise ConfigError(f"render.templates_dir: {settings.templates_dir} is not a directory")
         self._translator = Translator(settings.locale, zone)
+        # The first try shows this much; an email over the budget is rendered again with
+        # smaller limits (fewer, shorter messages), never refused.
+        self._limits = ViewLimits(
+            messages=settings.max_messages, text_chars=settings.max_email_bytes // 8
+        )
+        self._email_bytes = settings.max_email_bytes
         self._from_address = from_address
         self._email_env = environment.email_environment(settings.templates_dir)
         self._slack_env = environment.slack_environment(settings.templates_dir)
@@ -68,7 +90,27 @@ class Renderer:
         *,
         message_id: str,
     ) -> EmailContent:
-        view = build_view(conversation, category, self._translator)
+        """The email, within ``max_email_bytes`` (with the built-in templates): the newest
+        messages that fit, and a note saying how many earlier ones were left out."""
+        limits = self._limits
+        content = self._email(conversation, category, action, message_id, limits)
+        while flattened_size(content.message) > self._email_bytes:
+            smaller = limits.smaller()
+            if smaller is None:
+                break  # only an override template can be this large: send it as it is
+            limits = smaller
+            content = self._email(conversation, category, action, message_id, limits)
+        return content
+
+    def _email(
+        self,
+        conversation: Conversation,
+        category: Category,
+        action: EmailAction,
+        message_id: str,
+        limits: ViewLimits,
+    ) -> EmailContent:
+        view = build_view(conversation, category, self._translator, limits)
         variables = self._variables(conversation, category, view)
         paths = email_template_paths(action.template)
         html = self.inline_css(self._template(paths["html"], self._email_env).render(variables))
@@ -96,7 +138,7 @@ class Renderer:
         builder = slack.SLACK_BUILDERS.get(action.template)
         if builder is None:
             raise ConfigError(f"unknown Slack template {action.template!r}")
-        view = build_view(conversation, category, self._translator)
+        view = build_view(conversation, category, self._translator, self._limits)
         variables = self._variables(conversation, category, view)
         text_template = self._template(slack_text_path(action.template), self._slack_env)
         blocks = slack.to_payload(builder(view, self._translator))

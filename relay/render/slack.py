@@ -116,9 +116,12 @@ def build_alert(view: ConversationView, t: Translator) -> list[Block]:
         blocks.append(SectionBlock(text=_mrkdwn(clip_escaped(comment, SECTION_LIMIT))))
     blocks.append(DividerBlock())
     texts, omitted = excerpt(view.messages)
+    omitted += view.messages_omitted
     heading = f"*{slack_escape(t('last_messages'))}*"
     if omitted:
-        heading += f" _{slack_escape(t.plural('earlier_not_shown', omitted))}_"
+        # Past the render limit, also say that nothing is lost.
+        note = "earlier_stored" if view.messages_omitted else "earlier_not_shown"
+        heading += f" _{slack_escape(t.plural(note, omitted))}_"
     if not texts:
         heading = f"_{slack_escape(t('no_messages'))}_"
     blocks.append(ContextBlock(elements=[_mrkdwn(heading)]))

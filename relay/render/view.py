@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from urllib.parse import urlsplit
 
 from relay.classify import Category
@@ -29,6 +31,38 @@ CATEGORY_EMOJI: dict[str, str] = {
     Category.LOW_RATED: ":warning:",
     Category.NORMAL: ":speech_balloon:",
 }
+
+
+@dataclass(frozen=True)
+class ViewLimits:
+    """How much of one conversation a view shows, so that a hostile body cannot make a huge
+    email: the newest messages that fit; what is left out is counted (``messages_omitted``)."""
+
+    messages: int = 300  # the newest messages shown
+    message_chars: int = 10_000  # one message's text, the note and the rating comment
+    text_chars: int = 125_000  # the shown messages' texts together
+    field_chars: int = 2_000  # every other value taken from the body
+    items: int = 100  # pages, visitor details and agent names
+
+    def smaller(self) -> ViewLimits | None:
+        """Every limit halved, down to a floor that still shows the gist; None at the floor."""
+        floor = _FLOOR_LIMITS
+        smaller = ViewLimits(
+            messages=max(self.messages // 2, min(self.messages, floor.messages)),
+            message_chars=max(
+                self.message_chars // 2, min(self.message_chars, floor.message_chars)
+            ),
+            text_chars=max(self.text_chars // 2, min(self.text_chars, floor.text_chars)),
+            field_chars=max(self.field_chars // 2, min(self.field_chars, floor.field_chars)),
+            items=max(self.items // 2, min(self.items, floor.items)),
+        )
+        return None if smaller == self else smaller
+
+
+_FLOOR_LIMITS = ViewLimits(
+    messages=10, message_chars=500, text_chars=5_000, field_chars=200, items=10
+)
+DEFAULT_LIMITS = ViewLimits()
 
 
 @dataclass(frozen=True)
@@ -85,6 +119,7 @@ class ConversationView:
     referer: LinkView | None
     technical: tuple[FieldView, ...]
     messages: tuple[MessageView, ...]
+    messages_omitted: int  # earlier messages left out by the view's limits
     first_visitor_message: str
     chat_ref: str
 
@@ -156,44 +191,59 @@ def _time(moment: datetime | None, first_day: str | None, t: Translator) -> str:
     return t.time_text(moment)
 
 
-def _messages(conversation: Conversation, t: Translator) -> tuple[MessageView, ...]:
+def _shown(messages: Sequence[Message], limits: ViewLimits) -> Sequence[Message]:
+    """The newest messages within ``limits`` (at least the last one, clipped)."""
+    start = max(len(messages) - limits.messages, 0)
+    chars = 0
+    for index in range(len(messages) - 1, start - 1, -1):
+        chars += min(len(messages[index].content or ""), limits.message_chars)
+        if chars > limits.text_chars and index < len(messages) - 1:
+            return messages[index + 1 :]
+    return messages[start:]
+
+
+def _messages(
+    conversation: Conversation, t: Translator, limits: ViewLimits
+) -> tuple[MessageView, ...]:
     visitor_name = conversation.visitor.display_name
     start = conversation.begin or next(
         (m.sent for m in conversation.messages if m.sent is not None), None
     )
     first_day = t.date_text(start) if start is not None else None
-    views = []
-    for message in conversation.messages:
+    field, views = limits.field_chars, []
+    for message in _shown(conversation.messages, limits):
         kind = message_kind(message)
         content = message.content or ""
-        text = system_sentence(content, one_line(message.name), t) if kind == "system" else content
-        trigger = one_line(message.triggered_by)
+        name = clip(one_line(message.name), field)
+        text = system_sentence(content, name, t) if kind == "system" else content
+        trigger = clip(one_line(message.triggered_by), field)
+        offline_email = clip(one_line(message.email), field)
         views.append(
             MessageView(
                 kind=kind,
-                author=_author(message, kind, visitor_name, t),
-                text=text,
+                author=clip(_author(message, kind, visitor_name, t), field),
+                text=clip(text, limits.message_chars),
                 time=_time(message.sent, first_day, t),
                 iso_time=message.sent.isoformat() if message.sent else "",
                 triggered_by=t("triggered_by", name=trigger) if trigger else None,
-                offline_email=(
-                    t("offline_form", email=one_line(message.email))
-                    if one_line(message.email)
-                    else None
-                ),
+                offline_email=t("offline_form", email=offline_email) if offline_email else None,
             )
         )
     return tuple(views)
 
 
-def _agents(conversation: Conversation) -> tuple[str, ...]:
+def _agents(conversation: Conversation, limits: ViewLimits) -> tuple[str, ...]:
     names: dict[str, None] = {}
     for message in conversation.messages:
         kind = message_kind(message)
-        name = one_line(message.name)
         joined = kind == "system" and (message.content or "").startswith("agent.")
-        if name and (kind == "agent" or joined):
+        if kind != "agent" and not joined:
+            continue
+        name = clip(one_line(message.name), limits.field_chars)
+        if name:
             names.setdefault(name, None)
+            if len(names) == limits.items:
+                break
     return tuple(names)
 
 
@@ -214,21 +264,46 @@ def _location(conversation: Conversation) -> str | None:
     return text or None
 
 
-def build_view(conversation: Conversation, category: Category, t: Translator) -> ConversationView:
-    """Everything the email and Slack templates show, formatted for ``t``'s locale and zone."""
+def _clipped_link(text: str | None, url: str | None, limit: int) -> LinkView | None:
+    """``link()`` with its text clipped; an address longer than ``limit`` is not linked."""
+    found = link(text, url)
+    if found is None:
+        return None
+    address = found.url if found.url is not None and len(found.url) <= limit else None
+    return LinkView(clip(found.text, limit), address)
+
+
+def _clipped(text: str | None, limit: int) -> str | None:
+    return clip(text, limit) if text else None
+
+
+def build_view(
+    conversation: Conversation,
+    category: Category,
+    t: Translator,
+    limits: ViewLimits = DEFAULT_LIMITS,
+) -> ConversationView:
+    """Everything the email and Slack templates show, formatted for ``t``'s locale and zone,
+    and no more than ``limits`` allow."""
     visitor = conversation.visitor
     channel = conversation.channel
     background, foreground = CATEGORY_COLOURS.get(category, CATEGORY_COLOURS[Category.NORMAL])
     name = visitor.display_name
     moment = conversation.begin or conversation.end
     rating = channel.rating
+    field = limits.field_chars
     variables = tuple(
-        FieldView(one_line(variable.label) or key, variable.text)
-        for key, variable in visitor.variable_items.items()
-        if variable.text != ""
+        islice(
+            (
+                FieldView(clip(one_line(variable.label) or key, field), clip(variable.text, field))
+                for key, variable in visitor.variable_items.items()
+                if variable.text != ""
+            ),
+            limits.items,
+        )
     )
     technical = tuple(
-        FieldView(t(label), one_line(value))
+        FieldView(t(label), clip(one_line(value), field))
         for label, value in (
             ("ip_address", visitor.ip_address),
             ("platform", visitor.platform),
@@ -236,6 +311,17 @@ def build_view(conversation: Conversation, category: Category, t: Translator) ->
         )
         if one_line(value)
     )
+    pages = tuple(
+        islice(
+            (
+                v
+                for p in conversation.paths
+                if (v := _clipped_link(p.title, p.url, field)) is not None
+            ),
+            limits.items,
+        )
+    )
+    messages = _messages(conversation, t, limits)
     return ConversationView(
         locale=t.locale,
         category=category.value,
@@ -243,11 +329,11 @@ def build_view(conversation: Conversation, category: Category, t: Translator) ->
         badge_background=background,
         badge_text=foreground,
         emoji=CATEGORY_EMOJI.get(category, ":speech_balloon:"),
-        visitor_name=one_line(name) or t("unknown_visitor"),
+        visitor_name=clip(one_line(name), field) or t("unknown_visitor"),
         visitor_name_known=name is not None,
         visitor_email=visitor.email_address,
-        country_code=one_line(visitor.country_code).upper() or None,
-        location=_location(conversation),
+        country_code=clip(one_line(visitor.country_code).upper(), field) or None,
+        location=_clipped(_location(conversation), field),
         rating=rating,
         stars=stars(rating) if rating is not None else None,
         rating_label=(
@@ -255,19 +341,20 @@ def build_view(conversation: Conversation, category: Category, t: Translator) ->
             if rating is not None
             else None
         ),
-        rating_comment=(channel.rating_desc or "").strip() or None,
+        rating_comment=_clipped((channel.rating_desc or "").strip(), limits.message_chars),
         date=t.datetime_text(moment) if moment is not None else None,
         duration=t.duration(channel.duration) if channel.duration else None,
         first_response=t.duration(channel.first_response),
         avg_response=t.duration(channel.avg_response),
-        agents=_agents(conversation),
-        note=(visitor.note or "").strip() or None,
-        group=visitor.group_name,
-        pages=tuple(v for p in conversation.paths if (v := link(p.title, p.url)) is not None),
+        agents=_agents(conversation, limits),
+        note=_clipped((visitor.note or "").strip(), limits.message_chars),
+        group=_clipped(visitor.group_name, field),
+        pages=pages,
         variables=variables,
-        referer=link(None, visitor.referer),
+        referer=_clipped_link(None, visitor.referer, field),
         technical=technical,
-        messages=_messages(conversation, t),
-        first_visitor_message=first_visitor_message(conversation),
+        messages=messages,
+        messages_omitted=len(conversation.messages) - len(messages),
+        first_visitor_message=clip(first_visitor_message(conversation), field),
         chat_ref=t("chat_id", chat_id=channel.id, account_id=conversation.account_id),
     )
