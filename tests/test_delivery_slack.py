@@ -132,3 +132,17 @@ def test_slack_unreachable_is_retried_not_dead(make_settings: Callable[..., Sett
         [row] = deliveries(settings)
     assert row.status in ("retrying", "sending")
     assert row.last_error is not None and row.last_error.startswith("Slack connection failed")
+
+
+def test_a_200_with_an_html_body_is_retried_not_dead(
+    bot_settings: Settings, fake_slack: FakeSlack
+) -> None:
+    """A proxy's error page with status 200 is no Slack reply: it says nothing about the
+    message, so the delivery is tried again (and then sent)."""
+    page = "<html><body><h1>Service temporarily unavailable</h1></body></html>"
+    fake_slack.replies = [Reply(200, page, content_type="text/html; charset=utf-8")]
+    post_and_settle(bot_settings)
+    assert len(fake_slack.calls) == 2
+    [row] = deliveries(bot_settings)
+    assert (row.status, row.attempts) == ("sent", 2)
+
