@@ -126,9 +126,13 @@ def test_shutdown_grace_expiry_releases_the_in_flight_send_and_a_restart_deliver
 POLICY = RetryPolicy(initial_seconds=1, max_seconds=900, max_age_seconds=3 * 86400)
 
 
-def test_a_retry_after_beyond_the_age_limit_gives_up() -> None:
+def test_a_retry_after_beyond_the_age_limit_gets_a_last_attempt_at_the_limit() -> None:
     decision = decide(POLICY, attempts=1, created_at=0, now=10, jitter=0.5, retry_after=4 * 86400)
-    assert isinstance(decision, GiveUp)
+    assert decision == RetryAt(at=3 * 86400, delay=3 * 86400 - 10)
+    last = decide(
+        POLICY, attempts=2, created_at=0, now=3 * 86400, jitter=0.5, retry_after=4 * 86400
+    )
+    assert isinstance(last, GiveUp)
 
 
 def test_backoff_stays_within_equal_jitter_bounds_for_every_attempt() -> None:
