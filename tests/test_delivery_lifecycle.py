@@ -59,6 +59,25 @@ def test_an_interrupted_send_is_requeued_and_counted(store: Store) -> None:
     assert again.attempts == 2
 
 
+def test_a_claim_takes_only_what_admit_accepts_and_leaves_the_rest_queued(store: Store) -> None:
+    for n in range(1, 6):
+        store.accept(intake(channel_id=n), now=100 + n)
+    offered: list[str] = []
+
+    def every_other(action: dict[str, object]) -> bool:
+        offered.append(str(action["type"]))
+        return len(offered) % 2 == 1
+
+    claimed = store.claim_due(2, now=200, admit=every_other)
+    assert [c.conversation_id for c in claimed] == [1, 3]  # in due order, limit respected
+    assert offered == ["email"] * 3  # the scan stops once the limit is reached
+    rows = {row.conversation_id: row.status for row in store.deliveries()}
+    assert rows == {1: "sending", 2: "pending", 3: "sending", 4: "pending", 5: "pending"}
+    assert store.next_due_at() == 102
+    assert store.next_due_at(after=104) == 105
+    assert store.next_due_at(after=105) is None
+
+
 def test_a_released_send_goes_back_untouched(store: Store) -> None:
     store.accept(intake(), now=100)
     [claimed] = store.claim_due(10, now=100)
