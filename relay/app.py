@@ -104,6 +104,7 @@ def build_worker(runtime: Runtime, store: StoreThread, observe: Observer | None 
         lambda: runtime.snapshot,
         policy=retry_policy(settings),
         concurrency=settings.delivery.concurrency,
+        per_destination=settings.delivery.per_destination_concurrency,
         observe=observe,
         render_pool=RenderPool(n) if (n := settings.delivery.render_processes) else None,
     )

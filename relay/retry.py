@@ -46,14 +46,33 @@ def decide(
     jitter: float,
     retry_after: float | None = None,
 ) -> Decision:
-    """Schedule the next attempt, honouring a server's Retry-After, unless the delivery is
-    older than ``max_age_seconds`` by then. A Retry-After that is not a finite number (NaN
-    would not even fit the store's NOT NULL column) is ignored: plain backoff applies."""
+    """Schedule the next attempt, unless the delivery would be older than ``max_age_seconds``
+    by then.
+
+    A server's Retry-After is honoured within bounds: never sooner than the fixed half of this
+    attempt's backoff (``Retry-After: 0`` must not make a hot loop) and never later than the
+    age limit (a Retry-After of years gets one last attempt at the limit instead of a death
+    sentence now). One that is not a finite number (NaN would not even fit the store's NOT
+    NULL column) is ignored: plain backoff applies."""
     delay = backoff(policy, attempts, jitter)
     if retry_after is not None and math.isfinite(retry_after):
-        delay = max(retry_after, 0.0)
+        floor = backoff(policy, attempts, 0.0)
+        remaining = created_at + policy.max_age_seconds - now
+        delay = min(max(retry_after, floor), max(remaining, floor))
     at = now + delay
     if at - created_at > policy.max_age_seconds:
-        hours = policy.max_age_seconds / 3600
-        return GiveUp(f"still failing after {attempts} attempts over {hours:g} h")
+        return GiveUp(
+            f"still failing after {attempts} attempts over {duration(now - created_at)};"
+            f" no further attempt within the {duration(policy.max_age_seconds)} age limit"
+        )
     return RetryAt(at=at, delay=delay)
+
+
+def duration(seconds: float) -> str:
+    """A short human reading of a length of time: "40 s", "12 min", "71.9 h"."""
+    seconds = max(seconds, 0.0)
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds / 3600:.3g} h"

@@ -8,6 +8,7 @@ import hashlib
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from email.utils import parseaddr
 from functools import partial
@@ -16,11 +17,17 @@ from pydantic import TypeAdapter
 
 from relay.actions import render_archive, render_webhook, sender_key
 from relay.classify import Category
-from relay.errors import DeliveryError, PermanentDeliveryError, RateLimited, TransientDeliveryError
+from relay.errors import (
+    DeliveryError,
+    DeliveryTimeout,
+    PermanentDeliveryError,
+    RateLimited,
+    TransientDeliveryError,
+)
 from relay.payload import parse
 from relay.renderpool import PoolUnavailable, RenderJob, RenderPool
 from relay.retry import GiveUp, RetryPolicy, decide
-from relay.senders.base import Content
+from relay.senders.base import Content, Sender
 from relay.senders.outbox import OutboxSender
 from relay.settings import Action, EmailAction, SlackAction, WebhookAction
 from relay.snapshot import Snapshot
@@ -73,6 +80,7 @@ class Worker:
         *,
         policy: RetryPolicy,
         concurrency: int = 4,
+        per_destination: int | None = None,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
         observe: Observer | None = None,
@@ -82,6 +90,10 @@ class Worker:
         self._snapshot = snapshot  # the current settings' senders and renderers
         self._policy = policy
         self._concurrency = concurrency
+        # In flight at once to one destination (sender key): a slow destination keeps at most
+        # this many slots, the others go on with the rest. Default: all slots but one.
+        self._per_destination = min(per_destination or max(concurrency - 1, 1), concurrency)
+        self._busy: Counter[str] = Counter()  # in-flight deliveries by sender key
         self._clock = clock
         self._jitter = jitter
         self._observer = observe
@@ -93,6 +105,7 @@ class Worker:
         self._settled = asyncio.Event()
         self._stopping = False
         self._inflight: dict[asyncio.Task[None], int] = {}
+        self._inflight_keys: dict[asyncio.Task[None], str] = {}
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Condition()
         self.finished_attempts = 0  # attempts whose outcome has been recorded
@@ -171,18 +184,37 @@ class Worker:
         if self._unrecorded:
             await self._requeue_unrecorded()
         free = self._concurrency - len(self._inflight)
-        claimed: list[ClaimedDelivery] = []
-        if free > 0:
-            claimed = await self._store.call(
-                partial(Store.claim_due, limit=free, now=self._clock())
-            )
-            for delivery in claimed:
-                task = asyncio.create_task(self._attempt(delivery))
-                self._inflight[task] = delivery.id
-                task.add_done_callback(self._finished)
-        if claimed and len(self._inflight) < self._concurrency:
+        if free <= 0:
+            await self._idle()
             return
-        await self._idle()
+        now = self._clock()
+        claimed = await self._store.call(
+            partial(Store.claim_due, limit=free, now=now, admit=self._admitter())
+        )
+        for delivery in claimed:
+            task = asyncio.create_task(self._attempt(delivery))
+            key = sender_key(delivery.action)
+            self._inflight[task] = delivery.id
+            self._inflight_keys[task] = key
+            self._busy[key] += 1
+            task.add_done_callback(self._finished)
+        # Fewer than asked: whatever is due now is claimed or waits for its destination to
+        # have room (a finished send wakes the worker); only later due times matter.
+        await self._idle(after=now if len(claimed) < free else None)
+
+    def _admitter(self) -> Callable[[dict[str, object]], bool]:
+        """Admits a due delivery while its destination has fewer than ``per_destination`` in
+        flight, counting those it admits (called in order on the store's thread)."""
+        busy = Counter(self._busy)
+
+        def admit(action: dict[str, object]) -> bool:
+            key = sender_key(action)
+            if busy[key] >= self._per_destination:
+                return False
+            busy[key] += 1
+            return True
+
+        return admit
 
     async def _requeue_unrecorded(self) -> None:
         now = self._clock()
@@ -201,10 +233,15 @@ class Worker:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
+        key = self._inflight_keys.pop(task, None)
+        if key is not None:
+            self._busy[key] -= 1
+            if self._busy[key] <= 0:
+                del self._busy[key]
         self._wake.set()
 
-    async def _idle(self) -> None:
-        next_due = await self._store.call(lambda s: s.next_due_at())
+    async def _idle(self, after: float | None = None) -> None:
+        next_due = await self._store.call(lambda s: s.next_due_at(after))
         if next_due is None and not self._inflight:
             self._settled.set()
         timeout = IDLE_POLL_SECONDS
@@ -277,7 +314,7 @@ class Worker:
             except Exception as exc:
                 log.exception("delivery %d: rendering failed", delivery.id)
                 raise PermanentDeliveryError(f"rendering failed: {exc}") from exc
-            await sender.send(content, delivery_id=delivery.id, skip=delivery.done_recipients)
+            await self._send(sender, content, delivery)
         except TransientDeliveryError as exc:
             await self._retry_or_bury(delivery, exc)
         except PermanentDeliveryError as exc:
@@ -301,6 +338,24 @@ class Worker:
                 delivery.rule,
                 delivery.attempts,
             )
+
+    @staticmethod
+    async def _send(sender: Sender, content: Content, delivery: ClaimedDelivery) -> None:
+        """Send within the sender's deadline: past it the send is cancelled (connections
+        closed) and counts as a transient failure, however the destination dribbles."""
+        deadline = sender.deadline_seconds
+        if deadline is None:
+            await sender.send(content, delivery_id=delivery.id, skip=delivery.done_recipients)
+            return
+        scope = asyncio.timeout(deadline)
+        try:
+            async with scope:
+                await sender.send(content, delivery_id=delivery.id, skip=delivery.done_recipients)
+        except TimeoutError:
+            if not scope.expired():
+                raise  # the sender's own timeout, sorted like any other sender failure
+            message = f"no complete answer within the {deadline:g} s deadline"
+            raise DeliveryTimeout(message) from None
 
     async def _retry_or_bury(self, delivery: ClaimedDelivery, exc: TransientDeliveryError) -> None:
         done = (*delivery.done_recipients, *exc.done)

@@ -165,7 +165,10 @@ def test_sigterm_finishes_in_flight_sends_leaves_the_rest_pending_and_exits_0(
 ) -> None:
     server, handler = holding_smtp
     handler.holding.set()  # hold every DATA reply from the start
-    relay = start_relay(server.port, concurrency=2, shutdown_grace_seconds=20)
+    # Both sends go to the one SMTP server: let it have both slots.
+    relay = start_relay(
+        server.port, concurrency=2, per_destination_concurrency=2, shutdown_grace_seconds=20
+    )
     with httpx.Client(timeout=10) as client:
         statuses = [relay.post(client, conversation(n)).status_code for n in range(5)]
     assert statuses == [200] * 5

@@ -59,6 +59,25 @@ def test_an_interrupted_send_is_requeued_and_counted(store: Store) -> None:
     assert again.attempts == 2
 
 
+def test_a_claim_takes_only_what_admit_accepts_and_leaves_the_rest_queued(store: Store) -> None:
+    for n in range(1, 6):
+        store.accept(intake(channel_id=n), now=100 + n)
+    offered: list[str] = []
+
+    def every_other(action: dict[str, object]) -> bool:
+        offered.append(str(action["type"]))
+        return len(offered) % 2 == 1
+
+    claimed = store.claim_due(2, now=200, admit=every_other)
+    assert [c.conversation_id for c in claimed] == [1, 3]  # in due order, limit respected
+    assert offered == ["email"] * 3  # the scan stops once the limit is reached
+    rows = {row.conversation_id: row.status for row in store.deliveries()}
+    assert rows == {1: "sending", 2: "pending", 3: "sending", 4: "pending", 5: "pending"}
+    assert store.next_due_at() == 102
+    assert store.next_due_at(after=104) == 105
+    assert store.next_due_at(after=105) is None
+
+
 def test_a_released_send_goes_back_untouched(store: Store) -> None:
     store.accept(intake(), now=100)
     [claimed] = store.claim_due(10, now=100)
@@ -126,9 +145,13 @@ def test_shutdown_grace_expiry_releases_the_in_flight_send_and_a_restart_deliver
 POLICY = RetryPolicy(initial_seconds=1, max_seconds=900, max_age_seconds=3 * 86400)
 
 
-def test_a_retry_after_beyond_the_age_limit_gives_up() -> None:
+def test_a_retry_after_beyond_the_age_limit_gets_a_last_attempt_at_the_limit() -> None:
     decision = decide(POLICY, attempts=1, created_at=0, now=10, jitter=0.5, retry_after=4 * 86400)
-    assert isinstance(decision, GiveUp)
+    assert decision == RetryAt(at=3 * 86400, delay=3 * 86400 - 10)
+    last = decide(
+        POLICY, attempts=2, created_at=0, now=3 * 86400, jitter=0.5, retry_after=4 * 86400
+    )
+    assert isinstance(last, GiveUp)
 
 
 def test_backoff_stays_within_equal_jitter_bounds_for_every_attempt() -> None:

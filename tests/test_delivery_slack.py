@@ -132,3 +132,38 @@ def test_slack_unreachable_is_retried_not_dead(make_settings: Callable[..., Sett
         [row] = deliveries(settings)
     assert row.status in ("retrying", "sending")
     assert row.last_error is not None and row.last_error.startswith("Slack connection failed")
+
+
+def test_a_200_with_an_html_body_is_retried_not_dead(
+    bot_settings: Settings, fake_slack: FakeSlack
+) -> None:
+    """A proxy's error page with status 200 is no Slack reply: it says nothing about the
+    message, so the delivery is tried again (and then sent)."""
+    page = "<html><body><h1>Service temporarily unavailable</h1></body></html>"
+    fake_slack.replies = [Reply(200, page, content_type="text/html; charset=utf-8")]
+    post_and_settle(bot_settings)
+    assert len(fake_slack.calls) == 2
+    [row] = deliveries(bot_settings)
+    assert (row.status, row.attempts) == ("sent", 2)
+
+
+def test_retry_after_0_is_not_sooner_than_the_minimum_backoff(
+    make_settings: Callable[..., Settings], fake_slack: FakeSlack
+) -> None:
+    """``Retry-After: 0`` does not make a hot loop: the next attempt is stored no sooner than
+    the fixed half of the first backoff (15 s here) after the attempt was recorded."""
+    settings = make_settings(
+        slack={"token": "xoxb-test", "api_url": fake_slack.url},
+        delivery={"backoff_initial_seconds": 30, "backoff_max_seconds": 60},
+    )
+    fake_slack.replies = [
+        Reply(429, {"ok": False, "error": "ratelimited"}, headers={"Retry-After": "0"})
+    ]
+    with TestClient(create_app(settings)) as client:
+        client.post(HOOK, content=low_rated())
+        wait_attempts(client, 1)
+        [row] = deliveries(settings)
+    assert (row.status, row.attempts) == ("retrying", 1)
+    # Both times come from the worker's clock at the moment the outcome was recorded.
+    assert row.next_attempt_at - row.updated_at >= 15.0
+    assert len(fake_slack.calls) == 1

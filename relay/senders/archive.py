@@ -23,6 +23,8 @@ class ArchiveSender:
     attempt did write (but was not recorded as sent) finds its line near the end of the file
     and does not append it again; readers can also dedupe on ``delivery_id``."""
 
+    deadline_seconds: float | None = None  # local files: nothing remote to wait for
+
     def __init__(self, base_dir: Path) -> None:
         self.base_dir = base_dir
         self._lock = threading.Lock()

@@ -73,7 +73,12 @@ class Sender(Protocol):
 
     ``skip`` lists recipients that already received this delivery in an earlier attempt.
     ``delivery_id`` is stable across attempts, so a sender may use it to stay idempotent.
+    ``deadline_seconds`` bounds one whole ``send`` (the worker cancels it then and counts a
+    transient failure); None for local files, which have no remote end to wait for.
     """
+
+    @property
+    def deadline_seconds(self) -> float | None: ...
 
     async def send(
         self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()

@@ -31,6 +31,8 @@ class OutboxSender:
     """Emails become ``<id>-email.eml``; Slack messages ``<id>-slack.json``. The name depends
     only on the delivery id, so a repeated attempt overwrites rather than duplicates."""
 
+    deadline_seconds: float | None = None  # local files: nothing remote to wait for
+
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 

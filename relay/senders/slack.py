@@ -1,15 +1,16 @@
-"""Post to Slack with slack-sdk (chat.postMessage or an incoming webhook) and sort failures."""
+"""Post to Slack with slack-sdk's asyncio clients (chat.postMessage or an incoming webhook) and
+sort failures."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from typing import Any
 
-from slack_sdk import WebClient
+import aiohttp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.webhook import WebhookClient
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from relay.errors import (
     DeliveryConnectionError,
@@ -50,26 +51,44 @@ def _classify_http(status: int, error: str, headers: Any) -> Exception:
     return PermanentDeliveryError(f"Slack refused the message: {error} (HTTP {status})")
 
 
+def _from_api_error(exc: SlackApiError) -> Exception:
+    """A Slack API reply (JSON with ``ok``) is sorted by its error; anything else by the HTTP
+    status alone: a 200 whose body is not a Slack reply (an HTML page from a proxy, a cut
+    body) says nothing about the message, so it is worth another try."""
+    response = exc.response
+    status = getattr(response, "status_code", None) or getattr(response, "status", None)
+    status = status if isinstance(status, int) else 0
+    headers = getattr(response, "headers", None)
+    data = getattr(response, "data", None)
+    if isinstance(data, dict) and "ok" in data:
+        return _classify_http(status, str(data.get("error") or data), headers)
+    if 200 <= status < 300:
+        return TransientDeliveryError(f"Slack answered HTTP {status} without a Slack API reply")
+    return _classify_http(status, "no Slack API reply", headers)
+
+
 class SlackSender:
     """Uses the bot token when set, else the incoming-webhook URL. slack-sdk's own retries are
-    switched off: the relay's worker owns retrying."""
+    switched off: the relay's worker owns retrying. The clients are asyncio ones, so the
+    worker's deadline (``deadline_seconds``) cancels a send that is still going on."""
 
     def __init__(self, settings: SlackSettings) -> None:
         self.settings = settings
-        self._client: WebClient | None = None
-        self._webhook: WebhookClient | None = None
+        self.deadline_seconds: float | None = settings.timeout_seconds
+        self._client: AsyncWebClient | None = None
+        self._webhook: AsyncWebhookClient | None = None
         # slack-sdk wants whole seconds; int() would turn 0.5 into 0 (no wait at all).
         timeout = max(math.ceil(settings.timeout_seconds), 1)
         if settings.token is not None:
             kwargs: dict[str, Any] = {"base_url": settings.api_url} if settings.api_url else {}
-            self._client = WebClient(
+            self._client = AsyncWebClient(
                 token=settings.token.get_secret_value(),
                 timeout=timeout,
                 retry_handlers=[],
                 **kwargs,
             )
         elif settings.webhook_url is not None:
-            self._webhook = WebhookClient(
+            self._webhook = AsyncWebhookClient(
                 settings.webhook_url.get_secret_value(), timeout=timeout, retry_handlers=[]
             )
         else:
@@ -78,30 +97,25 @@ class SlackSender:
     async def send(self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()) -> None:
         if not isinstance(content, SlackContent):
             raise PermanentDeliveryError(f"Slack sender cannot send {type(content).__name__}")
-        await asyncio.to_thread(self._send, content)
-
-    def _send(self, content: SlackContent) -> None:
         try:
             if self._client is not None:
                 if not content.channel:
                     raise PermanentDeliveryError(
                         "Slack action has no channel and no webhook is set"
                     )
-                self._client.chat_postMessage(
+                await self._client.chat_postMessage(
                     channel=content.channel, text=content.text, blocks=list(content.blocks)
                 )
                 return
             assert self._webhook is not None
-            response = self._webhook.send(text=content.text, blocks=list(content.blocks))
+            response = await self._webhook.send(text=content.text, blocks=list(content.blocks))
         except SlackApiError as exc:
-            body = exc.response.data if isinstance(exc.response.data, dict) else {}
-            error = str(body.get("error") or exc.response.data)
-            raise _classify_http(exc.response.status_code, error, exc.response.headers) from None
+            raise _from_api_error(exc) from None
         except json.JSONDecodeError as exc:
             raise TransientDeliveryError(f"Slack answered with a non-JSON body: {exc}") from None
         except TimeoutError as exc:
             raise DeliveryConnectionError(f"Slack request timed out: {exc}") from None
-        except OSError as exc:  # urllib's URLError is an OSError
+        except (aiohttp.ClientError, OSError) as exc:
             raise DeliveryConnectionError(f"Slack connection failed: {exc}") from None
         if response.status_code != 200:
             raise _classify_http(response.status_code, response.body, response.headers)

@@ -36,6 +36,8 @@ class SmtpSender:
         self.settings = settings
         self._sender = envelope_sender(settings.from_address)
         self._pool_size = pool_size
+        # The whole transaction, from connecting or reusing a connection to the reply to DATA.
+        self.deadline_seconds: float | None = settings.timeout_seconds
 
     @property
     def pool(self) -> SmtpPool:

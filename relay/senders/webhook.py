@@ -61,6 +61,10 @@ class WebhookSender:
 
     def __init__(self, destination: WebhookDestination | None = None) -> None:
         self.destination = destination
+        # The whole request, from connecting to the last byte of the answer.
+        self.deadline_seconds: float | None = (
+            destination.timeout_seconds if destination else DEFAULT_TIMEOUT_SECONDS
+        )
 
     async def send(self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()) -> None:
         if not isinstance(content, WebhookContent):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from relay.store.base import StoreBase
 from relay.store.records import ClaimedDelivery
@@ -29,19 +31,35 @@ class DeliveryOps(StoreBase):
             )
         return cur.rowcount
 
-    def claim_due(self, limit: int, now: float | None = None) -> list[ClaimedDelivery]:
-        """Mark up to ``limit`` due deliveries 'sending' and count the attempt, atomically."""
+    def claim_due(
+        self,
+        limit: int,
+        now: float | None = None,
+        *,
+        admit: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> list[ClaimedDelivery]:
+        """Mark up to ``limit`` due deliveries 'sending' and count the attempt, atomically.
+
+        With ``admit``, due deliveries are offered to it in order and only those whose action
+        it admits are claimed (per-destination limits); the others stay queued as they are."""
         now = time.time() if now is None else now
         with self._transaction() as db:
-            rows = db.execute(
-                "SELECT d.id, d.conversation_id, d.rule, d.channel, d.action, d.category,"
+            if admit is not None:  # the rows admit chose, by primary key
+                ids = self._admitted(db, now, limit, admit)
+                source = "deliveries d"
+                where, args = f"d.id IN ({','.join('?' * len(ids))})", list[float](ids)
+            else:
+                source = "deliveries d INDEXED BY deliveries_due_order"
+                where = "d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ?"
+                args = [now]
+            # Only fixed SQL and placeholders are put together here.
+            query = (
+                "SELECT d.id, d.conversation_id, d.rule, d.channel, d.action, d.category,"  # noqa: S608
                 " d.attempts, d.created_at, d.dedupe_key, d.done_recipients, c.raw"
-                " FROM deliveries d INDEXED BY deliveries_due_order"
-                " JOIN conversations c ON c.id = d.conversation_id"
-                " WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ?"
-                " ORDER BY d.next_attempt_at, d.id LIMIT ?",
-                (now, limit),
-            ).fetchall()
+                f" FROM {source} JOIN conversations c ON c.id = d.conversation_id"
+                f" WHERE {where} ORDER BY d.next_attempt_at, d.id LIMIT ?"
+            )
+            rows = db.execute(query, (*args, limit)).fetchall()
             db.executemany(
                 "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = ?"
                 " WHERE id = ?",
@@ -64,7 +82,34 @@ class DeliveryOps(StoreBase):
             for row in rows
         ]
 
-    def next_due_at(self) -> float | None:
+    @staticmethod
+    def _admitted(
+        db: sqlite3.Connection, now: float, limit: int, admit: Callable[[dict[str, Any]], bool]
+    ) -> list[int]:
+        """The ids of the first ``limit`` due deliveries that ``admit`` accepts, in order."""
+        ids: list[int] = []
+        due = db.execute(
+            "SELECT d.id, d.action FROM deliveries d INDEXED BY deliveries_due_order"
+            " WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ?"
+            " ORDER BY d.next_attempt_at, d.id",
+            (now,),
+        )
+        for delivery_id, action in due:
+            if len(ids) >= limit:
+                break
+            if admit(json.loads(action)):
+                ids.append(delivery_id)
+        return ids
+
+    def next_due_at(self, after: float | None = None) -> float | None:
+        """When the earliest queued delivery is due; with ``after``, the earliest due later."""
+        if after is not None:
+            row = self._conn.execute(
+                "SELECT MIN(next_attempt_at) FROM deliveries"
+                " WHERE status IN ('pending', 'retrying') AND next_attempt_at > ?",
+                (after,),
+            ).fetchone()
+            return None if row is None else row[0]
         row = self._conn.execute(
             "SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'retrying')"
         ).fetchone()

@@ -23,6 +23,7 @@ class Reply:
     status: int = 200
     body: dict[str, Any] | str = field(default_factory=lambda: {"ok": True})
     headers: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None  # None: JSON for a dict body, text/plain for a string
 
 
 class FakeSlack:
@@ -54,7 +55,9 @@ class FakeSlack:
                     fake.changed.notify_all()
                 data = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
                 self.send_response(reply.status)
-                ctype = "text/plain" if isinstance(reply.body, str) else "application/json"
+                ctype = reply.content_type or (
+                    "text/plain" if isinstance(reply.body, str) else "application/json"
+                )
                 self.send_header("Content-Type", ctype)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
