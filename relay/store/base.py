@@ -71,6 +71,10 @@ MIGRATIONS: tuple[str, ...] = (
     # 2: where a sent delivery went: NULL (a real destination, or written before this
     # column existed) or 'outbox' (no destination configured: a file under <state_dir>/outbox).
     "ALTER TABLE deliveries ADD COLUMN sent_to TEXT;",
+    # 3: the id a CRM or help desk gave what a delivery created (a HubSpot note, a Pipedrive
+    # lead, a Freshdesk or Zendesk ticket), so a later delivery of the same conversation and
+    # action updates that object instead of creating a second one. NULL for other channels.
+    "ALTER TABLE deliveries ADD COLUMN external_ref TEXT;",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -154,6 +154,33 @@ class DeliveryOps(StoreBase):
                 (error, now, _recipients(done), delivery_id),
             )
 
+    def record_external_ref(
+        self, delivery_id: int, external_ref: str | None, note: str | None = None
+    ) -> None:
+        """Store the id the destination gave what this delivery created or updated; ``note``
+        (why it created nothing) is kept as the delivery's last error."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE deliveries SET external_ref = COALESCE(?, external_ref),"
+                " last_error = COALESCE(?, last_error) WHERE id = ?",
+                (external_ref, note, delivery_id),
+            )
+
+    def known_external_ref(self, delivery_id: int) -> str | None:
+        """The id recorded by this delivery or, failing that, by the latest delivery of the
+        same conversation (``conv_key``, any version) and the same action: the object a
+        retry or a later version must update instead of creating another."""
+        row = self._conn.execute(
+            "SELECT e.external_ref FROM deliveries d"
+            " JOIN conversations c ON c.id = d.conversation_id"
+            " JOIN conversations ec ON ec.conv_key = c.conv_key"
+            " JOIN deliveries e ON e.conversation_id = ec.id AND e.action = d.action"
+            " WHERE d.id = ? AND e.external_ref IS NOT NULL"
+            " ORDER BY e.id = d.id DESC, e.id DESC LIMIT 1",
+            (delivery_id,),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
     def release(self, delivery_ids: Sequence[int], now: float | None = None) -> None:
         """Give claimed deliveries back untouched (shutdown before they were sent): the
         attempt that never finished is not counted."""
