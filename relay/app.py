@@ -19,6 +19,7 @@ from relay.retry import RetryPolicy
 from relay.runtime import Runtime, hook_token
 from relay.senders.archive import ArchiveSender
 from relay.senders.base import Sender
+from relay.senders.crm.registry import crm_senders
 from relay.senders.outbox import OutboxSender
 from relay.senders.slack import SlackSender
 from relay.senders.smtp import SmtpSender
@@ -68,6 +69,7 @@ def build_senders(settings: Settings) -> dict[str, Sender]:
         **{f"email:{name}": email(smtp) for name, smtp in named.smtp.items()},
         **{f"slack:{name}": slack(config) for name, config in named.slack.items()},
         **{f"webhook:{name}": WebhookSender(hook) for name, hook in named.webhook.items()},
+        **crm_senders(named),
     }
 
 

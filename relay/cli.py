@@ -192,6 +192,8 @@ def preview(payload: Path, config_path: Path | None, out: Path | None) -> None:
     from relay.render import Renderer  # noqa: PLC0415
     from relay.routes_cli import preview_extra  # noqa: PLC0415
     from relay.routing import route  # noqa: PLC0415
+    from relay.senders.crm.config import CrmAction  # noqa: PLC0415
+    from relay.senders.crm.content import render_crm  # noqa: PLC0415
     from relay.settings import ArchiveAction, EmailAction, WebhookAction  # noqa: PLC0415
 
     settings = _load(config_path)
@@ -224,6 +226,12 @@ def preview(payload: Path, config_path: Path | None, out: Path | None) -> None:
             path, target = preview_extra(
                 action, raw, conversation, category, stem, rule=plan.rule, index=index
             )
+        elif isinstance(action, CrmAction):
+            crm = render_crm(action, raw, conversation, category)
+            path = stem.with_suffix(".html")
+            title = crm.title.replace("&", "&amp;").replace("<", "&lt;")
+            path.write_text(f"<h1>{title}</h1>{crm.html(60_000)}", "utf-8")
+            target = f"destination {action.destination!r}"
         else:
             slack = renderer.slack(conversation, category, action)
             path = stem.with_suffix(".json")
@@ -297,13 +305,14 @@ def queue(config_path: Path | None, show_all: bool, limit: int) -> None:
 
     for row in rows:
         nxt = _when(row.next_attempt_at) if row.status in ("pending", "retrying") else "-"
-        status = "outbox" if row.sent_to == "outbox" else row.status
+        status = row.sent_to if row.sent_to in ("outbox", "skipped") else row.status
         click.echo(
             f"{row.id:>6}  {status:8}  {row.channel:7}  {row.attempts:>5}  {nxt:19}  "
             f"{row.conv_key}  {row.rule}"
         )
         if row.last_error:
-            click.echo(f"{'':8}last error: {redact_text(row.last_error)}")
+            label = "reason" if row.sent_to == "skipped" else "last error"
+            click.echo(f"{'':8}{label}: {redact_text(row.last_error)}")
     listed = sum(counts[s] for s in statuses)
     if listed > len(rows):
         click.echo(f"... {listed - len(rows)} more not shown (--limit)")

@@ -8,6 +8,8 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from relay.rules import AnyAction, ArchiveAction, EmailAction, SlackAction, WebhookAction
+from relay.senders.crm.config import CrmAction
+from relay.senders.crm.describe import SYSTEM_NAMES, host_of
 from relay.settings import Settings, SlackSettings, SmtpSettings
 
 Mode = Literal["live", "outbox", "mixed"]
@@ -77,6 +79,18 @@ def target(settings: Settings, where: str, action: AnyAction) -> Target:
     if isinstance(action, ArchiveAction):
         path = Path(settings.storage.state_dir) / action.path
         return Target(where, "archive", f"file {path}", False)
+    if isinstance(action, CrmAction):
+        named_crm: dict[str, dict[str, object]] = {
+            "hubspot": dict(named.hubspot),
+            "pipedrive": dict(named.pipedrive),
+            "freshdesk": dict(named.freshdesk),
+            "zendesk": dict(named.zendesk),
+        }
+        dest = named_crm[action.type][action.destination]
+        url = str(getattr(dest, "api_url", ""))
+        system = SYSTEM_NAMES[action.type]
+        goes_to = f"{system} API {host_of(url)} (destination {action.destination!r})"
+        return Target(where, action.type, goes_to, False)
     raise TypeError(f"unknown action {action!r}")  # pragma: no cover - the union is closed
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from relay.conversation import Conversation
 from relay.routing import Decision, RuleOutcome
 from relay.rules import AnyAction, ArchiveAction, EmailAction, SlackAction
+from relay.senders.crm.config import CrmAction
+from relay.senders.crm.describe import describe
 from relay.settings import Settings
 from relay.urls import redact_url
 
@@ -27,6 +29,8 @@ def describe_action(action: AnyAction, settings: Settings) -> str:
         return f"slack to {action.channel or '(webhook)'} via {via} (template {action.template!r})"
     if isinstance(action, ArchiveAction):
         return f"archive: append a JSON line to {action.path}"
+    if isinstance(action, CrmAction):
+        return describe(action)
     if action.destination is not None:
         hook = settings.destinations.webhook.get(action.destination)
         url = redact_url(hook.url) if hook else "?"

@@ -21,6 +21,13 @@ from pydantic import (
 
 from relay.addresses import Addresses
 from relay.classify import Category
+from relay.senders.crm.config import (
+    CRM_TYPES,
+    FreshdeskAction,
+    HubSpotAction,
+    PipedriveAction,
+    ZendeskAction,
+)
 from relay.templating import compile_body_template
 from relay.urls import http_url
 
@@ -245,9 +252,18 @@ class ArchiveAction(_Section):
     path: str = Field(min_length=1)
 
 
-AnyAction = EmailAction | SlackAction | WebhookAction | ArchiveAction
+AnyAction = (
+    EmailAction
+    | SlackAction
+    | WebhookAction
+    | ArchiveAction
+    | HubSpotAction
+    | PipedriveAction
+    | FreshdeskAction
+    | ZendeskAction
+)
 Action = Annotated[AnyAction, Field(discriminator="type")]
-ACTION_TYPES = ("email", "slack", "webhook", "archive")
+ACTION_TYPES = ("email", "slack", "webhook", "archive", *CRM_TYPES)
 
 
 class Rule(_Section):

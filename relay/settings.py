@@ -40,6 +40,12 @@ from relay.rules import (
     SlackAction,
     WebhookAction,
 )
+from relay.senders.crm.config import (
+    FreshdeskDestination,
+    HubSpotDestination,
+    PipedriveDestination,
+    ZendeskDestination,
+)
 from relay.settings_errors import describe_validation_error
 from relay.urls import http_url
 
@@ -245,6 +251,10 @@ class DestinationSettings(_Section):
     smtp: dict[str, SmtpSettings] = {}
     slack: dict[str, SlackSettings] = {}
     webhook: dict[str, WebhookDestination] = {}
+    hubspot: dict[str, HubSpotDestination] = {}
+    pipedrive: dict[str, PipedriveDestination] = {}
+    freshdesk: dict[str, FreshdeskDestination] = {}
+    zendesk: dict[str, ZendeskDestination] = {}
 
 
 def default_rules(routing: RoutingSettings) -> list[Rule]:
@@ -309,6 +319,10 @@ class Settings(BaseSettings):
             "email": self.destinations.smtp,
             "slack": self.destinations.slack,
             "webhook": self.destinations.webhook,
+            "hubspot": self.destinations.hubspot,
+            "pipedrive": self.destinations.pipedrive,
+            "freshdesk": self.destinations.freshdesk,
+            "zendesk": self.destinations.zendesk,
         }
         for where, action in self.actions_by_place():
             name = getattr(action, "destination", None)

@@ -10,6 +10,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from email.utils import parseaddr
 from functools import partial
 
@@ -28,6 +29,9 @@ from relay.payload import parse
 from relay.renderpool import PoolUnavailable, RenderJob, RenderPool
 from relay.retry import GiveUp, RetryPolicy, decide
 from relay.senders.base import Content, Sender
+from relay.senders.crm.config import CrmAction
+from relay.senders.crm.content import CrmContent, render_crm
+from relay.senders.crm.http import SendResult
 from relay.senders.outbox import OutboxSender
 from relay.settings import Action, EmailAction, SlackAction, WebhookAction
 from relay.snapshot import Snapshot
@@ -63,6 +67,8 @@ def render_delivery(snapshot: Snapshot, delivery: ClaimedDelivery) -> Content:
     if isinstance(action, SlackAction):
         return snapshot.renderer().slack(conversation, category, action)
     rule, delivery_id = delivery.rule, delivery.id
+    if isinstance(action, CrmAction):
+        return render_crm(action, delivery.raw, conversation, category)
     if isinstance(action, WebhookAction):
         return render_webhook(
             action, delivery.raw, conversation, category, rule=rule, delivery_id=delivery_id
@@ -314,7 +320,10 @@ class Worker:
             except Exception as exc:
                 log.exception("delivery %d: rendering failed", delivery.id)
                 raise PermanentDeliveryError(f"rendering failed: {exc}") from exc
-            await self._send(sender, content, delivery)
+            if isinstance(content, CrmContent):  # the object an earlier delivery created
+                known = await self._store.call(lambda s: s.known_external_ref(delivery.id))
+                content = replace(content, known_ref=known)
+            result = await self._send(sender, content, delivery)
         except TransientDeliveryError as exc:
             await self._retry_or_bury(delivery, exc)
         except PermanentDeliveryError as exc:
@@ -326,31 +335,43 @@ class Worker:
             await self._retry_or_bury(delivery, TransientDeliveryError(repr(exc)))
         else:
             sent_to = "outbox" if isinstance(sender, OutboxSender) else None
+            ref = result.external_ref if isinstance(result, SendResult) else None
+            if ref is not None:  # first: a crash before mark_sent retries with this id
+                await self._store.call(lambda s: s.record_external_ref(delivery.id, ref))
+            skipped = result.skipped if isinstance(result, SendResult) else None
+            sent_to = "skipped" if skipped else sent_to
             await self._store.call(
                 lambda s: s.mark_sent(delivery.id, self._clock(), sent_to=sent_to)
             )
-            self._observe(delivery, sent_to or "sent")
+            if skipped:  # after mark_sent, which clears the last error
+                await self._store.call(lambda s: s.record_external_ref(delivery.id, None, skipped))
+            self._observe(delivery, "outbox" if sent_to == "outbox" else "sent")
             log.info(
                 "delivery %d %s: channel=%s rule=%s attempt=%d",
                 delivery.id,
-                "written to the outbox, not sent" if sent_to else "sent",
+                skipped or ("written to the outbox, not sent" if sent_to else "sent"),
                 delivery.channel,
                 delivery.rule,
                 delivery.attempts,
             )
 
     @staticmethod
-    async def _send(sender: Sender, content: Content, delivery: ClaimedDelivery) -> None:
+    async def _send(
+        sender: Sender, content: Content, delivery: ClaimedDelivery
+    ) -> SendResult | None:
         """Send within the sender's deadline: past it the send is cancelled (connections
         closed) and counts as a transient failure, however the destination dribbles."""
         deadline = sender.deadline_seconds
         if deadline is None:
-            await sender.send(content, delivery_id=delivery.id, skip=delivery.done_recipients)
-            return
+            return await sender.send(
+                content, delivery_id=delivery.id, skip=delivery.done_recipients
+            )
         scope = asyncio.timeout(deadline)
         try:
             async with scope:
-                await sender.send(content, delivery_id=delivery.id, skip=delivery.done_recipients)
+                return await sender.send(
+                    content, delivery_id=delivery.id, skip=delivery.done_recipients
+                )
         except TimeoutError:
             if not scope.expired():
                 raise  # the sender's own timeout, sorted like any other sender failure

@@ -29,8 +29,27 @@ password = "in-the-file"  # credential files override it
 api_url = "http://127.0.0.1:9/api"
 [destinations.webhook.helpDesk]
 url = "http://127.0.0.1:9/hook"
+[destinations.hubspot.sales]
+token = "in-the-file"
+[destinations.pipedrive.sales]
+api_token = "in-the-file"
+[destinations.freshdesk.support]
+api_url = "http://127.0.0.1:9"
+api_key = "in-the-file"
+[destinations.zendesk.support]
+api_url = "http://127.0.0.1:9"
+email = "agent@shop.test"
+api_token = "in-the-file"
 """
-NAMES = {"smtp": "billing", "slack": "ops", "webhook": "helpDesk"}
+NAMES = {
+    "smtp": "billing",
+    "slack": "ops",
+    "webhook": "helpDesk",
+    "hubspot": "sales",
+    "pipedrive": "sales",
+    "freshdesk": "support",
+    "zendesk": "support",
+}
 
 
 def secret_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -89,6 +108,10 @@ def test_the_walk_finds_top_level_and_named_destination_secrets() -> None:
         "destinations__slack__ops__token",
         "destinations__slack__ops__webhook_url",
         "destinations__webhook__helpDesk__secret",
+        "destinations__hubspot__sales__token",
+        "destinations__pipedrive__sales__api_token",
+        "destinations__freshdesk__support__api_key",
+        "destinations__zendesk__support__api_token",
     } <= paths
 
 

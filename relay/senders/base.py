@@ -7,7 +7,12 @@ import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from relay.senders.crm.content import CrmContent
+
+if TYPE_CHECKING:
+    from relay.senders.crm.http import SendResult
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,8 @@ def retry_after_seconds(
     return max(when.timestamp() - now, 0.0)
 
 
-Content = EmailContent | SlackContent | WebhookContent | ArchiveContent
+# CrmContent: HubSpot, Pipedrive, Freshdesk and Zendesk (relay.senders.crm.content).
+Content = EmailContent | SlackContent | WebhookContent | ArchiveContent | CrmContent
 
 
 class Sender(Protocol):
@@ -75,6 +81,9 @@ class Sender(Protocol):
     ``delivery_id`` is stable across attempts, so a sender may use it to stay idempotent.
     ``deadline_seconds`` bounds one whole ``send`` (the worker cancels it then and counts a
     transient failure); None for local files, which have no remote end to wait for.
+    A CRM sender returns a ``SendResult``: the id of what it created (the worker stores it
+    with the delivery and hands it back as ``CrmContent.known_ref`` to the next delivery of
+    the same conversation and action), or why it skipped; every other sender returns None.
     """
 
     @property
@@ -82,4 +91,4 @@ class Sender(Protocol):
 
     async def send(
         self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()
-    ) -> None: ...
+    ) -> SendResult | None: ...

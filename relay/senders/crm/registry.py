@@ -1,0 +1,24 @@
+"""The CRM senders of the named destinations, by ``relay.actions.sender_key``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from relay.senders.crm.freshdesk import FreshdeskSender
+from relay.senders.crm.hubspot import HubSpotSender
+from relay.senders.crm.pipedrive import PipedriveSender
+from relay.senders.crm.zendesk import ZendeskSender
+
+if TYPE_CHECKING:
+    from relay.senders.base import Sender
+    from relay.settings import DestinationSettings
+
+
+def crm_senders(named: DestinationSettings) -> dict[str, Sender]:
+    """``hubspot:NAME``, ``pipedrive:NAME``, ``freshdesk:NAME``, ``zendesk:NAME``."""
+    return {
+        **{f"hubspot:{n}": HubSpotSender(d) for n, d in named.hubspot.items()},
+        **{f"pipedrive:{n}": PipedriveSender(d) for n, d in named.pipedrive.items()},
+        **{f"freshdesk:{n}": FreshdeskSender(d) for n, d in named.freshdesk.items()},
+        **{f"zendesk:{n}": ZendeskSender(d) for n, d in named.zendesk.items()},
+    }
