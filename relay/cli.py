@@ -154,7 +154,7 @@ def check(config_path: Path | None) -> None:
     rules = settings.effective_rules
     fallback = settings.routing.fallback
     destinations = settings.destinations
-    named = len(destinations.smtp) + len(destinations.slack) + len(destinations.webhook)
+    named = sum(len(getattr(destinations, kind)) for kind in type(destinations).model_fields)
     click.echo(
         f"settings OK: {len(rules)} rules, fallback "
         f"{f'{len(fallback)} actions' if fallback else 'drop'}, {named} named destinations,"
