@@ -244,17 +244,28 @@ def preview(payload: Path, config_path: Path | None, out: Path | None) -> None:
 
 @main.command("send-test", short_help="Send one real test email / Slack message.")
 @config_option
-@click.option("--to", "to", required=True, help="Send one test email to this address.")
+@click.option("--to", "to", default=None, help="Send one test email to this address.")
 @click.option("--channel", default=None, help="Also post one test Slack message here.")
-def send_test(config_path: Path | None, to: str, channel: str | None) -> None:
+@click.option(
+    "--crm",
+    is_flag=True,
+    help="Check each CRM / help desk destination's credential (read-only, creates nothing).",
+)
+def send_test(config_path: Path | None, to: str | None, channel: str | None, crm: bool) -> None:
     """Send one real test email (and Slack message) through the configured path and print
-    exactly what the server answered."""
+    exactly what the server answered; with --crm, check every CRM destination too."""
     import asyncio  # noqa: PLC0415
 
-    from relay.sendtest import send_test_messages  # noqa: PLC0415
+    from relay.sendtest import check_crm, send_test_messages  # noqa: PLC0415
 
+    if to is None and not crm:
+        raise click.UsageError("give --to ADDRESS (and --channel), or --crm")
     settings = _load(config_path)
-    results = asyncio.run(send_test_messages(settings, to=to, channel=channel))
+    results = []
+    if to is not None:
+        results += asyncio.run(send_test_messages(settings, to=to, channel=channel))
+    if crm:
+        results += asyncio.run(check_crm(settings))
     for result in results:
         click.echo(f"{'ok' if result.ok else 'FAILED':6} {result.what}: {result.answer}")
     if not all(result.ok for result in results):

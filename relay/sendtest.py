@@ -102,6 +102,27 @@ def send_slack(settings: Settings, channel: str) -> Result:
     return Result(f"Slack message to {channel}", False, answer)
 
 
+async def check_crm(settings: Settings) -> list[Result]:
+    """One read-only request per CRM and help desk destination, with its credential: what
+    `relay send-test --crm` prints. Nothing is created."""
+    from relay.errors import DeliveryError  # noqa: PLC0415
+    from relay.senders.crm.registry import crm_probes  # noqa: PLC0415
+
+    results = []
+    for key, probe in crm_probes(settings.destinations).items():
+        kind, _, name = key.partition(":")
+        what = f"{kind} destination {name!r}"
+        try:
+            answer = await probe()
+        except DeliveryError as exc:
+            results.append(Result(what, False, exc.message))
+        else:
+            results.append(Result(what, "NOT accepted" not in answer, answer))
+    if not results:
+        results.append(Result("CRM destinations", False, "none configured"))
+    return results
+
+
 async def send_test_messages(settings: Settings, *, to: str, channel: str | None) -> list[Result]:
     try:
         to = check_address(to)

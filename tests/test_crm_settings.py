@@ -140,3 +140,39 @@ def test_relay_queue_says_why_a_crm_delivery_was_skipped(
     assert "reason: skipped: the visitor left no email address, and HubSpot needs one" in (
         result.output
     )
+
+
+def test_send_test_crm_checks_each_credential_read_only(tmp_path: Path) -> None:
+    apis = {name: system.make().start() for name, system in SYSTEMS.items()}
+    try:
+        tables = []
+        for name, api in apis.items():
+            destination = dict(SYSTEMS[name].destination(api))
+            destination.pop("properties", None)
+            if name == "zendesk":
+                destination["api_token"] = "wrong-token"  # this one is refused
+            keys = "\n".join(f"{k} = {json.dumps(v)}" for k, v in destination.items())
+            tables.append(f"[destinations.{name}.main]\n{keys}\n")
+        config = write(tmp_path, "\n".join(tables))
+        result = CliRunner().invoke(main, ["send-test", "--crm", "--config", str(config)])
+    finally:
+        for api in apis.values():
+            api.stop()
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("ok") and "hubspot destination 'main'" in line for line in lines)
+    assert any(line.startswith("ok") and "bot@shop.test" in line for line in lines)
+    assert any(
+        line.startswith("FAILED") and "zendesk" in line and "Couldn't authenticate you" in line
+        for line in lines
+    )
+    assert "wrong-token" not in result.output
+    for api in apis.values():
+        assert api.problems == []
+        assert {r.method for r in api.requests} == {"GET"}  # nothing was created
+
+
+def test_send_test_without_to_or_crm_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["send-test", "--config", str(write(tmp_path, ""))])
+    assert result.exit_code == 2
+    assert "--crm" in result.output

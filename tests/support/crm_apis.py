@@ -30,6 +30,7 @@ class HubSpotApi(FakeApi):
     system = "hubspot"
     routes = (
         ("POST", r"/crm/v3/objects/contacts/batch/upsert", "upsert_contacts"),
+        ("GET", r"/crm/v3/objects/contacts", "list_contacts"),
         ("POST", r"/crm/v3/objects/notes/search", "search_notes"),
         ("POST", r"/crm/v3/objects/notes", "create_note"),
         ("GET", r"/crm/v3/objects/notes/(\d+)", "get_note"),
@@ -136,6 +137,11 @@ class HubSpotApi(FakeApi):
             },
         )
 
+    def list_contacts(self, request: Request, _: re.Match[str]) -> Reply:
+        limit = int(request.query.get("limit", "10"))
+        need(1 <= limit <= 100, "limit: 1 to 100")
+        return Reply(200, {"results": list(self.contacts.values())[:limit]})
+
     def create_note(self, request: Request, _: re.Match[str]) -> Reply:
         body = request.body or {}
         props = self._properties(body.get("properties"))
@@ -195,6 +201,7 @@ class PipedriveApi(FakeApi):
     system = "pipedrive"
     routes = (
         ("GET", r"/v1/persons/search", "search_persons"),
+        ("GET", r"/v1/users/me", "me"),
         ("POST", r"/v1/persons", "create_person"),
         ("GET", r"/v1/leads", "list_leads"),
         ("GET", r"/v1/leads/([0-9a-f-]+)", "get_lead"),
@@ -239,6 +246,11 @@ class PipedriveApi(FakeApi):
 
     def common_headers(self) -> dict[str, str]:
         return {"x-ratelimit-limit": "80", "x-ratelimit-remaining": "79"}
+
+    def me(self, request: Request, _: re.Match[str]) -> Reply:
+        return Reply(
+            200, {"success": True, "data": {"id": 7, "name": "Sales Bot", "email": "bot@shop.test"}}
+        )
 
     def search_persons(self, request: Request, _: re.Match[str]) -> Reply:
         term = request.query.get("term", "")
@@ -364,6 +376,7 @@ class FreshdeskApi(FakeApi):
     system = "freshdesk"
     routes = (
         ("POST", r"/api/v2/tickets", "create_ticket"),
+        ("GET", r"/api/v2/agents/me", "me"),
         ("GET", r"/api/v2/search/tickets", "search_tickets"),
         ("GET", r"/api/v2/tickets/(\d+)", "get_ticket"),
         ("POST", r"/api/v2/tickets/(\d+)/notes", "create_note"),
@@ -414,6 +427,16 @@ class FreshdeskApi(FakeApi):
             "X-RateLimit-Remaining": "99",
             "X-RateLimit-Used-CurrentRequest": "1",
         }
+
+    def me(self, request: Request, _: re.Match[str]) -> Reply:
+        return Reply(
+            200,
+            {
+                "id": 42,
+                "available": True,
+                "contact": {"name": "Support Bot", "email": "bot@shop.test"},
+            },
+        )
 
     def create_ticket(self, request: Request, _: re.Match[str]) -> Reply:
         body = request.body or {}
@@ -520,6 +543,7 @@ class ZendeskApi(FakeApi):
     system = "zendesk"
     routes = (
         ("POST", r"/api/v2/tickets\.json", "create_ticket"),
+        ("GET", r"/api/v2/users/me\.json", "me"),
         ("GET", r"/api/v2/tickets\.json", "list_tickets"),
         ("GET", r"/api/v2/tickets/(\d+)\.json", "show_ticket"),
         ("PUT", r"/api/v2/tickets/(\d+)\.json", "update_ticket"),
@@ -613,6 +637,11 @@ class ZendeskApi(FakeApi):
         self.tickets[record["id"]] = record
         self.created("ticket")
         return Reply(201, {"ticket": self._public(record)})
+
+    def me(self, request: Request, _: re.Match[str]) -> Reply:
+        return Reply(
+            200, {"user": {"id": 9, "name": "Agent", "email": self.email, "role": "agent"}}
+        )
 
     def list_tickets(self, request: Request, _: re.Match[str]) -> Reply:
         external = request.query.get("external_id")

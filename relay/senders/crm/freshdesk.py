@@ -50,6 +50,13 @@ class FreshdeskSender:
             timeout=destination.timeout_seconds,
         )
 
+    async def probe(self) -> str:
+        """A read-only request: the agent the API key belongs to."""
+        async with self.api.client() as client:
+            _, me = await self.api.call(client, "GET", "/api/v2/agents/me")
+        contact = me.get("contact") or {}
+        return f"API key accepted: agent {me.get('id')} {contact.get('email')}"
+
     async def send(
         self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()
     ) -> SendResult:

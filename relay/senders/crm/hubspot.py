@@ -39,6 +39,14 @@ class HubSpotSender:
             timeout=destination.timeout_seconds,
         )
 
+    async def probe(self) -> str:
+        """A read-only request that needs the token and the contacts read scope."""
+        async with self.api.client() as client:
+            _, found = await self.api.call(
+                client, "GET", "/crm/v3/objects/contacts", params={"limit": 1}
+            )
+        return f"token accepted; contacts readable ({len(found.get('results') or ())} listed)"
+
     def contact_properties(self, content: CrmContent) -> dict[str, str]:
         props = {"email": content.email or ""}
         if content.name:

@@ -35,6 +35,13 @@ class PipedriveSender:
             reset_header="x-ratelimit-reset",
         )
 
+    async def probe(self) -> str:
+        """A read-only request: the user the token belongs to."""
+        async with self.api.client() as client:
+            _, me = await self.api.call(client, "GET", "/v1/users/me")
+        user = me.get("data") or {}
+        return f"token accepted: user {user.get('id')} {user.get('email')}"
+
     def lead_title(self, crm: CrmContent) -> str:
         """The title from the template, ending with the marker (found again by it)."""
         tail = f" [{crm.marker}]"

@@ -50,6 +50,15 @@ class ZendeskSender:
             timeout=destination.timeout_seconds,
         )
 
+    async def probe(self) -> str:
+        """A read-only request: the user the token authenticates as (anonymous = refused)."""
+        async with self.api.client() as client:
+            _, me = await self.api.call(client, "GET", "/api/v2/users/me.json")
+        user = me.get("user") or {}
+        if not user.get("id"):
+            return "token NOT accepted: Zendesk answered as an anonymous user"
+        return f"token accepted: {user.get('role')} {user.get('id')} {user.get('email')}"
+
     async def send(
         self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()
     ) -> SendResult:
