@@ -60,6 +60,14 @@ def test_the_example_block_passes_relay_check(tmp_path: Path) -> None:
         ),
         ('[destinations.hubspot.sales]\napi_url = "https://api.hubapi.com"\n', "token"),
         (
+            '[destinations.hubspot.sales]\ntoken = "t"\nproperties = { userId = "email" }\n',
+            "the contact's email is the visitor's",
+        ),
+        (
+            '[destinations.hubspot.sales]\ntoken = "t"\nproperties = { userId = "Shop User" }\n',
+            "is no HubSpot property name",
+        ),
+        (
             '[destinations.zendesk.s]\napi_url = "ftp://x.zendesk.com"\nemail = "a@b.com"\n'
             'api_token = "t"\n',
             "api_url",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from jinja2 import TemplateSyntaxError
@@ -47,6 +48,18 @@ class HubSpotDestination(_Destination):
     api_url: str = "https://api.hubapi.com"
     # Smartsupp visitor variable name -> HubSpot contact property it fills.
     properties: dict[str, str] = {}
+
+    @field_validator("properties")
+    @classmethod
+    def _property_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for variable, name in value.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,99}", name):
+                raise ValueError(f"{variable}: {name!r} is no HubSpot property name (a-z0-9_)")
+            if name == "email":
+                raise ValueError(
+                    f"{variable}: the contact's email is the visitor's, not a variable"
+                )
+        return value
 
 
 class PipedriveDestination(_Destination):
