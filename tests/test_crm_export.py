@@ -14,7 +14,13 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.settings import Settings
+from relay.classify import Category
+from relay.errors import RateLimited
+from relay.payload import parse
+from relay.rules import Rule
+from relay.senders.crm.content import render_crm
+from relay.senders.crm.registry import crm_senders
+from relay.settings import DestinationSettings, Settings
 from tests.conftest import TOKEN, body
 from tests.support.app import wait_settled
 from tests.support.crm_fake import FakeApi
@@ -220,3 +226,20 @@ def test_hostile_content_arrives_inert_and_within_the_field_limits(
         assert len(title) <= 255
         assert "\n" not in title and "\r" not in title
         assert "{{ 7*7 }}" in title and "49" not in title
+
+
+async def test_a_sender_reports_429_with_the_servers_retry_after(
+    system: System, api: FakeApi
+) -> None:
+    """What the worker schedules the retry by: the seconds the API asked for, and its text."""
+    named = DestinationSettings(**{system.name: {"main": system.destination(api)}})
+    [sender] = crm_senders(named).values()
+    api.faults.append(api.rate_limited(37))
+    rule = Rule(name="r", actions=[{"type": system.name, "destination": "main"}])
+    raw = body(missed_chat())
+    content = render_crm(rule.actions[0], raw, parse(raw), Category.MISSED)  # type: ignore[arg-type]
+    with pytest.raises(RateLimited) as caught:
+        await sender.send(content, delivery_id=1)
+    assert caught.value.retry_after == 37.0
+    assert "HTTP 429" in caught.value.message
+    assert api.problems == []

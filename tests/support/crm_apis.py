@@ -380,6 +380,7 @@ class FreshdeskApi(FakeApi):
         ("GET", r"/api/v2/search/tickets", "search_tickets"),
         ("GET", r"/api/v2/tickets/(\d+)", "get_ticket"),
         ("POST", r"/api/v2/tickets/(\d+)/notes", "create_note"),
+        ("GET", r"/api/v2/tickets/(\d+)/conversations", "list_conversations"),
     )
 
     def __init__(self, api_key: str) -> None:
@@ -513,6 +514,16 @@ class FreshdeskApi(FakeApi):
         if request.query.get("include") == "conversations":
             return Reply(200, ticket)
         return Reply(200, {k: v for k, v in ticket.items() if k != "conversations"})
+
+    def list_conversations(self, request: Request, found: re.Match[str]) -> Reply:
+        ticket = self.tickets.get(int(found.group(1)))
+        if ticket is None:
+            return Reply(404, None)
+        page = int(request.query.get("page", "1"))
+        per_page = int(request.query.get("per_page", "30"))
+        need(page >= 1 and 1 <= per_page <= 100, "per_page: 1 to 100", "per_page")
+        start = (page - 1) * per_page
+        return Reply(200, ticket["conversations"][start : start + per_page])
 
     def create_note(self, request: Request, found: re.Match[str]) -> Reply:
         ticket = self.tickets.get(int(found.group(1)))

@@ -18,6 +18,8 @@ MAX_SUBJECT = 255
 PRIORITY = {"low": 1, "medium": 2, "high": 3, "urgent": 4}
 STATUS_OPEN = 2
 SOURCE_CHAT = 7
+PER_PAGE = 100
+MAX_PAGES = 10
 
 
 def error_text(body: Any) -> str:
@@ -110,7 +112,6 @@ class FreshdeskSender:
             client,
             "GET",
             f"/api/v2/tickets/{ticket_id}",
-            params={"include": "conversations"},
             allow=(404,),
         )
         if status == 404 or ticket is None:
@@ -120,5 +121,15 @@ class FreshdeskSender:
                 else await self._existing(client, replace(crm, known_ref=None))
             )
         texts = [str(ticket.get("description") or "")]
-        texts += [str(c.get("body") or "") for c in ticket.get("conversations") or ()]
+        # Every note, page by page (include=conversations would give only the first ten).
+        for page in range(1, MAX_PAGES + 1):
+            _, notes = await self.api.call(
+                client,
+                "GET",
+                f"/api/v2/tickets/{ticket_id}/conversations",
+                params={"page": page, "per_page": PER_PAGE},
+            )
+            texts += [str(c.get("body") or "") for c in notes or ()]
+            if len(notes or ()) < PER_PAGE:
+                break
         return ticket_id, texts
