@@ -243,3 +243,32 @@ async def test_a_sender_reports_429_with_the_servers_retry_after(
     assert caught.value.retry_after == 37.0
     assert "HTTP 429" in caught.value.message
     assert api.problems == []
+
+
+def test_zendesk_a_later_version_of_a_closed_ticket_opens_a_follow_up(
+    make_settings: Callable[..., Settings],
+) -> None:
+    system = SYSTEMS["zendesk"]
+    api = system.make().start()
+    first = missed_chat()
+    first["channel"]["isMissed"] = False
+    rated = copy.deepcopy(first)
+    rated["channel"]["rating"] = 1
+    try:
+        settings = crm_settings(make_settings, system, api)
+        with TestClient(create_app(settings)) as client:
+            post(client, first)
+            wait_settled(client)
+            [ticket] = api.tickets.values()  # type: ignore[attr-defined]
+            ticket["status"] = "closed"  # an agent solved and closed it meanwhile
+            post(client, rated)
+            wait_settled(client)
+    finally:
+        api.stop()
+    rows = deliveries(settings)
+    assert [r["status"] for r in rows] == ["sent", "sent"]
+    assert api.problems == []  # no update of the closed ticket was tried
+    closed, follow_up = api.tickets.values()  # type: ignore[attr-defined]
+    assert follow_up["via_followup_source_id"] == closed["id"]
+    assert follow_up["external_id"] == closed["external_id"] == "smartsupp-208-55041"
+    assert rows[1]["external_ref"] == str(follow_up["id"])

@@ -635,6 +635,12 @@ class ZendeskApi(FakeApi):
             "external_id: a string",
             "external_id",
         )
+        followup = ticket.get("via_followup_source_id")
+        if followup is not None:
+            source = self.tickets.get(followup) if isinstance(followup, int) else None
+            need(source is not None and source["status"] == "closed",
+                 "via_followup_source_id: a follow-up needs a closed ticket",
+                 "via_followup_source_id")  # fmt: skip
         comment = self._comment(ticket.get("comment"))
         record = {
             "id": self.new_id(),
@@ -643,6 +649,8 @@ class ZendeskApi(FakeApi):
             "tags": tags,
             "external_id": external,
             "requester": requester,
+            "status": "new",
+            "via_followup_source_id": followup,
             "comments": [comment],
         }
         self.tickets[record["id"]] = record
@@ -677,6 +685,8 @@ class ZendeskApi(FakeApi):
             return Reply(404, self.error_body(404, "Not found", None))
         update = (request.body or {}).get("ticket")
         need(isinstance(update, dict), 'body must be {"ticket": {...}}')
+        if ticket["status"] == "closed":  # what Zendesk answers; the relay must not ask
+            raise Invalid("Status: closed prevents ticket update", 422, "status")
         if "comment" in update:
             ticket["comments"].append(self._comment(update["comment"]))
             self.created("comment")

@@ -63,58 +63,68 @@ class ZendeskSender:
         self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()
     ) -> SendResult:
         crm = crm_content("zendesk", content)
-        body = crm.html(MAX_COMMENT)
-        comment = {"html_body": body, "public": False}
+        comment = {"html_body": crm.html(MAX_COMMENT), "public": False}
         async with self.api.client() as client:
-            ticket_id = await self._existing(client, crm)
-            if ticket_id is None:
-                dest = self.destination
-                _, created = await self.api.call(
-                    client,
-                    "POST",
-                    "/api/v2/tickets.json",
-                    json={
-                        "ticket": {
-                            "subject": one_line(crm.title, MAX_SUBJECT),
-                            "comment": comment,
-                            "requester": {
-                                "name": one_line(crm.name or dest.placeholder_name, 255),
-                                "email": crm.email or dest.placeholder_email,
-                            },
-                            "tags": list(crm.tags),
-                            "priority": PRIORITY[crm.priority],
-                            "external_id": crm.marker,
-                        }
-                    },
+            found = await self._existing(client, crm)
+            if found is not None:
+                ticket_id, status = found
+                _, comments = await self.api.call(
+                    client, "GET", f"/api/v2/tickets/{ticket_id}/comments.json"
                 )
-                return SendResult(external_ref=str(created["ticket"]["id"]))
-            _, comments = await self.api.call(
-                client, "GET", f"/api/v2/tickets/{ticket_id}/comments.json"
+                texts = [
+                    str(c.get("html_body") or c.get("body") or "")
+                    for c in comments.get("comments") or ()
+                ]
+                if any(crm.revision_marker in text for text in texts):
+                    return SendResult(external_ref=ticket_id)  # this version is there
+                if status != "closed":
+                    await self.api.call(
+                        client,
+                        "PUT",
+                        f"/api/v2/tickets/{ticket_id}.json",
+                        json={"ticket": {"comment": comment}},
+                    )
+                    return SendResult(external_ref=ticket_id)
+            # New, or the ticket was closed (closed tickets take no updates): a follow-up.
+            ticket = self._new_ticket(crm, comment)
+            if found is not None:
+                ticket["via_followup_source_id"] = int(found[0])
+            _, created = await self.api.call(
+                client, "POST", "/api/v2/tickets.json", json={"ticket": ticket}
             )
-            texts = [
-                str(c.get("html_body") or c.get("body") or "")
-                for c in comments.get("comments") or ()
-            ]
-            if not any(crm.revision_marker in text for text in texts):
-                await self.api.call(
-                    client,
-                    "PUT",
-                    f"/api/v2/tickets/{ticket_id}.json",
-                    json={"ticket": {"comment": comment}},
-                )
-            return SendResult(external_ref=ticket_id)
+            return SendResult(external_ref=str(created["ticket"]["id"]))
 
-    async def _existing(self, client: Any, crm: CrmContent) -> str | None:
-        """The ticket's id: the stored one if it still exists, else by ``external_id``."""
+    def _new_ticket(self, crm: CrmContent, comment: dict[str, Any]) -> dict[str, Any]:
+        dest = self.destination
+        return {
+            "subject": one_line(crm.title, MAX_SUBJECT),
+            "comment": comment,
+            "requester": {
+                "name": one_line(crm.name or dest.placeholder_name, 255),
+                "email": crm.email or dest.placeholder_email,
+            },
+            "tags": list(crm.tags),
+            "priority": PRIORITY[crm.priority],
+            "external_id": crm.marker,
+        }
+
+    async def _existing(self, client: Any, crm: CrmContent) -> tuple[str, str] | None:
+        """(id, status) of the conversation's ticket: the stored one if it exists and is not
+        closed, else the newest open one with the ``external_id``, else the newest closed."""
         if crm.known_ref is not None:
-            status, _ = await self.api.call(
+            status, found = await self.api.call(
                 client, "GET", f"/api/v2/tickets/{crm.known_ref}.json", allow=(404,)
             )
-            if status != 404:
-                return crm.known_ref
+            ticket = (found or {}).get("ticket") or {}
+            if status != 404 and ticket.get("status") != "closed":
+                return crm.known_ref, str(ticket.get("status"))
             crm = replace(crm, known_ref=None)
-        _, found = await self.api.call(
+        _, listed = await self.api.call(
             client, "GET", "/api/v2/tickets.json", params={"external_id": crm.marker}
         )
-        hit = next(iter(found.get("tickets") or ()), None)
-        return None if hit is None else str(hit["id"])
+        tickets = sorted(listed.get("tickets") or (), key=lambda t: int(t["id"]))
+        if not tickets:
+            return None
+        open_ = [t for t in tickets if t.get("status") != "closed"]
+        best = (open_ or tickets)[-1]
+        return str(best["id"]), str(best.get("status"))
