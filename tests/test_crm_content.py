@@ -54,3 +54,14 @@ def test_a_title_template_sees_values_never_runs_them() -> None:
 def test_one_line_folds_whitespace_and_cuts() -> None:
     assert one_line("a\r\nb\t c") == "a b c"
     assert len(one_line("x" * 1000)) == 255
+
+
+def test_a_link_back_is_an_escaped_anchor_and_only_ever_http() -> None:
+    body = raw()
+    action = ZendeskAction(type="zendesk", destination="d", link="https://x.test/c/{{ key }}")
+    content = render_crm(action, body, parse(body), Category.MISSED)
+    assert content.link == "https://x.test/c/208-55041"
+    assert '<a href="https://x.test/c/208-55041">' in content.html(60_000)
+    assert "Conversation: https://x.test/c/208-55041" in content.text(60_000)
+    odd = ZendeskAction(type="zendesk", destination="d", link="https://x.test/{{ '\"><script>' }}")
+    assert render_crm(odd, body, parse(body), Category.MISSED).link is None

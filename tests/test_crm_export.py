@@ -54,7 +54,11 @@ def crm_settings(
     state: Path | None = None,
     **destination: Any,
 ) -> Settings:
-    action: dict[str, Any] = {"type": system.name, "destination": "main"}
+    action: dict[str, Any] = {
+        "type": system.name,
+        "destination": "main",
+        "link": "https://support.example.com/chats/{{ account_id }}/{{ chat_id }}",
+    }
     if system.name in ("freshdesk", "zendesk"):
         action |= {"tags": ["smartsupp", "missed"], "priority": "high"}
     extra = {"storage": {"state_dir": str(state)}} if state else {}
@@ -100,6 +104,8 @@ def test_a_missed_chat_with_an_email_makes_one_object_with_the_transcript(
     [text] = system.texts(api)
     assert "Hello, do you ship to Slovakia? I need 40 units by Friday." in text
     assert "smartsupp-208-55041" in text
+    link = "https://support.example.com/chats/208/55041"
+    assert f'Conversation: <a href="{link}">{link}</a>' in text
     assert rows[0]["external_ref"] is not None
 
 

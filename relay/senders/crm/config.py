@@ -93,6 +93,18 @@ class ZendeskDestination(_Destination):
 class _CrmAction(_Section):
     # A [destinations.<type>.NAME] table: the account and its credential.
     destination: str = Field(min_length=1)
+    # A link back to the conversation, shown in the note or ticket: a template over
+    # account_id, chat_id and key, e.g. "https://support.example.com/chats/{{ chat_id }}".
+    link: str | None = None
+
+    @field_validator("link")
+    @classmethod
+    def _link_template(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_template(value)
+            if not value.startswith(("https://", "http://")):
+                raise ValueError(f"{value!r}: a link must start with https:// or http://")
+        return value
 
 
 class HubSpotAction(_CrmAction):

@@ -53,6 +53,7 @@ class CrmContent:
     tags: tuple[str, ...] = ()
     priority: str = "medium"
     known_ref: str | None = None
+    link: str | None = None  # back to the conversation (http or https), from the action
 
     @property
     def marker(self) -> str:
@@ -71,6 +72,8 @@ class CrmContent:
         if self.rating is not None:
             comment = f": {_cut(self.rating_text, 1000)}" if self.rating_text else ""
             lines.append(f"Rating: {self.rating}{comment}")
+        if self.link:
+            lines.append(f"Conversation: {self.link}")
         return lines
 
     def text(self, limit: int) -> str:
@@ -84,10 +87,16 @@ class CrmContent:
     def html(self, limit: int) -> str:
         """The transcript as HTML, every value escaped, at most ``limit`` characters."""
         esc = html.escape
+        lines = self.header_lines()
+        if self.link:  # the same line as a link (its text and target escaped)
+            lines.pop()
         head = "".join(
             [
                 f"<p>[{esc(self.marker)}] [{esc(self.revision_marker)}]</p>",
-                *(f"<p>{esc(line)}</p>" for line in self.header_lines()),
+                *(f"<p>{esc(line)}</p>" for line in lines),
+                f'<p>Conversation: <a href="{esc(self.link)}">{esc(self.link)}</a></p>'
+                if self.link
+                else "",
             ]
         )
         each = _per_message(limit) // 2  # escaping may double the length of what is kept
@@ -143,6 +152,19 @@ def _author(conversation: Conversation, kind: SenderKind, name: str | None) -> s
     return name or "System"
 
 
+def _link(action: CrmAction, conversation: Conversation) -> str | None:
+    """The action's link template over the conversation's ids; None unless it renders to one
+    http(s) URL without spaces or quotes."""
+    if action.link is None:
+        return None
+    url = _ENV.from_string(action.link).render(
+        account_id=conversation.account_id, chat_id=conversation.channel.id, key=conversation.key
+    )
+    if not url.startswith(("https://", "http://")) or any(c in url for c in " \t\r\n\"'<>"):
+        return None
+    return url[:2000]
+
+
 def render_crm(
     action: CrmAction, raw: bytes, conversation: Conversation, category: Category
 ) -> CrmContent:
@@ -180,6 +202,7 @@ def render_crm(
         phone=phone.strip() if phone else None,
         country=visitor.country or visitor.country_code,
         title=title or f"Smartsupp chat {conversation.key}",
+        link=_link(action, conversation),
         messages=messages,
         variables=variables,
         rating=conversation.channel.rating,
