@@ -96,13 +96,14 @@ def test_the_server_does_not_run_as_root(postgres: PostgresServer) -> None:
         row = connection.execute(
             "SELECT pg_backend_pid(), current_setting('data_directory')"
         ).fetchone()
-    assert row is not None
-    pid, data_directory = row
-    postmaster = int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
-    for process in (pid, postmaster):
-        status = Path(f"/proc/{process}/status").read_text()
-        uids = next(line for line in status.splitlines() if line.startswith("Uid:"))
-        assert {int(uid) for uid in uids.split()[1:]} == {postgres.run_as.uid}, uids
+        assert row is not None
+        pid, data_directory = row
+        postmaster = int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
+        # Read while connected: the backend process ends with its connection.
+        for process in (pid, postmaster):
+            status = Path(f"/proc/{process}/status").read_text()
+            uids = next(line for line in status.splitlines() if line.startswith("Uid:"))
+            assert {int(uid) for uid in uids.split()[1:]} == {postgres.run_as.uid}, uids
     assert Path(data_directory) == postgres.data_dir
     assert postgres.data_dir.stat().st_uid == postgres.run_as.uid
     if os.geteuid() == 0:
