@@ -35,14 +35,14 @@ import aiosmtplib
 from common import SmtpSink, machine, median, queue_conversations
 
 from relay.app import build_snapshot, build_worker, database_path
+from relay.config.settings import Settings
+from relay.delivery.worker import render_delivery
 from relay.runtime import Runtime
 from relay.senders.base import EmailContent
 from relay.senders.smtp_pool import close_pools
-from relay.settings import Settings
 from relay.snapshot import Snapshot
 from relay.store import ClaimedDelivery, Store
-from relay.storethread import StoreThread
-from relay.worker import render_delivery
+from relay.store.storethread import StoreThread
 
 RECIPIENT = "team@example.test"
 

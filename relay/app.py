@@ -10,12 +10,14 @@ from pathlib import Path
 
 from litestar import Litestar
 
-from relay.api import MetricsController, build_handlers
-from relay.errors import ConfigError
-from relay.logs import RequestIdMiddleware, StdlibLogging, quiet_http_clients
+from relay.config.settings import Settings, SlackSettings, SmtpSettings
+from relay.delivery.retry import RetryPolicy
+from relay.delivery.worker import Observer, Worker
+from relay.intake.http import MetricsController, build_handlers
+from relay.model.errors import ConfigError
+from relay.ops.logs import RequestIdMiddleware, StdlibLogging, quiet_http_clients
 from relay.reload import Reloader
-from relay.renderpool import RenderPool
-from relay.retry import RetryPolicy
+from relay.render.pool import RenderPool
 from relay.runtime import Runtime, hook_token
 from relay.senders.archive import ArchiveSender
 from relay.senders.base import Sender
@@ -24,11 +26,9 @@ from relay.senders.slack import SlackSender
 from relay.senders.smtp import SmtpSender
 from relay.senders.smtp_pool import close_pools
 from relay.senders.webhook import WebhookSender
-from relay.settings import Settings, SlackSettings, SmtpSettings
 from relay.snapshot import Snapshot, build_renderers, template_problems
 from relay.store import Store
-from relay.storethread import StoreThread
-from relay.worker import Observer, Worker
+from relay.store.storethread import StoreThread
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,9 @@ def _slack_configured(slack: SlackSettings) -> bool:
 
 
 def build_senders(settings: Settings) -> dict[str, Sender]:
-    """Senders by ``relay.actions.sender_key``: "email", "slack", "webhook", "archive" for the
-    default destinations, "email:NAME", "slack:NAME", "webhook:NAME" for named ones. SMTP and
-    Slack where configured; the local outbox directory for whatever is not."""
+    """Senders by ``relay.render.actions.sender_key``: "email", "slack", "webhook", "archive"
+    for the default destinations, "email:NAME", "slack:NAME", "webhook:NAME" for named ones.
+    SMTP and Slack where configured; the local outbox directory for whatever is not."""
     outbox = OutboxSender(outbox_path(settings))
 
     def email(smtp: SmtpSettings) -> Sender:
@@ -125,7 +125,7 @@ def create_app(
     """``reload``: how to read the settings again; with it, SIGHUP reloads them.
     ``reload_asked``: set when a SIGHUP came before the reloader was installed (during start);
     that reload then runs as soon as it is."""
-    quiet_http_clients()  # webhook URLs can carry credentials; see relay.urls
+    quiet_http_clients()  # webhook URLs can carry credentials; see relay.model.urls
     runtime = Runtime(snapshot=build_snapshot(settings))
     check_store(settings)
     reloader = Reloader(runtime, reload, build_snapshot) if reload is not None else None

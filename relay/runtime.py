@@ -13,17 +13,17 @@ from typing import Any, TypeAlias
 
 from litestar import Request
 
-from relay.classify import Category
-from relay.conversation import Conversation
-from relay.health import Readiness, backlog_age, readiness, store_state
-from relay.logthrottle import Throttle
-from relay.metrics import Metrics
-from relay.routing import Decision, explain
-from relay.rules import RuleSet
-from relay.settings import Settings
+from relay.config.settings import Settings
+from relay.delivery.worker import Worker
+from relay.model.category import Category
+from relay.model.conversation import Conversation
+from relay.ops.health import Readiness, backlog_age, readiness, store_state
+from relay.ops.logthrottle import Throttle
+from relay.ops.metrics import Metrics
+from relay.routing.decide import Decision, explain
+from relay.routing.rules import RuleSet
 from relay.snapshot import Snapshot
-from relay.storethread import StoreThread
-from relay.worker import Worker
+from relay.store.storethread import StoreThread
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from relay.render import Renderer
-from relay.rules import EmailAction, RuleSet, SlackAction
+from relay.config.settings import Settings
+from relay.render.renderer import Renderer
+from relay.routing.rules import EmailAction, RuleSet, SlackAction
 from relay.senders.base import Sender
-from relay.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class Snapshot:
     settings: Settings
     rules: RuleSet
     hook_token: str
-    senders: Mapping[str, Sender]  # by ``relay.actions.sender_key``
+    senders: Mapping[str, Sender]  # by ``relay.render.actions.sender_key``
     renderers: Mapping[str, Renderer]  # by From address
 
     def from_address(self, action: EmailAction) -> str:

@@ -13,12 +13,12 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.retry import GiveUp, RetryAt, RetryPolicy, decide
-from relay.routing import PlannedDelivery
+from relay.config.settings import EmailAction, Settings
+from relay.delivery.retry import GiveUp, RetryAt, RetryPolicy, decide
+from relay.delivery.worker import message_id
+from relay.routing.decide import PlannedDelivery
 from relay.senders.slack import retry_after_seconds
-from relay.settings import EmailAction, Settings
 from relay.store import Intake, Store
-from relay.worker import message_id
 from tests.conftest import TOKEN, sample
 from tests.support.holding_smtp import HoldingHandler
 from tests.support.smtp import SmtpServer

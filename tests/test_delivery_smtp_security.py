@@ -19,11 +19,11 @@ from aiosmtpd.smtp import AuthResult
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.errors import PermanentDeliveryError
+from relay.config.settings import Settings
+from relay.model.errors import PermanentDeliveryError
 from relay.senders.base import EmailContent
 from relay.senders.outbox import OutboxSender
 from relay.senders.smtp import SmtpSender
-from relay.settings import Settings
 from tests.conftest import TOKEN, sample
 from tests.support.app import wait_settled
 from tests.support.smtp import RecordingHandler, SmtpServer, free_port

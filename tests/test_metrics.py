@@ -12,9 +12,9 @@ from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from relay.app import create_app, database_path
-from relay.settings import Settings
+from relay.config.settings import Settings
 from relay.store import Store
-from relay.storethread import StoreThread
+from relay.store.storethread import StoreThread
 from tests.conftest import TOKEN, body, sample
 from tests.support.app import runtime, wait_settled
 from tests.support.smtp import SmtpServer

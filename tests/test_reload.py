@@ -22,9 +22,9 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import build_snapshot, create_app
+from relay.config.settings import Settings, load_settings
 from relay.reload import reload_runtime
 from relay.runtime import Runtime
-from relay.settings import Settings, load_settings
 from tests.conftest import TOKEN, body, sample
 from tests.support.app import runtime, wait_settled
 from tests.support.config import write_config

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.errors import StoreVersionError
+from relay.model.errors import StoreVersionError
 from relay.store import Store
 from relay.store.base import MIGRATIONS, SCHEMA_VERSION
 

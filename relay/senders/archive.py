@@ -7,7 +7,7 @@ import os
 import threading
 from pathlib import Path
 
-from relay.errors import PermanentDeliveryError, TransientDeliveryError
+from relay.model.errors import PermanentDeliveryError, TransientDeliveryError
 from relay.senders.base import ArchiveContent, Content
 
 TAIL_BYTES = 256 * 1024

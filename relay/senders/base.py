@@ -69,7 +69,7 @@ Content = EmailContent | SlackContent | WebhookContent | ArchiveContent
 
 
 class Sender(Protocol):
-    """Deliver ``content`` or raise a ``relay.errors.DeliveryError`` subclass.
+    """Deliver ``content`` or raise a ``relay.model.errors.DeliveryError`` subclass.
 
     ``skip`` lists recipients that already received this delivery in an earlier attempt.
     ``delivery_id`` is stable across attempts, so a sender may use it to stay idempotent.

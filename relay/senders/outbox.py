@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from relay.errors import PermanentDeliveryError
+from relay.model.errors import PermanentDeliveryError
 from relay.render.headers import UnsafeHeaders, flatten
 from relay.senders.base import Content, EmailContent, SlackContent
 

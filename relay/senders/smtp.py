@@ -8,7 +8,8 @@ from email.utils import parseaddr
 
 import aiosmtplib
 
-from relay.errors import (
+from relay.config.settings import SmtpSettings
+from relay.model.errors import (
     DeliveryConnectionError,
     DeliveryTimeout,
     PermanentDeliveryError,
@@ -17,7 +18,6 @@ from relay.errors import (
 from relay.render.headers import UnsafeHeaders, flatten
 from relay.senders.base import Content, EmailContent
 from relay.senders.smtp_pool import SmtpPool, pool_for
-from relay.settings import SmtpSettings
 
 
 def envelope_sender(from_address: str) -> str:

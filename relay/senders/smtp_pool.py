@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 import aiosmtplib
 
-from relay.settings import SmtpSettings
+from relay.config.settings import SmtpSettings
 
 log = logging.getLogger(__name__)
 

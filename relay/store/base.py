@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from relay.errors import StoreError, StoreVersionError
+from relay.model.errors import StoreError, StoreVersionError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -157,7 +157,7 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 class StoreBase:
     """One connection and its transactions. Not thread-safe: one thread at a time (the app
-    funnels every call through ``relay.storethread.StoreThread``).
+    funnels every call through ``relay.store.storethread.StoreThread``).
 
     ``check``: run ``PRAGMA quick_check`` once opened. Any failure to open or a damaged file
     raises ``StoreError`` naming the file and the problem."""

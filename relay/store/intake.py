@@ -6,7 +6,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
-from relay.routing import PlannedDelivery
+from relay.routing.decide import PlannedDelivery
 from relay.store.base import StoreBase
 from relay.store.records import Accepted, Intake
 

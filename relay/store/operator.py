@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from relay.routing import PlannedDelivery
+from relay.routing.decide import PlannedDelivery
 from relay.store.base import ACTIVE, COUNTED, StoreBase
 from relay.store.intake import plan_deliveries
 from relay.store.records import DeliveryRow, QuarantineRow

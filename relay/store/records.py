@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from relay.routing import PlannedDelivery
+from relay.routing.decide import PlannedDelivery
 
 
 @dataclass(frozen=True)

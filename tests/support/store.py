@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from relay.app import database_path
-from relay.classify import Category
-from relay.settings import Settings
+from relay.config.settings import Settings
+from relay.model.category import Category
 from relay.store import STATUSES, DeliveryRow, Intake, QuarantineRow, Store
 
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from relay.classify import Category
-from relay.conversation import Conversation
-from relay.matchers import Check, Facts, checks
-from relay.rules import FALLBACK_RULE, AnyAction, Rule, RuleSet
+from relay.model.category import Category
+from relay.model.conversation import Conversation
+from relay.routing.matchers import Check, Facts, checks
+from relay.routing.rules import FALLBACK_RULE, AnyAction, Rule, RuleSet
 
 
 @dataclass(frozen=True)

@@ -15,26 +15,26 @@ from functools import partial
 
 from pydantic import TypeAdapter
 
-from relay.actions import render_archive, render_webhook, sender_key
-from relay.classify import Category
-from relay.errors import (
+from relay.config.settings import Action, EmailAction, SlackAction, WebhookAction
+from relay.delivery.retry import GiveUp, RetryPolicy, decide
+from relay.intake.payload import parse
+from relay.model.category import Category
+from relay.model.errors import (
     DeliveryError,
     DeliveryTimeout,
     PermanentDeliveryError,
     RateLimited,
     TransientDeliveryError,
 )
-from relay.payload import parse
-from relay.renderpool import PoolUnavailable, RenderJob, RenderPool
-from relay.retry import GiveUp, RetryPolicy, decide
+from relay.render.actions import render_archive, render_webhook, sender_key
+from relay.render.pool import PoolUnavailable, RenderJob, RenderPool
 from relay.senders.base import Content, Sender
 from relay.senders.outbox import OutboxSender
-from relay.settings import Action, EmailAction, SlackAction, WebhookAction
 from relay.snapshot import Snapshot
 from relay.store import ClaimedDelivery, Store
-from relay.storethread import StoreThread
+from relay.store.storethread import StoreThread
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("relay.worker")  # the published logger name (docs/operations.md)
 
 _ACTION = TypeAdapter[Action](Action)
 CANCEL_WAIT_SECONDS = 5.0  # after the grace period, how long cancelled sends may take to end

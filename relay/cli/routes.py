@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from relay.classify import Category
-    from relay.conversation import Conversation
-    from relay.settings import ArchiveAction, WebhookAction
+    from relay.config.settings import ArchiveAction, WebhookAction
+    from relay.model.category import Category
+    from relay.model.conversation import Conversation
 
 
 def parse_at(value: str | None) -> float | None:
@@ -54,12 +54,12 @@ def routes_test(payload: Path, at_text: str | None, config_path: Path | None) ->
     """Show, for each rule, whether PAYLOAD matches and why, and the resulting actions.
     Uses the same decision code as the running relay; nothing is sent or stored."""
     # Imported here: ``relay --help`` loads this module and should stay quick.
-    from relay.classify import classify  # noqa: PLC0415
-    from relay.errors import ConfigError, PayloadError  # noqa: PLC0415
-    from relay.explain_text import decision_lines  # noqa: PLC0415
-    from relay.payload import parse  # noqa: PLC0415
-    from relay.routing import explain  # noqa: PLC0415
-    from relay.settings import load_settings  # noqa: PLC0415
+    from relay.config.settings import load_settings  # noqa: PLC0415
+    from relay.intake.payload import parse  # noqa: PLC0415
+    from relay.model.category import classify  # noqa: PLC0415
+    from relay.model.errors import ConfigError, PayloadError  # noqa: PLC0415
+    from relay.routing.decide import explain  # noqa: PLC0415
+    from relay.routing.explain_text import decision_lines  # noqa: PLC0415
 
     at = parse_at(at_text)
     try:
@@ -87,9 +87,9 @@ def preview_extra(
     index: int,
 ) -> tuple[Path, str]:
     """``relay preview`` for webhook and archive actions: write the body or line to a file."""
-    from relay.actions import render_archive, render_webhook  # noqa: PLC0415
-    from relay.settings import WebhookAction  # noqa: PLC0415
-    from relay.urls import redact_url  # noqa: PLC0415
+    from relay.config.settings import WebhookAction  # noqa: PLC0415
+    from relay.model.urls import redact_url  # noqa: PLC0415
+    from relay.render.actions import render_archive, render_webhook  # noqa: PLC0415
 
     if isinstance(action, WebhookAction):
         hook = render_webhook(action, raw, conversation, category, rule=rule, delivery_id=index)

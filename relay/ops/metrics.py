@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
-from relay.classify import Category
+from relay.model.category import Category
 from relay.store import COUNTED
 
 CHANNELS = ("email", "slack")

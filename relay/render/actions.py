@@ -7,13 +7,13 @@ from typing import Any
 
 import msgspec
 
-from relay.classify import Category
-from relay.conversation import Conversation
-from relay.payload import json_value
-from relay.rules import ArchiveAction, WebhookAction
+from relay.intake.payload import json_value
+from relay.model.category import Category
+from relay.model.conversation import Conversation
+from relay.render.templating import render_body
+from relay.routing.rules import ArchiveAction, WebhookAction
 from relay.senders.archive import line_prefix
 from relay.senders.base import ArchiveContent, WebhookContent
-from relay.templating import render_body
 
 
 def sender_key(action: Mapping[str, Any]) -> str:

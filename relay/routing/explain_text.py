@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from relay.conversation import Conversation
-from relay.routing import Decision, RuleOutcome
-from relay.rules import AnyAction, ArchiveAction, EmailAction, SlackAction
-from relay.settings import Settings
-from relay.urls import redact_url
+from relay.config.settings import Settings
+from relay.model.conversation import Conversation
+from relay.model.urls import redact_url
+from relay.routing.decide import Decision, RuleOutcome
+from relay.routing.rules import AnyAction, ArchiveAction, EmailAction, SlackAction
 
 
 def describe_action(action: AnyAction, settings: Settings) -> str:

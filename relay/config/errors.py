@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from relay.rules import ACTION_TYPES
+from relay.routing.rules import ACTION_TYPES
 
 
 def describe_validation_error(

@@ -16,14 +16,14 @@ from litestar.params import FromPath
 from litestar.plugins.prometheus import PrometheusController
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from relay.classify import classify
-from relay.destinations import mode, targets
-from relay.errors import PayloadError, PayloadTooLarge, StoreError
-from relay.payload import content_hash, parse
+from relay.config.destinations import mode, targets
+from relay.intake.payload import content_hash, parse
+from relay.model.category import classify
+from relay.model.errors import PayloadError, PayloadTooLarge, StoreError
 from relay.runtime import Runtime
 from relay.store import Intake
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("relay.api")  # the published logger name (docs/operations.md)
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,13 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
 
-from relay.classify import Category
-from relay.payload import parse
-from relay.render import Renderer
+from relay.config.settings import EmailAction, RenderSettings, SlackAction
+from relay.intake.payload import parse
+from relay.model.category import Category
+from relay.render.renderer import Renderer
 from relay.senders.base import EmailContent, SlackContent
-from relay.settings import EmailAction, RenderSettings, SlackAction
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("relay.renderpool")  # the published logger name (docs/operations.md)
 
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>

@@ -19,10 +19,10 @@ from pydantic import (
     model_validator,
 )
 
-from relay.addresses import Addresses
-from relay.classify import Category
-from relay.templating import compile_body_template
-from relay.urls import http_url
+from relay.config.addresses import Addresses
+from relay.model.category import Category
+from relay.model.urls import http_url
+from relay.render.templating import compile_body_template
 
 FALLBACK_RULE = "fallback"
 WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")

@@ -7,11 +7,11 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
-from relay.errors import StoreError
+from relay.model.errors import StoreError
 from relay.store import ACTIVE, Store
-from relay.storethread import StoreThread
+from relay.store.storethread import StoreThread
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("relay.health")  # the published logger name (docs/operations.md)
 
 
 @dataclass(frozen=True)

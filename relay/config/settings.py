@@ -25,11 +25,13 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from relay.addresses import Address, Addresses
-from relay.classify import DEFAULT_LOW_RATING_THRESHOLD, Category
-from relay.credentials import CredentialsSource, undeclared_destinations
-from relay.errors import ConfigError
-from relay.rules import (
+from relay.config.addresses import Address, Addresses
+from relay.config.credentials import CredentialsSource, undeclared_destinations
+from relay.config.errors import describe_validation_error
+from relay.model.category import DEFAULT_LOW_RATING_THRESHOLD, Category
+from relay.model.errors import ConfigError
+from relay.model.urls import http_url
+from relay.routing.rules import (
     Action,
     AnyAction,
     ArchiveAction,
@@ -40,8 +42,6 @@ from relay.rules import (
     SlackAction,
     WebhookAction,
 )
-from relay.settings_errors import describe_validation_error
-from relay.urls import http_url
 
 __all__ = [
     "Action",
@@ -342,7 +342,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML file arrives as init kwargs; secret files override it, the environment
-        # overrides both. Secret files: relay.credentials (any setting, at any depth).
+        # overrides both. Secret files: relay.config.credentials (any setting, at any depth).
         secrets_dir = getattr(file_secret_settings, "secrets_dir", None)
         directory = None if secrets_dir is None else Path(secrets_dir)
         return (env_settings, CredentialsSource(settings_cls, directory), init_settings)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic_settings import EnvSettingsSource
 
-from relay.errors import ConfigError
+from relay.model.errors import ConfigError
 
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings

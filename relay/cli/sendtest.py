@@ -13,11 +13,11 @@ from email.utils import format_datetime, make_msgid
 
 import aiosmtplib
 
-from relay.addresses import check_address
-from relay.destinations import outbox_dir
+from relay.config.addresses import check_address
+from relay.config.destinations import outbox_dir
+from relay.config.settings import Settings
 from relay.senders.smtp import classify_failure, envelope_sender
 from relay.senders.smtp_pool import open_connection
-from relay.settings import Settings
 
 
 @dataclass(frozen=True)

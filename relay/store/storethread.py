@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from relay.errors import StoreError
+from relay.model.errors import StoreError
 from relay.store import Accepted, Intake, Store
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("relay.storethread")  # the published logger name (docs/operations.md)
 
 T = TypeVar("T")
 MAX_BATCH = 256

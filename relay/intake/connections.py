@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("relay.connections")  # the published logger name (docs/operations.md)
 
 # File descriptors kept free for everything but client connections: the store, render
 # helpers, outgoing SMTP and HTTP connections, logs.

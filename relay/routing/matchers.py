@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from relay.classify import Category
-from relay.conversation import Conversation
-from relay.rules import WEEKDAY_NAMES, Match, TimeWindow, VariableMatch
+from relay.model.category import Category
+from relay.model.conversation import Conversation
+from relay.routing.rules import WEEKDAY_NAMES, Match, TimeWindow, VariableMatch
 
 
 def _text(value: Any) -> str | None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import msgspec
 
-from relay.conversation import Conversation
-from relay.errors import PayloadError, PayloadTooLarge
+from relay.model.conversation import Conversation
+from relay.model.errors import PayloadError, PayloadTooLarge
 
 _DECODER = msgspec.json.Decoder(Conversation, strict=False)
 _ANY = msgspec.json.Decoder()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 
-from relay.conversation import Conversation
+from relay.model.conversation import Conversation
 
 DEFAULT_LOW_RATING_THRESHOLD = 2
 

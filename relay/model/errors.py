@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from relay.urls import redact_text
+from relay.model.urls import redact_text
 
 
 class RelayError(Exception):

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from relay.errors import ConfigError, RelayError, StoreError
-from relay.routes_cli import routes
+from relay.cli.routes import routes
+from relay.model.errors import ConfigError, RelayError, StoreError
 
 if TYPE_CHECKING:
     from types import FrameType
 
-    from relay.settings import Settings
+    from relay.config.settings import Settings
     from relay.store import Store
 
 config_option = click.option(
@@ -32,12 +32,12 @@ config_option = click.option(
 
 
 def _load(config_path: Path | None) -> Settings:
-    from relay.settings import load_settings  # noqa: PLC0415
+    from relay.config.settings import load_settings  # noqa: PLC0415
 
     try:
         return load_settings(config_path)
     except ConfigError as exc:
-        from relay.urls import redact_text  # noqa: PLC0415
+        from relay.model.urls import redact_text  # noqa: PLC0415
 
         raise click.ClickException(redact_text(str(exc))) from None
 
@@ -72,11 +72,11 @@ def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
 
     import logging  # noqa: PLC0415
 
-    from relay.destinations import mode, outbox_dir, targets  # noqa: PLC0415
-    from relay.logs import configure_logging  # noqa: PLC0415
+    from relay.config.destinations import mode, outbox_dir, targets  # noqa: PLC0415
+    from relay.config.settings import load_settings  # noqa: PLC0415
+    from relay.ops.logs import configure_logging  # noqa: PLC0415
+    from relay.ops.statedir import lock_state_dir  # noqa: PLC0415
     from relay.serving import bind, run_server  # noqa: PLC0415
-    from relay.settings import load_settings  # noqa: PLC0415
-    from relay.statedir import lock_state_dir  # noqa: PLC0415
 
     settings = _load(config_path)
     configure_logging(settings.logging)
@@ -141,7 +141,7 @@ def _exit_after_graceful_stop(signum: int, frame: FrameType | None) -> None:
 @config_option
 def check(config_path: Path | None) -> None:
     """Validate settings, rules and templates, and say where each action's output goes."""
-    from relay.destinations import mode, targets  # noqa: PLC0415
+    from relay.config.destinations import mode, targets  # noqa: PLC0415
     from relay.snapshot import template_problems  # noqa: PLC0415
 
     settings = _load(config_path)
@@ -186,13 +186,13 @@ def preview(payload: Path, config_path: Path | None, out: Path | None) -> None:
     import json  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
 
-    from relay.classify import classify  # noqa: PLC0415
-    from relay.errors import PayloadError  # noqa: PLC0415
-    from relay.payload import parse  # noqa: PLC0415
-    from relay.render import Renderer  # noqa: PLC0415
-    from relay.routes_cli import preview_extra  # noqa: PLC0415
-    from relay.routing import route  # noqa: PLC0415
-    from relay.settings import ArchiveAction, EmailAction, WebhookAction  # noqa: PLC0415
+    from relay.cli.routes import preview_extra  # noqa: PLC0415
+    from relay.config.settings import ArchiveAction, EmailAction, WebhookAction  # noqa: PLC0415
+    from relay.intake.payload import parse  # noqa: PLC0415
+    from relay.model.category import classify  # noqa: PLC0415
+    from relay.model.errors import PayloadError  # noqa: PLC0415
+    from relay.render.renderer import Renderer  # noqa: PLC0415
+    from relay.routing.decide import route  # noqa: PLC0415
 
     settings = _load(config_path)
     raw = payload.read_bytes()
@@ -243,7 +243,7 @@ def send_test(config_path: Path | None, to: str, channel: str | None) -> None:
     exactly what the server answered."""
     import asyncio  # noqa: PLC0415
 
-    from relay.sendtest import send_test_messages  # noqa: PLC0415
+    from relay.cli.sendtest import send_test_messages  # noqa: PLC0415
 
     settings = _load(config_path)
     results = asyncio.run(send_test_messages(settings, to=to, channel=channel))
@@ -282,7 +282,7 @@ def queue(config_path: Path | None, show_all: bool, limit: int) -> None:
         store.close()
     click.echo("  ".join(f"{status}={n}" for status, n in counts.items()))
     if counts.get("outbox"):
-        from relay.destinations import outbox_dir  # noqa: PLC0415
+        from relay.config.destinations import outbox_dir  # noqa: PLC0415
 
         click.echo(
             f"outbox={counts['outbox']}: written to {outbox_dir(settings)}/, NOT sent "
@@ -293,7 +293,7 @@ def queue(config_path: Path | None, show_all: bool, limit: int) -> None:
             f"{'ID':>6}  {'STATUS':8}  {'CHANNEL':7}  {'TRIES':>5}  {'NEXT ATTEMPT (UTC)':19}  "
             "CONVERSATION  RULE"
         )
-    from relay.urls import redact_text  # noqa: PLC0415
+    from relay.model.urls import redact_text  # noqa: PLC0415
 
     for row in rows:
         nxt = _when(row.next_attempt_at) if row.status in ("pending", "retrying") else "-"
@@ -348,9 +348,9 @@ def replay(config_path: Path | None, conversation: str) -> None:
 
     CONVERSATION is a stored conversation's numeric id, or its key "<accountId>-<channelId>"
     (the newest version is replayed)."""
-    from relay.classify import classify  # noqa: PLC0415
-    from relay.payload import parse  # noqa: PLC0415
-    from relay.routing import route  # noqa: PLC0415
+    from relay.intake.payload import parse  # noqa: PLC0415
+    from relay.model.category import classify  # noqa: PLC0415
+    from relay.routing.decide import route  # noqa: PLC0415
 
     settings = _load(config_path)
     store = _open_store(settings)

@@ -18,8 +18,8 @@ from litestar.exceptions import HTTPException
 from litestar.logging.config import BaseLoggingConfig
 from litestar.types import ASGIApp, GetLogger, Message, Receive, Scope, Send
 
-from relay.settings import LoggingSettings
-from relay.urls import redact_text
+from relay.config.settings import LoggingSettings
+from relay.model.urls import redact_text
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("relay_request_id", default=None)
 REQUEST_ID_HEADER = "x-request-id"
@@ -48,7 +48,7 @@ class RequestIdFilter(logging.Filter):
 
 
 class RedactUrls(logging.Filter):
-    """Masks credentials in every URL of a record's message (``relay.urls.redact_url``)."""
+    """Masks credentials in every URL of a record's message (``relay.model.urls.redact_url``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

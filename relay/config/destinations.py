@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from relay.rules import AnyAction, ArchiveAction, EmailAction, SlackAction, WebhookAction
-from relay.settings import Settings, SlackSettings, SmtpSettings
+from relay.config.settings import Settings, SlackSettings, SmtpSettings
+from relay.routing.rules import AnyAction, ArchiveAction, EmailAction, SlackAction, WebhookAction
 
 Mode = Literal["live", "outbox", "mixed"]
 

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from relay.errors import StateDirInUse
+from relay.model.errors import StateDirInUse
 
 LOCK_NAME = "relay.lock"
 

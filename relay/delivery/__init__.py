@@ -1,0 +1,1 @@
+"""Delivery: the worker, the dispatch of an action to its content, and the retry policy."""
