@@ -37,8 +37,8 @@ from common import SmtpSink, machine, median, queue_conversations
 from relay.app import build_snapshot, build_worker, database_path
 from relay.config.settings import Settings
 from relay.delivery.worker import render_delivery
+from relay.model.content import EmailContent
 from relay.runtime import Runtime
-from relay.senders.base import EmailContent
 from relay.senders.smtp_pool import close_pools
 from relay.snapshot import Snapshot
 from relay.store import ClaimedDelivery, Store

@@ -15,12 +15,9 @@ from litestar import Request
 
 from relay.config.settings import Settings
 from relay.delivery.worker import Worker
-from relay.model.category import Category
-from relay.model.conversation import Conversation
 from relay.ops.health import Readiness, backlog_age, readiness, store_state
 from relay.ops.logthrottle import Throttle
 from relay.ops.metrics import Metrics
-from relay.routing.decide import Decision, explain
 from relay.routing.rules import RuleSet
 from relay.snapshot import Snapshot
 from relay.store.storethread import StoreThread
@@ -74,10 +71,6 @@ class Runtime:
     @property
     def rules(self) -> RuleSet:
         return self.snapshot.rules
-
-    def route(self, conversation: Conversation, category: Category) -> Decision:
-        """Route with the current rules at the current time."""
-        return explain(conversation, category, self.snapshot.rules, now=self.clock())
 
     @property
     def store(self) -> StoreThread:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from relay.config.settings import Settings
 from relay.render.renderer import Renderer
-from relay.routing.rules import EmailAction, RuleSet, SlackAction
+from relay.routing.rules import AnyAction, EmailAction, RuleSet, SlackAction
 from relay.senders.base import Sender
 
 
@@ -23,8 +23,9 @@ class Snapshot:
     senders: Mapping[str, Sender]  # by ``relay.render.actions.sender_key``
     renderers: Mapping[str, Renderer]  # by From address
 
-    def from_address(self, action: EmailAction) -> str:
-        if action.destination is None:
+    def from_address(self, action: AnyAction) -> str:
+        """The From address ``action`` renders with: its mail destination's, else the default."""
+        if not isinstance(action, EmailAction) or action.destination is None:
             return self.settings.smtp.from_address
         return self.settings.destinations.smtp[action.destination].from_address
 

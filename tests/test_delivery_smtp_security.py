@@ -20,8 +20,8 @@ from litestar.testing import TestClient
 
 from relay.app import create_app
 from relay.config.settings import Settings
+from relay.model.content import EmailContent
 from relay.model.errors import PermanentDeliveryError
-from relay.senders.base import EmailContent
 from relay.senders.outbox import OutboxSender
 from relay.senders.smtp import SmtpSender
 from tests.conftest import TOKEN, sample

@@ -16,10 +16,10 @@ from litestar.testing import TestClient
 from relay.app import create_app, database_path
 from relay.cli.main import main
 from relay.config.settings import LoggingSettings, Settings, load_settings
+from relay.model.content import WebhookContent
 from relay.model.errors import DeliveryConnectionError, PermanentDeliveryError
 from relay.model.urls import http_url, redact_text, redact_url
 from relay.ops.logs import configure_logging
-from relay.senders.base import WebhookContent
 from relay.senders.webhook import WebhookSender
 from relay.store import Store
 from tests.conftest import TOKEN, base_sections, sample

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from relay.config.settings import SmtpSettings
+from relay.model.content import EmailContent
 from relay.model.errors import (
     DeliveryConnectionError,
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from relay.senders.base import EmailContent
 from relay.senders.smtp import SmtpSender
 from relay.senders.smtp_pool import close_pools
 from tests.support.smtp import RecordingHandler, SmtpServer, free_port

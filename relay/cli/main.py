@@ -183,25 +183,22 @@ def check(config_path: Path | None) -> None:
 )
 def preview(payload: Path, config_path: Path | None, out: Path | None) -> None:
     """Show the category and matching rules for PAYLOAD and write what would be sent."""
-    import json  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
 
-    from relay.cli.routes import preview_extra  # noqa: PLC0415
-    from relay.config.settings import ArchiveAction, EmailAction, WebhookAction  # noqa: PLC0415
-    from relay.intake.payload import parse  # noqa: PLC0415
-    from relay.model.category import classify  # noqa: PLC0415
+    from relay.cli.routes import write_preview  # noqa: PLC0415
+    from relay.intake.pipeline import take  # noqa: PLC0415
     from relay.model.errors import PayloadError  # noqa: PLC0415
+    from relay.render.dispatch import Job, render  # noqa: PLC0415
     from relay.render.renderer import Renderer  # noqa: PLC0415
-    from relay.routing.decide import route  # noqa: PLC0415
 
     settings = _load(config_path)
     raw = payload.read_bytes()
+    threshold = settings.classify.low_rating_threshold
     try:
-        conversation = parse(raw)
+        routed = take(raw, settings.rule_set, low_rating_threshold=threshold, now=time.time())
     except PayloadError as exc:
         raise click.ClickException(f"{payload}: {exc.reason}: {exc.message}") from None
-    category = classify(conversation, low_rating_threshold=settings.classify.low_rating_threshold)
-    planned = route(conversation, category, settings.rule_set, now=time.time())
+    conversation, category, planned = routed.conversation, routed.category, routed.decision.planned
     click.echo(f"conversation {conversation.key}: category {category.value}")
     if not planned:
         click.echo("no rule matches: nothing would be sent")
@@ -212,24 +209,17 @@ def preview(payload: Path, config_path: Path | None, out: Path | None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for index, plan in enumerate(planned, start=1):
         action = plan.action
+        job = Job(
+            raw,
+            conversation,
+            category,
+            action,
+            rule=plan.rule,
+            delivery_id=index,
+            message_id=f"<preview.{index}@relay.invalid>",
+        )
         stem = out / f"{index:02d}-{plan.rule}-{action.type}"
-        if isinstance(action, EmailAction):
-            content = renderer.email(
-                conversation, category, action, message_id=f"<preview.{index}@relay.invalid>"
-            )
-            path = stem.with_suffix(".eml")
-            path.write_bytes(content.message.as_bytes())
-            target = ", ".join(content.recipients)
-        elif isinstance(action, WebhookAction | ArchiveAction):
-            path, target = preview_extra(
-                action, raw, conversation, category, stem, rule=plan.rule, index=index
-            )
-        else:
-            slack = renderer.slack(conversation, category, action)
-            path = stem.with_suffix(".json")
-            body = {"channel": slack.channel, "text": slack.text, "blocks": list(slack.blocks)}
-            path.write_text(json.dumps(body, ensure_ascii=False, indent=2), encoding="utf-8")
-            target = slack.channel or "(webhook)"
+        path, target = write_preview(action, render(job, renderer), stem)
         click.echo(f"rule {plan.rule}: {action.type} to {target} -> {path}")
     click.echo(f"written to {out}")
 
@@ -348,9 +338,7 @@ def replay(config_path: Path | None, conversation: str) -> None:
 
     CONVERSATION is a stored conversation's numeric id, or its key "<accountId>-<channelId>"
     (the newest version is replayed)."""
-    from relay.intake.payload import parse  # noqa: PLC0415
-    from relay.model.category import classify  # noqa: PLC0415
-    from relay.routing.decide import route  # noqa: PLC0415
+    from relay.intake.pipeline import take  # noqa: PLC0415
 
     settings = _load(config_path)
     store = _open_store(settings)
@@ -362,10 +350,10 @@ def replay(config_path: Path | None, conversation: str) -> None:
         if conversation_id is None or found is None:
             raise click.ClickException(f"no stored conversation {conversation}")
         raw, _, key = found
-        parsed = parse(raw)
-        category = classify(parsed, low_rating_threshold=settings.classify.low_rating_threshold)
-        planned = route(parsed, category, settings.rule_set, now=time.time())
-        created = store.replan(conversation_id, planned)
+        threshold = settings.classify.low_rating_threshold
+        routed = take(raw, settings.rule_set, low_rating_threshold=threshold, now=time.time())
+        category = routed.category
+        created = store.replan(conversation_id, routed.decision.planned)
     finally:
         store.close()
     click.echo(

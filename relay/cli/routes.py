@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from relay.config.settings import ArchiveAction, WebhookAction
-    from relay.model.category import Category
-    from relay.model.conversation import Conversation
+    from relay.model.content import Content
+    from relay.routing.rules import AnyAction
 
 
 def parse_at(value: str | None) -> float | None:
@@ -55,10 +54,8 @@ def routes_test(payload: Path, at_text: str | None, config_path: Path | None) ->
     Uses the same decision code as the running relay; nothing is sent or stored."""
     # Imported here: ``relay --help`` loads this module and should stay quick.
     from relay.config.settings import load_settings  # noqa: PLC0415
-    from relay.intake.payload import parse  # noqa: PLC0415
-    from relay.model.category import classify  # noqa: PLC0415
+    from relay.intake.pipeline import take  # noqa: PLC0415
     from relay.model.errors import ConfigError, PayloadError  # noqa: PLC0415
-    from relay.routing.decide import explain  # noqa: PLC0415
     from relay.routing.explain_text import decision_lines  # noqa: PLC0415
 
     at = parse_at(at_text)
@@ -66,37 +63,44 @@ def routes_test(payload: Path, at_text: str | None, config_path: Path | None) ->
         settings = load_settings(config_path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    threshold = settings.classify.low_rating_threshold
     try:
-        conversation = parse(payload.read_bytes())
+        routed = take(
+            payload.read_bytes(),
+            settings.rule_set,
+            low_rating_threshold=threshold,
+            now=time.time(),
+            at=at,
+        )
     except PayloadError as exc:
         raise click.ClickException(f"{payload}: {exc.reason}: {exc.message}") from None
-    category = classify(conversation, low_rating_threshold=settings.classify.low_rating_threshold)
-    decision = explain(conversation, category, settings.rule_set, now=time.time(), at=at)
-    for line in decision_lines(conversation, decision, settings):
+    for line in decision_lines(routed.conversation, routed.decision, settings):
         click.echo(line)
 
 
-def preview_extra(
-    action: WebhookAction | ArchiveAction,
-    raw: bytes,
-    conversation: Conversation,
-    category: Category,
-    stem: Path,
-    *,
-    rule: str,
-    index: int,
-) -> tuple[Path, str]:
-    """``relay preview`` for webhook and archive actions: write the body or line to a file."""
-    from relay.config.settings import WebhookAction  # noqa: PLC0415
-    from relay.model.urls import redact_url  # noqa: PLC0415
-    from relay.render.actions import render_archive, render_webhook  # noqa: PLC0415
+def write_preview(action: AnyAction, content: Content, stem: Path) -> tuple[Path, str]:
+    """``relay preview``: write one rendered content to a file named ``stem`` + its suffix;
+    the file and where the content would go."""
+    import json  # noqa: PLC0415
 
-    if isinstance(action, WebhookAction):
-        hook = render_webhook(action, raw, conversation, category, rule=rule, delivery_id=index)
+    from relay.model.content import EmailContent, SlackContent, WebhookContent  # noqa: PLC0415
+    from relay.model.urls import redact_url  # noqa: PLC0415
+
+    if isinstance(content, EmailContent):
+        path = stem.with_suffix(".eml")
+        path.write_bytes(content.message.as_bytes())
+        return path, ", ".join(content.recipients)
+    if isinstance(content, SlackContent):
         path = stem.with_suffix(".json")
-        path.write_bytes(hook.body)
-        return path, redact_url(action.url) if action.url else f"destination {action.destination!r}"
-    line = render_archive(action, raw, conversation, category, rule=rule, delivery_id=index)
+        body = {"channel": content.channel, "text": content.text, "blocks": list(content.blocks)}
+        path.write_text(json.dumps(body, ensure_ascii=False, indent=2), encoding="utf-8")
+        return path, content.channel or "(webhook)"
+    if isinstance(content, WebhookContent):
+        path = stem.with_suffix(".json")
+        path.write_bytes(content.body)
+        if content.url:
+            return path, redact_url(content.url)
+        return path, f"destination {getattr(action, 'destination', None)!r}"
     path = stem.with_suffix(".jsonl")
-    path.write_bytes(line.line + b"\n")
-    return path, action.path
+    path.write_bytes(content.line + b"\n")
+    return path, content.path

@@ -15,10 +15,11 @@ from functools import partial
 
 from pydantic import TypeAdapter
 
-from relay.config.settings import Action, EmailAction, SlackAction, WebhookAction
+from relay.config.settings import Action, EmailAction, SlackAction
 from relay.delivery.retry import GiveUp, RetryPolicy, decide
 from relay.intake.payload import parse
 from relay.model.category import Category
+from relay.model.content import Content
 from relay.model.errors import (
     DeliveryError,
     DeliveryTimeout,
@@ -26,9 +27,11 @@ from relay.model.errors import (
     RateLimited,
     TransientDeliveryError,
 )
-from relay.render.actions import render_archive, render_webhook, sender_key
+from relay.render.actions import sender_key
+from relay.render.dispatch import Job, render
 from relay.render.pool import PoolUnavailable, RenderJob, RenderPool
-from relay.senders.base import Content, Sender
+from relay.routing.rules import AnyAction
+from relay.senders.base import Sender
 from relay.senders.outbox import OutboxSender
 from relay.snapshot import Snapshot
 from relay.store import ClaimedDelivery, Store
@@ -51,25 +54,23 @@ def message_id(dedupe_key: str, from_address: str) -> str:
     return f"<{digest}@{domain}>"
 
 
-def render_delivery(snapshot: Snapshot, delivery: ClaimedDelivery) -> Content:
-    conversation = parse(delivery.raw)
-    category = Category(delivery.category)
-    action = _ACTION.validate_python(delivery.action)
-    if isinstance(action, EmailAction):
-        from_address = snapshot.from_address(action)
-        mid = message_id(delivery.dedupe_key, from_address)
-        renderer = snapshot.renderer(from_address)
-        return renderer.email(conversation, category, action, message_id=mid)
-    if isinstance(action, SlackAction):
-        return snapshot.renderer().slack(conversation, category, action)
-    rule, delivery_id = delivery.rule, delivery.id
-    if isinstance(action, WebhookAction):
-        return render_webhook(
-            action, delivery.raw, conversation, category, rule=rule, delivery_id=delivery_id
-        )
-    return render_archive(
-        action, delivery.raw, conversation, category, rule=rule, delivery_id=delivery_id
+def delivery_job(snapshot: Snapshot, delivery: ClaimedDelivery, action: AnyAction) -> Job:
+    """What rendering one claimed delivery takes; its email Message-ID is stable per delivery."""
+    return Job(
+        delivery.raw,
+        parse(delivery.raw),
+        Category(delivery.category),
+        action,
+        rule=delivery.rule,
+        delivery_id=delivery.id,
+        message_id=message_id(delivery.dedupe_key, snapshot.from_address(action)),
     )
+
+
+def render_delivery(snapshot: Snapshot, delivery: ClaimedDelivery) -> Content:
+    action = _ACTION.validate_python(delivery.action)
+    job = delivery_job(snapshot, delivery, action)
+    return render(job, snapshot.renderer(snapshot.from_address(action)))
 
 
 class Worker:
@@ -279,12 +280,7 @@ class Worker:
         action = _ACTION.validate_python(delivery.action)
         if pool is None or not isinstance(action, EmailAction | SlackAction):
             return await asyncio.to_thread(render_delivery, snapshot, delivery)
-        from_address = (
-            snapshot.from_address(action)
-            if isinstance(action, EmailAction)
-            else snapshot.settings.smtp.from_address
-        )
-        mid = message_id(delivery.dedupe_key, from_address)
+        from_address = snapshot.from_address(action)
         if snapshot is not self._rendered_snapshot:
             self._rendered_snapshot = snapshot
             self._render_generation += 1
@@ -294,8 +290,10 @@ class Worker:
             delivery.raw,
             delivery.category,
             action,
-            mid,
+            message_id(delivery.dedupe_key, from_address),
             self._render_generation,
+            rule=delivery.rule,
+            delivery_id=delivery.id,
         )
         try:
             return await pool.render(job)

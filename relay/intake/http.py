@@ -17,8 +17,8 @@ from litestar.plugins.prometheus import PrometheusController
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from relay.config.destinations import mode, targets
-from relay.intake.payload import content_hash, parse
-from relay.model.category import classify
+from relay.intake.payload import content_hash
+from relay.intake.pipeline import take
 from relay.model.errors import PayloadError, PayloadTooLarge, StoreError
 from relay.runtime import Runtime
 from relay.store import Intake
@@ -94,10 +94,14 @@ async def receive(runtime: Runtime, body: bytes, remote: str | None) -> Answer:
 
 def prepare(runtime: Runtime, body: bytes) -> Intake:
     """Parse, classify and route ``body``; raises ``PayloadError`` naming what is wrong."""
-    settings = runtime.settings
-    conversation = parse(body)
-    category = classify(conversation, low_rating_threshold=settings.classify.low_rating_threshold)
-    decision = runtime.route(conversation, category)
+    snapshot = runtime.snapshot  # read once: a reload swaps it whole
+    routed = take(
+        body,
+        snapshot.rules,
+        low_rating_threshold=snapshot.settings.classify.low_rating_threshold,
+        now=runtime.clock(),
+    )
+    conversation, decision = routed.conversation, routed.decision
     return Intake(
         raw=body,
         parsed=msgspec.json.encode(conversation),
@@ -105,7 +109,7 @@ def prepare(runtime: Runtime, body: bytes) -> Intake:
         account_id=conversation.account_id,
         channel_id=conversation.channel.id,
         content_hash=content_hash(body),
-        category=category.value,
+        category=routed.category.value,
         planned=decision.planned,
         dropped=decision.dropped,
     )

@@ -9,11 +9,10 @@ import msgspec
 
 from relay.intake.payload import json_value
 from relay.model.category import Category
+from relay.model.content import ArchiveContent, WebhookContent, line_prefix
 from relay.model.conversation import Conversation
 from relay.render.templating import render_body
 from relay.routing.rules import ArchiveAction, WebhookAction
-from relay.senders.archive import line_prefix
-from relay.senders.base import ArchiveContent, WebhookContent
 
 
 def sender_key(action: Mapping[str, Any]) -> str:

@@ -20,8 +20,10 @@ from functools import partial
 from relay.config.settings import EmailAction, RenderSettings, SlackAction
 from relay.intake.payload import parse
 from relay.model.category import Category
+from relay.model.content import Content
+from relay.render.dispatch import Job
+from relay.render.dispatch import render as dispatch
 from relay.render.renderer import Renderer
-from relay.senders.base import EmailContent, SlackContent
 
 log = logging.getLogger("relay.renderpool")  # the published logger name (docs/operations.md)
 
@@ -31,12 +33,6 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 class PoolUnavailable(Exception):
     """The helper processes cannot render right now; render in-process instead."""
-
-
-# In a helper process: one Renderer per (render settings, From address) of the newest
-# settings generation seen, built on first use.
-_RENDERERS: dict[tuple[str, str], Renderer] = {}
-_GENERATION = [0]
 
 
 @dataclass(frozen=True)
@@ -51,6 +47,31 @@ class RenderJob:
     message_id: str = ""
     # Changes with every settings reload, so helpers also pick up edited template files.
     generation: int = 0
+    rule: str = ""
+    delivery_id: int = 0
+
+
+class HelperRenderers:
+    """One Renderer per (render settings, From address) of the newest settings generation
+    seen, built on first use. Lives in a helper process only: ``HELPER`` below is that
+    process's own state (each helper has one; the relay's process never touches it)."""
+
+    def __init__(self) -> None:
+        self._renderers: dict[tuple[str, str], Renderer] = {}
+        self._generation = 0
+
+    def renderer(self, job: RenderJob) -> Renderer:
+        if job.generation != self._generation:
+            self._renderers.clear()
+            self._generation = job.generation
+        key = (job.settings.model_dump_json(), job.from_address)
+        renderer = self._renderers.get(key)
+        if renderer is None:
+            renderer = self._renderers[key] = Renderer(job.settings, from_address=job.from_address)
+        return renderer
+
+
+HELPER = HelperRenderers()
 
 
 def die_with_parent() -> None:
@@ -80,18 +101,19 @@ def _exit_at_end_of_file(sentinel: int) -> None:
     os._exit(1)  # no cleanup: the helper holds nothing that outlives it
 
 
-def render(job: RenderJob) -> EmailContent | SlackContent:
-    if job.generation != _GENERATION[0]:
-        _RENDERERS.clear()
-        _GENERATION[0] = job.generation
-    key = (job.settings.model_dump_json(), job.from_address)
-    renderer = _RENDERERS.get(key)
-    if renderer is None:
-        renderer = _RENDERERS[key] = Renderer(job.settings, from_address=job.from_address)
-    conversation, category = parse(job.raw), Category(job.category)
-    if isinstance(job.action, EmailAction):
-        return renderer.email(conversation, category, job.action, message_id=job.message_id)
-    return renderer.slack(conversation, category, job.action)
+def render(job: RenderJob) -> Content:
+    """Run in a helper process: the job's content, by the one dispatch of action to content."""
+    conversation = parse(job.raw)
+    dispatched = Job(
+        job.raw,
+        conversation,
+        Category(job.category),
+        job.action,
+        rule=job.rule,
+        delivery_id=job.delivery_id,
+        message_id=job.message_id,
+    )
+    return dispatch(dispatched, HELPER.renderer(job))
 
 
 class RenderPool:
@@ -103,7 +125,7 @@ class RenderPool:
         self._pool: ProcessPoolExecutor | None = None
         self._disabled = False
 
-    async def render(self, job: RenderJob) -> EmailContent | SlackContent:
+    async def render(self, job: RenderJob) -> Content:
         """Render in a helper process; ``PoolUnavailable`` if none can run it (a sandbox that
         forbids processes or semaphores, a helper that died). Rendering errors propagate."""
         if self._disabled:

@@ -13,13 +13,13 @@ import jinja2
 
 from relay.config.settings import EmailAction, RenderSettings, SlackAction
 from relay.model.category import Category
+from relay.model.content import EmailContent, SlackContent
 from relay.model.conversation import Conversation
 from relay.model.errors import ConfigError
 from relay.render import environment, headers, slack
 from relay.render.i18n import Translator
 from relay.render.samples import check_conversations
 from relay.render.view import ConversationView, ViewLimits, build_view
-from relay.senders.base import EmailContent, SlackContent
 
 EMAIL_PARTS = ("html.j2", "txt.j2")
 SUBJECT_TEMPLATE = "email/subject.txt.j2"

@@ -9,6 +9,7 @@ from email.utils import parseaddr
 import aiosmtplib
 
 from relay.config.settings import SmtpSettings
+from relay.model.content import Content, EmailContent
 from relay.model.errors import (
     DeliveryConnectionError,
     DeliveryTimeout,
@@ -16,7 +17,6 @@ from relay.model.errors import (
     TransientDeliveryError,
 )
 from relay.render.headers import UnsafeHeaders, flatten
-from relay.senders.base import Content, EmailContent
 from relay.senders.smtp_pool import SmtpPool, pool_for
 
 

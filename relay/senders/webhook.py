@@ -10,6 +10,7 @@ from functools import partial
 import httpx
 
 from relay.config.settings import WebhookDestination
+from relay.model.content import Content, WebhookContent
 from relay.model.errors import (
     DeliveryConnectionError,
     DeliveryTimeout,
@@ -18,7 +19,6 @@ from relay.model.errors import (
     TransientDeliveryError,
 )
 from relay.model.urls import redact_url
-from relay.senders.base import Content, WebhookContent
 from relay.senders.base import retry_after_seconds as _retry_after_seconds
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
