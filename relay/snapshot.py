@@ -20,7 +20,7 @@ class Snapshot:
     settings: Settings
     rules: RuleSet
     hook_token: str
-    senders: Mapping[str, Sender]  # by ``relay.render.actions.sender_key``
+    senders: Mapping[str, Sender]  # by ``relay.senders.registry.sender_key``
     renderers: Mapping[str, Renderer]  # by From address
 
     def from_address(self, action: AnyAction) -> str:

@@ -139,13 +139,13 @@ def test_metrics_answer_503_not_500_when_the_store_fails(
     settings = make_settings()
     with TestClient(create_app(settings)) as client:
         rt = runtime(client)
-        healthy = rt._store
+        healthy, worker = rt.store, rt.worker
         damaged = StoreThread(DamagedQueue(database_path(settings)))
-        rt._store = damaged
+        rt.attach(damaged, worker)
         try:
             response = client.get("/metrics")
         finally:
-            rt._store = healthy
+            rt.attach(healthy, worker)
             damaged.close()
         assert response.status_code == 503
         assert response.text == "the store failed: DatabaseError\n"

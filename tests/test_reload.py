@@ -115,7 +115,7 @@ def test_reload_applies_a_valid_change_and_refuses_an_invalid_one(
 
         path.write_text(config_text(state, endpoint, "second"), encoding="utf-8")
         assert reload_runtime(rt, load, build_snapshot)
-        assert [r.name for r in rt.rules.rules] == ["second"]
+        assert [r.name for r in rt.snapshot.rules.rules] == ["second"]
         client.post(f"/hooks/smartsupp/{TOKEN}", content=conversation(2))
         assert endpoint.wait_for(2)[-1].path == "/second"
 

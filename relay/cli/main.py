@@ -414,8 +414,8 @@ def purge(config_path: Path | None, days: float | None) -> None:
     from rich.console import Console  # noqa: PLC0415 -- only purge shows a progress bar
     from rich.progress import Progress  # noqa: PLC0415 -- only purge shows a progress bar
 
-    from relay.app import outbox_path  # noqa: PLC0415
     from relay.senders.outbox import OutboxSender  # noqa: PLC0415
+    from relay.senders.registry import outbox_path  # noqa: PLC0415
 
     settings = _load(config_path)
     days = settings.storage.retention_days if days is None else days

@@ -27,12 +27,12 @@ from relay.model.errors import (
     RateLimited,
     TransientDeliveryError,
 )
-from relay.render.actions import sender_key
 from relay.render.dispatch import Job, render
 from relay.render.pool import PoolUnavailable, RenderJob, RenderPool
 from relay.routing.rules import AnyAction
 from relay.senders.base import Sender
 from relay.senders.outbox import OutboxSender
+from relay.senders.registry import sender_key
 from relay.snapshot import Snapshot
 from relay.store import ClaimedDelivery, Store
 from relay.store.storethread import StoreThread

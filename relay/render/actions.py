@@ -1,8 +1,7 @@
-"""Rendering of webhook and archive actions, and which sender carries an action."""
+"""Rendering of webhook and archive actions: a JSON body and an archive line."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -11,15 +10,8 @@ from relay.intake.payload import json_value
 from relay.model.category import Category
 from relay.model.content import ArchiveContent, WebhookContent, line_prefix
 from relay.model.conversation import Conversation
-from relay.render.templating import render_body
+from relay.render.templating import BodyTemplates
 from relay.routing.rules import ArchiveAction, WebhookAction
-
-
-def sender_key(action: Mapping[str, Any]) -> str:
-    """``type`` for the default destination of a type, ``type:NAME`` for a named one."""
-    kind = str(action.get("type"))
-    destination = action.get("destination")
-    return f"{kind}:{destination}" if destination else kind
 
 
 def template_variables(
@@ -44,12 +36,13 @@ def render_webhook(
     *,
     rule: str,
     delivery_id: int,
+    bodies: BodyTemplates,
 ) -> WebhookContent:
     """The stored body byte for byte, or the action's JSON template rendered."""
     if action.body is None:
         return WebhookContent(url=action.url, body=raw)
     variables = template_variables(raw, conversation, category, rule=rule, delivery_id=delivery_id)
-    return WebhookContent(url=action.url, body=render_body(action.body, variables))
+    return WebhookContent(url=action.url, body=bodies.render(action.body, variables))
 
 
 def render_archive(

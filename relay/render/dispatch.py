@@ -42,6 +42,7 @@ def render(job: Job, renderer: Renderer) -> Content:
             job.category,
             rule=job.rule,
             delivery_id=job.delivery_id,
+            bodies=renderer.bodies,
         )
     return render_archive(
         action, job.raw, job.conversation, job.category, rule=job.rule, delivery_id=job.delivery_id

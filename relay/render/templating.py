@@ -13,13 +13,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from functools import lru_cache
 from typing import Any
 
 from jinja2 import ChainableUndefined, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-_ENV = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
 _WHOLE = re.compile(r"\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}", re.DOTALL)
 
 Compiled = Callable[[Mapping[str, Any]], Any]
@@ -37,40 +35,44 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _compile_string(text: str) -> Compiled:
-    whole = _WHOLE.fullmatch(text.strip())
-    if whole is not None:
-        expression = _ENV.compile_expression(whole["expr"], undefined_to_none=True)
-        return lambda variables: _jsonable(expression(**variables))
-    if "{{" not in text and "{%" not in text:
-        return lambda variables: text
-    template = _ENV.from_string(text)
-    return template.render
+class BodyTemplates:
+    """A sandboxed environment and the body templates compiled with it, by content. Each
+    Renderer owns one (a settings reload builds new ones); validating settings uses its own."""
 
+    def __init__(self) -> None:
+        self._env = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+        self._compiled: dict[str, Compiled] = {}
 
-def _compile(value: Any) -> Compiled:
-    if isinstance(value, str):
-        return _compile_string(value)
-    if isinstance(value, Mapping):
-        parts = [(str(k), _compile(v)) for k, v in value.items()]
-        return lambda variables: {k: part(variables) for k, part in parts}
-    if isinstance(value, list | tuple):
-        items = [_compile(v) for v in value]
-        return lambda variables: [item(variables) for item in items]
-    return lambda variables: value
+    def compile(self, template: Mapping[str, Any]) -> Compiled:
+        """Compile once (kept by content); raises jinja2.TemplateSyntaxError."""
+        spec = json.dumps(template, default=str)
+        compiled = self._compiled.get(spec)
+        if compiled is None:
+            compiled = self._compiled[spec] = self._compile(json.loads(spec))
+        return compiled
 
+    def render(self, template: Mapping[str, Any], variables: Mapping[str, Any]) -> bytes:
+        """The rendered JSON document, UTF-8 encoded."""
+        document = self.compile(template)(variables)
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
-@lru_cache(maxsize=256)
-def _compile_cached(spec: str) -> Compiled:
-    return _compile(json.loads(spec))
+    def _compile_string(self, text: str) -> Compiled:
+        whole = _WHOLE.fullmatch(text.strip())
+        if whole is not None:
+            expression = self._env.compile_expression(whole["expr"], undefined_to_none=True)
+            return lambda variables: _jsonable(expression(**variables))
+        if "{{" not in text and "{%" not in text:
+            return lambda variables: text
+        template = self._env.from_string(text)
+        return template.render
 
-
-def compile_body_template(template: Mapping[str, Any]) -> Compiled:
-    """Compile once (cached by content); raises jinja2.TemplateSyntaxError."""
-    return _compile_cached(json.dumps(template, default=str))
-
-
-def render_body(template: Mapping[str, Any], variables: Mapping[str, Any]) -> bytes:
-    """The rendered JSON document, UTF-8 encoded."""
-    document = compile_body_template(template)(variables)
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    def _compile(self, value: Any) -> Compiled:
+        if isinstance(value, str):
+            return self._compile_string(value)
+        if isinstance(value, Mapping):
+            parts = [(str(k), self._compile(v)) for k, v in value.items()]
+            return lambda variables: {k: part(variables) for k, part in parts}
+        if isinstance(value, list | tuple):
+            items = [self._compile(v) for v in value]
+            return lambda variables: [item(variables) for item in items]
+        return lambda variables: value

@@ -22,7 +22,7 @@ from pydantic import (
 from relay.config.addresses import Addresses
 from relay.model.category import Category
 from relay.model.urls import http_url
-from relay.render.templating import compile_body_template
+from relay.render.templating import BodyTemplates
 
 FALLBACK_RULE = "fallback"
 WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -226,7 +226,7 @@ class WebhookAction(_Section):
     def _template_compiles(cls, value: Any) -> Any:
         if isinstance(value, dict):
             try:
-                compile_body_template(value)
+                BodyTemplates().compile(value)
             except TemplateSyntaxError as exc:
                 raise ValueError(f"template error: {exc.message} in {exc.source!r}") from None
         return value

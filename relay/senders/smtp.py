@@ -17,7 +17,7 @@ from relay.model.errors import (
     TransientDeliveryError,
 )
 from relay.render.headers import UnsafeHeaders, flatten
-from relay.senders.smtp_pool import SmtpPool, pool_for
+from relay.senders.smtp_pool import SmtpPool, SmtpPools
 
 
 def envelope_sender(from_address: str) -> str:
@@ -29,11 +29,15 @@ def _reply(code: int, message: str) -> str:
 
 
 class SmtpSender:
-    """Sends over persistent connections pooled per destination (relay.senders.smtp_pool);
+    """Sends over persistent connections pooled per destination (``SmtpPools``);
     STARTTLS/implicit TLS and AUTH from settings."""
 
-    def __init__(self, settings: SmtpSettings, *, pool_size: int = 4) -> None:
+    def __init__(
+        self, settings: SmtpSettings, *, pool_size: int = 4, pools: SmtpPools | None = None
+    ) -> None:
+        """``pools``: shared with the other senders of a relay (a sender alone keeps its own)."""
         self.settings = settings
+        self._pools = SmtpPools() if pools is None else pools
         self._sender = envelope_sender(settings.from_address)
         self._pool_size = pool_size
         # The whole transaction, from connecting or reusing a connection to the reply to DATA.
@@ -41,7 +45,7 @@ class SmtpSender:
 
     @property
     def pool(self) -> SmtpPool:
-        return pool_for(self.settings, self._pool_size)
+        return self._pools.pool(self.settings, self._pool_size)
 
     async def _transmit(
         self, content: EmailContent, recipients: list[str]
