@@ -36,7 +36,6 @@ def intake(channel_id: int = 1, category: str = "missed", text: str = "") -> Int
     action = EmailAction(type="email", to=["sales@shop.test"])
     return Intake(
         raw=json.dumps({"accountId": 7, "channel": {"id": channel_id}, "t": text}).encode(),
-        parsed=b"{}",
         conv_key=f"7-{channel_id}",
         account_id=7,
         channel_id=channel_id,

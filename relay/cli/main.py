@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from relay.cli.routes import routes
-from relay.model.errors import ConfigError, RelayError, StoreError
+from relay.model.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -443,11 +443,3 @@ def purge(config_path: Path | None, days: float | None) -> None:
 
 
 main.add_command(routes)
-
-
-def run() -> None:  # pragma: no cover - console entry point wrapper
-    try:
-        main()
-    except RelayError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)

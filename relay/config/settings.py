@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     IPvAnyNetwork,
     SecretStr,
@@ -28,6 +26,7 @@ from pydantic_settings import (
 from relay.config.addresses import Address, Addresses
 from relay.config.credentials import CredentialsSource, undeclared_destinations
 from relay.config.errors import describe_validation_error
+from relay.config.section import Section
 from relay.model.category import DEFAULT_LOW_RATING_THRESHOLD, Category
 from relay.model.errors import ConfigError
 from relay.model.urls import http_url
@@ -57,11 +56,7 @@ __all__ = [
 ]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ServerSettings(_Section):
+class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     # None: a random token is generated once and kept in <state_dir>/hook_token.
@@ -90,7 +85,7 @@ class ServerSettings(_Section):
         return self
 
 
-class StorageSettings(_Section):
+class StorageSettings(Section):
     state_dir: Path = Path("./var")
     retention_days: int = Field(default=90, ge=1)
     quarantine_max_rows: int = Field(default=1000, ge=1)
@@ -99,7 +94,7 @@ class StorageSettings(_Section):
     quarantine_max_bytes: int = Field(default=50_000_000, ge=1024)
 
 
-class SmtpSettings(_Section):
+class SmtpSettings(Section):
     # No host: emails are written to <state_dir>/outbox/ as .eml files instead.
     host: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
@@ -144,7 +139,7 @@ class SmtpSettings(_Section):
         return {"none": 25, "starttls": 587, "tls": 465}[self.security]
 
 
-class SlackSettings(_Section):
+class SlackSettings(Section):
     # Neither token nor webhook_url: Slack messages are written to <state_dir>/outbox/ as .json.
     token: SecretStr | None = None
     webhook_url: SecretStr | None = None
@@ -152,7 +147,7 @@ class SlackSettings(_Section):
     timeout_seconds: float = Field(default=30.0, gt=0)
 
 
-class DeliverySettings(_Section):
+class DeliverySettings(Section):
     concurrency: int = Field(default=4, ge=1, le=64)
     # At most this many of those to one destination (SMTP server, Slack workspace, webhook),
     # so a slow one cannot take every slot; None: concurrency - 1 (at least 1).
@@ -166,11 +161,11 @@ class DeliverySettings(_Section):
     render_processes: int = Field(default=1, ge=0, le=16)
 
 
-class ClassifySettings(_Section):
+class ClassifySettings(Section):
     low_rating_threshold: int = DEFAULT_LOW_RATING_THRESHOLD
 
 
-class RenderSettings(_Section):
+class RenderSettings(Section):
     locale: Literal["en", "cs", "de"] = "en"
     timezone: str = "UTC"
     templates_dir: Path | None = None
@@ -181,7 +176,7 @@ class RenderSettings(_Section):
     max_email_bytes: int = Field(default=1_000_000, ge=200_000)
 
 
-class HealthSettings(_Section):
+class HealthSettings(Section):
     """What ``/readyz`` demands."""
 
     # Not ready while a delivery not yet sent or dead was planned longer ago than this.
@@ -190,7 +185,7 @@ class HealthSettings(_Section):
     probe_timeout_seconds: float = Field(default=5.0, gt=0)
 
 
-class LoggingSettings(_Section):
+class LoggingSettings(Section):
     # "text": one human-readable line per event; "json": one JSON object per line.
     format: Literal["text", "json"] = "text"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -204,7 +199,7 @@ def _drop_is_empty(value: Any) -> Any:
     return value
 
 
-class RoutingSettings(_Section):
+class RoutingSettings(Section):
     """Targets of the built-in rules used when no ``[[rules]]`` are configured, and what
     happens to a conversation no rule matches: ``"drop"`` (stored, logged, nothing sent) or a
     list of actions (``[[routing.fallback]]`` tables) planned under the rule name "fallback"."""
@@ -215,7 +210,7 @@ class RoutingSettings(_Section):
     fallback: Annotated[list[Action], BeforeValidator(_drop_is_empty)] = []
 
 
-class WebhookDestination(_Section):
+class WebhookDestination(Section):
     """A named HTTP endpoint. With ``secret``, every POST carries
     ``<signature_header>: sha256=<hex HMAC-SHA256 of the body>``."""
 
@@ -239,7 +234,7 @@ class WebhookDestination(_Section):
         return value
 
 
-class DestinationSettings(_Section):
+class DestinationSettings(Section):
     """Named destinations that actions pick with ``destination = "NAME"``."""
 
     smtp: dict[str, SmtpSettings] = {}

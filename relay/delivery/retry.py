@@ -24,7 +24,7 @@ class GiveUp:
     reason: str
 
 
-Decision = RetryAt | GiveUp
+RetryDecision = RetryAt | GiveUp
 
 
 def backoff(policy: RetryPolicy, attempts: int, jitter: float) -> float:
@@ -45,7 +45,7 @@ def decide(
     now: float,
     jitter: float,
     retry_after: float | None = None,
-) -> Decision:
+) -> RetryDecision:
     """Schedule the next attempt, unless the delivery would be older than ``max_age_seconds``
     by then.
 

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
@@ -104,7 +103,6 @@ def prepare(runtime: Runtime, body: bytes) -> Intake:
     conversation, decision = routed.conversation, routed.decision
     return Intake(
         raw=body,
-        parsed=msgspec.json.encode(conversation),
         conv_key=conversation.key,
         account_id=conversation.account_id,
         channel_id=conversation.channel.id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -61,19 +62,23 @@ class Channel(_Wire, frozen=True):
     rating_desc: str | None = None
 
 
+def variable_text(value: Any) -> str:
+    """A variable's value as text, the same for display, matching and rules: "" when absent,
+    a string as it is, JSON for the rest (``true``, ``5``, objects with sorted keys)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
 class Variable(_Wire, frozen=True):
     label: str | None = None
     value: Any = None
 
     @property
     def text(self) -> str:
-        if self.value is None:
-            return ""
-        if isinstance(self.value, bool):
-            return "yes" if self.value else "no"
-        if isinstance(self.value, str | int | float):
-            return str(self.value)
-        return msgspec.json.encode(self.value).decode()
+        return variable_text(self.value)
 
 
 class Visitor(_Wire, frozen=True):

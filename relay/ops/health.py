@@ -26,7 +26,7 @@ class StoreState:
 
 
 @dataclass(frozen=True)
-class Check:
+class ReadinessCheck:
     ok: bool
     detail: str
     data: dict[str, Any]
@@ -37,7 +37,7 @@ class Check:
 
 @dataclass(frozen=True)
 class Readiness:
-    checks: dict[str, Check]
+    checks: dict[str, ReadinessCheck]
 
     @property
     def ready(self) -> bool:
@@ -76,14 +76,16 @@ def evaluate(
     max_backlog_age: float,
 ) -> Readiness:
     """Pure verdict. ``state`` is what the store answered, or why it did not answer."""
-    worker = Check(worker_running, "running" if worker_running else "stopped", {})
+    worker = ReadinessCheck(worker_running, "running" if worker_running else "stopped", {})
     if isinstance(state, str):
-        unknown = Check(False, "unknown: the store did not answer", {})
-        return Readiness({"store": Check(False, state, {}), "worker": worker, "backlog": unknown})
+        unknown = ReadinessCheck(False, "unknown: the store did not answer", {})
+        return Readiness(
+            {"store": ReadinessCheck(False, state, {}), "worker": worker, "backlog": unknown}
+        )
     if state.problem is not None:
-        store = Check(False, state.problem, {})
+        store = ReadinessCheck(False, state.problem, {})
     else:
-        store = Check(
+        store = ReadinessCheck(
             state.writable,
             "writable" if state.writable else "a write to the database failed",
             {},
@@ -91,7 +93,7 @@ def evaluate(
     age = backlog_age(state, now)
     active = sum(state.counts.get(status, 0) for status in ACTIVE)
     fresh = age < max_backlog_age
-    backlog = Check(
+    backlog = ReadinessCheck(
         fresh,
         "fresh"
         if fresh

@@ -35,7 +35,8 @@ _CONTROL[0x09] = " "
 HTTP_CLIENT_LOGGERS = ("httpx", "httpcore", "slack_sdk")
 
 
-def one_line(text: str) -> str:
+def escape_controls(text: str) -> str:
+    """Control characters (CR, LF, ESC, ...) as visible escapes: one record, one line."""
     return text.translate(_CONTROL)
 
 
@@ -85,9 +86,9 @@ class TextFormatter(logging.Formatter):
         head = f"{record.levelname} {record.name}" + (f" [{rid}]" if rid else "")
         if self.journal:
             # journald records the time itself, and the level from the <N> prefix.
-            return f"<{SYSLOG_PRIORITY.get(record.levelname, 6)}>{head}: {one_line(text)}"
+            return f"<{SYSLOG_PRIORITY.get(record.levelname, 6)}>{head}: {escape_controls(text)}"
         when = datetime.fromtimestamp(record.created).astimezone().isoformat("T", "milliseconds")
-        return f"{when} {head}: {one_line(text)}"
+        return f"{when} {head}: {escape_controls(text)}"
 
 
 class JsonFormatter(logging.Formatter):

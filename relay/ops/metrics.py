@@ -8,9 +8,9 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.exposition import generate_latest
 
 from relay.model.category import Category
+from relay.routing.rules import ACTION_TYPES
 from relay.store import COUNTED
 
-CHANNELS = ("email", "slack")
 # "outbox": written to <state_dir>/outbox/ because no destination is configured, not sent.
 OUTCOMES = ("sent", "outbox", "retry", "dead")
 # Refusals the HTTP layer knows by name; payload reasons appear as they first happen.
@@ -81,7 +81,7 @@ class Metrics:
                 self.conversations.labels(category.value, duplicate)
         for reason in KNOWN_REJECTIONS:
             self.rejections.labels(reason)
-        for channel in CHANNELS:
+        for channel in ACTION_TYPES:
             self.send_seconds.labels(channel)
             for outcome in OUTCOMES:
                 self.deliveries.labels(channel, outcome)

@@ -9,19 +9,13 @@ from datetime import datetime
 from typing import Any
 
 from relay.model.category import Category
-from relay.model.conversation import Conversation
+from relay.model.conversation import Conversation, variable_text
 from relay.routing.rules import WEEKDAY_NAMES, Match, TimeWindow, VariableMatch
 
 
 def _text(value: Any) -> str | None:
-    """A variable's value as text: None when absent or empty; JSON spelling for non-strings."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool | int | float):
-        return json.dumps(value)
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    """A variable's value as text (``variable_text``); None when absent or empty."""
+    return variable_text(value) or None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import TemplateSyntaxError
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -20,16 +19,14 @@ from pydantic import (
 )
 
 from relay.config.addresses import Addresses
+from relay.config.section import Section
 from relay.model.category import Category
+from relay.model.conversation import variable_text
 from relay.model.urls import http_url
 from relay.render.templating import BodyTemplates
 
 FALLBACK_RULE = "fallback"
 WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _one_or_many(value: Any) -> Any:
@@ -46,20 +43,13 @@ def _compile_regex(value: Any) -> Any:
     return value
 
 
-def _value_text(value: Any) -> str:
-    """A variable's value as text for comparison: JSON spelling for booleans."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 OneOrMany = BeforeValidator(_one_or_many)
 Regex = Annotated[
     re.Pattern[str],
     BeforeValidator(_compile_regex),
     PlainSerializer(lambda p: p.pattern, return_type=str),
 ]
-Scalar = Annotated[str, BeforeValidator(lambda v: _value_text(v) if v is not None else v)]
+Scalar = Annotated[str, BeforeValidator(lambda v: variable_text(v) if v is not None else v)]
 
 
 def _weekday(name: str, item: str) -> int:
@@ -102,7 +92,7 @@ def _parse_hours(items: list[str]) -> tuple[tuple[int, int], ...]:
     return tuple(ranges)
 
 
-class TimeWindow(_Section):
+class TimeWindow(Section):
     """Weekdays and hours in a time zone. ``active``: the rule matches only inside the window;
     ``mute``: only outside it. A range whose end is before its start wraps past midnight."""
 
@@ -146,7 +136,7 @@ class TimeWindow(_Section):
         return _parse_hours(self.hours)
 
 
-class VariableMatch(_Section):
+class VariableMatch(Section):
     """Conditions on one visitor variable (all given must hold)."""
 
     present: bool | None = None
@@ -161,7 +151,7 @@ class VariableMatch(_Section):
         return self
 
 
-class Match(_Section):
+class Match(Section):
     """Matchers of one rule; every matcher given must hold (AND). None given: always matches."""
 
     category: Annotated[list[Category], OneOrMany] | None = None
@@ -188,7 +178,7 @@ class Match(_Section):
         return None if value is None else [code.upper() for code in value]
 
 
-class EmailAction(_Section):
+class EmailAction(Section):
     type: Literal["email"]
     to: Addresses = Field(min_length=1)
     cc: Addresses = []
@@ -199,7 +189,7 @@ class EmailAction(_Section):
     destination: str | None = None
 
 
-class SlackAction(_Section):
+class SlackAction(Section):
     type: Literal["slack"]
     channel: str | None = None
     template: str = "alert"
@@ -207,7 +197,7 @@ class SlackAction(_Section):
     destination: str | None = None
 
 
-class WebhookAction(_Section):
+class WebhookAction(Section):
     """POST to a named destination (URL, secret, headers) or a plain ``url``. Without ``body``
     the conversation is posted exactly as Smartsupp sent it; ``body`` is a JSON template."""
 
@@ -238,7 +228,7 @@ class WebhookAction(_Section):
         return self
 
 
-class ArchiveAction(_Section):
+class ArchiveAction(Section):
     """Append one JSON line per delivery; a relative ``path`` is under ``storage.state_dir``."""
 
     type: Literal["archive"]
@@ -246,11 +236,15 @@ class ArchiveAction(_Section):
 
 
 AnyAction = EmailAction | SlackAction | WebhookAction | ArchiveAction
+# "email", "slack", "webhook", "archive": each action type's ``type`` value.
+ACTION_TYPES: tuple[str, ...] = tuple(
+    get_args(kind.model_fields["type"].annotation)[0] for kind in get_args(AnyAction)
+)
 Action = Annotated[AnyAction, Field(discriminator="type")]
 ACTION_TYPES = ("email", "slack", "webhook", "archive")
 
 
-class Rule(_Section):
+class Rule(Section):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     name: str = Field(min_length=1)

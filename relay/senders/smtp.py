@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ssl
-from email.headerregistry import Address
 from email.utils import parseaddr
 
 import aiosmtplib
@@ -133,7 +132,3 @@ def _refused(
     if temporary:
         return TransientDeliveryError(f"recipients deferred: {detail}", done=(*done, *permanent))
     return PermanentDeliveryError(f"recipients refused: {detail}", done=done)
-
-
-def format_address(display_name: str, addr: str) -> str:
-    return str(Address(display_name=display_name, addr_spec=addr))

@@ -64,8 +64,8 @@ class IntakeOps(StoreBase):
         # INSERT, and an exact duplicate (same key and content hash) inserts nothing.
         inserted = db.execute(
             "INSERT INTO conversations (conv_key, account_id, channel_id, version, content_hash,"
-            " category, received_at, raw, parsed)"
-            " SELECT ?, ?, ?, COALESCE(MAX(version), 0) + 1, ?, ?, ?, ?, ?"
+            " category, received_at, raw)"
+            " SELECT ?, ?, ?, COALESCE(MAX(version), 0) + 1, ?, ?, ?, ?"
             " FROM conversations WHERE conv_key = ?"
             " ON CONFLICT (conv_key, content_hash) DO NOTHING RETURNING id, version",
             (
@@ -76,7 +76,6 @@ class IntakeOps(StoreBase):
                 intake.category,
                 now,
                 intake.raw,
-                intake.parsed,
                 intake.conv_key,
             ),
         ).fetchone()

@@ -169,9 +169,6 @@ class OperatorOps(StoreBase):
         deleted rows do not survive in the log either)."""
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    def vacuum(self) -> None:
-        self._conn.execute("VACUUM")
-
     def writable(self, now: float | None = None) -> bool:
         """True if a row of the database file can be written and committed (fsync'd) now."""
         now = time.time() if now is None else now

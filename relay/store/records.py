@@ -13,7 +13,6 @@ class Intake:
     """Everything the request path wants stored for one accepted body."""
 
     raw: bytes
-    parsed: bytes
     conv_key: str
     account_id: int
     channel_id: int

@@ -30,7 +30,6 @@ def bare_intake(n: int, raw: Any = b"{}") -> Intake:
     """A minimal intake for conversation "1-<n>" with nothing planned (store-level tests)."""
     return Intake(
         raw=raw,
-        parsed=b"{}",
         conv_key=f"1-{n}",
         account_id=1,
         channel_id=n,
