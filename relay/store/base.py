@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from relay.model.errors import StoreError, StoreVersionError
+from relay.store import queries
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -142,7 +143,7 @@ MAX_PROBLEMS_SHOWN = 3
 
 def integrity_problems(conn: sqlite3.Connection) -> list[str]:
     """What ``PRAGMA quick_check`` finds wrong (empty if nothing): a pass over every page."""
-    rows = [str(row[0]) for row in conn.execute("PRAGMA quick_check").fetchall()]
+    rows = [str(row[0]) for row in conn.execute(queries.QUICK_CHECK).fetchall()]
     return [] if rows == ["ok"] else rows
 
 
