@@ -85,6 +85,7 @@ def write_preview(action: AnyAction, content: Content, stem: Path) -> tuple[Path
 
     from relay.model.content import EmailContent, SlackContent, WebhookContent  # noqa: PLC0415
     from relay.model.urls import redact_url  # noqa: PLC0415
+    from relay.routing.rules import WebhookAction  # noqa: PLC0415
 
     if isinstance(content, EmailContent):
         path = stem.with_suffix(".eml")
@@ -98,9 +99,8 @@ def write_preview(action: AnyAction, content: Content, stem: Path) -> tuple[Path
     if isinstance(content, WebhookContent):
         path = stem.with_suffix(".json")
         path.write_bytes(content.body)
-        if content.url:
-            return path, redact_url(content.url)
-        return path, f"destination {getattr(action, 'destination', None)!r}"
+        destination = action.destination if isinstance(action, WebhookAction) else None
+        return path, redact_url(content.url) if content.url else f"destination {destination!r}"
     path = stem.with_suffix(".jsonl")
     path.write_bytes(content.line + b"\n")
     return path, content.path

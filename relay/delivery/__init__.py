@@ -1,1 +1,1 @@
-"""Delivery: the worker, the dispatch of an action to its content, and the retry policy."""
+"""Delivery: the worker that claims, renders, sends and records due deliveries; retry policy."""

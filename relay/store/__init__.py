@@ -1,5 +1,4 @@
-"""The durable store: conversations, their planned deliveries (the outbox) and quarantined
-bodies in one SQLite file. Every SQL statement of the relay lives in this package."""
+"""The durable store: conversations, planned deliveries, quarantined bodies; SQL in queries.py."""
 
 from __future__ import annotations
 
