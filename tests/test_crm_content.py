@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from relay.classify import Category
-from relay.payload import parse
-from relay.senders.crm.config import PipedriveAction, ZendeskAction
-from relay.senders.crm.content import one_line, render_crm
+from relay.intake.payload import parse
+from relay.model.category import Category
+from relay.model.crm import one_line
+from relay.render.crm import render_crm
+from relay.routing.rules import PipedriveAction, ZendeskAction
 
 SAMPLE = Path(__file__).parent / "samples" / "missed-chat.json"
 

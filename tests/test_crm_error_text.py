@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from relay.errors import PermanentDeliveryError
+from relay.model.errors import PermanentDeliveryError
 from relay.senders.crm import freshdesk, hubspot, pipedrive, zendesk
 from relay.senders.crm.http import classify
 

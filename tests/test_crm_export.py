@@ -14,13 +14,13 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.classify import Category
-from relay.errors import RateLimited
-from relay.payload import parse
-from relay.rules import Rule
-from relay.senders.crm.content import render_crm
+from relay.config.settings import DestinationSettings, Settings
+from relay.intake.payload import parse
+from relay.model.category import Category
+from relay.model.errors import RateLimited
+from relay.render.crm import render_crm
+from relay.routing.rules import Rule
 from relay.senders.crm.registry import crm_senders
-from relay.settings import DestinationSettings, Settings
 from tests.conftest import TOKEN, body
 from tests.support.app import wait_settled
 from tests.support.crm_fake import FakeApi

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from relay.errors import (
+from relay.model.errors import (
     DeliveryConnectionError,
     DeliveryTimeout,
     PermanentDeliveryError,
@@ -95,8 +95,8 @@ async def test_a_closed_port_is_a_transient_connection_failure() -> None:
 
 
 def two_versions(path: Path) -> None:
-    """Version 2 of the store: one conversation in two versions, a delivery each, same action,
-    and a delivery of another action."""
+    """Version 2 of the store (before migrations 3 and 4): one conversation in two versions,
+    a delivery each, same action, and a delivery of another action."""
     conn = sqlite3.connect(path)
     for script in MIGRATIONS[:2]:
         conn.executescript(script)
@@ -139,5 +139,5 @@ def test_the_external_id_is_stored_and_found_by_a_later_version(tmp_path: Path) 
     finally:
         store.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     conn.close()

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.cli import main
-from relay.errors import ConfigError
-from relay.settings import Settings, load_settings
+from relay.cli.main import main
+from relay.config.settings import Settings, load_settings
+from relay.model.errors import ConfigError
 from tests.conftest import TOKEN, body
 from tests.support.app import wait_settled
 from tests.support.crm_systems import SYSTEMS

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.errors import PermanentDeliveryError
-from relay.senders.base import Content
-from relay.senders.crm.content import CrmContent
+from relay.model.content import Content
+from relay.model.crm import CrmContent
+from relay.model.errors import PermanentDeliveryError
 
 
 def crm_content(system: str, content: Content) -> CrmContent:

@@ -7,11 +7,12 @@ import base64
 from dataclasses import replace
 from typing import Any
 
-from relay.senders.base import Content
+from relay.config.crm import FreshdeskDestination
+from relay.model.content import Content
+from relay.model.crm import CrmContent, one_line
+from relay.senders.base import SendResult
 from relay.senders.crm.base import crm_content
-from relay.senders.crm.config import FreshdeskDestination
-from relay.senders.crm.content import CrmContent, one_line
-from relay.senders.crm.http import Api, SendResult
+from relay.senders.crm.http import Api
 
 MAX_DESCRIPTION = 60_000
 MAX_SUBJECT = 255

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from relay.errors import (
+from relay.model.errors import (
     DeliveryConnectionError,
     DeliveryError,
     DeliveryTimeout,
@@ -102,15 +101,6 @@ def transport_failure(system: str, exc: httpx.HTTPError) -> DeliveryError:
             # The exception's text may quote the URL; with a query token that is a secret.
             return kind(f"{system} {what}: {type(exc).__name__}")
     return TransientDeliveryError(f"{system} request failed: {type(exc).__name__}")
-
-
-@dataclass(frozen=True)
-class SendResult:
-    """What a sender reports back: the id of the object it created or updated (stored with
-    the delivery), or why it did nothing at all (``skipped``, shown by `relay queue`)."""
-
-    external_ref: str | None = None
-    skipped: str | None = None
 
 
 class Api:

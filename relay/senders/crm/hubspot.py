@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from relay.senders.base import Content
+from relay.config.crm import HubSpotDestination
+from relay.model.content import Content
+from relay.model.crm import CrmContent
+from relay.senders.base import SendResult
 from relay.senders.crm.base import crm_content, no_email_reason
-from relay.senders.crm.config import HubSpotDestination
-from relay.senders.crm.content import CrmContent
-from relay.senders.crm.http import Api, SendResult
+from relay.senders.crm.http import Api
 
 # hs_note_body holds at most 65,536 characters.
 MAX_NOTE = 65_536

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.senders.base import Content
+from relay.config.crm import PipedriveDestination
+from relay.model.content import Content
+from relay.model.crm import MAX_LINE, CrmContent, one_line
+from relay.senders.base import SendResult
 from relay.senders.crm.base import crm_content, first, no_email_reason
-from relay.senders.crm.config import PipedriveDestination
-from relay.senders.crm.content import MAX_LINE, CrmContent, one_line
-from relay.senders.crm.http import Api, SendResult
+from relay.senders.crm.http import Api
 
 # Note content is HTML; Pipedrive keeps up to 100,000 characters of it.
 MAX_NOTE = 100_000

@@ -1,4 +1,4 @@
-"""The CRM senders of the named destinations, by ``relay.actions.sender_key``."""
+"""The CRM senders of the named destinations, by ``relay.senders.registry.sender_key``."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from relay.senders.crm.pipedrive import PipedriveSender
 from relay.senders.crm.zendesk import ZendeskSender
 
 if TYPE_CHECKING:
+    from relay.config.settings import DestinationSettings
     from relay.senders.base import Sender
-    from relay.settings import DestinationSettings
 
 
 def crm_probes(named: DestinationSettings) -> dict[str, Callable[[], Awaitable[str]]]:
