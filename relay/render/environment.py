@@ -24,8 +24,9 @@ def nl2br(text: object) -> Markup:
     return Markup("<br>\n").join(escape(line) for line in lines)
 
 
-def linkify(text: object) -> Markup:
-    """``nl2br``, and absolute http(s) URLs in the text as links (nothing else is linked)."""
+def linkify(text: object, style: str = "") -> Markup:
+    """``nl2br``, and absolute http(s) URLs in the text as links (nothing else is linked),
+    with ``style`` as their inline style."""
     lines = str(text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
     html_lines = []
     for line in lines:
@@ -34,7 +35,8 @@ def linkify(text: object) -> Markup:
             if url is None:
                 parts.append(escape(piece))
             else:
-                parts.append(Markup('<a href="{}">{}</a>').format(url, piece))
+                attributes = Markup(' style="{}"').format(style) if style else Markup("")
+                parts.append(Markup('<a href="{}"{}>{}</a>').format(url, attributes, piece))
         html_lines.append(Markup("").join(parts))
     return Markup("<br>\n").join(html_lines)
 

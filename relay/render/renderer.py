@@ -18,7 +18,7 @@ import jinja2
 from relay.classify import Category
 from relay.conversation import Conversation
 from relay.errors import ConfigError
-from relay.render import environment, headers, slack
+from relay.render import environment, headers, preinline, slack
 from relay.render.i18n import Translator
 from relay.render.samples import check_conversations
 from relay.render.view import URL_PLACEHOLDERS, ConversationView, ViewLimits, build_view, link
@@ -120,6 +120,9 @@ class Renderer:
         self._subjects: dict[str, jinja2.Template] = {}
         self._preload(self._email_env, "email/")
         self._preload(self._slack_env, "slack/")
+        # HTML templates with their CSS inlined once, here; the rest are inlined per email.
+        self._inlined: dict[str, jinja2.Template] = {}
+        self._preinline()
 
     # -- public API -------------------------------------------------------------------------
 
@@ -231,7 +234,37 @@ class Renderer:
         return self._template(path, self._email_env).render(variables)
 
     def _html(self, path: str, variables: dict[str, Any]) -> str:
+        inlined = self._inlined.get(path)
+        if inlined is not None:
+            return inlined.render(variables)
         return self.inline_css(self._template(path, self._email_env).render(variables))
+
+    def _preinline(self) -> None:
+        """Inline the CSS of every HTML email template into its source, where that gives the
+        same HTML as inlining each email (checked on the sample conversations)."""
+        samples = [
+            self._variables(
+                conversation,
+                category,
+                self._view(conversation, category, self._limits, history),
+                attached=attached,
+            )
+            for conversation, category in check_conversations()
+            for history, attached in ((None, False), ("history", True))
+        ]
+        paths = self._email_env.list_templates(
+            filter_func=lambda name: name.startswith("email/") and name.endswith(".html.j2")
+        )
+        for path in paths:
+            template = preinline.preinlined_template(
+                self._email_env, path, self.inline_css, samples
+            )
+            if template is not None:
+                self._inlined[path] = template
+
+    def preinlined(self, path: str) -> bool:
+        """Whether the HTML template ``path`` has its CSS inlined at load (else per email)."""
+        return path in self._inlined
 
     def slack(
         self,
