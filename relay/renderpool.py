@@ -51,6 +51,8 @@ class RenderJob:
     message_id: str = ""
     # Changes with every settings reload, so helpers also pick up edited template files.
     generation: int = 0
+    # The visitor's earlier conversations: (category, Unix seconds), from the store.
+    earlier: tuple[tuple[str, float], ...] = ()
 
 
 def die_with_parent() -> None:
@@ -90,8 +92,10 @@ def render(job: RenderJob) -> EmailContent | SlackContent:
         renderer = _RENDERERS[key] = Renderer(job.settings, from_address=job.from_address)
     conversation, category = parse(job.raw), Category(job.category)
     if isinstance(job.action, EmailAction):
-        return renderer.email(conversation, category, job.action, message_id=job.message_id)
-    return renderer.slack(conversation, category, job.action)
+        return renderer.email(
+            conversation, category, job.action, message_id=job.message_id, earlier=job.earlier
+        )
+    return renderer.slack(conversation, category, job.action, earlier=job.earlier)
 
 
 class RenderPool:

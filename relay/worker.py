@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import logging
 import random
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from relay.errors import (
     DeliveryTimeout,
     PermanentDeliveryError,
     RateLimited,
+    StoreError,
     TransientDeliveryError,
 )
 from relay.payload import parse
@@ -51,7 +53,12 @@ def message_id(dedupe_key: str, from_address: str) -> str:
     return f"<{digest}@{domain}>"
 
 
-def render_delivery(snapshot: Snapshot, delivery: ClaimedDelivery) -> Content:
+def render_delivery(
+    snapshot: Snapshot,
+    delivery: ClaimedDelivery,
+    earlier: tuple[tuple[str, float], ...] = (),
+) -> Content:
+    """``earlier``: the visitor's earlier conversations (store ``visitor_history``)."""
     conversation = parse(delivery.raw)
     category = Category(delivery.category)
     action = _ACTION.validate_python(delivery.action)
@@ -59,9 +66,9 @@ def render_delivery(snapshot: Snapshot, delivery: ClaimedDelivery) -> Content:
         from_address = snapshot.from_address(action)
         mid = message_id(delivery.dedupe_key, from_address)
         renderer = snapshot.renderer(from_address)
-        return renderer.email(conversation, category, action, message_id=mid)
+        return renderer.email(conversation, category, action, message_id=mid, earlier=earlier)
     if isinstance(action, SlackAction):
-        return snapshot.renderer().slack(conversation, category, action)
+        return snapshot.renderer().slack(conversation, category, action, earlier=earlier)
     rule, delivery_id = delivery.rule, delivery.id
     if isinstance(action, WebhookAction):
         return render_webhook(
@@ -277,8 +284,16 @@ class Worker:
         in a thread, never on the event loop (a large conversation would stall intake)."""
         pool = self._render_pool
         action = _ACTION.validate_python(delivery.action)
-        if pool is None or not isinstance(action, EmailAction | SlackAction):
+        if not isinstance(action, EmailAction | SlackAction):
             return await asyncio.to_thread(render_delivery, snapshot, delivery)
+        # Returning-visitor context for the message (the store is read here, not in rendering).
+        try:
+            earlier = await self._store.call(lambda s: s.visitor_history(delivery.conversation_id))
+        except (StoreError, sqlite3.Error) as exc:  # only context: never fail a send for it
+            log.warning("delivery %d: no visitor history (%s)", delivery.id, exc)
+            earlier = ()
+        if pool is None:
+            return await asyncio.to_thread(render_delivery, snapshot, delivery, earlier)
         from_address = (
             snapshot.from_address(action)
             if isinstance(action, EmailAction)
@@ -296,11 +311,12 @@ class Worker:
             action,
             mid,
             self._render_generation,
+            earlier,
         )
         try:
             return await pool.render(job)
         except PoolUnavailable:
-            return await asyncio.to_thread(render_delivery, snapshot, delivery)
+            return await asyncio.to_thread(render_delivery, snapshot, delivery, earlier)
 
     async def _send_and_record(self, delivery: ClaimedDelivery) -> None:
         snapshot = self._snapshot()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import email.policy
 import string
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage, Message
 from email.utils import format_datetime
@@ -21,7 +21,14 @@ from relay.errors import ConfigError
 from relay.render import environment, headers, preinline, slack
 from relay.render.i18n import Translator
 from relay.render.samples import check_conversations
-from relay.render.view import URL_PLACEHOLDERS, ConversationView, ViewLimits, build_view, link
+from relay.render.view import (
+    URL_PLACEHOLDERS,
+    ConversationView,
+    ViewLimits,
+    build_view,
+    history_line,
+    link,
+)
 from relay.senders.base import EmailContent, SlackContent
 from relay.settings import EmailAction, RenderSettings, SlackAction
 
@@ -133,12 +140,14 @@ class Renderer:
         action: EmailAction,
         *,
         message_id: str,
-        history: str | None = None,
+        earlier: Sequence[tuple[str, float]] = (),
     ) -> EmailContent:
         """The email, within ``max_email_bytes`` (with the built-in templates): the newest
         messages that fit, and a note saying how many earlier ones were left out. The HTML
         part stays within ``max_html_bytes``; when that leaves messages out, the whole
-        transcript is attached as text. ``history`` is the returning-visitor line."""
+        transcript is attached as text. ``earlier`` are the visitor's earlier conversations
+        (category, Unix seconds), as the store's ``visitor_history`` gives them."""
+        history = history_line(earlier, self._translator)
         limits = self._limits
         content = self._email(
             conversation, category, action, message_id=message_id, limits=limits, history=history
@@ -272,11 +281,12 @@ class Renderer:
         category: Category,
         action: SlackAction,
         *,
-        history: str | None = None,
+        earlier: Sequence[tuple[str, float]] = (),
     ) -> SlackContent:
         builder = slack.SLACK_BUILDERS.get(action.template)
         if builder is None:
             raise ConfigError(f"unknown Slack template {action.template!r}")
+        history = history_line(earlier, self._translator)
         view = self._view(conversation, category, self._limits, history)
         variables = self._variables(conversation, category, view)
         text_template = self._template(slack_text_path(action.template), self._slack_env)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import islice
 from urllib.parse import quote, urlsplit
 
@@ -245,6 +245,23 @@ def conversation_url(template: str | None, conversation: Conversation) -> str | 
     address = template.format(**values)
     found = link(address, address)
     return found.url if found is not None else None
+
+
+def history_line(earlier: Sequence[tuple[str, float]], t: Translator) -> str | None:
+    """ "2 earlier conversations (1 missed on 12 Nov; last: Offline message on 20 Nov)" from
+    (category, Unix seconds) pairs of the visitor's earlier chats; None for a first visit."""
+    if not earlier:
+        return None
+    moments = [(category, datetime.fromtimestamp(when, UTC)) for category, when in earlier]
+    parts = []
+    missed = [moment for category, moment in moments if category == Category.MISSED]
+    if missed:
+        date = t.short_date_text(max(missed))
+        parts.append(t("history_missed", count=t.number(len(missed)), date=date))
+    category, moment = max(moments, key=lambda pair: pair[1])
+    label = t(f"category.{category}") if t.has(f"category.{category}") else category
+    parts.append(t("history_last", category=label, date=t.short_date_text(moment)))
+    return f"{t.plural('history', len(earlier))} ({'; '.join(parts)})"
 
 
 def stars(rating: int) -> str:

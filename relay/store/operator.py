@@ -129,6 +129,36 @@ class OperatorOps(StoreBase):
         ).fetchone()
         return None if row is None else QuarantineRow(*row)
 
+    def visitor_history(
+        self, conversation_id: int, limit: int = 20
+    ) -> tuple[tuple[str, float], ...]:
+        """The same visitor's earlier conversations in the same account (same visitor id, else
+        the same email address), received no later than ``conversation_id``: one
+        (category of the latest version, begin time in Unix seconds) per chat, oldest first,
+        at most the newest ``limit``."""
+        rows = self._conn.execute(
+            "WITH cur AS (SELECT conv_key, account_id, received_at,"
+            " json_extract(parsed, '$.visitor.id') AS vid,"
+            " lower(json_extract(parsed, '$.visitor.email')) AS vemail"
+            " FROM conversations WHERE id = ?)"
+            " SELECT c.conv_key, c.category,"
+            " COALESCE(json_extract(c.parsed, '$.beginAt') / 1000.0, c.received_at)"
+            " FROM conversations c JOIN cur ON c.account_id = cur.account_id"
+            " WHERE c.conv_key != cur.conv_key AND c.received_at <= cur.received_at"
+            " AND ((cur.vid IS NOT NULL AND cur.vid != ''"
+            "      AND json_extract(c.parsed, '$.visitor.id') = cur.vid)"
+            "  OR (cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail != ''"
+            "      AND lower(json_extract(c.parsed, '$.visitor.email')) = cur.vemail))"
+            " ORDER BY c.id",
+            (conversation_id,),
+        ).fetchall()
+        chats: dict[str, tuple[str, float]] = {}
+        for conv_key, category, begin in rows:
+            first = chats.get(conv_key)
+            chats[conv_key] = (str(category), float(begin if first is None else first[1]))
+        ordered = sorted(chats.values(), key=lambda chat: chat[1])
+        return tuple(ordered[-limit:])
+
     def conversations_older_than(self, cutoff: float) -> list[int]:
         """Conversations received before ``cutoff`` with nothing left to deliver."""
         rows = self._conn.execute(
