@@ -303,6 +303,19 @@ def _time(moment: datetime | None, first_day: str | None, t: Translator) -> str:
     return t.time_text(moment)
 
 
+def _minute_time(
+    moment: datetime | None, first_day: str | None, t: Translator, cache: dict[datetime, str]
+) -> str:
+    """``_time`` remembered per local minute in ``cache`` (one view's messages)."""
+    if moment is None:
+        return ""
+    minute = moment.astimezone(t.zone).replace(second=0, microsecond=0)
+    found = cache.get(minute)
+    if found is None:
+        found = cache[minute] = _time(moment, first_day, t)
+    return found
+
+
 def _shown(messages: Sequence[Message], limits: ViewLimits) -> Sequence[Message]:
     """The newest messages within ``limits`` (at least the last one, clipped)."""
     start = max(len(messages) - limits.messages, 0)
@@ -323,6 +336,8 @@ def _messages(
     )
     first_day = t.date_text(start) if start is not None else None
     field, views = limits.field_chars, []
+    # Times are shown to the minute: format each minute once (Babel is the costly part).
+    times: dict[datetime, str] = {}
     for message in _shown(conversation.messages, limits):
         kind = message_kind(message)
         content = message.content or ""
@@ -335,7 +350,7 @@ def _messages(
                 kind=kind,
                 author=clip(_author(message, kind, visitor_name, t), field),
                 text=clip(text, limits.message_chars),
-                time=_time(message.sent, first_day, t),
+                time=_minute_time(message.sent, first_day, t, times),
                 iso_time=message.sent.isoformat() if message.sent else "",
                 triggered_by=t("triggered_by", name=trigger) if trigger else None,
                 offline_email=t("offline_form", email=offline_email) if offline_email else None,
