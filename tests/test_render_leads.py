@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from relay.classify import Category
-from relay.errors import ConfigError
-from relay.payload import parse
+from relay.intake.payload import parse
+from relay.model.category import Category
+from relay.model.errors import ConfigError
 from relay.render.view import phone_numbers, url_spans
 from tests.conftest_render import (
     EMAIL_ACTION,

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from relay.classify import Category
-from relay.payload import parse
-from relay.render import Renderer
+from relay.config.settings import RenderSettings
+from relay.intake.payload import parse
+from relay.model.category import Category
 from relay.render.preinline import protect, restore
-from relay.settings import RenderSettings
+from relay.render.renderer import Renderer
 from tests.conftest_render import (
     EMAIL_ACTION,
     LOCALES,

@@ -8,14 +8,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
-from relay.classify import Category, classify
-from relay.payload import parse
+from relay.config.settings import RenderSettings
+from relay.intake.payload import parse
+from relay.model.category import Category, classify
+from relay.model.content import Content, EmailContent, SlackContent
+from relay.render.dispatch import Job
+from relay.render.dispatch import render as dispatch
+from relay.render.pool import RenderJob
+from relay.render.pool import render as pool_render
 from relay.store import Intake, Store
 from tests.conftest_render import (
     EMAIL_ACTION,
+    FROM_ADDRESS,
     MESSAGE_ID,
     SLACK_ACTION,
     category_body,
@@ -41,7 +47,6 @@ def keep(store: Store, data: dict[str, Any]) -> int:
     accepted = store.accept(
         Intake(
             raw=raw,
-            parsed=msgspec.json.encode(conversation),
             conv_key=f"{conversation.account_id}-{channel}",
             account_id=conversation.account_id,
             channel_id=channel,
@@ -109,3 +114,31 @@ def test_visitor_without_an_id_is_found_by_email_and_a_first_visit_says_nothing(
     part = message.get_body(("plain",))
     assert part is not None
     assert "earlier conversation" not in str(part.get_content())
+
+
+def text_of(content: Content) -> str:
+    """The plain-text part of an email, or a Slack message's blocks as JSON."""
+    if isinstance(content, EmailContent):
+        part = content.message.get_body(("plain",))
+        assert part is not None
+        return str(part.get_content())
+    assert isinstance(content, SlackContent)
+    return json.dumps(list(content.blocks))
+
+
+def test_the_render_pool_job_and_the_dispatch_carry_the_earlier_conversations() -> None:
+    """What the worker passes on reaches the message, in a helper and in process alike."""
+    earlier = (("missed", 1427414400.0), ("offline", 1427673600.0))
+    line = "2 earlier conversations (1 missed on Mar 27; last: Offline message on Mar 30)"
+    raw = json.dumps(category_body(Category.LOW_RATED)).encode()
+    renderer = renderer_for("en")
+    settings = RenderSettings.model_validate({"locale": "en", "timezone": "Europe/London"})
+    for action in (EMAIL_ACTION, SLACK_ACTION):
+        job = Job(
+            raw, parse(raw), Category.LOW_RATED, action, rule="r", delivery_id=1, earlier=earlier
+        )
+        pooled = RenderJob(settings, FROM_ADDRESS, raw, "low-rated", action, earlier=earlier)
+        assert line in text_of(dispatch(job, renderer))
+        assert line in text_of(pool_render(pooled))
+        first_visit = Job(raw, parse(raw), Category.LOW_RATED, action, rule="r", delivery_id=1)
+        assert "earlier conversation" not in text_of(dispatch(first_visit, renderer))

@@ -11,8 +11,8 @@ from urllib.parse import quote, urlsplit
 
 from babel import Locale
 
-from relay.classify import Category
-from relay.conversation import Conversation, Message, SenderKind, valid_email
+from relay.model.category import Category
+from relay.model.conversation import Conversation, Message, SenderKind, valid_email
 from relay.render.i18n import Translator
 
 MAX_RATING = 5
