@@ -37,7 +37,7 @@ FORGED_FROM = "=?utf-8?q?Eve=0D=0AFrom:_CEO_<ceo@example.com>?="
 FORGED_BCC = "=?utf-8?q?x=0D=0ABcc:_v@evil.test?="
 SENT_HEADERS = [
     "from", "to", "reply-to", "subject", "date", "message-id", "in-reply-to", "references",
-    "auto-submitted", "content-type", "mime-version",
+    "auto-submitted", "x-auto-response-suppress", "content-type", "mime-version",
 ]  # fmt: skip
 
 

@@ -119,7 +119,8 @@ MENTIONS = (
     "<!channel> <!here|here> <@U0123> <#C0123> <!subteam^S0123> "
     "<https://evil.test/x|click> <mailto:a@evil.test|mail> & *bold*"
 )
-SLACK_MARKUP = re.compile(r"<[!@#]|<(?:https?|mailto):")
+# Slack's date tokens (<!date^1427470439^{time}|…>) are the only "<!" the relay writes.
+SLACK_MARKUP = re.compile(r"<(?:[@#]|!(?!date\^\d+\^\{))|<(?:https?|mailto):")
 
 
 def _everywhere(value: Any) -> Any:

@@ -7,7 +7,7 @@ import asyncio
 import json
 import multiprocessing
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import pytest
@@ -44,6 +44,7 @@ class WatchedRenderer(Renderer):
         action: EmailAction,
         *,
         message_id: str,
+        earlier: Sequence[tuple[str, float]] = (),
     ) -> EmailContent:
         try:
             asyncio.get_running_loop()
@@ -52,7 +53,7 @@ class WatchedRenderer(Renderer):
             self.on_a_loop.append(False)
         self.started.set()
         self.served_meanwhile.append(self.loop_served.wait(BOUND))
-        return super().email(conversation, category, action, message_id=message_id)
+        return super().email(conversation, category, action, message_id=message_id, earlier=earlier)
 
 
 def conversation(channel_id: int) -> bytes:

@@ -180,6 +180,12 @@ class RenderSettings(Section):
     max_messages: int = Field(default=300, ge=1, le=100_000)
     # An email larger than this is rendered again with fewer and shorter messages.
     max_email_bytes: int = Field(default=1_000_000, ge=200_000)
+    # The HTML part stays under this (Gmail clips at about 102 KB); earlier messages are left
+    # out of it and the whole transcript is attached.
+    max_html_bytes: int = Field(default=100_000, ge=20_000)
+    # "Open in Smartsupp" link: an http(s) URL with {chat_id}, {account_id} and {visitor_id}
+    # placeholders; no link when unset.
+    conversation_url: str | None = None
 
 
 class HealthSettings(Section):

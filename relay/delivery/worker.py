@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import logging
 import random
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from relay.model.errors import (
     DeliveryTimeout,
     PermanentDeliveryError,
     RateLimited,
+    StoreError,
     TransientDeliveryError,
 )
 from relay.render.dispatch import Job, render
@@ -56,8 +58,14 @@ def message_id(dedupe_key: str, from_address: str) -> str:
     return f"<{digest}@{domain}>"
 
 
-def delivery_job(snapshot: Snapshot, delivery: ClaimedDelivery, action: AnyAction) -> Job:
-    """What rendering one claimed delivery takes; its email Message-ID is stable per delivery."""
+def delivery_job(
+    snapshot: Snapshot,
+    delivery: ClaimedDelivery,
+    action: AnyAction,
+    earlier: tuple[tuple[str, float], ...] = (),
+) -> Job:
+    """What rendering one claimed delivery takes; its email Message-ID is stable per delivery.
+    ``earlier``: the visitor's earlier conversations (the store's ``visitor_history``)."""
     return Job(
         delivery.raw,
         parse(delivery.raw),
@@ -66,12 +74,17 @@ def delivery_job(snapshot: Snapshot, delivery: ClaimedDelivery, action: AnyActio
         rule=delivery.rule,
         delivery_id=delivery.id,
         message_id=message_id(delivery.dedupe_key, snapshot.from_address(action)),
+        earlier=earlier,
     )
 
 
-def render_delivery(snapshot: Snapshot, delivery: ClaimedDelivery) -> Content:
+def render_delivery(
+    snapshot: Snapshot,
+    delivery: ClaimedDelivery,
+    earlier: tuple[tuple[str, float], ...] = (),
+) -> Content:
     action = _ACTION.validate_python(delivery.action)
-    job = delivery_job(snapshot, delivery, action)
+    job = delivery_job(snapshot, delivery, action, earlier)
     return render(job, snapshot.renderer(snapshot.from_address(action)))
 
 
@@ -280,8 +293,16 @@ class Worker:
         in a thread, never on the event loop (a large conversation would stall intake)."""
         pool = self._render_pool
         action = _ACTION.validate_python(delivery.action)
-        if pool is None or not isinstance(action, EmailAction | SlackAction):
+        if not isinstance(action, EmailAction | SlackAction):
             return await asyncio.to_thread(render_delivery, snapshot, delivery)
+        # Returning-visitor context for the message (the store is read here, not in rendering).
+        try:
+            earlier = await self._store.call(lambda s: s.visitor_history(delivery.conversation_id))
+        except (StoreError, sqlite3.Error) as exc:  # only context: never fail a send for it
+            log.warning("delivery %d: no visitor history (%s)", delivery.id, exc)
+            earlier = ()
+        if pool is None:
+            return await asyncio.to_thread(render_delivery, snapshot, delivery, earlier)
         from_address = snapshot.from_address(action)
         if snapshot is not self._rendered_snapshot:
             self._rendered_snapshot = snapshot
@@ -296,11 +317,12 @@ class Worker:
             self._render_generation,
             rule=delivery.rule,
             delivery_id=delivery.id,
+            earlier=earlier,
         )
         try:
             return await pool.render(job)
         except PoolUnavailable:
-            return await asyncio.to_thread(render_delivery, snapshot, delivery)
+            return await asyncio.to_thread(render_delivery, snapshot, delivery, earlier)
 
     async def _send_and_record(self, delivery: ClaimedDelivery) -> None:
         snapshot = self._snapshot()

@@ -16,7 +16,9 @@ from relay.routing.rules import AnyAction, CrmAction, EmailAction, SlackAction, 
 @dataclass(frozen=True)
 class Job:
     """One action to render for one conversation. ``rule`` and ``delivery_id`` go into webhook
-    bodies and archive lines; ``message_id`` into emails."""
+    bodies and archive lines; ``message_id`` into emails; ``earlier`` (the visitor's earlier
+    conversations as (category, Unix seconds), from the store's ``visitor_history``) into
+    emails and Slack messages."""
 
     raw: bytes
     conversation: Conversation
@@ -25,6 +27,7 @@ class Job:
     rule: str
     delivery_id: int
     message_id: str = ""
+    earlier: tuple[tuple[str, float], ...] = ()
 
 
 def render(job: Job, renderer: Renderer) -> Content:
@@ -32,9 +35,11 @@ def render(job: Job, renderer: Renderer) -> Content:
     webhook bodies, archive lines and CRM content need no templates of it."""
     action = job.action
     if isinstance(action, EmailAction):
-        return renderer.email(job.conversation, job.category, action, message_id=job.message_id)
+        return renderer.email(
+            job.conversation, job.category, action, message_id=job.message_id, earlier=job.earlier
+        )
     if isinstance(action, SlackAction):
-        return renderer.slack(job.conversation, job.category, action)
+        return renderer.slack(job.conversation, job.category, action, earlier=job.earlier)
     if isinstance(action, CrmAction):
         return render_crm(action, job.raw, job.conversation, job.category)
     if isinstance(action, WebhookAction):

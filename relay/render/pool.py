@@ -49,6 +49,8 @@ class RenderJob:
     generation: int = 0
     rule: str = ""
     delivery_id: int = 0
+    # The visitor's earlier conversations: (category, Unix seconds), from the store.
+    earlier: tuple[tuple[str, float], ...] = ()
 
 
 class HelperRenderers:
@@ -112,6 +114,7 @@ def render(job: RenderJob) -> Content:
         rule=job.rule,
         delivery_id=job.delivery_id,
         message_id=job.message_id,
+        earlier=job.earlier,
     )
     return dispatch(dispatched, HELPER.renderer(job))
 

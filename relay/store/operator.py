@@ -92,6 +92,21 @@ class OperatorOps(StoreBase):
         row = self._conn.execute(queries.QUARANTINE_ENTRY, (entry_id,)).fetchone()
         return None if row is None else QuarantineRow(*row)
 
+    def visitor_history(
+        self, conversation_id: int, limit: int = 20
+    ) -> tuple[tuple[str, float], ...]:
+        """The same visitor's earlier conversations in the same account (same visitor id, else
+        the same email address), received no later than ``conversation_id``: one
+        (category of the latest version, begin time in Unix seconds) per chat, oldest first,
+        at most the newest ``limit``."""
+        rows = self._conn.execute(queries.VISITOR_HISTORY, (conversation_id,)).fetchall()
+        chats: dict[str, tuple[str, float]] = {}
+        for conv_key, category, begin in rows:
+            first = chats.get(conv_key)
+            chats[conv_key] = (str(category), float(begin if first is None else first[1]))
+        ordered = sorted(chats.values(), key=lambda chat: chat[1])
+        return tuple(ordered[-limit:])
+
     def conversations_older_than(self, cutoff: float) -> list[int]:
         """Conversations received before ``cutoff`` with nothing left to deliver."""
         rows = self._conn.execute(queries.CONVERSATIONS_DONE_BEFORE, (cutoff,)).fetchall()

@@ -38,6 +38,32 @@ INSERT_QUARANTINE = (
     " VALUES (?, ?, ?, ?, ?, ?)"
 )
 
+# The same visitor's conversations in the same account, received no later than the given
+# one: its visitor id when it has one, else its email address (case-insensitive). Read from
+# the stored raw bodies (JSON; a body SQLite cannot read as JSON matches nothing). One row per
+# stored version, in the order stored: conv_key, category, begin time in Unix seconds (the body's
+# beginAt, else when it was received). Parameters: conversation id.
+VISITOR_HISTORY = (
+    "WITH cur AS (SELECT conv_key, account_id, received_at,"
+    " CAST(json_extract(body, '$.visitor.id') AS TEXT) AS vid,"
+    " lower(json_extract(body, '$.visitor.email')) AS vemail"
+    " FROM (SELECT conv_key, account_id, received_at,"
+    " CASE WHEN json_valid(CAST(raw AS TEXT)) THEN CAST(raw AS TEXT) END AS body"
+    " FROM conversations WHERE id = ?)),"
+    " others AS (SELECT c.id, c.conv_key, c.category, c.received_at,"
+    " CASE WHEN json_valid(CAST(c.raw AS TEXT)) THEN CAST(c.raw AS TEXT) END AS body"
+    " FROM conversations c JOIN cur ON c.account_id = cur.account_id"
+    " WHERE c.conv_key != cur.conv_key AND c.received_at <= cur.received_at)"
+    " SELECT o.conv_key, o.category,"
+    " COALESCE(json_extract(o.body, '$.beginAt') / 1000.0, o.received_at)"
+    " FROM others o JOIN cur"
+    " WHERE (cur.vid IS NOT NULL AND cur.vid != ''"
+    "      AND CAST(json_extract(o.body, '$.visitor.id') AS TEXT) = cur.vid)"
+    "  OR (cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail != ''"
+    "      AND lower(json_extract(o.body, '$.visitor.email')) = cur.vemail)"
+    " ORDER BY o.id"
+)
+
 # Drop the oldest quarantined bodies beyond the newest N rows.
 TRIM_QUARANTINE_ROWS = (
     "DELETE FROM quarantine WHERE id <= (SELECT id FROM quarantine"
