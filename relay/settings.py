@@ -111,6 +111,33 @@ class SmtpSettings(_Section):
     password: SecretStr | None = None
     from_address: Address = "Smartsupp relay <relay@localhost>"
     timeout_seconds: float = Field(default=30.0, gt=0)
+    # "oauth2": AUTH XOAUTH2 with an access token from the client-credentials grant at
+    # oauth2_token_url; username is then the mailbox that sends (no password).
+    auth: Literal["password", "oauth2"] = "password"
+    oauth2_token_url: str | None = None
+    oauth2_client_id: str | None = None
+    oauth2_client_secret: SecretStr | None = None
+    oauth2_scope: str | None = None
+
+    @field_validator("oauth2_token_url")
+    @classmethod
+    def _token_http_url(cls, value: str | None) -> str | None:
+        return None if value is None else http_url(value)
+
+    @model_validator(mode="after")
+    def _oauth2_complete(self) -> SmtpSettings:
+        if self.auth != "oauth2":
+            return self
+        missing = [
+            key
+            for key in ("oauth2_token_url", "oauth2_client_id", "oauth2_client_secret")
+            if getattr(self, key) is None
+        ]
+        if missing:
+            raise ValueError(f'auth = "oauth2" needs {", ".join(missing)}')
+        if self.password is not None:
+            raise ValueError('auth = "oauth2" logs in with a token: remove password')
+        return self
 
     @model_validator(mode="after")
     def _can_work(self) -> SmtpSettings:
@@ -125,7 +152,8 @@ class SmtpSettings(_Section):
                 'port 587 expects STARTTLS: use security = "starttls" (or port 465 for "tls")'
             )
         # Without a host nothing logs in (the outbox is used), so only a used server must pair.
-        if self.host and (self.username is None) != (self.password is None):
+        password_login = self.auth == "password"
+        if self.host and password_login and (self.username is None) != (self.password is None):
             given, missing = (
                 ("username", "password")
                 if self.password is None
