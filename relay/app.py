@@ -19,6 +19,7 @@ from relay.retry import RetryPolicy
 from relay.runtime import Runtime, hook_token
 from relay.senders.archive import ArchiveSender
 from relay.senders.base import Sender
+from relay.senders.graph import GraphSender
 from relay.senders.outbox import OutboxSender
 from relay.senders.slack import SlackSender
 from relay.senders.smtp import SmtpSender
@@ -52,6 +53,8 @@ def build_senders(settings: Settings) -> dict[str, Sender]:
     outbox = OutboxSender(outbox_path(settings))
 
     def email(smtp: SmtpSettings) -> Sender:
+        if smtp.transport == "graph":
+            return GraphSender(smtp)
         if not smtp.host:
             return outbox
         return SmtpSender(smtp, pool_size=settings.delivery.concurrency)

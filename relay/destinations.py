@@ -35,9 +35,16 @@ def _host_only(url: str) -> str:
 
 
 def _smtp(smtp: SmtpSettings, section: str, outbox: Path) -> tuple[str, bool]:
+    if smtp.transport == "graph":
+        return (
+            f"Microsoft Graph sendMail as {smtp.graph_sender} ({_host_only(smtp.graph_url)})",
+            False,
+        )
     if not smtp.host:
         return f"outbox {outbox}/ as .eml files, NOT sent ({section} has no host)", True
     login = f", login {smtp.username}" if smtp.username else ""
+    if smtp.auth == "oauth2":
+        login = f", XOAUTH2 as {smtp.username or smtp.from_address}"
     return f"SMTP {smtp.host}:{smtp.effective_port} ({smtp.security}{login})", False
 
 

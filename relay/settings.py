@@ -118,11 +118,26 @@ class SmtpSettings(_Section):
     oauth2_client_id: str | None = None
     oauth2_client_secret: SecretStr | None = None
     oauth2_scope: str | None = None
+    # "graph": submit the same MIME message with Microsoft Graph sendMail as graph_sender
+    # (a mailbox of the tenant), with the OAuth2 settings above; host and port are unused.
+    transport: Literal["smtp", "graph"] = "smtp"
+    graph_sender: str | None = None
+    graph_url: str = "https://graph.microsoft.com"
 
-    @field_validator("oauth2_token_url")
+    @field_validator("oauth2_token_url", "graph_url")
     @classmethod
     def _token_http_url(cls, value: str | None) -> str | None:
         return None if value is None else http_url(value)
+
+    @model_validator(mode="after")
+    def _graph_complete(self) -> SmtpSettings:
+        if self.transport != "graph":
+            return self
+        if self.auth != "oauth2":
+            raise ValueError('transport = "graph" needs auth = "oauth2"')
+        if not self.graph_sender:
+            raise ValueError('transport = "graph" needs graph_sender (the sending mailbox)')
+        return self
 
     @model_validator(mode="after")
     def _oauth2_complete(self) -> SmtpSettings:

@@ -32,8 +32,9 @@ class FakeTokenEndpoint:
     and scope (``expires_in`` as set), RFC 6749 ``invalid_client`` for a wrong secret, or the
     scripted ``refusals`` first. ``valid`` holds the issued tokens not revoked."""
 
-    def __init__(self, *, expires_in: int = 3600) -> None:
+    def __init__(self, *, expires_in: int = 3600, scope: str = SCOPE) -> None:
         self.expires_in = expires_in
+        self.scope = scope
         self.refusals: list[Refusal] = []
         self.requests: list[dict[str, str]] = []
         self.paths: list[str] = []
@@ -73,7 +74,7 @@ class FakeTokenEndpoint:
             if self.refusals:
                 refusal = self.refusals.pop(0)
                 return refusal.status, refusal.body, refusal.headers
-            if form.get("grant_type") != "client_credentials" or form.get("scope") != SCOPE:
+            if form.get("grant_type") != "client_credentials" or form.get("scope") != self.scope:
                 return 400, {"error": "invalid_request", "error_description": "bad grant"}, {}
             if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
                 return (
