@@ -141,7 +141,7 @@ def _exit_after_graceful_stop(signum: int, frame: FrameType | None) -> None:
 @config_option
 def check(config_path: Path | None) -> None:
     """Validate settings, rules and templates, and say where each action's output goes."""
-    from relay.destinations import mode, targets  # noqa: PLC0415
+    from relay.destinations import mode, preset_notes, targets  # noqa: PLC0415
     from relay.snapshot import template_problems  # noqa: PLC0415
 
     settings = _load(config_path)
@@ -160,6 +160,8 @@ def check(config_path: Path | None) -> None:
         f"{f'{len(fallback)} actions' if fallback else 'drop'}, {named} named destinations,"
         f" state in {settings.storage.state_dir}"
     )
+    for note in preset_notes(settings):
+        click.echo(f"  {note}")
     found = targets(settings)
     for target in found:
         mark = "OUTBOX" if target.outbox else "ok"

@@ -87,6 +87,19 @@ def target(settings: Settings, where: str, action: AnyAction) -> Target:
     raise TypeError(f"unknown action {action!r}")  # pragma: no cover - the union is closed
 
 
+def preset_notes(settings: Settings) -> list[str]:
+    """One line per SMTP section whose ``provider`` filled in settings, naming them."""
+    sections = [("[smtp]", settings.smtp)] + [
+        (f"[destinations.smtp.{name}]", smtp) for name, smtp in settings.destinations.smtp.items()
+    ]
+    return [
+        f'{section} provider = "{smtp.provider}" filled in: '
+        + ", ".join(f"{key} = {value!r}" for key, value in smtp.preset_filled.items())
+        for section, smtp in sections
+        if smtp.preset_filled
+    ]
+
+
 def targets(settings: Settings) -> tuple[Target, ...]:
     return tuple(target(settings, where, action) for where, action in settings.actions_by_place())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,6 +14,8 @@ from pydantic import (
     ConfigDict,
     Field,
     IPvAnyNetwork,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -29,6 +31,7 @@ from relay.addresses import Address, Addresses
 from relay.classify import DEFAULT_LOW_RATING_THRESHOLD, Category
 from relay.credentials import CredentialsSource, undeclared_destinations
 from relay.errors import ConfigError
+from relay.presets import apply_preset
 from relay.rules import (
     Action,
     AnyAction,
@@ -123,6 +126,26 @@ class SmtpSettings(_Section):
     transport: Literal["smtp", "graph"] = "smtp"
     graph_sender: str | None = None
     graph_url: str = "https://graph.microsoft.com"
+    # "m365" or "google" fill host, port, security, auth and the OAuth2 token URL and scope
+    # that are not set (relay.presets); tenant: the Microsoft 365 directory (tenant) ID.
+    provider: Literal["generic", "m365", "google"] = "generic"
+    tenant: str | None = None
+    _preset_filled: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _preset(cls, data: Any, handler: ModelWrapValidatorHandler[SmtpSettings]) -> SmtpSettings:
+        filled: dict[str, Any] = {}
+        if isinstance(data, Mapping):
+            data, filled = apply_preset(data)
+        settings = handler(data)
+        settings._preset_filled = filled
+        return settings
+
+    @property
+    def preset_filled(self) -> dict[str, Any]:
+        """The settings ``provider`` filled in, with their values (``relay check`` shows them)."""
+        return dict(self._preset_filled)
 
     @field_validator("oauth2_token_url", "graph_url")
     @classmethod
