@@ -24,8 +24,9 @@ from relay.senders.outbox import OutboxSender
 from relay.senders.slack import SlackSender
 from relay.senders.smtp import SmtpSender
 from relay.senders.smtp_pool import close_pools
+from relay.senders.teams import TeamsSender
 from relay.senders.webhook import WebhookSender
-from relay.settings import Settings, SlackSettings, SmtpSettings
+from relay.settings import Settings, SlackSettings, SmtpSettings, TeamsSettings
 from relay.snapshot import Snapshot, build_renderers, template_problems
 from relay.store import Store
 from relay.storethread import StoreThread
@@ -62,6 +63,9 @@ def build_senders(settings: Settings) -> dict[str, Sender]:
     def slack(config: SlackSettings) -> Sender:
         return SlackSender(config) if _slack_configured(config) else outbox
 
+    def teams(config: TeamsSettings) -> Sender:
+        return TeamsSender(config) if config.webhook_url is not None else outbox
+
     named = settings.destinations
     return {
         "email": email(settings.smtp),
@@ -71,6 +75,8 @@ def build_senders(settings: Settings) -> dict[str, Sender]:
         **{f"email:{name}": email(smtp) for name, smtp in named.smtp.items()},
         **{f"slack:{name}": slack(config) for name, config in named.slack.items()},
         **{f"webhook:{name}": WebhookSender(hook) for name, hook in named.webhook.items()},
+        "teams": teams(settings.teams),
+        **{f"teams:{name}": teams(config) for name, config in named.teams.items()},
     }
 
 

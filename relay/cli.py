@@ -194,7 +194,7 @@ def preview(payload: Path, config_path: Path | None, out: Path | None) -> None:
     from relay.render import Renderer  # noqa: PLC0415
     from relay.routes_cli import preview_extra  # noqa: PLC0415
     from relay.routing import route  # noqa: PLC0415
-    from relay.settings import ArchiveAction, EmailAction, WebhookAction  # noqa: PLC0415
+    from relay.settings import ArchiveAction, EmailAction, TeamsAction, WebhookAction  # noqa: PLC0415
 
     settings = _load(config_path)
     raw = payload.read_bytes()
@@ -226,6 +226,11 @@ def preview(payload: Path, config_path: Path | None, out: Path | None) -> None:
             path, target = preview_extra(
                 action, raw, conversation, category, stem, rule=plan.rule, index=index
             )
+        elif isinstance(action, TeamsAction):
+            card = renderer.teams(conversation, category)
+            path = stem.with_suffix(".json")
+            path.write_text(json.dumps(card.body(), ensure_ascii=False, indent=2), encoding="utf-8")
+            target = "(Teams webhook)"
         else:
             slack = renderer.slack(conversation, category, action)
             path = stem.with_suffix(".json")

@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from relay.rules import AnyAction, ArchiveAction, EmailAction, SlackAction, WebhookAction
+from relay.rules import (
+    AnyAction,
+    ArchiveAction,
+    EmailAction,
+    SlackAction,
+    TeamsAction,
+    WebhookAction,
+)
 from relay.settings import Settings, SlackSettings, SmtpSettings
 
 Mode = Literal["live", "outbox", "mixed"]
@@ -81,6 +88,15 @@ def target(settings: Settings, where: str, action: AnyAction) -> Target:
         url = action.url if action.destination is None else named.webhook[action.destination].url
         via = "" if action.destination is None else f" (destination {action.destination!r})"
         return Target(where, "webhook", f"HTTP POST {_host_only(url or '')}{via}", False)
+    if isinstance(action, TeamsAction):
+        name = action.destination
+        teams = settings.teams if name is None else named.teams[name]
+        section = "[teams]" if name is None else f"[destinations.teams.{name}]"
+        if teams.webhook_url is None:
+            goes_to = f"outbox {outbox}/ as .json files, NOT sent ({section} has no webhook_url)"
+            return Target(where, "teams card", goes_to, True)
+        url = _host_only(teams.webhook_url.get_secret_value())
+        return Target(where, "teams card", f"Teams Workflows webhook {url}", False)
     if isinstance(action, ArchiveAction):
         path = Path(settings.storage.state_dir) / action.path
         return Target(where, "archive", f"file {path}", False)

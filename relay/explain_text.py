@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from relay.conversation import Conversation
 from relay.routing import Decision, RuleOutcome
-from relay.rules import AnyAction, ArchiveAction, EmailAction, SlackAction
+from relay.rules import AnyAction, ArchiveAction, EmailAction, SlackAction, TeamsAction
 from relay.settings import Settings
 from relay.urls import redact_url
 
@@ -27,6 +27,9 @@ def describe_action(action: AnyAction, settings: Settings) -> str:
         return f"slack to {action.channel or '(webhook)'} via {via} (template {action.template!r})"
     if isinstance(action, ArchiveAction):
         return f"archive: append a JSON line to {action.path}"
+    if isinstance(action, TeamsAction):
+        via = f"teams destination {action.destination!r}" if action.destination else "[teams]"
+        return f"teams Adaptive Card via {via}"
     if action.destination is not None:
         hook = settings.destinations.webhook.get(action.destination)
         url = redact_url(hook.url) if hook else "?"

@@ -245,9 +245,17 @@ class ArchiveAction(_Section):
     path: str = Field(min_length=1)
 
 
-AnyAction = EmailAction | SlackAction | WebhookAction | ArchiveAction
+class TeamsAction(_Section):
+    """Post an Adaptive Card to a Microsoft Teams Workflows webhook."""
+
+    type: Literal["teams"]
+    # A [destinations.teams.NAME] webhook; None: the [teams] section.
+    destination: str | None = None
+
+
+AnyAction = EmailAction | SlackAction | WebhookAction | ArchiveAction | TeamsAction
 Action = Annotated[AnyAction, Field(discriminator="type")]
-ACTION_TYPES = ("email", "slack", "webhook", "archive")
+ACTION_TYPES = ("email", "slack", "webhook", "archive", "teams")
 
 
 class Rule(_Section):

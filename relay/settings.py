@@ -41,6 +41,7 @@ from relay.rules import (
     Rule,
     RuleSet,
     SlackAction,
+    TeamsAction,
     WebhookAction,
 )
 from relay.settings_errors import describe_validation_error
@@ -55,6 +56,7 @@ __all__ = [
     "Rule",
     "RuleSet",
     "SlackAction",
+    "TeamsAction",
     "WebhookAction",
     "describe_validation_error",
 ]
@@ -218,6 +220,13 @@ class SlackSettings(_Section):
     timeout_seconds: float = Field(default=30.0, gt=0)
 
 
+class TeamsSettings(_Section):
+    # A Teams Workflows "When a Teams webhook request is received" URL (it carries its own
+    # signature, so it is a credential). None: cards are written to <state_dir>/outbox/.
+    webhook_url: SecretStr | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+
 class DeliverySettings(_Section):
     concurrency: int = Field(default=4, ge=1, le=64)
     # At most this many of those to one destination (SMTP server, Slack workspace, webhook),
@@ -311,6 +320,7 @@ class DestinationSettings(_Section):
     smtp: dict[str, SmtpSettings] = {}
     slack: dict[str, SlackSettings] = {}
     webhook: dict[str, WebhookDestination] = {}
+    teams: dict[str, TeamsSettings] = {}
 
 
 def default_rules(routing: RoutingSettings) -> list[Rule]:
@@ -340,6 +350,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     smtp: SmtpSettings = SmtpSettings()
     slack: SlackSettings = SlackSettings()
+    teams: TeamsSettings = TeamsSettings()
     delivery: DeliverySettings = DeliverySettings()
     classify: ClassifySettings = ClassifySettings()
     render: RenderSettings = RenderSettings()
@@ -375,6 +386,7 @@ class Settings(BaseSettings):
             "email": self.destinations.smtp,
             "slack": self.destinations.slack,
             "webhook": self.destinations.webhook,
+            "teams": self.destinations.teams,
         }
         for where, action in self.actions_by_place():
             name = getattr(action, "destination", None)

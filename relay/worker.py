@@ -29,7 +29,7 @@ from relay.renderpool import PoolUnavailable, RenderJob, RenderPool
 from relay.retry import GiveUp, RetryPolicy, decide
 from relay.senders.base import Content, Sender
 from relay.senders.outbox import OutboxSender
-from relay.settings import Action, EmailAction, SlackAction, WebhookAction
+from relay.settings import Action, EmailAction, SlackAction, TeamsAction, WebhookAction
 from relay.snapshot import Snapshot
 from relay.store import ClaimedDelivery, Store
 from relay.storethread import StoreThread
@@ -62,6 +62,8 @@ def render_delivery(snapshot: Snapshot, delivery: ClaimedDelivery) -> Content:
         return renderer.email(conversation, category, action, message_id=mid)
     if isinstance(action, SlackAction):
         return snapshot.renderer().slack(conversation, category, action)
+    if isinstance(action, TeamsAction):
+        return snapshot.renderer().teams(conversation, category)
     rule, delivery_id = delivery.rule, delivery.id
     if isinstance(action, WebhookAction):
         return render_webhook(

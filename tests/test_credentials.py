@@ -29,8 +29,10 @@ password = "in-the-file"  # credential files override it
 api_url = "http://127.0.0.1:9/api"
 [destinations.webhook.helpDesk]
 url = "http://127.0.0.1:9/hook"
+[destinations.teams.support]
+timeout_seconds = 5
 """
-NAMES = {"smtp": "billing", "slack": "ops", "webhook": "helpDesk"}
+NAMES = {"smtp": "billing", "slack": "ops", "webhook": "helpDesk", "teams": "support"}
 
 
 def secret_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -89,6 +91,9 @@ def test_the_walk_finds_top_level_and_named_destination_secrets() -> None:
         "destinations__slack__ops__token",
         "destinations__slack__ops__webhook_url",
         "destinations__webhook__helpDesk__secret",
+        "smtp__oauth2_client_secret",
+        "teams__webhook_url",
+        "destinations__teams__support__webhook_url",
     } <= paths
 
 

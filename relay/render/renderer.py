@@ -14,11 +14,11 @@ import jinja2
 from relay.classify import Category
 from relay.conversation import Conversation
 from relay.errors import ConfigError
-from relay.render import environment, headers, slack
+from relay.render import environment, headers, slack, teams
 from relay.render.i18n import Translator
 from relay.render.samples import check_conversations
 from relay.render.view import ConversationView, ViewLimits, build_view
-from relay.senders.base import EmailContent, SlackContent
+from relay.senders.base import EmailContent, SlackContent, TeamsContent
 from relay.settings import EmailAction, RenderSettings, SlackAction
 
 EMAIL_PARTS = ("html.j2", "txt.j2")
@@ -147,6 +147,11 @@ class Renderer:
             text=slack.fallback_text(text_template.render(variables)),
             blocks=blocks,
         )
+
+    def teams(self, conversation: Conversation, category: Category) -> TeamsContent:
+        """The Adaptive Card of a ``teams`` action, from the view the Slack message uses."""
+        view = build_view(conversation, category, self._translator, self._limits)
+        return TeamsContent(card=teams.build_card(view, self._translator))
 
     def check(self, template_names: Iterable[tuple[str, str]]) -> list[str]:
         """Compile every named template and render it with sample conversations."""

@@ -65,7 +65,22 @@ def retry_after_seconds(
     return max(when.timestamp() - now, 0.0)
 
 
-Content = EmailContent | SlackContent | WebhookContent | ArchiveContent
+@dataclass(frozen=True)
+class TeamsContent:
+    """The Workflows webhook body: a message with one Adaptive Card attachment."""
+
+    card: dict[str, Any]
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "type": "message",
+            "attachments": [
+                {"contentType": "application/vnd.microsoft.card.adaptive", "content": self.card}
+            ],
+        }
+
+
+Content = EmailContent | SlackContent | WebhookContent | ArchiveContent | TeamsContent
 
 
 class Sender(Protocol):
