@@ -245,15 +245,16 @@ def preview(payload: Path, config_path: Path | None, out: Path | None) -> None:
 @config_option
 @click.option("--to", "to", required=True, help="Send one test email to this address.")
 @click.option("--channel", default=None, help="Also post one test Slack message here.")
-def send_test(config_path: Path | None, to: str, channel: str | None) -> None:
-    """Send one real test email (and Slack message) through the configured path and print
-    exactly what the server answered."""
+@click.option("--teams", is_flag=True, help="Also post one test card to the [teams] webhook.")
+def send_test(config_path: Path | None, to: str, channel: str | None, teams: bool) -> None:
+    """Send one real test email (and Slack message, Teams card) through the configured path
+    and print exactly what the server answered."""
     import asyncio  # noqa: PLC0415
 
     from relay.sendtest import send_test_messages  # noqa: PLC0415
 
     settings = _load(config_path)
-    results = asyncio.run(send_test_messages(settings, to=to, channel=channel))
+    results = asyncio.run(send_test_messages(settings, to=to, channel=channel, teams=teams))
     for result in results:
         click.echo(f"{'ok' if result.ok else 'FAILED':6} {result.what}: {result.answer}")
     if not all(result.ok for result in results):

@@ -238,7 +238,7 @@ def test_every_file_name_in_the_deploy_guide_sets_its_setting(
     assert "destinations__smtp__billing__password" in names
     config = tmp_path / "guide.toml"
     config.write_text(
-        "[destinations.smtp.billing]\n[destinations.slack.ops]\n"
+        "[destinations.smtp.billing]\n[destinations.slack.ops]\n[destinations.teams.support]\n"
         '[destinations.webhook.helpdesk]\nurl = "https://h.test/"\n',
         encoding="utf-8",
     )

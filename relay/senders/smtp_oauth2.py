@@ -41,7 +41,9 @@ def token_cache(
     return TokenCache(credentials, timeout_seconds=s.timeout_seconds, clock=clock)
 
 
-async def xoauth2_login(client: aiosmtplib.SMTP, user: str, tokens: TokenCache) -> None:
+async def xoauth2_login(
+    client: aiosmtplib.SMTP, user: str, tokens: TokenCache
+) -> aiosmtplib.SMTPResponse:
     """AUTH XOAUTH2 on a connected client. A 535 (the token expired or was revoked early)
     drops the cached token and tries once more with a fresh one; a second refusal raises
     SMTPAuthenticationError. Token endpoint failures raise DeliveryError subclasses."""
@@ -49,15 +51,19 @@ async def xoauth2_login(client: aiosmtplib.SMTP, user: str, tokens: TokenCache) 
         await client.ehlo()
     if "xoauth2" not in client.server_auth_methods:
         raise aiosmtplib.SMTPException("auth = oauth2 but the server does not offer AUTH XOAUTH2")
-    for attempt in (1, 2):
-        token = await tokens.token()
-        reply = await client.execute_command(b"AUTH", b"XOAUTH2", xoauth2_string(user, token))
-        if reply.code == AUTH_CONTINUE:
-            # The server's error challenge (base64 JSON); an empty line asks for the final reply.
-            reply = await client.execute_command(b"")
-        if reply.code == AUTH_SUCCESSFUL:
-            return
-        if reply.code == AUTH_REFUSED and attempt == 1:
-            tokens.invalidate(token)
-            continue
+    token = await tokens.token()
+    reply = await _authenticate(client, user, token)
+    if reply.code == AUTH_REFUSED:
+        tokens.invalidate(token)
+        reply = await _authenticate(client, user, await tokens.token())
+    if reply.code != AUTH_SUCCESSFUL:
         raise aiosmtplib.SMTPAuthenticationError(reply.code, reply.message)
+    return reply
+
+
+async def _authenticate(client: aiosmtplib.SMTP, user: str, token: str) -> aiosmtplib.SMTPResponse:
+    reply = await client.execute_command(b"AUTH", b"XOAUTH2", xoauth2_string(user, token))
+    if reply.code == AUTH_CONTINUE:
+        # The server's error challenge (base64 JSON); an empty line asks for the final reply.
+        reply = await client.execute_command(b"")
+    return reply

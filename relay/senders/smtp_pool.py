@@ -16,7 +16,7 @@ from relay.settings import SmtpSettings
 log = logging.getLogger(__name__)
 
 Destination = tuple[object, ...]
-Login = Callable[[aiosmtplib.SMTP], Awaitable[None]]
+Login = Callable[[aiosmtplib.SMTP], Awaitable[object]]
 
 
 def destination(settings: SmtpSettings) -> Destination:
