@@ -123,6 +123,10 @@ class SmtpSettings(_Section):
     oauth2_client_id: str | None = None
     oauth2_client_secret: SecretStr | None = None
     oauth2_scope: str | None = None
+    # Google Workspace: the service account's JSON key (a credential file,
+    # smtp__oauth2_service_account_key); tokens are then requested with a signed JWT acting as
+    # `username` (domain-wide delegation) instead of a client id and secret.
+    oauth2_service_account_key: SecretStr | None = None
     # "graph": submit the same MIME message with Microsoft Graph sendMail as graph_sender
     # (a mailbox of the tenant), with the OAuth2 settings above; host and port are unused.
     transport: Literal["smtp", "graph"] = "smtp"
@@ -168,11 +172,12 @@ class SmtpSettings(_Section):
     def _oauth2_complete(self) -> SmtpSettings:
         if self.auth != "oauth2":
             return self
-        missing = [
-            key
-            for key in ("oauth2_token_url", "oauth2_client_id", "oauth2_client_secret")
-            if getattr(self, key) is None
-        ]
+        needed = ["oauth2_token_url"]
+        if self.oauth2_service_account_key is None:
+            needed += ["oauth2_client_id", "oauth2_client_secret"]
+        else:
+            _service_account_key(self.oauth2_service_account_key)
+        missing = [key for key in needed if getattr(self, key) is None]
         if missing:
             raise ValueError(f'auth = "oauth2" needs {", ".join(missing)}')
         if self.password is not None:
@@ -210,6 +215,13 @@ class SmtpSettings(_Section):
         if self.port is not None:
             return self.port
         return {"none": 25, "starttls": 587, "tls": 465}[self.security]
+
+
+def _service_account_key(key: SecretStr) -> None:
+    """ValueError naming what is wrong with a service-account JSON key (never its content)."""
+    from relay.senders.google_jwt import ServiceAccountKey  # noqa: PLC0415 -- CLI start-up
+
+    ServiceAccountKey.from_json(key.get_secret_value())
 
 
 class SlackSettings(_Section):

@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -61,6 +61,15 @@ class ClientCredentials:
             "client_secret": self.client_secret,
             "scope": self.scope,
         }
+
+
+class Grant(Protocol):
+    """What a token request posts: the client-credentials grant or a signed JWT assertion."""
+
+    @property
+    def token_url(self) -> str: ...
+
+    def form(self) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True)
@@ -134,7 +143,7 @@ class TokenCache:
 
     def __init__(
         self,
-        credentials: ClientCredentials,
+        credentials: Grant,
         *,
         timeout_seconds: float,
         clock: Callable[[], float] = time.monotonic,

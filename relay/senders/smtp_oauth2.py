@@ -5,15 +5,21 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable
+from email.utils import parseaddr
 
 import aiosmtplib
 
+from relay.senders.google_jwt import ServiceAccountGrant, ServiceAccountKey
 from relay.senders.oauth2 import ClientCredentials, TokenCache
 from relay.settings import SmtpSettings
 
 AUTH_CONTINUE = 334
 AUTH_SUCCESSFUL = 235
 AUTH_REFUSED = 535
+
+
+def envelope_address(from_address: str) -> str:
+    return parseaddr(from_address)[1] or from_address
 
 
 def xoauth2_string(user: str, token: str) -> bytes:
@@ -29,6 +35,15 @@ def token_cache(
     s = settings
     if s.auth != "oauth2":
         return None
+    if s.oauth2_service_account_key is not None and s.oauth2_token_url:
+        key = ServiceAccountKey.from_json(s.oauth2_service_account_key.get_secret_value())
+        grant = ServiceAccountGrant(
+            token_url=s.oauth2_token_url,
+            key=key,
+            scope=s.oauth2_scope or "",
+            subject=s.username or envelope_address(s.from_address),
+        )
+        return TokenCache(grant, timeout_seconds=s.timeout_seconds, clock=clock)
     # The settings' own validation guarantees these once auth = "oauth2".
     if not (s.oauth2_token_url and s.oauth2_client_id and s.oauth2_client_secret):
         raise ValueError("auth = oauth2 needs oauth2_token_url, client id and secret")

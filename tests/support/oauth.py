@@ -12,6 +12,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from aiosmtpd.smtp import AuthResult
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.support.smtp import RecordingHandler
 
@@ -27,6 +30,46 @@ class Refusal:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+def _unb64(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+@dataclass
+class ServiceAccount:
+    """What Google checks in a service-account assertion: the RS256 signature by the account's
+    key, the issuer, the delegated user, the scope, the audience and the lifetime."""
+
+    email: str
+    public_key: rsa.RSAPublicKey
+    subject: str
+    scope: str
+    claims: list[dict[str, Any]] = field(default_factory=list)
+
+    def problem(self, assertion: str, audience: str) -> str | None:
+        try:
+            head, body, signature = assertion.split(".")
+            header = json.loads(_unb64(head))
+            claims = json.loads(_unb64(body))
+            self.public_key.verify(
+                _unb64(signature), f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256()
+            )
+        except (ValueError, InvalidSignature):
+            return "Invalid JWT Signature."
+        self.claims.append(claims)
+        if header != {"alg": "RS256", "typ": "JWT", "kid": "key-1"}:
+            return f"Invalid JWT header: {header}"
+        if claims.get("iss") != self.email or claims.get("aud") != audience:
+            return "Invalid JWT: iss or aud"
+        if claims.get("sub") != self.subject or claims.get("scope") != self.scope:
+            return "Client is unauthorized to retrieve access tokens using this method."
+        if not 0 < claims["exp"] - claims["iat"] <= 3600:
+            return "Invalid JWT: Token must be a short-lived token (60 minutes)"
+        return None
+
+
 class FakeTokenEndpoint:
     """Answers client-credentials POSTs: a new token ``tok-N`` for the right client id, secret
     and scope (``expires_in`` as set), RFC 6749 ``invalid_client`` for a wrong secret, or the
@@ -40,6 +83,9 @@ class FakeTokenEndpoint:
         self.paths: list[str] = []
         self.valid: set[str] = set()
         self.issued: list[str] = []
+        # Set for Google's JWT bearer grant: whose signatures and claims are accepted.
+        self.service_account: ServiceAccount | None = None
+        self.assertions: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         endpoint = self
 
@@ -74,6 +120,11 @@ class FakeTokenEndpoint:
             if self.refusals:
                 refusal = self.refusals.pop(0)
                 return refusal.status, refusal.body, refusal.headers
+            if form.get("grant_type") == JWT_BEARER and self.service_account is not None:
+                problem = self.service_account.problem(form.get("assertion", ""), self.url(path))
+                if problem:
+                    return 400, {"error": "invalid_grant", "error_description": problem}, {}
+                return self.issue()
             if form.get("grant_type") != "client_credentials" or form.get("scope") != self.scope:
                 return 400, {"error": "invalid_request", "error_description": "bad grant"}, {}
             if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
@@ -85,14 +136,14 @@ class FakeTokenEndpoint:
                     },
                     {},
                 )
-            token = f"tok-{len(self.issued) + 1}"
-            self.issued.append(token)
-            self.valid.add(token)
-            return (
-                200,
-                {"token_type": "Bearer", "expires_in": self.expires_in, "access_token": token},
-                {},
-            )
+            return self.issue()
+
+    def issue(self) -> tuple[int, dict[str, Any], dict[str, str]]:
+        token = f"tok-{len(self.issued) + 1}"
+        self.issued.append(token)
+        self.valid.add(token)
+        body = {"token_type": "Bearer", "expires_in": self.expires_in, "access_token": token}
+        return 200, body, {}
 
     def revoke(self, token: str) -> None:
         with self.lock:
