@@ -155,6 +155,7 @@ def check(config_path: Path | None) -> None:
     fallback = settings.routing.fallback
     destinations = settings.destinations
     named = len(destinations.smtp) + len(destinations.slack) + len(destinations.webhook)
+    named += len(destinations.teams)
     click.echo(
         f"settings OK: {len(rules)} rules, fallback "
         f"{f'{len(fallback)} actions' if fallback else 'drop'}, {named} named destinations,"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -51,7 +52,8 @@ def _smtp(smtp: SmtpSettings, section: str, outbox: Path) -> tuple[str, bool]:
         return f"outbox {outbox}/ as .eml files, NOT sent ({section} has no host)", True
     login = f", login {smtp.username}" if smtp.username else ""
     if smtp.auth == "oauth2":
-        login = f", XOAUTH2 as {smtp.username or smtp.from_address}"
+        mailbox = smtp.username or parseaddr(smtp.from_address)[1] or smtp.from_address
+        login = f", XOAUTH2 as {mailbox}"
     return f"SMTP {smtp.host}:{smtp.effective_port} ({smtp.security}{login})", False
 
 
