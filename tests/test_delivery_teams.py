@@ -139,6 +139,25 @@ def test_429_waits_for_retry_after_and_5xx_is_retried_then_delivered_once(
     assert len(fake_teams.cards) == 1 and fake_teams.posts == 3
 
 
+def test_a_429_retry_after_is_kept_as_the_next_attempt(
+    make_settings: Callable[..., Settings], fake_teams: FakeTeams
+) -> None:
+    fake_teams.answers = [TeamsAnswer(429, b"Too many requests", {"Retry-After": "120"})]
+    settings = make_settings(teams={"webhook_url": fake_teams.url()}, rules=TEAMS_RULE)
+    with TestClient(create_app(settings)) as client:
+        assert client.post(HOOK, content=low_rated()).json()["deliveries"] == 1
+
+        async def attempted() -> None:
+            await client.app.state.runtime.worker.attempted(1)
+
+        client.blocking_portal.call(attempted)
+        [row] = deliveries(settings)
+    assert (row.status, row.attempts) == ("retrying", 1)
+    assert row.next_attempt_at - row.updated_at >= 120.0
+    assert row.last_error == "Teams rate limit: retry after 120 s"
+    assert fake_teams.cards == []
+
+
 def test_a_refused_card_is_dead_and_the_error_hides_the_url_signature(
     make_settings: Callable[..., Settings], fake_teams: FakeTeams
 ) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Final
 
 from relay.classify import Category
@@ -23,12 +25,14 @@ FIELD_LIMIT: Final = 500
 CARD_BYTES: Final = 20_000
 ZWSP: Final = "\u200b"
 
-CATEGORY_STYLE: Final = {
-    Category.MISSED: "attention",
-    Category.LOW_RATED: "warning",
-    Category.OFFLINE: "accent",
-    Category.NORMAL: "good",
-}
+CATEGORY_STYLE: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        Category.MISSED: "attention",
+        Category.LOW_RATED: "warning",
+        Category.OFFLINE: "accent",
+        Category.NORMAL: "good",
+    }
+)
 # "{{DATE(...)}}" functions, "${...}" templating and "<at>...</at>" mentions.
 _ACTIVE = re.compile(r"\{\{|\$\{|<\s*/?\s*at\b", re.IGNORECASE)
 
@@ -96,7 +100,7 @@ def build_card(view: ConversationView, t: Translator) -> dict[str, Any]:
     top: list[dict[str, Any]] = [
         {
             "type": "Container",
-            "style": CATEGORY_STYLE.get(Category(view.category), "emphasis"),
+            "style": CATEGORY_STYLE.get(view.category, "emphasis"),
             "items": [rich(*header)],
         }
     ]
