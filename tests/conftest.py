@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from relay.settings import Settings
+from relay.config.settings import Settings
 from relay.store import Store
-from relay.storethread import StoreThread
+from relay.store.storethread import StoreThread
 from tests.support.slack import FakeSlack
 from tests.support.smtp import RecordingHandler, SmtpServer
+
+if TYPE_CHECKING:
+    from tests.support.postgres import PostgresServer
 
 SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "samples"
 TOKEN = "test-token-123"
@@ -85,6 +88,21 @@ def store_thread(tmp_path: Path) -> Iterator[StoreThread]:
     thread = StoreThread(Store(tmp_path / "relay.db"))
     yield thread
     thread.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session (tests/support/postgres.py)."""
+    from tests.support.postgres import postgres_server  # noqa: PLC0415 - psycopg only when used
+
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> str:
+    """The URL of a fresh, empty database on the session's server."""
+    return postgres.fresh_database()
 
 
 def pytest_report_header() -> str:

@@ -10,9 +10,9 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.errors import PermanentDeliveryError, RateLimited, TransientDeliveryError
+from relay.config.settings import Settings, SmtpSettings, load_settings
+from relay.model.errors import PermanentDeliveryError, RateLimited, TransientDeliveryError
 from relay.senders.graph import classify_graph
-from relay.settings import Settings, SmtpSettings, load_settings
 from tests.conftest import TOKEN, base_sections, sample
 from tests.support.app import wait_settled
 from tests.support.config import to_toml

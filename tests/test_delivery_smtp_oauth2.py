@@ -14,18 +14,18 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.errors import (
+from relay.config.settings import Settings, SmtpSettings, load_settings
+from relay.model.content import EmailContent
+from relay.model.errors import (
     DeliveryTimeout,
     PermanentDeliveryError,
     RateLimited,
     TransientDeliveryError,
 )
-from relay.senders.base import EmailContent
 from relay.senders.oauth2 import ClientCredentials, TokenCache, parse_token, token_failure
 from relay.senders.smtp import SmtpSender
 from relay.senders.smtp_oauth2 import xoauth2_string
-from relay.senders.smtp_pool import close_pools
-from relay.settings import Settings, SmtpSettings, load_settings
+from relay.senders.smtp_pool import SmtpPools
 from tests.conftest import TOKEN, base_sections, sample
 from tests.support.app import wait_settled
 from tests.support.config import to_toml
@@ -182,7 +182,8 @@ async def test_expiry_mid_run_fetches_a_new_token_and_each_message_arrives_once(
     )
     clock = Clock()
     # No idle connections kept: every send connects and logs in again.
-    sender = SmtpSender(settings, pool_size=0, clock=clock)
+    pools = SmtpPools()  # closed below, as a running relay's sender registry closes its own
+    sender = SmtpSender(settings, pool_size=0, clock=clock, pools=pools)
     server = handler(oauth_server)
     try:
         await sender.send(message(1), delivery_id=1)
@@ -195,7 +196,7 @@ async def test_expiry_mid_run_fetches_a_new_token_and_each_message_arrives_once(
         token_endpoint.revoke("tok-2")
         await sender.send(message(4), delivery_id=4)
     finally:
-        await close_pools()
+        await pools.close()
     assert server.refused_tokens == ["tok-2"]
     assert server.logins == ["tok-1", "tok-1", "tok-2", "tok-3"]
     assert token_endpoint.issued == ["tok-1", "tok-2", "tok-3"]
@@ -210,14 +211,15 @@ async def test_a_token_the_server_keeps_refusing_is_a_permanent_auth_failure(
         **{**smtp_section(oauth_server.port, token_endpoint.url()), "username": "other@shop.test"},
         oauth2_client_secret=CLIENT_SECRET,
     )
-    sender = SmtpSender(settings, pool_size=0)
+    pools = SmtpPools()  # closed below, as a running relay's sender registry closes its own
+    sender = SmtpSender(settings, pool_size=0, pools=pools)
     try:
         with pytest.raises(
             PermanentDeliveryError, match=re.escape("535 5.7.3 Authentication unsuccessful")
         ):
             await sender.send(message(1), delivery_id=1)
     finally:
-        await close_pools()
+        await pools.close()
     assert token_endpoint.issued == ["tok-1", "tok-2"]  # refreshed once, then given up
     assert handler(oauth_server).messages == []
 

@@ -13,13 +13,13 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.classify import Category
-from relay.payload import parse
+from relay.config.settings import Settings, load_settings
+from relay.intake.payload import parse
+from relay.model.category import Category
+from relay.model.content import TeamsContent
 from relay.render.i18n import Translator
 from relay.render.teams import CARD_BYTES, build_card
 from relay.render.view import build_view
-from relay.senders.base import TeamsContent
-from relay.settings import Settings, load_settings
 from tests.conftest import TOKEN, base_sections, sample
 from tests.support.app import wait_settled
 from tests.support.config import to_toml

@@ -12,11 +12,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from relay.errors import ConfigError, PermanentDeliveryError
-from relay.senders.base import EmailContent
+from relay.config.settings import SmtpSettings, load_settings
+from relay.model.content import EmailContent
+from relay.model.errors import ConfigError, PermanentDeliveryError
 from relay.senders.smtp import SmtpSender
-from relay.senders.smtp_pool import close_pools
-from relay.settings import SmtpSettings, load_settings
+from relay.senders.smtp_pool import SmtpPools
 from tests.support.config import to_toml
 from tests.support.oauth import FakeTokenEndpoint, ServiceAccount, XOAuth2Handler
 from tests.support.smtp import SmtpServer
@@ -88,11 +88,14 @@ async def test_a_signed_assertion_gets_the_token_the_server_accepts(
     google: tuple[FakeTokenEndpoint, SmtpServer], account_key: rsa.RSAPrivateKey
 ) -> None:
     endpoint, server = google
-    sender = SmtpSender(settings(server.port, endpoint.url("/token"), key_json(account_key)))
+    pools = SmtpPools()  # closed below, as a running relay's sender registry closes its own
+    sender = SmtpSender(
+        settings(server.port, endpoint.url("/token"), key_json(account_key)), pools=pools
+    )
     try:
         await sender.send(message(), delivery_id=1)
     finally:
-        await close_pools()
+        await pools.close()
     assert isinstance(server.handler, XOAuth2Handler)
     assert server.handler.logins == ["tok-1"]
     assert len(server.handler.messages) == 1
@@ -110,12 +113,15 @@ async def test_another_accounts_key_is_dead_with_googles_words(
 ) -> None:
     endpoint, server = google
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    sender = SmtpSender(settings(server.port, endpoint.url("/token"), key_json(stranger)))
+    pools = SmtpPools()  # closed below, as a running relay's sender registry closes its own
+    sender = SmtpSender(
+        settings(server.port, endpoint.url("/token"), key_json(stranger)), pools=pools
+    )
     try:
         with pytest.raises(PermanentDeliveryError, match=r"invalid_grant: Invalid JWT Signature\."):
             await sender.send(message(), delivery_id=1)
     finally:
-        await close_pools()
+        await pools.close()
     assert endpoint.issued == []
 
 

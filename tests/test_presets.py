@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from relay.cli import main
-from relay.presets import apply_preset
-from relay.settings import SmtpSettings
+from relay.config.presets import apply_preset
+from relay.config.settings import SmtpSettings
 from tests.support.config import write_config
 
 SECRET = {"oauth2_client_id": "app-id", "oauth2_client_secret": "app-secret"}

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
-from relay.classify import Category
+from relay.model.category import Category
 from relay.render.i18n import Translator
 from relay.render.view import ConversationView, MessageView, clip
 

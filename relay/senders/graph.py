@@ -11,7 +11,9 @@ from urllib.parse import quote
 
 import httpx
 
-from relay.errors import (
+from relay.config.settings import SmtpSettings
+from relay.model.content import Content, EmailContent
+from relay.model.errors import (
     DeliveryConnectionError,
     DeliveryError,
     DeliveryTimeout,
@@ -19,12 +21,11 @@ from relay.errors import (
     RateLimited,
     TransientDeliveryError,
 )
+from relay.model.urls import redact_url
 from relay.render.headers import UnsafeHeaders, flatten
-from relay.senders.base import Content, EmailContent, retry_after_seconds
+from relay.senders.base import retry_after_seconds
 from relay.senders.oauth2 import TokenCache
 from relay.senders.smtp_oauth2 import token_cache
-from relay.settings import SmtpSettings
-from relay.urls import redact_url
 
 DEFAULT_RETRY_AFTER = 5.0
 MESSAGE_LIMIT = 500

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from relay.errors import (
+from relay.model.errors import (
     DeliveryConnectionError,
     DeliveryError,
     DeliveryTimeout,
@@ -20,8 +20,8 @@ from relay.errors import (
     RateLimited,
     TransientDeliveryError,
 )
+from relay.model.urls import redact_url
 from relay.senders.base import retry_after_seconds
-from relay.urls import redact_url
 
 # RFC 6749 section 5.2 error codes that no retry can fix: the registration, the secret, the
 # grant or the scope must change first.

@@ -5,12 +5,13 @@ from __future__ import annotations
 import ssl
 import time
 from collections.abc import Callable
-from email.headerregistry import Address
 from email.utils import parseaddr
 
 import aiosmtplib
 
-from relay.errors import (
+from relay.config.settings import SmtpSettings
+from relay.model.content import Content, EmailContent
+from relay.model.errors import (
     DeliveryConnectionError,
     DeliveryError,
     DeliveryTimeout,
@@ -18,10 +19,8 @@ from relay.errors import (
     TransientDeliveryError,
 )
 from relay.render.headers import UnsafeHeaders, flatten
-from relay.senders.base import Content, EmailContent
 from relay.senders.smtp_oauth2 import token_cache, xoauth2_login
-from relay.senders.smtp_pool import Login, SmtpPool, pool_for
-from relay.settings import SmtpSettings
+from relay.senders.smtp_pool import Login, SmtpPool, SmtpPools
 
 
 def envelope_sender(from_address: str) -> str:
@@ -33,7 +32,7 @@ def _reply(code: int, message: str) -> str:
 
 
 class SmtpSender:
-    """Sends over persistent connections pooled per destination (relay.senders.smtp_pool);
+    """Sends over persistent connections pooled per destination (``SmtpPools``);
     STARTTLS/implicit TLS and AUTH from settings."""
 
     def __init__(
@@ -41,9 +40,12 @@ class SmtpSender:
         settings: SmtpSettings,
         *,
         pool_size: int = 4,
+        pools: SmtpPools | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``pools``: shared with the other senders of a relay (a sender alone keeps its own)."""
         self.settings = settings
+        self._pools = SmtpPools() if pools is None else pools
         self._sender = envelope_sender(settings.from_address)
         self._pool_size = pool_size
         # The whole transaction, from connecting or reusing a connection to the reply to DATA.
@@ -57,7 +59,7 @@ class SmtpSender:
 
     @property
     def pool(self) -> SmtpPool:
-        return pool_for(self.settings, self._pool_size)
+        return self._pools.pool(self.settings, self._pool_size)
 
     async def _transmit(
         self, content: EmailContent, recipients: list[str]
@@ -147,7 +149,3 @@ def _refused(
     if temporary:
         return TransientDeliveryError(f"recipients deferred: {detail}", done=(*done, *permanent))
     return PermanentDeliveryError(f"recipients refused: {detail}", done=done)
-
-
-def format_address(display_name: str, addr: str) -> str:
-    return str(Address(display_name=display_name, addr_spec=addr))

@@ -9,9 +9,9 @@ from email.utils import parseaddr
 
 import aiosmtplib
 
+from relay.config.settings import SmtpSettings
 from relay.senders.google_jwt import ServiceAccountGrant, ServiceAccountKey
 from relay.senders.oauth2 import ClientCredentials, TokenCache
-from relay.settings import SmtpSettings
 
 AUTH_CONTINUE = 334
 AUTH_SUCCESSFUL = 235

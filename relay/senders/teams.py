@@ -8,7 +8,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from relay.errors import (
+from relay.config.settings import TeamsSettings
+from relay.model.content import Content, TeamsContent
+from relay.model.errors import (
     DeliveryConnectionError,
     DeliveryError,
     DeliveryTimeout,
@@ -16,8 +18,7 @@ from relay.errors import (
     RateLimited,
     TransientDeliveryError,
 )
-from relay.senders.base import Content, TeamsContent, retry_after_seconds
-from relay.settings import TeamsSettings
+from relay.senders.base import retry_after_seconds
 
 DEFAULT_RETRY_AFTER = 1.0
 SNIPPET = 200
