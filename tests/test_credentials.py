@@ -40,7 +40,10 @@ api_key = "in-the-file"
 api_url = "http://127.0.0.1:9"
 email = "agent@shop.test"
 api_token = "in-the-file"
+[destinations.teams.support]
+timeout_seconds = 5
 """
+
 NAMES = {
     "smtp": "billing",
     "slack": "ops",
@@ -49,6 +52,7 @@ NAMES = {
     "pipedrive": "sales",
     "freshdesk": "support",
     "zendesk": "support",
+    "teams": "support",
 }
 
 
@@ -112,6 +116,9 @@ def test_the_walk_finds_top_level_and_named_destination_secrets() -> None:
         "destinations__pipedrive__sales__api_token",
         "destinations__freshdesk__support__api_key",
         "destinations__zendesk__support__api_token",
+        "smtp__oauth2_client_secret",
+        "teams__webhook_url",
+        "destinations__teams__support__webhook_url",
     } <= paths
 
 
@@ -256,7 +263,7 @@ def test_every_file_name_in_the_deploy_guide_sets_its_setting(
     assert "destinations__smtp__billing__password" in names
     config = tmp_path / "guide.toml"
     config.write_text(
-        "[destinations.smtp.billing]\n[destinations.slack.ops]\n"
+        "[destinations.smtp.billing]\n[destinations.slack.ops]\n[destinations.teams.support]\n"
         '[destinations.webhook.helpdesk]\nurl = "https://h.test/"\n',
         encoding="utf-8",
     )

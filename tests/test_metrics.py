@@ -161,3 +161,16 @@ def test_refusal_series_start_at_zero_including_invalid_utf8(
     for reason in ("forbidden_address", "wrong_token", "invalid_json", "invalid_utf8"):
         assert (name, frozenset({("reason", reason)})) in samples, reason
         assert value(samples, name, reason=reason) == 0
+
+
+def test_delivery_series_start_at_zero_for_every_action_type_including_teams(
+    make_settings: Callable[..., Settings],
+) -> None:
+    with TestClient(create_app(make_settings())) as client:
+        samples = scrape(client)
+    name = "relay_deliveries_total"
+    for channel in ("email", "slack", "webhook", "archive", "teams"):
+        for outcome in ("sent", "outbox", "retry", "dead"):
+            labels = frozenset({("channel", channel), ("outcome", outcome)})
+            assert (name, labels) in samples, (channel, outcome)
+            assert samples[(name, labels)] == 0

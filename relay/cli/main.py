@@ -141,7 +141,7 @@ def _exit_after_graceful_stop(signum: int, frame: FrameType | None) -> None:
 @config_option
 def check(config_path: Path | None) -> None:
     """Validate settings, rules and templates, and say where each action's output goes."""
-    from relay.config.destinations import mode, targets  # noqa: PLC0415
+    from relay.config.destinations import mode, preset_notes, targets  # noqa: PLC0415
     from relay.snapshot import template_problems  # noqa: PLC0415
 
     settings = _load(config_path)
@@ -160,6 +160,8 @@ def check(config_path: Path | None) -> None:
         f"{f'{len(fallback)} actions' if fallback else 'drop'}, {named} named destinations,"
         f" state in {settings.storage.state_dir}"
     )
+    for note in preset_notes(settings):
+        click.echo(f"  {note}")
     found = targets(settings)
     for target in found:
         mark = "OUTBOX" if target.outbox else "ok"
@@ -233,9 +235,12 @@ def preview(payload: Path, config_path: Path | None, out: Path | None) -> None:
     is_flag=True,
     help="Check each CRM / help desk destination's credential (read-only, creates nothing).",
 )
-def send_test(config_path: Path | None, to: str | None, channel: str | None, crm: bool) -> None:
-    """Send one real test email (and Slack message) through the configured path and print
-    exactly what the server answered; with --crm, check every CRM destination too."""
+@click.option("--teams", is_flag=True, help="Also post one test card to the [teams] webhook.")
+def send_test(
+    config_path: Path | None, to: str | None, channel: str | None, crm: bool, teams: bool
+) -> None:
+    """Send one real test email (and Slack message, Teams card) through the configured path
+    and print exactly what the server answered; with --crm, check every CRM destination too."""
     import asyncio  # noqa: PLC0415
 
     from relay.cli.sendtest import check_crm, send_test_messages  # noqa: PLC0415
@@ -245,7 +250,7 @@ def send_test(config_path: Path | None, to: str | None, channel: str | None, crm
     settings = _load(config_path)
     results = []
     if to is not None:
-        results += asyncio.run(send_test_messages(settings, to=to, channel=channel))
+        results += asyncio.run(send_test_messages(settings, to=to, channel=channel, teams=teams))
     if crm:
         results += asyncio.run(check_crm(settings))
     for result in results:

@@ -83,7 +83,12 @@ def write_preview(action: AnyAction, content: Content, stem: Path) -> tuple[Path
     the file and where the content would go."""
     import json  # noqa: PLC0415
 
-    from relay.model.content import EmailContent, SlackContent, WebhookContent  # noqa: PLC0415
+    from relay.model.content import (  # noqa: PLC0415
+        EmailContent,
+        SlackContent,
+        TeamsContent,
+        WebhookContent,
+    )
     from relay.model.crm import CrmContent  # noqa: PLC0415
     from relay.model.urls import redact_url  # noqa: PLC0415
     from relay.routing.rules import CrmAction, WebhookAction  # noqa: PLC0415
@@ -97,6 +102,10 @@ def write_preview(action: AnyAction, content: Content, stem: Path) -> tuple[Path
         body = {"channel": content.channel, "text": content.text, "blocks": list(content.blocks)}
         path.write_text(json.dumps(body, ensure_ascii=False, indent=2), encoding="utf-8")
         return path, content.channel or "(webhook)"
+    if isinstance(content, TeamsContent):
+        path = stem.with_suffix(".json")
+        path.write_text(json.dumps(content.body(), ensure_ascii=False, indent=2), encoding="utf-8")
+        return path, "(Teams webhook)"
     if isinstance(content, WebhookContent):
         path = stem.with_suffix(".json")
         path.write_bytes(content.body)

@@ -1,4 +1,5 @@
-"""``relay send-test``: one real email and Slack message through the configured path."""
+"""``relay send-test``: one real email, Slack message and Teams card through the configured
+path (SMTP with a password or XOAUTH2, or Microsoft Graph)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,14 @@ import aiosmtplib
 from relay.config.addresses import check_address
 from relay.config.destinations import outbox_dir
 from relay.config.settings import Settings
+from relay.model.content import EmailContent, TeamsContent
+from relay.model.errors import DeliveryError
+from relay.model.urls import redact_url
+from relay.senders.graph import GraphSender
 from relay.senders.smtp import classify_failure, envelope_sender
+from relay.senders.smtp_oauth2 import token_cache, xoauth2_login
 from relay.senders.smtp_pool import open_connection
+from relay.senders.teams import TeamsSender
 
 
 @dataclass(frozen=True)
@@ -41,8 +48,25 @@ def test_email(settings: Settings, to: str) -> EmailMessage:
     return message
 
 
+async def send_graph(settings: Settings, to: str) -> Result:
+    smtp = settings.smtp
+    what = f"email to {to} via Microsoft Graph sendMail as {smtp.graph_sender}"
+    try:
+        sender = GraphSender(smtp)
+        content = EmailContent(test_email(settings, to), (to,))
+        await asyncio.wait_for(sender.send(content, delivery_id=0), smtp.timeout_seconds)
+    except DeliveryError as exc:
+        return Result(what, False, exc.message)
+    except TimeoutError:
+        return Result(what, False, f"no answer within {smtp.timeout_seconds:g} s")
+    issued = f"token from {redact_url(sender.tokens.credentials.token_url)}"
+    return Result(what, True, f"sendMail accepted the message (202); {issued}")
+
+
 async def send_email(settings: Settings, to: str) -> Result:
     smtp = settings.smtp
+    if smtp.transport == "graph":
+        return await send_graph(settings, to)
     if not smtp.host:
         return Result(
             f"email to {to}",
@@ -51,9 +75,15 @@ async def send_email(settings: Settings, to: str) -> Result:
         )
     what = f"email to {to} via SMTP {smtp.host}:{smtp.effective_port} ({smtp.security})"
     client = open_connection(smtp)
+    tokens = token_cache(smtp)
+    replies: list[tuple[str, aiosmtplib.SMTPResponse]] = []
     try:
         greeting = await client.connect()
+        replies.append(("greeting", greeting))
         try:
+            if tokens is not None:
+                user = smtp.username or envelope_sender(smtp.from_address)
+                replies.append(("AUTH XOAUTH2", await xoauth2_login(client, user, tokens)))
             # Step by step rather than send_message, to print each reply with its code.
             mail = await client.mail(envelope_sender(smtp.from_address))
             rcpt = await client.rcpt(to)
@@ -63,9 +93,11 @@ async def send_email(settings: Settings, to: str) -> Result:
                 await client.quit()
             except aiosmtplib.SMTPException:
                 client.close()
+    except DeliveryError as exc:  # the OAuth2 token endpoint's answer
+        return Result(what, False, exc.message)
     except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
         return Result(what, False, classify_failure(exc).message)
-    replies = (("greeting", greeting), ("MAIL", mail), ("RCPT", rcpt), ("DATA", data))
+    replies += [("MAIL", mail), ("RCPT", rcpt), ("DATA", data)]
     return Result(what, True, "; ".join(f"{step} {r.code} {r.message}" for step, r in replies))
 
 
@@ -123,7 +155,46 @@ async def check_crm(settings: Settings) -> list[Result]:
     return results
 
 
-async def send_test_messages(settings: Settings, *, to: str, channel: str | None) -> list[Result]:
+TEST_CARD = {
+    "type": "AdaptiveCard",
+    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+    "version": "1.4",
+    "body": [
+        {
+            "type": "RichTextBlock",
+            "inlines": [
+                {
+                    "type": "TextRun",
+                    "text": "relay test message: if you can read it, the relay's [teams] "
+                    "settings work.",
+                }
+            ],
+        }
+    ],
+}
+
+
+async def send_teams(settings: Settings) -> Result:
+    teams = settings.teams
+    if teams.webhook_url is None:
+        where = outbox_dir(settings)
+        answer = f"NOT sent: [teams] has no webhook_url, so deliveries go to {where}/"
+        return Result("Teams card", False, answer)
+    what = "Teams card via the Workflows webhook"
+    try:
+        sender = TeamsSender(teams)
+        content = TeamsContent(TEST_CARD)
+        await asyncio.wait_for(sender.send(content, delivery_id=0), teams.timeout_seconds)
+    except DeliveryError as exc:
+        return Result(what, False, exc.message)
+    except TimeoutError:
+        return Result(what, False, f"no answer within {teams.timeout_seconds:g} s")
+    return Result(what, True, "the webhook accepted the card")
+
+
+async def send_test_messages(
+    settings: Settings, *, to: str, channel: str | None, teams: bool = False
+) -> list[Result]:
     try:
         to = check_address(to)
     except ValueError as exc:
@@ -131,4 +202,6 @@ async def send_test_messages(settings: Settings, *, to: str, channel: str | None
     results = [await send_email(settings, to)]
     if channel is not None:
         results.append(await asyncio.to_thread(send_slack, settings, channel))
+    if teams:
+        results.append(await send_teams(settings))
     return results

@@ -1,1 +1,2 @@
-"""Settings: the file, environment and secrets, addresses and destinations, loaded once."""
+"""Settings: the file, environment and secrets, addresses, destinations and mail provider presets,
+loaded once."""

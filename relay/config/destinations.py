@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -15,6 +16,7 @@ from relay.routing.rules import (
     CrmAction,
     EmailAction,
     SlackAction,
+    TeamsAction,
     WebhookAction,
 )
 
@@ -43,9 +45,17 @@ def _host_only(url: str) -> str:
 
 
 def _smtp(smtp: SmtpSettings, section: str, outbox: Path) -> tuple[str, bool]:
+    if smtp.transport == "graph":
+        return (
+            f"Microsoft Graph sendMail as {smtp.graph_sender} ({_host_only(smtp.graph_url)})",
+            False,
+        )
     if not smtp.host:
         return f"outbox {outbox}/ as .eml files, NOT sent ({section} has no host)", True
     login = f", login {smtp.username}" if smtp.username else ""
+    if smtp.auth == "oauth2":
+        mailbox = smtp.username or parseaddr(smtp.from_address)[1] or smtp.from_address
+        login = f", XOAUTH2 as {mailbox}"
     return f"SMTP {smtp.host}:{smtp.effective_port} ({smtp.security}{login})", False
 
 
@@ -60,7 +70,7 @@ def _slack(slack: SlackSettings, section: str, outbox: Path) -> tuple[str, bool]
     )
 
 
-def target(settings: Settings, where: str, action: AnyAction) -> Target:
+def target(settings: Settings, where: str, action: AnyAction) -> Target:  # noqa: PLR0911 -- one per action type
     outbox = outbox_dir(settings)
     named = settings.destinations
     if isinstance(action, EmailAction):
@@ -82,6 +92,15 @@ def target(settings: Settings, where: str, action: AnyAction) -> Target:
         url = action.url if action.destination is None else named.webhook[action.destination].url
         via = "" if action.destination is None else f" (destination {action.destination!r})"
         return Target(where, "webhook", f"HTTP POST {_host_only(url or '')}{via}", False)
+    if isinstance(action, TeamsAction):
+        name = action.destination
+        teams = settings.teams if name is None else named.teams[name]
+        section = "[teams]" if name is None else f"[destinations.teams.{name}]"
+        if teams.webhook_url is None:
+            goes_to = f"outbox {outbox}/ as .json files, NOT sent ({section} has no webhook_url)"
+            return Target(where, "teams card", goes_to, True)
+        url = _host_only(teams.webhook_url.get_secret_value())
+        return Target(where, "teams card", f"Teams Workflows webhook {url}", False)
     if isinstance(action, ArchiveAction):
         path = Path(settings.storage.state_dir) / action.path
         return Target(where, "archive", f"file {path}", False)
@@ -98,6 +117,19 @@ def target(settings: Settings, where: str, action: AnyAction) -> Target:
         goes_to = f"{system} API {host_of(url)} (destination {action.destination!r})"
         return Target(where, action.type, goes_to, False)
     raise TypeError(f"unknown action {action!r}")  # pragma: no cover - the union is closed
+
+
+def preset_notes(settings: Settings) -> list[str]:
+    """One line per SMTP section whose ``provider`` filled in settings, naming them."""
+    sections = [("[smtp]", settings.smtp)] + [
+        (f"[destinations.smtp.{name}]", smtp) for name, smtp in settings.destinations.smtp.items()
+    ]
+    return [
+        f'{section} provider = "{smtp.provider}" filled in: '
+        + ", ".join(f"{key} = {value!r}" for key, value in smtp.preset_filled.items())
+        for section, smtp in sections
+        if smtp.preset_filled
+    ]
 
 
 def targets(settings: Settings) -> tuple[Target, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -12,6 +12,8 @@ from pydantic import (
     BeforeValidator,
     Field,
     IPvAnyNetwork,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -32,6 +34,7 @@ from relay.config.crm import (
     ZendeskDestination,
 )
 from relay.config.errors import describe_validation_error
+from relay.config.presets import apply_preset
 from relay.config.section import Section
 from relay.model.category import DEFAULT_LOW_RATING_THRESHOLD, Category
 from relay.model.errors import ConfigError
@@ -45,6 +48,7 @@ from relay.routing.rules import (
     Rule,
     RuleSet,
     SlackAction,
+    TeamsAction,
     WebhookAction,
 )
 
@@ -57,6 +61,7 @@ __all__ = [
     "Rule",
     "RuleSet",
     "SlackAction",
+    "TeamsAction",
     "WebhookAction",
     "describe_validation_error",
 ]
@@ -112,6 +117,73 @@ class SmtpSettings(Section):
     password: SecretStr | None = None
     from_address: Address = "Smartsupp relay <relay@localhost>"
     timeout_seconds: float = Field(default=30.0, gt=0)
+    # "oauth2": AUTH XOAUTH2 with an access token from the client-credentials grant at
+    # oauth2_token_url; username is then the mailbox that sends (no password).
+    auth: Literal["password", "oauth2"] = "password"
+    oauth2_token_url: str | None = None
+    oauth2_client_id: str | None = None
+    oauth2_client_secret: SecretStr | None = None
+    oauth2_scope: str | None = None
+    # Google Workspace: the service account's JSON key (a credential file,
+    # smtp__oauth2_service_account_key); tokens are then requested with a signed JWT acting as
+    # `username` (domain-wide delegation) instead of a client id and secret.
+    oauth2_service_account_key: SecretStr | None = None
+    # "graph": submit the same MIME message with Microsoft Graph sendMail as graph_sender
+    # (a mailbox of the tenant), with the OAuth2 settings above; host and port are unused.
+    transport: Literal["smtp", "graph"] = "smtp"
+    graph_sender: str | None = None
+    graph_url: str = "https://graph.microsoft.com"
+    # "m365" or "google" fill host, port, security, auth and the OAuth2 token URL and scope
+    # that are not set (relay.config.presets); tenant: the Microsoft 365 directory (tenant) ID.
+    provider: Literal["generic", "m365", "google"] = "generic"
+    tenant: str | None = None
+    _preset_filled: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _preset(cls, data: Any, handler: ModelWrapValidatorHandler[SmtpSettings]) -> SmtpSettings:
+        filled: dict[str, Any] = {}
+        if isinstance(data, Mapping):
+            data, filled = apply_preset(data)
+        settings = handler(data)
+        settings._preset_filled = filled
+        return settings
+
+    @property
+    def preset_filled(self) -> dict[str, Any]:
+        """The settings ``provider`` filled in, with their values (``relay check`` shows them)."""
+        return dict(self._preset_filled)
+
+    @field_validator("oauth2_token_url", "graph_url")
+    @classmethod
+    def _token_http_url(cls, value: str | None) -> str | None:
+        return None if value is None else http_url(value)
+
+    @model_validator(mode="after")
+    def _graph_complete(self) -> SmtpSettings:
+        if self.transport != "graph":
+            return self
+        if self.auth != "oauth2":
+            raise ValueError('transport = "graph" needs auth = "oauth2"')
+        if not self.graph_sender:
+            raise ValueError('transport = "graph" needs graph_sender (the sending mailbox)')
+        return self
+
+    @model_validator(mode="after")
+    def _oauth2_complete(self) -> SmtpSettings:
+        if self.auth != "oauth2":
+            return self
+        needed = ["oauth2_token_url"]
+        if self.oauth2_service_account_key is None:
+            needed += ["oauth2_client_id", "oauth2_client_secret"]
+        else:
+            _service_account_key(self.oauth2_service_account_key)
+        missing = [key for key in needed if getattr(self, key) is None]
+        if missing:
+            raise ValueError(f'auth = "oauth2" needs {", ".join(missing)}')
+        if self.password is not None:
+            raise ValueError('auth = "oauth2" logs in with a token: remove password')
+        return self
 
     @model_validator(mode="after")
     def _can_work(self) -> SmtpSettings:
@@ -126,7 +198,8 @@ class SmtpSettings(Section):
                 'port 587 expects STARTTLS: use security = "starttls" (or port 465 for "tls")'
             )
         # Without a host nothing logs in (the outbox is used), so only a used server must pair.
-        if self.host and (self.username is None) != (self.password is None):
+        password_login = self.auth == "password"
+        if self.host and password_login and (self.username is None) != (self.password is None):
             given, missing = (
                 ("username", "password")
                 if self.password is None
@@ -145,11 +218,25 @@ class SmtpSettings(Section):
         return {"none": 25, "starttls": 587, "tls": 465}[self.security]
 
 
+def _service_account_key(key: SecretStr) -> None:
+    """ValueError naming what is wrong with a service-account JSON key (never its content)."""
+    from relay.senders.google_jwt import ServiceAccountKey  # noqa: PLC0415 -- CLI start-up
+
+    ServiceAccountKey.from_json(key.get_secret_value())
+
+
 class SlackSettings(Section):
     # Neither token nor webhook_url: Slack messages are written to <state_dir>/outbox/ as .json.
     token: SecretStr | None = None
     webhook_url: SecretStr | None = None
     api_url: str | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class TeamsSettings(Section):
+    # A Teams Workflows "When a Teams webhook request is received" URL (it carries its own
+    # signature, so it is a credential). None: cards are written to <state_dir>/outbox/.
+    webhook_url: SecretStr | None = None
     timeout_seconds: float = Field(default=30.0, gt=0)
 
 
@@ -256,6 +343,7 @@ class DestinationSettings(Section):
     pipedrive: dict[str, PipedriveDestination] = {}
     freshdesk: dict[str, FreshdeskDestination] = {}
     zendesk: dict[str, ZendeskDestination] = {}
+    teams: dict[str, TeamsSettings] = {}
 
 
 def default_rules(routing: RoutingSettings) -> list[Rule]:
@@ -285,6 +373,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     smtp: SmtpSettings = SmtpSettings()
     slack: SlackSettings = SlackSettings()
+    teams: TeamsSettings = TeamsSettings()
     delivery: DeliverySettings = DeliverySettings()
     classify: ClassifySettings = ClassifySettings()
     render: RenderSettings = RenderSettings()
@@ -324,6 +413,7 @@ class Settings(BaseSettings):
             "pipedrive": self.destinations.pipedrive,
             "freshdesk": self.destinations.freshdesk,
             "zendesk": self.destinations.zendesk,
+            "teams": self.destinations.teams,
         }
         for where, action in self.actions_by_place():
             name = getattr(action, "destination", None)

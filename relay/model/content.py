@@ -43,10 +43,25 @@ class ArchiveContent:
     line: bytes
 
 
+@dataclass(frozen=True)
+class TeamsContent:
+    """The Workflows webhook body: a message with one Adaptive Card attachment."""
+
+    card: dict[str, Any]
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "type": "message",
+            "attachments": [
+                {"contentType": "application/vnd.microsoft.card.adaptive", "content": self.card}
+            ],
+        }
+
+
 def line_prefix(delivery_id: int) -> bytes:
     """Every archive line starts with this, so a repeat of the same delivery is recognisable."""
     return b'{"delivery_id":%d,' % delivery_id
 
 
 # CrmContent: HubSpot, Pipedrive, Freshdesk and Zendesk (relay.model.crm).
-Content = EmailContent | SlackContent | WebhookContent | ArchiveContent | CrmContent
+Content = EmailContent | SlackContent | WebhookContent | ArchiveContent | TeamsContent | CrmContent

@@ -1,1 +1,1 @@
-"""Rendering: email, Slack, webhook bodies and archive lines, templates and the render pool."""
+"""Rendering: email, Slack, Teams cards, webhook bodies, archive lines, templates, render pool."""

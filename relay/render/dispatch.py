@@ -10,7 +10,14 @@ from relay.model.conversation import Conversation
 from relay.render.actions import render_archive, render_webhook
 from relay.render.crm import render_crm
 from relay.render.renderer import Renderer
-from relay.routing.rules import AnyAction, CrmAction, EmailAction, SlackAction, WebhookAction
+from relay.routing.rules import (
+    AnyAction,
+    CrmAction,
+    EmailAction,
+    SlackAction,
+    TeamsAction,
+    WebhookAction,
+)
 
 
 @dataclass(frozen=True)
@@ -31,8 +38,8 @@ class Job:
 
 
 def render(job: Job, renderer: Renderer) -> Content:
-    """``renderer`` renders emails and Slack messages (the caller picks it by From address);
-    webhook bodies, archive lines and CRM content need no templates of it."""
+    """``renderer`` renders emails, Slack messages and Teams cards (the caller picks it by
+    From address); webhook bodies, archive lines and CRM content need no templates of it."""
     action = job.action
     if isinstance(action, EmailAction):
         return renderer.email(
@@ -42,6 +49,8 @@ def render(job: Job, renderer: Renderer) -> Content:
         return renderer.slack(job.conversation, job.category, action, earlier=job.earlier)
     if isinstance(action, CrmAction):
         return render_crm(action, job.raw, job.conversation, job.category)
+    if isinstance(action, TeamsAction):
+        return renderer.teams(job.conversation, job.category)
     if isinstance(action, WebhookAction):
         return render_webhook(
             action,

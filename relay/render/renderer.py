@@ -17,10 +17,10 @@ import jinja2
 
 from relay.config.settings import EmailAction, RenderSettings, SlackAction
 from relay.model.category import Category
-from relay.model.content import EmailContent, SlackContent
+from relay.model.content import EmailContent, SlackContent, TeamsContent
 from relay.model.conversation import Conversation
 from relay.model.errors import ConfigError
-from relay.render import environment, headers, preinline, slack
+from relay.render import environment, headers, preinline, slack, teams
 from relay.render.i18n import Translator
 from relay.render.samples import check_conversations
 from relay.render.templating import BodyTemplates
@@ -297,6 +297,11 @@ class Renderer:
             text=slack.fallback_text(text_template.render(variables)),
             blocks=blocks,
         )
+
+    def teams(self, conversation: Conversation, category: Category) -> TeamsContent:
+        """The Adaptive Card of a ``teams`` action, from the view the Slack message uses."""
+        view = build_view(conversation, category, self._translator, self._limits)
+        return TeamsContent(card=teams.build_card(view, self._translator))
 
     def check(self, template_names: Iterable[tuple[str, str]]) -> list[str]:
         """Compile every named template and render it with sample conversations."""

@@ -7,7 +7,14 @@ from relay.model.conversation import Conversation
 from relay.model.urls import redact_url
 from relay.routing.crm_describe import describe
 from relay.routing.decide import Decision, RuleOutcome
-from relay.routing.rules import AnyAction, ArchiveAction, CrmAction, EmailAction, SlackAction
+from relay.routing.rules import (
+    AnyAction,
+    ArchiveAction,
+    CrmAction,
+    EmailAction,
+    SlackAction,
+    TeamsAction,
+)
 
 
 def describe_action(action: AnyAction, settings: Settings) -> str:
@@ -30,6 +37,9 @@ def describe_action(action: AnyAction, settings: Settings) -> str:
         return f"archive: append a JSON line to {action.path}"
     if isinstance(action, CrmAction):
         return describe(action)
+    if isinstance(action, TeamsAction):
+        via = f"teams destination {action.destination!r}" if action.destination else "[teams]"
+        return f"teams Adaptive Card via {via}"
     if action.destination is not None:
         hook = settings.destinations.webhook.get(action.destination)
         url = redact_url(hook.url) if hook else "?"

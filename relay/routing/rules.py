@@ -316,17 +316,26 @@ class ZendeskAction(_TicketAction):
 CrmAction = HubSpotAction | PipedriveAction | FreshdeskAction | ZendeskAction
 
 
+class TeamsAction(Section):
+    """Post an Adaptive Card to a Microsoft Teams Workflows webhook."""
+
+    type: Literal["teams"]
+    # A [destinations.teams.NAME] webhook; None: the [teams] section.
+    destination: str | None = None
+
+
 AnyAction = (
     EmailAction
     | SlackAction
     | WebhookAction
     | ArchiveAction
+    | TeamsAction
     | HubSpotAction
     | PipedriveAction
     | FreshdeskAction
     | ZendeskAction
 )
-# "email", "slack", "webhook", "archive" and the CRM types: each action type's ``type`` value.
+# "email", "slack", "webhook", "archive", "teams" and the CRM types: each action type's ``type``.
 ACTION_TYPES: tuple[str, ...] = tuple(
     get_args(kind.model_fields["type"].annotation)[0] for kind in get_args(AnyAction)
 )

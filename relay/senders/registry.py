@@ -6,14 +6,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from relay.config.settings import Settings, SlackSettings, SmtpSettings
+from relay.config.settings import Settings, SlackSettings, SmtpSettings, TeamsSettings
 from relay.senders.archive import ArchiveSender
 from relay.senders.base import Sender
 from relay.senders.crm.registry import crm_senders
+from relay.senders.graph import GraphSender
 from relay.senders.outbox import OutboxSender
 from relay.senders.slack import SlackSender
 from relay.senders.smtp import SmtpSender
 from relay.senders.smtp_pool import SmtpPools
+from relay.senders.teams import TeamsSender
 from relay.senders.webhook import WebhookSender
 
 
@@ -40,13 +42,16 @@ class SenderRegistry:
         self.smtp_pools = SmtpPools()
 
     def build(self, settings: Settings) -> dict[str, Sender]:
-        """Senders by ``sender_key``: "email", "slack", "webhook", "archive" for the default
-        destinations, "email:NAME", "slack:NAME", "webhook:NAME" (and "hubspot:NAME",
-        "pipedrive:NAME", "freshdesk:NAME", "zendesk:NAME") for named ones. SMTP and
-        Slack where configured; the local outbox directory for whatever is not."""
+        """Senders by ``sender_key``: "email", "slack", "webhook", "archive", "teams" for the
+        default destinations, "email:NAME", "slack:NAME", "webhook:NAME", "teams:NAME" (and
+        "hubspot:NAME", "pipedrive:NAME", "freshdesk:NAME", "zendesk:NAME") for named ones.
+        SMTP (or Microsoft Graph), Slack and Teams where configured; the local outbox directory
+        for whatever is not."""
         outbox = OutboxSender(outbox_path(settings))
 
         def email(smtp: SmtpSettings) -> Sender:
+            if smtp.transport == "graph":
+                return GraphSender(smtp)
             if not smtp.host:
                 return outbox
             pool_size = settings.delivery.concurrency
@@ -54,6 +59,9 @@ class SenderRegistry:
 
         def slack(config: SlackSettings) -> Sender:
             return SlackSender(config) if _slack_configured(config) else outbox
+
+        def teams(config: TeamsSettings) -> Sender:
+            return TeamsSender(config) if config.webhook_url is not None else outbox
 
         named = settings.destinations
         return {
@@ -64,6 +72,8 @@ class SenderRegistry:
             **{f"email:{name}": email(smtp) for name, smtp in named.smtp.items()},
             **{f"slack:{name}": slack(config) for name, config in named.slack.items()},
             **{f"webhook:{name}": WebhookSender(hook) for name, hook in named.webhook.items()},
+            "teams": teams(settings.teams),
+            **{f"teams:{name}": teams(config) for name, config in named.teams.items()},
             **crm_senders(named),
         }
 

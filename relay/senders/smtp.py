@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ssl
+import time
+from collections.abc import Callable
 from email.utils import parseaddr
 
 import aiosmtplib
@@ -11,12 +13,14 @@ from relay.config.settings import SmtpSettings
 from relay.model.content import Content, EmailContent
 from relay.model.errors import (
     DeliveryConnectionError,
+    DeliveryError,
     DeliveryTimeout,
     PermanentDeliveryError,
     TransientDeliveryError,
 )
 from relay.render.headers import UnsafeHeaders, flatten
-from relay.senders.smtp_pool import SmtpPool, SmtpPools
+from relay.senders.smtp_oauth2 import token_cache, xoauth2_login
+from relay.senders.smtp_pool import Login, SmtpPool, SmtpPools
 
 
 def envelope_sender(from_address: str) -> str:
@@ -32,7 +36,12 @@ class SmtpSender:
     STARTTLS/implicit TLS and AUTH from settings."""
 
     def __init__(
-        self, settings: SmtpSettings, *, pool_size: int = 4, pools: SmtpPools | None = None
+        self,
+        settings: SmtpSettings,
+        *,
+        pool_size: int = 4,
+        pools: SmtpPools | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``pools``: shared with the other senders of a relay (a sender alone keeps its own)."""
         self.settings = settings
@@ -41,6 +50,12 @@ class SmtpSender:
         self._pool_size = pool_size
         # The whole transaction, from connecting or reusing a connection to the reply to DATA.
         self.deadline_seconds: float | None = settings.timeout_seconds
+        # auth = "oauth2": this sender's access token, fetched and renewed as needed.
+        self.tokens = token_cache(settings, clock=clock)
+        self._login: Login | None = None
+        if self.tokens is not None:
+            user, tokens = settings.username or self._sender, self.tokens
+            self._login = lambda client: xoauth2_login(client, user, tokens)
 
     @property
     def pool(self) -> SmtpPool:
@@ -53,7 +68,7 @@ class SmtpSender:
 
         What aiosmtplib's send_message does, except that the bytes sent are the ones
         ``flatten`` checked: SMTPUTF8 for non-ASCII addresses, 8BITMIME when offered."""
-        async with self.pool.connection() as client:
+        async with self.pool.connection(self._login) as client:
             await _greet(client)
             utf8 = not (self._sender + "".join(recipients)).isascii()
             if utf8 and not client.supports_extension("smtputf8"):
@@ -72,6 +87,8 @@ class SmtpSender:
             return
         try:
             refused = await self._transmit(content, recipients)
+        except DeliveryError:
+            raise  # the OAuth2 token endpoint's failure, already sorted
         except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
             raise classify_failure(exc) from None
         except UnsafeHeaders as exc:

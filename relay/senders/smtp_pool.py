@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiosmtplib
 
@@ -15,6 +15,7 @@ from relay.config.settings import SmtpSettings
 log = logging.getLogger(__name__)
 
 Destination = tuple[object, ...]
+Login = Callable[[aiosmtplib.SMTP], Awaitable[object]]
 
 
 def destination(settings: SmtpSettings) -> Destination:
@@ -29,6 +30,9 @@ def destination(settings: SmtpSettings) -> Destination:
         password,
         s.ca_file,
         s.timeout_seconds,
+        s.auth,
+        s.oauth2_token_url,
+        s.oauth2_client_id,
     )
 
 
@@ -38,7 +42,8 @@ def open_connection(settings: SmtpSettings) -> aiosmtplib.SMTP:
     return aiosmtplib.SMTP(
         hostname=s.host,
         port=s.effective_port,
-        username=s.username,
+        # With auth = "oauth2" the pool logs in (AUTH XOAUTH2) after connecting.
+        username=s.username if s.auth == "password" else None,
         password=s.password.get_secret_value() if s.password else None,
         use_tls=s.security == "tls",
         start_tls=True if s.security == "starttls" else False,  # noqa: SIM210 -- None would mean "opportunistic"
@@ -74,8 +79,9 @@ class SmtpPool:
         self.opened = 0  # connections opened so far (for logs and tests)
 
     @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[aiosmtplib.SMTP]:
-        smtp = await self._checkout()
+    async def connection(self, login: Login | None = None) -> AsyncIterator[aiosmtplib.SMTP]:
+        """``login`` runs on a newly connected client (a reused one is logged in already)."""
+        smtp = await self._checkout(login)
         try:
             yield smtp
         except BaseException as exc:
@@ -93,7 +99,7 @@ class SmtpPool:
         for smtp, _ in idle:
             await goodbye(smtp)
 
-    async def _checkout(self) -> aiosmtplib.SMTP:
+    async def _checkout(self, login: Login | None = None) -> aiosmtplib.SMTP:
         while self._idle:
             smtp, since = self._idle.pop()
             if self._clock() - since > self._max_idle_seconds or not smtp.is_connected:
@@ -109,6 +115,8 @@ class SmtpPool:
         smtp = self._factory()
         try:
             await smtp.connect()
+            if login is not None:
+                await login(smtp)
         except BaseException as exc:
             await goodbye(smtp, exc)
             raise
