@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from relay.classify import classify
 from relay.destinations import mode, targets
 from relay.errors import PayloadError, PayloadTooLarge, StoreError
+from relay.leads.model import lead_facts, wants_follow_up
 from relay.payload import content_hash, parse
 from relay.runtime import Runtime
 from relay.store import Intake
@@ -108,6 +109,13 @@ def prepare(runtime: Runtime, body: bytes) -> Intake:
         category=category.value,
         planned=decision.planned,
         dropped=decision.dropped,
+        lead=lead_facts(
+            conversation,
+            category,
+            wants_follow_up(
+                category, (o.rule.follow_up for o in decision.outcomes if o.verdict == "matched")
+            ),
+        ),
     )
 
 

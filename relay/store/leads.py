@@ -1,0 +1,146 @@
+"""Lead rows: written with the conversation at intake, changed only by compare-and-set."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from relay.leads.model import Lead, LeadFacts, LeadState, Refused, answered_in_chat
+from relay.store.base import StoreBase
+
+_COLUMNS = (
+    "id, conv_key, category, created_at, state, visitor_id, visitor_email, visitor_name,"
+    " claimed_by, claimed_at, done_by, done_at, note, answered_at"
+)
+
+
+def _lead(row: Any) -> Lead:
+    (lid, key, category, created, state, vid, vemail, vname, cby, cat, dby, dat, note, aat) = row
+    return Lead(
+        id=lid,
+        conv_key=key,
+        category=category,
+        created_at=created,
+        state=LeadState(state),
+        visitor_id=vid,
+        visitor_email=vemail,
+        visitor_name=vname,
+        claimed_by=cby,
+        claimed_at=cat,
+        done_by=dby,
+        done_at=dat,
+        note=note,
+        answered_at=aat,
+    )
+
+
+def record_lead(
+    db: sqlite3.Connection,
+    conversation_id: int,
+    conv_key: str,
+    category: str,
+    facts: LeadFacts,
+    *,
+    now: float,
+) -> None:
+    """Inside the intake's transaction: an answered conversation settles the visitor's open
+    leads; a follow-up conversation becomes a lead (once per conversation key)."""
+    if facts.answered and (facts.visitor_id or facts.visitor_email):
+        rows = db.execute(
+            f"SELECT {_COLUMNS} FROM leads WHERE state = 'open' AND conv_key != ?"  # noqa: S608 -- fixed column list
+            " AND ((visitor_id IS NOT NULL AND visitor_id = ?)"
+            " OR (visitor_email IS NOT NULL AND visitor_email = ?))",
+            (conv_key, facts.visitor_id, facts.visitor_email),
+        ).fetchall()
+        for row in rows:
+            lead = _lead(row)
+            changed = answered_in_chat(lead, now)
+            if isinstance(changed, Lead):
+                _write(db, lead, changed)
+    if facts.follow_up:
+        db.execute(
+            "INSERT INTO leads (conv_key, conversation_id, category, created_at, visitor_id,"
+            " visitor_email, visitor_name) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (conv_key) DO NOTHING",
+            (
+                conv_key,
+                conversation_id,
+                category,
+                now,
+                facts.visitor_id,
+                facts.visitor_email,
+                facts.visitor_name,
+            ),
+        )
+
+
+def _write(db: sqlite3.Connection, before: Lead, after: Lead) -> bool:
+    """Write ``after`` only if the row still is ``before`` (its state and claimer)."""
+    cur = db.execute(
+        "UPDATE leads SET state = ?, claimed_by = ?, claimed_at = ?, done_by = ?, done_at = ?,"
+        " note = ?, answered_at = ? WHERE id = ? AND state = ? AND claimed_by IS ?",
+        (
+            after.state.value,
+            after.claimed_by,
+            after.claimed_at,
+            after.done_by,
+            after.done_at,
+            after.note,
+            after.answered_at,
+            before.id,
+            before.state.value,
+            before.claimed_by,
+        ),
+    )
+    return cur.rowcount == 1
+
+
+class LeadOps(StoreBase):
+    def lead(self, lead_id: int) -> Lead | None:
+        row = self._conn.execute(f"SELECT {_COLUMNS} FROM leads WHERE id = ?", (lead_id,))  # noqa: S608 -- fixed column list
+        found = row.fetchone()
+        return None if found is None else _lead(found)
+
+    def lead_for_conversation(self, conversation_id: int) -> Lead | None:
+        """The lead of the conversation (any version) stored under ``conversation_id``."""
+        found = self._conn.execute(
+            f"SELECT {', '.join('l.' + c.strip() for c in _COLUMNS.split(','))} FROM leads l"  # noqa: S608 -- fixed column list
+            " JOIN conversations c ON c.conv_key = l.conv_key WHERE c.id = ?",
+            (conversation_id,),
+        ).fetchone()
+        return None if found is None else _lead(found)
+
+    def leads(self, state: str | None = None, limit: int = 1000) -> list[Lead]:
+        if state is None:
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM leads ORDER BY created_at, id LIMIT ?",  # noqa: S608
+                (limit,),
+            )
+        else:
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM leads WHERE state = ? ORDER BY created_at, id LIMIT ?",  # noqa: S608 -- fixed column list
+                (state, limit),
+            )
+        return [_lead(row) for row in rows.fetchall()]
+
+    def leads_between(self, start: float, end: float) -> list[Lead]:
+        rows = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM leads WHERE created_at >= ? AND created_at < ?"  # noqa: S608 -- fixed column list
+            " ORDER BY created_at, id",
+            (start, end),
+        )
+        return [_lead(row) for row in rows.fetchall()]
+
+    def change_lead(
+        self, lead_id: int, transition: Callable[[Lead], Lead | Refused]
+    ) -> Lead | Refused | None:
+        """Apply a pure transition to the stored lead and write the result (None: no lead)."""
+        with self._transaction() as db:
+            before = self.lead(lead_id)
+            if before is None:
+                return None
+            after = transition(before)
+            if isinstance(after, Lead) and after != before and not _write(db, before, after):
+                raise sqlite3.OperationalError(f"lead {lead_id} changed during its transition")
+            return after
