@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from relay.classify import classify
 from relay.destinations import mode, targets
 from relay.errors import PayloadError, PayloadTooLarge, StoreError
+from relay.leads.http import build_lead_handlers
 from relay.leads.model import lead_facts, wants_follow_up
 from relay.payload import content_hash, parse
 from relay.runtime import Runtime
@@ -190,7 +191,12 @@ def build_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    return [smartsupp_hook, healthz, *build_operations_handlers(runtime)]
+    return [
+        smartsupp_hook,
+        healthz,
+        *build_operations_handlers(runtime),
+        *build_lead_handlers(runtime),
+    ]
 
 
 def build_operations_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:

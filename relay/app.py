@@ -12,6 +12,7 @@ from litestar import Litestar
 
 from relay.api import MetricsController, build_handlers
 from relay.errors import ConfigError
+from relay.leads.links import link_key
 from relay.logs import RequestIdMiddleware, StdlibLogging, quiet_http_clients
 from relay.reload import Reloader
 from relay.renderpool import RenderPool
@@ -84,7 +85,14 @@ def build_snapshot(settings: Settings) -> Snapshot:
         hook_token=hook_token(settings),
         senders=build_senders(settings),
         renderers=renderers,
+        link_key=lead_link_key(settings),
     )
+
+
+def lead_link_key(settings: Settings) -> bytes:
+    if not settings.follow_up.enabled:
+        return b""
+    return link_key(settings.follow_up, Path(settings.storage.state_dir))
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

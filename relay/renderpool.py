@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from relay.classify import Category
+from relay.leads.links import LeadLinks
 from relay.payload import parse
 from relay.render import Renderer
 from relay.senders.base import EmailContent, SlackContent
@@ -51,6 +52,7 @@ class RenderJob:
     message_id: str = ""
     # Changes with every settings reload, so helpers also pick up edited template files.
     generation: int = 0
+    follow_up: LeadLinks | None = None  # an email about a lead: its claim and done links
 
 
 def die_with_parent() -> None:
@@ -90,7 +92,13 @@ def render(job: RenderJob) -> EmailContent | SlackContent:
         renderer = _RENDERERS[key] = Renderer(job.settings, from_address=job.from_address)
     conversation, category = parse(job.raw), Category(job.category)
     if isinstance(job.action, EmailAction):
-        return renderer.email(conversation, category, job.action, message_id=job.message_id)
+        return renderer.email(
+            conversation,
+            category,
+            job.action,
+            message_id=job.message_id,
+            follow_up=job.follow_up,
+        )
     return renderer.slack(conversation, category, job.action)
 
 

@@ -29,6 +29,7 @@ from relay.addresses import Address, Addresses
 from relay.classify import DEFAULT_LOW_RATING_THRESHOLD, Category
 from relay.credentials import CredentialsSource, undeclared_destinations
 from relay.errors import ConfigError
+from relay.leads.settings import FollowUpSettings
 from relay.rules import (
     Action,
     AnyAction,
@@ -150,6 +151,8 @@ class SlackSettings(_Section):
     webhook_url: SecretStr | None = None
     api_url: str | None = None
     timeout_seconds: float = Field(default=30.0, gt=0)
+    # Verifies the requests of Slack's interactivity (the Claim and Done buttons of leads).
+    signing_secret: SecretStr | None = None
 
 
 class DeliverySettings(_Section):
@@ -281,6 +284,7 @@ class Settings(BaseSettings):
     health: HealthSettings = HealthSettings()
     logging: LoggingSettings = LoggingSettings()
     destinations: DestinationSettings = DestinationSettings()
+    follow_up: FollowUpSettings = FollowUpSettings()
     rules: list[Rule] | None = None
 
     @field_validator("rules")

@@ -24,6 +24,7 @@ from relay.errors import (
     RateLimited,
     TransientDeliveryError,
 )
+from relay.leads.links import LeadLinks, links_for
 from relay.payload import parse
 from relay.renderpool import PoolUnavailable, RenderJob, RenderPool
 from relay.retry import GiveUp, RetryPolicy, decide
@@ -51,7 +52,9 @@ def message_id(dedupe_key: str, from_address: str) -> str:
     return f"<{digest}@{domain}>"
 
 
-def render_delivery(snapshot: Snapshot, delivery: ClaimedDelivery) -> Content:
+def render_delivery(
+    snapshot: Snapshot, delivery: ClaimedDelivery, follow_up: LeadLinks | None = None
+) -> Content:
     conversation = parse(delivery.raw)
     category = Category(delivery.category)
     action = _ACTION.validate_python(delivery.action)
@@ -59,7 +62,7 @@ def render_delivery(snapshot: Snapshot, delivery: ClaimedDelivery) -> Content:
         from_address = snapshot.from_address(action)
         mid = message_id(delivery.dedupe_key, from_address)
         renderer = snapshot.renderer(from_address)
-        return renderer.email(conversation, category, action, message_id=mid)
+        return renderer.email(conversation, category, action, message_id=mid, follow_up=follow_up)
     if isinstance(action, SlackAction):
         return snapshot.renderer().slack(conversation, category, action)
     rule, delivery_id = delivery.rule, delivery.id
@@ -277,8 +280,9 @@ class Worker:
         in a thread, never on the event loop (a large conversation would stall intake)."""
         pool = self._render_pool
         action = _ACTION.validate_python(delivery.action)
+        follow_up = await self._lead_links(snapshot, delivery, action)
         if pool is None or not isinstance(action, EmailAction | SlackAction):
-            return await asyncio.to_thread(render_delivery, snapshot, delivery)
+            return await asyncio.to_thread(render_delivery, snapshot, delivery, follow_up)
         from_address = (
             snapshot.from_address(action)
             if isinstance(action, EmailAction)
@@ -296,11 +300,24 @@ class Worker:
             action,
             mid,
             self._render_generation,
+            follow_up,
         )
         try:
             return await pool.render(job)
         except PoolUnavailable:
-            return await asyncio.to_thread(render_delivery, snapshot, delivery)
+            return await asyncio.to_thread(render_delivery, snapshot, delivery, follow_up)
+
+    async def _lead_links(
+        self, snapshot: Snapshot, delivery: ClaimedDelivery, action: Action
+    ) -> LeadLinks | None:
+        """The claim and done links of an email about a lead (when follow-up is on)."""
+        if not isinstance(action, EmailAction) or not snapshot.link_key:
+            return None
+        lead = await self._store.call(lambda s: s.lead_for_conversation(delivery.conversation_id))
+        if lead is None:
+            return None
+        settings = snapshot.settings.follow_up
+        return links_for(settings, snapshot.link_key, lead.id, delivery.created_at)
 
     async def _send_and_record(self, delivery: ClaimedDelivery) -> None:
         snapshot = self._snapshot()

@@ -14,6 +14,8 @@ import jinja2
 from relay.classify import Category
 from relay.conversation import Conversation
 from relay.errors import ConfigError
+from relay.leads.links import LeadLinks
+from relay.leads.texts import follow_up_view
 from relay.render import environment, headers, slack
 from relay.render.i18n import Translator
 from relay.render.samples import check_conversations
@@ -89,17 +91,23 @@ class Renderer:
         action: EmailAction,
         *,
         message_id: str,
+        follow_up: LeadLinks | None = None,
     ) -> EmailContent:
         """The email, within ``max_email_bytes`` (with the built-in templates): the newest
-        messages that fit, and a note saying how many earlier ones were left out."""
+        messages that fit, and a note saying how many earlier ones were left out.
+        ``follow_up``: the lead's claim and done links, shown in their own block."""
         limits = self._limits
-        content = self._email(conversation, category, action, message_id, limits)
+        content = self._email(
+            conversation, category, action, message_id, limits, follow_up=follow_up
+        )
         while flattened_size(content.message) > self._email_bytes:
             smaller = limits.smaller()
             if smaller is None:
                 break  # only an override template can be this large: send it as it is
             limits = smaller
-            content = self._email(conversation, category, action, message_id, limits)
+            content = self._email(
+                conversation, category, action, message_id, limits, follow_up=follow_up
+            )
         return content
 
     def _email(
@@ -109,9 +117,12 @@ class Renderer:
         action: EmailAction,
         message_id: str,
         limits: ViewLimits,
+        *,
+        follow_up: LeadLinks | None = None,
     ) -> EmailContent:
         view = build_view(conversation, category, self._translator, limits)
         variables = self._variables(conversation, category, view)
+        variables["follow_up"] = follow_up_view(follow_up, self._translator.locale)
         paths = email_template_paths(action.template)
         html = self.inline_css(self._template(paths["html"], self._email_env).render(variables))
         text = self._template(paths["text"], self._email_env).render(variables)
@@ -185,6 +196,7 @@ class Renderer:
             "labels": self._translator.labels,
             "conversation": conversation,
             "category": category.value,
+            "follow_up": None,  # the lead's links, for emails about a lead (relay.leads)
         }
 
     def _preload(self, env: jinja2.Environment, prefix: str) -> None:
