@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from tests.conftest import TOKEN, body, sample
 from tests.support.config import write_config
@@ -38,7 +39,6 @@ OFFLINE_ARGS = [
 
 @pytest.mark.slow
 def test_claim_in_a_real_browser(tmp_path: Path, smtp_server: SmtpServer) -> None:
-    playwright_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
         if os.environ.get("CI") == "true":
             pytest.fail("chromium is not installed but CI=true requires the browser test")
@@ -54,7 +54,7 @@ def test_claim_in_a_real_browser(tmp_path: Path, smtp_server: SmtpServer) -> Non
     data = sample("v1")
     data["channel"]["isMissed"] = True
     requested: list[str] = []
-    with RelayProcess(config), playwright_api.sync_playwright() as playwright:
+    with RelayProcess(config), sync_playwright() as playwright:
         import httpx  # noqa: PLC0415
 
         posted = httpx.post(f"{base}/hooks/smartsupp/{TOKEN}", content=body(data))
