@@ -21,6 +21,7 @@ from relay.destinations import mode, targets
 from relay.errors import PayloadError, PayloadTooLarge, StoreError
 from relay.leads.http import build_lead_handlers
 from relay.leads.model import lead_facts, wants_follow_up
+from relay.leads.slack_http import build_slack_handlers
 from relay.payload import content_hash, parse
 from relay.runtime import Runtime
 from relay.store import Intake
@@ -196,6 +197,7 @@ def build_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
         healthz,
         *build_operations_handlers(runtime),
         *build_lead_handlers(runtime),
+        *build_slack_handlers(runtime),
     ]
 
 

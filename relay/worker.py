@@ -25,10 +25,11 @@ from relay.errors import (
     TransientDeliveryError,
 )
 from relay.leads.links import LeadLinks, links_for
+from relay.leads.slack import with_buttons
 from relay.payload import parse
 from relay.renderpool import PoolUnavailable, RenderJob, RenderPool
 from relay.retry import GiveUp, RetryPolicy, decide
-from relay.senders.base import Content, Sender
+from relay.senders.base import Content, Sender, SlackContent
 from relay.senders.outbox import OutboxSender
 from relay.settings import Action, EmailAction, SlackAction, WebhookAction
 from relay.snapshot import Snapshot
@@ -276,11 +277,24 @@ class Worker:
             self._progress.notify_all()
 
     async def _render(self, snapshot: Snapshot, delivery: ClaimedDelivery) -> Content:
+        """The content to send; a lead's email carries its links, its Slack post its buttons."""
+        action = _ACTION.validate_python(delivery.action)
+        lead_id = await self._lead_id(snapshot, delivery, action)
+        content = await self._render_content(snapshot, delivery, action, lead_id)
+        if lead_id is not None and isinstance(content, SlackContent):
+            content = with_buttons(content, lead_id, snapshot.settings.render.locale)
+        return content
+
+    async def _render_content(
+        self, snapshot: Snapshot, delivery: ClaimedDelivery, action: Action, lead_id: int | None
+    ) -> Content:
         """Emails and Slack messages in the render pool when there is one; everything else
         in a thread, never on the event loop (a large conversation would stall intake)."""
         pool = self._render_pool
-        action = _ACTION.validate_python(delivery.action)
-        follow_up = await self._lead_links(snapshot, delivery, action)
+        follow_up = None
+        if lead_id is not None and isinstance(action, EmailAction):
+            settings = snapshot.settings.follow_up
+            follow_up = links_for(settings, snapshot.link_key, lead_id, delivery.created_at)
         if pool is None or not isinstance(action, EmailAction | SlackAction):
             return await asyncio.to_thread(render_delivery, snapshot, delivery, follow_up)
         from_address = (
@@ -307,17 +321,15 @@ class Worker:
         except PoolUnavailable:
             return await asyncio.to_thread(render_delivery, snapshot, delivery, follow_up)
 
-    async def _lead_links(
+    async def _lead_id(
         self, snapshot: Snapshot, delivery: ClaimedDelivery, action: Action
-    ) -> LeadLinks | None:
-        """The claim and done links of an email about a lead (when follow-up is on)."""
-        if not isinstance(action, EmailAction) or not snapshot.link_key:
+    ) -> int | None:
+        """The lead an email or Slack post is about, when follow-up is on: emails carry its
+        claim and done links, Slack posts its Claim and Done buttons."""
+        if not isinstance(action, EmailAction | SlackAction) or not snapshot.link_key:
             return None
         lead = await self._store.call(lambda s: s.lead_for_conversation(delivery.conversation_id))
-        if lead is None:
-            return None
-        settings = snapshot.settings.follow_up
-        return links_for(settings, snapshot.link_key, lead.id, delivery.created_at)
+        return None if lead is None else lead.id
 
     async def _send_and_record(self, delivery: ClaimedDelivery) -> None:
         snapshot = self._snapshot()

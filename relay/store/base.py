@@ -72,7 +72,8 @@ MIGRATIONS: tuple[str, ...] = (
     # column existed) or 'outbox' (no destination configured: a file under <state_dir>/outbox).
     "ALTER TABLE deliveries ADD COLUMN sent_to TEXT;",
     # 3: leads (missed and offline conversations someone must follow up), one per
-    # conversation key, and the escalations and digests sent for them.
+    # conversation key, the escalations and digests sent for them, and the Slack requests
+    # already acted on (replays are refused).
     """
 CREATE TABLE leads (
     id               INTEGER PRIMARY KEY,
@@ -104,11 +105,9 @@ CREATE TABLE lead_digests (
     day      TEXT PRIMARY KEY,   -- the local date the digest was sent for, YYYY-MM-DD
     at       REAL NOT NULL
 );
-CREATE TABLE lead_slack_posts (
-    lead_id  INTEGER NOT NULL REFERENCES leads (id) ON DELETE CASCADE,
-    channel  TEXT    NOT NULL,
-    ts       TEXT    NOT NULL,
-    PRIMARY KEY (channel, ts)
+CREATE TABLE slack_requests (   -- signatures of Slack interactivity requests seen lately
+    signature  TEXT PRIMARY KEY,
+    at         REAL NOT NULL
 );
 """,
 )

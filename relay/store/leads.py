@@ -144,3 +144,15 @@ class LeadOps(StoreBase):
             if isinstance(after, Lead) and after != before and not _write(db, before, after):
                 raise sqlite3.OperationalError(f"lead {lead_id} changed during its transition")
             return after
+
+    def slack_request_seen(self, signature: str, now: float, window: float) -> bool:
+        """Record a verified Slack request; True if the same one was recorded already (a
+        replay). Records older than ``window`` are dropped: their timestamps are refused."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM slack_requests WHERE at < ?", (now - window,))
+            cur = db.execute(
+                "INSERT INTO slack_requests (signature, at) VALUES (?, ?)"
+                " ON CONFLICT (signature) DO NOTHING",
+                (signature, now),
+            )
+            return cur.rowcount == 0
