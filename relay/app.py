@@ -13,6 +13,7 @@ from litestar import Litestar
 from relay.api import MetricsController, build_handlers
 from relay.errors import ConfigError
 from relay.leads.links import link_key
+from relay.leads.scheduler import FollowUpScheduler
 from relay.logs import RequestIdMiddleware, StdlibLogging, quiet_http_clients
 from relay.reload import Reloader
 from relay.renderpool import RenderPool
@@ -144,6 +145,8 @@ def create_app(
         worker = build_worker(runtime, store, observe=runtime.metrics.delivery)
         runtime._store, runtime._worker = store, worker
         worker.start()
+        follow_up = FollowUpScheduler(store, lambda: runtime.snapshot, wake=worker.wake)
+        follow_up.start()
         if reloader is not None:
             reloader.install()
             if reload_asked is not None and reload_asked.is_set():
@@ -155,6 +158,7 @@ def create_app(
         finally:
             if reloader is not None:
                 reloader.uninstall()
+            await follow_up.stop()
             await worker.stop(settings.delivery.shutdown_grace_seconds)
             await close_pools()
             store.close()

@@ -63,6 +63,8 @@ def render_delivery(
         from_address = snapshot.from_address(action)
         mid = message_id(delivery.dedupe_key, from_address)
         renderer = snapshot.renderer(from_address)
+        if follow_up is None:  # only emails about a lead pass the links
+            return renderer.email(conversation, category, action, message_id=mid)
         return renderer.email(conversation, category, action, message_id=mid, follow_up=follow_up)
     if isinstance(action, SlackAction):
         return snapshot.renderer().slack(conversation, category, action)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from relay.leads.model import Lead, LeadFacts, LeadState, Refused, answered_in_chat
+from relay.routing import PlannedDelivery
 from relay.store.base import StoreBase
 
 _COLUMNS = (
@@ -156,3 +157,63 @@ class LeadOps(StoreBase):
                 (signature, now),
             )
             return cur.rowcount == 0
+
+    # -- escalations and digests (relay.leads.scheduler) ------------------------------------
+
+    def escalations(self) -> set[tuple[int, int]]:
+        """(lead id, step) of every escalation recorded."""
+        rows = self._conn.execute("SELECT lead_id, step FROM lead_escalations").fetchall()
+        return {(int(lead_id), int(step)) for lead_id, step in rows}
+
+    def record_escalation(
+        self, lead: Lead, step: int, planned: Sequence[PlannedDelivery], now: float
+    ) -> int | None:
+        """Record escalation ``step`` of ``lead`` and plan its deliveries in one transaction;
+        None if it was recorded already (by an earlier run or another relay), or the lead is
+        no longer open. Returns the number of deliveries planned."""
+        with self._transaction() as db:
+            current = db.execute(
+                "SELECT state, conversation_id FROM leads WHERE id = ?", (lead.id,)
+            )
+            found = current.fetchone()
+            if found is None or found[0] != LeadState.OPEN.value:
+                return None
+            cur = db.execute(
+                "INSERT INTO lead_escalations (lead_id, step, at) VALUES (?, ?, ?)"
+                " ON CONFLICT (lead_id, step) DO NOTHING",
+                (lead.id, step, now),
+            )
+            if cur.rowcount == 0:
+                return None
+            from relay.store.intake import plan_deliveries  # noqa: PLC0415 -- intake imports us
+
+            return plan_deliveries(db, found[1], lead.conv_key, lead.category, planned, now=now)
+
+    def digest_days(self) -> set[str]:
+        return {str(row[0]) for row in self._conn.execute("SELECT day FROM lead_digests")}
+
+    def take_digest_day(self, day: str, now: float) -> bool:
+        """Record that the digest of ``day`` is being sent; False if it was already."""
+        with self._transaction() as db:
+            cur = db.execute(
+                "INSERT INTO lead_digests (day, at) VALUES (?, ?) ON CONFLICT (day) DO NOTHING",
+                (day, now),
+            )
+            return cur.rowcount == 1
+
+    def release_digest_day(self, day: str) -> None:
+        """Sending failed: the next pass tries again."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM lead_digests WHERE day = ?", (day,))
+
+    def day_conversations(self, start: float, end: float) -> list[tuple[str, float, bytes | None]]:
+        """(category, received_at, raw body of low-rated ones) of the newest version of each
+        conversation received in [start, end)."""
+        rows = self._conn.execute(
+            "SELECT category, received_at, CASE WHEN category = 'low-rated' THEN raw END"
+            " FROM conversations c WHERE received_at >= ? AND received_at < ?"
+            " AND version = (SELECT MAX(version) FROM conversations WHERE conv_key = c.conv_key)"
+            " ORDER BY received_at",
+            (start, end),
+        ).fetchall()
+        return [(str(cat), float(at), None if raw is None else bytes(raw)) for cat, at, raw in rows]
