@@ -283,7 +283,9 @@ class Worker:
         action = _ACTION.validate_python(delivery.action)
         lead_id = await self._lead_id(snapshot, delivery, action)
         content = await self._render_content(snapshot, delivery, action, lead_id)
-        if lead_id is not None and isinstance(content, SlackContent):
+        # Buttons only where Slack's presses can be verified (a signing secret is set).
+        signing = snapshot.settings.slack.signing_secret is not None
+        if lead_id is not None and signing and isinstance(content, SlackContent):
             content = with_buttons(content, lead_id, snapshot.settings.render.locale)
         return content
 

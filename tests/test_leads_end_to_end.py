@@ -179,3 +179,28 @@ def test_pages_speak_czech_and_german_and_ask_for_a_name(
         empty = submit(client, token, fields, name="  \r\n ")
         assert empty.status_code == 400
         assert "Bitte geben Sie Ihren Namen ein." in empty.text
+
+
+def test_hostile_visitor_names_and_claimer_names_stay_inert(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    _, settings = write_config(
+        tmp_path,
+        smtp={"host": "127.0.0.1", "port": smtp_server.port},
+        follow_up=follow_up(),
+    )
+    data = sample("v1")
+    data["channel"]["isMissed"] = True
+    data["visitor"]["name"] = '<img src=x onerror="alert(1)">{{ 7*7 }}'
+    with TestClient(create_app(settings)) as client:
+        client.post(HOOK, content=body(data))
+        (email,) = smtp_server.handler.wait_for(1)
+        token = tokens_in(email.message)["claim"]
+        page = client.get(f"/leads/{token}")
+        assert "<img" not in page.text and "&lt;img" in page.text
+        assert "{{ 7*7 }}" in page.text
+        claimed = submit(client, token, open_form(client, token), name="<b>Eve</b>\r\nX-Evil: 1")
+        assert claimed.status_code == 200
+        assert (
+            "<b>Eve</b>" not in claimed.text and "&lt;b&gt;Eve&lt;/b&gt; X-Evil: 1" in claimed.text
+        )

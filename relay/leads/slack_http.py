@@ -25,6 +25,7 @@ from relay.leads.slack import (
     updated_blocks,
 )
 from relay.render.i18n import Translator
+from relay.render.slack_text import slack_escape
 
 if TYPE_CHECKING:
     from relay.runtime import Runtime
@@ -105,7 +106,7 @@ async def update_message(settings: Settings, press: ButtonPress, lead: Lead) -> 
         await client.chat_update(
             channel=press.channel,
             ts=press.ts,
-            text=line,
+            text=slack_escape(line),
             blocks=updated_blocks(press.blocks, lead, line, translator.locale),
         )
     except (SlackApiError, OSError, TimeoutError) as exc:
