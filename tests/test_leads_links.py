@@ -140,3 +140,35 @@ def test_relay_check_names_the_missing_public_url(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check", "--config", str(config)])
     assert result.exit_code != 0
     assert "follow_up" in result.output and "public_url is required" in result.output
+
+
+def test_the_links_travel_to_the_render_helpers_with_the_job() -> None:
+    import pickle  # noqa: PLC0415
+
+    from relay.renderpool import RenderJob, render  # noqa: PLC0415
+    from relay.settings import EmailAction, RenderSettings  # noqa: PLC0415
+    from tests.conftest import body, sample  # noqa: PLC0415
+
+    data = sample("v1")
+    data["channel"]["isMissed"] = True
+    found = links.LeadLinks(3, "https://r.example/leads/c3-9-x", "https://r.example/leads/d3-9-x")
+    job = RenderJob(
+        RenderSettings(locale="cs"),
+        "Relay <relay@shop.test>",
+        body(data),
+        "missed",
+        EmailAction(type="email", to=["sales@shop.test"]),
+        "<m@shop.test>",
+        follow_up=found,
+    )
+    content = render(pickle.loads(pickle.dumps(job)))  # noqa: S301 -- our own job, as the pool does
+    message = content.message  # type: ignore[union-attr]
+    plain = message.get_body(preferencelist=("plain",)).get_content()
+    html = message.get_body(preferencelist=("html",)).get_content()
+    for part in (plain, html):
+        assert found.claim_url in part and found.done_url in part
+        assert "Vezmu si to" in part
+    from dataclasses import replace  # noqa: PLC0415
+
+    unlinked = render(replace(job, follow_up=None))
+    assert "/leads/" not in unlinked.message.as_string()  # type: ignore[union-attr]
