@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from relay.classify import Category  # noqa: E402 -- after the sys.path set-up above
+from relay.model.category import Category  # noqa: E402 -- after the sys.path set-up above
 from relay.render.view import build_view  # noqa: E402 -- as above
 from tests.conftest_render import (  # noqa: E402 -- as above
     EMAIL_ACTION,

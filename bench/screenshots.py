@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from relay.classify import Category  # noqa: E402 -- after the sys.path set-up above
+from relay.model.category import Category  # noqa: E402 -- after the sys.path set-up above
 from tests.conftest_render import (  # noqa: E402 -- after the sys.path set-up above
     EMAIL_ACTION,
     MESSAGE_ID,

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from relay.settings import Settings
+from relay.config.settings import Settings
 from relay.store import Store
-from relay.storethread import StoreThread
+from relay.store.storethread import StoreThread
 from tests.support.slack import FakeSlack
 from tests.support.smtp import RecordingHandler, SmtpServer
 

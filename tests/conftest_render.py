@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from relay.classify import Category, classify
-from relay.conversation import Conversation
-from relay.payload import parse
-from relay.render import Renderer
-from relay.settings import EmailAction, RenderSettings, SlackAction
+from relay.config.settings import EmailAction, RenderSettings, SlackAction
+from relay.intake.payload import parse
+from relay.model.category import Category, classify
+from relay.model.conversation import Conversation
+from relay.render.renderer import Renderer
 
 SAMPLE_V1 = Path(__file__).resolve().parent / "samples" / "doc-example-v1.json"
 FROM_ADDRESS = "Smartsupp relay <relay@relay.example>"

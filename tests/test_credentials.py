@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from pydantic import BaseModel, SecretStr
 
-from relay.cli import main
-from relay.errors import ConfigError
-from relay.settings import Settings, load_settings
+from relay.cli.main import main
+from relay.config.settings import Settings, load_settings
+from relay.model.errors import ConfigError
 
 # Destinations declared in the settings file; their secrets come from credential files.
 # "helpDesk" checks that names keep their case.

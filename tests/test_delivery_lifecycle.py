@@ -13,12 +13,12 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.retry import GiveUp, RetryAt, RetryPolicy, decide
-from relay.routing import PlannedDelivery
+from relay.config.settings import EmailAction, Settings
+from relay.delivery.retry import GiveUp, RetryAt, RetryPolicy, decide
+from relay.delivery.worker import message_id
+from relay.routing.decide import PlannedDelivery
 from relay.senders.slack import retry_after_seconds
-from relay.settings import EmailAction, Settings
 from relay.store import Intake, Store
-from relay.worker import message_id
 from tests.conftest import TOKEN, sample
 from tests.support.holding_smtp import HoldingHandler
 from tests.support.smtp import SmtpServer
@@ -36,7 +36,6 @@ def intake(channel_id: int = 1, category: str = "missed", text: str = "") -> Int
     action = EmailAction(type="email", to=["sales@shop.test"])
     return Intake(
         raw=json.dumps({"accountId": 7, "channel": {"id": channel_id}, "t": text}).encode(),
-        parsed=b"{}",
         conv_key=f"7-{channel_id}",
         account_id=7,
         channel_id=channel_id,

@@ -20,7 +20,7 @@ from litestar.testing import TestClient
 
 from relay.app import create_app
 from relay.store import Store
-from relay.storethread import StoreThread
+from relay.store.storethread import StoreThread
 from tests.conftest import TOKEN, sample
 from tests.support.app import wait_settled
 from tests.support.config import write_config

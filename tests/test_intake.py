@@ -11,7 +11,7 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app, database_path
-from relay.settings import Settings
+from relay.config.settings import Settings
 from tests.conftest import TOKEN, body, sample
 
 

@@ -10,11 +10,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from relay.app import build_snapshot
+from relay.config.settings import Settings
 from relay.leads.model import LeadFacts, claim
 from relay.leads.scheduler import FollowUpScheduler
-from relay.settings import Settings
+from relay.senders.registry import SenderRegistry
 from relay.store import STATUSES, Intake, Store
-from relay.storethread import StoreThread
+from relay.store.storethread import StoreThread
 from tests.conftest import base_sections, body, sample
 from tests.support.leads import LINK, follow_up
 from tests.support.smtp import SmtpServer
@@ -47,7 +48,6 @@ def missed(n: int) -> Intake:
     data["visitor"]["email"] = f"v{n}@example.com"
     return Intake(
         raw=body(data),
-        parsed=b"{}",
         conv_key=f"1-{n}",
         account_id=1,
         channel_id=n,
@@ -135,7 +135,7 @@ async def test_no_escalation_outside_business_hours(tmp_path: Path) -> None:
 async def test_the_escalation_email_carries_the_claim_link(tmp_path: Path) -> None:
     """The escalation is an ordinary delivery of the lead's conversation: the worker renders
     it with the lead's links like the first email."""
-    from relay.worker import render_delivery  # noqa: PLC0415
+    from relay.delivery.worker import render_delivery  # noqa: PLC0415
 
     settings = make_settings(tmp_path)
     snapshot = build_snapshot(settings)
@@ -172,7 +172,8 @@ async def test_the_digest_is_sent_once_at_its_time_even_across_a_restart(
         render={"locale": "cs", "timezone": "Europe/Prague"},
         follow_up=follow_up(business_hours=OFFICE, digest_at="08:00", digest_to=["head@shop.test"]),
     )
-    snapshot = build_snapshot(settings)
+    senders = SenderRegistry()  # owns the SMTP connections, closed as the relay does
+    snapshot = build_snapshot(settings, senders)
     path = tmp_path / "state" / "relay.db"
     clock = Clock(at(2026, 12, 2, 9, 0))  # yesterday
     thread = StoreThread(Store(path))
@@ -192,6 +193,7 @@ async def test_the_digest_is_sent_once_at_its_time_even_across_a_restart(
         assert (await again.run_once()).digest is None
     finally:
         restarted.close()
+        await senders.close()
     (received,) = smtp_server.handler.wait_for(1)
     assert len(smtp_server.handler.messages) == 1
     message = received.message

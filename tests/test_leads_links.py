@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from relay.errors import ConfigError
+from relay.config.settings import Settings, load_settings
 from relay.leads import links
 from relay.leads.settings import FollowUpSettings
 from relay.leads.texts import pick_locale, text
-from relay.settings import Settings, load_settings
+from relay.model.errors import ConfigError
 from tests.conftest import base_sections
 
 KEY = b"secret-key"
@@ -145,8 +145,8 @@ def test_relay_check_names_the_missing_public_url(tmp_path: Path) -> None:
 def test_the_links_travel_to_the_render_helpers_with_the_job() -> None:
     import pickle  # noqa: PLC0415
 
-    from relay.renderpool import RenderJob, render  # noqa: PLC0415
-    from relay.settings import EmailAction, RenderSettings  # noqa: PLC0415
+    from relay.config.settings import EmailAction, RenderSettings  # noqa: PLC0415
+    from relay.render.pool import RenderJob, render  # noqa: PLC0415
     from tests.conftest import body, sample  # noqa: PLC0415
 
     data = sample("v1")

@@ -6,7 +6,6 @@ from dataclasses import FrozenInstanceError
 
 import pytest
 
-from relay.classify import Category
 from relay.leads.model import (
     Lead,
     LeadState,
@@ -18,6 +17,7 @@ from relay.leads.model import (
     lead_facts,
     wants_follow_up,
 )
+from relay.model.category import Category
 from tests.support.conversations import conversation
 
 OPEN = Lead(id=1, conv_key="1-1", category="missed", created_at=100.0)

@@ -6,7 +6,6 @@ from dataclasses import replace
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from relay.conversation import Conversation
 from relay.leads import digest
 from relay.leads.model import Lead, LeadState
 from relay.leads.schedule import (
@@ -17,8 +16,9 @@ from relay.leads.schedule import (
     in_business,
 )
 from relay.leads.settings import FollowUpSettings
+from relay.model.conversation import Conversation
 from relay.render.environment import email_environment
-from relay.rules import TimeWindow
+from relay.routing.rules import TimeWindow
 from tests.support.conversations import conversation
 
 PRAGUE = ZoneInfo("Europe/Prague")

@@ -15,9 +15,9 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app, database_path
+from relay.config.settings import Settings
 from relay.leads.model import Lead, LeadState
 from relay.leads.slack import CLAIM, DONE, signature_problem
-from relay.settings import Settings
 from relay.store import Store
 from tests.conftest import TOKEN, base_sections, body, sample
 from tests.support.app import wait_settled

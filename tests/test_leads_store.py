@@ -13,8 +13,8 @@ from litestar.testing import TestClient
 
 from relay.app import create_app, database_path
 from relay.cli import main
+from relay.config.settings import Settings
 from relay.leads.model import Lead, LeadFacts, LeadState, Refused, claim
-from relay.settings import Settings
 from relay.store import Intake, Store
 from relay.store.base import MIGRATIONS
 from tests.conftest import TOKEN, body, sample
@@ -36,7 +36,6 @@ def chat(channel_id: int, visitor: str | None = None, **channel: Any) -> bytes:
 def intake(n: int, facts: LeadFacts | None) -> Intake:
     return Intake(
         raw=b"{}",
-        parsed=b"{}",
         conv_key=f"1-{n}",
         account_id=1,
         channel_id=n,
@@ -145,16 +144,27 @@ def test_change_lead_writes_a_claim_once_and_refuses_the_second(tmp_path: Path) 
 
 
 def test_the_lead_tables_are_a_migration_step_of_their_own(tmp_path: Path) -> None:
+    """A version 3 store (before leads) gains the lead tables as step 4; nothing else changes."""
     conn = sqlite3.connect(tmp_path / "old.db")
-    for step in MIGRATIONS[:2]:
+    for step in MIGRATIONS[:3]:
         conn.executescript(step)
-    conn.execute("PRAGMA user_version = 2")
+    conn.execute("PRAGMA user_version = 3")
     conn.commit()
+    tables = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    tables_before = {r[0] for r in conn.execute(tables)}
     conn.close()
+    assert "leads" not in tables_before
     store = Store(tmp_path / "old.db")
     try:
         assert store.leads() == []
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 4
+        tables_after = {r[0] for r in store._conn.execute(tables)}
+        assert tables_after - tables_before == {
+            "leads",
+            "lead_escalations",
+            "lead_digests",
+            "slack_requests",
+        }
     finally:
         store.close()
 

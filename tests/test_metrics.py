@@ -12,9 +12,9 @@ from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from relay.app import create_app, database_path
-from relay.settings import Settings
+from relay.config.settings import Settings
 from relay.store import Store
-from relay.storethread import StoreThread
+from relay.store.storethread import StoreThread
 from tests.conftest import TOKEN, body, sample
 from tests.support.app import runtime, wait_settled
 from tests.support.smtp import SmtpServer
@@ -139,13 +139,13 @@ def test_metrics_answer_503_not_500_when_the_store_fails(
     settings = make_settings()
     with TestClient(create_app(settings)) as client:
         rt = runtime(client)
-        healthy = rt._store
+        healthy, worker = rt.store, rt.worker
         damaged = StoreThread(DamagedQueue(database_path(settings)))
-        rt._store = damaged
+        rt.attach(damaged, worker)
         try:
             response = client.get("/metrics")
         finally:
-            rt._store = healthy
+            rt.attach(healthy, worker)
             damaged.close()
         assert response.status_code == 503
         assert response.text == "the store failed: DatabaseError\n"

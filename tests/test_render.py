@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from relay.classify import Category, classify
-from relay.conversation import Channel, Conversation, Message
-from relay.errors import ConfigError
-from relay.payload import parse
-from relay.render import Renderer
-from relay.settings import EmailAction, RenderSettings, SlackAction
+from relay.config.settings import EmailAction, RenderSettings, SlackAction
+from relay.intake.payload import parse
+from relay.model.category import Category, classify
+from relay.model.conversation import Channel, Conversation, Message
+from relay.model.errors import ConfigError
+from relay.render.renderer import Renderer
 from tests.conftest_render import (
     EMAIL_ACTION,
     FROM_ADDRESS,

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from relay.classify import Category
-from relay.payload import parse
-from relay.render import Renderer
-from relay.settings import EmailAction, RenderSettings, SlackAction
+from relay.config.settings import EmailAction, RenderSettings, SlackAction
+from relay.intake.payload import parse
+from relay.model.category import Category
+from relay.render.renderer import Renderer
 from tests.conftest import sample
 
 EMAIL = EmailAction(type="email", to=["sales@shop.test"])

@@ -14,11 +14,11 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.classify import Category
-from relay.conversation import Conversation
-from relay.render import Renderer
-from relay.senders.base import EmailContent
-from relay.settings import EmailAction, RenderSettings, Settings
+from relay.config.settings import EmailAction, RenderSettings, Settings
+from relay.model.category import Category
+from relay.model.content import EmailContent
+from relay.model.conversation import Conversation
+from relay.render.renderer import Renderer
 from tests.conftest import TOKEN, sample
 from tests.support.app import runtime
 from tests.support.smtp import SmtpServer

@@ -10,7 +10,7 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.settings import Settings
+from relay.config.settings import Settings
 from tests.conftest import TOKEN, body, sample
 from tests.support.app import wait_settled
 from tests.support.slack import FakeSlack
@@ -60,8 +60,8 @@ def test_pool_and_in_process_rendering_deliver_the_same_content(
 
 
 async def test_a_dead_helper_means_in_process_rendering_once_then_a_new_helper() -> None:
-    from relay.renderpool import PoolUnavailable, RenderJob, RenderPool  # noqa: PLC0415 -- local
-    from relay.settings import EmailAction, RenderSettings  # noqa: PLC0415 -- local
+    from relay.config.settings import EmailAction, RenderSettings  # noqa: PLC0415 -- local
+    from relay.render.pool import PoolUnavailable, RenderJob, RenderPool  # noqa: PLC0415 -- local
 
     data = sample("v1")
     data["channel"]["isMissed"] = True
@@ -88,8 +88,8 @@ async def test_a_dead_helper_means_in_process_rendering_once_then_a_new_helper()
 async def test_helpers_pick_up_edited_templates_with_a_new_settings_generation(
     tmp_path: Path,
 ) -> None:
-    from relay.renderpool import RenderJob, RenderPool  # noqa: PLC0415 -- local
-    from relay.settings import EmailAction, RenderSettings  # noqa: PLC0415 -- local
+    from relay.config.settings import EmailAction, RenderSettings  # noqa: PLC0415 -- local
+    from relay.render.pool import RenderJob, RenderPool  # noqa: PLC0415 -- local
 
     (tmp_path / "email").mkdir()
     subject = tmp_path / "email" / "subject.txt.j2"

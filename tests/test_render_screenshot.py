@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.classify import Category
+from relay.model.category import Category
 from tests.conftest_render import EMAIL_ACTION, MESSAGE_ID, conversation_for, renderer_for
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.classify import Category
+from relay.model.category import Category
 from tests.conftest_render import (
     EMAIL_ACTION,
     LOCALES,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from relay.store import Store
-from relay.storethread import StoreThread
+from relay.store.storethread import StoreThread
 from tests.support.store import bare_intake
 
 ORPHAN_DELIVERY = (

@@ -13,13 +13,13 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from relay.conversation import Conversation
 from relay.leads.model import Lead
 from relay.leads.schedule import DayFigures
 from relay.leads.texts import text
+from relay.model.content import EmailContent
+from relay.model.conversation import Conversation
 from relay.render.headers import envelope_addresses, header_safe, mailbox_list
 from relay.render.i18n import Translator
-from relay.senders.base import EmailContent
 
 MAX_OPEN_SHOWN = 60  # with the limits below, the digest stays well under 100 KB
 MAX_LOW_SHOWN = 20

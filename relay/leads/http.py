@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, unquote
 from zoneinfo import ZoneInfo
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 NONCE_COOKIE = "relay_lead_form"
 NAME_COOKIE = "relay_lead_name"
 MAX_FORM_BYTES = 16_384
-HEADERS = {
+HEADERS: Final[dict[str, str]] = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none';"

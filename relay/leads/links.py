@@ -11,15 +11,15 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from relay.leads.settings import FollowUpSettings
 
 log = logging.getLogger(__name__)
 
 Action = Literal["claim", "done"]
-_LETTER: dict[Action, str] = {"claim": "c", "done": "d"}
-_ACTION: dict[str, Action] = {"c": "claim", "d": "done"}
+_LETTER: Final[dict[Action, str]] = {"claim": "c", "done": "d"}
+_ACTION: Final[dict[str, Action]] = {"c": "claim", "d": "done"}
 _TOKEN = re.compile(r"^([cd])(\d{1,18})-(\d{1,12})-([A-Za-z0-9_-]{43})$")
 KEY_FILE = "link_key"
 

@@ -6,8 +6,8 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from relay.classify import Category
-from relay.conversation import Conversation, SenderKind
+from relay.model.category import Category
+from relay.model.conversation import Conversation, SenderKind
 
 # Categories that become leads unless a matching rule says ``follow_up = false``.
 DEFAULT_CATEGORIES = frozenset({Category.MISSED, Category.OFFLINE})

@@ -12,8 +12,8 @@ from datetime import date, datetime, time, timedelta, tzinfo
 
 from relay.leads.model import Lead, LeadState
 from relay.leads.settings import FollowUpSettings
-from relay.matchers import in_window
-from relay.rules import TimeWindow
+from relay.routing.matchers import in_window
+from relay.routing.rules import TimeWindow
 
 MINUTE = 60.0
 

@@ -14,19 +14,19 @@ from dataclasses import dataclass
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from relay.errors import DeliveryError
+from relay.intake.payload import parse
 from relay.leads import digest, schedule
 from relay.leads.links import links_for
 from relay.leads.model import Lead
 from relay.leads.settings import FollowUpSettings
 from relay.leads.texts import text
-from relay.payload import parse
+from relay.model.content import EmailContent
+from relay.model.errors import DeliveryError
 from relay.render.environment import email_environment
-from relay.routing import PlannedDelivery
-from relay.rules import EmailAction, SlackAction
-from relay.senders.base import EmailContent
+from relay.routing.decide import PlannedDelivery
+from relay.routing.rules import EmailAction, SlackAction
 from relay.snapshot import Snapshot
-from relay.storethread import StoreThread
+from relay.store.storethread import StoreThread
 
 log = logging.getLogger(__name__)
 

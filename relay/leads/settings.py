@@ -5,18 +5,17 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     field_validator,
     model_validator,
 )
 
-from relay.addresses import Addresses, check_address
-from relay.rules import TimeWindow, _minute
-from relay.urls import http_url
+from relay.config.addresses import Addresses, check_address
+from relay.config.section import Section
+from relay.model.urls import http_url
+from relay.routing.rules import TimeWindow, _minute
 
 
 def _one_or_many(value: object) -> object:
@@ -32,9 +31,7 @@ def _target(text: str) -> str:
     return check_address(text)
 
 
-class FollowUpSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class FollowUpSettings(Section):
     enabled: bool = False
     # The relay's external base URL, e.g. "https://relay.example.com": links point there.
     public_url: str | None = None

@@ -14,9 +14,9 @@ from urllib.parse import parse_qs
 
 from relay.leads.model import Lead, LeadState, Refused
 from relay.leads.texts import text
+from relay.model.content import SlackContent
 from relay.render.i18n import Translator
 from relay.render.slack_text import slack_escape
-from relay.senders.base import SlackContent
 
 BLOCK_ID = "relay_lead"
 CLAIM = "relay_lead_claim"

@@ -28,8 +28,8 @@ from relay.render.i18n import Translator
 from relay.render.slack_text import slack_escape
 
 if TYPE_CHECKING:
+    from relay.config.settings import Settings
     from relay.runtime import Runtime
-    from relay.settings import Settings
     from relay.store import Store
 
 log = logging.getLogger(__name__)

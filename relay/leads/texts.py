@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from relay.leads.links import LeadLinks
 
 LOCALES = ("en", "cs", "de")
 
-_EN = {
+_EN: Final[dict[str, str]] = {
     "escalated": "Still open",
     "digest_subject": "Follow-up digest {day}: {count} open",
     "digest_title": "Follow-up digest",
@@ -56,7 +56,7 @@ _EN = {
     "unknown_visitor": "an unknown visitor",
 }
 
-_CS = {
+_CS: Final[dict[str, str]] = {
     "escalated": "Stále nevyřízeno",
     "digest_subject": "Přehled kontaktů {day}: {count} nevyřízených",
     "digest_title": "Přehled kontaktů",
@@ -100,7 +100,7 @@ _CS = {
     "unknown_visitor": "neznámého návštěvníka",
 }
 
-_DE = {
+_DE: Final[dict[str, str]] = {
     "escalated": "Noch offen",
     "digest_subject": "Nachfass-Übersicht {day}: {count} offen",
     "digest_title": "Nachfass-Übersicht",

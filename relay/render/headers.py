@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime, getaddresses, parseaddr
 
-from relay.conversation import Conversation
+from relay.model.conversation import Conversation
 from relay.render.view import clip, one_line
 
 SUBJECT_LIMIT = 120

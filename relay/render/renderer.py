@@ -11,19 +11,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import css_inline
 import jinja2
 
-from relay.classify import Category
-from relay.conversation import Conversation
-from relay.errors import ConfigError
+from relay.config.settings import EmailAction, RenderSettings, SlackAction
 from relay.leads.links import LeadLinks
 from relay.leads.texts import follow_up_view
+from relay.model.category import Category
+from relay.model.content import EmailContent, SlackContent
+from relay.model.conversation import Conversation
+from relay.model.errors import ConfigError
 from relay.render import environment, headers, slack
 from relay.render.i18n import Translator
 from relay.render.samples import check_conversations
+from relay.render.templating import BodyTemplates
 from relay.render.view import ConversationView, ViewLimits, build_view
-from relay.senders.base import EmailContent, SlackContent
-from relay.settings import EmailAction, RenderSettings, SlackAction
 
-EMAIL_PARTS = ("html.j2", "txt.j2")
 SUBJECT_TEMPLATE = "email/subject.txt.j2"
 _BOUNDARY_BYTES = 128  # generous: the generated boundaries are about 40 characters
 
@@ -77,6 +77,7 @@ class Renderer:
         self._slack_env = environment.slack_environment(settings.templates_dir)
         self._subject_env = environment.subject_environment()
         self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+        self.bodies = BodyTemplates()  # webhook body templates, compiled on first use
         self._templates: dict[str, jinja2.Template] = {}
         self._subjects: dict[str, jinja2.Template] = {}
         self._preload(self._email_env, "email/")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from functools import cache
 
-from relay.classify import Category
-from relay.conversation import Channel, Conversation, Message, Page, Variable, Visitor
+from relay.model.category import Category
+from relay.model.conversation import Channel, Conversation, Message, Page, Variable, Visitor
 
 _BEGIN = 1_700_000_000_000
 

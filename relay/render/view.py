@@ -9,8 +9,8 @@ from datetime import datetime
 from itertools import islice
 from urllib.parse import urlsplit
 
-from relay.classify import Category
-from relay.conversation import Conversation, Message, SenderKind
+from relay.model.category import Category
+from relay.model.conversation import Conversation, Message, SenderKind
 from relay.render.i18n import Translator
 
 MAX_RATING = 5

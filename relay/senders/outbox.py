@@ -8,9 +8,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from relay.errors import PermanentDeliveryError
+from relay.model.content import Content, EmailContent, SlackContent
+from relay.model.errors import PermanentDeliveryError
 from relay.render.headers import UnsafeHeaders, flatten
-from relay.senders.base import Content, EmailContent, SlackContent
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import ssl
-from email.headerregistry import Address
 from email.utils import parseaddr
 
 import aiosmtplib
 
-from relay.errors import (
+from relay.config.settings import SmtpSettings
+from relay.model.content import Content, EmailContent
+from relay.model.errors import (
     DeliveryConnectionError,
     DeliveryTimeout,
     PermanentDeliveryError,
     TransientDeliveryError,
 )
 from relay.render.headers import UnsafeHeaders, flatten
-from relay.senders.base import Content, EmailContent
-from relay.senders.smtp_pool import SmtpPool, pool_for
-from relay.settings import SmtpSettings
+from relay.senders.smtp_pool import SmtpPool, SmtpPools
 
 
 def envelope_sender(from_address: str) -> str:
@@ -29,11 +28,15 @@ def _reply(code: int, message: str) -> str:
 
 
 class SmtpSender:
-    """Sends over persistent connections pooled per destination (relay.senders.smtp_pool);
+    """Sends over persistent connections pooled per destination (``SmtpPools``);
     STARTTLS/implicit TLS and AUTH from settings."""
 
-    def __init__(self, settings: SmtpSettings, *, pool_size: int = 4) -> None:
+    def __init__(
+        self, settings: SmtpSettings, *, pool_size: int = 4, pools: SmtpPools | None = None
+    ) -> None:
+        """``pools``: shared with the other senders of a relay (a sender alone keeps its own)."""
         self.settings = settings
+        self._pools = SmtpPools() if pools is None else pools
         self._sender = envelope_sender(settings.from_address)
         self._pool_size = pool_size
         # The whole transaction, from connecting or reusing a connection to the reply to DATA.
@@ -41,7 +44,7 @@ class SmtpSender:
 
     @property
     def pool(self) -> SmtpPool:
-        return pool_for(self.settings, self._pool_size)
+        return self._pools.pool(self.settings, self._pool_size)
 
     async def _transmit(
         self, content: EmailContent, recipients: list[str]
@@ -129,7 +132,3 @@ def _refused(
     if temporary:
         return TransientDeliveryError(f"recipients deferred: {detail}", done=(*done, *permanent))
     return PermanentDeliveryError(f"recipients refused: {detail}", done=done)
-
-
-def format_address(display_name: str, addr: str) -> str:
-    return str(Address(display_name=display_name, addr_spec=addr))

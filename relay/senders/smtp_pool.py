@@ -6,12 +6,11 @@ import asyncio
 import contextlib
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable
 
 import aiosmtplib
 
-from relay.settings import SmtpSettings
+from relay.config.settings import SmtpSettings
 
 log = logging.getLogger(__name__)
 
@@ -129,26 +128,26 @@ async def goodbye(client: aiosmtplib.SMTP, failure: BaseException | None = None)
         client.close()
 
 
-# Clients belong to the event loop that connected them, so pools are kept per loop. Senders
-# are rebuilt on every settings reload; keying by destination lets the new ones share the
-# pools (and connections) of the old ones.
-_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Destination, SmtpPool]] = (
-    weakref.WeakKeyDictionary()
-)
+class SmtpPools:
+    """One pool per destination, shared by every sender built from the same settings: senders
+    are rebuilt on every settings reload, and keying by destination lets the new ones reuse
+    the pools (and connections) of the old ones. Clients belong to the event loop that
+    connected them: the owner (the sender registry of one running relay) closes the pools
+    before its loop ends; later sends open new ones."""
 
+    def __init__(self) -> None:
+        self._pools: dict[Destination, SmtpPool] = {}
 
-def pool_for(settings: SmtpSettings, max_idle: int = 4) -> SmtpPool:
-    """The running loop's pool for ``settings``' destination (created on first use)."""
-    pools = _POOLS.setdefault(asyncio.get_running_loop(), {})
-    key = destination(settings)
-    pool = pools.get(key)
-    if pool is None:
-        pool = pools[key] = SmtpPool(lambda: open_connection(settings), max_idle=max_idle)
-    return pool
+    def pool(self, settings: SmtpSettings, max_idle: int = 4) -> SmtpPool:
+        """The pool for ``settings``' destination (created on first use)."""
+        key = destination(settings)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = SmtpPool(lambda: open_connection(settings), max_idle=max_idle)
+        return pool
 
-
-async def close_pools() -> None:
-    """Close the running loop's pools (the relay is stopping); later sends open new ones."""
-    pools = _POOLS.pop(asyncio.get_running_loop(), {})
-    for pool in pools.values():
-        await pool.close()
+    async def close(self) -> None:
+        """QUIT every pool's idle connections and forget the pools."""
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            await pool.close()

@@ -7,13 +7,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from relay.leads.model import Lead, LeadFacts, LeadState, Refused, answered_in_chat
-from relay.routing import PlannedDelivery
+from relay.routing.decide import PlannedDelivery
+from relay.store import queries
 from relay.store.base import StoreBase
-
-_COLUMNS = (
-    "id, conv_key, category, created_at, state, visitor_id, visitor_email, visitor_name,"
-    " claimed_by, claimed_at, done_by, done_at, note, answered_at"
-)
 
 
 def _lead(row: Any) -> Lead:
@@ -49,9 +45,7 @@ def record_lead(
     leads; a follow-up conversation becomes a lead (once per conversation key)."""
     if facts.answered and (facts.visitor_id or facts.visitor_email):
         rows = db.execute(
-            f"SELECT {_COLUMNS} FROM leads WHERE state = 'open' AND conv_key != ?"  # noqa: S608 -- fixed column list
-            " AND ((visitor_id IS NOT NULL AND visitor_id = ?)"
-            " OR (visitor_email IS NOT NULL AND visitor_email = ?))",
+            queries.OPEN_LEADS_OF_VISITOR,
             (conv_key, facts.visitor_id, facts.visitor_email),
         ).fetchall()
         for row in rows:
@@ -61,9 +55,7 @@ def record_lead(
                 _write(db, lead, changed)
     if facts.follow_up:
         db.execute(
-            "INSERT INTO leads (conv_key, conversation_id, category, created_at, visitor_id,"
-            " visitor_email, visitor_name) VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (conv_key) DO NOTHING",
+            queries.INSERT_LEAD,
             (
                 conv_key,
                 conversation_id,
@@ -79,8 +71,7 @@ def record_lead(
 def _write(db: sqlite3.Connection, before: Lead, after: Lead) -> bool:
     """Write ``after`` only if the row still is ``before`` (its state and claimer)."""
     cur = db.execute(
-        "UPDATE leads SET state = ?, claimed_by = ?, claimed_at = ?, done_by = ?, done_at = ?,"
-        " note = ?, answered_at = ? WHERE id = ? AND state = ? AND claimed_by IS ?",
+        queries.UPDATE_LEAD,
         (
             after.state.value,
             after.claimed_by,
@@ -99,38 +90,23 @@ def _write(db: sqlite3.Connection, before: Lead, after: Lead) -> bool:
 
 class LeadOps(StoreBase):
     def lead(self, lead_id: int) -> Lead | None:
-        row = self._conn.execute(f"SELECT {_COLUMNS} FROM leads WHERE id = ?", (lead_id,))  # noqa: S608 -- fixed column list
-        found = row.fetchone()
+        found = self._conn.execute(queries.LEAD_BY_ID, (lead_id,)).fetchone()
         return None if found is None else _lead(found)
 
     def lead_for_conversation(self, conversation_id: int) -> Lead | None:
         """The lead of the conversation (any version) stored under ``conversation_id``."""
-        found = self._conn.execute(
-            f"SELECT {', '.join('l.' + c.strip() for c in _COLUMNS.split(','))} FROM leads l"  # noqa: S608 -- fixed column list
-            " JOIN conversations c ON c.conv_key = l.conv_key WHERE c.id = ?",
-            (conversation_id,),
-        ).fetchone()
+        found = self._conn.execute(queries.LEAD_OF_CONVERSATION, (conversation_id,)).fetchone()
         return None if found is None else _lead(found)
 
     def leads(self, state: str | None = None, limit: int = 1000) -> list[Lead]:
         if state is None:
-            rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM leads ORDER BY created_at, id LIMIT ?",  # noqa: S608
-                (limit,),
-            )
+            rows = self._conn.execute(queries.LEADS, (limit,))
         else:
-            rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM leads WHERE state = ? ORDER BY created_at, id LIMIT ?",  # noqa: S608 -- fixed column list
-                (state, limit),
-            )
+            rows = self._conn.execute(queries.LEADS_IN_STATE, (state, limit))
         return [_lead(row) for row in rows.fetchall()]
 
     def leads_between(self, start: float, end: float) -> list[Lead]:
-        rows = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM leads WHERE created_at >= ? AND created_at < ?"  # noqa: S608 -- fixed column list
-            " ORDER BY created_at, id",
-            (start, end),
-        )
+        rows = self._conn.execute(queries.LEADS_BETWEEN, (start, end))
         return [_lead(row) for row in rows.fetchall()]
 
     def change_lead(
@@ -150,19 +126,15 @@ class LeadOps(StoreBase):
         """Record a verified Slack request; True if the same one was recorded already (a
         replay). Records older than ``window`` are dropped: their timestamps are refused."""
         with self._transaction() as db:
-            db.execute("DELETE FROM slack_requests WHERE at < ?", (now - window,))
-            cur = db.execute(
-                "INSERT INTO slack_requests (signature, at) VALUES (?, ?)"
-                " ON CONFLICT (signature) DO NOTHING",
-                (signature, now),
-            )
+            db.execute(queries.FORGET_SLACK_REQUESTS, (now - window,))
+            cur = db.execute(queries.RECORD_SLACK_REQUEST, (signature, now))
             return cur.rowcount == 0
 
     # -- escalations and digests (relay.leads.scheduler) ------------------------------------
 
     def escalations(self) -> set[tuple[int, int]]:
         """(lead id, step) of every escalation recorded."""
-        rows = self._conn.execute("SELECT lead_id, step FROM lead_escalations").fetchall()
+        rows = self._conn.execute(queries.ESCALATIONS).fetchall()
         return {(int(lead_id), int(step)) for lead_id, step in rows}
 
     def record_escalation(
@@ -172,17 +144,10 @@ class LeadOps(StoreBase):
         None if it was recorded already (by an earlier run or another relay), or the lead is
         no longer open. Returns the number of deliveries planned."""
         with self._transaction() as db:
-            current = db.execute(
-                "SELECT state, conversation_id FROM leads WHERE id = ?", (lead.id,)
-            )
-            found = current.fetchone()
+            found = db.execute(queries.LEAD_STATE, (lead.id,)).fetchone()
             if found is None or found[0] != LeadState.OPEN.value:
                 return None
-            cur = db.execute(
-                "INSERT INTO lead_escalations (lead_id, step, at) VALUES (?, ?, ?)"
-                " ON CONFLICT (lead_id, step) DO NOTHING",
-                (lead.id, step, now),
-            )
+            cur = db.execute(queries.INSERT_ESCALATION, (lead.id, step, now))
             if cur.rowcount == 0:
                 return None
             from relay.store.intake import plan_deliveries  # noqa: PLC0415 -- intake imports us
@@ -190,30 +155,21 @@ class LeadOps(StoreBase):
             return plan_deliveries(db, found[1], lead.conv_key, lead.category, planned, now=now)
 
     def digest_days(self) -> set[str]:
-        return {str(row[0]) for row in self._conn.execute("SELECT day FROM lead_digests")}
+        return {str(row[0]) for row in self._conn.execute(queries.DIGEST_DAYS)}
 
     def take_digest_day(self, day: str, now: float) -> bool:
         """Record that the digest of ``day`` is being sent; False if it was already."""
         with self._transaction() as db:
-            cur = db.execute(
-                "INSERT INTO lead_digests (day, at) VALUES (?, ?) ON CONFLICT (day) DO NOTHING",
-                (day, now),
-            )
+            cur = db.execute(queries.TAKE_DIGEST_DAY, (day, now))
             return cur.rowcount == 1
 
     def release_digest_day(self, day: str) -> None:
         """Sending failed: the next pass tries again."""
         with self._transaction() as db:
-            db.execute("DELETE FROM lead_digests WHERE day = ?", (day,))
+            db.execute(queries.RELEASE_DIGEST_DAY, (day,))
 
     def day_conversations(self, start: float, end: float) -> list[tuple[str, float, bytes | None]]:
         """(category, received_at, raw body of low-rated ones) of the newest version of each
         conversation received in [start, end)."""
-        rows = self._conn.execute(
-            "SELECT category, received_at, CASE WHEN category = 'low-rated' THEN raw END"
-            " FROM conversations c WHERE received_at >= ? AND received_at < ?"
-            " AND version = (SELECT MAX(version) FROM conversations WHERE conv_key = c.conv_key)"
-            " ORDER BY received_at",
-            (start, end),
-        ).fetchall()
+        rows = self._conn.execute(queries.DAY_CONVERSATIONS, (start, end)).fetchall()
         return [(str(cat), float(at), None if raw is None else bytes(raw)) for cat, at, raw in rows]

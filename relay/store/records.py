@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relay.leads.model import LeadFacts
-from relay.routing import PlannedDelivery
+from relay.routing.decide import PlannedDelivery
 
 
 @dataclass(frozen=True)
@@ -14,7 +14,6 @@ class Intake:
     """Everything the request path wants stored for one accepted body."""
 
     raw: bytes
-    parsed: bytes
     conv_key: str
     account_id: int
     channel_id: int

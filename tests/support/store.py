@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from relay.app import database_path
-from relay.classify import Category
-from relay.settings import Settings
+from relay.config.settings import Settings
+from relay.model.category import Category
 from relay.store import STATUSES, DeliveryRow, Intake, QuarantineRow, Store
 
 
@@ -30,7 +30,6 @@ def bare_intake(n: int, raw: Any = b"{}") -> Intake:
     """A minimal intake for conversation "1-<n>" with nothing planned (store-level tests)."""
     return Intake(
         raw=raw,
-        parsed=b"{}",
         conv_key=f"1-{n}",
         account_id=1,
         channel_id=n,

@@ -1,0 +1,1 @@
+"""Settings: the file, environment and secrets, addresses and destinations, loaded once."""

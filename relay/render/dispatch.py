@@ -1,0 +1,60 @@
+"""From one planned action to its content: the one place that picks how each action type renders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from relay.leads.links import LeadLinks
+from relay.model.category import Category
+from relay.model.content import Content
+from relay.model.conversation import Conversation
+from relay.render.actions import render_archive, render_webhook
+from relay.render.renderer import Renderer
+from relay.routing.rules import AnyAction, EmailAction, SlackAction, WebhookAction
+
+
+@dataclass(frozen=True)
+class Job:
+    """One action to render for one conversation. ``rule`` and ``delivery_id`` go into webhook
+    bodies and archive lines; ``message_id`` into emails, and ``follow_up`` (a lead's claim
+    and done links) into emails about a lead."""
+
+    raw: bytes
+    conversation: Conversation
+    category: Category
+    action: AnyAction
+    rule: str
+    delivery_id: int
+    message_id: str = ""
+    follow_up: LeadLinks | None = None
+
+
+def render(job: Job, renderer: Renderer) -> Content:
+    """``renderer`` renders emails and Slack messages (the caller picks it by From address);
+    webhook bodies and archive lines need no templates of it."""
+    action = job.action
+    if isinstance(action, EmailAction):
+        if job.follow_up is None:  # only emails about a lead pass the links
+            return renderer.email(job.conversation, job.category, action, message_id=job.message_id)
+        return renderer.email(
+            job.conversation,
+            job.category,
+            action,
+            message_id=job.message_id,
+            follow_up=job.follow_up,
+        )
+    if isinstance(action, SlackAction):
+        return renderer.slack(job.conversation, job.category, action)
+    if isinstance(action, WebhookAction):
+        return render_webhook(
+            action,
+            job.raw,
+            job.conversation,
+            job.category,
+            rule=job.rule,
+            delivery_id=job.delivery_id,
+            bodies=renderer.bodies,
+        )
+    return render_archive(
+        action, job.raw, job.conversation, job.category, rule=job.rule, delivery_id=job.delivery_id
+    )

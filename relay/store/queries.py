@@ -1,0 +1,288 @@
+"""Every SQL statement the SQLite store runs, by name, each with what it does.
+
+The store's methods (``IntakeOps``, ``DeliveryOps``, ``OperatorOps``, ``LeadOps``) say what
+they mean and run these; a store on another database implements the same methods with its own
+statements.
+Only ``?`` placeholders are ever put into the text (the listed id sets of ``claim_due`` and
+``deliveries``). Transaction control (BEGIN, SAVEPOINT, COMMIT) is ``StoreBase._transaction``'s.
+"""
+
+from __future__ import annotations
+
+# -- intake --------------------------------------------------------------------------------
+
+# Insert a new version of a conversation; the next version number is computed inside the
+# INSERT, and an exact duplicate (same key and content hash) inserts nothing (no row back).
+# Parameters: conv_key, account_id, channel_id, content_hash, category, received_at, raw,
+# conv_key.
+INSERT_CONVERSATION_VERSION = (
+    "INSERT INTO conversations (conv_key, account_id, channel_id, version, content_hash,"
+    " category, received_at, raw)"
+    " SELECT ?, ?, ?, COALESCE(MAX(version), 0) + 1, ?, ?, ?, ?"
+    " FROM conversations WHERE conv_key = ?"
+    " ON CONFLICT (conv_key, content_hash) DO NOTHING RETURNING id, version"
+)
+
+# The stored conversation an exact duplicate repeats: id and version by key and content hash.
+FIND_DUPLICATE = "SELECT id, version FROM conversations WHERE conv_key = ? AND content_hash = ?"
+
+# Plan one delivery unless its dedupe key is already planned (then nothing).
+PLAN_DELIVERY = (
+    "INSERT OR IGNORE INTO deliveries (conversation_id, dedupe_key, rule, channel,"
+    " action, category, created_at, next_attempt_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+# Keep one refused body.
+INSERT_QUARANTINE = (
+    "INSERT INTO quarantine (received_at, reason, message, remote, size, body)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+# Drop the oldest quarantined bodies beyond the newest N rows.
+TRIM_QUARANTINE_ROWS = (
+    "DELETE FROM quarantine WHERE id <= (SELECT id FROM quarantine"
+    " ORDER BY id DESC LIMIT 1 OFFSET ?)"
+)
+
+# Drop the oldest quarantined bodies that bring the kept ones beyond N bytes; length() of a
+# blob reads the row header, not the body's overflow pages.
+TRIM_QUARANTINE_BYTES = (
+    "DELETE FROM quarantine WHERE id <= (SELECT MAX(id) FROM (SELECT id,"
+    " SUM(length(body)) OVER (ORDER BY id DESC) AS kept FROM quarantine)"
+    " WHERE kept > ?)"
+)
+
+# -- the worker's queue --------------------------------------------------------------------
+
+# After a crash or restart: deliveries left 'sending' go back to the queue, due now.
+RECOVER_CLAIMED = (
+    "UPDATE deliveries SET status = 'retrying', next_attempt_at = ?, updated_at = ?,"
+    " last_error = 'interrupted while sending' ||"
+    " COALESCE(' (before: ' || last_error || ')', '')"
+    " WHERE status = 'sending'"
+)
+
+# Due deliveries in claim order with their actions, for a per-destination admission check.
+DUE_ACTIONS = (
+    "SELECT d.id, d.action FROM deliveries d INDEXED BY deliveries_due_order"
+    " WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ?"
+    " ORDER BY d.next_attempt_at, d.id"
+)
+
+# What a claimed delivery needs, with the conversation's raw body; completed by a FROM source
+# and a WHERE condition (CLAIM_DUE_SOURCE/CLAIM_DUE_WHERE, or CLAIM_BY_ID_* for admitted ids).
+CLAIM_COLUMNS = (
+    "SELECT d.id, d.conversation_id, d.rule, d.channel, d.action, d.category,"
+    " d.attempts, d.created_at, d.dedupe_key, d.done_recipients, c.raw"
+)
+CLAIM_DUE_SOURCE = "deliveries d INDEXED BY deliveries_due_order"
+CLAIM_DUE_WHERE = "d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ?"
+CLAIM_BY_ID_SOURCE = "deliveries d"
+
+
+def claim_query(source: str, where: str) -> str:
+    """The claim SELECT over ``source`` (one of the sources above) filtered by ``where``."""
+    return (
+        f"{CLAIM_COLUMNS} FROM {source} JOIN conversations c ON c.id = d.conversation_id"
+        f" WHERE {where} ORDER BY d.next_attempt_at, d.id LIMIT ?"
+    )
+
+
+def ids_in(column: str, count: int) -> str:
+    """``column IN (?, ...)`` with ``count`` placeholders."""
+    return f"{column} IN ({','.join('?' * count)})"
+
+
+# Mark a claimed delivery 'sending' and count the attempt.
+MARK_SENDING = (
+    "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = ? WHERE id = ?"
+)
+
+# When the earliest queued delivery is due (after a given time, or at all).
+NEXT_DUE_AFTER = (
+    "SELECT MIN(next_attempt_at) FROM deliveries"
+    " WHERE status IN ('pending', 'retrying') AND next_attempt_at > ?"
+)
+NEXT_DUE = "SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'retrying')"
+
+# Record a sent delivery (sent_to 'outbox': written to the local outbox instead).
+MARK_SENT = (
+    "UPDATE deliveries SET status = 'sent', updated_at = ?, last_error = NULL,"
+    " sent_to = ? WHERE id = ?"
+)
+
+# Record a failed attempt to be tried again at a given time, with the recipients done so far.
+MARK_RETRY = (
+    "UPDATE deliveries SET status = 'retrying', next_attempt_at = ?, last_error = ?,"
+    " updated_at = ?, done_recipients = ? WHERE id = ?"
+)
+
+# Give a delivery up, with the recipients done so far.
+MARK_DEAD = (
+    "UPDATE deliveries SET status = 'dead', last_error = ?, updated_at = ?,"
+    " done_recipients = ? WHERE id = ?"
+)
+
+# Give a claimed delivery back untouched (shutdown before it was sent): the attempt that never
+# finished is not counted.
+RELEASE_CLAIMED = (
+    "UPDATE deliveries SET status = CASE WHEN attempts > 1 THEN 'retrying'"
+    " ELSE 'pending' END, attempts = attempts - 1, next_attempt_at = ?,"
+    " updated_at = ? WHERE id = ? AND status = 'sending'"
+)
+
+# -- operator queries and commands ---------------------------------------------------------
+
+# Deliveries by status, sent ones that went to the outbox apart.
+COUNT_BY_STATUS = (
+    "SELECT CASE WHEN status = 'sent' AND sent_to = 'outbox' THEN 'outbox'"
+    " ELSE status END, COUNT(*) FROM deliveries GROUP BY 1"
+)
+
+# When the oldest delivery still to be sent was planned.
+OLDEST_ACTIVE = (
+    "SELECT MIN(created_at) FROM deliveries WHERE status IN ('pending', 'retrying', 'sending')"
+)
+
+# A delivery row as operators see it; completed by a WHERE condition.
+DELIVERY_ROWS = (
+    "SELECT d.id, d.conversation_id, c.conv_key, d.rule, d.channel, d.status, d.attempts,"
+    " d.created_at, d.next_attempt_at, d.updated_at, d.last_error, d.sent_to"
+    " FROM deliveries d JOIN conversations c ON c.id = d.conversation_id"
+)
+DELIVERY_BY_ID = f"{DELIVERY_ROWS} WHERE d.id = ?"
+
+# Requeue for an immediate attempt, as a fresh start (attempts and age count from now):
+# every dead delivery, or one given delivery unless it was sent or is in flight.
+_REQUEUE = (
+    "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?,"
+    " created_at = ?, updated_at = ?"
+)
+REQUEUE_DEAD = f"{_REQUEUE} WHERE status = 'dead'"
+REQUEUE_ONE = f"{_REQUEUE} WHERE id = ? AND status IN ('pending', 'retrying', 'dead')"
+
+# (raw body, category, conv_key) of one stored conversation.
+CONVERSATION_RAW = "SELECT raw, category, conv_key FROM conversations WHERE id = ?"
+
+# The id of the newest stored version of a conversation.
+LATEST_VERSION_ID = "SELECT id FROM conversations WHERE conv_key = ? ORDER BY version DESC LIMIT 1"
+
+# Quarantined bodies, newest first; one by id.
+_QUARANTINE_ROWS = "SELECT id, received_at, reason, message, remote, size, body FROM quarantine"
+QUARANTINED = f"{_QUARANTINE_ROWS} ORDER BY id DESC LIMIT ?"
+QUARANTINE_ENTRY = f"{_QUARANTINE_ROWS} WHERE id = ?"
+
+# Conversations received before a cutoff with nothing left to deliver.
+CONVERSATIONS_DONE_BEFORE = (
+    "SELECT id FROM conversations WHERE received_at < ? AND id NOT IN"
+    " (SELECT conversation_id FROM deliveries WHERE status IN ('pending', 'retrying',"
+    " 'sending')) ORDER BY id"
+)
+
+# The deliveries of one conversation.
+DELIVERY_IDS_OF = "SELECT id FROM deliveries WHERE conversation_id = ?"
+
+# Overwrite freed pages, so purged personal data does not linger in the file.
+SECURE_DELETE = "PRAGMA secure_delete=ON"
+
+# Delete one conversation (its deliveries go with it: ON DELETE CASCADE).
+DELETE_CONVERSATION = "DELETE FROM conversations WHERE id = ?"
+
+# Delete quarantined bodies received before a cutoff.
+DELETE_QUARANTINE_BEFORE = "DELETE FROM quarantine WHERE received_at < ?"
+
+# Copy the write-ahead log into the database file and empty it.
+CHECKPOINT = "PRAGMA wal_checkpoint(TRUNCATE)"
+
+# Rewrite the one health-probe row: can a row be written and committed now?
+PROBE_WRITE = (
+    "INSERT INTO health_probe (id, checked_at) VALUES (1, ?)"
+    " ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at"
+)
+
+# What PRAGMA quick_check finds wrong ("ok" if nothing): a pass over every page.
+QUICK_CHECK = "PRAGMA quick_check"
+
+# -- leads (relay.leads) -------------------------------------------------------------------
+
+# The columns of a lead, in the order ``relay.store.leads`` reads them.
+_LEAD_COLUMNS = (
+    "l.id, l.conv_key, l.category, l.created_at, l.state, l.visitor_id, l.visitor_email,"
+    " l.visitor_name, l.claimed_by, l.claimed_at, l.done_by, l.done_at, l.note, l.answered_at"
+)
+
+# Inside an intake: the visitor's open leads of other conversations, by visitor id or email
+# (an answered conversation settles them). Parameters: conv_key, visitor_id, visitor_email.
+OPEN_LEADS_OF_VISITOR = (
+    f"SELECT {_LEAD_COLUMNS} FROM leads l WHERE l.state = 'open' AND l.conv_key != ?"  # noqa: S608 -- fixed column list
+    " AND ((l.visitor_id IS NOT NULL AND l.visitor_id = ?)"
+    " OR (l.visitor_email IS NOT NULL AND l.visitor_email = ?))"
+)
+
+# A conversation to follow up becomes a lead, once per conversation key.
+INSERT_LEAD = (
+    "INSERT INTO leads (conv_key, conversation_id, category, created_at, visitor_id,"
+    " visitor_email, visitor_name) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (conv_key) DO NOTHING"
+)
+
+# Compare-and-set: write a lead's new state only if the row still has the old state and
+# claimer (no row changed: someone else got there first).
+UPDATE_LEAD = (
+    "UPDATE leads SET state = ?, claimed_by = ?, claimed_at = ?, done_by = ?, done_at = ?,"
+    " note = ?, answered_at = ? WHERE id = ? AND state = ? AND claimed_by IS ?"
+)
+
+# One lead by id.
+LEAD_BY_ID = f"SELECT {_LEAD_COLUMNS} FROM leads l WHERE l.id = ?"  # noqa: S608 -- fixed column list
+
+# The lead of the conversation (any version) stored under a conversation id.
+LEAD_OF_CONVERSATION = (
+    f"SELECT {_LEAD_COLUMNS} FROM leads l"  # noqa: S608 -- fixed column list
+    " JOIN conversations c ON c.conv_key = l.conv_key WHERE c.id = ?"
+)
+
+# Leads oldest first, at most N; and those in one state.
+LEADS = f"SELECT {_LEAD_COLUMNS} FROM leads l ORDER BY l.created_at, l.id LIMIT ?"  # noqa: S608 -- fixed column list
+LEADS_IN_STATE = (
+    f"SELECT {_LEAD_COLUMNS} FROM leads l WHERE l.state = ?"  # noqa: S608 -- fixed column list
+    " ORDER BY l.created_at, l.id LIMIT ?"
+)
+
+# Leads created in [start, end), oldest first (the digest's day).
+LEADS_BETWEEN = (
+    f"SELECT {_LEAD_COLUMNS} FROM leads l WHERE l.created_at >= ? AND l.created_at < ?"  # noqa: S608 -- fixed column list
+    " ORDER BY l.created_at, l.id"
+)
+
+# A lead's state and conversation id (is it still open? where do escalations attach?).
+LEAD_STATE = "SELECT state, conversation_id FROM leads WHERE id = ?"
+
+# Escalations: every (lead id, step) recorded; record one unless recorded already.
+ESCALATIONS = "SELECT lead_id, step FROM lead_escalations"
+INSERT_ESCALATION = (
+    "INSERT INTO lead_escalations (lead_id, step, at) VALUES (?, ?, ?)"
+    " ON CONFLICT (lead_id, step) DO NOTHING"
+)
+
+# Digests: the days sent; take a day unless taken; give it back after a failed send.
+DIGEST_DAYS = "SELECT day FROM lead_digests"
+TAKE_DIGEST_DAY = "INSERT INTO lead_digests (day, at) VALUES (?, ?) ON CONFLICT (day) DO NOTHING"
+RELEASE_DIGEST_DAY = "DELETE FROM lead_digests WHERE day = ?"
+
+# (category, received_at, raw body of low-rated ones) of the newest version of each
+# conversation received in [start, end), for the digest's figures.
+DAY_CONVERSATIONS = (
+    "SELECT category, received_at, CASE WHEN category = 'low-rated' THEN raw END"
+    " FROM conversations c WHERE received_at >= ? AND received_at < ?"
+    " AND version = (SELECT MAX(version) FROM conversations WHERE conv_key = c.conv_key)"
+    " ORDER BY received_at"
+)
+
+# Slack interactivity: forget request signatures older than the replay window; record one
+# (no row inserted: seen already, a replay).
+FORGET_SLACK_REQUESTS = "DELETE FROM slack_requests WHERE at < ?"
+RECORD_SLACK_REQUEST = (
+    "INSERT INTO slack_requests (signature, at) VALUES (?, ?) ON CONFLICT (signature) DO NOTHING"
+)
