@@ -15,6 +15,8 @@ from relay.config.settings import Settings
 from relay.delivery.retry import RetryPolicy
 from relay.delivery.worker import Observer, Worker
 from relay.intake.http import MetricsController, build_handlers
+from relay.leads.links import link_key
+from relay.leads.scheduler import FollowUpScheduler
 from relay.model.errors import ConfigError
 from relay.ops.logs import RequestIdMiddleware, StdlibLogging, quiet_http_clients
 from relay.reload import Reloader
@@ -46,7 +48,14 @@ def build_snapshot(settings: Settings, senders: SenderRegistry | None = None) ->
         hook_token=hook_token(settings),
         senders=(SenderRegistry() if senders is None else senders).build(settings),
         renderers=renderers,
+        link_key=lead_link_key(settings),
     )
+
+
+def lead_link_key(settings: Settings) -> bytes:
+    if not settings.follow_up.enabled:
+        return b""
+    return link_key(settings.follow_up, Path(settings.storage.state_dir))
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -98,8 +107,10 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         store = StoreThread(Store(database_path(settings)))
         worker = build_worker(runtime, store, observe=runtime.metrics.delivery)
-        runtime.attach(store, worker)
+        follow_up = FollowUpScheduler(store, lambda: runtime.snapshot, wake=worker.wake)
+        runtime.attach(store, worker, follow_up)
         worker.start()
+        follow_up.start()
         if reloader is not None:
             reloader.install()
             if reload_asked is not None and reload_asked.is_set():
