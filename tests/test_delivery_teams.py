@@ -217,3 +217,29 @@ def test_a_long_conversation_keeps_the_newest_messages_within_the_size_limit() -
     excerpt = shown.split("Last messages", 1)[1]
     assert "message 199 " in excerpt and "message 189 " not in excerpt
     assert "earlier" in shown
+
+
+def test_a_lead_card_has_a_claim_button_and_open_in_smartsupp(
+    make_settings: Callable[..., Settings], fake_teams: FakeTeams
+) -> None:
+    from tests.support.leads import PUBLIC_URL, follow_up  # noqa: PLC0415
+
+    settings = make_settings(
+        teams={"webhook_url": fake_teams.url()},
+        rules=[{"name": "missed-to-teams", "actions": [{"type": "teams"}]}],
+        render={"conversation_url": "https://app.smartsupp.com/chats/{chat_id}"},
+        follow_up=follow_up(),
+    )
+    data = json.loads(low_rated())
+    data["channel"]["isMissed"] = True
+    deliver(settings, json.dumps(data).encode())
+    assert fake_teams.invalid == []
+    [card] = fake_teams.cards
+    claim, smartsupp = card["actions"]
+    assert claim["type"] == smartsupp["type"] == "Action.OpenUrl"
+    assert claim["url"].startswith(f"{PUBLIC_URL}/leads/")
+    assert smartsupp == {
+        "type": "Action.OpenUrl",
+        "title": "Open in Smartsupp",
+        "url": f"https://app.smartsupp.com/chats/{data['channel']['id']}",
+    }

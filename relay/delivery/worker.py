@@ -35,7 +35,7 @@ from relay.model.errors import (
 )
 from relay.render.dispatch import Job, render
 from relay.render.pool import PoolUnavailable, RenderJob, RenderPool
-from relay.routing.rules import AnyAction
+from relay.routing.rules import AnyAction, TeamsAction
 from relay.senders.base import Sender, SendResult
 from relay.senders.outbox import OutboxSender
 from relay.senders.registry import sender_key
@@ -312,11 +312,11 @@ class Worker:
         in a thread, never on the event loop (a large conversation would stall intake)."""
         pool = self._render_pool
         follow_up = None
-        if lead_id is not None and isinstance(action, EmailAction):
+        if lead_id is not None and isinstance(action, EmailAction | TeamsAction):
             settings = snapshot.settings.follow_up
             follow_up = links_for(settings, snapshot.link_key, lead_id, delivery.created_at)
         if not isinstance(action, EmailAction | SlackAction):
-            return await asyncio.to_thread(render_delivery, snapshot, delivery)
+            return await asyncio.to_thread(render_delivery, snapshot, delivery, follow_up=follow_up)
         # Returning-visitor context for the message (the store is read here, not in rendering).
         try:
             earlier = await self._store.call(lambda s: s.visitor_history(delivery.conversation_id))
@@ -350,9 +350,12 @@ class Worker:
     async def _lead_id(
         self, snapshot: Snapshot, delivery: ClaimedDelivery, action: Action
     ) -> int | None:
-        """The lead an email or Slack post is about, when follow-up is on: emails carry its
-        claim and done links, Slack posts its Claim and Done buttons."""
-        if not isinstance(action, EmailAction | SlackAction) or not snapshot.link_key:
+        """The lead an email, Slack post or Teams card is about, when follow-up is on: emails
+        carry its claim and done links, Slack posts its Claim and Done buttons, Teams cards a
+        claim button."""
+        if not isinstance(action, EmailAction | SlackAction | TeamsAction):
+            return None
+        if not snapshot.link_key:
             return None
         lead = await self._store.call(lambda s: s.lead_for_conversation(delivery.conversation_id))
         return None if lead is None else lead.id

@@ -58,7 +58,7 @@ def render(job: Job, renderer: Renderer) -> Content:
     if isinstance(action, CrmAction):
         return render_crm(action, job.raw, job.conversation, job.category)
     if isinstance(action, TeamsAction):
-        return renderer.teams(job.conversation, job.category)
+        return renderer.teams(job.conversation, job.category, follow_up=job.follow_up)
     if isinstance(action, WebhookAction):
         return render_webhook(
             action,

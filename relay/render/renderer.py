@@ -313,10 +313,19 @@ class Renderer:
             blocks=blocks,
         )
 
-    def teams(self, conversation: Conversation, category: Category) -> TeamsContent:
-        """The Adaptive Card of a ``teams`` action, from the view the Slack message uses."""
-        view = build_view(conversation, category, self._translator, self._limits)
-        return TeamsContent(card=teams.build_card(view, self._translator))
+    def teams(
+        self,
+        conversation: Conversation,
+        category: Category,
+        *,
+        follow_up: LeadLinks | None = None,
+    ) -> TeamsContent:
+        """The Adaptive Card of a ``teams`` action, from the view the Slack message uses;
+        ``follow_up``: the lead's links, for a card about a lead (a claim button)."""
+        view = self._view(conversation, category, self._limits)
+        links = follow_up_view(follow_up, self._translator.locale)
+        claim = None if links is None else (links.claim_label, links.claim_url)
+        return TeamsContent(card=teams.build_card(view, self._translator, claim))
 
     def check(self, template_names: Iterable[tuple[str, str]]) -> list[str]:
         """Compile every named template and render it with sample conversations."""

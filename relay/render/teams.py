@@ -85,13 +85,41 @@ def _message(message: MessageView) -> list[dict[str, Any]]:
     return [rich(*head, spacing="small"), rich(run(message.text, MESSAGE_LIMIT), spacing="none")]
 
 
-def _card(body: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"type": "AdaptiveCard", "$schema": SCHEMA_URL, "version": CARD_VERSION, "body": body}
+def _card(body: list[dict[str, Any]], actions: list[dict[str, Any]]) -> dict[str, Any]:
+    card = {"type": "AdaptiveCard", "$schema": SCHEMA_URL, "version": CARD_VERSION, "body": body}
+    if actions:
+        card["actions"] = actions
+    return card
 
 
-def build_card(view: ConversationView, t: Translator) -> dict[str, Any]:
+def _actions(
+    view: ConversationView, t: Translator, claim: tuple[str, str] | None
+) -> list[dict[str, Any]]:
+    """Buttons: the lead's claim page (its GET only asks to confirm) and "Open in Smartsupp"
+    when ``render.conversation_url`` is set. URLs are built by the relay, never by visitors."""
+    actions: list[dict[str, Any]] = []
+    if claim is not None:
+        label, url = claim
+        actions.append({"type": "Action.OpenUrl", "title": inert(label), "url": url})
+    if view.conversation_url:
+        actions.append(
+            {
+                "type": "Action.OpenUrl",
+                "title": t("open_in_smartsupp"),
+                "url": view.conversation_url,
+            }
+        )
+    return actions
+
+
+def build_card(
+    view: ConversationView, t: Translator, claim: tuple[str, str] | None = None
+) -> dict[str, Any]:
     """Header (category, visitor, stars), the visitor's ask, contact and facts, the newest
-    messages and the chat reference; the excerpt shrinks until the card fits ``CARD_BYTES``."""
+    messages and the chat reference, then the claim and "Open in Smartsupp" buttons;
+    the excerpt shrinks until the card fits ``CARD_BYTES``. ``claim``: (label, URL) of the
+    lead's claim page, when the card is about a lead."""
+    actions = _actions(view, t, claim)
     header = [
         run(f"{view.category_label}: {view.visitor_name}", 200, size="large", weight="bolder")
     ]
@@ -127,7 +155,7 @@ def build_card(view: ConversationView, t: Translator) -> dict[str, Any]:
             heading = f"{heading} ({t.plural(note, omitted)})"
         excerpt = [rich(run(heading, 300, weight="bolder"), separator=True)]
         excerpt.extend(block for message in shown for block in _message(message))
-        card = _card([*top, *excerpt, *end])
+        card = _card([*top, *excerpt, *end], actions)
         if not shown or len(json.dumps(card).encode()) <= CARD_BYTES:
             return card
         shown = shown[1:]
