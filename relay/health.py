@@ -8,7 +8,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from relay.errors import StoreError
-from relay.store import ACTIVE, Store
+from relay.store import ACTIVE
+from relay.store.opening import AnyStore
 from relay.storethread import StoreThread
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class Readiness:
         }
 
 
-def read_store_state(store: Store) -> StoreState:
+def read_store_state(store: AnyStore) -> StoreState:
     """Runs on the store thread: write probe first, then the queue counts."""
     return StoreState(store.writable(), store.counts(), store.oldest_active_created_at())
 

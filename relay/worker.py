@@ -11,7 +11,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from email.utils import parseaddr
-from functools import partial
 
 from pydantic import TypeAdapter
 
@@ -31,7 +30,7 @@ from relay.senders.base import Content, Sender
 from relay.senders.outbox import OutboxSender
 from relay.settings import Action, EmailAction, SlackAction, WebhookAction
 from relay.snapshot import Snapshot
-from relay.store import ClaimedDelivery, Store
+from relay.store import ClaimedDelivery
 from relay.storethread import StoreThread
 
 log = logging.getLogger(__name__)
@@ -188,9 +187,8 @@ class Worker:
             await self._idle()
             return
         now = self._clock()
-        claimed = await self._store.call(
-            partial(Store.claim_due, limit=free, now=now, admit=self._admitter())
-        )
+        admit = self._admitter()
+        claimed = await self._store.call(lambda s: s.claim_due(limit=free, now=now, admit=admit))
         for delivery in claimed:
             task = asyncio.create_task(self._attempt(delivery))
             key = sender_key(delivery.action)

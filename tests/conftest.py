@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from relay.settings import Settings
-from relay.store import Store
 from relay.storethread import StoreThread
 from tests.support.slack import FakeSlack
 from tests.support.smtp import RecordingHandler, SmtpServer
+from tests.support.store import BACKENDS, StoreOpener
 
 if TYPE_CHECKING:
     from tests.support.postgres import PostgresServer
@@ -82,10 +82,30 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     return make
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store's engine: every test that uses this (or a fixture built on it) runs on both.
+    A test for one engine only says so: @pytest.mark.parametrize("backend", ["sqlite"],
+    indirect=True)."""
+    return str(request.param)
+
+
 @pytest.fixture
-def store_thread(tmp_path: Path) -> Iterator[StoreThread]:
-    """The store thread over a fresh database, without an app around it."""
-    thread = StoreThread(Store(tmp_path / "relay.db"))
+def open_test_store(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[StoreOpener]:
+    """Opens stores on one fresh database of ``backend``: each call a new connection to the
+    same data (another relay, or an operator's look). Every one is closed at the end."""
+    url = str(request.getfixturevalue("postgres_url")) if backend == "postgresql" else None
+    opener = StoreOpener(tmp_path / "relay.db", url)
+    yield opener
+    opener.close_all()
+
+
+@pytest.fixture
+def store_thread(open_test_store: StoreOpener) -> Iterator[StoreThread]:
+    """The store thread over a fresh database (of each backend), without an app around it."""
+    thread = StoreThread(open_test_store())
     yield thread
     thread.close()
 

@@ -4,10 +4,9 @@ retry decision at its edges, Message-ID stability."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from pathlib import Path
 
 import pytest
 from litestar.testing import TestClient
@@ -17,19 +16,18 @@ from relay.retry import GiveUp, RetryAt, RetryPolicy, decide
 from relay.routing import PlannedDelivery
 from relay.senders.slack import retry_after_seconds
 from relay.settings import EmailAction, Settings
-from relay.store import Intake, Store
+from relay.store import Intake
+from relay.store.opening import AnyStore
 from relay.worker import message_id
 from tests.conftest import TOKEN, sample
 from tests.support.holding_smtp import HoldingHandler
 from tests.support.smtp import SmtpServer
-from tests.support.store import deliveries
+from tests.support.store import StoreOpener, deliveries
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(tmp_path / "relay.db")
-    yield opened
-    opened.close()
+def store(open_test_store: StoreOpener) -> AnyStore:
+    return open_test_store()
 
 
 def intake(channel_id: int = 1, category: str = "missed", text: str = "") -> Intake:
@@ -46,7 +44,7 @@ def intake(channel_id: int = 1, category: str = "missed", text: str = "") -> Int
     )
 
 
-def test_an_interrupted_send_is_requeued_and_counted(store: Store) -> None:
+def test_an_interrupted_send_is_requeued_and_counted(store: AnyStore) -> None:
     store.accept(intake(), now=100)
     [claimed] = store.claim_due(10, now=100)
     assert claimed.attempts == 1
@@ -59,7 +57,7 @@ def test_an_interrupted_send_is_requeued_and_counted(store: Store) -> None:
     assert again.attempts == 2
 
 
-def test_a_claim_takes_only_what_admit_accepts_and_leaves_the_rest_queued(store: Store) -> None:
+def test_a_claim_takes_only_what_admit_accepts_and_leaves_the_rest_queued(store: AnyStore) -> None:
     for n in range(1, 6):
         store.accept(intake(channel_id=n), now=100 + n)
     offered: list[str] = []
@@ -78,7 +76,7 @@ def test_a_claim_takes_only_what_admit_accepts_and_leaves_the_rest_queued(store:
     assert store.next_due_at(after=105) is None
 
 
-def test_a_released_send_goes_back_untouched(store: Store) -> None:
+def test_a_released_send_goes_back_untouched(store: AnyStore) -> None:
     store.accept(intake(), now=100)
     [claimed] = store.claim_due(10, now=100)
     store.release([claimed.id], now=150)
@@ -93,7 +91,7 @@ def test_a_released_send_goes_back_untouched(store: Store) -> None:
     assert (row.status, row.attempts, row.last_error) == ("retrying", 1, "451 later")
 
 
-def test_versions_plan_each_action_once_per_category(store: Store) -> None:
+def test_versions_plan_each_action_once_per_category(store: AnyStore) -> None:
     first = store.accept(intake(text="a"))
     same = store.accept(intake(text="a"))
     changed = store.accept(intake(text="b"))

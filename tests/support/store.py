@@ -2,12 +2,43 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from relay.app import database_path
 from relay.classify import Category
 from relay.settings import Settings
 from relay.store import STATUSES, DeliveryRow, Intake, QuarantineRow, Store
+from relay.store.opening import AnyStore
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+class StoreOpener:
+    """Opens stores on one database: SQLite at ``path``, or PostgreSQL at ``url`` if given.
+    Keyword arguments go to ``PostgresStore`` (holder, lease_seconds)."""
+
+    def __init__(self, path: Path, url: str | None) -> None:
+        self.path, self.url = path, url
+        self._opened: list[AnyStore] = []
+
+    @property
+    def backend(self) -> str:
+        return "sqlite" if self.url is None else "postgresql"
+
+    def __call__(self, **options: Any) -> AnyStore:
+        if self.url is None:
+            store: AnyStore = Store(self.path)
+        else:
+            from relay.store.postgres import PostgresStore  # noqa: PLC0415 - psycopg when used
+
+            store = PostgresStore(self.url, **options)
+        self._opened.append(store)
+        return store
+
+    def close_all(self) -> None:
+        for store in self._opened:
+            store.close()
 
 
 def deliveries(settings: Settings) -> list[DeliveryRow]:
