@@ -26,7 +26,8 @@ from relay.senders.smtp_pool import close_pools
 from relay.senders.webhook import WebhookSender
 from relay.settings import Settings, SlackSettings, SmtpSettings
 from relay.snapshot import Snapshot, build_renderers, template_problems
-from relay.store import Store
+from relay.store import opening
+from relay.store.opening import describe, open_store
 from relay.storethread import StoreThread
 from relay.worker import Observer, Worker
 
@@ -34,7 +35,8 @@ log = logging.getLogger(__name__)
 
 
 def database_path(settings: Settings) -> Path:
-    return Path(settings.storage.state_dir) / "relay.db"
+    """The SQLite store's file (unused, but still named, with a PostgreSQL ``[storage] url``)."""
+    return opening.database_path(settings)
 
 
 def outbox_path(settings: Settings) -> Path:
@@ -112,8 +114,9 @@ def build_worker(runtime: Runtime, store: StoreThread, observe: Observer | None 
 
 def check_store(settings: Settings) -> None:
     """Open the database (creating it if new) and check its integrity (``PRAGMA quick_check``);
-    StoreError naming the file and the problem if it is damaged."""
-    Store(database_path(settings), check=True).close()
+    StoreError naming the file and the problem if it is damaged, or the PostgreSQL database
+    if it cannot be reached."""
+    open_store(settings, check=True).close()
 
 
 def create_app(
@@ -132,7 +135,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        store = StoreThread(Store(database_path(settings)))
+        store = StoreThread(open_store(settings, relay=True))
         worker = build_worker(runtime, store, observe=runtime.metrics.delivery)
         runtime._store, runtime._worker = store, worker
         worker.start()
@@ -141,7 +144,9 @@ def create_app(
             if reload_asked is not None and reload_asked.is_set():
                 log.info("SIGHUP received while starting: reloading the settings now")
                 reloader.request()
-        log.info("relay started: state in %s", settings.storage.state_dir)
+        log.info(
+            "relay started: state in %s, store %s", settings.storage.state_dir, describe(settings)
+        )
         try:
             yield
         finally:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from types import FrameType
 
     from relay.settings import Settings
-    from relay.store import Store
+    from relay.store.opening import AnyStore
 
 config_option = click.option(
     "--config",
@@ -253,15 +253,14 @@ def send_test(config_path: Path | None, to: str, channel: str | None) -> None:
         sys.exit(1)
 
 
-def _open_store(settings: Settings) -> Store:
-    from relay.app import database_path  # noqa: PLC0415
-    from relay.store import Store  # noqa: PLC0415
+def _open_store(settings: Settings) -> AnyStore:
+    from relay.store.opening import database_path, open_store, postgres_url  # noqa: PLC0415
 
     path = database_path(settings)
-    if not path.exists():
+    if postgres_url(settings) is None and not path.exists():
         raise click.ClickException(f"no store at {path} (has the relay run with this config?)")
     try:
-        return Store(path, check=True)
+        return open_store(settings, check=True)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -433,20 +432,26 @@ def purge(config_path: Path | None, days: float | None) -> None:
     days = settings.storage.retention_days if days is None else days
     store = _open_store(settings)
     cutoff = time.time() - days * 86400
-    ids = store.conversations_older_than(cutoff)
-    batch = 500
-    outbox = OutboxSender(outbox_path(settings))
-    files = 0
-    console = Console(stderr=True)
-    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task("purging", total=len(ids))
-        for start in range(0, len(ids), batch):
-            chunk = ids[start : start + batch]
-            files += outbox.remove(store.delivery_ids_of(chunk))
-            store.purge(chunk)
-            progress.advance(task, len(chunk))
-    dropped = store.purge_quarantine_older_than(cutoff)
-    store.checkpoint()
+    # Once across the relays sharing a PostgreSQL database: another one purging now is enough.
+    with store.exclusive("purge") as mine:
+        if not mine:
+            store.close()
+            click.echo("another relay is purging this store now; nothing to do")
+            return
+        ids = store.conversations_older_than(cutoff)
+        batch = 500
+        outbox = OutboxSender(outbox_path(settings))
+        files = 0
+        console = Console(stderr=True)
+        with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+            task = bar.add_task("purging", total=len(ids))
+            for start in range(0, len(ids), batch):
+                chunk = ids[start : start + batch]
+                files += outbox.remove(store.delivery_ids_of(chunk))
+                store.purge(chunk)
+                bar.advance(task, len(chunk))
+        dropped = store.purge_quarantine_older_than(cutoff)
+        store.checkpoint()
     store.close()
     click.echo(
         f"purged {len(ids)} conversations, {files} outbox files and {dropped} quarantined"

@@ -67,11 +67,18 @@ def fake_slack() -> Iterator[FakeSlack]:
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path) -> Callable[..., Settings]:
-    """Settings with a temp state dir; keyword sections override (e.g. smtp={...})."""
+def make_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., Settings]:
+    """Settings with a temp state dir; keyword sections override (e.g. smtp={...}). In a test
+    that uses the ``backend`` fixture, the store is that backend's (a fresh PostgreSQL
+    database for "postgresql")."""
+    url = None
+    if "backend" in request.fixturenames and request.getfixturevalue("backend") == "postgresql":
+        url = str(request.getfixturevalue("postgres_url"))
 
     def make(**sections: Any) -> Settings:
         data: dict[str, Any] = base_sections(tmp_path / "state")
+        if url is not None:
+            data["storage"]["url"] = url
         for key, value in sections.items():
             if isinstance(value, dict) and isinstance(data.get(key), dict):
                 data[key] = {**data[key], **value}

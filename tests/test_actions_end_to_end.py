@@ -24,6 +24,9 @@ from tests.support.slack import FakeSlack
 from tests.support.smtp import SmtpServer
 from tests.support.webhook import Answer, FakeEndpoint
 
+# The store and the worker on each backend (tests/conftest.py: backend).
+pytestmark = pytest.mark.usefixtures("backend")
+
 SECRET = "shared-secret-for-tests"
 
 

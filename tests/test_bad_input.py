@@ -15,6 +15,9 @@ from relay.store import Store
 from tests.conftest import TOKEN
 from tests.support.store import deliveries, quarantine
 
+# The store and the worker on each backend (tests/conftest.py: backend).
+pytestmark = pytest.mark.usefixtures("backend")
+
 HOOK = f"/hooks/smartsupp/{TOKEN}"
 DEEP = (
     b'{"accountId":1,"channel":{"id":2},"visitor":{"variables":{"v":{"value":'

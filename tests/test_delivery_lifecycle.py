@@ -24,6 +24,9 @@ from tests.support.holding_smtp import HoldingHandler
 from tests.support.smtp import SmtpServer
 from tests.support.store import StoreOpener, deliveries
 
+# The store and the worker on each backend (tests/conftest.py: backend).
+pytestmark = pytest.mark.usefixtures("backend")
+
 
 @pytest.fixture
 def store(open_test_store: StoreOpener) -> AnyStore:

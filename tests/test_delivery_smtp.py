@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from litestar.testing import TestClient
 
@@ -20,6 +21,9 @@ from tests.support.app import runtime, wait_settled
 from tests.support.config import write_config
 from tests.support.smtp import RecordingHandler, SmtpServer, free_port
 from tests.support.store import deliveries
+
+# The store and the worker on each backend (tests/conftest.py: backend).
+pytestmark = pytest.mark.usefixtures("backend")
 
 HOOK = f"/hooks/smartsupp/{TOKEN}"
 

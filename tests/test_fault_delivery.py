@@ -28,6 +28,9 @@ from tests.support.slack import FakeSlack, Reply
 from tests.support.smtp import SmtpServer
 from tests.support.store import deliveries
 
+# The store and the worker on each backend (tests/conftest.py: backend).
+pytestmark = pytest.mark.usefixtures("backend")
+
 EVERYWHERE = {
     "name": "everything",
     "actions": [

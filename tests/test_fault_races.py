@@ -29,6 +29,9 @@ from tests.support.process import RelayProcess
 from tests.support.smtp import SmtpServer, free_port
 from tests.support.store import bare_intake, deliveries
 
+# The store and the worker on each backend (tests/conftest.py: backend).
+pytestmark = pytest.mark.usefixtures("backend")
+
 HOOK = f"/hooks/smartsupp/{TOKEN}"
 
 

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app, database_path
 from relay.health import StoreState, evaluate
 from relay.settings import Settings
+from relay.store.opening import postgres_url
 from tests.conftest import TOKEN, body, sample
 from tests.support.app import runtime, wait_settled
 from tests.support.smtp import SmtpServer
+
+# The store and the worker on each backend (tests/conftest.py: backend).
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 def missed() -> bytes:
@@ -102,17 +108,57 @@ def test_not_ready_while_the_backlog_is_stale_and_ready_once_it_drains(
         assert client.get("/readyz").status_code == 200
 
 
-def test_not_ready_when_the_store_cannot_write(make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(health={"probe_timeout_seconds": 0.5})
-    with TestClient(create_app(settings)) as client:
-        # Another process holds the database's write lock (as a long `relay purge` would).
+@contextlib.contextmanager
+def write_lock_held(settings: Settings, backend: str) -> Iterator[None]:
+    """Another connection holds what the store's write probe needs: SQLite's write lock, or on
+    PostgreSQL the probe's table."""
+    if backend == "sqlite":
         other = sqlite3.connect(database_path(settings), isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
         try:
-            response = client.get("/readyz")
+            yield
         finally:
             other.execute("ROLLBACK")
             other.close()
+        return
+    url = postgres_url(settings)
+    assert url is not None
+    with psycopg.connect(url) as conn, conn.transaction():
+        conn.execute("LOCK TABLE health_probe IN EXCLUSIVE MODE")
+        yield
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_readiness_follows_the_postgresql_connection(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    url = postgres_url(settings)
+    assert url is not None
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").status_code == 200
+        with psycopg.connect(url, autocommit=True) as admin:  # the server drops the relay
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert checks(response)["store"] is False
+        # The next probe opens a new connection: ready again, and intake works.
+        assert client.get("/readyz").status_code == 200
+        posted = client.post(f"/hooks/smartsupp/{TOKEN}", content=missed())
+        assert posted.status_code == 200, posted.text
+
+
+def test_not_ready_when_the_store_cannot_write(
+    make_settings: Callable[..., Settings], backend: str
+) -> None:
+    settings = make_settings(health={"probe_timeout_seconds": 0.5})
+    with TestClient(create_app(settings)) as client:
+        # Another process holds the database's write lock (as a long `relay purge` would).
+        with write_lock_held(settings, backend):
+            response = client.get("/readyz")
         assert response.status_code == 503
         assert checks(response) == {"store": False, "worker": True, "backlog": False}
         assert response.json()["checks"]["store"]["detail"] == (

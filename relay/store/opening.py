@@ -2,11 +2,75 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 from relay.store import Store
 
 if TYPE_CHECKING:
+    from relay.settings import Settings
     from relay.store.postgres import PostgresStore
 
 AnyStore: TypeAlias = "Store | PostgresStore"
+
+# This relay's name in a shared queue, kept in its state directory so a restart recovers
+# what it held: <state_dir>/relay-id.
+IDENTITY_FILE = "relay-id"
+
+
+def database_path(settings: Settings) -> Path:
+    return Path(settings.storage.state_dir) / "relay.db"
+
+
+def postgres_url(settings: Settings) -> str | None:
+    """The PostgreSQL URL the settings name (without a separate password), or None: SQLite."""
+    url = settings.storage.url
+    return None if url is None else url.get_secret_value()
+
+
+def describe(settings: Settings) -> str:
+    """Where the store is, as logs and the CLI show it (no password)."""
+    url = postgres_url(settings)
+    if url is None:
+        return str(database_path(settings))
+    from relay.store.pgconnect import redacted  # noqa: PLC0415 - psycopg only when used
+
+    return redacted(url)
+
+
+def relay_identity(state_dir: Path) -> str:
+    """This relay's holder name, made once and kept in ``<state_dir>/relay-id``."""
+    path = state_dir / IDENTITY_FILE
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    state_dir.mkdir(parents=True, exist_ok=True)
+    made = uuid.uuid4().hex
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as file:
+        file.write(made + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+    return made
+
+
+def open_store(settings: Settings, *, check: bool = False, relay: bool = False) -> AnyStore:
+    """The store the settings name, opened (and migrated). ``relay``: opened by ``relay serve``,
+    which claims deliveries under this state directory's identity; ``check``: run the engine's
+    integrity check (SQLite). StoreError naming the store if it cannot be used."""
+    url = postgres_url(settings)
+    if url is None:
+        return Store(database_path(settings), check=check)
+    from relay.store.postgres import PostgresStore  # noqa: PLC0415 - psycopg only when used
+
+    storage = settings.storage
+    return PostgresStore(
+        url,
+        password=None if storage.password is None else storage.password.get_secret_value(),
+        holder=relay_identity(Path(storage.state_dir)) if relay else None,
+        lease_seconds=storage.lease_seconds,
+        check=check,
+    )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from relay.routing import PlannedDelivery
@@ -171,6 +172,13 @@ class OperatorOps(StoreBase):
 
     def vacuum(self) -> None:
         self._conn.execute("VACUUM")
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Work that must run once at a time (purge): one SQLite file has one relay, and its
+        writes are serialised by the file's lock, so this always holds (``name`` unused)."""
+        del name
+        yield True
 
     def writable(self, now: float | None = None) -> bool:
         """True if a row of the database file can be written and committed (fsync'd) now."""

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from relay.app import database_path
 from relay.classify import Category
 from relay.settings import Settings
 from relay.store import STATUSES, DeliveryRow, Intake, QuarantineRow, Store
-from relay.store.opening import AnyStore
+from relay.store.opening import AnyStore, database_path, open_store, postgres_url
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -42,7 +43,7 @@ class StoreOpener:
 
 
 def deliveries(settings: Settings) -> list[DeliveryRow]:
-    store = Store(database_path(settings))
+    store = open_store(settings)
     try:
         return store.deliveries(STATUSES)
     finally:
@@ -50,11 +51,26 @@ def deliveries(settings: Settings) -> list[DeliveryRow]:
 
 
 def quarantine(settings: Settings) -> list[QuarantineRow]:
-    store = Store(database_path(settings))
+    store = open_store(settings)
     try:
         return store.quarantined(limit=10_000)
     finally:
         store.close()
+
+
+def count_rows(settings: Settings, table: str) -> int:
+    """Rows of a store table, read through a connection of the test's own (either backend)."""
+    query = f"SELECT COUNT(*) FROM {table}"  # noqa: S608 -- the tests' fixed table names
+    url = postgres_url(settings)
+    if url is None:
+        with closing(sqlite3.connect(database_path(settings))) as db:
+            return int(db.execute(query).fetchone()[0])
+    import psycopg  # noqa: PLC0415 - only for PostgreSQL
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute(query.encode()).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def bare_intake(n: int, raw: Any = b"{}") -> Intake:

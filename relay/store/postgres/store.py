@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
 from relay.errors import StoreError
@@ -57,11 +58,13 @@ class PostgresStore:
         self,
         url: str,
         *,
+        password: str | None = None,
         holder: str | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         check: bool = False,
     ) -> None:
         self.url = url
+        self._password = password
         self.where = f"the database {redacted(url)}"
         self.holder = holder or uuid.uuid4().hex
         self.lease_seconds = lease_seconds
@@ -79,7 +82,10 @@ class PostgresStore:
 
     def _connect(self) -> Connection:
         try:
-            conn = connect(self.url)
+            conninfo = self.url
+            if self._password is not None:
+                conninfo = make_conninfo(self.url, password=self._password)
+            conn = connect(conninfo)
         except psycopg.Error as exc:
             raise StoreError(f"{self.where} cannot be opened: {exc}") from None
         # Statements outside transaction() commit on their own; transaction() is BEGIN ...
