@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -27,7 +28,7 @@ from relay.senders.webhook import WebhookSender
 from relay.settings import Settings, SlackSettings, SmtpSettings
 from relay.snapshot import Snapshot, build_renderers, template_problems
 from relay.store import opening
-from relay.store.opening import describe, open_store
+from relay.store.opening import describe, open_store, wake_on_new_work
 from relay.storethread import StoreThread
 from relay.worker import Observer, Worker
 
@@ -137,6 +138,10 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         store = StoreThread(open_store(settings, relay=True))
         worker = build_worker(runtime, store, observe=runtime.metrics.delivery)
+        loop = asyncio.get_running_loop()
+        # Another relay's intake (PostgreSQL) wakes this worker too; the store stops listening
+        # when it is closed, below, while this loop still runs.
+        wake_on_new_work(store.store, lambda: loop.call_soon_threadsafe(worker.wake))
         runtime._store, runtime._worker = store, worker
         worker.start()
         if reloader is not None:

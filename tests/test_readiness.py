@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -132,19 +133,32 @@ def write_lock_held(settings: Settings, backend: str) -> Iterator[None]:
 def test_readiness_follows_the_postgresql_connection(
     make_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_settings()
+    settings = make_settings(health={"probe_timeout_seconds": 5})
     url = postgres_url(settings)
     assert url is not None
+    name = urlsplit(url).path.lstrip("/")
+    maintenance = urlunsplit(urlsplit(url)._replace(path="/postgres"))
+
+    def allow_connections(allowed: bool) -> None:
+        with psycopg.connect(maintenance, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allowed).lower()}')
+            if not allowed:  # and the server drops the relay's connections
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (name,),
+                )
+
     with TestClient(create_app(settings)) as client:
         assert client.get("/readyz").status_code == 200
-        with psycopg.connect(url, autocommit=True) as admin:  # the server drops the relay
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        response = client.get("/readyz")
-        assert response.status_code == 503
-        assert checks(response)["store"] is False
+        allow_connections(False)
+        try:
+            response = client.get("/readyz")
+            assert response.status_code == 503
+            assert checks(response)["store"] is False
+            refused = client.post(f"/hooks/smartsupp/{TOKEN}", content=missed())
+            assert refused.status_code == 503
+        finally:
+            allow_connections(True)
         # The next probe opens a new connection: ready again, and intake works.
         assert client.get("/readyz").status_code == 200
         posted = client.post(f"/hooks/smartsupp/{TOKEN}", content=missed())

@@ -4,6 +4,7 @@ duplicates and versions decided by constraints under concurrency, versioned migr
 from __future__ import annotations
 
 import json
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -163,3 +164,38 @@ def test_purge_runs_on_one_relay_at_a_time(relays: Callable[[], PostgresStore]) 
             assert not also
     with second.exclusive("purge") as held:
         assert held
+
+
+def test_intake_and_retry_now_wake_every_listening_relay(
+    relays: Callable[[], PostgresStore],
+) -> None:
+    idle, busy = relays(), relays()
+    woken: queue.SimpleQueue[str] = queue.SimpleQueue()
+    listener = idle.listen(lambda: woken.put("woken"))
+    assert listener.listening.wait(10)
+    assert woken.get(timeout=10) == "woken"  # on connecting: whatever came meanwhile is due
+    busy.accept(intake(1), now=100)
+    assert woken.get(timeout=10) == "woken"
+    [claimed] = busy.claim_due(1, now=100)
+    busy.mark_dead(claimed.id, "550 no such user", now=101)
+    assert busy.retry_now([claimed.id], now=102) == 1
+    assert woken.get(timeout=10) == "woken"
+    assert [c.id for c in idle.claim_due(1, now=102)] == [claimed.id]
+
+
+def test_a_listener_listens_again_after_losing_the_server(
+    relays: Callable[[], PostgresStore], postgres_url: str
+) -> None:
+    idle, busy = relays(), relays()
+    woken: queue.SimpleQueue[str] = queue.SimpleQueue()
+    listener = idle.listen(lambda: woken.put("woken"))
+    assert woken.get(timeout=10) == "woken"
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE query LIKE 'LISTEN %' AND pid <> pg_backend_pid()"
+        )
+    assert woken.get(timeout=10) == "woken"  # connected again
+    assert listener.listening.wait(10)
+    busy.accept(intake(1), now=100)
+    assert woken.get(timeout=10) == "woken"

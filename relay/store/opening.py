@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -74,3 +75,10 @@ def open_store(settings: Settings, *, check: bool = False, relay: bool = False) 
         lease_seconds=storage.lease_seconds,
         check=check,
     )
+
+
+def wake_on_new_work(store: AnyStore, wake: Callable[[], object]) -> None:
+    """Call ``wake`` (from another thread) when another relay sharing the store commits new due
+    deliveries. A SQLite store has one relay, whose intake wakes its worker itself."""
+    if not isinstance(store, Store):
+        store.listen(wake)

@@ -5,6 +5,7 @@ from __future__ import annotations
 # The channel intake and retry_now notify when something became due, and relays listen on.
 CHANNEL = "relay_deliveries"
 NOTIFY = "SELECT pg_notify('relay_deliveries', '')"
+NOTIFY_PAYLOAD = "SELECT pg_notify('relay_deliveries', %s)"
 
 # -- intake ------------------------------------------------------------------------------------
 # The next version is computed inside the INSERT; a conflict on (conv_key, content_hash) is an

@@ -19,6 +19,7 @@ from relay.routing import PlannedDelivery
 from relay.store.base import ACTIVE, COUNTED
 from relay.store.pgconnect import connect, redacted
 from relay.store.postgres import queries as q
+from relay.store.postgres.listen import Listener
 from relay.store.postgres.schema import migrate
 from relay.store.records import (
     Accepted,
@@ -69,6 +70,7 @@ class PostgresStore:
         self.holder = holder or uuid.uuid4().hex
         self.lease_seconds = lease_seconds
         self._tokens: dict[int, str] = {}  # delivery id -> the token of this relay's claim
+        self._listener: Listener | None = None
         self._conn = self._connect()
         try:
             migrate(self._conn, self.where)
@@ -80,12 +82,15 @@ class PostgresStore:
             raise StoreError(f"{self.where} cannot be used: {exc}") from None
         del check  # PostgreSQL checks its own pages (data checksums); nothing to run here
 
+    @property
+    def _conninfo(self) -> str:
+        if self._password is None:
+            return self.url
+        return make_conninfo(self.url, password=self._password)
+
     def _connect(self) -> Connection:
         try:
-            conninfo = self.url
-            if self._password is not None:
-                conninfo = make_conninfo(self.url, password=self._password)
-            conn = connect(conninfo)
+            conn = connect(self._conninfo)
         except psycopg.Error as exc:
             raise StoreError(f"{self.where} cannot be opened: {exc}") from None
         # Statements outside transaction() commit on their own; transaction() is BEGIN ...
@@ -94,7 +99,19 @@ class PostgresStore:
         return conn
 
     def close(self) -> None:
+        if self._listener is not None:
+            conn = self._conn
+            self._listener.stop(lambda payload: conn.execute(q.NOTIFY_PAYLOAD, (payload,)))
+            self._listener = None
         self._conn.close()
+
+    def listen(self, wake: Callable[[], object]) -> Listener:
+        """Call ``wake`` (from another thread) whenever any relay on this database commits new
+        due deliveries: LISTEN on a connection of its own until ``close``."""
+        if self._listener is None:
+            self._listener = Listener(self._conninfo, self.where, wake)
+            self._listener.start()
+        return self._listener
 
     def file_problem(self) -> str | None:
         """No local file to lose: the server keeps the data (see ``writable``)."""
