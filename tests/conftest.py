@@ -98,6 +98,15 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def storage_section(backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The [storage] keys that select ``backend``: none for SQLite, the URL of a fresh
+    PostgreSQL database (for tests that write a config file rather than use make_settings)."""
+    if backend == "postgresql":
+        return {"url": str(request.getfixturevalue("postgres_url"))}
+    return {}
+
+
+@pytest.fixture
 def open_test_store(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[StoreOpener]:

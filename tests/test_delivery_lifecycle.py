@@ -24,9 +24,6 @@ from tests.support.holding_smtp import HoldingHandler
 from tests.support.smtp import SmtpServer
 from tests.support.store import StoreOpener, deliveries
 
-# The store and the worker on each backend (tests/conftest.py: backend).
-pytestmark = pytest.mark.usefixtures("backend")
-
 
 @pytest.fixture
 def store(open_test_store: StoreOpener) -> AnyStore:
@@ -112,6 +109,7 @@ def test_message_id_is_stable_per_conversation_action_and_category() -> None:
     assert message_id(key, "x@shop.test") != message_id(key.replace("missed", "offline"), "x@s.t")
 
 
+@pytest.mark.usefixtures("backend")  # on each store
 def test_shutdown_grace_expiry_releases_the_in_flight_send_and_a_restart_delivers_it(
     make_settings: Callable[..., Settings],
 ) -> None:

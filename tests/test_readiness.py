@@ -21,9 +21,6 @@ from tests.conftest import TOKEN, body, sample
 from tests.support.app import runtime, wait_settled
 from tests.support.smtp import SmtpServer
 
-# The store and the worker on each backend (tests/conftest.py: backend).
-pytestmark = pytest.mark.usefixtures("backend")
-
 
 def missed() -> bytes:
     data = sample("v1")
@@ -35,6 +32,7 @@ def checks(response: Any) -> dict[str, bool]:
     return {name: check["ok"] for name, check in response.json()["checks"].items()}
 
 
+@pytest.mark.usefixtures("backend")  # on each store
 def test_ready_when_all_is_well(make_settings: Callable[..., Settings]) -> None:
     with TestClient(create_app(make_settings())) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
@@ -63,6 +61,7 @@ def test_ready_when_all_is_well(make_settings: Callable[..., Settings]) -> None:
     }
 
 
+@pytest.mark.usefixtures("backend")  # on each store
 def test_not_ready_when_the_worker_is_stopped(make_settings: Callable[..., Settings]) -> None:
     with TestClient(create_app(make_settings())) as client:
         assert client.get("/readyz").status_code == 200
@@ -76,6 +75,7 @@ def test_not_ready_when_the_worker_is_stopped(make_settings: Callable[..., Setti
         assert client.get("/healthz").status_code == 200
 
 
+@pytest.mark.usefixtures("backend")  # on each store
 def test_not_ready_while_the_backlog_is_stale_and_ready_once_it_drains(
     make_settings: Callable[..., Settings], smtp_server: SmtpServer
 ) -> None:
@@ -130,6 +130,7 @@ def write_lock_held(settings: Settings, backend: str) -> Iterator[None]:
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.usefixtures("backend")  # on each store
 def test_readiness_follows_the_postgresql_connection(
     make_settings: Callable[..., Settings],
 ) -> None:
@@ -165,6 +166,7 @@ def test_readiness_follows_the_postgresql_connection(
         assert posted.status_code == 200, posted.text
 
 
+@pytest.mark.usefixtures("backend")  # on each store
 def test_not_ready_when_the_store_cannot_write(
     make_settings: Callable[..., Settings], backend: str
 ) -> None:
