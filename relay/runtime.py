@@ -22,6 +22,7 @@ from relay.routing import Decision, explain
 from relay.rules import RuleSet
 from relay.settings import Settings
 from relay.snapshot import Snapshot
+from relay.store.opening import lease_counts
 from relay.storethread import StoreThread
 from relay.worker import Worker
 
@@ -120,6 +121,10 @@ class Runtime:
         """Set the queue gauges from the store (at scrape time). TimeoutError if it is stuck."""
         state = await store_state(self.store, self.settings.health.probe_timeout_seconds)
         self.metrics.set_queue(state.counts, backlog_age(state, self.clock()))
+        now = self.clock()
+        leases = await self.store.call(lambda store: lease_counts(store, now))
+        if leases is not None:
+            self.metrics.set_leases(leases)
 
 
 def client_address(peer: str | None, forwarded: str, trusted: Sequence[Network]) -> str | None:

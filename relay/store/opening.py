@@ -82,3 +82,8 @@ def wake_on_new_work(store: AnyStore, wake: Callable[[], object]) -> None:
     deliveries. A SQLite store has one relay, whose intake wakes its worker itself."""
     if not isinstance(store, Store):
         store.listen(wake)
+
+
+def lease_counts(store: AnyStore, now: float) -> dict[str, int] | None:
+    """Deliveries being sent, by lease (PostgreSQL), or None: a SQLite store has no leases."""
+    return None if isinstance(store, Store) else store.leases(now)

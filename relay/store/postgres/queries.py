@@ -63,6 +63,27 @@ DUE_PAGE = (
     " AND (next_attempt_at, id) > (%(at)s, %(id)s)"
     " ORDER BY next_attempt_at, id LIMIT %(page)s FOR UPDATE SKIP LOCKED"
 )
+# With ``admit`` (per-destination limits) the candidates are read without a lock, and only
+# those admitted are locked (LOCK_CHOSEN): a delivery this relay has no room for stays free
+# for another relay's claim meanwhile.
+EXPIRED_SCAN = (
+    "SELECT id, action, next_attempt_at FROM deliveries"
+    " WHERE status = 'sending' AND claimed_until <= %(now)s"
+    " AND (next_attempt_at, id) > (%(at)s, %(id)s)"
+    " ORDER BY next_attempt_at, id LIMIT %(page)s"
+)
+DUE_SCAN = (
+    "SELECT id, action, next_attempt_at FROM deliveries"
+    " WHERE status IN ('pending', 'retrying') AND next_attempt_at <= %(now)s"
+    " AND (next_attempt_at, id) > (%(at)s, %(id)s)"
+    " ORDER BY next_attempt_at, id LIMIT %(page)s"
+)
+LOCK_CHOSEN = (
+    "SELECT id FROM deliveries WHERE id = ANY(%(ids)s)"
+    " AND ((status IN ('pending', 'retrying') AND next_attempt_at <= %(now)s)"
+    " OR (status = 'sending' AND claimed_until <= %(now)s))"
+    " FOR UPDATE SKIP LOCKED"
+)
 # A claim is a lease: the holder, its token and the expiry. Taking over an expired lease notes
 # the interrupted attempt in last_error, as recover_claimed does.
 CLAIM = (
@@ -106,6 +127,14 @@ RELEASE = (
     " attempts = attempts - 1, next_attempt_at = %(now)s, updated_at = %(now)s,"
     " claimed_by = NULL, claim_token = NULL, claimed_until = NULL"
     " WHERE id = %(id)s AND status = 'sending' AND claim_token = %(token)s"
+)
+
+# The leases of 'sending' deliveries: this relay's, other relays' live ones, and expired ones
+# (held by a relay that stopped answering; the next claim takes them).
+LEASES = (
+    "SELECT CASE WHEN claimed_until <= %(now)s THEN 'expired'"
+    " WHEN claimed_by = %(holder)s THEN 'this_relay' ELSE 'other_relays' END, COUNT(*)"
+    " FROM deliveries WHERE status = 'sending' GROUP BY 1"
 )
 
 # -- operator ----------------------------------------------------------------------------------

@@ -40,6 +40,8 @@ CLAIM_PAGE = 256
 VERSION_ATTEMPTS = 20
 
 Connection = psycopg.Connection[TupleRow]
+# What leases() counts: held by this relay, held by other relays, expired (their holder died).
+LEASE_STATES = ("this_relay", "other_relays", "expired")
 
 
 def _recipients(done: Sequence[str]) -> str:
@@ -318,9 +320,28 @@ class PostgresStore:
         limit: int,
         admit: Callable[[dict[str, Any]], bool] | None,
     ) -> list[int]:
-        """The ids to claim, locked: expired leases first, then due deliveries, in order."""
+        """The ids to claim, locked: expired leases first, then due deliveries, in order.
+        Without ``admit`` the first ``limit`` unlocked rows are locked as they are read; with
+        it the candidates are read, offered to ``admit``, and only the admitted locked."""
+        if admit is None:
+            return PostgresStore._scan(db, now, limit, None, (q.EXPIRED_PAGE, q.DUE_PAGE))
+        chosen = PostgresStore._scan(db, now, limit, admit, (q.EXPIRED_SCAN, q.DUE_SCAN))
+        if not chosen:
+            return []
+        rows = db.execute(q.LOCK_CHOSEN, {"ids": chosen, "now": now}).fetchall()
+        locked = {int(row[0]) for row in rows}
+        return [i for i in chosen if i in locked]  # less if another relay claimed one meanwhile
+
+    @staticmethod
+    def _scan(
+        db: Connection,
+        now: float,
+        limit: int,
+        admit: Callable[[dict[str, Any]], bool] | None,
+        queries: tuple[str, str],
+    ) -> list[int]:
         ids: list[int] = []
-        for query in (q.EXPIRED_PAGE, q.DUE_PAGE):
+        for query in queries:
             at, last = float("-inf"), 0
             while len(ids) < limit:
                 page = CLAIM_PAGE if admit is not None else limit - len(ids)
@@ -354,8 +375,13 @@ class PostgresStore:
         """Record an outcome only while this relay still holds the delivery: once its lease
         expired and another relay claimed it, that relay's outcome is the one that counts."""
         token = self._tokens.pop(delivery_id, None)
-        with self._transaction() as db:
-            cur = db.execute(query, {**params, "id": delivery_id, "token": token})
+        try:
+            with self._transaction() as db:
+                cur = db.execute(query, {**params, "id": delivery_id, "token": token})
+        except BaseException:
+            if token is not None:  # not recorded: the worker tries again with the same claim
+                self._tokens[delivery_id] = token
+            raise
         if cur.rowcount == 0:
             log.warning(
                 "delivery %d: outcome not recorded, this relay no longer holds it (its lease"
@@ -397,6 +423,13 @@ class PostgresStore:
             for delivery_id in delivery_ids:
                 token = self._tokens.pop(delivery_id, None)
                 db.execute(q.RELEASE, {"now": now, "id": delivery_id, "token": token})
+
+    def leases(self, now: float | None = None) -> dict[str, int]:
+        """'sending' deliveries by lease: ``LEASE_STATES``."""
+        now = time.time() if now is None else now
+        rows = self._read().execute(q.LEASES, {"now": now, "holder": self.holder}).fetchall()
+        found = {str(state): int(count) for state, count in rows}
+        return {state: found.get(state, 0) for state in LEASE_STATES}
 
     # -- operator ------------------------------------------------------------------------------
 
