@@ -199,3 +199,26 @@ def test_a_listener_listens_again_after_losing_the_server(
     assert listener.listening.wait(10)
     busy.accept(intake(1), now=100)
     assert woken.get(timeout=10) == "woken"
+
+
+def test_a_claim_in_progress_is_skipped_not_waited_for(
+    relays: Callable[[], PostgresStore],
+) -> None:
+    first, second = relays(), relays()
+    for n in range(3):
+        first.accept(intake(n), now=100 + n)
+    with first.batch():  # the first relay's claim is not committed yet
+        [taken] = first.claim_due(1, now=200)
+        others = second.claim_due(10, now=200)  # SKIP LOCKED: no wait, no double claim
+        assert taken.id not in {c.id for c in others}
+        assert len(others) == 2
+
+
+def test_deliveries_a_claim_does_not_admit_stay_free_for_other_relays(
+    relays: Callable[[], PostgresStore],
+) -> None:
+    first, second = relays(), relays()
+    first.accept(intake(1), now=100)
+    with first.batch():
+        assert first.claim_due(10, now=200, admit=lambda action: False) == []
+        assert len(second.claim_due(10, now=200)) == 1  # not locked by the refusal
