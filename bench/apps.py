@@ -36,10 +36,10 @@ def relay_app() -> Litestar:
     """Factory for servers that import the app by name (the relay needs its settings first)."""
     # The bare app must not import the relay, hence the local imports.
     from relay.app import create_app  # noqa: PLC0415
-    from relay.logs import configure_logging  # noqa: PLC0415
-    from relay.settings import load_settings  # noqa: PLC0415
+    from relay.config.settings import load_settings  # noqa: PLC0415
+    from relay.ops.logs import configure_logging  # noqa: PLC0415
     from relay.store import Accepted, Intake  # noqa: PLC0415
-    from relay.storethread import StoreThread  # noqa: PLC0415
+    from relay.store.storethread import StoreThread  # noqa: PLC0415
 
     settings = load_settings()
     configure_logging(settings.logging)

@@ -220,10 +220,10 @@ class SmtpSink:
 
 def queue_conversations(settings: Any, count: int, first_channel: int = 1) -> int:
     """Store ``count`` new conversations with their planned deliveries exactly as the hook's
-    request path prepares them (relay.api.prepare), without the HTTP server. Returns the
+    request path prepares them (relay.intake.http.prepare), without the HTTP server. Returns the
     number of deliveries planned."""
-    from relay.api import prepare  # noqa: PLC0415 -- keep `common` importable without the relay
     from relay.app import build_snapshot, database_path  # noqa: PLC0415 -- as above
+    from relay.intake.http import prepare  # noqa: PLC0415 -- keep `common` importable without the relay
     from relay.runtime import Runtime  # noqa: PLC0415 -- as above
     from relay.store import Intake, Store  # noqa: PLC0415 -- as above
 

@@ -35,14 +35,14 @@ import aiosmtplib
 from common import SmtpSink, machine, median, queue_conversations
 
 from relay.app import build_snapshot, build_worker, database_path
+from relay.config.settings import Settings
+from relay.delivery.worker import render_delivery
+from relay.model.content import EmailContent
 from relay.runtime import Runtime
-from relay.senders.base import EmailContent
-from relay.senders.smtp_pool import close_pools
-from relay.settings import Settings
+from relay.senders.registry import SenderRegistry
 from relay.snapshot import Snapshot
 from relay.store import ClaimedDelivery, Store
-from relay.storethread import StoreThread
-from relay.worker import render_delivery
+from relay.store.storethread import StoreThread
 
 RECIPIENT = "team@example.test"
 
@@ -59,13 +59,14 @@ def settings_for(state: Path, port: int, concurrency: int) -> Settings:
 
 async def run_worker(settings: Settings) -> float:
     store = StoreThread(Store(database_path(settings)))
-    worker = build_worker(Runtime(snapshot=build_snapshot(settings)), store)
+    senders = SenderRegistry()
+    worker = build_worker(Runtime(build_snapshot(settings, senders), senders=senders), store)
     started = time.perf_counter()
     worker.start()
     await worker.settled()
     elapsed = time.perf_counter() - started
     await worker.stop(5)
-    await close_pools()
+    await senders.close()
     counts = await store.call(lambda s: s.counts())
     store.close()
     if counts["sent"] == 0 or any(counts[k] for k in ("pending", "sending", "retrying", "dead")):

@@ -1,4 +1,5 @@
-"""Regenerate docs/screenshots/<category>.png: the English HTML email per category in Chromium.
+"""Regenerate docs/screenshots/<case>-<width>.png: the HTML email in Chromium at 1280 and 375 px
+for each category, a right-to-left visitor and an anonymous one.
 
 Usage: .venv/bin/python bench/screenshots.py [--locale en]
 """
@@ -6,21 +7,59 @@ Usage: .venv/bin/python bench/screenshots.py [--locale en]
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from relay.classify import Category  # noqa: E402 -- after the sys.path set-up above
+from relay.intake.payload import parse  # noqa: E402 -- as above
+from relay.model.category import Category  # noqa: E402 -- after the sys.path set-up above
 from tests.conftest_render import (  # noqa: E402 -- after the sys.path set-up above
     EMAIL_ACTION,
     MESSAGE_ID,
-    conversation_for,
+    category_body,
     renderer_for,
 )
 from tests.test_render_screenshot import chromium, screenshot  # noqa: E402 -- as above
+
+WIDTHS = {1280: 1400, 375: 1600}  # window width: height
+# An example deployment's link back to the conversation (render.conversation_url).
+CONVERSATION_URL = "https://app.smartsupp.example/conversations/{chat_id}"
+
+
+def rtl_body() -> dict[str, Any]:
+    data = category_body(Category.MISSED)
+    name = "محمد العلي"
+    data["visitor"].update(name=name, city="الرياض", country="Saudi Arabia", countryCode="SA")
+    for message in data["messages"]:
+        if message["type"] == "visitor":
+            message["name"] = name
+    data["messages"][1]["content"] = (
+        "مرحبا، أريد طلب الباقة الاحترافية. اتصل بي على +966 50 123 4567"
+    )
+    return data
+
+
+def anonymous_body() -> dict[str, Any]:
+    data = category_body(Category.OFFLINE)
+    data["visitor"].update(name=None, email=None, note=None)
+    data["messages"][0].update(name=None, email=None)
+    data["messages"][0]["content"] = (
+        "Your checkout fails with <b>error 502</b> when I pay by card, see "
+        "https://shop.example/checkout?step=3 — please fix it, I tried three times."
+    )
+    return data
+
+
+def cases() -> dict[str, tuple[dict[str, Any], Category]]:
+    found = {category.value: (category_body(category), category) for category in Category}
+    found["rtl"] = (rtl_body(), Category.MISSED)
+    found["anonymous"] = (anonymous_body(), Category.OFFLINE)
+    return found
 
 
 def main() -> None:
@@ -32,20 +71,21 @@ def main() -> None:
     if binary is None:
         raise SystemExit("chromium is not installed")
     arguments.out.mkdir(parents=True, exist_ok=True)
-    renderer = renderer_for(arguments.locale)
+    renderer = renderer_for(arguments.locale, conversation_url=CONVERSATION_URL)
+    suffix = "" if arguments.locale == "en" else f".{arguments.locale}"
     with tempfile.TemporaryDirectory() as scratch:
-        for category in Category:
-            content = renderer.email(
-                conversation_for(category), category, EMAIL_ACTION, message_id=MESSAGE_ID
-            )
+        for name, (data, category) in cases().items():
+            conversation = parse(json.dumps(data).encode())
+            content = renderer.email(conversation, category, EMAIL_ACTION, message_id=MESSAGE_ID)
             html_part = content.message.get_body(("html",))
             assert html_part is not None
-            page = Path(scratch) / f"{category.value}.html"
+            page = Path(scratch) / f"{name}.html"
             page.write_text(str(html_part.get_content()), encoding="utf-8")
-            suffix = "" if arguments.locale == "en" else f".{arguments.locale}"
-            png = arguments.out / f"{category.value}{suffix}.png"
-            screenshot(page, png, Path(scratch) / "profile", binary)
-            print(f"wrote {png.relative_to(ROOT)}")
+            for width, height in WIDTHS.items():
+                png = arguments.out / f"{name}-{width}{suffix}.png"
+                profile = Path(scratch) / "profile"
+                screenshot(page, png, profile, binary, (width, height))
+                print(f"wrote {png.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from relay.app import create_app
-    from relay.settings import Settings, load_settings
+    from relay.config.settings import Settings, load_settings
 
 __all__ = ["Settings", "create_app", "load_settings"]
 
@@ -18,7 +18,7 @@ def __getattr__(name: str) -> Any:
 
         return create_app
     if name in ("Settings", "load_settings"):
-        from relay import settings  # noqa: PLC0415
+        from relay.config import settings  # noqa: PLC0415
 
         return getattr(settings, name)
     raise AttributeError(f"module 'relay' has no attribute {name!r}")

@@ -7,30 +7,25 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from litestar import Litestar
 
-from relay.api import MetricsController, build_handlers
-from relay.errors import ConfigError
-from relay.logs import RequestIdMiddleware, StdlibLogging, quiet_http_clients
+from relay.config.settings import Settings
+from relay.delivery.retry import RetryPolicy
+from relay.delivery.worker import Observer, Worker
+from relay.intake.http import MetricsController, build_handlers
+from relay.model.errors import ConfigError
+from relay.ops.logs import RequestIdMiddleware, StdlibLogging, quiet_http_clients
 from relay.reload import Reloader
-from relay.renderpool import RenderPool
-from relay.retry import RetryPolicy
+from relay.render.pool import RenderPool
 from relay.runtime import Runtime, hook_token
-from relay.senders.archive import ArchiveSender
-from relay.senders.base import Sender
-from relay.senders.outbox import OutboxSender
-from relay.senders.slack import SlackSender
-from relay.senders.smtp import SmtpSender
-from relay.senders.smtp_pool import close_pools
-from relay.senders.webhook import WebhookSender
-from relay.settings import Settings, SlackSettings, SmtpSettings
+from relay.senders.registry import SenderRegistry
 from relay.snapshot import Snapshot, build_renderers, template_problems
 from relay.store import opening
 from relay.store.opening import describe, open_store, wake_on_new_work
-from relay.storethread import StoreThread
-from relay.worker import Observer, Worker
+from relay.store.storethread import StoreThread
 
 log = logging.getLogger(__name__)
 
@@ -40,43 +35,10 @@ def database_path(settings: Settings) -> Path:
     return opening.database_path(settings)
 
 
-def outbox_path(settings: Settings) -> Path:
-    return Path(settings.storage.state_dir) / "outbox"
-
-
-def _slack_configured(slack: SlackSettings) -> bool:
-    return slack.token is not None or slack.webhook_url is not None
-
-
-def build_senders(settings: Settings) -> dict[str, Sender]:
-    """Senders by ``relay.actions.sender_key``: "email", "slack", "webhook", "archive" for the
-    default destinations, "email:NAME", "slack:NAME", "webhook:NAME" for named ones. SMTP and
-    Slack where configured; the local outbox directory for whatever is not."""
-    outbox = OutboxSender(outbox_path(settings))
-
-    def email(smtp: SmtpSettings) -> Sender:
-        if not smtp.host:
-            return outbox
-        return SmtpSender(smtp, pool_size=settings.delivery.concurrency)
-
-    def slack(config: SlackSettings) -> Sender:
-        return SlackSender(config) if _slack_configured(config) else outbox
-
-    named = settings.destinations
-    return {
-        "email": email(settings.smtp),
-        "slack": slack(settings.slack),
-        "webhook": WebhookSender(),
-        "archive": ArchiveSender(Path(settings.storage.state_dir)),
-        **{f"email:{name}": email(smtp) for name, smtp in named.smtp.items()},
-        **{f"slack:{name}": slack(config) for name, config in named.slack.items()},
-        **{f"webhook:{name}": WebhookSender(hook) for name, hook in named.webhook.items()},
-    }
-
-
-def build_snapshot(settings: Settings) -> Snapshot:
+def build_snapshot(settings: Settings, senders: SenderRegistry | None = None) -> Snapshot:
     """Everything the request path and the worker build from settings; raises ConfigError
-    (bad render settings, or templates that do not render) without side effects."""
+    (bad render settings, or templates that do not render) without side effects.
+    ``senders``: the running relay's registry (a snapshot alone gets its own)."""
     renderers = build_renderers(settings)
     problems = template_problems(settings, renderers.values())
     if problems:
@@ -85,7 +47,7 @@ def build_snapshot(settings: Settings) -> Snapshot:
         settings=settings,
         rules=settings.rule_set,
         hook_token=hook_token(settings),
-        senders=build_senders(settings),
+        senders=(SenderRegistry() if senders is None else senders).build(settings),
         renderers=renderers,
     )
 
@@ -129,10 +91,12 @@ def create_app(
     """``reload``: how to read the settings again; with it, SIGHUP reloads them.
     ``reload_asked``: set when a SIGHUP came before the reloader was installed (during start);
     that reload then runs as soon as it is."""
-    quiet_http_clients()  # webhook URLs can carry credentials; see relay.urls
-    runtime = Runtime(snapshot=build_snapshot(settings))
+    quiet_http_clients()  # webhook URLs can carry credentials; see relay.model.urls
+    senders = SenderRegistry()
+    runtime = Runtime(snapshot=build_snapshot(settings, senders), senders=senders)
     check_store(settings)
-    reloader = Reloader(runtime, reload, build_snapshot) if reload is not None else None
+    rebuild = partial(build_snapshot, senders=senders)
+    reloader = Reloader(runtime, reload, rebuild) if reload is not None else None
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -140,9 +104,9 @@ def create_app(
         worker = build_worker(runtime, store, observe=runtime.metrics.delivery)
         loop = asyncio.get_running_loop()
         # Another relay's intake (PostgreSQL) wakes this worker too; the store stops listening
-        # when it is closed, below, while this loop still runs.
+        # when it is closed, while this loop still runs.
         wake_on_new_work(store.store, lambda: loop.call_soon_threadsafe(worker.wake))
-        runtime._store, runtime._worker = store, worker
+        runtime.attach(store, worker)
         worker.start()
         if reloader is not None:
             reloader.install()
@@ -157,12 +121,9 @@ def create_app(
         finally:
             if reloader is not None:
                 reloader.uninstall()
-            await worker.stop(settings.delivery.shutdown_grace_seconds)
-            await close_pools()
-            store.close()
+            await runtime.close(settings.delivery.shutdown_grace_seconds)
             if (counted := runtime.wrong_tokens.flush()) is not None:
                 log.warning("%s", counted)
-            runtime._store = runtime._worker = None
             log.info("relay stopped")
 
     # No per-request HTTP metrics middleware: it cost about an eighth of the hook's CPU time

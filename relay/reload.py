@@ -14,8 +14,8 @@ import logging
 import signal
 from collections.abc import Callable
 
+from relay.config.settings import Settings, SlackSettings, SmtpSettings
 from relay.runtime import Runtime
-from relay.settings import Settings, SlackSettings, SmtpSettings
 from relay.snapshot import Snapshot
 
 log = logging.getLogger(__name__)

@@ -13,18 +13,15 @@ from typing import Any, TypeAlias
 
 from litestar import Request
 
-from relay.classify import Category
-from relay.conversation import Conversation
-from relay.health import Readiness, backlog_age, readiness, store_state
-from relay.logthrottle import Throttle
-from relay.metrics import Metrics
-from relay.routing import Decision, explain
-from relay.rules import RuleSet
-from relay.settings import Settings
+from relay.config.settings import Settings
+from relay.delivery.worker import Worker
+from relay.ops.health import Readiness, backlog_age, readiness, store_state
+from relay.ops.logthrottle import Throttle
+from relay.ops.metrics import Metrics
+from relay.senders.registry import SenderRegistry
 from relay.snapshot import Snapshot
 from relay.store.opening import lease_counts
-from relay.storethread import StoreThread
-from relay.worker import Worker
+from relay.store.storethread import StoreThread
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +58,25 @@ class Runtime:
             "hook called with a wrong token", "hook calls with a wrong token"
         )
     )
+    # Owns what senders share across reloads (SMTP connections); closed with the runtime.
+    senders: SenderRegistry = field(default_factory=SenderRegistry)
     _store: StoreThread | None = None
     _worker: Worker | None = None
+
+    def attach(self, store: StoreThread, worker: Worker) -> None:
+        """The app started: requests use this store and wake this worker until ``close``."""
+        self._store, self._worker = store, worker
+
+    async def close(self, grace_seconds: float) -> None:
+        """The app is stopping: stop the worker (in-flight sends get ``grace_seconds``), close
+        the senders' connections and the store."""
+        worker, store = self._worker, self._store
+        if worker is not None:
+            await worker.stop(grace_seconds)
+        await self.senders.close()
+        if store is not None:
+            store.close()
+        self._store = self._worker = None
 
     @property
     def settings(self) -> Settings:
@@ -71,14 +85,6 @@ class Runtime:
     @property
     def hook_token(self) -> str:
         return self.snapshot.hook_token
-
-    @property
-    def rules(self) -> RuleSet:
-        return self.snapshot.rules
-
-    def route(self, conversation: Conversation, category: Category) -> Decision:
-        """Route with the current rules at the current time."""
-        return explain(conversation, category, self.snapshot.rules, now=self.clock())
 
     @property
     def store(self) -> StoreThread:

@@ -8,10 +8,10 @@ import resource
 import socket
 from typing import TYPE_CHECKING, Any
 
-from relay.settings import ServerSettings
+from relay.config.settings import ServerSettings
 
 if TYPE_CHECKING:
-    from relay.connections import ConnectionGuard
+    from relay.intake.connections import ConnectionGuard
 
 log = logging.getLogger("relay")
 
@@ -49,7 +49,7 @@ def run_server(
     defaults)."""
     import uvicorn  # noqa: PLC0415 -- only serving needs the server
 
-    from relay.connections import BusyLogFilter  # noqa: PLC0415 -- imports uvicorn
+    from relay.intake.connections import BusyLogFilter  # noqa: PLC0415 -- imports uvicorn
 
     limits = server or ServerSettings()
     guard = connection_guard(limits)
@@ -86,7 +86,7 @@ def run_server(
 
 def connection_guard(server: ServerSettings) -> ConnectionGuard:
     """The guard for ``server``'s limits, lowered to what the open-file limit allows."""
-    from relay.connections import ConnectionGuard, connection_limits  # noqa: PLC0415 -- as above
+    from relay.intake.connections import ConnectionGuard, connection_limits  # noqa: PLC0415 -- as above
 
     open_files = _open_file_limit()
     cap, concurrency = connection_limits(

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from relay.render import Renderer
-from relay.rules import EmailAction, RuleSet, SlackAction
+from relay.config.settings import Settings
+from relay.render.renderer import Renderer
+from relay.routing.rules import AnyAction, EmailAction, RuleSet, SlackAction
 from relay.senders.base import Sender
-from relay.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -20,11 +20,12 @@ class Snapshot:
     settings: Settings
     rules: RuleSet
     hook_token: str
-    senders: Mapping[str, Sender]  # by ``relay.actions.sender_key``
+    senders: Mapping[str, Sender]  # by ``relay.senders.registry.sender_key``
     renderers: Mapping[str, Renderer]  # by From address
 
-    def from_address(self, action: EmailAction) -> str:
-        if action.destination is None:
+    def from_address(self, action: AnyAction) -> str:
+        """The From address ``action`` renders with: its mail destination's, else the default."""
+        if not isinstance(action, EmailAction) or action.destination is None:
             return self.settings.smtp.from_address
         return self.settings.destinations.smtp[action.destination].from_address
 

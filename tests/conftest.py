@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from relay.settings import Settings
-from relay.storethread import StoreThread
+from relay.config.settings import Settings
+from relay.store.storethread import StoreThread
 from tests.support.slack import FakeSlack
 from tests.support.smtp import RecordingHandler, SmtpServer
 from tests.support.store import BACKENDS, StoreOpener

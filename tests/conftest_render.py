@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from relay.classify import Category, classify
-from relay.conversation import Conversation
-from relay.payload import parse
-from relay.render import Renderer
-from relay.settings import EmailAction, RenderSettings, SlackAction
+from relay.config.settings import EmailAction, RenderSettings, SlackAction
+from relay.intake.payload import parse
+from relay.model.category import Category, classify
+from relay.model.conversation import Conversation
+from relay.render.renderer import Renderer
 
 SAMPLE_V1 = Path(__file__).resolve().parent / "samples" / "doc-example-v1.json"
 FROM_ADDRESS = "Smartsupp relay <relay@relay.example>"
@@ -20,6 +21,8 @@ LOCALES = ("en", "cs", "de")
 TIMEZONES = {"en": "Europe/London", "cs": "Europe/Prague", "de": "Europe/Berlin"}
 EMAIL_ACTION = EmailAction(type="email", to=["sales@shop.example"], cc=["lead@shop.example"])
 SLACK_ACTION = SlackAction(type="slack", channel="#chats")
+# The Date header is the send time: a fixed clock keeps snapshots stable.
+SEND_TIME = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 
 
 def v1() -> dict[str, Any]:
@@ -71,11 +74,11 @@ def conversation_for(category: Category) -> Conversation:
     return conversation
 
 
-def renderer_for(locale: str = "en") -> Renderer:
+def renderer_for(locale: str = "en", **render: Any) -> Renderer:
     settings = RenderSettings.model_validate(
-        {"locale": locale, "timezone": TIMEZONES.get(locale, "UTC")}
+        {"locale": locale, "timezone": TIMEZONES.get(locale, "UTC"), **render}
     )
-    return Renderer(settings, from_address=FROM_ADDRESS)
+    return Renderer(settings, from_address=FROM_ADDRESS, clock=lambda: SEND_TIME)
 
 
 def long_conversation(count: int = 2000) -> Conversation:

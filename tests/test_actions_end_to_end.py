@@ -14,9 +14,9 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
+from relay.config.settings import Settings
+from relay.model.content import ArchiveContent
 from relay.senders.archive import ArchiveSender
-from relay.senders.base import ArchiveContent
-from relay.settings import Settings
 from relay.store import DeliveryRow
 from tests.conftest import TOKEN, body, sample
 from tests.support.app import runtime, wait_settled

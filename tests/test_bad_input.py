@@ -9,7 +9,7 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.settings import Settings
+from relay.config.settings import Settings
 from tests.conftest import TOKEN
 from tests.support.store import StoreOpener, deliveries, quarantine
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from relay.classify import Category, classify
-from relay.payload import parse
+from relay.intake.payload import parse
+from relay.model.category import Category, classify
 
 
 def conv(**channel: object) -> bytes:

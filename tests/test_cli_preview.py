@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from relay.cli import main
+from relay.cli.main import main
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 

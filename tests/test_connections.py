@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from relay.connections import RESERVED_FILES, RateLimitedLog, connection_limits
-from relay.errors import ConfigError
+from relay.config.settings import Settings, load_settings
+from relay.intake.connections import RESERVED_FILES, RateLimitedLog, connection_limits
+from relay.model.errors import ConfigError
 from relay.reload import restart_only_changes
-from relay.settings import Settings, load_settings
 from tests.conftest import TOKEN, body, sample
 from tests.support.server import RelayProcess, write_config
 from tests.support.smtp import free_port

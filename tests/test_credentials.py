@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from pydantic import BaseModel, SecretStr
 
-from relay.cli import main
-from relay.errors import ConfigError
-from relay.settings import Settings, load_settings
+from relay.cli.main import main
+from relay.config.settings import Settings, load_settings
+from relay.model.errors import ConfigError
 
 # Destinations declared in the settings file; their secrets come from credential files.
 # "helpDesk" checks that names keep their case.
@@ -29,8 +29,31 @@ password = "in-the-file"  # credential files override it
 api_url = "http://127.0.0.1:9/api"
 [destinations.webhook.helpDesk]
 url = "http://127.0.0.1:9/hook"
+[destinations.hubspot.sales]
+token = "in-the-file"
+[destinations.pipedrive.sales]
+api_token = "in-the-file"
+[destinations.freshdesk.support]
+api_url = "http://127.0.0.1:9"
+api_key = "in-the-file"
+[destinations.zendesk.support]
+api_url = "http://127.0.0.1:9"
+email = "agent@shop.test"
+api_token = "in-the-file"
+[destinations.teams.support]
+timeout_seconds = 5
 """
-NAMES = {"smtp": "billing", "slack": "ops", "webhook": "helpDesk"}
+
+NAMES = {
+    "smtp": "billing",
+    "slack": "ops",
+    "webhook": "helpDesk",
+    "hubspot": "sales",
+    "pipedrive": "sales",
+    "freshdesk": "support",
+    "zendesk": "support",
+    "teams": "support",
+}
 
 
 def secret_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -89,6 +112,13 @@ def test_the_walk_finds_top_level_and_named_destination_secrets() -> None:
         "destinations__slack__ops__token",
         "destinations__slack__ops__webhook_url",
         "destinations__webhook__helpDesk__secret",
+        "destinations__hubspot__sales__token",
+        "destinations__pipedrive__sales__api_token",
+        "destinations__freshdesk__support__api_key",
+        "destinations__zendesk__support__api_token",
+        "smtp__oauth2_client_secret",
+        "teams__webhook_url",
+        "destinations__teams__support__webhook_url",
     } <= paths
 
 
@@ -236,7 +266,7 @@ def test_every_file_name_in_the_deploy_guide_sets_its_setting(
     assert "destinations__smtp__billing__password" in names
     config = tmp_path / "guide.toml"
     config.write_text(
-        "[destinations.smtp.billing]\n[destinations.slack.ops]\n"
+        "[destinations.smtp.billing]\n[destinations.slack.ops]\n[destinations.teams.support]\n"
         '[destinations.webhook.helpdesk]\nurl = "https://h.test/"\n',
         encoding="utf-8",
     )

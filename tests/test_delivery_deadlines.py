@@ -13,7 +13,7 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.settings import Settings
+from relay.config.settings import Settings
 from tests.conftest import TOKEN, sample
 from tests.support.app import runtime
 from tests.support.drip import DripServer

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.cli import main
-from relay.settings import Settings
+from relay.cli.main import main
+from relay.config.settings import Settings
 from tests.conftest import TOKEN, sample
 from tests.support.app import runtime, wait_settled
 from tests.support.config import write_config

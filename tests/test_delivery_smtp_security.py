@@ -19,11 +19,12 @@ from aiosmtpd.smtp import AuthResult
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.errors import PermanentDeliveryError
-from relay.senders.base import EmailContent
+from relay.config.settings import Settings
+from relay.model.content import EmailContent
+from relay.model.errors import PermanentDeliveryError
 from relay.senders.outbox import OutboxSender
 from relay.senders.smtp import SmtpSender
-from relay.settings import Settings
+from relay.senders.smtp_pool import SmtpPools
 from tests.conftest import TOKEN, sample
 from tests.support.app import wait_settled
 from tests.support.smtp import RecordingHandler, SmtpServer, free_port
@@ -36,7 +37,7 @@ FORGED_FROM = "=?utf-8?q?Eve=0D=0AFrom:_CEO_<ceo@example.com>?="
 FORGED_BCC = "=?utf-8?q?x=0D=0ABcc:_v@evil.test?="
 SENT_HEADERS = [
     "from", "to", "reply-to", "subject", "date", "message-id", "in-reply-to", "references",
-    "auto-submitted", "content-type", "mime-version",
+    "auto-submitted", "x-auto-response-suppress", "content-type", "mime-version",
 ]  # fmt: skip
 
 
@@ -184,7 +185,8 @@ def test_a_message_that_flattens_to_other_headers_is_refused(
 ) -> None:
     """Defence in depth: whatever the header values, the bytes are checked before sending."""
     settings = make_settings(smtp={"host": "127.0.0.1", "port": smtp_server.port})
-    sender = SmtpSender(settings.smtp)
+    pools = SmtpPools()  # closed below, as a running relay's sender registry closes its own
+    sender = SmtpSender(settings.smtp, pools=pools)
     outbox = OutboxSender(tmp_path / "outbox")
     content = EmailContent(forged_message(f"Hi {FORGED_BCC}"), recipients=("sales@shop.test",))
 
@@ -195,6 +197,7 @@ def test_a_message_that_flattens_to_other_headers_is_refused(
                 await target.send(content, delivery_id=1)
             except PermanentDeliveryError as exc:
                 refusals.append(exc)
+        await pools.close()
         return refusals
 
     refusals = asyncio.run(attempt())
@@ -206,7 +209,12 @@ def test_a_message_that_flattens_to_other_headers_is_refused(
 
     # The same check lets a clean message through, unchanged.
     clean = EmailContent(forged_message("Hi there"), recipients=("sales@shop.test",))
-    asyncio.run(sender.send(clean, delivery_id=2))
+
+    async def send_clean() -> None:
+        await sender.send(clean, delivery_id=2)
+        await pools.close()
+
+    asyncio.run(send_clean())
     [received] = smtp_server.handler.wait_for(1)
     assert header_names(received.data) == [
         "from", "to", "subject", "content-type", "content-transfer-encoding", "mime-version"

@@ -17,7 +17,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.settings import Settings
+from relay.config.settings import Settings
 from tests.conftest import TOKEN, sample
 from tests.support.app import wait_settled
 from tests.support.smtp import RecordingHandler, free_port

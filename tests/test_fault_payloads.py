@@ -10,13 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relay.classify import classify
-from relay.conversation import Conversation
-from relay.errors import PayloadError
-from relay.payload import content_hash, parse
-from relay.render import Renderer
-from relay.routing import explain
-from relay.settings import EmailAction, RenderSettings, Settings, SlackAction
+from relay.config.settings import EmailAction, RenderSettings, Settings, SlackAction
+from relay.intake.payload import content_hash, parse
+from relay.model.category import classify
+from relay.model.conversation import Conversation
+from relay.model.errors import PayloadError
+from relay.render.renderer import Renderer
+from relay.routing.decide import explain
 from tests.conftest import sample
 
 # Deterministic (same examples every run, no example database) and quick.

@@ -19,9 +19,10 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.settings import Settings
-from relay.store.opening import AnyStore, open_store
-from relay.storethread import StoreThread
+from relay.config.settings import Settings
+from relay.store import StoreProtocol
+from relay.store.opening import open_store
+from relay.store.storethread import StoreThread
 from tests.conftest import TOKEN, sample
 from tests.support.app import wait_settled
 from tests.support.config import write_config
@@ -107,7 +108,7 @@ async def test_one_failing_intake_does_not_fail_the_others_in_its_group_commit(
 ) -> None:
     inside, gate = threading.Event(), threading.Event()
 
-    def hold(_: AnyStore) -> bool:
+    def hold(_: StoreProtocol) -> bool:
         inside.set()
         return gate.wait(10)
 

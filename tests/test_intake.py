@@ -10,7 +10,7 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.settings import Settings
+from relay.config.settings import Settings
 from tests.conftest import TOKEN, body, sample
 from tests.support.store import count_rows
 

@@ -14,8 +14,8 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.logs import configure_logging, under_journald
-from relay.settings import LoggingSettings, Settings
+from relay.config.settings import LoggingSettings, Settings
+from relay.ops.logs import configure_logging, under_journald
 from tests.conftest import TOKEN, body, sample
 from tests.support.app import wait_settled
 from tests.support.smtp import SmtpServer

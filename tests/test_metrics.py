@@ -13,12 +13,13 @@ from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from relay.app import create_app, database_path
-from relay.routing import PlannedDelivery
-from relay.settings import EmailAction, Settings
+from relay.config.settings import Settings
+from relay.routing.decide import PlannedDelivery
+from relay.routing.rules import EmailAction
 from relay.store import Intake, Store
 from relay.store.opening import postgres_url
 from relay.store.postgres import PostgresStore
-from relay.storethread import StoreThread
+from relay.store.storethread import StoreThread
 from tests.conftest import TOKEN, body, sample
 from tests.support.app import runtime, wait_settled
 from tests.support.holding_smtp import HoldingHandler
@@ -144,13 +145,13 @@ def test_metrics_answer_503_not_500_when_the_store_fails(
     settings = make_settings()
     with TestClient(create_app(settings)) as client:
         rt = runtime(client)
-        healthy = rt._store
+        healthy, worker = rt.store, rt.worker
         damaged = StoreThread(DamagedQueue(database_path(settings)))
-        rt._store = damaged
+        rt.attach(damaged, worker)
         try:
             response = client.get("/metrics")
         finally:
-            rt._store = healthy
+            rt.attach(healthy, worker)
             damaged.close()
         assert response.status_code == 503
         assert response.text == "the store failed: DatabaseError\n"
@@ -210,7 +211,6 @@ def email_intake(n: int) -> Intake:
     action = EmailAction(type="email", to=["sales@localhost"])
     return Intake(
         raw=b"{}",
-        parsed=b"{}",
         conv_key=f"9-{n}",
         account_id=9,
         channel_id=n,
@@ -218,3 +218,16 @@ def email_intake(n: int) -> Intake:
         category="missed",
         planned=(PlannedDelivery(rule="r", action=action),),
     )
+
+
+def test_delivery_series_start_at_zero_for_every_action_type_including_teams(
+    make_settings: Callable[..., Settings],
+) -> None:
+    with TestClient(create_app(make_settings())) as client:
+        samples = scrape(client)
+    name = "relay_deliveries_total"
+    for channel in ("email", "slack", "webhook", "archive", "teams"):
+        for outcome in ("sent", "outbox", "retry", "dead"):
+            labels = frozenset({("channel", channel), ("outcome", outcome)})
+            assert (name, labels) in samples, (channel, outcome)
+            assert samples[(name, labels)] == 0

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from relay.cli import main
-from relay.routing import PlannedDelivery
-from relay.settings import EmailAction
+from relay.routing.decide import PlannedDelivery
+from relay.routing.rules import EmailAction
 from relay.store import STATUSES, Intake, Store
 from relay.store.postgres import PostgresStore
 from tests.support.config import write_config
@@ -22,7 +22,6 @@ def intake(n: int) -> Intake:
     actions = [EmailAction(type="email", to=[f"team{k}@shop.test"]) for k in range(2)]
     return Intake(
         raw=json.dumps({"accountId": 7, "channel": {"id": n}}).encode(),
-        parsed=b'{"n": %d}' % n,
         conv_key=f"7-{n}",
         account_id=7,
         channel_id=n,
@@ -42,6 +41,7 @@ def sqlite_store(state: Path) -> Store:
     for k, delivery in enumerate(claimed):
         match k % 5:
             case 0:
+                store.record_external_ref(delivery.id, f"crm-{delivery.id}")
                 store.mark_sent(delivery.id, now=201)
             case 1:
                 store.mark_sent(delivery.id, now=201, sent_to="outbox")
@@ -64,6 +64,8 @@ def test_a_sqlite_store_is_copied_with_every_state(tmp_path: Path, postgres_url:
     source = sqlite_store(Path(settings.storage.state_dir))
     expected = source.deliveries(STATUSES, limit=10_000)
     expected_quarantine = source.quarantined(limit=100)
+    refs = {row.id: source.known_external_ref(row.id) for row in expected}
+    assert sum(ref is not None for ref in refs.values()) == 4
     raws = [source.conversation_raw(n) for n in range(1, 31)]
     source.close()
 
@@ -81,6 +83,7 @@ def test_a_sqlite_store_is_copied_with_every_state(tmp_path: Path, postgres_url:
         assert target.deliveries(STATUSES, limit=10_000) == expected
         assert target.quarantined(limit=100) == expected_quarantine
         assert [target.conversation_raw(n) for n in range(1, 31)] == raws
+        assert {row.id: target.known_external_ref(row.id) for row in expected} == refs
         assert {row.status for row in expected} == set(STATUSES)
         # What a stopped relay left 'sending' is taken back by the first relay to start.
         sending = [row.id for row in expected if row.status == "sending"]

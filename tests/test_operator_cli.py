@@ -10,8 +10,8 @@ from click.testing import CliRunner, Result
 from litestar.testing import TestClient
 
 from relay.app import create_app, database_path
-from relay.cli import main
-from relay.settings import Settings
+from relay.cli.main import main
+from relay.config.settings import Settings
 from tests.conftest import TOKEN, sample
 from tests.support.app import wait_settled
 from tests.support.config import write_config

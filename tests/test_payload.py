@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from relay.conversation import SenderKind
-from relay.errors import PayloadError, PayloadTooLarge
-from relay.payload import content_hash, parse
+from relay.intake.payload import content_hash, parse
+from relay.model.conversation import SenderKind
+from relay.model.errors import PayloadError, PayloadTooLarge
 from tests.conftest import SAMPLES, body, sample
 
 

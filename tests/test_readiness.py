@@ -14,8 +14,8 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app, database_path
-from relay.health import StoreState, evaluate
-from relay.settings import Settings
+from relay.config.settings import Settings
+from relay.ops.health import StoreState, evaluate
 from relay.store.opening import postgres_url
 from tests.conftest import TOKEN, body, sample
 from tests.support.app import runtime, wait_settled

@@ -14,7 +14,7 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.settings import load_settings
+from relay.config.settings import load_settings
 from tests.conftest import SAMPLES, TOKEN
 from tests.support.app import wait_settled
 from tests.support.units import parse_unit, values

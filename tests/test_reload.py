@@ -22,9 +22,9 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import build_snapshot, create_app
+from relay.config.settings import Settings, load_settings
 from relay.reload import reload_runtime
 from relay.runtime import Runtime
-from relay.settings import Settings, load_settings
 from tests.conftest import TOKEN, body, sample
 from tests.support.app import runtime, wait_settled
 from tests.support.config import write_config
@@ -115,7 +115,7 @@ def test_reload_applies_a_valid_change_and_refuses_an_invalid_one(
 
         path.write_text(config_text(state, endpoint, "second"), encoding="utf-8")
         assert reload_runtime(rt, load, build_snapshot)
-        assert [r.name for r in rt.rules.rules] == ["second"]
+        assert [r.name for r in rt.snapshot.rules.rules] == ["second"]
         client.post(f"/hooks/smartsupp/{TOKEN}", content=conversation(2))
         assert endpoint.wait_for(2)[-1].path == "/second"
 

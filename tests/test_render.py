@@ -5,18 +5,20 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import re
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from relay.classify import Category, classify
-from relay.conversation import Channel, Conversation, Message
-from relay.errors import ConfigError
-from relay.payload import parse
-from relay.render import Renderer
-from relay.settings import EmailAction, RenderSettings, SlackAction
+from relay.config.settings import EmailAction, RenderSettings, SlackAction
+from relay.intake.payload import parse
+from relay.model.category import Category, classify
+from relay.model.conversation import Channel, Conversation, Message
+from relay.model.errors import ConfigError
+from relay.render.renderer import Renderer
 from tests.conftest_render import (
     EMAIL_ACTION,
     FROM_ADDRESS,
@@ -78,8 +80,13 @@ def test_email_headers_and_multipart_structure() -> None:
     assert content.recipients == ("sales@shop.example", "lead@shop.example", "audit@shop.example")
     assert message["Reply-To"] == "Dusan Kmet <dusan@domain.com>"
     assert message["Message-ID"] == MESSAGE_ID
-    assert message["Date"] == "Fri, 27 Mar 2015 15:34:36 +0000"
-    assert message["Subject"] == "[Missed chat] Dusan Kmet (CZ): Hello"
+    # The Date is when the email is sent (the renderer's clock), not the chat's 2015 end.
+    assert message["Date"] == "Fri, 20 Nov 2026 09:30:00 +0000"
+    assert message["X-Auto-Response-Suppress"] == "All"
+    # The bare greeting "Hello" is skipped for the visitor's first real message.
+    assert message["Subject"] == (
+        "[Missed chat] Dusan Kmet (CZ): Is anybody there? I would like to order the pro package."
+    )
     thread = message["References"]
     assert thread == message["In-Reply-To"]
     assert thread.startswith("<visitor.208.")
@@ -97,14 +104,17 @@ def test_emails_about_one_visitor_share_a_thread_id() -> None:
     assert len(threads) == 1
 
 
-def test_date_falls_back_to_begin_then_epoch() -> None:
-    renderer = renderer_for()
-    no_end = Conversation(account_id=1, channel=Channel(id=1), begin_at=86_400_000)
+def test_date_header_is_the_send_time_not_the_chat_time() -> None:
+    """The 2015 sample must not land in 2015 in the inbox: Date is when the email is made."""
+    sent = [datetime(2026, 1, 5, 8, 0, tzinfo=UTC), datetime(2026, 1, 5, 8, 7, 30, tzinfo=UTC)]
+    renderer = Renderer(RenderSettings(), from_address="Relay <r@shop.test>", clock=lambda: sent[0])
+    conversation = conversation_for(Category.NORMAL)
     bare = Conversation(account_id=1, channel=Channel(id=1))
-    date = renderer.email(no_end, Category.NORMAL, EMAIL_ACTION, message_id="<a@x>").message
-    epoch = renderer.email(bare, Category.NORMAL, EMAIL_ACTION, message_id="<b@x>").message
-    assert date["Date"] == "Fri, 02 Jan 1970 00:00:00 +0000"
-    assert epoch["Date"] == "Thu, 01 Jan 1970 00:00:00 +0000"
+    first = renderer.email(conversation, Category.NORMAL, EMAIL_ACTION, message_id="<a@x>")
+    sent.pop(0)
+    later = renderer.email(bare, Category.NORMAL, EMAIL_ACTION, message_id="<b@x>")
+    assert first.message["Date"] == "Mon, 05 Jan 2026 08:00:00 +0000"
+    assert later.message["Date"] == "Mon, 05 Jan 2026 08:07:30 +0000"
 
 
 def test_no_reply_to_without_a_valid_visitor_email() -> None:
@@ -258,7 +268,8 @@ def test_slack_content_cannot_mention_or_link() -> None:
         content = renderer.slack(item, category, SLACK_ACTION)
         texts = [content.text, *slack_texts(content.blocks)]
         for text in texts:
-            assert "<!" not in text
+            # Slack's own date tokens (<!date^…>) are the only "<!" the relay writes.
+            assert not re.search(r"<!(?!date\^\d+\^\{)", text)
             assert "<@" not in text
             assert "<https://evil" not in text
         assert any("&lt;!channel&gt;" in text for text in texts)

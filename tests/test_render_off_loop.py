@@ -7,18 +7,18 @@ import asyncio
 import json
 import multiprocessing
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.classify import Category
-from relay.conversation import Conversation
-from relay.render import Renderer
-from relay.senders.base import EmailContent
-from relay.settings import EmailAction, RenderSettings, Settings
+from relay.config.settings import EmailAction, RenderSettings, Settings
+from relay.model.category import Category
+from relay.model.content import EmailContent
+from relay.model.conversation import Conversation
+from relay.render.renderer import Renderer
 from tests.conftest import TOKEN, sample
 from tests.support.app import runtime
 from tests.support.smtp import SmtpServer
@@ -44,6 +44,7 @@ class WatchedRenderer(Renderer):
         action: EmailAction,
         *,
         message_id: str,
+        earlier: Sequence[tuple[str, float]] = (),
     ) -> EmailContent:
         try:
             asyncio.get_running_loop()
@@ -52,7 +53,7 @@ class WatchedRenderer(Renderer):
             self.on_a_loop.append(False)
         self.started.set()
         self.served_meanwhile.append(self.loop_served.wait(BOUND))
-        return super().email(conversation, category, action, message_id=message_id)
+        return super().email(conversation, category, action, message_id=message_id, earlier=earlier)
 
 
 def conversation(channel_id: int) -> bytes:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.classify import Category
+from relay.model.category import Category
 from tests.conftest_render import EMAIL_ACTION, MESSAGE_ID, conversation_for, renderer_for
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -25,8 +25,10 @@ def chromium() -> str | None:
     return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
 
 
-def screenshot(html: Path, png: Path, profile: Path, binary: str) -> None:
-    """Render ``html`` with headless Chromium, offline, into ``png``."""
+def screenshot(
+    html: Path, png: Path, profile: Path, binary: str, window: tuple[int, int] = WINDOW
+) -> None:
+    """Render ``html`` with headless Chromium, offline, into ``png`` (``window`` in px)."""
     subprocess.run(
         [
             binary,
@@ -41,7 +43,7 @@ def screenshot(html: Path, png: Path, profile: Path, binary: str) -> None:
             "--hide-scrollbars",
             f"--user-data-dir={profile}",
             f"--screenshot={png}",
-            f"--window-size={WINDOW[0]},{WINDOW[1]}",
+            f"--window-size={window[0]},{window[1]}",
             html.as_uri(),
         ],
         check=True,

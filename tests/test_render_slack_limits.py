@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from slack_sdk.models.blocks import Block
 
-from relay.classify import Category
-from relay.payload import parse
+from relay.intake.payload import parse
+from relay.model.category import Category
 from relay.render.slack import FALLBACK_LIMIT, HEADER_LIMIT, MAX_BLOCKS, SECTION_LIMIT
 from tests.conftest_render import SLACK_ACTION, category_body, long_conversation, renderer_for
 

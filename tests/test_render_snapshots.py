@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.classify import Category
+from relay.model.category import Category
 from tests.conftest_render import (
     EMAIL_ACTION,
     LOCALES,
@@ -24,7 +24,18 @@ from tests.conftest_render import (
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
 UPDATE = os.environ.get("RELAY_UPDATE_SNAPSHOTS") == "1"
-SHOWN_HEADERS = ("From", "To", "Cc", "Reply-To", "Subject", "Date", "Message-ID", "References")
+SHOWN_HEADERS = (
+    "From",
+    "To",
+    "Cc",
+    "Reply-To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "References",
+    "Auto-Submitted",
+    "X-Auto-Response-Suppress",
+)
 
 
 def compare(path: Path, actual: str) -> None:

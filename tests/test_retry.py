@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relay.retry import GiveUp, RetryAt, RetryPolicy, backoff, decide
+from relay.delivery.retry import GiveUp, RetryAt, RetryPolicy, backoff, decide
 from relay.senders.base import retry_after_seconds
 
 POLICY = RetryPolicy(initial_seconds=1, max_seconds=900, max_age_seconds=3 * 86400)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from relay.cli import main
-from relay.errors import ConfigError
-from relay.rules import Match
-from relay.settings import load_settings
+from relay.cli.main import main
+from relay.config.settings import load_settings
+from relay.model.errors import ConfigError
+from relay.routing.rules import Match
 from tests.conftest import SAMPLES
 
 GOOD_RULE = """

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from relay.classify import Category, classify
-from relay.matchers import Facts, checks
-from relay.routing import evaluation_time
-from relay.rules import Match
+from relay.model.category import Category, classify
+from relay.routing.decide import evaluation_time
+from relay.routing.matchers import Facts, checks
+from relay.routing.rules import Match
 from tests.support.conversations import NOW, conversation
 
 

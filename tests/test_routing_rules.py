@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from relay.classify import classify
-from relay.routing import explain, route
-from relay.rules import FALLBACK_RULE, EmailAction, Rule, RuleSet
-from relay.settings import Settings
+from relay.config.settings import Settings
+from relay.model.category import classify
+from relay.routing.decide import explain, route
+from relay.routing.rules import FALLBACK_RULE, EmailAction, Rule, RuleSet
 from tests.support.conversations import NOW, conversation
 
 YES: dict[str, Any] = {"country_code": "CZ"}  # the v1 sample matches

@@ -1,4 +1,4 @@
-"""Credentials in URLs never reach logs, stored errors or CLI output (relay.urls)."""
+"""Credentials in URLs never reach logs, stored errors or CLI output (relay.model.urls)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from click.testing import CliRunner
 from litestar.testing import TestClient
 
 from relay.app import create_app, database_path
-from relay.cli import main
-from relay.errors import DeliveryConnectionError, PermanentDeliveryError
-from relay.logs import configure_logging
-from relay.senders.base import WebhookContent
+from relay.cli.main import main
+from relay.config.settings import LoggingSettings, Settings, load_settings
+from relay.model.content import WebhookContent
+from relay.model.errors import DeliveryConnectionError, PermanentDeliveryError
+from relay.model.urls import http_url, redact_text, redact_url
+from relay.ops.logs import configure_logging
 from relay.senders.webhook import WebhookSender
-from relay.settings import LoggingSettings, Settings, load_settings
 from relay.store import Store
-from relay.urls import http_url, redact_text, redact_url
 from tests.conftest import TOKEN, base_sections, sample
 from tests.support.app import wait_settled
 from tests.support.config import to_toml

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from relay.cli import main
-from relay.errors import ConfigError
-from relay.settings import load_settings
+from relay.cli.main import main
+from relay.config.settings import load_settings
+from relay.model.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.settings import load_settings
+from relay.config.settings import load_settings
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from relay.cli import main
-from relay.errors import ConfigError
-from relay.settings import load_settings
+from relay.config.settings import load_settings
+from relay.model.errors import ConfigError
 from relay.store import Store
 from relay.store.opening import describe, open_store
 from relay.store.postgres import PostgresStore

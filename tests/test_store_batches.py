@@ -8,9 +8,9 @@ import sqlite3
 import psycopg
 import pytest
 
-from relay.store import Store
-from relay.store.opening import AnyStore
-from relay.storethread import StoreThread
+from relay.store import Store, StoreProtocol
+from relay.store.postgres import PostgresStore
+from relay.store.storethread import StoreThread
 from tests.support.store import StoreOpener, bare_intake
 
 ORPHAN_DELIVERY = (
@@ -37,12 +37,13 @@ def committed(open_test_store: StoreOpener, conversation_id: int) -> bool:
 async def test_after_a_failed_commit_later_batches_are_committed(
     store_thread: StoreThread, open_test_store: StoreOpener
 ) -> None:
-    def break_the_commit(store: AnyStore) -> None:
+    def break_the_commit(store: StoreProtocol) -> None:
         # A foreign key checked only at COMMIT: this batch's commit fails.
         if isinstance(store, Store):
             store._conn.execute("PRAGMA defer_foreign_keys=ON")
             store._conn.execute(ORPHAN_DELIVERY, ("orphan",))
         else:
+            assert isinstance(store, PostgresStore)
             for statement in DEFERRED_ORPHAN:
                 store._conn.execute(statement)
 
@@ -56,7 +57,7 @@ async def test_after_a_failed_commit_later_batches_are_committed(
 async def test_a_failing_call_undoes_its_own_writes_only(
     store_thread: StoreThread, open_test_store: StoreOpener
 ) -> None:
-    def write_then_fail(store: AnyStore) -> None:
+    def write_then_fail(store: StoreProtocol) -> None:
         store.accept(bare_intake(2))
         raise RuntimeError("after writing")
 

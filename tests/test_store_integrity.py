@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from relay.health import readiness
+from relay.ops.health import readiness
 from relay.store import Accepted, Intake, Store
-from relay.storethread import StoreThread
+from relay.store.storethread import StoreThread
 from tests.conftest import body, sample
 from tests.support.config import write_config
 from tests.support.process import RelayProcess, relay_command

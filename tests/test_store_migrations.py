@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.errors import StoreVersionError
+from relay.model.errors import StoreVersionError
 from relay.store import Store
 from relay.store.base import MIGRATIONS, SCHEMA_VERSION
 
@@ -64,3 +64,35 @@ def test_a_store_from_a_newer_relay_is_refused_by_name(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(StoreVersionError, match=f"{path} has schema version"):
         Store(path)
+
+
+def test_a_version_2_store_loses_only_the_unread_parsed_column(tmp_path: Path) -> None:
+    """Migration 3 drops conversations.parsed (written, never read); every row stays."""
+    path = tmp_path / "relay.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0])
+    conn.executescript(MIGRATIONS[1])
+    conn.execute(
+        "INSERT INTO conversations VALUES (1, '208-1', 208, 1, 1, 'h', 'missed', 1.0,"
+        " x'7b2261223a317d', x'7b7d')"
+    )
+    conn.execute(
+        "INSERT INTO deliveries (id, conversation_id, dedupe_key, rule, channel, action,"
+        " category, status, attempts, created_at, next_attempt_at, updated_at, sent_to)"
+        " VALUES (1, 1, 'k1', 'r', 'email', '{}', 'missed', 'sent', 1, 1.0, 1.0, 1.0, 'outbox')"
+    )
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    try:
+        assert store.conversation_raw(1) == (b'{"a":1}', "missed", "208-1")
+        assert store.counts()["outbox"] == 1
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(conversations)")]
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    conn.close()
+    assert "parsed" not in columns
+    assert "raw" in columns

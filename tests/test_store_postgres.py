@@ -13,12 +13,12 @@ from typing import TypeVar
 import psycopg
 import pytest
 
-from relay.errors import StoreVersionError
-from relay.routing import PlannedDelivery
-from relay.settings import EmailAction
+from relay.model.errors import StoreVersionError
+from relay.routing.decide import PlannedDelivery
+from relay.routing.rules import EmailAction
 from relay.store import Intake
 from relay.store.postgres import PostgresStore
-from relay.store.postgres.schema import SCHEMA_VERSION
+from relay.store.postgres.schema import MIGRATIONS, SCHEMA_VERSION
 
 T = TypeVar("T")
 LEASE = 60.0
@@ -28,7 +28,6 @@ def intake(channel_id: int, text: str = "") -> Intake:
     action = EmailAction(type="email", to=["sales@shop.test"])
     return Intake(
         raw=json.dumps({"accountId": 7, "channel": {"id": channel_id}, "t": text}).encode(),
-        parsed=b"{}",
         conv_key=f"7-{channel_id}",
         account_id=7,
         channel_id=channel_id,
@@ -154,6 +153,37 @@ def test_a_database_from_a_newer_relay_is_refused(postgres_url: str) -> None:
         conn.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION + 1,))
     with pytest.raises(StoreVersionError, match="newer than this relay"):
         PostgresStore(postgres_url)
+
+
+def test_a_version_1_database_loses_parsed_and_gains_external_ref_keeping_its_rows(
+    postgres_url: str,
+) -> None:
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute(MIGRATIONS[0].encode())
+        conn.execute("INSERT INTO schema_version VALUES (1)")
+        conn.execute(
+            "INSERT INTO conversations (conv_key, account_id, channel_id, version, content_hash,"
+            " category, received_at, raw, parsed) VALUES ('7-1', 7, 1, 1, 'h', 'missed', 1,"
+            " '\\x7b7d', '\\x7b7d')"
+        )
+    store = PostgresStore(postgres_url)
+    try:
+        assert store.conversation_raw(1) == (b"{}", "missed", "7-1")
+        assert store.accept(intake(1, "later")).version == 2
+        [delivery] = store.deliveries()
+        store.record_external_ref(delivery.id, "note-1")
+        assert store.known_external_ref(delivery.id) == "note-1"
+    finally:
+        store.close()
+    with psycopg.connect(postgres_url) as conn:
+        columns = conn.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_name = 'conversations' AND column_name = 'parsed'"
+        ).fetchall()
+        versions = conn.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()
+    assert columns == []
+    assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
 
 
 def test_purge_runs_on_one_relay_at_a_time(relays: Callable[[], PostgresStore]) -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from relay.connections import RESERVED_FILES
-from relay.credentials import SYSTEMD_ID
-from relay.settings import Settings, load_settings
+from relay.config.credentials import SYSTEMD_ID
+from relay.config.settings import Settings, load_settings
+from relay.intake.connections import RESERVED_FILES
 from tests.support.units import parse_unit, single, values
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,7 +114,7 @@ def test_system_call_filter_drops_privileged_and_resource_calls(
 @pytest.mark.parametrize("path", [UNIT, PURGE], ids=lambda p: p.name)
 def test_the_credentials_directory_is_loaded_whole(path: Path) -> None:
     # A directory LoadCredential=ID:DIR names each file F "<ID>_F"; the relay strips "relay_"
-    # and reads F as a setting path (relay.credentials). Missing directory: SetCredential=.
+    # and reads F as a setting path (relay.config.credentials). Missing directory: SetCredential=.
     unit = parse_unit(path.read_text(encoding="utf-8"))
     assert values(unit, "Service", "LoadCredential") == [f"{SYSTEMD_ID}:{CREDENTIALS}"]
     assert values(unit, "Service", "SetCredential") == [f"{SYSTEMD_ID}:unused"]

@@ -10,8 +10,8 @@ import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
-from relay.logthrottle import Throttle
-from relay.settings import Settings
+from relay.config.settings import Settings
+from relay.ops.logthrottle import Throttle
 from tests.support.app import runtime
 
 

@@ -1,5 +1,1 @@
-"""Rendering: Jinja2 templates turn a conversation into email and Slack content."""
-
-from relay.render.renderer import Renderer
-
-__all__ = ["Renderer"]
+"""Rendering: email, Slack, Teams cards, webhook bodies, archive lines, templates, render pool."""

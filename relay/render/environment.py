@@ -10,6 +10,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
 from relay.render.slack_text import slack_escape
+from relay.render.view import is_greeting, url_spans
 
 
 def _autoescape(template_name: str | None) -> bool:
@@ -21,6 +22,23 @@ def nl2br(text: object) -> Markup:
     """Escape ``text`` and turn its line breaks into ``<br>``."""
     lines = str(text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
     return Markup("<br>\n").join(escape(line) for line in lines)
+
+
+def linkify(text: object, style: str = "") -> Markup:
+    """``nl2br``, and absolute http(s) URLs in the text as links (nothing else is linked),
+    with ``style`` as their inline style."""
+    lines = str(text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    html_lines = []
+    for line in lines:
+        parts = []
+        for piece, url in url_spans(line):
+            if url is None:
+                parts.append(escape(piece))
+            else:
+                attributes = Markup(' style="{}"').format(style) if style else Markup("")
+                parts.append(Markup('<a href="{}"{}>{}</a>').format(url, attributes, piece))
+        html_lines.append(Markup("").join(parts))
+    return Markup("<br>\n").join(html_lines)
 
 
 def indent_text(text: object, prefix: str = "    ") -> str:
@@ -45,6 +63,8 @@ def loader(templates_dir: Path | None) -> jinja2.BaseLoader:
 def _common(environment: jinja2.Environment) -> jinja2.Environment:
     environment.filters["nl2br"] = nl2br
     environment.filters["indent_text"] = indent_text
+    environment.filters["linkify"] = linkify
+    environment.filters["is_greeting"] = lambda text: is_greeting(str(text))
     return environment
 
 

@@ -9,21 +9,19 @@ import hashlib
 import io
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from email.errors import HeaderParseError, MessageError
 from email.generator import BytesGenerator
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
-from email.utils import format_datetime, getaddresses, parseaddr
+from email.utils import getaddresses, parseaddr
 
-from relay.conversation import Conversation
+from relay.model.conversation import Conversation
 from relay.render.view import clip, one_line
 
 SUBJECT_LIMIT = 120
 _ADDRESS_SPECIALS = re.compile(r'[()<>\[\]:;@\\,"]')
 FALLBACK_DOMAIN = "relay.invalid"
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # Bidirectional overrides and isolates can make a header read backwards ("gpj.exe" shown as
@@ -63,7 +61,15 @@ def display_name(name: str | None) -> str:
 
 
 def subject_line(text: str) -> str:
-    return clip(header_safe(text), SUBJECT_LIMIT)
+    """One safe line of at most SUBJECT_LIMIT characters, cut at a word with "…"."""
+    line = header_safe(text)
+    if len(line) <= SUBJECT_LIMIT:
+        return line
+    cut = line[: SUBJECT_LIMIT - 1]
+    word_end = cut.rfind(" ")
+    if word_end >= SUBJECT_LIMIT // 2:
+        cut = cut[:word_end]
+    return cut.rstrip(" ,;:-\u2013\u2014") + "…"
 
 
 def mailbox_list(values: Iterable[str]) -> list[str]:
@@ -114,11 +120,6 @@ def thread_id(conversation: Conversation, from_address: str) -> str:
     return f"<visitor.{conversation.account_id}.{digest}@{sender_domain(from_address)}>"
 
 
-def message_date(conversation: Conversation) -> str:
-    moment = conversation.end or conversation.begin or EPOCH
-    return format_datetime(moment)
-
-
 def set_headers(
     message: EmailMessage,
     *,
@@ -144,6 +145,8 @@ def set_headers(
     message["In-Reply-To"] = thread
     message["References"] = thread
     message["Auto-Submitted"] = "auto-generated"
+    # Exchange/Outlook: no out-of-office or other automatic answers to this message.
+    message["X-Auto-Response-Suppress"] = "All"
 
 
 def flatten(message: EmailMessage, *, utf8: bool = False, eight_bit: bool = True) -> bytes:

@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import Final, Literal
 
 from babel import Locale
-from babel.dates import format_date, format_datetime, format_time, format_timedelta
+from babel.dates import format_date, format_skeleton, format_time, format_timedelta
 from babel.numbers import format_decimal
 
 _Unit = Literal["hour", "minute", "second"]
@@ -75,6 +75,24 @@ _EN: Final[dict[str, str]] = {
     "event.visitor.leave": "The visitor left the chat",
     "event.visitor.rating": "The visitor rated the chat",
     "an_agent": "An agent",
+    "reply_subject": "Re: {text}",
+    "reply_to": "Reply to {name}",
+    "open_in_smartsupp": "Open in Smartsupp",
+    "call": "Call {phone}",
+    "more_pages.one": "+{count} more page",
+    "more_pages.other": "+{count} more pages",
+    "no_contact": "No contact details: the visitor left no email address or phone number.",
+    "no_contact_short": "no contact",
+    "the_ask": "What the visitor wrote",
+    "returning": "Returning visitor",
+    "history.one": "{count} earlier conversation",
+    "history.other": "{count} earlier conversations",
+    "history_missed": "{count} missed on {date}",
+    "history_last": "last: {category} on {date}",
+    "earlier_attached.one": "… {count} earlier message not shown; the whole transcript is attached",
+    "earlier_attached.other": (
+        "… {count} earlier messages not shown; the whole transcript is attached"
+    ),
     "footer": "Sent by relay from a Smartsupp conversation.",
 }
 
@@ -95,15 +113,15 @@ _CS: Final[dict[str, str]] = {
     "comment": "Komentář",
     "date": "Datum",
     "duration": "Délka",
-    "first_response": "První odpověď",
-    "avg_response": "Průměrná odpověď",
+    "first_response": "Doba první odpovědi",
+    "avg_response": "Průměrná doba odpovědi",
     "agents": "Operátoři",
     "no_agents": "Nepřipojil se žádný operátor",
     "note": "Poznámka",
     "group": "Skupina",
     "pages": "Navštívené stránky",
     "variables": "Údaje o návštěvníkovi",
-    "referer": "Přišel z",
+    "referer": "Zdroj návštěvy",
     "technical": "Technické údaje",
     "ip_address": "IP adresa",
     "platform": "Platforma",
@@ -134,6 +152,25 @@ _CS: Final[dict[str, str]] = {
     "event.visitor.leave": "Návštěvník odešel z chatu",
     "event.visitor.rating": "Návštěvník ohodnotil chat",
     "an_agent": "Operátor",
+    "reply_subject": "Re: {text}",
+    "reply_to": "Odpovědět: {name}",
+    "open_in_smartsupp": "Otevřít ve Smartsuppu",
+    "call": "Zavolat {phone}",
+    "more_pages.one": "a {count} další stránka",
+    "more_pages.few": "a {count} další stránky",
+    "more_pages.other": "a {count} dalších stránek",
+    "no_contact": "Bez kontaktu: návštěvník nezanechal e-mail ani telefon.",
+    "no_contact_short": "bez kontaktu",
+    "the_ask": "Co návštěvník napsal",
+    "returning": "Vracející se návštěvník",
+    "history.one": "{count} dřívější konverzace",
+    "history.few": "{count} dřívější konverzace",
+    "history.other": "{count} dřívějších konverzací",
+    "history_missed": "zmeškané: {count}, naposledy {date}",
+    "history_last": "poslední: {category}, {date}",
+    "earlier_attached.one": "… {count} starší zpráva není zobrazena; celý přepis je v příloze",
+    "earlier_attached.few": "… {count} starší zprávy nejsou zobrazeny; celý přepis je v příloze",
+    "earlier_attached.other": ("… {count} starších zpráv není zobrazeno; celý přepis je v příloze"),
     "footer": "Odesláno službou relay z konverzace Smartsupp.",
 }
 
@@ -154,15 +191,15 @@ _DE: Final[dict[str, str]] = {
     "comment": "Kommentar",
     "date": "Datum",
     "duration": "Dauer",
-    "first_response": "Erste Antwort",
-    "avg_response": "Durchschnittliche Antwort",
+    "first_response": "Erste Antwortzeit",
+    "avg_response": "Durchschnittliche Antwortzeit",
     "agents": "Mitarbeiter",
     "no_agents": "Kein Mitarbeiter ist beigetreten",
     "note": "Notiz",
     "group": "Gruppe",
     "pages": "Besuchte Seiten",
     "variables": "Angaben zum Besucher",
-    "referer": "Kam von",
+    "referer": "Herkunft",
     "technical": "Technische Angaben",
     "ip_address": "IP-Adresse",
     "platform": "Plattform",
@@ -195,7 +232,27 @@ _DE: Final[dict[str, str]] = {
     "event.visitor.leave": "Der Besucher hat den Chat verlassen",
     "event.visitor.rating": "Der Besucher hat den Chat bewertet",
     "an_agent": "Ein Mitarbeiter",
-    "footer": "Von relay aus einer Smartsupp-Unterhaltung gesendet.",
+    "reply_subject": "Re: {text}",
+    "reply_to": "{name} antworten",
+    "open_in_smartsupp": "In Smartsupp öffnen",
+    "call": "{phone} anrufen",
+    "more_pages.one": "+{count} weitere Seite",
+    "more_pages.other": "+{count} weitere Seiten",
+    "no_contact": "Keine Kontaktdaten: Der Besucher hat weder E-Mail noch Telefon hinterlassen.",
+    "no_contact_short": "kein Kontakt",
+    "the_ask": "Was der Besucher geschrieben hat",
+    "returning": "Wiederkehrender Besucher",
+    "history.one": "{count} frühere Unterhaltung",
+    "history.other": "{count} frühere Unterhaltungen",
+    "history_missed": "{count} verpasst am {date}",
+    "history_last": "zuletzt: {category} am {date}",
+    "earlier_attached.one": (
+        "… {count} frühere Nachricht nicht angezeigt; der ganze Verlauf ist angehängt"
+    ),
+    "earlier_attached.other": (
+        "… {count} frühere Nachrichten nicht angezeigt; der ganze Verlauf ist angehängt"
+    ),
+    "footer": "Automatisch gesendet von relay (Smartsupp-Unterhaltung).",
 }
 
 TRANSLATIONS: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType(
@@ -232,14 +289,28 @@ class Translator:
     def number(self, value: int) -> str:
         return format_decimal(value, locale=self.locale)
 
+    def zone_name(self, moment: datetime) -> str:
+        """The display zone's abbreviation at ``moment`` ("CET", "BST", "UTC", "+03")."""
+        return moment.astimezone(self.zone).tzname() or ""
+
     def datetime_text(self, moment: datetime) -> str:
-        return format_datetime(moment, "medium", tzinfo=self.zone, locale=self.locale)
+        """Date and time without seconds, with the zone: "27 Mar 2015, 16:33 CET"."""
+        local = moment.astimezone(self.zone)
+        date = format_date(local, "medium", locale=self.locale)
+        time = format_time(local, "short", locale=self.locale)
+        return f"{date} {time} {self.zone_name(moment)}".strip()
 
     def date_text(self, moment: datetime) -> str:
         return format_date(moment.astimezone(self.zone), "medium", locale=self.locale)
 
+    def short_date_text(self, moment: datetime) -> str:
+        """Day and month only: "12 Nov", "12. 11.", "12. Nov."."""
+        return format_skeleton("MMMd", moment.astimezone(self.zone), locale=self.locale)
+
     def time_text(self, moment: datetime) -> str:
-        return format_time(moment, "short", tzinfo=self.zone, locale=self.locale)
+        """Short time with the zone: "16:33 CET"."""
+        local = moment.astimezone(self.zone)
+        return f"{format_time(local, 'short', locale=self.locale)} {self.zone_name(moment)}".strip()
 
     def duration(self, seconds: int | float | None) -> str | None:
         """Up to two units, e.g. "2 min 5 sec" / "1 Std. 6 Min."; None when unknown."""

@@ -2,28 +2,64 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email.policy
-from collections.abc import Iterable
+import string
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from email.message import EmailMessage, Message
+from email.utils import format_datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import css_inline
 import jinja2
 
-from relay.classify import Category
-from relay.conversation import Conversation
-from relay.errors import ConfigError
-from relay.render import environment, headers, slack
+from relay.config.settings import EmailAction, RenderSettings, SlackAction
+from relay.model.category import Category
+from relay.model.content import EmailContent, SlackContent, TeamsContent
+from relay.model.conversation import Conversation
+from relay.model.errors import ConfigError
+from relay.render import environment, headers, preinline, slack, teams
 from relay.render.i18n import Translator
 from relay.render.samples import check_conversations
-from relay.render.view import ConversationView, ViewLimits, build_view
-from relay.senders.base import EmailContent, SlackContent
-from relay.settings import EmailAction, RenderSettings, SlackAction
+from relay.render.templating import BodyTemplates
+from relay.render.view import (
+    URL_PLACEHOLDERS,
+    ConversationView,
+    ViewLimits,
+    build_view,
+    history_line,
+    link,
+)
 
-EMAIL_PARTS = ("html.j2", "txt.j2")
 SUBJECT_TEMPLATE = "email/subject.txt.j2"
 _BOUNDARY_BYTES = 128  # generous: the generated boundaries are about 40 characters
+ATTACHMENT_NAME = "transcript.txt"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_url_template(template: str | None) -> None:
+    """Raise ConfigError unless ``template`` is an http(s) URL using only known placeholders."""
+    if template is None:
+        return
+    try:
+        names = {field for _, field, _, _ in string.Formatter().parse(template) if field}
+        sample = template.format(**dict.fromkeys(URL_PLACEHOLDERS, "1"))
+    except (ValueError, KeyError, IndexError) as exc:
+        raise ConfigError(f"render.conversation_url: {exc}") from exc
+    unknown = names - set(URL_PLACEHOLDERS)
+    if unknown:
+        raise ConfigError(
+            f"render.conversation_url: unknown placeholder(s) {sorted(unknown)};"
+            f" use {', '.join('{' + n + '}' for n in URL_PLACEHOLDERS)}"
+        )
+    found = link(sample, sample)
+    if found is None or found.url is None:
+        raise ConfigError("render.conversation_url: must be an absolute http(s) URL")
 
 
 def flattened_size(message: Message) -> int:
@@ -56,7 +92,16 @@ def slack_text_path(name: str) -> str:
 class Renderer:
     """Pure and deterministic: templates are loaded here, rendering does no I/O."""
 
-    def __init__(self, settings: RenderSettings, *, from_address: str) -> None:
+    def __init__(
+        self,
+        settings: RenderSettings,
+        *,
+        from_address: str,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        """``clock`` gives the Date header: the time the email is rendered, right before it is
+        sent (never the conversation's own dates)."""
+        check_url_template(settings.conversation_url)
         try:
             zone = ZoneInfo(settings.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -70,15 +115,22 @@ class Renderer:
             messages=settings.max_messages, text_chars=settings.max_email_bytes // 8
         )
         self._email_bytes = settings.max_email_bytes
+        self._html_bytes = settings.max_html_bytes
+        self._url_template = settings.conversation_url
+        self._clock = clock
         self._from_address = from_address
         self._email_env = environment.email_environment(settings.templates_dir)
         self._slack_env = environment.slack_environment(settings.templates_dir)
         self._subject_env = environment.subject_environment()
         self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+        self.bodies = BodyTemplates()  # webhook body templates, compiled on first use
         self._templates: dict[str, jinja2.Template] = {}
         self._subjects: dict[str, jinja2.Template] = {}
         self._preload(self._email_env, "email/")
         self._preload(self._slack_env, "slack/")
+        # HTML templates with their CSS inlined once, here; the rest are inlined per email.
+        self._inlined: dict[str, jinja2.Template] = {}
+        self._preinline()
 
     # -- public API -------------------------------------------------------------------------
 
@@ -89,17 +141,31 @@ class Renderer:
         action: EmailAction,
         *,
         message_id: str,
+        earlier: Sequence[tuple[str, float]] = (),
     ) -> EmailContent:
         """The email, within ``max_email_bytes`` (with the built-in templates): the newest
-        messages that fit, and a note saying how many earlier ones were left out."""
+        messages that fit, and a note saying how many earlier ones were left out. The HTML
+        part stays within ``max_html_bytes``; when that leaves messages out, the whole
+        transcript is attached as text. ``earlier`` are the visitor's earlier conversations
+        (category, Unix seconds), as the store's ``visitor_history`` gives them."""
+        history = history_line(earlier, self._translator)
         limits = self._limits
-        content = self._email(conversation, category, action, message_id, limits)
+        content = self._email(
+            conversation, category, action, message_id=message_id, limits=limits, history=history
+        )
         while flattened_size(content.message) > self._email_bytes:
             smaller = limits.smaller()
             if smaller is None:
                 break  # only an override template can be this large: send it as it is
             limits = smaller
-            content = self._email(conversation, category, action, message_id, limits)
+            content = self._email(
+                conversation,
+                category,
+                action,
+                message_id=message_id,
+                limits=limits,
+                history=history,
+            )
         return content
 
     def _email(
@@ -107,38 +173,122 @@ class Renderer:
         conversation: Conversation,
         category: Category,
         action: EmailAction,
+        *,
         message_id: str,
         limits: ViewLimits,
+        history: str | None,
     ) -> EmailContent:
-        view = build_view(conversation, category, self._translator, limits)
-        variables = self._variables(conversation, category, view)
         paths = email_template_paths(action.template)
-        html = self.inline_css(self._template(paths["html"], self._email_env).render(variables))
+        view = self._view(conversation, category, limits, history)
+        variables = self._variables(conversation, category, view)
+        html = self._html(paths["html"], variables)
         text = self._template(paths["text"], self._email_env).render(variables)
+        subject = self._subject(action, variables)
+        attachment: str | None = None
+        shown = len(view.messages)
+        while len(html.encode("utf-8")) > self._html_bytes and shown > 1:
+            # Fewer messages in proportion to the excess, and the whole transcript attached.
+            if attachment is None:
+                attachment = self._attachment(conversation, category, paths["text"], limits)
+            size = len(html.encode("utf-8"))
+            shown = min(shown - 1, max(1, int(shown * self._html_bytes / size * 0.9)))
+            smaller = dataclasses.replace(limits, messages=shown)
+            view = self._view(conversation, category, smaller, history)
+            variables = self._variables(conversation, category, view, attached=True)
+            html = self._html(paths["html"], variables)
+            text = self._template(paths["text"], self._email_env).render(variables)
         message = EmailMessage(policy=email.policy.SMTP)
         headers.set_headers(
             message,
             from_address=self._from_address,
             to=action.to,
             cc=action.cc,
-            reply_to=headers.visitor_address(view.visitor_name, view.visitor_email),
-            subject=self._subject(action, variables),
+            reply_to=headers.visitor_address(view.visitor_name, view.reply_email),
+            subject=subject,
             message_id=message_id,
-            date=headers.message_date(conversation),
+            date=format_datetime(self._clock()),
             thread=headers.thread_id(conversation, self._from_address),
         )
         message.set_content(text)
         message.add_alternative(html, subtype="html")
+        if attachment is not None:
+            # multipart/mixed around the alternative: the full transcript as a text file.
+            message.add_attachment(attachment, subtype="plain", filename=ATTACHMENT_NAME)
         recipients = headers.envelope_addresses([*action.to, *action.cc, *action.bcc])
         return EmailContent(message=message, recipients=tuple(recipients))
 
+    def _view(
+        self,
+        conversation: Conversation,
+        category: Category,
+        limits: ViewLimits,
+        history: str | None = None,
+    ) -> ConversationView:
+        return build_view(
+            conversation,
+            category,
+            self._translator,
+            limits,
+            url_template=self._url_template,
+            history=history,
+        )
+
+    def _attachment(
+        self, conversation: Conversation, category: Category, path: str, limits: ViewLimits
+    ) -> str:
+        """The plain-text transcript with up to ``max_messages`` messages: the attachment may
+        take most of the email's budget (the outer loop shrinks it with the rest)."""
+        wide = dataclasses.replace(limits, text_chars=limits.text_chars * 5)
+        view = self._view(conversation, category, wide)
+        variables = self._variables(conversation, category, view)
+        return self._template(path, self._email_env).render(variables)
+
+    def _html(self, path: str, variables: dict[str, Any]) -> str:
+        inlined = self._inlined.get(path)
+        if inlined is not None:
+            return inlined.render(variables)
+        return self.inline_css(self._template(path, self._email_env).render(variables))
+
+    def _preinline(self) -> None:
+        """Inline the CSS of every HTML email template into its source, where that gives the
+        same HTML as inlining each email (checked on the sample conversations)."""
+        samples = [
+            self._variables(
+                conversation,
+                category,
+                self._view(conversation, category, self._limits, history),
+                attached=attached,
+            )
+            for conversation, category in check_conversations()
+            for history, attached in ((None, False), ("history", True))
+        ]
+        paths = self._email_env.list_templates(
+            filter_func=lambda name: name.startswith("email/") and name.endswith(".html.j2")
+        )
+        for path in paths:
+            template = preinline.preinlined_template(
+                self._email_env, path, self.inline_css, samples
+            )
+            if template is not None:
+                self._inlined[path] = template
+
+    def preinlined(self, path: str) -> bool:
+        """Whether the HTML template ``path`` has its CSS inlined at load (else per email)."""
+        return path in self._inlined
+
     def slack(
-        self, conversation: Conversation, category: Category, action: SlackAction
+        self,
+        conversation: Conversation,
+        category: Category,
+        action: SlackAction,
+        *,
+        earlier: Sequence[tuple[str, float]] = (),
     ) -> SlackContent:
         builder = slack.SLACK_BUILDERS.get(action.template)
         if builder is None:
             raise ConfigError(f"unknown Slack template {action.template!r}")
-        view = build_view(conversation, category, self._translator, self._limits)
+        history = history_line(earlier, self._translator)
+        view = self._view(conversation, category, self._limits, history)
         variables = self._variables(conversation, category, view)
         text_template = self._template(slack_text_path(action.template), self._slack_env)
         blocks = slack.to_payload(builder(view, self._translator))
@@ -147,6 +297,11 @@ class Renderer:
             text=slack.fallback_text(text_template.render(variables)),
             blocks=blocks,
         )
+
+    def teams(self, conversation: Conversation, category: Category) -> TeamsContent:
+        """The Adaptive Card of a ``teams`` action, from the view the Slack message uses."""
+        view = build_view(conversation, category, self._translator, self._limits)
+        return TeamsContent(card=teams.build_card(view, self._translator))
 
     def check(self, template_names: Iterable[tuple[str, str]]) -> list[str]:
         """Compile every named template and render it with sample conversations."""
@@ -165,7 +320,7 @@ class Renderer:
         try:
             template = self._subject_env.from_string(subject)
             for conversation, category in check_conversations():
-                view = build_view(conversation, category, self._translator)
+                view = self._view(conversation, category, self._limits, "history")
                 template.render(self._variables(conversation, category, view))
         except jinja2.TemplateError as exc:
             return [f"subject {subject!r}: {exc}"]
@@ -177,9 +332,15 @@ class Renderer:
     # -- helpers ----------------------------------------------------------------------------
 
     def _variables(
-        self, conversation: Conversation, category: Category, view: ConversationView
+        self,
+        conversation: Conversation,
+        category: Category,
+        view: ConversationView,
+        *,
+        attached: bool = False,
     ) -> dict[str, Any]:
         return {
+            "attached": attached,
             "view": view,
             "t": self._translator,
             "labels": self._translator.labels,
@@ -240,7 +401,7 @@ class Renderer:
             template = env.get_template(path)
             self._templates[f"{id(env)}:{path}"] = template
             for conversation, category in check_conversations():
-                view = build_view(conversation, category, self._translator)
+                view = self._view(conversation, category, self._limits, "history")
                 template.render(self._variables(conversation, category, view))
         except jinja2.TemplateNotFound:
             return f"{path} does not exist"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from functools import cache
 
-from relay.classify import Category
-from relay.conversation import Channel, Conversation, Message, Page, Variable, Visitor
+from relay.model.category import Category
+from relay.model.conversation import Channel, Conversation, Message, Page, Variable, Visitor
 
 _BEGIN = 1_700_000_000_000
 
@@ -55,4 +55,25 @@ def check_conversations() -> tuple[tuple[Conversation, Category], ...]:
             Message(type="system", content="close.visitorClose", sent_at=_BEGIN + 125_000),
         ),
     )
-    return tuple((c, category) for category in Category for c in (empty, full))
+    # Everything the action row and the transcript can show: phone numbers, links, an
+    # unknown sender, many pages, no visitor address (the offline form's instead).
+    lead = Conversation(
+        account_id=3,
+        channel=Channel(id=4, is_offline=True, rating=1, rating_desc="Bad\nservice"),
+        begin_at=_BEGIN,
+        visitor_or_none=Visitor(id="v9", name="محمد العلي"),
+        paths_or_none=tuple(
+            Page(url=f"https://example.com/{n}", title=f"Page {n}") for n in range(8)
+        ),
+        messages_or_none=(
+            Message(type="visitor", content="Hi", sent_at=_BEGIN),
+            Message(
+                type="visitor",
+                content="Call +420 603 123 456, see https://example.com/a?b=1&c=2.\nThanks",
+                email="buyer@example.com",
+                sent_at=_BEGIN + 86_400_000,
+            ),
+            Message(type="bot", from_="bot:1", content="?"),
+        ),
+    )
+    return tuple((c, category) for category in Category for c in (empty, full, lead))

@@ -5,17 +5,37 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import islice
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-from relay.classify import Category
-from relay.conversation import Conversation, Message, SenderKind
+from babel import Locale
+
+from relay.model.category import Category
+from relay.model.conversation import Conversation, Message, SenderKind, valid_email
 from relay.render.i18n import Translator
 
 MAX_RATING = 5
 _WHITESPACE = re.compile(r"\s+")
 _KNOWN_KINDS = {"visitor", "agent", "system"}
+PAGES_SHOWN = 5  # the journey shows this many pages, then "+N more"
+PHONES_SHOWN = 3
+# A message that is only a greeting says nothing about what the visitor wants.
+_GREETING = re.compile(
+    r"^(?:hi|hello|hey|hallo|hi there|hello there|good (?:morning|afternoon|evening)|"
+    r"ahoj|čau|cau|dobrý den|dobry den|zdravím|zdravim|dobrý večer|"
+    r"guten (?:tag|morgen|abend)|servus|moin|grüß gott|gruss gott|grüezi)"
+    r"[\s!.,?;:)(-]*$",
+    re.IGNORECASE,
+)
+# A phone number in free text: an optional +, then 7 to 15 digits with spaces, dots, dashes
+# or brackets between them.
+_PHONE = re.compile(r"(?<![\w+])\+?\(?\d[\d ().\-/]{5,22}\d(?![\w])")
+_DATE_LIKE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
+_URL = re.compile(r"\bhttps?://[^\s<>\"']+", re.IGNORECASE)
+_URL_TRAILING = ".,;:!?)]}'\""
+# Placeholders a conversation URL template may use (render.conversation_url).
+URL_PLACEHOLDERS = ("chat_id", "account_id", "visitor_id")
 
 # Colour pairs (background, text, accent) chosen to keep at least 4.5:1 contrast; both colours
 # are always set together so dark-mode clients that invert one cannot leave text unreadable.
@@ -91,6 +111,14 @@ class MessageView:
 
 
 @dataclass(frozen=True)
+class PhoneView:
+    """A phone number as written in a message and its ``tel:`` URI."""
+
+    text: str
+    uri: str
+
+
+@dataclass(frozen=True)
 class ConversationView:
     locale: str
     category: str
@@ -122,6 +150,17 @@ class ConversationView:
     messages_omitted: int  # earlier messages left out by the view's limits
     first_visitor_message: str
     chat_ref: str
+    # What the visitor wants: the first message that is more than a greeting (the whole
+    # text of an offline message); "" when the visitor wrote nothing.
+    ask: str = ""
+    reply_email: str | None = None  # the visitor's address, else the offline form's
+    reply_mailto: str | None = None  # mailto: URI with a prefilled subject
+    conversation_url: str | None = None  # "Open in Smartsupp" (render.conversation_url)
+    phones: tuple[PhoneView, ...] = ()
+    pages_more: int = 0  # pages after the first PAGES_SHOWN
+    history: str | None = None  # "2 earlier conversations (1 missed on 12 Nov)"
+    rating_short: str | None = None  # "★1" for the subject
+    begin_timestamp: int | None = None  # Unix seconds of ``date`` (Slack date tokens)
 
 
 def one_line(text: str | None) -> str:
@@ -150,6 +189,79 @@ def link(text: str | None, url: str | None) -> LinkView | None:
     if safe and any(ch.isspace() or ord(ch) < 32 for ch in address):
         safe = False
     return LinkView(label, address if safe else None)
+
+
+def is_greeting(text: str) -> bool:
+    return bool(_GREETING.match(one_line(text)))
+
+
+def phone_numbers(texts: Sequence[str], limit: int = PHONES_SHOWN) -> tuple[PhoneView, ...]:
+    """Phone numbers (7 to 15 digits) found in ``texts``, de-duplicated, at most ``limit``."""
+    found: dict[str, PhoneView] = {}
+    for text in texts:
+        for match in _PHONE.finditer(text):
+            written = match.group(0).strip()
+            digits = "".join(ch for ch in written if ch.isdigit())
+            if not 7 <= len(digits) <= 15 or _DATE_LIKE.fullmatch(written):
+                continue
+            uri = "tel:" + ("+" if written.startswith("+") else "") + digits
+            found.setdefault(uri, PhoneView(written, uri))
+            if len(found) == limit:
+                return tuple(found.values())
+    return tuple(found.values())
+
+
+def url_spans(text: str) -> list[tuple[str, str | None]]:
+    """``text`` split into (piece, url) pairs; url is set only for absolute http(s) links."""
+    pieces: list[tuple[str, str | None]] = []
+    position = 0
+    for match in _URL.finditer(text):
+        address = match.group(0).rstrip(_URL_TRAILING)
+        found = link(address, address)
+        if found is None or found.url is None:
+            continue
+        pieces.append((text[position : match.start()], None))
+        pieces.append((address, found.url))
+        position = match.start() + len(address)
+    pieces.append((text[position:], None))
+    return [(piece, url) for piece, url in pieces if piece]
+
+
+def mailto(address: str, subject: str) -> str:
+    """A mailto: URI for ``address`` (already validated) with ``subject`` percent-encoded."""
+    return f"mailto:{quote(address, safe='@')}?subject={quote(subject, safe='')}"
+
+
+def conversation_url(template: str | None, conversation: Conversation) -> str | None:
+    """``template`` with the conversation's ids filled in (percent-encoded), if it is set."""
+    if not template:
+        return None
+    visitor_id = conversation.visitor.id
+    values = {
+        "chat_id": quote(str(conversation.channel.id), safe=""),
+        "account_id": quote(str(conversation.account_id), safe=""),
+        "visitor_id": quote("" if visitor_id is None else str(visitor_id), safe=""),
+    }
+    address = template.format(**values)
+    found = link(address, address)
+    return found.url if found is not None else None
+
+
+def history_line(earlier: Sequence[tuple[str, float]], t: Translator) -> str | None:
+    """ "2 earlier conversations (1 missed on 12 Nov; last: Offline message on 20 Nov)" from
+    (category, Unix seconds) pairs of the visitor's earlier chats; None for a first visit."""
+    if not earlier:
+        return None
+    moments = [(category, datetime.fromtimestamp(when, UTC)) for category, when in earlier]
+    parts = []
+    missed = [moment for category, moment in moments if category == Category.MISSED]
+    if missed:
+        date = t.short_date_text(max(missed))
+        parts.append(t("history_missed", count=t.number(len(missed)), date=date))
+    category, moment = max(moments, key=lambda pair: pair[1])
+    label = t(f"category.{category}") if t.has(f"category.{category}") else category
+    parts.append(t("history_last", category=label, date=t.short_date_text(moment)))
+    return f"{t.plural('history', len(earlier))} ({'; '.join(parts)})"
 
 
 def stars(rating: int) -> str:
@@ -191,6 +303,19 @@ def _time(moment: datetime | None, first_day: str | None, t: Translator) -> str:
     return t.time_text(moment)
 
 
+def _minute_time(
+    moment: datetime | None, first_day: str | None, t: Translator, cache: dict[datetime, str]
+) -> str:
+    """``_time`` remembered per local minute in ``cache`` (one view's messages)."""
+    if moment is None:
+        return ""
+    minute = moment.astimezone(t.zone).replace(second=0, microsecond=0)
+    found = cache.get(minute)
+    if found is None:
+        found = cache[minute] = _time(moment, first_day, t)
+    return found
+
+
 def _shown(messages: Sequence[Message], limits: ViewLimits) -> Sequence[Message]:
     """The newest messages within ``limits`` (at least the last one, clipped)."""
     start = max(len(messages) - limits.messages, 0)
@@ -211,6 +336,8 @@ def _messages(
     )
     first_day = t.date_text(start) if start is not None else None
     field, views = limits.field_chars, []
+    # Times are shown to the minute: format each minute once (Babel is the costly part).
+    times: dict[datetime, str] = {}
     for message in _shown(conversation.messages, limits):
         kind = message_kind(message)
         content = message.content or ""
@@ -223,7 +350,7 @@ def _messages(
                 kind=kind,
                 author=clip(_author(message, kind, visitor_name, t), field),
                 text=clip(text, limits.message_chars),
-                time=_time(message.sent, first_day, t),
+                time=_minute_time(message.sent, first_day, t, times),
                 iso_time=message.sent.isoformat() if message.sent else "",
                 triggered_by=t("triggered_by", name=trigger) if trigger else None,
                 offline_email=t("offline_form", email=offline_email) if offline_email else None,
@@ -254,10 +381,47 @@ def first_visitor_message(conversation: Conversation) -> str:
     return ""
 
 
+def the_ask(conversation: Conversation, category: Category) -> str:
+    """The first visitor message that is more than a greeting (else the first one); for an
+    offline message everything the visitor wrote."""
+    texts = [
+        (message.content or "").strip()
+        for message in conversation.messages
+        if message_kind(message) == "visitor" and one_line(message.content)
+    ]
+    if category is Category.OFFLINE:
+        return "\n\n".join(texts)
+    return next((text for text in texts if not is_greeting(text)), texts[0] if texts else "")
+
+
+def offline_form_email(conversation: Conversation) -> str | None:
+    """The first valid address a visitor left on an offline-form message."""
+    for message in conversation.messages:
+        address = valid_email(message.email)
+        if address is not None:
+            return address
+    return None
+
+
+def _country_names(code: str) -> set[str]:
+    names = {"czech republic"} if code == "CZ" else set()
+    for locale in ("en", "cs", "de"):
+        name = Locale.parse(locale).territories.get(code)
+        if name:
+            names.add(name.casefold())
+    return names
+
+
 def _location(conversation: Conversation) -> str | None:
     visitor = conversation.visitor
-    places = [one_line(p) for p in (visitor.city, visitor.country) if one_line(p)]
+    city, country = one_line(visitor.city), one_line(visitor.country)
     code = one_line(visitor.country_code).upper()
+    if code.isalpha() and city and country:
+        # Smartsupp's bodies have been seen with city and country swapped.
+        names = _country_names(code)
+        if city.casefold() in names and country.casefold() not in names:
+            city, country = country, city
+    places = [p for p in (city, country) if p]
     text = ", ".join(places)
     if code and code not in places:
         text = f"{text} ({code})" if text else code
@@ -282,9 +446,14 @@ def build_view(
     category: Category,
     t: Translator,
     limits: ViewLimits = DEFAULT_LIMITS,
+    *,
+    url_template: str | None = None,
+    history: str | None = None,
 ) -> ConversationView:
     """Everything the email and Slack templates show, formatted for ``t``'s locale and zone,
-    and no more than ``limits`` allow."""
+    and no more than ``limits`` allow. ``url_template`` makes the "Open in Smartsupp" link
+    (placeholders {chat_id}, {account_id}, {visitor_id}); ``history`` is the returning-visitor
+    line."""
     visitor = conversation.visitor
     channel = conversation.channel
     background, foreground = CATEGORY_COLOURS.get(category, CATEGORY_COLOURS[Category.NORMAL])
@@ -311,17 +480,17 @@ def build_view(
         )
         if one_line(value)
     )
-    pages = tuple(
-        islice(
-            (
-                v
-                for p in conversation.paths
-                if (v := _clipped_link(p.title, p.url, field)) is not None
-            ),
-            limits.items,
-        )
-    )
+    shown_pages = (_clipped_link(p.title, p.url, field) for p in conversation.paths)
+    pages = tuple(islice((v for v in shown_pages if v is not None), PAGES_SHOWN))
     messages = _messages(conversation, t, limits)
+    missed = category is Category.MISSED
+    ask = clip(the_ask(conversation, category), limits.message_chars)
+    reply_email = visitor.email_address or offline_form_email(conversation)
+    shown_name = clip(one_line(name), field) or t("unknown_visitor")
+    subject_text = clip(one_line(ask), 60) or t(f"category.{category.value}")
+    visitor_texts = [
+        m.content or "" for m in conversation.messages[-limits.messages :] if m.type == "visitor"
+    ]
     return ConversationView(
         locale=t.locale,
         category=category.value,
@@ -329,7 +498,7 @@ def build_view(
         badge_background=background,
         badge_text=foreground,
         emoji=CATEGORY_EMOJI.get(category, ":speech_balloon:"),
-        visitor_name=clip(one_line(name), field) or t("unknown_visitor"),
+        visitor_name=shown_name,
         visitor_name_known=name is not None,
         visitor_email=visitor.email_address,
         country_code=clip(one_line(visitor.country_code).upper(), field) or None,
@@ -344,8 +513,9 @@ def build_view(
         rating_comment=_clipped((channel.rating_desc or "").strip(), limits.message_chars),
         date=t.datetime_text(moment) if moment is not None else None,
         duration=t.duration(channel.duration) if channel.duration else None,
-        first_response=t.duration(channel.first_response),
-        avg_response=t.duration(channel.avg_response),
+        # A missed chat had no answer: response times beside "No agent joined" mislead.
+        first_response=None if missed else t.duration(channel.first_response),
+        avg_response=None if missed else t.duration(channel.avg_response),
         agents=_agents(conversation, limits),
         note=_clipped((visitor.note or "").strip(), limits.message_chars),
         group=_clipped(visitor.group_name, field),
@@ -357,4 +527,15 @@ def build_view(
         messages_omitted=len(conversation.messages) - len(messages),
         first_visitor_message=clip(first_visitor_message(conversation), field),
         chat_ref=t("chat_id", chat_id=channel.id, account_id=conversation.account_id),
+        ask=ask,
+        reply_email=reply_email,
+        reply_mailto=(
+            mailto(reply_email, t("reply_subject", text=subject_text)) if reply_email else None
+        ),
+        conversation_url=conversation_url(url_template, conversation),
+        phones=phone_numbers([clip(text, limits.message_chars) for text in visitor_texts]),
+        pages_more=sum(1 for _ in shown_pages if _ is not None),
+        history=history,
+        rating_short=f"★{min(max(rating, 0), MAX_RATING)}" if rating is not None else None,
+        begin_timestamp=int(moment.timestamp()) if moment is not None else None,
     )

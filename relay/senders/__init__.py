@@ -1,1 +1,1 @@
-"""Senders: deliver rendered content to SMTP, Slack or the local outbox, and nothing else."""
+"""Senders: one contract, a registry building them from settings, and each destination kind."""

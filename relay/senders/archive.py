@@ -7,15 +7,10 @@ import os
 import threading
 from pathlib import Path
 
-from relay.errors import PermanentDeliveryError, TransientDeliveryError
-from relay.senders.base import ArchiveContent, Content
+from relay.model.content import ArchiveContent, Content, line_prefix
+from relay.model.errors import PermanentDeliveryError, TransientDeliveryError
 
 TAIL_BYTES = 256 * 1024
-
-
-def line_prefix(delivery_id: int) -> bytes:
-    """Every archive line starts with this, so a repeat of the same delivery is recognisable."""
-    return b'{"delivery_id":%d,' % delivery_id
 
 
 class ArchiveSender:

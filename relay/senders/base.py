@@ -1,47 +1,14 @@
-"""What a sender receives (rendered content) and the one method every sender has."""
+"""The one method every sender has, what it reports back, and reading a Retry-After answer."""
 
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass
-from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-
-@dataclass(frozen=True)
-class EmailContent:
-    """A complete message (all headers set) and its envelope recipients (to + cc + bcc)."""
-
-    message: EmailMessage
-    recipients: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class SlackContent:
-    """A Slack message: ``channel`` for chat.postMessage (None for an incoming webhook)."""
-
-    channel: str | None
-    text: str
-    blocks: tuple[dict[str, Any], ...]
-
-
-@dataclass(frozen=True)
-class WebhookContent:
-    """An HTTP POST body. ``url`` is the action's own URL; None: the destination's."""
-
-    url: str | None
-    body: bytes
-    content_type: str = "application/json"
-
-
-@dataclass(frozen=True)
-class ArchiveContent:
-    """One JSON line (no newline) to append to ``path`` (relative: under the state dir)."""
-
-    path: str
-    line: bytes
+from relay.model.content import Content
 
 
 def retry_after_seconds(
@@ -65,16 +32,25 @@ def retry_after_seconds(
     return max(when.timestamp() - now, 0.0)
 
 
-Content = EmailContent | SlackContent | WebhookContent | ArchiveContent
+@dataclass(frozen=True)
+class SendResult:
+    """What a sender reports back: the id of the object it created or updated (stored with
+    the delivery), or why it did nothing at all (``skipped``, shown by `relay queue`)."""
+
+    external_ref: str | None = None
+    skipped: str | None = None
 
 
 class Sender(Protocol):
-    """Deliver ``content`` or raise a ``relay.errors.DeliveryError`` subclass.
+    """Deliver ``content`` or raise a ``relay.model.errors.DeliveryError`` subclass.
 
     ``skip`` lists recipients that already received this delivery in an earlier attempt.
     ``delivery_id`` is stable across attempts, so a sender may use it to stay idempotent.
     ``deadline_seconds`` bounds one whole ``send`` (the worker cancels it then and counts a
     transient failure); None for local files, which have no remote end to wait for.
+    A CRM sender returns a ``SendResult``: the id of what it created (the worker stores it
+    with the delivery and hands it back as ``CrmContent.known_ref`` to the next delivery of
+    the same conversation and action), or why it skipped; every other sender returns None.
     """
 
     @property
@@ -82,4 +58,4 @@ class Sender(Protocol):
 
     async def send(
         self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()
-    ) -> None: ...
+    ) -> SendResult | None: ...

@@ -8,9 +8,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from relay.errors import PermanentDeliveryError
+from relay.model.content import Content, EmailContent, SlackContent, TeamsContent
+from relay.model.errors import PermanentDeliveryError
 from relay.render.headers import UnsafeHeaders, flatten
-from relay.senders.base import Content, EmailContent, SlackContent
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -39,6 +39,8 @@ class OutboxSender:
     def path_for(self, delivery_id: int, content: Content) -> Path:
         if isinstance(content, EmailContent):
             return self.directory / f"{delivery_id:08d}-email.eml"
+        if isinstance(content, TeamsContent):
+            return self.directory / f"{delivery_id:08d}-teams.json"
         return self.directory / f"{delivery_id:08d}-slack.json"
 
     def remove(self, delivery_ids: Iterable[int]) -> int:
@@ -51,17 +53,19 @@ class OutboxSender:
         return removed
 
     async def send(self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()) -> None:
-        if not isinstance(content, EmailContent | SlackContent):
+        if not isinstance(content, EmailContent | SlackContent | TeamsContent):
             raise PermanentDeliveryError(f"the outbox cannot hold {type(content).__name__}")
         try:
             await asyncio.to_thread(self._write, content, delivery_id)
         except UnsafeHeaders as exc:
             raise PermanentDeliveryError(f"email not written, unsafe headers: {exc}") from None
 
-    def _write(self, content: EmailContent | SlackContent, delivery_id: int) -> None:
+    def _write(self, content: EmailContent | SlackContent | TeamsContent, delivery_id: int) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         if isinstance(content, EmailContent):
             data = flatten(content.message)
+        elif isinstance(content, TeamsContent):
+            data = json.dumps(content.body(), ensure_ascii=False, indent=2).encode()
         else:
             payload = {
                 "channel": content.channel,

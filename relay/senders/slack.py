@@ -12,14 +12,15 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from relay.errors import (
+from relay.config.settings import SlackSettings
+from relay.model.content import Content, SlackContent
+from relay.model.errors import (
     DeliveryConnectionError,
     PermanentDeliveryError,
     RateLimited,
     TransientDeliveryError,
 )
-from relay.senders.base import Content, SlackContent, retry_after_seconds
-from relay.settings import SlackSettings
+from relay.senders.base import retry_after_seconds
 
 # ok:false errors that say "try again later" rather than "this will never work".
 TRANSIENT_API_ERRORS = frozenset(

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import ssl
-from email.headerregistry import Address
+import time
+from collections.abc import Callable
 from email.utils import parseaddr
 
 import aiosmtplib
 
-from relay.errors import (
+from relay.config.settings import SmtpSettings
+from relay.model.content import Content, EmailContent
+from relay.model.errors import (
     DeliveryConnectionError,
+    DeliveryError,
     DeliveryTimeout,
     PermanentDeliveryError,
     TransientDeliveryError,
 )
 from relay.render.headers import UnsafeHeaders, flatten
-from relay.senders.base import Content, EmailContent
-from relay.senders.smtp_pool import SmtpPool, pool_for
-from relay.settings import SmtpSettings
+from relay.senders.smtp_oauth2 import token_cache, xoauth2_login
+from relay.senders.smtp_pool import Login, SmtpPool, SmtpPools
 
 
 def envelope_sender(from_address: str) -> str:
@@ -29,19 +32,34 @@ def _reply(code: int, message: str) -> str:
 
 
 class SmtpSender:
-    """Sends over persistent connections pooled per destination (relay.senders.smtp_pool);
+    """Sends over persistent connections pooled per destination (``SmtpPools``);
     STARTTLS/implicit TLS and AUTH from settings."""
 
-    def __init__(self, settings: SmtpSettings, *, pool_size: int = 4) -> None:
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        *,
+        pool_size: int = 4,
+        pools: SmtpPools | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``pools``: shared with the other senders of a relay (a sender alone keeps its own)."""
         self.settings = settings
+        self._pools = SmtpPools() if pools is None else pools
         self._sender = envelope_sender(settings.from_address)
         self._pool_size = pool_size
         # The whole transaction, from connecting or reusing a connection to the reply to DATA.
         self.deadline_seconds: float | None = settings.timeout_seconds
+        # auth = "oauth2": this sender's access token, fetched and renewed as needed.
+        self.tokens = token_cache(settings, clock=clock)
+        self._login: Login | None = None
+        if self.tokens is not None:
+            user, tokens = settings.username or self._sender, self.tokens
+            self._login = lambda client: xoauth2_login(client, user, tokens)
 
     @property
     def pool(self) -> SmtpPool:
-        return pool_for(self.settings, self._pool_size)
+        return self._pools.pool(self.settings, self._pool_size)
 
     async def _transmit(
         self, content: EmailContent, recipients: list[str]
@@ -50,7 +68,7 @@ class SmtpSender:
 
         What aiosmtplib's send_message does, except that the bytes sent are the ones
         ``flatten`` checked: SMTPUTF8 for non-ASCII addresses, 8BITMIME when offered."""
-        async with self.pool.connection() as client:
+        async with self.pool.connection(self._login) as client:
             await _greet(client)
             utf8 = not (self._sender + "".join(recipients)).isascii()
             if utf8 and not client.supports_extension("smtputf8"):
@@ -69,6 +87,8 @@ class SmtpSender:
             return
         try:
             refused = await self._transmit(content, recipients)
+        except DeliveryError:
+            raise  # the OAuth2 token endpoint's failure, already sorted
         except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
             raise classify_failure(exc) from None
         except UnsafeHeaders as exc:
@@ -129,7 +149,3 @@ def _refused(
     if temporary:
         return TransientDeliveryError(f"recipients deferred: {detail}", done=(*done, *permanent))
     return PermanentDeliveryError(f"recipients refused: {detail}", done=done)
-
-
-def format_address(display_name: str, addr: str) -> str:
-    return str(Address(display_name=display_name, addr_spec=addr))

@@ -6,16 +6,16 @@ import asyncio
 import contextlib
 import logging
 import time
-import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiosmtplib
 
-from relay.settings import SmtpSettings
+from relay.config.settings import SmtpSettings
 
 log = logging.getLogger(__name__)
 
 Destination = tuple[object, ...]
+Login = Callable[[aiosmtplib.SMTP], Awaitable[object]]
 
 
 def destination(settings: SmtpSettings) -> Destination:
@@ -30,6 +30,9 @@ def destination(settings: SmtpSettings) -> Destination:
         password,
         s.ca_file,
         s.timeout_seconds,
+        s.auth,
+        s.oauth2_token_url,
+        s.oauth2_client_id,
     )
 
 
@@ -39,7 +42,8 @@ def open_connection(settings: SmtpSettings) -> aiosmtplib.SMTP:
     return aiosmtplib.SMTP(
         hostname=s.host,
         port=s.effective_port,
-        username=s.username,
+        # With auth = "oauth2" the pool logs in (AUTH XOAUTH2) after connecting.
+        username=s.username if s.auth == "password" else None,
         password=s.password.get_secret_value() if s.password else None,
         use_tls=s.security == "tls",
         start_tls=True if s.security == "starttls" else False,  # noqa: SIM210 -- None would mean "opportunistic"
@@ -75,8 +79,9 @@ class SmtpPool:
         self.opened = 0  # connections opened so far (for logs and tests)
 
     @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[aiosmtplib.SMTP]:
-        smtp = await self._checkout()
+    async def connection(self, login: Login | None = None) -> AsyncIterator[aiosmtplib.SMTP]:
+        """``login`` runs on a newly connected client (a reused one is logged in already)."""
+        smtp = await self._checkout(login)
         try:
             yield smtp
         except BaseException as exc:
@@ -94,7 +99,7 @@ class SmtpPool:
         for smtp, _ in idle:
             await goodbye(smtp)
 
-    async def _checkout(self) -> aiosmtplib.SMTP:
+    async def _checkout(self, login: Login | None = None) -> aiosmtplib.SMTP:
         while self._idle:
             smtp, since = self._idle.pop()
             if self._clock() - since > self._max_idle_seconds or not smtp.is_connected:
@@ -110,6 +115,8 @@ class SmtpPool:
         smtp = self._factory()
         try:
             await smtp.connect()
+            if login is not None:
+                await login(smtp)
         except BaseException as exc:
             await goodbye(smtp, exc)
             raise
@@ -129,26 +136,26 @@ async def goodbye(client: aiosmtplib.SMTP, failure: BaseException | None = None)
         client.close()
 
 
-# Clients belong to the event loop that connected them, so pools are kept per loop. Senders
-# are rebuilt on every settings reload; keying by destination lets the new ones share the
-# pools (and connections) of the old ones.
-_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Destination, SmtpPool]] = (
-    weakref.WeakKeyDictionary()
-)
+class SmtpPools:
+    """One pool per destination, shared by every sender built from the same settings: senders
+    are rebuilt on every settings reload, and keying by destination lets the new ones reuse
+    the pools (and connections) of the old ones. Clients belong to the event loop that
+    connected them: the owner (the sender registry of one running relay) closes the pools
+    before its loop ends; later sends open new ones."""
 
+    def __init__(self) -> None:
+        self._pools: dict[Destination, SmtpPool] = {}
 
-def pool_for(settings: SmtpSettings, max_idle: int = 4) -> SmtpPool:
-    """The running loop's pool for ``settings``' destination (created on first use)."""
-    pools = _POOLS.setdefault(asyncio.get_running_loop(), {})
-    key = destination(settings)
-    pool = pools.get(key)
-    if pool is None:
-        pool = pools[key] = SmtpPool(lambda: open_connection(settings), max_idle=max_idle)
-    return pool
+    def pool(self, settings: SmtpSettings, max_idle: int = 4) -> SmtpPool:
+        """The pool for ``settings``' destination (created on first use)."""
+        key = destination(settings)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = SmtpPool(lambda: open_connection(settings), max_idle=max_idle)
+        return pool
 
-
-async def close_pools() -> None:
-    """Close the running loop's pools (the relay is stopping); later sends open new ones."""
-    pools = _POOLS.pop(asyncio.get_running_loop(), {})
-    for pool in pools.values():
-        await pool.close()
+    async def close(self) -> None:
+        """QUIT every pool's idle connections and forget the pools."""
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            await pool.close()

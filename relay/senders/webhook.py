@@ -9,17 +9,17 @@ from functools import partial
 
 import httpx
 
-from relay.errors import (
+from relay.config.settings import WebhookDestination
+from relay.model.content import Content, WebhookContent
+from relay.model.errors import (
     DeliveryConnectionError,
     DeliveryTimeout,
     PermanentDeliveryError,
     RateLimited,
     TransientDeliveryError,
 )
-from relay.senders.base import Content, WebhookContent
+from relay.model.urls import redact_url
 from relay.senders.base import retry_after_seconds as _retry_after_seconds
-from relay.settings import WebhookDestination
-from relay.urls import redact_url
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_RETRY_AFTER_SECONDS = 5.0

@@ -1,12 +1,14 @@
-"""The durable store: conversations, their planned deliveries (the outbox) and quarantined
-bodies in one SQLite file. Every SQL statement of the relay lives in this package."""
+"""The durable store: conversations, planned deliveries, quarantined bodies; SQL in queries.py."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from relay.store.base import ACTIVE, COUNTED, SCHEMA, STATUSES, connect
 from relay.store.deliveries import DeliveryOps
 from relay.store.intake import IntakeOps
 from relay.store.operator import RETRYABLE, OperatorOps
+from relay.store.protocol import StoreProtocol
 from relay.store.records import (
     Accepted,
     ClaimedDelivery,
@@ -27,6 +29,7 @@ __all__ = [
     "Intake",
     "QuarantineRow",
     "Store",
+    "StoreProtocol",
     "connect",
 ]
 
@@ -34,3 +37,7 @@ __all__ = [
 class Store(IntakeOps, DeliveryOps, OperatorOps):
     """Intent-named operations over one connection: intake (``IntakeOps``), the worker's
     queue (``DeliveryOps``) and operator tools (``OperatorOps``). Not thread-safe."""
+
+
+if TYPE_CHECKING:  # the SQLite store offers every operation of the protocol
+    _CHECKED: type[StoreProtocol] = Store

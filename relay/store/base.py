@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from relay.errors import StoreError, StoreVersionError
+from relay.model.errors import StoreError, StoreVersionError
+from relay.store import queries
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -71,7 +72,16 @@ MIGRATIONS: tuple[str, ...] = (
     # 2: where a sent delivery went: NULL (a real destination, or written before this
     # column existed) or 'outbox' (no destination configured: a file under <state_dir>/outbox).
     "ALTER TABLE deliveries ADD COLUMN sent_to TEXT;",
+    # 3: conversations.parsed (the normalised conversation) was written on every intake and
+    # never read: the worker parses the stored raw body. DROP COLUMN needs SQLite >= 3.35.
+    "ALTER TABLE conversations DROP COLUMN parsed;",
+    # 4: the id a CRM or help desk gave what a delivery created (a HubSpot note, a Pipedrive
+    # lead, a Freshdesk or Zendesk ticket), so a later delivery of the same conversation and
+    # action updates that object instead of creating a second one. NULL for other channels.
+    "ALTER TABLE deliveries ADD COLUMN external_ref TEXT;",
 )
+# The oldest SQLite whose ALTER TABLE can drop a column (migration 3).
+MIN_SQLITE = (3, 35, 0)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 ACTIVE = ("pending", "retrying", "sending")
@@ -98,6 +108,11 @@ def migrate(conn: sqlite3.Connection, path: Path) -> int:
         raise StoreVersionError(
             f"{path} has schema version {found}, newer than this relay's {SCHEMA_VERSION}: "
             "run the relay version that wrote it, or a newer one"
+        )
+    if found < SCHEMA_VERSION and sqlite3.sqlite_version_info < MIN_SQLITE:
+        raise StoreError(
+            f"{path} needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer to upgrade its "
+            f"schema; this Python uses SQLite {sqlite3.sqlite_version}"
         )
     for version in range(found + 1, SCHEMA_VERSION + 1):
         conn.execute("BEGIN IMMEDIATE")
@@ -132,7 +147,7 @@ MAX_PROBLEMS_SHOWN = 3
 
 def integrity_problems(conn: sqlite3.Connection) -> list[str]:
     """What ``PRAGMA quick_check`` finds wrong (empty if nothing): a pass over every page."""
-    rows = [str(row[0]) for row in conn.execute("PRAGMA quick_check").fetchall()]
+    rows = [str(row[0]) for row in conn.execute(queries.QUICK_CHECK).fetchall()]
     return [] if rows == ["ok"] else rows
 
 
@@ -157,7 +172,7 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 class StoreBase:
     """One connection and its transactions. Not thread-safe: one thread at a time (the app
-    funnels every call through ``relay.storethread.StoreThread``).
+    funnels every call through ``relay.store.storethread.StoreThread``).
 
     ``check``: run ``PRAGMA quick_check`` once opened. Any failure to open or a damaged file
     raises ``StoreError`` naming the file and the problem."""

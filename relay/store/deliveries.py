@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from relay.store import queries
 from relay.store.base import StoreBase
 from relay.store.records import ClaimedDelivery
 
@@ -22,13 +23,7 @@ class DeliveryOps(StoreBase):
         The interrupted attempt counts (it may have reached the destination)."""
         now = time.time() if now is None else now
         with self._transaction() as db:
-            cur = db.execute(
-                "UPDATE deliveries SET status = 'retrying', next_attempt_at = ?, updated_at = ?,"
-                " last_error = 'interrupted while sending' ||"
-                " COALESCE(' (before: ' || last_error || ')', '')"
-                " WHERE status = 'sending'",
-                (now, now),
-            )
+            cur = db.execute(queries.RECOVER_CLAIMED, (now, now))
         return cur.rowcount
 
     def claim_due(
@@ -46,25 +41,13 @@ class DeliveryOps(StoreBase):
         with self._transaction() as db:
             if admit is not None:  # the rows admit chose, by primary key
                 ids = self._admitted(db, now, limit, admit)
-                source = "deliveries d"
-                where, args = f"d.id IN ({','.join('?' * len(ids))})", list[float](ids)
+                source = queries.CLAIM_BY_ID_SOURCE
+                where, args = queries.ids_in("d.id", len(ids)), list[float](ids)
             else:
-                source = "deliveries d INDEXED BY deliveries_due_order"
-                where = "d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ?"
-                args = [now]
-            # Only fixed SQL and placeholders are put together here.
-            query = (
-                "SELECT d.id, d.conversation_id, d.rule, d.channel, d.action, d.category,"  # noqa: S608
-                " d.attempts, d.created_at, d.dedupe_key, d.done_recipients, c.raw"
-                f" FROM {source} JOIN conversations c ON c.id = d.conversation_id"
-                f" WHERE {where} ORDER BY d.next_attempt_at, d.id LIMIT ?"
-            )
+                source, where, args = queries.CLAIM_DUE_SOURCE, queries.CLAIM_DUE_WHERE, [now]
+            query = queries.claim_query(source, where)
             rows = db.execute(query, (*args, limit)).fetchall()
-            db.executemany(
-                "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = ?"
-                " WHERE id = ?",
-                [(now, row[0]) for row in rows],
-            )
+            db.executemany(queries.MARK_SENDING, [(now, row[0]) for row in rows])
         return [
             ClaimedDelivery(
                 id=row[0],
@@ -88,12 +71,7 @@ class DeliveryOps(StoreBase):
     ) -> list[int]:
         """The ids of the first ``limit`` due deliveries that ``admit`` accepts, in order."""
         ids: list[int] = []
-        due = db.execute(
-            "SELECT d.id, d.action FROM deliveries d INDEXED BY deliveries_due_order"
-            " WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ?"
-            " ORDER BY d.next_attempt_at, d.id",
-            (now,),
-        )
+        due = db.execute(queries.DUE_ACTIONS, (now,))
         for delivery_id, action in due:
             if len(ids) >= limit:
                 break
@@ -104,15 +82,9 @@ class DeliveryOps(StoreBase):
     def next_due_at(self, after: float | None = None) -> float | None:
         """When the earliest queued delivery is due; with ``after``, the earliest due later."""
         if after is not None:
-            row = self._conn.execute(
-                "SELECT MIN(next_attempt_at) FROM deliveries"
-                " WHERE status IN ('pending', 'retrying') AND next_attempt_at > ?",
-                (after,),
-            ).fetchone()
+            row = self._conn.execute(queries.NEXT_DUE_AFTER, (after,)).fetchone()
             return None if row is None else row[0]
-        row = self._conn.execute(
-            "SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'retrying')"
-        ).fetchone()
+        row = self._conn.execute(queries.NEXT_DUE).fetchone()
         return None if row is None else row[0]
 
     def mark_sent(
@@ -121,11 +93,7 @@ class DeliveryOps(StoreBase):
         """``sent_to='outbox'``: written to the local outbox, not to a real destination."""
         now = time.time() if now is None else now
         with self._transaction() as db:
-            db.execute(
-                "UPDATE deliveries SET status = 'sent', updated_at = ?, last_error = NULL,"
-                " sent_to = ? WHERE id = ?",
-                (now, sent_to, delivery_id),
-            )
+            db.execute(queries.MARK_SENT, (now, sent_to, delivery_id))
 
     def mark_retry(
         self,
@@ -137,31 +105,33 @@ class DeliveryOps(StoreBase):
     ) -> None:
         now = time.time() if now is None else now
         with self._transaction() as db:
-            db.execute(
-                "UPDATE deliveries SET status = 'retrying', next_attempt_at = ?, last_error = ?,"
-                " updated_at = ?, done_recipients = ? WHERE id = ?",
-                (at, error, now, _recipients(done), delivery_id),
-            )
+            db.execute(queries.MARK_RETRY, (at, error, now, _recipients(done), delivery_id))
 
     def mark_dead(
         self, delivery_id: int, error: str, done: Sequence[str] = (), now: float | None = None
     ) -> None:
         now = time.time() if now is None else now
         with self._transaction() as db:
-            db.execute(
-                "UPDATE deliveries SET status = 'dead', last_error = ?, updated_at = ?,"
-                " done_recipients = ? WHERE id = ?",
-                (error, now, _recipients(done), delivery_id),
-            )
+            db.execute(queries.MARK_DEAD, (error, now, _recipients(done), delivery_id))
+
+    def record_external_ref(
+        self, delivery_id: int, external_ref: str | None, note: str | None = None
+    ) -> None:
+        """Store the id the destination gave what this delivery created or updated; ``note``
+        (why it created nothing) is kept as the delivery's last error."""
+        with self._transaction() as db:
+            db.execute(queries.RECORD_EXTERNAL_REF, (external_ref, note, delivery_id))
+
+    def known_external_ref(self, delivery_id: int) -> str | None:
+        """The id recorded by this delivery or, failing that, by the latest delivery of the
+        same conversation (``conv_key``, any version) and the same action: the object a
+        retry or a later version must update instead of creating another."""
+        row = self._conn.execute(queries.KNOWN_EXTERNAL_REF, (delivery_id,)).fetchone()
+        return None if row is None else str(row[0])
 
     def release(self, delivery_ids: Sequence[int], now: float | None = None) -> None:
         """Give claimed deliveries back untouched (shutdown before they were sent): the
         attempt that never finished is not counted."""
         now = time.time() if now is None else now
         with self._transaction() as db:
-            db.executemany(
-                "UPDATE deliveries SET status = CASE WHEN attempts > 1 THEN 'retrying'"
-                " ELSE 'pending' END, attempts = attempts - 1, next_attempt_at = ?,"
-                " updated_at = ? WHERE id = ? AND status = 'sending'",
-                [(now, now, i) for i in delivery_ids],
-            )
+            db.executemany(queries.RELEASE_CLAIMED, [(now, now, i) for i in delivery_ids])

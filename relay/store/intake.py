@@ -6,7 +6,8 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
-from relay.routing import PlannedDelivery
+from relay.routing.decide import PlannedDelivery
+from relay.store import queries
 from relay.store.base import StoreBase
 from relay.store.records import Accepted, Intake
 
@@ -30,9 +31,7 @@ def plan_deliveries(
         if force:
             dedupe += f"/replay-{now!r}-{created}"
         cur = db.execute(
-            "INSERT OR IGNORE INTO deliveries (conversation_id, dedupe_key, rule, channel,"
-            " action, category, created_at, next_attempt_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            queries.PLAN_DELIVERY,
             (
                 conversation_id,
                 dedupe,
@@ -63,11 +62,7 @@ class IntakeOps(StoreBase):
         # One statement in the common case: the next version number is computed inside the
         # INSERT, and an exact duplicate (same key and content hash) inserts nothing.
         inserted = db.execute(
-            "INSERT INTO conversations (conv_key, account_id, channel_id, version, content_hash,"
-            " category, received_at, raw, parsed)"
-            " SELECT ?, ?, ?, COALESCE(MAX(version), 0) + 1, ?, ?, ?, ?, ?"
-            " FROM conversations WHERE conv_key = ?"
-            " ON CONFLICT (conv_key, content_hash) DO NOTHING RETURNING id, version",
+            queries.INSERT_CONVERSATION_VERSION,
             (
                 intake.conv_key,
                 intake.account_id,
@@ -76,13 +71,12 @@ class IntakeOps(StoreBase):
                 intake.category,
                 now,
                 intake.raw,
-                intake.parsed,
                 intake.conv_key,
             ),
         ).fetchone()
         if inserted is None:
             existing = db.execute(
-                "SELECT id, version FROM conversations WHERE conv_key = ? AND content_hash = ?",
+                queries.FIND_DUPLICATE,
                 (intake.conv_key, intake.content_hash),
             ).fetchone()
             return Accepted(existing[0], existing[1], duplicate=True, deliveries=0)
@@ -109,21 +103,10 @@ class IntakeOps(StoreBase):
         now = time.time() if now is None else now
         with self._transaction() as db:
             cur = db.execute(
-                "INSERT INTO quarantine (received_at, reason, message, remote, size, body)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                queries.INSERT_QUARANTINE,
                 (now, reason, message, remote, len(body), body[: min(max_body, max_bytes)]),
             )
-            db.execute(
-                "DELETE FROM quarantine WHERE id <= (SELECT id FROM quarantine"
-                " ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                (max_rows,),
-            )
-            # length() of a blob reads the row header, not the body's overflow pages.
-            db.execute(
-                "DELETE FROM quarantine WHERE id <= (SELECT MAX(id) FROM (SELECT id,"
-                " SUM(length(body)) OVER (ORDER BY id DESC) AS kept FROM quarantine)"
-                " WHERE kept > ?)",
-                (max_bytes,),
-            )
+            db.execute(queries.TRIM_QUARANTINE_ROWS, (max_rows,))
+            db.execute(queries.TRIM_QUARANTINE_BYTES, (max_bytes,))
         assert cur.lastrowid is not None
         return cur.lastrowid

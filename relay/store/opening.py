@@ -6,15 +6,13 @@ import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING
 
-from relay.store import Store
+from relay.store import Store, StoreProtocol
 
 if TYPE_CHECKING:
-    from relay.settings import Settings
+    from relay.config.settings import Settings
     from relay.store.postgres import PostgresStore
-
-AnyStore: TypeAlias = "Store | PostgresStore"
 
 # This relay's name in a shared queue, kept in its state directory so a restart recovers
 # what it held: <state_dir>/relay-id.
@@ -58,7 +56,7 @@ def relay_identity(state_dir: Path) -> str:
     return made
 
 
-def open_store(settings: Settings, *, check: bool = False, relay: bool = False) -> AnyStore:
+def open_store(settings: Settings, *, check: bool = False, relay: bool = False) -> StoreProtocol:
     """The store the settings name, opened (and migrated). ``relay``: opened by ``relay serve``,
     which claims deliveries under this state directory's identity; ``check``: run the engine's
     integrity check (SQLite). StoreError naming the store if it cannot be used."""
@@ -77,13 +75,25 @@ def open_store(settings: Settings, *, check: bool = False, relay: bool = False) 
     )
 
 
-def wake_on_new_work(store: AnyStore, wake: Callable[[], object]) -> None:
+def _postgres(store: StoreProtocol) -> PostgresStore | None:
+    """``store`` as the PostgreSQL store, or None for any other (SQLite) store."""
+    if isinstance(store, Store):
+        return None
+    # Only reached with a store open_store made from a URL: psycopg is imported already.
+    from relay.store.postgres import PostgresStore  # noqa: PLC0415
+
+    return store if isinstance(store, PostgresStore) else None
+
+
+def wake_on_new_work(store: StoreProtocol, wake: Callable[[], object]) -> None:
     """Call ``wake`` (from another thread) when another relay sharing the store commits new due
     deliveries. A SQLite store has one relay, whose intake wakes its worker itself."""
-    if not isinstance(store, Store):
-        store.listen(wake)
+    postgres = _postgres(store)
+    if postgres is not None:
+        postgres.listen(wake)
 
 
-def lease_counts(store: AnyStore, now: float) -> dict[str, int] | None:
+def lease_counts(store: StoreProtocol, now: float) -> dict[str, int] | None:
     """Deliveries being sent, by lease (PostgreSQL), or None: a SQLite store has no leases."""
-    return None if isinstance(store, Store) else store.leases(now)
+    postgres = _postgres(store)
+    return None if postgres is None else postgres.leases(now)

@@ -4,40 +4,40 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from relay.routing import PlannedDelivery
+from relay.routing.decide import PlannedDelivery
+from relay.store import queries
 from relay.store.base import ACTIVE, COUNTED, StoreBase
 from relay.store.intake import plan_deliveries
 from relay.store.records import DeliveryRow, QuarantineRow
 
-_DELIVERY_COLUMNS = (
-    "d.id, d.conversation_id, c.conv_key, d.rule, d.channel, d.status, d.attempts,"
-    " d.created_at, d.next_attempt_at, d.updated_at, d.last_error, d.sent_to"
-    " FROM deliveries d JOIN conversations c ON c.id = d.conversation_id"
-)
 RETRYABLE = ("pending", "retrying", "dead")
+
+
+def earlier_chats(rows: Iterable[Sequence[Any]], limit: int) -> tuple[tuple[str, float], ...]:
+    """``visitor_history`` from its query's rows (conv_key, category, begin time; one per
+    stored version, in the order stored): per chat the latest version's category and the first
+    version's begin time, oldest first, at most the newest ``limit``."""
+    chats: dict[str, tuple[str, float]] = {}
+    for conv_key, category, begin in rows:
+        first = chats.get(conv_key)
+        chats[conv_key] = (str(category), float(begin if first is None else first[1]))
+    ordered = sorted(chats.values(), key=lambda chat: chat[1])
+    return tuple(ordered[-limit:])
 
 
 class OperatorOps(StoreBase):
     def counts(self) -> dict[str, int]:
         """Deliveries by status (``COUNTED``); ``sent`` counts real sends only and ``outbox``
         the deliveries written to the local outbox instead."""
-        found = dict(
-            self._conn.execute(
-                "SELECT CASE WHEN status = 'sent' AND sent_to = 'outbox' THEN 'outbox'"
-                " ELSE status END, COUNT(*) FROM deliveries GROUP BY 1"
-            ).fetchall()
-        )
+        found = dict(self._conn.execute(queries.COUNT_BY_STATUS).fetchall())
         return {status: found.get(status, 0) for status in COUNTED}
 
     def oldest_active_created_at(self) -> float | None:
-        row = self._conn.execute(
-            "SELECT MIN(created_at) FROM deliveries"
-            " WHERE status IN ('pending', 'retrying', 'sending')"
-        ).fetchone()
+        row = self._conn.execute(queries.OLDEST_ACTIVE).fetchone()
         return None if row is None else row[0]
 
     def deliveries(
@@ -47,9 +47,7 @@ class OperatorOps(StoreBase):
         conversation_id: int | None = None,
         limit: int = 1000,
     ) -> list[DeliveryRow]:
-        marks = ",".join("?" * len(statuses))
-        # Only "?" placeholders are interpolated into the SQL text.
-        sql = f"SELECT {_DELIVERY_COLUMNS} WHERE d.status IN ({marks})"
+        sql = f"{queries.DELIVERY_ROWS} WHERE {queries.ids_in('d.status', len(statuses))}"
         params: list[Any] = list(statuses)
         if conversation_id is not None:
             sql += " AND d.conversation_id = ?"
@@ -59,10 +57,7 @@ class OperatorOps(StoreBase):
         return [DeliveryRow(*row) for row in self._conn.execute(sql, params).fetchall()]
 
     def delivery(self, delivery_id: int) -> DeliveryRow | None:
-        row = self._conn.execute(
-            f"SELECT {_DELIVERY_COLUMNS} WHERE d.id = ?",
-            (delivery_id,),
-        ).fetchone()
+        row = self._conn.execute(queries.DELIVERY_BY_ID, (delivery_id,)).fetchone()
         return None if row is None else DeliveryRow(*row)
 
     def retry_now(self, delivery_ids: Sequence[int] | None = None, now: float | None = None) -> int:
@@ -70,34 +65,22 @@ class OperatorOps(StoreBase):
         start, so attempts, backoff and the age limit count again from now. Sent and in-flight
         deliveries are left alone (``replay`` sends a conversation again)."""
         now = time.time() if now is None else now
-        reset = (
-            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?,"
-            " created_at = ?, updated_at = ?"
-        )
         with self._transaction() as db:
             if delivery_ids is None:
-                return db.execute(reset + " WHERE status = 'dead'", (now, now, now)).rowcount
+                return db.execute(queries.REQUEUE_DEAD, (now, now, now)).rowcount
             changed = 0
             for delivery_id in delivery_ids:
-                changed += db.execute(
-                    reset + " WHERE id = ? AND status IN ('pending', 'retrying', 'dead')",
-                    (now, now, now, delivery_id),
-                ).rowcount
+                changed += db.execute(queries.REQUEUE_ONE, (now, now, now, delivery_id)).rowcount
             return changed
 
     def conversation_raw(self, conversation_id: int) -> tuple[bytes, str, str] | None:
         """(raw body, category, conv_key) of one stored conversation."""
-        row = self._conn.execute(
-            "SELECT raw, category, conv_key FROM conversations WHERE id = ?", (conversation_id,)
-        ).fetchone()
+        row = self._conn.execute(queries.CONVERSATION_RAW, (conversation_id,)).fetchone()
         return None if row is None else (row[0], row[1], row[2])
 
     def latest_version_id(self, conv_key: str) -> int | None:
         """The id of the newest stored version of a conversation ("<accountId>-<channel.id>")."""
-        row = self._conn.execute(
-            "SELECT id FROM conversations WHERE conv_key = ? ORDER BY version DESC LIMIT 1",
-            (conv_key,),
-        ).fetchone()
+        row = self._conn.execute(queries.LATEST_VERSION_ID, (conv_key,)).fetchone()
         return None if row is None else int(row[0])
 
     def replan(
@@ -115,63 +98,54 @@ class OperatorOps(StoreBase):
             )
 
     def quarantined(self, limit: int = 100) -> list[QuarantineRow]:
-        rows = self._conn.execute(
-            "SELECT id, received_at, reason, message, remote, size, body FROM quarantine"
-            " ORDER BY id DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
+        rows = self._conn.execute(queries.QUARANTINED, (limit,)).fetchall()
         return [QuarantineRow(*row) for row in rows]
 
     def quarantine_entry(self, entry_id: int) -> QuarantineRow | None:
-        row = self._conn.execute(
-            "SELECT id, received_at, reason, message, remote, size, body FROM quarantine"
-            " WHERE id = ?",
-            (entry_id,),
-        ).fetchone()
+        row = self._conn.execute(queries.QUARANTINE_ENTRY, (entry_id,)).fetchone()
         return None if row is None else QuarantineRow(*row)
+
+    def visitor_history(
+        self, conversation_id: int, limit: int = 20
+    ) -> tuple[tuple[str, float], ...]:
+        """The same visitor's earlier conversations in the same account (same visitor id, else
+        the same email address), received no later than ``conversation_id``: one
+        (category of the latest version, begin time in Unix seconds) per chat, oldest first,
+        at most the newest ``limit``."""
+        rows = self._conn.execute(queries.VISITOR_HISTORY, (conversation_id,)).fetchall()
+        return earlier_chats(rows, limit)
 
     def conversations_older_than(self, cutoff: float) -> list[int]:
         """Conversations received before ``cutoff`` with nothing left to deliver."""
-        rows = self._conn.execute(
-            "SELECT id FROM conversations WHERE received_at < ? AND id NOT IN"
-            " (SELECT conversation_id FROM deliveries WHERE status IN ('pending', 'retrying',"
-            " 'sending')) ORDER BY id",
-            (cutoff,),
-        ).fetchall()
+        rows = self._conn.execute(queries.CONVERSATIONS_DONE_BEFORE, (cutoff,)).fetchall()
         return [row[0] for row in rows]
 
     def delivery_ids_of(self, conversation_ids: Sequence[int]) -> list[int]:
         ids: list[int] = []
         for conversation_id in conversation_ids:
-            rows = self._conn.execute(
-                "SELECT id FROM deliveries WHERE conversation_id = ?", (conversation_id,)
-            ).fetchall()
+            rows = self._conn.execute(queries.DELIVERY_IDS_OF, (conversation_id,)).fetchall()
             ids.extend(row[0] for row in rows)
         return ids
 
     def purge(self, conversation_ids: Sequence[int]) -> int:
         """Delete conversations with their deliveries. ``secure_delete`` overwrites the freed
         pages, so the personal data does not linger in the file."""
-        self._conn.execute("PRAGMA secure_delete=ON")
+        self._conn.execute(queries.SECURE_DELETE)
         with self._transaction() as db:
             deleted = sum(
-                db.execute("DELETE FROM conversations WHERE id = ?", (i,)).rowcount
-                for i in conversation_ids
+                db.execute(queries.DELETE_CONVERSATION, (i,)).rowcount for i in conversation_ids
             )
         return deleted
 
     def purge_quarantine_older_than(self, cutoff: float) -> int:
-        self._conn.execute("PRAGMA secure_delete=ON")
+        self._conn.execute(queries.SECURE_DELETE)
         with self._transaction() as db:
-            return db.execute("DELETE FROM quarantine WHERE received_at < ?", (cutoff,)).rowcount
+            return db.execute(queries.DELETE_QUARANTINE_BEFORE, (cutoff,)).rowcount
 
     def checkpoint(self) -> None:
         """Copy the write-ahead log into the database file and empty it (after a purge, so
         deleted rows do not survive in the log either)."""
-        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    def vacuum(self) -> None:
-        self._conn.execute("VACUUM")
+        self._conn.execute(queries.CHECKPOINT)
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[bool]:
@@ -185,11 +159,7 @@ class OperatorOps(StoreBase):
         now = time.time() if now is None else now
         try:
             with self._transaction() as db:
-                db.execute(
-                    "INSERT INTO health_probe (id, checked_at) VALUES (1, ?)"
-                    " ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
-                    (now,),
-                )
+                db.execute(queries.PROBE_WRITE, (now,))
         except sqlite3.Error:
             return False
         return True

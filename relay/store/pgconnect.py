@@ -6,7 +6,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
-from relay.urls import redact_url
+from relay.model.urls import redact_url
 
 # Seconds to wait for the server to answer a connection attempt, unless the URL names its own
 # connect_timeout: a store that cannot be reached must fail visibly, not hang the relay.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from relay.routing import PlannedDelivery
+from relay.routing.decide import PlannedDelivery
 
 
 @dataclass(frozen=True)
@@ -13,7 +13,6 @@ class Intake:
     """Everything the request path wants stored for one accepted body."""
 
     raw: bytes
-    parsed: bytes
     conv_key: str
     account_id: int
     channel_id: int

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from relay.settings import Settings, load_settings
+from relay.config.settings import Settings, load_settings
 from tests.conftest import base_sections
 
 

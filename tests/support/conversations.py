@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.conversation import Conversation
-from relay.payload import parse
+from relay.intake.payload import parse
+from relay.model.conversation import Conversation
 from tests.conftest import body, sample
 
 NOW = 1_800_000_000.0

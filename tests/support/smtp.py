@@ -80,10 +80,11 @@ def free_port() -> int:
 class SmtpServer:
     """aiosmtpd's Controller on a fixed free port (it cannot report a port chosen by the OS)."""
 
-    def __init__(self, handler: RecordingHandler, port: int | None = None) -> None:
+    def __init__(self, handler: RecordingHandler, port: int | None = None, **options: Any) -> None:
+        """``options``: aiosmtpd SMTP parameters (``auth_require_tls`` and the like)."""
         self.handler = handler
         self.port = port or free_port()
-        self.controller = Controller(handler, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(handler, hostname="127.0.0.1", port=self.port, **options)
 
     def start(self) -> None:
         self.controller.start()

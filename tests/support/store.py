@@ -7,10 +7,10 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from relay.classify import Category
-from relay.settings import Settings
-from relay.store import STATUSES, DeliveryRow, Intake, QuarantineRow, Store
-from relay.store.opening import AnyStore, database_path, open_store, postgres_url
+from relay.config.settings import Settings
+from relay.model.category import Category
+from relay.store import STATUSES, DeliveryRow, Intake, QuarantineRow, Store, StoreProtocol
+from relay.store.opening import database_path, open_store, postgres_url
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -21,15 +21,15 @@ class StoreOpener:
 
     def __init__(self, path: Path, url: str | None) -> None:
         self.path, self.url = path, url
-        self._opened: list[AnyStore] = []
+        self._opened: list[StoreProtocol] = []
 
     @property
     def backend(self) -> str:
         return "sqlite" if self.url is None else "postgresql"
 
-    def __call__(self, **options: Any) -> AnyStore:
+    def __call__(self, **options: Any) -> StoreProtocol:
         if self.url is None:
-            store: AnyStore = Store(self.path)
+            store: StoreProtocol = Store(self.path)
         else:
             from relay.store.postgres import PostgresStore  # noqa: PLC0415 - psycopg when used
 
@@ -73,11 +73,25 @@ def count_rows(settings: Settings, table: str) -> int:
     return int(row[0])
 
 
+def select_rows(settings: Settings, query: str) -> list[dict[str, Any]]:
+    """The rows of a fixed query as dicts, through a connection of the test's own (either
+    backend; the query must read the same on both)."""
+    url = postgres_url(settings)
+    if url is None:
+        with closing(sqlite3.connect(database_path(settings))) as db:
+            db.row_factory = sqlite3.Row
+            return [dict(row) for row in db.execute(query).fetchall()]
+    import psycopg  # noqa: PLC0415 - only for PostgreSQL
+    from psycopg.rows import dict_row  # noqa: PLC0415
+
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        return list(conn.execute(query.encode()).fetchall())
+
+
 def bare_intake(n: int, raw: Any = b"{}") -> Intake:
     """A minimal intake for conversation "1-<n>" with nothing planned (store-level tests)."""
     return Intake(
         raw=raw,
-        parsed=b"{}",
         conv_key=f"1-{n}",
         account_id=1,
         channel_id=n,

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from relay.errors import StoreError
+from relay.model.errors import StoreError
 from relay.store import Store
 from relay.store.postgres.store import PostgresStore
 
@@ -20,12 +20,12 @@ CHUNK = 500
 TABLES: dict[str, tuple[str, ...]] = {
     "conversations": (
         "id", "conv_key", "account_id", "channel_id", "version", "content_hash", "category",
-        "received_at", "raw", "parsed",
+        "received_at", "raw",
     ),
     "deliveries": (
         "id", "conversation_id", "dedupe_key", "rule", "channel", "action", "category",
         "status", "attempts", "created_at", "next_attempt_at", "updated_at", "last_error",
-        "done_recipients", "sent_to",
+        "done_recipients", "sent_to", "external_ref",
     ),
     "quarantine": ("id", "received_at", "reason", "message", "remote", "size", "body"),
 }  # fmt: skip

@@ -13,8 +13,8 @@ NOTIFY_PAYLOAD = "SELECT pg_notify('relay_deliveries', %s)"
 # time: either way nothing is inserted, and the caller looks again.
 INSERT_CONVERSATION = (
     "INSERT INTO conversations (conv_key, account_id, channel_id, version, content_hash,"
-    " category, received_at, raw, parsed)"
-    " SELECT %s, %s, %s, COALESCE(MAX(version), 0) + 1, %s, %s, %s, %s, %s"
+    " category, received_at, raw)"
+    " SELECT %s, %s, %s, COALESCE(MAX(version), 0) + 1, %s, %s, %s, %s"
     " FROM conversations WHERE conv_key = %s"
     " ON CONFLICT DO NOTHING RETURNING id, version"
 )
@@ -129,6 +129,24 @@ RELEASE = (
     " WHERE id = %(id)s AND status = 'sending' AND claim_token = %(token)s"
 )
 
+# Keep the id a CRM or help desk gave what a delivery created or updated, and/or why it
+# created nothing (as the last error); a NULL parameter leaves that column as it is. Recorded
+# whoever holds the delivery now: the object exists at the destination either way.
+RECORD_EXTERNAL_REF = (
+    "UPDATE deliveries SET external_ref = COALESCE(%(ref)s, external_ref),"
+    " last_error = COALESCE(%(note)s, last_error) WHERE id = %(id)s"
+)
+# The id recorded by this delivery or, failing that, by the latest delivery of the same
+# conversation (conv_key, any version) and the same action.
+KNOWN_EXTERNAL_REF = (
+    "SELECT e.external_ref FROM deliveries d"
+    " JOIN conversations c ON c.id = d.conversation_id"
+    " JOIN conversations ec ON ec.conv_key = c.conv_key"
+    " JOIN deliveries e ON e.conversation_id = ec.id AND e.action = d.action"
+    " WHERE d.id = %s AND e.external_ref IS NOT NULL"
+    " ORDER BY e.id = d.id DESC, e.id DESC LIMIT 1"
+)
+
 # The leases of 'sending' deliveries: this relay's, other relays' live ones, and expired ones
 # (held by a relay that stopped answering; the next claim takes them).
 LEASES = (
@@ -163,6 +181,29 @@ RETRY_DEAD = _RESET + " WHERE status = 'dead'"
 RETRY_ONE = _RESET + " WHERE id = %(id)s AND status IN ('pending', 'retrying', 'dead')"
 CONVERSATION_RAW = "SELECT raw, category, conv_key FROM conversations WHERE id = %s"
 LATEST_VERSION = "SELECT id FROM conversations WHERE conv_key = %s ORDER BY version DESC LIMIT 1"
+# As the SQLite store's VISITOR_HISTORY: the same visitor's conversations in the same account,
+# received no later than the given one, matched by visitor id when it has one, else by email
+# address (case-insensitive), read from the stored raw bodies (relay_json: NULL, matching
+# nothing, for a body that is not JSON). One row per stored version, in the order stored:
+# conv_key, category, begin time in Unix seconds (beginAt, else when it was received).
+VISITOR_HISTORY = (
+    "WITH cur AS (SELECT conv_key, account_id, received_at,"
+    " body -> 'visitor' ->> 'id' AS vid, lower(body -> 'visitor' ->> 'email') AS vemail"
+    " FROM (SELECT conv_key, account_id, received_at, relay_json(raw) AS body"
+    " FROM conversations WHERE id = %s) AS c),"
+    " others AS (SELECT c.id, c.conv_key, c.category, c.received_at, relay_json(c.raw) AS body"
+    " FROM conversations c JOIN cur ON c.account_id = cur.account_id"
+    " WHERE c.conv_key <> cur.conv_key AND c.received_at <= cur.received_at)"
+    " SELECT o.conv_key, o.category,"
+    " COALESCE(CASE WHEN jsonb_typeof(o.body -> 'beginAt') = 'number'"
+    " THEN (o.body ->> 'beginAt')::double precision / 1000.0 END, o.received_at)"
+    " FROM others o CROSS JOIN cur"
+    " WHERE (cur.vid IS NOT NULL AND cur.vid <> ''"
+    "      AND o.body -> 'visitor' ->> 'id' = cur.vid)"
+    "  OR (cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail <> ''"
+    "      AND lower(o.body -> 'visitor' ->> 'email') = cur.vemail)"
+    " ORDER BY o.id"
+)
 QUARANTINE_COLUMNS = "SELECT id, received_at, reason, message, remote, size, body FROM quarantine"
 QUARANTINED = QUARANTINE_COLUMNS + " ORDER BY id DESC LIMIT %s"
 QUARANTINE_ENTRY = QUARANTINE_COLUMNS + " WHERE id = %s"

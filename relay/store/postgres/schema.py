@@ -5,9 +5,9 @@ from __future__ import annotations
 import psycopg
 from psycopg.rows import TupleRow
 
-from relay.errors import StoreVersionError
+from relay.model.errors import StoreVersionError
 
-# Version 1 is the SQLite store's schema (both steps of relay.store.base.MIGRATIONS) in
+# Version 1 is the SQLite store's schema (steps 1 and 2 of relay.store.base.MIGRATIONS) in
 # PostgreSQL's types, with the lease columns a shared queue needs: who holds a 'sending'
 # delivery (claimed_by: the relay; claim_token: the claim) and until when (claimed_until).
 # Ids are identities BY DEFAULT so `relay migrate --to-postgres` can keep a SQLite store's ids.
@@ -68,6 +68,23 @@ MIGRATIONS: tuple[str, ...] = (
         id          INTEGER PRIMARY KEY CHECK (id = 1),
         checked_at  DOUBLE PRECISION NOT NULL
     );
+    """,
+    # 2: as SQLite's steps 3 and 4: conversations.parsed was written and never read (the worker
+    # parses the stored raw body); deliveries.external_ref is the id a CRM or help desk gave
+    # what a delivery created, so a later delivery of the same conversation and action updates
+    # it. relay_json reads a stored raw body as JSON for visitor_history, NULL where it is not
+    # (not UTF-8, or not JSON), as SQLite's json_valid: an unreadable body matches nothing.
+    """
+    ALTER TABLE conversations DROP COLUMN parsed;
+    ALTER TABLE deliveries ADD COLUMN external_ref TEXT;
+    CREATE FUNCTION relay_json(body BYTEA) RETURNS JSONB
+        LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+    BEGIN
+        RETURN convert_from(body, 'UTF8')::jsonb;
+    EXCEPTION WHEN OTHERS THEN
+        RETURN NULL;
+    END;
+    $$;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -14,9 +14,10 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
-from relay.errors import StoreError
-from relay.routing import PlannedDelivery
+from relay.model.errors import StoreError
+from relay.routing.decide import PlannedDelivery
 from relay.store.base import ACTIVE, COUNTED
+from relay.store.operator import earlier_chats
 from relay.store.pgconnect import connect, redacted
 from relay.store.postgres import queries as q
 from relay.store.postgres.listen import Listener
@@ -50,7 +51,7 @@ def _recipients(done: Sequence[str]) -> str:
 
 class PostgresStore:
     """The operations of ``relay.store.Store`` over one PostgreSQL connection. Not thread-safe:
-    one thread at a time (``relay.storethread.StoreThread``), as the SQLite store.
+    one thread at a time (``relay.store.storethread.StoreThread``), as the SQLite store.
 
     ``holder``: who this relay is in the shared queue (claims are recorded under it, and
     ``recover_claimed`` takes back what it held before a restart); a fresh one per store unless
@@ -170,7 +171,6 @@ class PostgresStore:
                     intake.category,
                     now,
                     intake.raw,
-                    intake.parsed,
                     intake.conv_key,
                 ),
             ).fetchone()
@@ -415,6 +415,25 @@ class PostgresStore:
         params = {"error": error, "now": now, "done": _recipients(done)}
         self._finish(q.MARK_DEAD, delivery_id, params)
 
+    def record_external_ref(
+        self, delivery_id: int, external_ref: str | None, note: str | None = None
+    ) -> None:
+        """Store the id the destination gave what this delivery created or updated; ``note``
+        (why it created nothing) is kept as the delivery's last error. Recorded even if this
+        relay's lease has expired meanwhile: the object exists at the destination either way,
+        and the delivery's next holder must update it rather than create another."""
+        with self._transaction() as db:
+            db.execute(
+                q.RECORD_EXTERNAL_REF, {"ref": external_ref, "note": note, "id": delivery_id}
+            )
+
+    def known_external_ref(self, delivery_id: int) -> str | None:
+        """The id recorded by this delivery or, failing that, by the latest delivery of the
+        same conversation (``conv_key``, any version) and the same action: the object a
+        retry or a later version must update instead of creating another."""
+        row = self._read().execute(q.KNOWN_EXTERNAL_REF, (delivery_id,)).fetchone()
+        return None if row is None else str(row[0])
+
     def release(self, delivery_ids: Sequence[int], now: float | None = None) -> None:
         """Give claimed deliveries back untouched (shutdown before they were sent): the
         attempt that never finished is not counted."""
@@ -512,6 +531,15 @@ class PostgresStore:
         row = self._read().execute(q.QUARANTINE_ENTRY, (entry_id,)).fetchone()
         return None if row is None else _quarantine_row(row)
 
+    def visitor_history(
+        self, conversation_id: int, limit: int = 20
+    ) -> tuple[tuple[str, float], ...]:
+        """As the SQLite store's: the same visitor's earlier conversations in the same account
+        (by visitor id, else email address), one (category, begin time) per chat, oldest
+        first, at most the newest ``limit``."""
+        rows = self._read().execute(q.VISITOR_HISTORY, (conversation_id,)).fetchall()
+        return earlier_chats(rows, limit)
+
     def conversations_older_than(self, cutoff: float) -> list[int]:
         """Conversations received before ``cutoff`` with nothing left to deliver."""
         return [int(row[0]) for row in self._read().execute(q.OLDER_THAN, (cutoff,)).fetchall()]
@@ -535,9 +563,6 @@ class PostgresStore:
         db = self._read()
         if db.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
             db.execute(q.VACUUM)
-
-    def vacuum(self) -> None:
-        self.checkpoint()
 
     def writable(self, now: float | None = None) -> bool:
         """True if a row can be written and committed on the server now."""

@@ -1,0 +1,2 @@
+"""Settings: the file, environment and secrets, addresses, destinations and mail provider presets,
+loaded once."""

@@ -1,0 +1,1 @@
+"""Delivery: the worker that claims, renders, sends and records due deliveries; retry policy."""

@@ -1,0 +1,428 @@
+"""The delivery worker: claims due deliveries, renders and sends them, records each outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from email.utils import parseaddr
+
+from pydantic import TypeAdapter
+
+from relay.config.settings import Action, EmailAction, SlackAction
+from relay.delivery.retry import GiveUp, RetryPolicy, decide
+from relay.intake.payload import parse
+from relay.model.category import Category
+from relay.model.content import Content
+from relay.model.crm import CrmContent
+from relay.model.errors import (
+    DeliveryError,
+    DeliveryTimeout,
+    PermanentDeliveryError,
+    RateLimited,
+    StoreError,
+    TransientDeliveryError,
+)
+from relay.render.dispatch import Job, render
+from relay.render.pool import PoolUnavailable, RenderJob, RenderPool
+from relay.routing.rules import AnyAction
+from relay.senders.base import Sender, SendResult
+from relay.senders.outbox import OutboxSender
+from relay.senders.registry import sender_key
+from relay.snapshot import Snapshot
+from relay.store import ClaimedDelivery
+from relay.store.storethread import StoreThread
+
+log = logging.getLogger("relay.worker")  # the published logger name (docs/operations.md)
+
+_ACTION = TypeAdapter[Action](Action)
+CANCEL_WAIT_SECONDS = 5.0  # after the grace period, how long cancelled sends may take to end
+IDLE_POLL_SECONDS = 1.0  # picks up changes made by `relay retry` from another process
+
+# Told each recorded outcome: (channel, "sent" | "retry" | "dead", seconds since the claim).
+Observer = Callable[[str, str, float], None]
+
+
+def message_id(dedupe_key: str, from_address: str) -> str:
+    """Stable per conversation, action and category: a resend dedupes downstream."""
+    domain = parseaddr(from_address)[1].rpartition("@")[2] or "relay.invalid"
+    digest = hashlib.sha256(dedupe_key.encode()).hexdigest()[:32]
+    return f"<{digest}@{domain}>"
+
+
+def delivery_job(
+    snapshot: Snapshot,
+    delivery: ClaimedDelivery,
+    action: AnyAction,
+    earlier: tuple[tuple[str, float], ...] = (),
+) -> Job:
+    """What rendering one claimed delivery takes; its email Message-ID is stable per delivery.
+    ``earlier``: the visitor's earlier conversations (the store's ``visitor_history``)."""
+    return Job(
+        delivery.raw,
+        parse(delivery.raw),
+        Category(delivery.category),
+        action,
+        rule=delivery.rule,
+        delivery_id=delivery.id,
+        message_id=message_id(delivery.dedupe_key, snapshot.from_address(action)),
+        earlier=earlier,
+    )
+
+
+def render_delivery(
+    snapshot: Snapshot,
+    delivery: ClaimedDelivery,
+    earlier: tuple[tuple[str, float], ...] = (),
+) -> Content:
+    action = _ACTION.validate_python(delivery.action)
+    job = delivery_job(snapshot, delivery, action, earlier)
+    return render(job, snapshot.renderer(snapshot.from_address(action)))
+
+
+class Worker:
+    def __init__(
+        self,
+        store: StoreThread,
+        snapshot: Callable[[], Snapshot],
+        *,
+        policy: RetryPolicy,
+        concurrency: int = 4,
+        per_destination: int | None = None,
+        clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+        observe: Observer | None = None,
+        render_pool: RenderPool | None = None,
+    ) -> None:
+        self._store = store
+        self._snapshot = snapshot  # the current settings' senders and renderers
+        self._policy = policy
+        self._concurrency = concurrency
+        # In flight at once to one destination (sender key): a slow destination keeps at most
+        # this many slots, the others go on with the rest. Default: all slots but one.
+        self._per_destination = min(per_destination or max(concurrency - 1, 1), concurrency)
+        self._busy: Counter[str] = Counter()  # in-flight deliveries by sender key
+        self._clock = clock
+        self._jitter = jitter
+        self._observer = observe
+        self._render_pool = render_pool
+        self._rendered_snapshot: Snapshot | None = None
+        self._render_generation = 0
+        self._claimed_at: dict[int, float] = {}
+        self._wake = asyncio.Event()
+        self._settled = asyncio.Event()
+        self._stopping = False
+        self._inflight: dict[asyncio.Task[None], int] = {}
+        self._inflight_keys: dict[asyncio.Task[None], str] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._progress = asyncio.Condition()
+        self.finished_attempts = 0  # attempts whose outcome has been recorded
+        # Claimed deliveries whose outcome could not be written (store busy or full): they
+        # are requeued by the next step instead of waiting in 'sending' for a restart.
+        self._unrecorded: dict[int, ClaimedDelivery] = {}
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="relay-worker")
+
+    def wake(self) -> None:
+        self._settled.clear()
+        self._wake.set()
+
+    async def settled(self) -> None:
+        """Return once nothing is pending, retrying or in flight (used by tests and benches)."""
+        self.wake()
+        await self._settled.wait()
+
+    async def attempted(self, count: int) -> None:
+        """Return once ``count`` attempts (since start) have had their outcome recorded."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self.finished_attempts >= count)
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; give in-flight sends ``grace`` seconds, then put the rest back."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        log.info(
+            "worker stopping: waiting up to %g s for %d in-flight deliveries",
+            grace,
+            len(self._inflight),
+        )
+        if self._inflight:
+            await asyncio.wait(list(self._inflight), timeout=grace)
+        unfinished = {t: i for t, i in self._inflight.items() if not t.done()}
+        for task in unfinished:
+            task.cancel()
+        if unfinished:
+            # Senders close their connections when cancelled; do not let one that does not
+            # hold the shutdown up: its row is released either way.
+            await asyncio.wait(list(unfinished), timeout=CANCEL_WAIT_SECONDS)
+            ids = list(unfinished.values())
+            await self._store.call(lambda s: s.release(ids))
+            log.warning("shutdown: %d unfinished deliveries left pending", len(ids))
+        if self._render_pool is not None:
+            await asyncio.to_thread(self._render_pool.close)
+
+    async def _run(self) -> None:
+        recovered = False
+        while not self._stopping:
+            try:
+                if not recovered:
+                    count = await self._store.call(lambda s: s.recover_claimed(self._clock()))
+                    recovered = True
+                    if count:
+                        log.warning("requeued %d deliveries interrupted by a previous stop", count)
+                await self._step()
+            except Exception:
+                # The store failed (disk full, locked ...): keep the worker alive and try
+                # again shortly; nothing is lost, the rows stay where they were.
+                log.exception("delivery worker step failed; retrying in %g s", IDLE_POLL_SECONDS)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=IDLE_POLL_SECONDS)
+
+    async def _step(self) -> None:
+        """Claim what is due and start sending it, or wait until something may be due."""
+        self._wake.clear()
+        if self._unrecorded:
+            await self._requeue_unrecorded()
+        free = self._concurrency - len(self._inflight)
+        if free <= 0:
+            await self._idle()
+            return
+        now = self._clock()
+        admit = self._admitter()
+        claimed = await self._store.call(lambda s: s.claim_due(limit=free, now=now, admit=admit))
+        for delivery in claimed:
+            task = asyncio.create_task(self._attempt(delivery))
+            key = sender_key(delivery.action)
+            self._inflight[task] = delivery.id
+            self._inflight_keys[task] = key
+            self._busy[key] += 1
+            task.add_done_callback(self._finished)
+        # Fewer than asked: whatever is due now is claimed or waits for its destination to
+        # have room (a finished send wakes the worker); only later due times matter.
+        await self._idle(after=now if len(claimed) < free else None)
+
+    def _admitter(self) -> Callable[[dict[str, object]], bool]:
+        """Admits a due delivery while its destination has fewer than ``per_destination`` in
+        flight, counting those it admits (called in order on the store's thread)."""
+        busy = Counter(self._busy)
+
+        def admit(action: dict[str, object]) -> bool:
+            key = sender_key(action)
+            if busy[key] >= self._per_destination:
+                return False
+            busy[key] += 1
+            return True
+
+        return admit
+
+    async def _requeue_unrecorded(self) -> None:
+        now = self._clock()
+        for delivery in list(self._unrecorded.values()):
+            await self._store.call(
+                lambda s, d=delivery: s.mark_retry(  # type: ignore[misc] # bound per delivery
+                    d.id,
+                    now,
+                    "the outcome of an attempt could not be recorded",
+                    d.done_recipients,
+                    now,
+                )
+            )
+            del self._unrecorded[delivery.id]
+            log.warning("delivery %d requeued: its last outcome was not recorded", delivery.id)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task, None)
+        key = self._inflight_keys.pop(task, None)
+        if key is not None:
+            self._busy[key] -= 1
+            if self._busy[key] <= 0:
+                del self._busy[key]
+        self._wake.set()
+
+    async def _idle(self, after: float | None = None) -> None:
+        next_due = await self._store.call(lambda s: s.next_due_at(after))
+        if next_due is None and not self._inflight:
+            self._settled.set()
+        timeout = IDLE_POLL_SECONDS
+        if next_due is not None:
+            timeout = min(max(next_due - self._clock(), 0.0), IDLE_POLL_SECONDS)
+        if timeout <= 0 and len(self._inflight) < self._concurrency:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=timeout or IDLE_POLL_SECONDS)
+
+    def _observe(self, delivery: ClaimedDelivery, outcome: str) -> None:
+        claimed_at = self._claimed_at.pop(delivery.id, None)
+        if self._observer is not None and claimed_at is not None:
+            self._observer(delivery.channel, outcome, time.monotonic() - claimed_at)
+
+    async def _attempt(self, delivery: ClaimedDelivery) -> None:
+        self._claimed_at[delivery.id] = time.monotonic()
+        try:
+            await self._send_and_record(delivery)
+        except Exception:
+            # Recording the outcome failed: requeued by the next step (at least once, never
+            # lost); a crash before that leaves it 'sending', which a restart requeues.
+            log.exception("delivery %d: could not record the outcome", delivery.id)
+            self._unrecorded[delivery.id] = delivery
+        finally:
+            self._claimed_at.pop(delivery.id, None)
+        async with self._progress:
+            self.finished_attempts += 1
+            self._progress.notify_all()
+
+    async def _render(self, snapshot: Snapshot, delivery: ClaimedDelivery) -> Content:
+        """Emails and Slack messages in the render pool when there is one; everything else
+        in a thread, never on the event loop (a large conversation would stall intake)."""
+        pool = self._render_pool
+        action = _ACTION.validate_python(delivery.action)
+        if not isinstance(action, EmailAction | SlackAction):
+            return await asyncio.to_thread(render_delivery, snapshot, delivery)
+        # Returning-visitor context for the message (the store is read here, not in rendering).
+        try:
+            earlier = await self._store.call(lambda s: s.visitor_history(delivery.conversation_id))
+        except (StoreError, sqlite3.Error) as exc:  # only context: never fail a send for it
+            log.warning("delivery %d: no visitor history (%s)", delivery.id, exc)
+            earlier = ()
+        if pool is None:
+            return await asyncio.to_thread(render_delivery, snapshot, delivery, earlier)
+        from_address = snapshot.from_address(action)
+        if snapshot is not self._rendered_snapshot:
+            self._rendered_snapshot = snapshot
+            self._render_generation += 1
+        job = RenderJob(
+            snapshot.settings.render,
+            from_address,
+            delivery.raw,
+            delivery.category,
+            action,
+            message_id(delivery.dedupe_key, from_address),
+            self._render_generation,
+            rule=delivery.rule,
+            delivery_id=delivery.id,
+            earlier=earlier,
+        )
+        try:
+            return await pool.render(job)
+        except PoolUnavailable:
+            return await asyncio.to_thread(render_delivery, snapshot, delivery, earlier)
+
+    async def _send_and_record(self, delivery: ClaimedDelivery) -> None:
+        snapshot = self._snapshot()
+        key = sender_key(delivery.action)
+        sender = snapshot.senders.get(key)
+        try:
+            if sender is None:
+                raise PermanentDeliveryError(f"no sender configured for {key!r}")
+            try:
+                content = await self._render(snapshot, delivery)
+            except Exception as exc:
+                log.exception("delivery %d: rendering failed", delivery.id)
+                raise PermanentDeliveryError(f"rendering failed: {exc}") from exc
+            if isinstance(content, CrmContent):  # the object an earlier delivery created
+                known = await self._store.call(lambda s: s.known_external_ref(delivery.id))
+                content = replace(content, known_ref=known)
+            result = await self._send(sender, content, delivery)
+        except TransientDeliveryError as exc:
+            await self._retry_or_bury(delivery, exc)
+        except PermanentDeliveryError as exc:
+            await self._bury(delivery, exc.message, exc.done)
+        except DeliveryError as exc:
+            await self._retry_or_bury(delivery, TransientDeliveryError(exc.message, done=exc.done))
+        except Exception as exc:
+            log.exception("delivery %d: unexpected sender failure", delivery.id)
+            await self._retry_or_bury(delivery, TransientDeliveryError(repr(exc)))
+        else:
+            sent_to = "outbox" if isinstance(sender, OutboxSender) else None
+            ref = result.external_ref if isinstance(result, SendResult) else None
+            if ref is not None:  # first: a crash before mark_sent retries with this id
+                await self._store.call(lambda s: s.record_external_ref(delivery.id, ref))
+            skipped = result.skipped if isinstance(result, SendResult) else None
+            sent_to = "skipped" if skipped else sent_to
+            await self._store.call(
+                lambda s: s.mark_sent(delivery.id, self._clock(), sent_to=sent_to)
+            )
+            if skipped:  # after mark_sent, which clears the last error
+                await self._store.call(lambda s: s.record_external_ref(delivery.id, None, skipped))
+            self._observe(delivery, "outbox" if sent_to == "outbox" else "sent")
+            log.info(
+                "delivery %d %s: channel=%s rule=%s attempt=%d",
+                delivery.id,
+                skipped or ("written to the outbox, not sent" if sent_to else "sent"),
+                delivery.channel,
+                delivery.rule,
+                delivery.attempts,
+            )
+
+    @staticmethod
+    async def _send(
+        sender: Sender, content: Content, delivery: ClaimedDelivery
+    ) -> SendResult | None:
+        """Send within the sender's deadline: past it the send is cancelled (connections
+        closed) and counts as a transient failure, however the destination dribbles."""
+        deadline = sender.deadline_seconds
+        if deadline is None:
+            return await sender.send(
+                content, delivery_id=delivery.id, skip=delivery.done_recipients
+            )
+        scope = asyncio.timeout(deadline)
+        try:
+            async with scope:
+                return await sender.send(
+                    content, delivery_id=delivery.id, skip=delivery.done_recipients
+                )
+        except TimeoutError:
+            if not scope.expired():
+                raise  # the sender's own timeout, sorted like any other sender failure
+            message = f"no complete answer within the {deadline:g} s deadline"
+            raise DeliveryTimeout(message) from None
+
+    async def _retry_or_bury(self, delivery: ClaimedDelivery, exc: TransientDeliveryError) -> None:
+        done = (*delivery.done_recipients, *exc.done)
+        retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+        now = self._clock()
+        decision = decide(
+            self._policy,
+            attempts=delivery.attempts,
+            created_at=delivery.created_at,
+            now=now,
+            jitter=self._jitter(),
+            retry_after=retry_after,
+        )
+        if isinstance(decision, GiveUp):
+            await self._bury(delivery, f"{exc.message} ({decision.reason})", done)
+            return
+        await self._store.call(
+            lambda s: s.mark_retry(delivery.id, decision.at, exc.message, done, now)
+        )
+        self._observe(delivery, "retry")
+        log.warning(
+            "delivery %d failed (attempt %d), retry in %.1f s: %s",
+            delivery.id,
+            delivery.attempts,
+            decision.delay,
+            exc.message,
+        )
+
+    async def _bury(self, delivery: ClaimedDelivery, error: str, done: tuple[str, ...]) -> None:
+        all_done = (*delivery.done_recipients, *done)
+        await self._store.call(lambda s: s.mark_dead(delivery.id, error, all_done, self._clock()))
+        self._observe(delivery, "dead")
+        log.error(
+            "delivery %d is dead after %d attempts: %s", delivery.id, delivery.attempts, error
+        )

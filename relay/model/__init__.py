@@ -1,0 +1,1 @@
+"""Shared values for every stage: the conversation, its category, content, errors, URLs."""

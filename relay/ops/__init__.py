@@ -1,0 +1,1 @@
+"""Operations: readiness, metrics, logs, log throttling and the state-directory lock."""

@@ -1,0 +1,156 @@
+"""Render emails and Slack messages in helper processes, so templating and CSS inlining run on
+another core than the HTTP intake and the senders."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from functools import partial
+
+from relay.config.settings import EmailAction, RenderSettings, SlackAction
+from relay.intake.payload import parse
+from relay.model.category import Category
+from relay.model.content import Content
+from relay.render.dispatch import Job
+from relay.render.dispatch import render as dispatch
+from relay.render.renderer import Renderer
+
+log = logging.getLogger("relay.renderpool")  # the published logger name (docs/operations.md)
+
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+class PoolUnavailable(Exception):
+    """The helper processes cannot render right now; render in-process instead."""
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """Everything a helper process needs (all picklable); ``message_id`` for emails only."""
+
+    settings: RenderSettings
+    from_address: str
+    raw: bytes
+    category: str
+    action: EmailAction | SlackAction
+    message_id: str = ""
+    # Changes with every settings reload, so helpers also pick up edited template files.
+    generation: int = 0
+    rule: str = ""
+    delivery_id: int = 0
+    # The visitor's earlier conversations: (category, Unix seconds), from the store.
+    earlier: tuple[tuple[str, float], ...] = ()
+
+
+class HelperRenderers:
+    """One Renderer per (render settings, From address) of the newest settings generation
+    seen, built on first use. Lives in a helper process only: ``HELPER`` below is that
+    process's own state (each helper has one; the relay's process never touches it)."""
+
+    def __init__(self) -> None:
+        self._renderers: dict[tuple[str, str], Renderer] = {}
+        self._generation = 0
+
+    def renderer(self, job: RenderJob) -> Renderer:
+        if job.generation != self._generation:
+            self._renderers.clear()
+            self._generation = job.generation
+        key = (job.settings.model_dump_json(), job.from_address)
+        renderer = self._renderers.get(key)
+        if renderer is None:
+            renderer = self._renderers[key] = Renderer(job.settings, from_address=job.from_address)
+        return renderer
+
+
+HELPER = HelperRenderers()
+
+
+def die_with_parent() -> None:
+    """Run first in every helper: end it as soon as the relay's process ends, however that
+    ends (SIGKILL included) and whoever supervises it, so that no helper is left behind, and
+    with the last helper gone, multiprocessing's resource tracker ends too."""
+    if sys.platform == "linux":
+        # The kernel kills the helper when the thread that started it ends (the relay's
+        # event loop thread, which lives as long as the process).
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    # Anywhere: the pipe from the parent reaches end-of-file when the parent's process ends.
+    # Checked after prctl(), so a parent that died in between is noticed here.
+    if not parent.is_alive():
+        os._exit(1)
+    watcher = threading.Thread(
+        target=_exit_at_end_of_file, args=(parent.sentinel,), name="parent-watch", daemon=True
+    )
+    watcher.start()
+
+
+def _exit_at_end_of_file(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)  # no cleanup: the helper holds nothing that outlives it
+
+
+def render(job: RenderJob) -> Content:
+    """Run in a helper process: the job's content, by the one dispatch of action to content."""
+    conversation = parse(job.raw)
+    dispatched = Job(
+        job.raw,
+        conversation,
+        Category(job.category),
+        job.action,
+        rule=job.rule,
+        delivery_id=job.delivery_id,
+        message_id=job.message_id,
+        earlier=job.earlier,
+    )
+    return dispatch(dispatched, HELPER.renderer(job))
+
+
+class RenderPool:
+    """``processes`` helper processes, started on first use with "spawn" (the relay's own
+    process runs threads, which do not survive a fork)."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self._pool: ProcessPoolExecutor | None = None
+        self._disabled = False
+
+    async def render(self, job: RenderJob) -> Content:
+        """Render in a helper process; ``PoolUnavailable`` if none can run it (a sandbox that
+        forbids processes or semaphores, a helper that died). Rendering errors propagate."""
+        if self._disabled:
+            raise PoolUnavailable
+        try:
+            if self._pool is None:
+                context = multiprocessing.get_context("spawn")
+                self._pool = ProcessPoolExecutor(
+                    self.processes, mp_context=context, initializer=die_with_parent
+                )
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, partial(render, job))
+        except BrokenProcessPool:
+            log.warning("a render helper process died; starting new ones")
+            await asyncio.to_thread(self.close)
+            raise PoolUnavailable from None
+        except OSError as exc:
+            log.warning("render helper processes unavailable (%s); rendering in-process", exc)
+            self._disabled = True
+            raise PoolUnavailable from None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

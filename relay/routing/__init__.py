@@ -1,0 +1,1 @@
+"""Routing: rules, matchers, the pure decision and its explanation."""

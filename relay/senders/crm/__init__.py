@@ -1,0 +1,1 @@
+"""CRM and help desk senders: HubSpot, Pipedrive, Freshdesk and Zendesk behind one contract."""

@@ -1,0 +1,249 @@
+"""Every SQL statement the SQLite store runs, by name, each with what it does.
+
+The store's methods (``IntakeOps``, ``DeliveryOps``, ``OperatorOps``) say what they mean and
+run these; a store on another database implements the same methods with its own statements.
+Only ``?`` placeholders are ever put into the text (the listed id sets of ``claim_due`` and
+``deliveries``). Transaction control (BEGIN, SAVEPOINT, COMMIT) is ``StoreBase._transaction``'s.
+"""
+
+from __future__ import annotations
+
+# -- intake --------------------------------------------------------------------------------
+
+# Insert a new version of a conversation; the next version number is computed inside the
+# INSERT, and an exact duplicate (same key and content hash) inserts nothing (no row back).
+# Parameters: conv_key, account_id, channel_id, content_hash, category, received_at, raw,
+# conv_key.
+INSERT_CONVERSATION_VERSION = (
+    "INSERT INTO conversations (conv_key, account_id, channel_id, version, content_hash,"
+    " category, received_at, raw)"
+    " SELECT ?, ?, ?, COALESCE(MAX(version), 0) + 1, ?, ?, ?, ?"
+    " FROM conversations WHERE conv_key = ?"
+    " ON CONFLICT (conv_key, content_hash) DO NOTHING RETURNING id, version"
+)
+
+# The stored conversation an exact duplicate repeats: id and version by key and content hash.
+FIND_DUPLICATE = "SELECT id, version FROM conversations WHERE conv_key = ? AND content_hash = ?"
+
+# Plan one delivery unless its dedupe key is already planned (then nothing).
+PLAN_DELIVERY = (
+    "INSERT OR IGNORE INTO deliveries (conversation_id, dedupe_key, rule, channel,"
+    " action, category, created_at, next_attempt_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+# Keep one refused body.
+INSERT_QUARANTINE = (
+    "INSERT INTO quarantine (received_at, reason, message, remote, size, body)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+# The same visitor's conversations in the same account, received no later than the given
+# one: its visitor id when it has one, else its email address (case-insensitive). Read from
+# the stored raw bodies (JSON; a body SQLite cannot read as JSON matches nothing). One row per
+# stored version, in the order stored: conv_key, category, begin time in Unix seconds (the body's
+# beginAt, else when it was received). Parameters: conversation id.
+VISITOR_HISTORY = (
+    "WITH cur AS (SELECT conv_key, account_id, received_at,"
+    " CAST(json_extract(body, '$.visitor.id') AS TEXT) AS vid,"
+    " lower(json_extract(body, '$.visitor.email')) AS vemail"
+    " FROM (SELECT conv_key, account_id, received_at,"
+    " CASE WHEN json_valid(CAST(raw AS TEXT)) THEN CAST(raw AS TEXT) END AS body"
+    " FROM conversations WHERE id = ?)),"
+    " others AS (SELECT c.id, c.conv_key, c.category, c.received_at,"
+    " CASE WHEN json_valid(CAST(c.raw AS TEXT)) THEN CAST(c.raw AS TEXT) END AS body"
+    " FROM conversations c JOIN cur ON c.account_id = cur.account_id"
+    " WHERE c.conv_key != cur.conv_key AND c.received_at <= cur.received_at)"
+    " SELECT o.conv_key, o.category,"
+    " COALESCE(json_extract(o.body, '$.beginAt') / 1000.0, o.received_at)"
+    " FROM others o JOIN cur"
+    " WHERE (cur.vid IS NOT NULL AND cur.vid != ''"
+    "      AND CAST(json_extract(o.body, '$.visitor.id') AS TEXT) = cur.vid)"
+    "  OR (cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail != ''"
+    "      AND lower(json_extract(o.body, '$.visitor.email')) = cur.vemail)"
+    " ORDER BY o.id"
+)
+
+# Drop the oldest quarantined bodies beyond the newest N rows.
+TRIM_QUARANTINE_ROWS = (
+    "DELETE FROM quarantine WHERE id <= (SELECT id FROM quarantine"
+    " ORDER BY id DESC LIMIT 1 OFFSET ?)"
+)
+
+# Drop the oldest quarantined bodies that bring the kept ones beyond N bytes; length() of a
+# blob reads the row header, not the body's overflow pages.
+TRIM_QUARANTINE_BYTES = (
+    "DELETE FROM quarantine WHERE id <= (SELECT MAX(id) FROM (SELECT id,"
+    " SUM(length(body)) OVER (ORDER BY id DESC) AS kept FROM quarantine)"
+    " WHERE kept > ?)"
+)
+
+# -- the worker's queue --------------------------------------------------------------------
+
+# After a crash or restart: deliveries left 'sending' go back to the queue, due now.
+RECOVER_CLAIMED = (
+    "UPDATE deliveries SET status = 'retrying', next_attempt_at = ?, updated_at = ?,"
+    " last_error = 'interrupted while sending' ||"
+    " COALESCE(' (before: ' || last_error || ')', '')"
+    " WHERE status = 'sending'"
+)
+
+# Due deliveries in claim order with their actions, for a per-destination admission check.
+DUE_ACTIONS = (
+    "SELECT d.id, d.action FROM deliveries d INDEXED BY deliveries_due_order"
+    " WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ?"
+    " ORDER BY d.next_attempt_at, d.id"
+)
+
+# What a claimed delivery needs, with the conversation's raw body; completed by a FROM source
+# and a WHERE condition (CLAIM_DUE_SOURCE/CLAIM_DUE_WHERE, or CLAIM_BY_ID_* for admitted ids).
+CLAIM_COLUMNS = (
+    "SELECT d.id, d.conversation_id, d.rule, d.channel, d.action, d.category,"
+    " d.attempts, d.created_at, d.dedupe_key, d.done_recipients, c.raw"
+)
+CLAIM_DUE_SOURCE = "deliveries d INDEXED BY deliveries_due_order"
+CLAIM_DUE_WHERE = "d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ?"
+CLAIM_BY_ID_SOURCE = "deliveries d"
+
+
+def claim_query(source: str, where: str) -> str:
+    """The claim SELECT over ``source`` (one of the sources above) filtered by ``where``."""
+    return (
+        f"{CLAIM_COLUMNS} FROM {source} JOIN conversations c ON c.id = d.conversation_id"
+        f" WHERE {where} ORDER BY d.next_attempt_at, d.id LIMIT ?"
+    )
+
+
+def ids_in(column: str, count: int) -> str:
+    """``column IN (?, ...)`` with ``count`` placeholders."""
+    return f"{column} IN ({','.join('?' * count)})"
+
+
+# Mark a claimed delivery 'sending' and count the attempt.
+MARK_SENDING = (
+    "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = ? WHERE id = ?"
+)
+
+# When the earliest queued delivery is due (after a given time, or at all).
+NEXT_DUE_AFTER = (
+    "SELECT MIN(next_attempt_at) FROM deliveries"
+    " WHERE status IN ('pending', 'retrying') AND next_attempt_at > ?"
+)
+NEXT_DUE = "SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'retrying')"
+
+# Record a sent delivery (sent_to 'outbox': written to the local outbox instead).
+MARK_SENT = (
+    "UPDATE deliveries SET status = 'sent', updated_at = ?, last_error = NULL,"
+    " sent_to = ? WHERE id = ?"
+)
+
+# Record a failed attempt to be tried again at a given time, with the recipients done so far.
+MARK_RETRY = (
+    "UPDATE deliveries SET status = 'retrying', next_attempt_at = ?, last_error = ?,"
+    " updated_at = ?, done_recipients = ? WHERE id = ?"
+)
+
+# Give a delivery up, with the recipients done so far.
+MARK_DEAD = (
+    "UPDATE deliveries SET status = 'dead', last_error = ?, updated_at = ?,"
+    " done_recipients = ? WHERE id = ?"
+)
+
+# Keep the id a CRM or help desk gave what a delivery created or updated, and/or why it
+# created nothing (as the last error); a NULL parameter leaves that column as it is.
+# Parameters: external_ref, note, delivery id.
+RECORD_EXTERNAL_REF = (
+    "UPDATE deliveries SET external_ref = COALESCE(?, external_ref),"
+    " last_error = COALESCE(?, last_error) WHERE id = ?"
+)
+
+# The id recorded by this delivery or, failing that, by the latest delivery of the same
+# conversation (conv_key, any version) and the same action. Parameter: delivery id.
+KNOWN_EXTERNAL_REF = (
+    "SELECT e.external_ref FROM deliveries d"
+    " JOIN conversations c ON c.id = d.conversation_id"
+    " JOIN conversations ec ON ec.conv_key = c.conv_key"
+    " JOIN deliveries e ON e.conversation_id = ec.id AND e.action = d.action"
+    " WHERE d.id = ? AND e.external_ref IS NOT NULL"
+    " ORDER BY e.id = d.id DESC, e.id DESC LIMIT 1"
+)
+
+# Give a claimed delivery back untouched (shutdown before it was sent): the attempt that never
+# finished is not counted.
+RELEASE_CLAIMED = (
+    "UPDATE deliveries SET status = CASE WHEN attempts > 1 THEN 'retrying'"
+    " ELSE 'pending' END, attempts = attempts - 1, next_attempt_at = ?,"
+    " updated_at = ? WHERE id = ? AND status = 'sending'"
+)
+
+# -- operator queries and commands ---------------------------------------------------------
+
+# Deliveries by status, sent ones that went to the outbox apart.
+COUNT_BY_STATUS = (
+    "SELECT CASE WHEN status = 'sent' AND sent_to = 'outbox' THEN 'outbox'"
+    " ELSE status END, COUNT(*) FROM deliveries GROUP BY 1"
+)
+
+# When the oldest delivery still to be sent was planned.
+OLDEST_ACTIVE = (
+    "SELECT MIN(created_at) FROM deliveries WHERE status IN ('pending', 'retrying', 'sending')"
+)
+
+# A delivery row as operators see it; completed by a WHERE condition.
+DELIVERY_ROWS = (
+    "SELECT d.id, d.conversation_id, c.conv_key, d.rule, d.channel, d.status, d.attempts,"
+    " d.created_at, d.next_attempt_at, d.updated_at, d.last_error, d.sent_to"
+    " FROM deliveries d JOIN conversations c ON c.id = d.conversation_id"
+)
+DELIVERY_BY_ID = f"{DELIVERY_ROWS} WHERE d.id = ?"
+
+# Requeue for an immediate attempt, as a fresh start (attempts and age count from now):
+# every dead delivery, or one given delivery unless it was sent or is in flight.
+_REQUEUE = (
+    "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?,"
+    " created_at = ?, updated_at = ?"
+)
+REQUEUE_DEAD = f"{_REQUEUE} WHERE status = 'dead'"
+REQUEUE_ONE = f"{_REQUEUE} WHERE id = ? AND status IN ('pending', 'retrying', 'dead')"
+
+# (raw body, category, conv_key) of one stored conversation.
+CONVERSATION_RAW = "SELECT raw, category, conv_key FROM conversations WHERE id = ?"
+
+# The id of the newest stored version of a conversation.
+LATEST_VERSION_ID = "SELECT id FROM conversations WHERE conv_key = ? ORDER BY version DESC LIMIT 1"
+
+# Quarantined bodies, newest first; one by id.
+_QUARANTINE_ROWS = "SELECT id, received_at, reason, message, remote, size, body FROM quarantine"
+QUARANTINED = f"{_QUARANTINE_ROWS} ORDER BY id DESC LIMIT ?"
+QUARANTINE_ENTRY = f"{_QUARANTINE_ROWS} WHERE id = ?"
+
+# Conversations received before a cutoff with nothing left to deliver.
+CONVERSATIONS_DONE_BEFORE = (
+    "SELECT id FROM conversations WHERE received_at < ? AND id NOT IN"
+    " (SELECT conversation_id FROM deliveries WHERE status IN ('pending', 'retrying',"
+    " 'sending')) ORDER BY id"
+)
+
+# The deliveries of one conversation.
+DELIVERY_IDS_OF = "SELECT id FROM deliveries WHERE conversation_id = ?"
+
+# Overwrite freed pages, so purged personal data does not linger in the file.
+SECURE_DELETE = "PRAGMA secure_delete=ON"
+
+# Delete one conversation (its deliveries go with it: ON DELETE CASCADE).
+DELETE_CONVERSATION = "DELETE FROM conversations WHERE id = ?"
+
+# Delete quarantined bodies received before a cutoff.
+DELETE_QUARANTINE_BEFORE = "DELETE FROM quarantine WHERE received_at < ?"
+
+# Copy the write-ahead log into the database file and empty it.
+CHECKPOINT = "PRAGMA wal_checkpoint(TRUNCATE)"
+
+# Rewrite the one health-probe row: can a row be written and committed now?
+PROBE_WRITE = (
+    "INSERT INTO health_probe (id, checked_at) VALUES (1, ?)"
+    " ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at"
+)
+
+# What PRAGMA quick_check finds wrong ("ok" if nothing): a pass over every page.
+QUICK_CHECK = "PRAGMA quick_check"

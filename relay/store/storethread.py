@@ -1,0 +1,180 @@
+"""One thread owns the store; concurrent intakes are committed together (group commit)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from relay.model.errors import StoreError
+from relay.store import Accepted, Intake, StoreProtocol
+
+log = logging.getLogger("relay.storethread")  # the published logger name (docs/operations.md)
+
+T = TypeVar("T")
+MAX_BATCH = 256
+
+
+@dataclass
+class _Job:
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    intake: Intake | None = None
+    call: Callable[[StoreProtocol], Any] | None = None
+
+
+def _resolve_many(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    """Resolve a committed batch with one wake-up per event loop instead of one per job."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].loop, []).append(outcome)
+
+    def apply(items: list[tuple[_Job, Any, BaseException | None]]) -> None:
+        for job, result, error in items:
+            if job.future.done():
+                continue
+            if error is not None:
+                job.future.set_exception(error)
+            else:
+                job.future.set_result(result)
+
+    for loop, items in by_loop.items():
+        loop.call_soon_threadsafe(apply, items)
+
+
+class StoreThread:
+    """Serialises all store access on one thread.
+
+    Intakes that arrive while a commit is in progress wait in the queue and are written
+    together by the next transaction, so N concurrent requests cost one fsync, not N. A
+    caller's future resolves only after its transaction has committed, and only if the
+    database file is still the one that was opened (not deleted or replaced meanwhile):
+    otherwise every call fails with ``StoreError``.
+
+    ``intake_error`` says why the last intakes could not be committed (None once one is).
+    """
+
+    def __init__(self, store: StoreProtocol) -> None:
+        self.store = store
+        self.intake_error: str | None = None
+        self._file_problem: str | None = None
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="relay-store", daemon=True)
+        self._thread.start()
+
+    async def accept(self, intake: Intake) -> Accepted:
+        loop = asyncio.get_running_loop()
+        job = _Job(loop.create_future(), loop, intake=intake)
+        self._queue.put(job)
+        result: Accepted = await job.future
+        return result
+
+    async def call(self, fn: Callable[[StoreProtocol], T]) -> T:
+        loop = asyncio.get_running_loop()
+        job = _Job(loop.create_future(), loop, call=fn)
+        self._queue.put(job)
+        result: T = await job.future
+        return result
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self.store.close()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                batch.append(job)
+            self._process(batch)
+            if stop:
+                return
+
+    def _process(self, batch: list[_Job]) -> None:
+        """Everything queued meanwhile, intakes and the worker's bookkeeping alike, in one
+        transaction; each caller learns its result only after that commit."""
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        problem = self.store.file_problem()
+        if problem is not None:
+            self._refuse(batch, problem)
+            return
+        try:
+            with self.store.batch():
+                intakes = [job for job in batch if job.intake is not None]
+                if intakes:
+                    outcomes += self._accept_intakes(intakes)
+                for job in batch:
+                    if job.call is None:
+                        continue
+                    try:
+                        with self.store.batch():  # a savepoint: a failing call undoes its own
+                            result = job.call(self.store)
+                        outcomes.append((job, result, None))
+                    except Exception as exc:
+                        outcomes.append((job, None, exc))
+        except Exception as exc:
+            log.exception("commit of a batch of %d store operations failed", len(batch))
+            outcomes = [(job, None, exc) for job in batch]
+        # Checked again after the commit: what went into a file deleted meanwhile is lost.
+        problem = self.store.file_problem()
+        if problem is not None:
+            self._refuse(batch, problem)
+            return
+        self._note_intakes(outcomes)
+        _resolve_many(outcomes)
+
+    def _refuse(self, batch: list[_Job], problem: str) -> None:
+        if problem != self._file_problem:
+            log.error(
+                "%s: nothing can be stored until it is restored and the relay restarted", problem
+            )
+            self._file_problem = problem
+        self.intake_error = problem
+        error = StoreError(problem)
+        _resolve_many([(job, None, error) for job in batch])
+
+    def _note_intakes(self, outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+        """Remember whether intakes can be committed: a database error on every intake of a
+        batch (a damaged page, a full disk) makes the store not ready until one succeeds."""
+        intakes = [error for job, _, error in outcomes if job.intake is not None]
+        if not intakes:
+            return
+        if any(error is None for error in intakes):
+            self.intake_error = None
+            return
+        failed = [e for e in intakes if isinstance(e, sqlite3.DatabaseError)]
+        failed = [e for e in failed if not isinstance(e, sqlite3.IntegrityError)]
+        if failed:
+            self.intake_error = f"the last intake could not be committed: {failed[0]}"
+
+    def _accept_intakes(self, jobs: list[_Job]) -> list[tuple[_Job, Any, BaseException | None]]:
+        try:
+            results = self.store.accept_many([job.intake for job in jobs if job.intake])
+        except Exception:
+            # One bad intake must not fail its neighbours: fall back to one by one.
+            log.exception("group commit of %d intakes failed; retrying one by one", len(jobs))
+            outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+            for job in jobs:
+                assert job.intake is not None
+                try:
+                    outcomes.append((job, self.store.accept(job.intake), None))
+                except Exception as exc:
+                    outcomes.append((job, None, exc))
+            return outcomes
+        return [(job, result, None) for job, result in zip(jobs, results, strict=True)]
