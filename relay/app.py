@@ -16,6 +16,8 @@ from relay.config.settings import Settings
 from relay.delivery.retry import RetryPolicy
 from relay.delivery.worker import Observer, Worker
 from relay.intake.http import MetricsController, build_handlers
+from relay.leads.links import link_key
+from relay.leads.scheduler import FollowUpScheduler
 from relay.model.errors import ConfigError
 from relay.ops.logs import RequestIdMiddleware, StdlibLogging, quiet_http_clients
 from relay.reload import Reloader
@@ -49,7 +51,14 @@ def build_snapshot(settings: Settings, senders: SenderRegistry | None = None) ->
         hook_token=hook_token(settings),
         senders=(SenderRegistry() if senders is None else senders).build(settings),
         renderers=renderers,
+        link_key=lead_link_key(settings),
     )
+
+
+def lead_link_key(settings: Settings) -> bytes:
+    if not settings.follow_up.enabled:
+        return b""
+    return link_key(settings.follow_up, Path(settings.storage.state_dir))
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -106,8 +115,10 @@ def create_app(
         # Another relay's intake (PostgreSQL) wakes this worker too; the store stops listening
         # when it is closed, while this loop still runs.
         wake_on_new_work(store.store, lambda: loop.call_soon_threadsafe(worker.wake))
-        runtime.attach(store, worker)
+        follow_up = FollowUpScheduler(store, lambda: runtime.snapshot, wake=worker.wake)
+        runtime.attach(store, worker, follow_up)
         worker.start()
+        follow_up.start()
         if reloader is not None:
             reloader.install()
             if reload_asked is not None and reload_asked.is_set():

@@ -15,6 +15,7 @@ from litestar import Request
 
 from relay.config.settings import Settings
 from relay.delivery.worker import Worker
+from relay.leads.scheduler import FollowUpScheduler
 from relay.ops.health import Readiness, backlog_age, readiness, store_state
 from relay.ops.logthrottle import Throttle
 from relay.ops.metrics import Metrics
@@ -62,21 +63,27 @@ class Runtime:
     senders: SenderRegistry = field(default_factory=SenderRegistry)
     _store: StoreThread | None = None
     _worker: Worker | None = None
+    _follow_up: FollowUpScheduler | None = None
 
-    def attach(self, store: StoreThread, worker: Worker) -> None:
-        """The app started: requests use this store and wake this worker until ``close``."""
-        self._store, self._worker = store, worker
+    def attach(
+        self, store: StoreThread, worker: Worker, follow_up: FollowUpScheduler | None = None
+    ) -> None:
+        """The app started: requests use this store and wake this worker until ``close``;
+        ``follow_up`` escalates leads and sends the digest (stopped by ``close``)."""
+        self._store, self._worker, self._follow_up = store, worker, follow_up
 
     async def close(self, grace_seconds: float) -> None:
-        """The app is stopping: stop the worker (in-flight sends get ``grace_seconds``), close
-        the senders' connections and the store."""
-        worker, store = self._worker, self._store
+        """The app is stopping: stop the follow-up scheduler and the worker (in-flight sends
+        get ``grace_seconds``), close the senders' connections and the store."""
+        worker, store, follow_up = self._worker, self._store, self._follow_up
+        if follow_up is not None:
+            await follow_up.stop()
         if worker is not None:
             await worker.stop(grace_seconds)
         await self.senders.close()
         if store is not None:
             store.close()
-        self._store = self._worker = None
+        self._store = self._worker = self._follow_up = None
 
     @property
     def settings(self) -> Settings:

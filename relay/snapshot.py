@@ -22,6 +22,7 @@ class Snapshot:
     hook_token: str
     senders: Mapping[str, Sender]  # by ``relay.senders.registry.sender_key``
     renderers: Mapping[str, Renderer]  # by From address
+    link_key: bytes = b""  # signs lead links (relay.leads.links); empty: follow-up is off
 
     def from_address(self, action: AnyAction) -> str:
         """The From address ``action`` renders with: its mail destination's, else the default."""

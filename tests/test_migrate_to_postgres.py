@@ -1,9 +1,10 @@
 """`relay migrate --to-postgres URL`: a SQLite store copied into PostgreSQL with every
-conversation, delivery state and quarantined body, checked by counts."""
+conversation, delivery state, quarantined body and lead, checked by counts."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -11,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from relay.cli import main
+from relay.leads.model import LeadFacts, claim
 from relay.routing.decide import PlannedDelivery
 from relay.routing.rules import EmailAction
 from relay.store import STATUSES, Intake, Store
@@ -36,7 +38,13 @@ def sqlite_store(state: Path) -> Store:
     sent to the outbox, dead; plus quarantined bodies."""
     store = Store(state / "relay.db")
     for n in range(1, 31):
-        store.accept(intake(n), now=100 + n)
+        lead = LeadFacts(follow_up=True, answered=False, visitor_id=f"v{n}") if n <= 3 else None
+        store.accept(replace(intake(n), lead=lead), now=100 + n)
+    first, second, _ = store.leads()
+    store.change_lead(first.id, lambda x: claim(x, "Jana", 150.0))
+    store.record_escalation(second, 1, (), 160.0)
+    store.take_digest_day("1970-01-01", 170.0)
+    store.slack_request_seen("v0=abc", 180.0, 300.0)
     claimed = store.claim_due(20, now=200)
     for k, delivery in enumerate(claimed):
         match k % 5:
@@ -67,6 +75,7 @@ def test_a_sqlite_store_is_copied_with_every_state(tmp_path: Path, postgres_url:
     refs = {row.id: source.known_external_ref(row.id) for row in expected}
     assert sum(ref is not None for ref in refs.values()) == 4
     raws = [source.conversation_raw(n) for n in range(1, 31)]
+    leads = source.leads()
     source.close()
 
     result = CliRunner().invoke(
@@ -85,11 +94,18 @@ def test_a_sqlite_store_is_copied_with_every_state(tmp_path: Path, postgres_url:
         assert [target.conversation_raw(n) for n in range(1, 31)] == raws
         assert {row.id: target.known_external_ref(row.id) for row in expected} == refs
         assert {row.status for row in expected} == set(STATUSES)
+        # Leads with their claims, escalations, digests and Slack requests come along.
+        assert target.leads() == leads and leads[0].claimed_by == "Jana"
+        assert target.escalations() == {(leads[1].id, 1)}
+        assert target.digest_days() == {"1970-01-01"}
+        assert target.slack_request_seen("v0=abc", 190.0, 300.0) is True
         # What a stopped relay left 'sending' is taken back by the first relay to start.
         sending = [row.id for row in expected if row.status == "sending"]
         assert target.recover_claimed(now=400) == len(sending)
         # New rows continue after the copied ids.
         assert target.accept(intake(31), now=500).conversation_id == 31
+        target.accept(replace(intake(32), lead=LeadFacts(follow_up=True, answered=False)))
+        assert target.leads()[-1].id == leads[-1].id + 1
     finally:
         target.close()
 

@@ -15,6 +15,7 @@ from litestar.testing import TestClient
 
 from relay.app import create_app
 from relay.config.settings import EmailAction, RenderSettings, Settings
+from relay.leads.links import LeadLinks
 from relay.model.category import Category
 from relay.model.content import EmailContent
 from relay.model.conversation import Conversation
@@ -45,6 +46,7 @@ class WatchedRenderer(Renderer):
         *,
         message_id: str,
         earlier: Sequence[tuple[str, float]] = (),
+        follow_up: LeadLinks | None = None,
     ) -> EmailContent:
         try:
             asyncio.get_running_loop()
@@ -53,7 +55,14 @@ class WatchedRenderer(Renderer):
             self.on_a_loop.append(False)
         self.started.set()
         self.served_meanwhile.append(self.loop_served.wait(BOUND))
-        return super().email(conversation, category, action, message_id=message_id, earlier=earlier)
+        return super().email(
+            conversation,
+            category,
+            action,
+            message_id=message_id,
+            earlier=earlier,
+            follow_up=follow_up,
+        )
 
 
 def conversation(channel_id: int) -> bytes:

@@ -92,7 +92,7 @@ def test_a_version_2_store_loses_only_the_unread_parsed_column(tmp_path: Path) -
         store.close()
     conn = sqlite3.connect(path)
     columns = [row[1] for row in conn.execute("PRAGMA table_info(conversations)")]
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()
     assert "parsed" not in columns
     assert "raw" in columns

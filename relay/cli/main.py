@@ -378,6 +378,32 @@ def replay(config_path: Path | None, conversation: str) -> None:
     )
 
 
+@main.command(short_help="List leads to follow up and who took them.")
+@config_option
+@click.option(
+    "--state",
+    type=click.Choice(["open", "claimed", "done", "answered-in-chat"]),
+    default=None,
+    help="Only leads in this state.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON array.")
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
+def leads(config_path: Path | None, state: str | None, as_json: bool, limit: int) -> None:
+    """List the leads (missed chats and offline messages to follow up), oldest first."""
+    from relay.leads import listing  # noqa: PLC0415
+
+    store = _open_store(_load(config_path))
+    try:
+        found = store.leads(state, limit)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(listing.as_json(found))
+        return
+    for line in listing.as_table(found):
+        click.echo(line)
+
+
 @main.group(invoke_without_command=True, short_help="List refused bodies; show one.")
 @config_option
 @click.pass_context

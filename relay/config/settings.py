@@ -36,6 +36,7 @@ from relay.config.crm import (
 from relay.config.errors import describe_validation_error
 from relay.config.presets import apply_preset
 from relay.config.section import Section
+from relay.leads.settings import FollowUpSettings
 from relay.model.category import DEFAULT_LOW_RATING_THRESHOLD, Category
 from relay.model.errors import ConfigError
 from relay.model.urls import http_url
@@ -250,6 +251,8 @@ class SlackSettings(Section):
     webhook_url: SecretStr | None = None
     api_url: str | None = None
     timeout_seconds: float = Field(default=30.0, gt=0)
+    # Verifies the requests of Slack's interactivity (the Claim and Done buttons of leads).
+    signing_secret: SecretStr | None = None
 
 
 class TeamsSettings(Section):
@@ -400,6 +403,7 @@ class Settings(BaseSettings):
     health: HealthSettings = HealthSettings()
     logging: LoggingSettings = LoggingSettings()
     destinations: DestinationSettings = DestinationSettings()
+    follow_up: FollowUpSettings = FollowUpSettings()
     rules: list[Rule] | None = None
 
     @field_validator("rules")

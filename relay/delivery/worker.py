@@ -19,8 +19,10 @@ from pydantic import TypeAdapter
 from relay.config.settings import Action, EmailAction, SlackAction
 from relay.delivery.retry import GiveUp, RetryPolicy, decide
 from relay.intake.payload import parse
+from relay.leads.links import LeadLinks, links_for
+from relay.leads.slack import with_buttons
 from relay.model.category import Category
-from relay.model.content import Content
+from relay.model.content import Content, SlackContent
 from relay.model.crm import CrmContent
 from relay.model.errors import (
     DeliveryError,
@@ -62,9 +64,11 @@ def delivery_job(
     delivery: ClaimedDelivery,
     action: AnyAction,
     earlier: tuple[tuple[str, float], ...] = (),
+    follow_up: LeadLinks | None = None,
 ) -> Job:
     """What rendering one claimed delivery takes; its email Message-ID is stable per delivery.
-    ``earlier``: the visitor's earlier conversations (the store's ``visitor_history``)."""
+    ``earlier``: the visitor's earlier conversations (the store's ``visitor_history``);
+    ``follow_up``: a lead's claim and done links, for an email about that lead."""
     return Job(
         delivery.raw,
         parse(delivery.raw),
@@ -74,6 +78,7 @@ def delivery_job(
         delivery_id=delivery.id,
         message_id=message_id(delivery.dedupe_key, snapshot.from_address(action)),
         earlier=earlier,
+        follow_up=follow_up,
     )
 
 
@@ -81,9 +86,10 @@ def render_delivery(
     snapshot: Snapshot,
     delivery: ClaimedDelivery,
     earlier: tuple[tuple[str, float], ...] = (),
+    follow_up: LeadLinks | None = None,
 ) -> Content:
     action = _ACTION.validate_python(delivery.action)
-    job = delivery_job(snapshot, delivery, action, earlier)
+    job = delivery_job(snapshot, delivery, action, earlier, follow_up)
     return render(job, snapshot.renderer(snapshot.from_address(action)))
 
 
@@ -287,10 +293,26 @@ class Worker:
             self._progress.notify_all()
 
     async def _render(self, snapshot: Snapshot, delivery: ClaimedDelivery) -> Content:
+        """The content to send; a lead's email carries its links, its Slack post its buttons."""
+        action = _ACTION.validate_python(delivery.action)
+        lead_id = await self._lead_id(snapshot, delivery, action)
+        content = await self._render_content(snapshot, delivery, action, lead_id)
+        # Buttons only where Slack's presses can be verified (a signing secret is set).
+        signing = snapshot.settings.slack.signing_secret is not None
+        if lead_id is not None and signing and isinstance(content, SlackContent):
+            content = with_buttons(content, lead_id, snapshot.settings.render.locale)
+        return content
+
+    async def _render_content(
+        self, snapshot: Snapshot, delivery: ClaimedDelivery, action: Action, lead_id: int | None
+    ) -> Content:
         """Emails and Slack messages in the render pool when there is one; everything else
         in a thread, never on the event loop (a large conversation would stall intake)."""
         pool = self._render_pool
-        action = _ACTION.validate_python(delivery.action)
+        follow_up = None
+        if lead_id is not None and isinstance(action, EmailAction):
+            settings = snapshot.settings.follow_up
+            follow_up = links_for(settings, snapshot.link_key, lead_id, delivery.created_at)
         if not isinstance(action, EmailAction | SlackAction):
             return await asyncio.to_thread(render_delivery, snapshot, delivery)
         # Returning-visitor context for the message (the store is read here, not in rendering).
@@ -300,7 +322,7 @@ class Worker:
             log.warning("delivery %d: no visitor history (%s)", delivery.id, exc)
             earlier = ()
         if pool is None:
-            return await asyncio.to_thread(render_delivery, snapshot, delivery, earlier)
+            return await asyncio.to_thread(render_delivery, snapshot, delivery, earlier, follow_up)
         from_address = snapshot.from_address(action)
         if snapshot is not self._rendered_snapshot:
             self._rendered_snapshot = snapshot
@@ -316,11 +338,22 @@ class Worker:
             rule=delivery.rule,
             delivery_id=delivery.id,
             earlier=earlier,
+            follow_up=follow_up,
         )
         try:
             return await pool.render(job)
         except PoolUnavailable:
-            return await asyncio.to_thread(render_delivery, snapshot, delivery, earlier)
+            return await asyncio.to_thread(render_delivery, snapshot, delivery, earlier, follow_up)
+
+    async def _lead_id(
+        self, snapshot: Snapshot, delivery: ClaimedDelivery, action: Action
+    ) -> int | None:
+        """The lead an email or Slack post is about, when follow-up is on: emails carry its
+        claim and done links, Slack posts its Claim and Done buttons."""
+        if not isinstance(action, EmailAction | SlackAction) or not snapshot.link_key:
+            return None
+        lead = await self._store.call(lambda s: s.lead_for_conversation(delivery.conversation_id))
+        return None if lead is None else lead.id
 
     async def _send_and_record(self, delivery: ClaimedDelivery) -> None:
         snapshot = self._snapshot()

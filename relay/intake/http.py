@@ -18,6 +18,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from relay.config.destinations import mode, targets
 from relay.intake.payload import content_hash
 from relay.intake.pipeline import take
+from relay.leads.http import build_lead_handlers
+from relay.leads.model import lead_facts, wants_follow_up
+from relay.leads.slack_http import build_slack_handlers
 from relay.model.errors import PayloadError, PayloadTooLarge, StoreError
 from relay.runtime import Runtime
 from relay.store import Intake
@@ -100,16 +103,23 @@ def prepare(runtime: Runtime, body: bytes) -> Intake:
         low_rating_threshold=snapshot.settings.classify.low_rating_threshold,
         now=runtime.clock(),
     )
-    conversation, decision = routed.conversation, routed.decision
+    conversation, category, decision = routed.conversation, routed.category, routed.decision
     return Intake(
         raw=body,
         conv_key=conversation.key,
         account_id=conversation.account_id,
         channel_id=conversation.channel.id,
         content_hash=content_hash(body),
-        category=routed.category.value,
+        category=category.value,
         planned=decision.planned,
         dropped=decision.dropped,
+        lead=lead_facts(
+            conversation,
+            category,
+            wants_follow_up(
+                category, (o.rule.follow_up for o in decision.outcomes if o.verdict == "matched")
+            ),
+        ),
     )
 
 
@@ -184,7 +194,13 @@ def build_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    return [smartsupp_hook, healthz, *build_operations_handlers(runtime)]
+    return [
+        smartsupp_hook,
+        healthz,
+        *build_operations_handlers(runtime),
+        *build_lead_handlers(runtime),
+        *build_slack_handlers(runtime),
+    ]
 
 
 def build_operations_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from relay.leads.links import LeadLinks
 from relay.model.category import Category
 from relay.model.content import Content
 from relay.model.conversation import Conversation
@@ -25,7 +26,8 @@ class Job:
     """One action to render for one conversation. ``rule`` and ``delivery_id`` go into webhook
     bodies and archive lines; ``message_id`` into emails; ``earlier`` (the visitor's earlier
     conversations as (category, Unix seconds), from the store's ``visitor_history``) into
-    emails and Slack messages."""
+    emails and Slack messages; ``follow_up`` (a lead's claim and done links) into emails
+    about a lead."""
 
     raw: bytes
     conversation: Conversation
@@ -35,6 +37,7 @@ class Job:
     delivery_id: int
     message_id: str = ""
     earlier: tuple[tuple[str, float], ...] = ()
+    follow_up: LeadLinks | None = None
 
 
 def render(job: Job, renderer: Renderer) -> Content:
@@ -43,7 +46,12 @@ def render(job: Job, renderer: Renderer) -> Content:
     action = job.action
     if isinstance(action, EmailAction):
         return renderer.email(
-            job.conversation, job.category, action, message_id=job.message_id, earlier=job.earlier
+            job.conversation,
+            job.category,
+            action,
+            message_id=job.message_id,
+            earlier=job.earlier,
+            follow_up=job.follow_up,
         )
     if isinstance(action, SlackAction):
         return renderer.slack(job.conversation, job.category, action, earlier=job.earlier)

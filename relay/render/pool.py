@@ -19,6 +19,7 @@ from functools import partial
 
 from relay.config.settings import EmailAction, RenderSettings, SlackAction
 from relay.intake.payload import parse
+from relay.leads.links import LeadLinks
 from relay.model.category import Category
 from relay.model.content import Content
 from relay.render.dispatch import Job
@@ -51,6 +52,7 @@ class RenderJob:
     delivery_id: int = 0
     # The visitor's earlier conversations: (category, Unix seconds), from the store.
     earlier: tuple[tuple[str, float], ...] = ()
+    follow_up: LeadLinks | None = None  # an email about a lead: its claim and done links
 
 
 class HelperRenderers:
@@ -115,6 +117,7 @@ def render(job: RenderJob) -> Content:
         delivery_id=job.delivery_id,
         message_id=job.message_id,
         earlier=job.earlier,
+        follow_up=job.follow_up,
     )
     return dispatch(dispatched, HELPER.renderer(job))
 

@@ -16,6 +16,8 @@ import css_inline
 import jinja2
 
 from relay.config.settings import EmailAction, RenderSettings, SlackAction
+from relay.leads.links import LeadLinks
+from relay.leads.texts import follow_up_view
 from relay.model.category import Category
 from relay.model.content import EmailContent, SlackContent, TeamsContent
 from relay.model.conversation import Conversation
@@ -142,16 +144,24 @@ class Renderer:
         *,
         message_id: str,
         earlier: Sequence[tuple[str, float]] = (),
+        follow_up: LeadLinks | None = None,
     ) -> EmailContent:
         """The email, within ``max_email_bytes`` (with the built-in templates): the newest
         messages that fit, and a note saying how many earlier ones were left out. The HTML
         part stays within ``max_html_bytes``; when that leaves messages out, the whole
         transcript is attached as text. ``earlier`` are the visitor's earlier conversations
-        (category, Unix seconds), as the store's ``visitor_history`` gives them."""
+        (category, Unix seconds), as the store's ``visitor_history`` gives them;
+        ``follow_up``: the lead's claim and done links, shown in their own block."""
         history = history_line(earlier, self._translator)
         limits = self._limits
         content = self._email(
-            conversation, category, action, message_id=message_id, limits=limits, history=history
+            conversation,
+            category,
+            action,
+            message_id=message_id,
+            limits=limits,
+            history=history,
+            follow_up=follow_up,
         )
         while flattened_size(content.message) > self._email_bytes:
             smaller = limits.smaller()
@@ -165,6 +175,7 @@ class Renderer:
                 message_id=message_id,
                 limits=limits,
                 history=history,
+                follow_up=follow_up,
             )
         return content
 
@@ -177,10 +188,13 @@ class Renderer:
         message_id: str,
         limits: ViewLimits,
         history: str | None,
+        follow_up: LeadLinks | None = None,
     ) -> EmailContent:
+        links = follow_up_view(follow_up, self._translator.locale)
         paths = email_template_paths(action.template)
         view = self._view(conversation, category, limits, history)
         variables = self._variables(conversation, category, view)
+        variables["follow_up"] = links
         html = self._html(paths["html"], variables)
         text = self._template(paths["text"], self._email_env).render(variables)
         subject = self._subject(action, variables)
@@ -195,6 +209,7 @@ class Renderer:
             smaller = dataclasses.replace(limits, messages=shown)
             view = self._view(conversation, category, smaller, history)
             variables = self._variables(conversation, category, view, attached=True)
+            variables["follow_up"] = links
             html = self._html(paths["html"], variables)
             text = self._template(paths["text"], self._email_env).render(variables)
         message = EmailMessage(policy=email.policy.SMTP)
@@ -346,6 +361,7 @@ class Renderer:
             "labels": self._translator.labels,
             "conversation": conversation,
             "category": category.value,
+            "follow_up": None,  # the lead's links, for emails about a lead (relay.leads)
         }
 
     def _preload(self, env: jinja2.Environment, prefix: str) -> None:

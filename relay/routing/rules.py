@@ -349,6 +349,8 @@ class Rule(Section):
     match: Match = Match()
     actions: list[Action] = Field(min_length=1)
     continue_: bool = Field(default=False, alias="continue")
+    # Whether a matching conversation becomes a lead to follow up; None: missed and offline do.
+    follow_up: bool | None = None
 
     @field_validator("name")
     @classmethod

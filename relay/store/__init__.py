@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from relay.store.base import ACTIVE, COUNTED, SCHEMA, STATUSES, connect
 from relay.store.deliveries import DeliveryOps
 from relay.store.intake import IntakeOps
+from relay.store.leads import LeadOps
 from relay.store.operator import RETRYABLE, OperatorOps
 from relay.store.protocol import StoreProtocol
 from relay.store.records import (
@@ -34,9 +35,10 @@ __all__ = [
 ]
 
 
-class Store(IntakeOps, DeliveryOps, OperatorOps):
+class Store(IntakeOps, DeliveryOps, OperatorOps, LeadOps):
     """Intent-named operations over one connection: intake (``IntakeOps``), the worker's
-    queue (``DeliveryOps``) and operator tools (``OperatorOps``). Not thread-safe."""
+    queue (``DeliveryOps``), operator tools (``OperatorOps``) and leads (``LeadOps``). Not
+    thread-safe."""
 
 
 if TYPE_CHECKING:  # the SQLite store offers every operation of the protocol

@@ -79,6 +79,45 @@ MIGRATIONS: tuple[str, ...] = (
     # lead, a Freshdesk or Zendesk ticket), so a later delivery of the same conversation and
     # action updates that object instead of creating a second one. NULL for other channels.
     "ALTER TABLE deliveries ADD COLUMN external_ref TEXT;",
+    # 5: leads (missed and offline conversations someone must follow up), one per
+    # conversation key, the escalations and digests sent for them, and the Slack requests
+    # already acted on (replays are refused).
+    """
+CREATE TABLE leads (
+    id               INTEGER PRIMARY KEY,
+    conv_key         TEXT    NOT NULL UNIQUE,
+    conversation_id  INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    category         TEXT    NOT NULL,
+    created_at       REAL    NOT NULL,
+    state            TEXT    NOT NULL DEFAULT 'open',  -- open, claimed, done, answered-in-chat
+    visitor_id       TEXT,
+    visitor_email    TEXT,
+    visitor_name     TEXT,
+    claimed_by       TEXT,
+    claimed_at       REAL,
+    done_by          TEXT,
+    done_at          REAL,
+    note             TEXT,
+    answered_at      REAL
+);
+CREATE INDEX leads_state ON leads (state, created_at);
+CREATE INDEX leads_visitor_id ON leads (visitor_id) WHERE visitor_id IS NOT NULL;
+CREATE INDEX leads_visitor_email ON leads (visitor_email) WHERE visitor_email IS NOT NULL;
+CREATE TABLE lead_escalations (
+    lead_id  INTEGER NOT NULL REFERENCES leads (id) ON DELETE CASCADE,
+    step     INTEGER NOT NULL,   -- 1 for the first escalation, 2 for the second
+    at       REAL    NOT NULL,
+    PRIMARY KEY (lead_id, step)
+);
+CREATE TABLE lead_digests (
+    day      TEXT PRIMARY KEY,   -- the local date the digest was sent for, YYYY-MM-DD
+    at       REAL NOT NULL
+);
+CREATE TABLE slack_requests (   -- signatures of Slack interactivity requests seen lately
+    signature  TEXT PRIMARY KEY,
+    at         REAL NOT NULL
+);
+""",
 )
 # The oldest SQLite whose ALTER TABLE can drop a column (migration 3).
 MIN_SQLITE = (3, 35, 0)

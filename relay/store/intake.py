@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from relay.routing.decide import PlannedDelivery
 from relay.store import queries
 from relay.store.base import StoreBase
+from relay.store.leads import record_lead
 from relay.store.records import Accepted, Intake
 
 
@@ -84,6 +85,8 @@ class IntakeOps(StoreBase):
         created = plan_deliveries(
             db, conversation_id, intake.conv_key, intake.category, intake.planned, now=now
         )
+        if intake.lead is not None:
+            record_lead(db, conversation_id, intake.conv_key, intake.category, intake.lead, now=now)
         return Accepted(conversation_id, version, duplicate=False, deliveries=created)
 
     def quarantine(

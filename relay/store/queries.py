@@ -1,7 +1,8 @@
 """Every SQL statement the SQLite store runs, by name, each with what it does.
 
-The store's methods (``IntakeOps``, ``DeliveryOps``, ``OperatorOps``) say what they mean and
-run these; a store on another database implements the same methods with its own statements.
+The store's methods (``IntakeOps``, ``DeliveryOps``, ``OperatorOps``, ``LeadOps``) say what
+they mean and run these; a store on another database implements the same methods with its own
+statements.
 Only ``?`` placeholders are ever put into the text (the listed id sets of ``claim_due`` and
 ``deliveries``). Transaction control (BEGIN, SAVEPOINT, COMMIT) is ``StoreBase._transaction``'s.
 """
@@ -247,3 +248,86 @@ PROBE_WRITE = (
 
 # What PRAGMA quick_check finds wrong ("ok" if nothing): a pass over every page.
 QUICK_CHECK = "PRAGMA quick_check"
+
+# -- leads (relay.leads) -------------------------------------------------------------------
+
+# The columns of a lead, in the order ``relay.store.leads`` reads them.
+_LEAD_COLUMNS = (
+    "l.id, l.conv_key, l.category, l.created_at, l.state, l.visitor_id, l.visitor_email,"
+    " l.visitor_name, l.claimed_by, l.claimed_at, l.done_by, l.done_at, l.note, l.answered_at"
+)
+
+# Inside an intake: the visitor's open leads of other conversations, by visitor id or email
+# (an answered conversation settles them). Parameters: conv_key, visitor_id, visitor_email.
+OPEN_LEADS_OF_VISITOR = (
+    f"SELECT {_LEAD_COLUMNS} FROM leads l WHERE l.state = 'open' AND l.conv_key != ?"  # noqa: S608 -- fixed column list
+    " AND ((l.visitor_id IS NOT NULL AND l.visitor_id = ?)"
+    " OR (l.visitor_email IS NOT NULL AND l.visitor_email = ?))"
+)
+
+# A conversation to follow up becomes a lead, once per conversation key.
+INSERT_LEAD = (
+    "INSERT INTO leads (conv_key, conversation_id, category, created_at, visitor_id,"
+    " visitor_email, visitor_name) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (conv_key) DO NOTHING"
+)
+
+# Compare-and-set: write a lead's new state only if the row still has the old state and
+# claimer (no row changed: someone else got there first).
+UPDATE_LEAD = (
+    "UPDATE leads SET state = ?, claimed_by = ?, claimed_at = ?, done_by = ?, done_at = ?,"
+    " note = ?, answered_at = ? WHERE id = ? AND state = ? AND claimed_by IS ?"
+)
+
+# One lead by id.
+LEAD_BY_ID = f"SELECT {_LEAD_COLUMNS} FROM leads l WHERE l.id = ?"  # noqa: S608 -- fixed column list
+
+# The lead of the conversation (any version) stored under a conversation id.
+LEAD_OF_CONVERSATION = (
+    f"SELECT {_LEAD_COLUMNS} FROM leads l"  # noqa: S608 -- fixed column list
+    " JOIN conversations c ON c.conv_key = l.conv_key WHERE c.id = ?"
+)
+
+# Leads oldest first, at most N; and those in one state.
+LEADS = f"SELECT {_LEAD_COLUMNS} FROM leads l ORDER BY l.created_at, l.id LIMIT ?"  # noqa: S608 -- fixed column list
+LEADS_IN_STATE = (
+    f"SELECT {_LEAD_COLUMNS} FROM leads l WHERE l.state = ?"  # noqa: S608 -- fixed column list
+    " ORDER BY l.created_at, l.id LIMIT ?"
+)
+
+# Leads created in [start, end), oldest first (the digest's day).
+LEADS_BETWEEN = (
+    f"SELECT {_LEAD_COLUMNS} FROM leads l WHERE l.created_at >= ? AND l.created_at < ?"  # noqa: S608 -- fixed column list
+    " ORDER BY l.created_at, l.id"
+)
+
+# A lead's state and conversation id (is it still open? where do escalations attach?).
+LEAD_STATE = "SELECT state, conversation_id FROM leads WHERE id = ?"
+
+# Escalations: every (lead id, step) recorded; record one unless recorded already.
+ESCALATIONS = "SELECT lead_id, step FROM lead_escalations"
+INSERT_ESCALATION = (
+    "INSERT INTO lead_escalations (lead_id, step, at) VALUES (?, ?, ?)"
+    " ON CONFLICT (lead_id, step) DO NOTHING"
+)
+
+# Digests: the days sent; take a day unless taken; give it back after a failed send.
+DIGEST_DAYS = "SELECT day FROM lead_digests"
+TAKE_DIGEST_DAY = "INSERT INTO lead_digests (day, at) VALUES (?, ?) ON CONFLICT (day) DO NOTHING"
+RELEASE_DIGEST_DAY = "DELETE FROM lead_digests WHERE day = ?"
+
+# (category, received_at, raw body of low-rated ones) of the newest version of each
+# conversation received in [start, end), for the digest's figures.
+DAY_CONVERSATIONS = (
+    "SELECT category, received_at, CASE WHEN category = 'low-rated' THEN raw END"
+    " FROM conversations c WHERE received_at >= ? AND received_at < ?"
+    " AND version = (SELECT MAX(version) FROM conversations WHERE conv_key = c.conv_key)"
+    " ORDER BY received_at"
+)
+
+# Slack interactivity: forget request signatures older than the replay window; record one
+# (no row inserted: seen already, a replay).
+FORGET_SLACK_REQUESTS = "DELETE FROM slack_requests WHERE at < ?"
+RECORD_SLACK_REQUEST = (
+    "INSERT INTO slack_requests (signature, at) VALUES (?, ?) ON CONFLICT (signature) DO NOTHING"
+)

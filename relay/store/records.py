@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from relay.leads.model import LeadFacts
 from relay.routing.decide import PlannedDelivery
 
 
@@ -20,6 +21,7 @@ class Intake:
     category: str
     planned: tuple[PlannedDelivery, ...]
     dropped: bool = False  # no rule matched and the fallback is "drop" (for the log line)
+    lead: LeadFacts | None = None  # stored in the same transaction (relay.store.leads)
 
 
 @dataclass(frozen=True)

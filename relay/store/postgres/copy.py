@@ -28,6 +28,14 @@ TABLES: dict[str, tuple[str, ...]] = {
         "done_recipients", "sent_to", "external_ref",
     ),
     "quarantine": ("id", "received_at", "reason", "message", "remote", "size", "body"),
+    "leads": (
+        "id", "conv_key", "conversation_id", "category", "created_at", "state", "visitor_id",
+        "visitor_email", "visitor_name", "claimed_by", "claimed_at", "done_by", "done_at",
+        "note", "answered_at",
+    ),
+    "lead_escalations": ("lead_id", "step", "at"),
+    "lead_digests": ("day", "at"),
+    "slack_requests": ("signature", "at"),
 }  # fmt: skip
 EXPIRED_LEASE = {"claimed_until": 0.0}
 STATES = "SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status"
@@ -51,7 +59,7 @@ def source_counts(source: Store) -> Copied:
 def copy_store(
     source: Store, target: PostgresStore, advance: Callable[[str, int], object]
 ) -> Copied:
-    """Copy every conversation, delivery and quarantined body of ``source`` into ``target``
+    """Copy every conversation, delivery, quarantined body and lead of ``source`` into ``target``
     in one transaction, then compare the counts; StoreError (and nothing kept) if the
     target already holds data or the counts differ. ``advance(table, rows)`` after each
     chunk. The source is only read; stop the relay using it first."""
@@ -71,6 +79,8 @@ def copy_store(
                     for values in chunk:
                         copy.write_row((*values, *extra.values()))
                     advance(table, len(chunk))
+            if columns[0] != "id":
+                continue
             # New rows continue after the copied ids.
             db.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"  # noqa: S608 -- fixed table names
@@ -98,6 +108,6 @@ def _one(row: tuple[Any, ...] | None) -> Any:
 def _chunks(
     db: sqlite3.Connection, table: str, columns: tuple[str, ...]
 ) -> Iterator[list[tuple[Any, ...]]]:
-    cursor = db.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY id")  # noqa: S608 -- fixed names
+    cursor = db.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {columns[0]}")  # noqa: S608 -- fixed names
     while chunk := cursor.fetchmany(CHUNK):
         yield [tuple(row) for row in chunk]

@@ -223,3 +223,80 @@ VACUUM = "VACUUM conversations, deliveries, quarantine"
 # Once across relays (purge): a session-level advisory lock, tried, never waited for.
 TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
 UNLOCK = "SELECT pg_advisory_unlock(hashtextextended(%s, 0))"
+
+# -- leads (relay.leads) -----------------------------------------------------------------------
+# The columns of a lead, in the order relay.store.leads reads them.
+_LEAD_COLUMNS = (
+    "l.id, l.conv_key, l.category, l.created_at, l.state, l.visitor_id, l.visitor_email,"
+    " l.visitor_name, l.claimed_by, l.claimed_at, l.done_by, l.done_at, l.note, l.answered_at"
+)
+# Inside an intake: the visitor's open leads of other conversations, by visitor id or email
+# (an answered conversation settles them, each by compare-and-set: UPDATE_LEAD).
+OPEN_LEADS_OF_VISITOR = (
+    f"SELECT {_LEAD_COLUMNS} FROM leads l WHERE l.state = 'open' AND l.conv_key <> %s"  # noqa: S608 -- fixed column list
+    " AND ((l.visitor_id IS NOT NULL AND l.visitor_id = %s)"
+    " OR (l.visitor_email IS NOT NULL AND l.visitor_email = %s))"
+)
+# A conversation to follow up becomes a lead, once per conversation key: of two relays (or
+# two versions) the unique constraint lets one insert.
+INSERT_LEAD = (
+    "INSERT INTO leads (conv_key, conversation_id, category, created_at, visitor_id,"
+    " visitor_email, visitor_name) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (conv_key) DO NOTHING"
+)
+# Compare-and-set: write a lead's new state only if the row still has the old state and
+# claimer; no row changed: another relay got there first.
+UPDATE_LEAD = (
+    "UPDATE leads SET state = %s, claimed_by = %s, claimed_at = %s, done_by = %s, done_at = %s,"
+    " note = %s, answered_at = %s WHERE id = %s AND state = %s"
+    " AND claimed_by IS NOT DISTINCT FROM %s"
+)
+LEAD_BY_ID = f"SELECT {_LEAD_COLUMNS} FROM leads l WHERE l.id = %s"  # noqa: S608 -- fixed column list
+# The lead of the conversation (any version) stored under a conversation id.
+LEAD_OF_CONVERSATION = (
+    f"SELECT {_LEAD_COLUMNS} FROM leads l"  # noqa: S608 -- fixed column list
+    " JOIN conversations c ON c.conv_key = l.conv_key WHERE c.id = %s"
+)
+# Leads oldest first, at most N; and those in one state; those created in [start, end).
+LEADS = f"SELECT {_LEAD_COLUMNS} FROM leads l ORDER BY l.created_at, l.id LIMIT %s"  # noqa: S608 -- fixed column list
+LEADS_IN_STATE = (
+    f"SELECT {_LEAD_COLUMNS} FROM leads l WHERE l.state = %s"  # noqa: S608 -- fixed column list
+    " ORDER BY l.created_at, l.id LIMIT %s"
+)
+LEADS_BETWEEN = (
+    f"SELECT {_LEAD_COLUMNS} FROM leads l WHERE l.created_at >= %s AND l.created_at < %s"  # noqa: S608 -- fixed column list
+    " ORDER BY l.created_at, l.id"
+)
+# Escalations: every (lead id, step) recorded. Recording one takes the lead's row FOR SHARE
+# (a claim or finish waits for this transaction) and inserts only while the lead is open and
+# the step unrecorded; the conversation the escalation's deliveries attach to comes back, no
+# row if another relay recorded it first or the lead is no longer open.
+# Parameters: lead id, step, now.
+ESCALATIONS = "SELECT lead_id, step FROM lead_escalations"
+RECORD_ESCALATION = (
+    "WITH open_lead AS (SELECT id, conversation_id FROM leads"
+    " WHERE id = %s AND state = 'open' FOR SHARE),"
+    " recorded AS (INSERT INTO lead_escalations (lead_id, step, at)"
+    " SELECT id, %s, %s FROM open_lead ON CONFLICT (lead_id, step) DO NOTHING"
+    " RETURNING lead_id)"
+    " SELECT o.conversation_id FROM recorded r JOIN open_lead o ON o.id = r.lead_id"
+)
+# Digests: the days sent; take a day unless taken (by this or another relay); give it back
+# after a failed send.
+DIGEST_DAYS = "SELECT day FROM lead_digests"
+TAKE_DIGEST_DAY = "INSERT INTO lead_digests (day, at) VALUES (%s, %s) ON CONFLICT (day) DO NOTHING"
+RELEASE_DIGEST_DAY = "DELETE FROM lead_digests WHERE day = %s"
+# (category, received_at, raw body of low-rated ones) of the newest version of each
+# conversation received in [start, end), for the digest's figures.
+DAY_CONVERSATIONS = (
+    "SELECT category, received_at, CASE WHEN category = 'low-rated' THEN raw END"
+    " FROM conversations c WHERE received_at >= %s AND received_at < %s"
+    " AND version = (SELECT MAX(version) FROM conversations WHERE conv_key = c.conv_key)"
+    " ORDER BY received_at"
+)
+# Slack interactivity: forget request signatures older than the replay window; record one
+# (no row inserted: seen already, a replay, whichever relay saw it).
+FORGET_SLACK_REQUESTS = "DELETE FROM slack_requests WHERE at < %s"
+RECORD_SLACK_REQUEST = (
+    "INSERT INTO slack_requests (signature, at) VALUES (%s, %s) ON CONFLICT (signature) DO NOTHING"
+)

@@ -14,9 +14,11 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
+from relay.leads.model import Lead, LeadFacts, Refused, answered_in_chat
 from relay.model.errors import StoreError
 from relay.routing.decide import PlannedDelivery
 from relay.store.base import ACTIVE, COUNTED
+from relay.store.leads import lead_from_row
 from relay.store.operator import earlier_chats
 from relay.store.pgconnect import connect, redacted
 from relay.store.postgres import queries as q
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 DEFAULT_LEASE_SECONDS = 300.0
 # Due deliveries read per query while ``admit`` chooses among them.
 CLAIM_PAGE = 256
+# How often a lead's transition may find the row changed by another relay and try again.
+LEAD_ATTEMPTS = 20
 # How often an intake may lose the race for a version number to another relay and try again.
 VERSION_ATTEMPTS = 20
 
@@ -179,6 +183,10 @@ class PostgresStore:
                 created = self._plan(
                     db, conversation_id, intake.conv_key, intake.category, intake.planned, now=now
                 )
+                if intake.lead is not None:
+                    _record_lead(
+                        db, conversation_id, intake.conv_key, intake.category, intake.lead, now=now
+                    )
                 return Accepted(conversation_id, version, duplicate=False, deliveries=created)
             existing = db.execute(
                 q.FIND_CONVERSATION, (intake.conv_key, intake.content_hash)
@@ -586,6 +594,155 @@ class PostgresStore:
         finally:
             if held and not db.closed:
                 db.execute(q.UNLOCK, (name,))
+
+    # -- leads (relay.leads) -------------------------------------------------------------------
+
+    def lead(self, lead_id: int) -> Lead | None:
+        found = self._read().execute(q.LEAD_BY_ID, (lead_id,)).fetchone()
+        return None if found is None else lead_from_row(found)
+
+    def lead_for_conversation(self, conversation_id: int) -> Lead | None:
+        """The lead of the conversation (any version) stored under ``conversation_id``."""
+        found = self._read().execute(q.LEAD_OF_CONVERSATION, (conversation_id,)).fetchone()
+        return None if found is None else lead_from_row(found)
+
+    def leads(self, state: str | None = None, limit: int = 1000) -> list[Lead]:
+        db = self._read()
+        if state is None:
+            rows = db.execute(q.LEADS, (limit,)).fetchall()
+        else:
+            rows = db.execute(q.LEADS_IN_STATE, (state, limit)).fetchall()
+        return [lead_from_row(row) for row in rows]
+
+    def leads_between(self, start: float, end: float) -> list[Lead]:
+        rows = self._read().execute(q.LEADS_BETWEEN, (start, end)).fetchall()
+        return [lead_from_row(row) for row in rows]
+
+    def change_lead(
+        self, lead_id: int, transition: Callable[[Lead], Lead | Refused]
+    ) -> Lead | Refused | None:
+        """Apply a pure transition to the stored lead and write the result by compare-and-set
+        (None: no lead). If another relay changed the lead in between, the transition is
+        applied again to what it wrote (a second claim is then refused)."""
+        for _ in range(LEAD_ATTEMPTS):
+            with self._transaction() as db:
+                found = db.execute(q.LEAD_BY_ID, (lead_id,)).fetchone()
+                if found is None:
+                    return None
+                before = lead_from_row(found)
+                after = transition(before)
+                if not isinstance(after, Lead) or after == before:
+                    return after
+                if _write_lead(db, before, after):
+                    return after
+        raise StoreError(
+            f"lead {lead_id}: changed by other relays during each of {LEAD_ATTEMPTS} attempts"
+        )
+
+    def slack_request_seen(self, signature: str, now: float, window: float) -> bool:
+        """Record a verified Slack request; True if the same one was recorded already (a
+        replay, by any relay). Records older than ``window`` are dropped: their timestamps
+        are refused."""
+        with self._transaction() as db:
+            db.execute(q.FORGET_SLACK_REQUESTS, (now - window,))
+            return db.execute(q.RECORD_SLACK_REQUEST, (signature, now)).rowcount == 0
+
+    def escalations(self) -> set[tuple[int, int]]:
+        """(lead id, step) of every escalation recorded."""
+        rows = self._read().execute(q.ESCALATIONS).fetchall()
+        return {(int(lead_id), int(step)) for lead_id, step in rows}
+
+    def record_escalation(
+        self, lead: Lead, step: int, planned: Sequence[PlannedDelivery], now: float
+    ) -> int | None:
+        """Record escalation ``step`` of ``lead`` and plan its deliveries in one transaction;
+        None if it was recorded already (by an earlier run or another relay), or the lead is
+        no longer open. Returns the number of deliveries planned."""
+        with self._transaction() as db:
+            row = db.execute(q.RECORD_ESCALATION, (lead.id, step, now)).fetchone()
+            if row is None:
+                return None
+            created = self._plan(db, int(row[0]), lead.conv_key, lead.category, planned, now=now)
+            if created:
+                db.execute(q.NOTIFY)
+            return created
+
+    def digest_days(self) -> set[str]:
+        return {str(row[0]) for row in self._read().execute(q.DIGEST_DAYS).fetchall()}
+
+    def take_digest_day(self, day: str, now: float) -> bool:
+        """Record that the digest of ``day`` is being sent; False if it was already (by this
+        relay or another)."""
+        with self._transaction() as db:
+            return db.execute(q.TAKE_DIGEST_DAY, (day, now)).rowcount == 1
+
+    def release_digest_day(self, day: str) -> None:
+        """Sending failed: the next pass (of any relay) tries again."""
+        with self._transaction() as db:
+            db.execute(q.RELEASE_DIGEST_DAY, (day,))
+
+    def day_conversations(self, start: float, end: float) -> list[tuple[str, float, bytes | None]]:
+        """(category, received_at, raw body of low-rated ones) of the newest version of each
+        conversation received in [start, end)."""
+        rows = self._read().execute(q.DAY_CONVERSATIONS, (start, end)).fetchall()
+        return [(str(cat), float(at), None if raw is None else bytes(raw)) for cat, at, raw in rows]
+
+
+def _record_lead(
+    db: Connection,
+    conversation_id: int,
+    conv_key: str,
+    category: str,
+    facts: LeadFacts,
+    *,
+    now: float,
+) -> None:
+    """As ``relay.store.leads.record_lead``, inside the intake's transaction: an answered
+    conversation settles the visitor's open leads (each by compare-and-set: one another relay
+    claimed meanwhile stays claimed); a follow-up conversation becomes a lead, once per
+    conversation key (the unique constraint)."""
+    if facts.answered and (facts.visitor_id or facts.visitor_email):
+        rows = db.execute(
+            q.OPEN_LEADS_OF_VISITOR, (conv_key, facts.visitor_id, facts.visitor_email)
+        ).fetchall()
+        for row in rows:
+            lead = lead_from_row(row)
+            changed = answered_in_chat(lead, now)
+            if isinstance(changed, Lead):
+                _write_lead(db, lead, changed)
+    if facts.follow_up:
+        db.execute(
+            q.INSERT_LEAD,
+            (
+                conv_key,
+                conversation_id,
+                category,
+                now,
+                facts.visitor_id,
+                facts.visitor_email,
+                facts.visitor_name,
+            ),
+        )
+
+
+def _write_lead(db: Connection, before: Lead, after: Lead) -> bool:
+    """Write ``after`` only if the row still is ``before`` (its state and claimer)."""
+    cur = db.execute(
+        q.UPDATE_LEAD,
+        (
+            after.state.value,
+            after.claimed_by,
+            after.claimed_at,
+            after.done_by,
+            after.done_at,
+            after.note,
+            after.answered_at,
+            before.id,
+            before.state.value,
+            before.claimed_by,
+        ),
+    )
+    return cur.rowcount == 1
 
 
 def _quarantine_row(row: TupleRow) -> QuarantineRow:

@@ -1,0 +1,1 @@
+"""Leads: missed chats and offline messages someone must follow up, claimed by link or Slack."""
