@@ -54,8 +54,9 @@ def relay_config(
     rules: str,
     smtp: dict[str, Any] | None = None,
     delivery: dict[str, Any] | None = None,
+    storage: dict[str, Any] | None = None,
 ) -> Path:
-    """A settings TOML for a benchmark relay."""
+    """A settings TOML for a benchmark relay (``storage``: more [storage] keys, e.g. url)."""
 
     def section(name: str, values: dict[str, Any]) -> str:
         lines = [f"[{name}]"] + [f"{k} = {json.dumps(v)}" for k, v in values.items()]
@@ -64,7 +65,7 @@ def relay_config(
     top_level = not rules.lstrip().startswith("[[")
     text = rules if top_level else ""  # TOML: top-level keys must precede the first table
     text += section("server", {"host": "127.0.0.1", "port": port, "hook_token": TOKEN})
-    text += section("storage", {"state_dir": str(state_dir)})
+    text += section("storage", {"state_dir": str(state_dir), **(storage or {})})
     if smtp:
         text += section("smtp", smtp)
     if delivery:

@@ -1,6 +1,7 @@
 -- wrk script for bench/ingest.py: POST a hook body whose channel.id is new on every request,
 -- so each request is a new conversation (nothing is deduplicated).
--- Arguments (after --): <path> <file with the body, CHANNEL_ID where the id goes>
+-- Arguments (after --): <path> <file with the body, CHANNEL_ID where the id goes> [offset]
+-- offset: added to every channel.id, so several wrk processes post distinct conversations.
 
 local thread_counter = 0
 
@@ -11,9 +12,11 @@ end
 
 local prefix, suffix, path
 local counter = 0
+local offset = 0
 
 function init(args)
   path = args[1]
+  offset = tonumber(args[3] or "0")
   local file = assert(io.open(args[2], "rb"))
   local template = file:read("*a")
   file:close()
@@ -24,7 +27,7 @@ end
 
 function request()
   counter = counter + 1
-  local body = prefix .. tostring(tid * 100000000 + counter) .. suffix
+  local body = prefix .. tostring(offset + tid * 100000000 + counter) .. suffix
   return wrk.format("POST", path, { ["Content-Type"] = "application/json" }, body)
 end
 

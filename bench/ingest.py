@@ -70,8 +70,9 @@ class Run:
 
 
 def wrk(
-    port: int, body: Path, connections: int, threads: int, seconds: float
+    port: int, body: Path, connections: int, threads: int, seconds: float, *, offset: str = "0"
 ) -> tuple[dict[str, float], float]:
+    """One wrk run; ``offset`` is added to every posted channel id (bench/ingest.lua)."""
     command = [
         need_wrk(),
         f"-t{threads}",
@@ -85,6 +86,7 @@ def wrk(
         "--",
         f"/hooks/smartsupp/{TOKEN}",
         str(body),
+        offset,
     ]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     _, status, usage = os.wait4(proc.pid, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -24,14 +25,16 @@ from relay.render.pool import RenderPool
 from relay.runtime import Runtime, hook_token
 from relay.senders.registry import SenderRegistry
 from relay.snapshot import Snapshot, build_renderers, template_problems
-from relay.store import Store
+from relay.store import opening
+from relay.store.opening import describe, open_store, wake_on_new_work
 from relay.store.storethread import StoreThread
 
 log = logging.getLogger(__name__)
 
 
 def database_path(settings: Settings) -> Path:
-    return Path(settings.storage.state_dir) / "relay.db"
+    """The SQLite store's file (unused, but still named, with a PostgreSQL ``[storage] url``)."""
+    return opening.database_path(settings)
 
 
 def build_snapshot(settings: Settings, senders: SenderRegistry | None = None) -> Snapshot:
@@ -83,8 +86,9 @@ def build_worker(runtime: Runtime, store: StoreThread, observe: Observer | None 
 
 def check_store(settings: Settings) -> None:
     """Open the database (creating it if new) and check its integrity (``PRAGMA quick_check``);
-    StoreError naming the file and the problem if it is damaged."""
-    Store(database_path(settings), check=True).close()
+    StoreError naming the file and the problem if it is damaged, or the PostgreSQL database
+    if it cannot be reached."""
+    open_store(settings, check=True).close()
 
 
 def create_app(
@@ -105,8 +109,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        store = StoreThread(Store(database_path(settings)))
+        store = StoreThread(open_store(settings, relay=True))
         worker = build_worker(runtime, store, observe=runtime.metrics.delivery)
+        loop = asyncio.get_running_loop()
+        # Another relay's intake (PostgreSQL) wakes this worker too; the store stops listening
+        # when it is closed, while this loop still runs.
+        wake_on_new_work(store.store, lambda: loop.call_soon_threadsafe(worker.wake))
         follow_up = FollowUpScheduler(store, lambda: runtime.snapshot, wake=worker.wake)
         runtime.attach(store, worker, follow_up)
         worker.start()
@@ -116,7 +124,9 @@ def create_app(
             if reload_asked is not None and reload_asked.is_set():
                 log.info("SIGHUP received while starting: reloading the settings now")
                 reloader.request()
-        log.info("relay started: state in %s", settings.storage.state_dir)
+        log.info(
+            "relay started: state in %s, store %s", settings.storage.state_dir, describe(settings)
+        )
         try:
             yield
         finally:

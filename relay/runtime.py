@@ -21,6 +21,7 @@ from relay.ops.logthrottle import Throttle
 from relay.ops.metrics import Metrics
 from relay.senders.registry import SenderRegistry
 from relay.snapshot import Snapshot
+from relay.store.opening import lease_counts
 from relay.store.storethread import StoreThread
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,10 @@ class Runtime:
         """Set the queue gauges from the store (at scrape time). TimeoutError if it is stuck."""
         state = await store_state(self.store, self.settings.health.probe_timeout_seconds)
         self.metrics.set_queue(state.counts, backlog_age(state, self.clock()))
+        now = self.clock()
+        leases = await self.store.call(lambda store: lease_counts(store, now))
+        if leases is not None:
+            self.metrics.set_leases(leases)
 
 
 def client_address(peer: str | None, forwarded: str, trusted: Sequence[Network]) -> str | None:

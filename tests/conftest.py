@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from relay.config.settings import Settings
-from relay.store import Store
 from relay.store.storethread import StoreThread
 from tests.support.slack import FakeSlack
 from tests.support.smtp import RecordingHandler, SmtpServer
+from tests.support.store import BACKENDS, StoreOpener
 
 if TYPE_CHECKING:
     from tests.support.postgres import PostgresServer
@@ -67,11 +67,18 @@ def fake_slack() -> Iterator[FakeSlack]:
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path) -> Callable[..., Settings]:
-    """Settings with a temp state dir; keyword sections override (e.g. smtp={...})."""
+def make_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., Settings]:
+    """Settings with a temp state dir; keyword sections override (e.g. smtp={...}). In a test
+    that uses the ``backend`` fixture, the store is that backend's (a fresh PostgreSQL
+    database for "postgresql")."""
+    url = None
+    if "backend" in request.fixturenames and request.getfixturevalue("backend") == "postgresql":
+        url = str(request.getfixturevalue("postgres_url"))
 
     def make(**sections: Any) -> Settings:
         data: dict[str, Any] = base_sections(tmp_path / "state")
+        if url is not None:
+            data["storage"]["url"] = url
         for key, value in sections.items():
             if isinstance(value, dict) and isinstance(data.get(key), dict):
                 data[key] = {**data[key], **value}
@@ -82,10 +89,39 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     return make
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store's engine: every test that uses this (or a fixture built on it) runs on both.
+    A test for one engine only says so: @pytest.mark.parametrize("backend", ["sqlite"],
+    indirect=True)."""
+    return str(request.param)
+
+
 @pytest.fixture
-def store_thread(tmp_path: Path) -> Iterator[StoreThread]:
-    """The store thread over a fresh database, without an app around it."""
-    thread = StoreThread(Store(tmp_path / "relay.db"))
+def storage_section(backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The [storage] keys that select ``backend``: none for SQLite, the URL of a fresh
+    PostgreSQL database (for tests that write a config file rather than use make_settings)."""
+    if backend == "postgresql":
+        return {"url": str(request.getfixturevalue("postgres_url"))}
+    return {}
+
+
+@pytest.fixture
+def open_test_store(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[StoreOpener]:
+    """Opens stores on one fresh database of ``backend``: each call a new connection to the
+    same data (another relay, or an operator's look). Every one is closed at the end."""
+    url = str(request.getfixturevalue("postgres_url")) if backend == "postgresql" else None
+    opener = StoreOpener(tmp_path / "relay.db", url)
+    yield opener
+    opener.close_all()
+
+
+@pytest.fixture
+def store_thread(open_test_store: StoreOpener) -> Iterator[StoreThread]:
+    """The store thread over a fresh database (of each backend), without an app around it."""
+    thread = StoreThread(open_test_store())
     yield thread
     thread.close()
 

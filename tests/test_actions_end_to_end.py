@@ -72,6 +72,7 @@ def webhook_settings(
     )
 
 
+@pytest.mark.usefixtures("backend")  # on each store
 def test_webhook_posts_the_signed_body_and_retries_a_500(
     make_settings: Callable[..., Settings], endpoint: FakeEndpoint
 ) -> None:
@@ -98,6 +99,7 @@ def test_webhook_posts_the_signed_body_and_retries_a_500(
     assert len(endpoint.received) == 2
 
 
+@pytest.mark.usefixtures("backend")  # on each store
 def test_webhook_json_template_keeps_hostile_text_inert(
     make_settings: Callable[..., Settings], endpoint: FakeEndpoint
 ) -> None:
@@ -135,6 +137,7 @@ def test_webhook_json_template_keeps_hostile_text_inert(
     ],
     ids=["429-retried", "503-retried", "404-dead", "redirect-dead"],
 )
+@pytest.mark.usefixtures("backend")  # on each store
 def test_webhook_answers_are_sorted(
     make_settings: Callable[..., Settings],
     endpoint: FakeEndpoint,
@@ -152,6 +155,7 @@ def test_webhook_answers_are_sorted(
         assert row.last_error is not None and error in row.last_error
 
 
+@pytest.mark.usefixtures("backend")  # on each store
 def test_archive_appends_one_fsynced_line_per_delivery(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
@@ -189,6 +193,7 @@ def test_archive_does_not_repeat_a_written_delivery(tmp_path: Path) -> None:
     ).read_bytes() == b'{"delivery_id":7,"x":1}\n{"delivery_id":70,"x":2}\n'
 
 
+@pytest.mark.usefixtures("backend")  # on each store
 def test_named_smtp_and_slack_destinations(
     make_settings: Callable[..., Settings], smtp_server: SmtpServer, fake_slack: FakeSlack
 ) -> None:

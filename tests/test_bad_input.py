@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
 from relay.config.settings import Settings
-from relay.store import Store
 from tests.conftest import TOKEN
-from tests.support.store import deliveries, quarantine
+from tests.support.store import StoreOpener, deliveries, quarantine
+
+# The store and the worker on each backend (tests/conftest.py: backend).
+pytestmark = pytest.mark.usefixtures("backend")
 
 HOOK = f"/hooks/smartsupp/{TOKEN}"
 DEEP = (
@@ -194,14 +195,13 @@ def test_the_quarantine_is_capped_in_bytes_and_drops_the_oldest(
     assert sum(len(row.body) for row in kept) <= 250_000
 
 
-def test_a_body_larger_than_the_quarantine_is_kept_cut_to_it(tmp_path: Path) -> None:
-    store = Store(tmp_path / "relay.db")
-    try:
-        for _ in range(2):
-            store.quarantine(
-                "invalid_json", "x", b"a" * 5000, None, max_rows=10, max_bytes=3000, max_body=4000
-            )
-        rows = store.quarantined()
-    finally:
-        store.close()
+def test_a_body_larger_than_the_quarantine_is_kept_cut_to_it(
+    open_test_store: StoreOpener,
+) -> None:
+    store = open_test_store()
+    for _ in range(2):
+        store.quarantine(
+            "invalid_json", "x", b"a" * 5000, None, max_rows=10, max_bytes=3000, max_body=4000
+        )
+    rows = store.quarantined()
     assert [(row.size, row.body) for row in rows] == [(5000, b"a" * 3000)]  # the newest only

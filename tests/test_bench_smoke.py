@@ -23,7 +23,9 @@ def run(script: str, *args: str) -> str:
     return done.stdout
 
 
-@pytest.mark.parametrize("script", ["ingest.py", "delivery.py", "drain.py", "memory.py"])
+@pytest.mark.parametrize(
+    "script", ["ingest.py", "ingest_stores.py", "delivery.py", "drain.py", "memory.py"]
+)
 def test_help(script: str) -> None:
     assert "usage:" in run(script, "--help").lower()
 

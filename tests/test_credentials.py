@@ -124,14 +124,17 @@ def test_the_walk_finds_top_level_and_named_destination_secrets() -> None:
 
 def test_every_secret_setting_is_read_from_its_credential(config: Path, credentials: Path) -> None:
     paths = list(secret_paths(Settings))
+    # A secret that must have a form gets one (the store's URL names its engine).
+    shaped = {("storage", "url"): "postgresql://secret@db.test/relay-{}"}
     for index, path in enumerate(paths):
         # LoadCredential=relay:/etc/relay/credentials names the file F "relay_F".
-        (credentials / ("relay_" + "__".join(path))).write_text(f"secret-{index}\n")
+        secret = shaped.get(path, "secret-{}").format(index)
+        (credentials / ("relay_" + "__".join(path))).write_text(f"{secret}\n")
     settings = load_settings(config)
     for index, path in enumerate(paths):
         value = setting(settings, path)
         assert isinstance(value, SecretStr), path
-        assert value.get_secret_value() == f"secret-{index}", path
+        assert value.get_secret_value() == shaped.get(path, "secret-{}").format(index), path
 
 
 def test_named_webhook_secret_and_smtp_password(config: Path, credentials: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from tests.conftest import TOKEN, body
 from tests.support.app import wait_settled
 from tests.support.crm_fake import FakeApi
 from tests.support.crm_systems import SYSTEMS, System
+from tests.support.store import select_rows
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -75,15 +75,9 @@ def post(client: TestClient[Any], data: dict[str, Any]) -> None:
 
 
 def deliveries(settings: Settings) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(Path(settings.storage.state_dir) / "relay.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        rows = conn.execute(
-            "SELECT id, status, last_error, external_ref, sent_to FROM deliveries ORDER BY id"
-        ).fetchall()
-    finally:
-        conn.close()
-    return [dict(row) for row in rows]
+    return select_rows(
+        settings, "SELECT id, status, last_error, external_ref, sent_to FROM deliveries ORDER BY id"
+    )
 
 
 def run(settings: Settings, *conversations: dict[str, Any]) -> list[dict[str, Any]]:
@@ -142,6 +136,7 @@ def test_the_same_conversation_again_and_from_a_relay_without_the_id_keeps_one(
     assert rows[0]["external_ref"] == deliveries(settings)[0]["external_ref"]
 
 
+@pytest.mark.usefixtures("backend")  # on each store: the id found through known_external_ref
 def test_a_new_version_adds_to_the_same_object(
     make_settings: Callable[..., Settings], system: System, api: FakeApi
 ) -> None:

@@ -20,6 +20,9 @@ from tests.support.drip import DripServer
 from tests.support.smtp import RecordingHandler, SmtpServer
 from tests.support.store import deliveries
 
+# The store and the worker on each backend (tests/conftest.py: backend).
+pytestmark = pytest.mark.usefixtures("backend")
+
 HOOK = f"/hooks/smartsupp/{TOKEN}"
 
 

@@ -4,10 +4,10 @@ retry decision at its edges, Message-ID stability."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from pathlib import Path
 
 import pytest
 from litestar.testing import TestClient
@@ -18,18 +18,16 @@ from relay.delivery.retry import GiveUp, RetryAt, RetryPolicy, decide
 from relay.delivery.worker import message_id
 from relay.routing.decide import PlannedDelivery
 from relay.senders.slack import retry_after_seconds
-from relay.store import Intake, Store
+from relay.store import Intake, StoreProtocol
 from tests.conftest import TOKEN, sample
 from tests.support.holding_smtp import HoldingHandler
 from tests.support.smtp import SmtpServer
-from tests.support.store import deliveries
+from tests.support.store import StoreOpener, deliveries
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(tmp_path / "relay.db")
-    yield opened
-    opened.close()
+def store(open_test_store: StoreOpener) -> StoreProtocol:
+    return open_test_store()
 
 
 def intake(channel_id: int = 1, category: str = "missed", text: str = "") -> Intake:
@@ -45,7 +43,7 @@ def intake(channel_id: int = 1, category: str = "missed", text: str = "") -> Int
     )
 
 
-def test_an_interrupted_send_is_requeued_and_counted(store: Store) -> None:
+def test_an_interrupted_send_is_requeued_and_counted(store: StoreProtocol) -> None:
     store.accept(intake(), now=100)
     [claimed] = store.claim_due(10, now=100)
     assert claimed.attempts == 1
@@ -58,7 +56,9 @@ def test_an_interrupted_send_is_requeued_and_counted(store: Store) -> None:
     assert again.attempts == 2
 
 
-def test_a_claim_takes_only_what_admit_accepts_and_leaves_the_rest_queued(store: Store) -> None:
+def test_a_claim_takes_only_what_admit_accepts_and_leaves_the_rest_queued(
+    store: StoreProtocol,
+) -> None:
     for n in range(1, 6):
         store.accept(intake(channel_id=n), now=100 + n)
     offered: list[str] = []
@@ -77,7 +77,7 @@ def test_a_claim_takes_only_what_admit_accepts_and_leaves_the_rest_queued(store:
     assert store.next_due_at(after=105) is None
 
 
-def test_a_released_send_goes_back_untouched(store: Store) -> None:
+def test_a_released_send_goes_back_untouched(store: StoreProtocol) -> None:
     store.accept(intake(), now=100)
     [claimed] = store.claim_due(10, now=100)
     store.release([claimed.id], now=150)
@@ -92,7 +92,7 @@ def test_a_released_send_goes_back_untouched(store: Store) -> None:
     assert (row.status, row.attempts, row.last_error) == ("retrying", 1, "451 later")
 
 
-def test_versions_plan_each_action_once_per_category(store: Store) -> None:
+def test_versions_plan_each_action_once_per_category(store: StoreProtocol) -> None:
     first = store.accept(intake(text="a"))
     same = store.accept(intake(text="a"))
     changed = store.accept(intake(text="b"))
@@ -103,6 +103,39 @@ def test_versions_plan_each_action_once_per_category(store: Store) -> None:
     assert (recategorised.version, recategorised.deliveries) == (3, 1)
 
 
+def test_a_crm_id_is_kept_and_found_by_later_versions_of_the_same_action(
+    store: StoreProtocol,
+) -> None:
+    first = store.accept(intake(text="a"), now=100)
+    [one] = store.deliveries(conversation_id=first.conversation_id)
+    assert store.known_external_ref(one.id) is None
+    store.record_external_ref(one.id, "ticket-1")
+    store.record_external_ref(one.id, None, "no email: nothing created")  # keeps the id
+    assert store.known_external_ref(one.id) == "ticket-1"
+    noted = store.delivery(one.id)
+    assert noted is not None
+    assert noted.last_error == "no email: nothing created"
+    # A later version in another category plans the same action again: it finds the id.
+    later = store.accept(intake(text="b", category="low-rated"), now=101)
+    [two] = store.deliveries(conversation_id=later.conversation_id)
+    assert store.known_external_ref(two.id) == "ticket-1"
+    store.record_external_ref(two.id, "ticket-2")
+    assert (store.known_external_ref(two.id), store.known_external_ref(one.id)) == (
+        "ticket-2",
+        "ticket-1",
+    )
+    # Another action of the same conversation, or another conversation: nothing to update.
+    other_action = PlannedDelivery(
+        rule="r", action=EmailAction(type="email", to=["other@shop.test"])
+    )
+    third = store.accept(replace(intake(text="c", category="offline"), planned=(other_action,)))
+    [three] = store.deliveries(conversation_id=third.conversation_id)
+    elsewhere = store.accept(intake(channel_id=2, text="a"), now=102)
+    [four] = store.deliveries(conversation_id=elsewhere.conversation_id)
+    assert store.known_external_ref(three.id) is None
+    assert store.known_external_ref(four.id) is None
+
+
 def test_message_id_is_stable_per_conversation_action_and_category() -> None:
     key = "208-55039/missed/email:sales@shop.test"
     assert message_id(key, "Relay <relay@shop.test>") == message_id(key, "relay@shop.test")
@@ -110,6 +143,7 @@ def test_message_id_is_stable_per_conversation_action_and_category() -> None:
     assert message_id(key, "x@shop.test") != message_id(key.replace("missed", "offline"), "x@s.t")
 
 
+@pytest.mark.usefixtures("backend")  # on each store
 def test_shutdown_grace_expiry_releases_the_in_flight_send_and_a_restart_delivers_it(
     make_settings: Callable[..., Settings],
 ) -> None:

@@ -18,6 +18,9 @@ from tests.support.slack import FakeSlack, Reply
 from tests.support.smtp import free_port
 from tests.support.store import deliveries
 
+# The store and the worker on each backend (tests/conftest.py: backend).
+pytestmark = pytest.mark.usefixtures("backend")
+
 HOOK = f"/hooks/smartsupp/{TOKEN}"
 
 

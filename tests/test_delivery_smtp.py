@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from litestar.testing import TestClient
 
@@ -20,6 +21,9 @@ from tests.support.app import runtime, wait_settled
 from tests.support.config import write_config
 from tests.support.smtp import RecordingHandler, SmtpServer, free_port
 from tests.support.store import deliveries
+
+# The store and the worker on each backend (tests/conftest.py: backend).
+pytestmark = pytest.mark.usefixtures("backend")
 
 HOOK = f"/hooks/smartsupp/{TOKEN}"
 
@@ -47,9 +51,11 @@ def wait_attempts(client: TestClient[Any], count: int, timeout: float = 20.0) ->
     client.blocking_portal.call(attempted)
 
 
-def test_smtp_down_at_first_then_started_delivers_exactly_once(tmp_path: Path) -> None:
+def test_smtp_down_at_first_then_started_delivers_exactly_once(
+    tmp_path: Path, storage_section: dict[str, Any]
+) -> None:
     port = free_port()
-    _, settings = smtp_config(tmp_path, port)
+    _, settings = smtp_config(tmp_path, port, storage=storage_section)
     handler = RecordingHandler()
     server = SmtpServer(handler, port=port)
     with TestClient(create_app(settings)) as client:
@@ -72,11 +78,11 @@ def test_smtp_down_at_first_then_started_delivers_exactly_once(tmp_path: Path) -
 
 
 def test_greylisting_451_twice_then_250_is_delivered_on_the_third_attempt(
-    tmp_path: Path, smtp_server: SmtpServer
+    tmp_path: Path, storage_section: dict[str, Any], smtp_server: SmtpServer
 ) -> None:
     handler = smtp_server.handler
     handler.data_replies = ["451 4.7.1 Greylisted, try again", "451 4.7.1 Greylisted, try again"]
-    _, settings = smtp_config(tmp_path, smtp_server.port)
+    _, settings = smtp_config(tmp_path, smtp_server.port, storage=storage_section)
     with TestClient(create_app(settings)) as client:
         client.post(HOOK, content=missed())
         handler.wait_for(1)
@@ -88,11 +94,11 @@ def test_greylisting_451_twice_then_250_is_delivered_on_the_third_attempt(
 
 
 def test_550_is_dead_after_one_attempt_and_relay_queue_shows_the_reply(
-    tmp_path: Path, smtp_server: SmtpServer
+    tmp_path: Path, storage_section: dict[str, Any], smtp_server: SmtpServer
 ) -> None:
     handler = smtp_server.handler
     handler.data_replies = ["550 5.7.1 Message rejected as spam"]
-    config, settings = smtp_config(tmp_path, smtp_server.port)
+    config, settings = smtp_config(tmp_path, smtp_server.port, storage=storage_section)
     with TestClient(create_app(settings)) as client:
         client.post(HOOK, content=missed())
         wait_settled(client)
@@ -188,10 +194,10 @@ def test_a_permanently_refused_recipient_makes_the_delivery_dead_without_resendi
 
 
 def test_every_recipient_refused_temporarily_is_retried(
-    tmp_path: Path, smtp_server: SmtpServer
+    tmp_path: Path, storage_section: dict[str, Any], smtp_server: SmtpServer
 ) -> None:
     smtp_server.handler.rcpt_replies = {"sales@shop.test": "451 4.3.0 Try later"}
-    _, settings = smtp_config(tmp_path, smtp_server.port)
+    _, settings = smtp_config(tmp_path, smtp_server.port, storage=storage_section)
     with TestClient(create_app(settings)) as client:
         client.post(HOOK, content=missed())
         wait_attempts(client, 2)
@@ -204,8 +210,10 @@ def test_every_recipient_refused_temporarily_is_retried(
     assert len(smtp_server.handler.messages) == 1
 
 
-def test_an_exact_duplicate_post_is_delivered_once(tmp_path: Path, smtp_server: SmtpServer) -> None:
-    _, settings = smtp_config(tmp_path, smtp_server.port)
+def test_an_exact_duplicate_post_is_delivered_once(
+    tmp_path: Path, storage_section: dict[str, Any], smtp_server: SmtpServer
+) -> None:
+    _, settings = smtp_config(tmp_path, smtp_server.port, storage=storage_section)
     with TestClient(create_app(settings)) as client:
         first = client.post(HOOK, content=missed())
         second = client.post(HOOK, content=missed())
@@ -218,9 +226,9 @@ def test_an_exact_duplicate_post_is_delivered_once(tmp_path: Path, smtp_server: 
 
 
 def test_a_changed_version_in_the_same_category_sends_nothing_new_and_keeps_message_id(
-    tmp_path: Path, smtp_server: SmtpServer
+    tmp_path: Path, storage_section: dict[str, Any], smtp_server: SmtpServer
 ) -> None:
-    _, settings = smtp_config(tmp_path, smtp_server.port)
+    _, settings = smtp_config(tmp_path, smtp_server.port, storage=storage_section)
     data = json.loads(missed())
     with TestClient(create_app(settings)) as client:
         client.post(HOOK, content=json.dumps(data).encode())

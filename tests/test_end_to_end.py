@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
@@ -12,6 +13,9 @@ from tests.conftest import TOKEN, body, sample
 from tests.support.app import wait_settled
 from tests.support.slack import FakeSlack
 from tests.support.smtp import SmtpServer
+
+# The store and the worker on each backend (tests/conftest.py: backend).
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 def test_missed_chat_arrives_as_one_multipart_email(

@@ -77,6 +77,7 @@ def slack_strings(body: dict[str, Any]) -> str:
     return body["text"] + "\n" + json.dumps(body["blocks"], ensure_ascii=False)
 
 
+@pytest.mark.usefixtures("backend")  # on each store
 def test_unicode_edge_cases_reach_email_and_slack_intact(
     make_settings: Callable[..., Settings], smtp_server: SmtpServer, fake_slack: FakeSlack
 ) -> None:
@@ -133,6 +134,7 @@ def _everywhere(value: Any) -> Any:
     return value
 
 
+@pytest.mark.usefixtures("backend")  # on each store
 def test_slack_markup_in_any_field_stays_text_in_every_slack_field(
     make_settings: Callable[..., Settings], smtp_server: SmtpServer, fake_slack: FakeSlack
 ) -> None:
@@ -170,6 +172,7 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
+@pytest.mark.usefixtures("backend")  # on each store
 def test_a_long_visitor_name_with_address_syntax_cannot_redirect_replies(
     make_settings: Callable[..., Settings], smtp_server: SmtpServer, fake_slack: FakeSlack
 ) -> None:
@@ -189,6 +192,7 @@ def test_a_long_visitor_name_with_address_syntax_cannot_redirect_replies(
     assert message["Cc"] is None and message["Bcc"] is None
 
 
+@pytest.mark.usefixtures("backend")  # on each store
 def test_a_non_numeric_retry_after_is_retried_not_left_sending(
     make_settings: Callable[..., Settings], fake_slack: FakeSlack
 ) -> None:

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from litestar.testing import TestClient
 
-from relay.app import create_app, database_path
+from relay.app import create_app
 from relay.config.settings import Settings
 from tests.conftest import TOKEN, body, sample
+from tests.support.store import count_rows
+
+# The store and the worker on each backend (tests/conftest.py: backend).
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 def rows(settings: Settings, table: str) -> int:
-    with sqlite3.connect(database_path(settings)) as db:
-        return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608 -- fixed table names
+    return count_rows(settings, table)
 
 
 @pytest.fixture

@@ -14,11 +14,12 @@ from relay.config.settings import Settings
 from relay.leads.model import LeadFacts, claim
 from relay.leads.scheduler import FollowUpScheduler
 from relay.senders.registry import SenderRegistry
-from relay.store import STATUSES, Intake, Store
+from relay.store import STATUSES, Intake
 from relay.store.storethread import StoreThread
 from tests.conftest import base_sections, body, sample
 from tests.support.leads import LINK, follow_up
 from tests.support.smtp import SmtpServer
+from tests.support.store import StoreOpener
 
 PRAGUE = ZoneInfo("Europe/Prague")
 OFFICE = {"timezone": "Europe/Prague", "weekdays": ["mon-fri"], "hours": ["09:00-17:00"]}
@@ -66,8 +67,9 @@ class Clock:
         return self.now
 
 
-def escalation_rules(path: Path) -> list[tuple[str, str, str]]:
-    store = Store(path)
+def escalation_rules(open_store: StoreOpener) -> list[tuple[str, str, str]]:
+    """The deliveries planned, read through a connection of the test's own."""
+    store = open_store()
     try:
         rows = store.deliveries(STATUSES)
     finally:
@@ -75,12 +77,13 @@ def escalation_rules(path: Path) -> list[tuple[str, str, str]]:
     return [(row.conv_key, row.rule, row.channel) for row in rows]
 
 
-async def test_one_escalation_after_the_interval_and_none_after_a_restart(tmp_path: Path) -> None:
+async def test_one_escalation_after_the_interval_and_none_after_a_restart(
+    tmp_path: Path, open_test_store: StoreOpener
+) -> None:
     settings = make_settings(tmp_path)
     snapshot = build_snapshot(settings)
-    path = tmp_path / "state" / "relay.db"
     clock = Clock(at(2026, 12, 3, 10, 0))  # a Thursday morning
-    thread = StoreThread(Store(path))
+    thread = StoreThread(open_test_store())
     try:
         await thread.call(lambda s: s.accept(missed(1), now=clock.now))
         await thread.call(lambda s: s.accept(missed(2), now=clock.now))
@@ -101,25 +104,27 @@ async def test_one_escalation_after_the_interval_and_none_after_a_restart(tmp_pa
         assert (await scheduler.run_once()).escalated == ()
     finally:
         thread.close()
-    planned = escalation_rules(path)
+    planned = escalation_rules(open_test_store)
     assert planned == [
         ("1-2", "follow-up-escalation-1", "email"),
         ("1-2", "follow-up-escalation-1", "slack"),
     ]
     # A restart (a new store connection and a new scheduler) finds the escalation recorded.
-    restarted = StoreThread(Store(path))
+    restarted = StoreThread(open_test_store())
     try:
         again = FollowUpScheduler(restarted, lambda: snapshot, clock=Clock(at(2026, 12, 4, 10, 0)))
         assert (await again.run_once()).escalated == ()
     finally:
         restarted.close()
-    assert escalation_rules(path) == planned
+    assert escalation_rules(open_test_store) == planned
 
 
-async def test_no_escalation_outside_business_hours(tmp_path: Path) -> None:
+async def test_no_escalation_outside_business_hours(
+    tmp_path: Path, open_test_store: StoreOpener
+) -> None:
     snapshot = build_snapshot(make_settings(tmp_path))
     clock = Clock(at(2026, 12, 4, 16, 30))  # Friday afternoon
-    thread = StoreThread(Store(tmp_path / "state" / "relay.db"))
+    thread = StoreThread(open_test_store())
     try:
         await thread.call(lambda s: s.accept(missed(1), now=clock.now))
         scheduler = FollowUpScheduler(thread, lambda: snapshot, clock=clock)
@@ -132,16 +137,17 @@ async def test_no_escalation_outside_business_hours(tmp_path: Path) -> None:
         thread.close()
 
 
-async def test_the_escalation_email_carries_the_claim_link(tmp_path: Path) -> None:
+async def test_the_escalation_email_carries_the_claim_link(
+    tmp_path: Path, open_test_store: StoreOpener
+) -> None:
     """The escalation is an ordinary delivery of the lead's conversation: the worker renders
     it with the lead's links like the first email."""
     from relay.delivery.worker import render_delivery  # noqa: PLC0415
 
     settings = make_settings(tmp_path)
     snapshot = build_snapshot(settings)
-    path = tmp_path / "state" / "relay.db"
     clock = Clock(at(2026, 12, 3, 10, 0))
-    thread = StoreThread(Store(path))
+    thread = StoreThread(open_test_store())
     try:
         await thread.call(lambda s: s.accept(missed(1), now=clock.now))
         clock.now = at(2026, 12, 3, 11, 30)
@@ -164,7 +170,7 @@ async def test_the_escalation_email_carries_the_claim_link(tmp_path: Path) -> No
 
 
 async def test_the_digest_is_sent_once_at_its_time_even_across_a_restart(
-    tmp_path: Path, smtp_server: SmtpServer
+    tmp_path: Path, smtp_server: SmtpServer, open_test_store: StoreOpener
 ) -> None:
     settings = Settings(
         **base_sections(tmp_path / "state"),
@@ -174,9 +180,8 @@ async def test_the_digest_is_sent_once_at_its_time_even_across_a_restart(
     )
     senders = SenderRegistry()  # owns the SMTP connections, closed as the relay does
     snapshot = build_snapshot(settings, senders)
-    path = tmp_path / "state" / "relay.db"
     clock = Clock(at(2026, 12, 2, 9, 0))  # yesterday
-    thread = StoreThread(Store(path))
+    thread = StoreThread(open_test_store())
     try:
         await thread.call(lambda s: s.accept(missed(1), now=clock.now))
         scheduler = FollowUpScheduler(thread, lambda: snapshot, clock=clock)
@@ -187,7 +192,7 @@ async def test_the_digest_is_sent_once_at_its_time_even_across_a_restart(
         assert (await scheduler.run_once()).digest is None
     finally:
         thread.close()
-    restarted = StoreThread(Store(path))
+    restarted = StoreThread(open_test_store())
     try:
         again = FollowUpScheduler(restarted, lambda: snapshot, clock=Clock(at(2026, 12, 3, 9, 0)))
         assert (await again.run_once()).digest is None

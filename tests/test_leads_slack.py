@@ -14,11 +14,11 @@ from urllib.parse import urlencode
 import pytest
 from litestar.testing import TestClient
 
-from relay.app import create_app, database_path
+from relay.app import create_app
 from relay.config.settings import Settings
 from relay.leads.model import Lead, LeadState
 from relay.leads.slack import CLAIM, DONE, signature_problem
-from relay.store import Store
+from relay.store.opening import open_store
 from tests.conftest import TOKEN, base_sections, body, sample
 from tests.support.app import wait_settled
 from tests.support.leads import follow_up
@@ -45,7 +45,7 @@ def test_signature_checks_follow_slacks_v0_scheme() -> None:
 
 
 def leads(settings: Settings) -> list[Lead]:
-    store = Store(database_path(settings))
+    store = open_store(settings)
     try:
         return store.leads()
     finally:
@@ -76,9 +76,12 @@ def post(client: TestClient[Any], raw: bytes, timestamp: str, signature: str) ->
 
 
 @pytest.fixture
-def settings(tmp_path: Path, fake_slack: FakeSlack) -> Settings:
+def settings(tmp_path: Path, fake_slack: FakeSlack, storage_section: dict[str, Any]) -> Settings:
+    """On each backend: the Slack buttons' replay check and lead changes are the store's."""
+    sections = base_sections(tmp_path / "state")
+    sections["storage"] = {**sections["storage"], **storage_section}
     return Settings(
-        **base_sections(tmp_path / "state"),
+        **sections,
         slack={"token": "xoxb-test", "api_url": fake_slack.url, "signing_secret": SECRET},
         follow_up=follow_up(),
         rules=[

@@ -8,15 +8,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from relay.app import create_app, database_path
 from relay.config.settings import Settings
-from relay.store import Store
+from relay.routing.decide import PlannedDelivery
+from relay.routing.rules import EmailAction
+from relay.store import Intake, Store
+from relay.store.opening import postgres_url
+from relay.store.postgres import PostgresStore
 from relay.store.storethread import StoreThread
 from tests.conftest import TOKEN, body, sample
 from tests.support.app import runtime, wait_settled
+from tests.support.holding_smtp import HoldingHandler
 from tests.support.smtp import SmtpServer
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -161,6 +167,57 @@ def test_refusal_series_start_at_zero_including_invalid_utf8(
     for reason in ("forbidden_address", "wrong_token", "invalid_json", "invalid_utf8"):
         assert (name, frozenset({("reason", reason)})) in samples, reason
         assert value(samples, name, reason=reason) == 0
+
+
+@pytest.mark.usefixtures("backend")
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_lease_gauges_count_this_relays_other_relays_and_expired_leases(
+    make_settings: Callable[..., Settings],
+) -> None:
+    handler = HoldingHandler()
+    handler.holding.set()
+    server = SmtpServer(handler)
+    server.start()
+    settings = make_settings(
+        smtp={"host": "127.0.0.1", "port": server.port},
+        # One send to the one SMTP server at a time: an expired lease to it waits for room.
+        delivery={"concurrency": 2, "per_destination_concurrency": 1},
+    )
+    url = postgres_url(settings)
+    assert url is not None
+    other = PostgresStore(url, lease_seconds=60)
+    try:
+        with TestClient(create_app(settings)) as client:
+            assert client.post(f"/hooks/smartsupp/{TOKEN}", content=missed()).status_code == 200
+            handler.wait_held(1)  # this relay holds its delivery, in the middle of DATA
+            # Due now, to the busy SMTP server: this relay's worker leaves it to the other.
+            other.accept(email_intake(1))
+            assert len(other.claim_due(1)) == 1  # another relay's live lease
+            other.accept(email_intake(2), now=0)
+            assert len(other.claim_due(1, now=0)) == 1  # expired since 1970
+            samples = scrape(client)
+            handler.release()
+    finally:
+        handler.release()
+        server.stop()
+        other.close()
+    leases = "relay_delivery_leases"
+    assert value(samples, leases, holder="this_relay") == 1
+    assert value(samples, leases, holder="other_relays") == 1
+    assert value(samples, leases, holder="expired") == 1
+
+
+def email_intake(n: int) -> Intake:
+    action = EmailAction(type="email", to=["sales@localhost"])
+    return Intake(
+        raw=b"{}",
+        conv_key=f"9-{n}",
+        account_id=9,
+        channel_id=n,
+        content_hash=f"h{n}",
+        category="missed",
+        planned=(PlannedDelivery(rule="r", action=action),),
+    )
 
 
 def test_delivery_series_start_at_zero_for_every_action_type_including_teams(

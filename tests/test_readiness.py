@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app, database_path
 from relay.config.settings import Settings
 from relay.ops.health import StoreState, evaluate
+from relay.store.opening import postgres_url
 from tests.conftest import TOKEN, body, sample
 from tests.support.app import runtime, wait_settled
 from tests.support.smtp import SmtpServer
@@ -28,6 +32,7 @@ def checks(response: Any) -> dict[str, bool]:
     return {name: check["ok"] for name, check in response.json()["checks"].items()}
 
 
+@pytest.mark.usefixtures("backend")  # on each store
 def test_ready_when_all_is_well(make_settings: Callable[..., Settings]) -> None:
     with TestClient(create_app(make_settings())) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
@@ -56,6 +61,7 @@ def test_ready_when_all_is_well(make_settings: Callable[..., Settings]) -> None:
     }
 
 
+@pytest.mark.usefixtures("backend")  # on each store
 def test_not_ready_when_the_worker_is_stopped(make_settings: Callable[..., Settings]) -> None:
     with TestClient(create_app(make_settings())) as client:
         assert client.get("/readyz").status_code == 200
@@ -69,6 +75,7 @@ def test_not_ready_when_the_worker_is_stopped(make_settings: Callable[..., Setti
         assert client.get("/healthz").status_code == 200
 
 
+@pytest.mark.usefixtures("backend")  # on each store
 def test_not_ready_while_the_backlog_is_stale_and_ready_once_it_drains(
     make_settings: Callable[..., Settings], smtp_server: SmtpServer
 ) -> None:
@@ -102,17 +109,72 @@ def test_not_ready_while_the_backlog_is_stale_and_ready_once_it_drains(
         assert client.get("/readyz").status_code == 200
 
 
-def test_not_ready_when_the_store_cannot_write(make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(health={"probe_timeout_seconds": 0.5})
-    with TestClient(create_app(settings)) as client:
-        # Another process holds the database's write lock (as a long `relay purge` would).
+@contextlib.contextmanager
+def write_lock_held(settings: Settings, backend: str) -> Iterator[None]:
+    """Another connection holds what the store's write probe needs: SQLite's write lock, or on
+    PostgreSQL the probe's table."""
+    if backend == "sqlite":
         other = sqlite3.connect(database_path(settings), isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
         try:
-            response = client.get("/readyz")
+            yield
         finally:
             other.execute("ROLLBACK")
             other.close()
+        return
+    url = postgres_url(settings)
+    assert url is not None
+    with psycopg.connect(url) as conn, conn.transaction():
+        conn.execute("LOCK TABLE health_probe IN EXCLUSIVE MODE")
+        yield
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.usefixtures("backend")  # on each store
+def test_readiness_follows_the_postgresql_connection(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(health={"probe_timeout_seconds": 5})
+    url = postgres_url(settings)
+    assert url is not None
+    name = urlsplit(url).path.lstrip("/")
+    maintenance = urlunsplit(urlsplit(url)._replace(path="/postgres"))
+
+    def allow_connections(allowed: bool) -> None:
+        with psycopg.connect(maintenance, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allowed).lower()}')
+            if not allowed:  # and the server drops the relay's connections
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (name,),
+                )
+
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").status_code == 200
+        allow_connections(False)
+        try:
+            response = client.get("/readyz")
+            assert response.status_code == 503
+            assert checks(response)["store"] is False
+            refused = client.post(f"/hooks/smartsupp/{TOKEN}", content=missed())
+            assert refused.status_code == 503
+        finally:
+            allow_connections(True)
+        # The next probe opens a new connection: ready again, and intake works.
+        assert client.get("/readyz").status_code == 200
+        posted = client.post(f"/hooks/smartsupp/{TOKEN}", content=missed())
+        assert posted.status_code == 200, posted.text
+
+
+@pytest.mark.usefixtures("backend")  # on each store
+def test_not_ready_when_the_store_cannot_write(
+    make_settings: Callable[..., Settings], backend: str
+) -> None:
+    settings = make_settings(health={"probe_timeout_seconds": 0.5})
+    with TestClient(create_app(settings)) as client:
+        # Another process holds the database's write lock (as a long `relay purge` would).
+        with write_lock_held(settings, backend):
+            response = client.get("/readyz")
         assert response.status_code == 503
         assert checks(response) == {"store": False, "worker": True, "backlog": False}
         assert response.json()["checks"]["store"]["detail"] == (

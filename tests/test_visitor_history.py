@@ -4,8 +4,6 @@ and Slack message say how many, how many were missed and when."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +16,7 @@ from relay.render.dispatch import Job
 from relay.render.dispatch import render as dispatch
 from relay.render.pool import RenderJob
 from relay.render.pool import render as pool_render
-from relay.store import Intake, Store
+from relay.store import Intake, StoreProtocol
 from tests.conftest_render import (
     EMAIL_ACTION,
     FROM_ADDRESS,
@@ -27,20 +25,18 @@ from tests.conftest_render import (
     category_body,
     renderer_for,
 )
+from tests.support.store import StoreOpener
 
 DAY_MS = 86_400_000
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(tmp_path / "relay.db")
-    try:
-        yield opened
-    finally:
-        opened.close()
+def store(open_test_store: StoreOpener) -> StoreProtocol:
+    """A fresh store of each backend (closed by the opener)."""
+    return open_test_store()
 
 
-def keep(store: Store, data: dict[str, Any]) -> int:
+def keep(store: StoreProtocol, data: dict[str, Any]) -> int:
     raw = json.dumps(data).encode()
     conversation = parse(raw)
     channel = conversation.channel.id
@@ -67,7 +63,7 @@ def chat(category: Category, channel: int, days_later: int, **visitor: Any) -> d
     return data
 
 
-def test_returning_visitor_context_from_two_stored_conversations(store: Store) -> None:
+def test_returning_visitor_context_from_two_stored_conversations(store: StoreProtocol) -> None:
     keep(store, chat(Category.MISSED, 1, 0))  # visitor 27671, 27 Mar 2015
     keep(store, chat(Category.NORMAL, 2, 1, id=999, email="other@example.com"))  # someone else
     keep(store, chat(Category.OFFLINE, 3, 3))  # visitor 27671 again, 30 Mar
@@ -99,7 +95,7 @@ def test_returning_visitor_context_from_two_stored_conversations(store: Store) -
 
 
 def test_visitor_without_an_id_is_found_by_email_and_a_first_visit_says_nothing(
-    store: Store,
+    store: StoreProtocol,
 ) -> None:
     first = keep(store, chat(Category.OFFLINE, 1, 0, id=None, email="Jana@Example.cz"))
     second = keep(store, chat(Category.MISSED, 2, 1, id=None, email="jana@example.cz"))
@@ -114,6 +110,55 @@ def test_visitor_without_an_id_is_found_by_email_and_a_first_visit_says_nothing(
     part = message.get_body(("plain",))
     assert part is not None
     assert "earlier conversation" not in str(part.get_content())
+
+
+def test_a_body_that_is_not_json_matches_nothing_and_hides_no_one(store: StoreProtocol) -> None:
+    first = keep(store, chat(Category.OFFLINE, 1, 0))
+    account = parse(json.dumps(chat(Category.MISSED, 2, 1)).encode()).account_id
+    unreadable = store.accept(
+        Intake(
+            raw=b"\xff\xfe not JSON, not UTF-8",
+            conv_key=f"{account}-2",
+            account_id=account,
+            channel_id=2,
+            content_hash="hash-2",
+            category="missed",
+            planned=(),
+        )
+    ).conversation_id
+    current = keep(store, chat(Category.LOW_RATED, 3, 2))
+    assert store.visitor_history(unreadable) == ()
+    assert [category for category, _ in store.visitor_history(current)] == ["offline"]
+    assert store.visitor_history(first) == ()
+
+
+MISSED_OFFLINE = ((Category.MISSED, 1), (Category.OFFLINE, 2))
+
+
+def test_history_is_one_entry_per_chat_with_the_latest_category_and_the_newest_kept(
+    store: StoreProtocol,
+) -> None:
+    keep(store, chat(Category.MISSED, 1, 0))
+    answered = chat(Category.NORMAL, 1, 0)  # a later version of the same chat
+    raw = json.dumps(answered).encode()
+    conversation = parse(raw)
+    store.accept(
+        Intake(
+            raw=raw,
+            conv_key=f"{conversation.account_id}-1",
+            account_id=conversation.account_id,
+            channel_id=1,
+            content_hash="hash-1-v2",
+            category=classify(conversation).value,
+            planned=(),
+        )
+    )
+    keep(store, chat(Category.OFFLINE, 2, 1))
+    current = keep(store, chat(Category.LOW_RATED, 3, 2))
+    earlier = store.visitor_history(current)
+    begin = [chat(category, n, n - 1)["beginAt"] / 1000.0 for category, n in MISSED_OFFLINE]
+    assert earlier == (("normal", begin[0]), ("offline", begin[1]))
+    assert store.visitor_history(current, limit=1) == (("offline", begin[1]),)
 
 
 def text_of(content: Content) -> str:

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 import click
 
 from relay.cli.routes import routes
-from relay.model.errors import ConfigError, StoreError
+from relay.model.errors import ConfigError, RelayError, StoreError
 
 if TYPE_CHECKING:
     from types import FrameType
 
     from relay.config.settings import Settings
-    from relay.store import Store
+    from relay.store import StoreProtocol
+    from relay.store.postgres.copy import Copied
 
 config_option = click.option(
     "--config",
@@ -259,15 +260,14 @@ def send_test(
         sys.exit(1)
 
 
-def _open_store(settings: Settings) -> Store:
-    from relay.app import database_path  # noqa: PLC0415
-    from relay.store import Store  # noqa: PLC0415
+def _open_store(settings: Settings) -> StoreProtocol:
+    from relay.store.opening import database_path, open_store, postgres_url  # noqa: PLC0415
 
     path = database_path(settings)
-    if not path.exists():
+    if postgres_url(settings) is None and not path.exists():
         raise click.ClickException(f"no store at {path} (has the relay run with this config?)")
     try:
-        return Store(path, check=True)
+        return open_store(settings, check=True)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -464,25 +464,113 @@ def purge(config_path: Path | None, days: float | None) -> None:
     days = settings.storage.retention_days if days is None else days
     store = _open_store(settings)
     cutoff = time.time() - days * 86400
-    ids = store.conversations_older_than(cutoff)
-    batch = 500
-    outbox = OutboxSender(outbox_path(settings))
-    files = 0
-    console = Console(stderr=True)
-    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task("purging", total=len(ids))
-        for start in range(0, len(ids), batch):
-            chunk = ids[start : start + batch]
-            files += outbox.remove(store.delivery_ids_of(chunk))
-            store.purge(chunk)
-            progress.advance(task, len(chunk))
-    dropped = store.purge_quarantine_older_than(cutoff)
-    store.checkpoint()
+    # Once across the relays sharing a PostgreSQL database: another one purging now is enough.
+    with store.exclusive("purge") as mine:
+        if not mine:
+            store.close()
+            click.echo("another relay is purging this store now; nothing to do")
+            return
+        ids = store.conversations_older_than(cutoff)
+        batch = 500
+        outbox = OutboxSender(outbox_path(settings))
+        files = 0
+        console = Console(stderr=True)
+        with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+            task = bar.add_task("purging", total=len(ids))
+            for start in range(0, len(ids), batch):
+                chunk = ids[start : start + batch]
+                files += outbox.remove(store.delivery_ids_of(chunk))
+                store.purge(chunk)
+                bar.advance(task, len(chunk))
+        dropped = store.purge_quarantine_older_than(cutoff)
+        store.checkpoint()
     store.close()
     click.echo(
         f"purged {len(ids)} conversations, {files} outbox files and {dropped} quarantined"
         f" bodies older than {days:g} days"
     )
+
+
+@main.command(short_help="Upgrade the store's schema, or copy SQLite into PostgreSQL.")
+@config_option
+@click.option(
+    "--to-postgres",
+    "to_postgres",
+    metavar="URL",
+    default=None,
+    help="Copy the SQLite store of this config's state_dir into this empty PostgreSQL"
+    " database (password: in the URL, or the config's storage.password).",
+)
+def migrate(config_path: Path | None, to_postgres: str | None) -> None:
+    """Bring the configured store to this relay's schema version (relays also do this when
+    they start). With --to-postgres: copy the SQLite store (conversations, deliveries with
+    their state, quarantine) into PostgreSQL, then compare the counts. Stop the relay first."""
+    from relay.ops.statedir import lock_state_dir  # noqa: PLC0415
+
+    settings = _load(config_path)
+    if to_postgres is None:
+        _open_store(settings).close()
+        click.echo("the store is at this relay's schema version")
+        return
+    from relay.store.opening import database_path  # noqa: PLC0415
+    from relay.store.pgconnect import redacted  # noqa: PLC0415
+
+    if not to_postgres.startswith(("postgresql://", "postgres://")):
+        raise click.ClickException("--to-postgres expects a postgresql://... URL")
+    path = database_path(settings)
+    if not path.exists():
+        raise click.ClickException(f"no store at {path} (has the relay run with this config?)")
+    try:
+        lock = lock_state_dir(Path(settings.storage.state_dir))  # no relay writes meanwhile
+    except RelayError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        copied = _copy_to_postgres(settings, to_postgres)
+    finally:
+        lock.release()
+    states = ", ".join(f"{n} {status}" for status, n in copied.states.items()) or "none"
+    click.echo(
+        f"copied {copied.rows['conversations']} conversations, {copied.rows['deliveries']}"
+        f" deliveries ({states}) and {copied.rows['quarantine']} quarantined bodies to"
+        f" {redacted(to_postgres)}; the counts match. Set [storage] url to it and start the"
+        " relays."
+    )
+
+
+def _copy_to_postgres(settings: Settings, url: str) -> Copied:
+    from rich.console import Console  # noqa: PLC0415 -- only the copy shows a progress bar
+    from rich.progress import Progress  # noqa: PLC0415
+
+    from relay.store import Store  # noqa: PLC0415
+    from relay.store.opening import database_path  # noqa: PLC0415
+    from relay.store.postgres import PostgresStore  # noqa: PLC0415
+    from relay.store.postgres.copy import copy_store, source_counts  # noqa: PLC0415
+
+    password = settings.storage.password
+    try:
+        source = Store(database_path(settings), check=True)
+        try:
+            target = PostgresStore(
+                url, password=None if password is None else password.get_secret_value()
+            )
+        except StoreError:
+            source.close()
+            raise
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    console = Console(stderr=True)
+    try:
+        with Progress(console=console, disable=not console.is_terminal) as bar:
+            tasks = {
+                table: bar.add_task(f"copying {table}", total=count)
+                for table, count in source_counts(source).rows.items()
+            }
+            return copy_store(source, target, lambda table, n: bar.advance(tasks[table], n))
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        source.close()
+        target.close()
 
 
 main.add_command(routes)

@@ -104,6 +104,25 @@ class StorageSettings(Section):
     # The refused bodies kept, in bytes: beyond it the oldest entries are dropped (the newest
     # is kept, cut to this size if it is larger on its own).
     quarantine_max_bytes: int = Field(default=50_000_000, ge=1024)
+    # Where conversations and the delivery queue are kept: absent or "sqlite:" for the SQLite
+    # file <state_dir>/relay.db; "postgresql://user@host:5432/relay" for a PostgreSQL database
+    # that several relays can share (docs/scaling.md). The password may be in the URL or in
+    # ``password`` (the credentials file storage__password, or RELAY_STORAGE__PASSWORD).
+    url: SecretStr | None = None
+    password: SecretStr | None = None
+    # PostgreSQL: how long a relay holds a delivery it claimed. If the relay dies, another one
+    # takes the delivery once the lease expires; keep it longer than any send can take.
+    lease_seconds: float = Field(default=300.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _known_engine(cls, url: SecretStr | None) -> SecretStr | None:
+        value = None if url is None else url.get_secret_value().strip()
+        if value is None or value in {"", "sqlite:"}:
+            return None
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError('expected "sqlite:" or a "postgresql://..." URL')
+        return SecretStr(value)
 
 
 class SmtpSettings(Section):

@@ -13,7 +13,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from email.utils import parseaddr
-from functools import partial
 
 from pydantic import TypeAdapter
 
@@ -40,7 +39,7 @@ from relay.senders.base import Sender, SendResult
 from relay.senders.outbox import OutboxSender
 from relay.senders.registry import sender_key
 from relay.snapshot import Snapshot
-from relay.store import ClaimedDelivery, Store
+from relay.store import ClaimedDelivery
 from relay.store.storethread import StoreThread
 
 log = logging.getLogger("relay.worker")  # the published logger name (docs/operations.md)
@@ -210,9 +209,8 @@ class Worker:
             await self._idle()
             return
         now = self._clock()
-        claimed = await self._store.call(
-            partial(Store.claim_due, limit=free, now=now, admit=self._admitter())
-        )
+        admit = self._admitter()
+        claimed = await self._store.call(lambda s: s.claim_due(limit=free, now=now, admit=admit))
         for delivery in claimed:
             task = asyncio.create_task(self._attempt(delivery))
             key = sender_key(delivery.action)

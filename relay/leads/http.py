@@ -24,7 +24,7 @@ from relay.render.environment import loader
 
 if TYPE_CHECKING:
     from relay.runtime import Runtime
-    from relay.store import Store
+    from relay.store import StoreProtocol
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ def _finish(lead: Lead, *, by: str, at: float, note: str | None) -> Lead | Refus
 
 
 def _change(
-    store: Store, lead_id: int, transition: Callable[[Lead], Lead | Refused]
+    store: StoreProtocol, lead_id: int, transition: Callable[[Lead], Lead | Refused]
 ) -> Lead | Refused | None:
     return store.change_lead(lead_id, transition)
 

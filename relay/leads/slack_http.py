@@ -30,7 +30,7 @@ from relay.render.slack_text import slack_escape
 if TYPE_CHECKING:
     from relay.config.settings import Settings
     from relay.runtime import Runtime
-    from relay.store import Store
+    from relay.store import StoreProtocol
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ REPLAY = "replay"
 
 
 def _apply(
-    store: Store, press: ButtonPress, signature: str, now: float
+    store: StoreProtocol, press: ButtonPress, signature: str, now: float
 ) -> Lead | Refused | str | None:
     """In one transaction: refuse a replay, else apply the button to the lead."""
     if store.slack_request_seen(signature, now, 2 * MAX_AGE_SECONDS):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from relay.model.errors import StoreError
-from relay.store import ACTIVE, Store
+from relay.store import ACTIVE, StoreProtocol
 from relay.store.storethread import StoreThread
 
 log = logging.getLogger("relay.health")  # the published logger name (docs/operations.md)
@@ -50,7 +50,7 @@ class Readiness:
         }
 
 
-def read_store_state(store: Store) -> StoreState:
+def read_store_state(store: StoreProtocol) -> StoreState:
     """Runs on the store thread: write probe first, then the queue counts."""
     return StoreState(store.writable(), store.counts(), store.oldest_active_created_at())
 

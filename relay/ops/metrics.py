@@ -72,6 +72,13 @@ class Metrics:
             "0 when there is none.",
             registry=self.registry,
         )
+        self.leases = Gauge(
+            "relay_delivery_leases",
+            "PostgreSQL store: deliveries being sent, by lease, counted when scraped;"
+            " holder=expired: held by a relay that stopped, taken by the next claim.",
+            ["holder"],
+            registry=self.registry,
+        )
         self._start_at_zero()
 
     def _start_at_zero(self) -> None:
@@ -103,6 +110,10 @@ class Metrics:
         for status, count in counts.items():
             self.queue.labels(status).set(count)
         self.oldest_age.set(oldest_age)
+
+    def set_leases(self, counts: Mapping[str, int]) -> None:
+        for holder, count in counts.items():
+            self.leases.labels(holder).set(count)
 
     def exposition(self, extra: Iterable[CollectorRegistry] = (REGISTRY,)) -> bytes:
         """The Prometheus text format of the relay's metrics, then of ``extra`` registries

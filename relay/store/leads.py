@@ -12,7 +12,8 @@ from relay.store import queries
 from relay.store.base import StoreBase
 
 
-def _lead(row: Any) -> Lead:
+def lead_from_row(row: Any) -> Lead:
+    """A lead from its columns (``queries._LEAD_COLUMNS``; the PostgreSQL store's too)."""
     (lid, key, category, created, state, vid, vemail, vname, cby, cat, dby, dat, note, aat) = row
     return Lead(
         id=lid,
@@ -49,7 +50,7 @@ def record_lead(
             (conv_key, facts.visitor_id, facts.visitor_email),
         ).fetchall()
         for row in rows:
-            lead = _lead(row)
+            lead = lead_from_row(row)
             changed = answered_in_chat(lead, now)
             if isinstance(changed, Lead):
                 _write(db, lead, changed)
@@ -91,23 +92,23 @@ def _write(db: sqlite3.Connection, before: Lead, after: Lead) -> bool:
 class LeadOps(StoreBase):
     def lead(self, lead_id: int) -> Lead | None:
         found = self._conn.execute(queries.LEAD_BY_ID, (lead_id,)).fetchone()
-        return None if found is None else _lead(found)
+        return None if found is None else lead_from_row(found)
 
     def lead_for_conversation(self, conversation_id: int) -> Lead | None:
         """The lead of the conversation (any version) stored under ``conversation_id``."""
         found = self._conn.execute(queries.LEAD_OF_CONVERSATION, (conversation_id,)).fetchone()
-        return None if found is None else _lead(found)
+        return None if found is None else lead_from_row(found)
 
     def leads(self, state: str | None = None, limit: int = 1000) -> list[Lead]:
         if state is None:
             rows = self._conn.execute(queries.LEADS, (limit,))
         else:
             rows = self._conn.execute(queries.LEADS_IN_STATE, (state, limit))
-        return [_lead(row) for row in rows.fetchall()]
+        return [lead_from_row(row) for row in rows.fetchall()]
 
     def leads_between(self, start: float, end: float) -> list[Lead]:
         rows = self._conn.execute(queries.LEADS_BETWEEN, (start, end))
-        return [_lead(row) for row in rows.fetchall()]
+        return [lead_from_row(row) for row in rows.fetchall()]
 
     def change_lead(
         self, lead_id: int, transition: Callable[[Lead], Lead | Refused]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from relay.routing.decide import PlannedDelivery
@@ -14,6 +15,18 @@ from relay.store.intake import plan_deliveries
 from relay.store.records import DeliveryRow, QuarantineRow
 
 RETRYABLE = ("pending", "retrying", "dead")
+
+
+def earlier_chats(rows: Iterable[Sequence[Any]], limit: int) -> tuple[tuple[str, float], ...]:
+    """``visitor_history`` from its query's rows (conv_key, category, begin time; one per
+    stored version, in the order stored): per chat the latest version's category and the first
+    version's begin time, oldest first, at most the newest ``limit``."""
+    chats: dict[str, tuple[str, float]] = {}
+    for conv_key, category, begin in rows:
+        first = chats.get(conv_key)
+        chats[conv_key] = (str(category), float(begin if first is None else first[1]))
+    ordered = sorted(chats.values(), key=lambda chat: chat[1])
+    return tuple(ordered[-limit:])
 
 
 class OperatorOps(StoreBase):
@@ -100,12 +113,7 @@ class OperatorOps(StoreBase):
         (category of the latest version, begin time in Unix seconds) per chat, oldest first,
         at most the newest ``limit``."""
         rows = self._conn.execute(queries.VISITOR_HISTORY, (conversation_id,)).fetchall()
-        chats: dict[str, tuple[str, float]] = {}
-        for conv_key, category, begin in rows:
-            first = chats.get(conv_key)
-            chats[conv_key] = (str(category), float(begin if first is None else first[1]))
-        ordered = sorted(chats.values(), key=lambda chat: chat[1])
-        return tuple(ordered[-limit:])
+        return earlier_chats(rows, limit)
 
     def conversations_older_than(self, cutoff: float) -> list[int]:
         """Conversations received before ``cutoff`` with nothing left to deliver."""
@@ -138,6 +146,13 @@ class OperatorOps(StoreBase):
         """Copy the write-ahead log into the database file and empty it (after a purge, so
         deleted rows do not survive in the log either)."""
         self._conn.execute(queries.CHECKPOINT)
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Work that must run once at a time (purge): one SQLite file has one relay, and its
+        writes are serialised by the file's lock, so this always holds (``name`` unused)."""
+        del name
+        yield True
 
     def writable(self, now: float | None = None) -> bool:
         """True if a row of the database file can be written and committed (fsync'd) now."""

@@ -1,7 +1,8 @@
 """What every store offers, by intent: the seam a second backend (PostgreSQL) implements.
 
-``relay.store.Store`` (SQLite, statements in ``relay.store.queries``) is the one
-implementation today; the type checker holds it to this protocol (``relay.store``)."""
+``relay.store.Store`` (SQLite, statements in ``relay.store.queries``) and
+``relay.store.postgres.PostgresStore`` (statements in ``relay.store.postgres.queries``)
+implement it; the type checker holds both to this protocol."""
 
 from __future__ import annotations
 
@@ -104,6 +105,7 @@ class StoreProtocol(Protocol):
     def purge(self, conversation_ids: Sequence[int]) -> int: ...
     def purge_quarantine_older_than(self, cutoff: float) -> int: ...
     def checkpoint(self) -> None: ...
+    def exclusive(self, name: str) -> AbstractContextManager[bool]: ...
 
     # -- leads (relay.leads): pages, Slack buttons, escalation and the digest
     def lead(self, lead_id: int) -> Lead | None: ...

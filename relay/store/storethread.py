@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from relay.model.errors import StoreError
-from relay.store import Accepted, Intake, Store
+from relay.store import Accepted, Intake, StoreProtocol
 
 log = logging.getLogger("relay.storethread")  # the published logger name (docs/operations.md)
 
@@ -25,7 +25,7 @@ class _Job:
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
     intake: Intake | None = None
-    call: Callable[[Store], Any] | None = None
+    call: Callable[[StoreProtocol], Any] | None = None
 
 
 def _resolve_many(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
@@ -59,7 +59,7 @@ class StoreThread:
     ``intake_error`` says why the last intakes could not be committed (None once one is).
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: StoreProtocol) -> None:
         self.store = store
         self.intake_error: str | None = None
         self._file_problem: str | None = None
@@ -74,7 +74,7 @@ class StoreThread:
         result: Accepted = await job.future
         return result
 
-    async def call(self, fn: Callable[[Store], T]) -> T:
+    async def call(self, fn: Callable[[StoreProtocol], T]) -> T:
         loop = asyncio.get_running_loop()
         job = _Job(loop.create_future(), loop, call=fn)
         self._queue.put(job)

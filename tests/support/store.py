@@ -2,16 +2,48 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
-from relay.app import database_path
 from relay.config.settings import Settings
 from relay.model.category import Category
-from relay.store import STATUSES, DeliveryRow, Intake, QuarantineRow, Store
+from relay.store import STATUSES, DeliveryRow, Intake, QuarantineRow, Store, StoreProtocol
+from relay.store.opening import database_path, open_store, postgres_url
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+class StoreOpener:
+    """Opens stores on one database: SQLite at ``path``, or PostgreSQL at ``url`` if given.
+    Keyword arguments go to ``PostgresStore`` (holder, lease_seconds)."""
+
+    def __init__(self, path: Path, url: str | None) -> None:
+        self.path, self.url = path, url
+        self._opened: list[StoreProtocol] = []
+
+    @property
+    def backend(self) -> str:
+        return "sqlite" if self.url is None else "postgresql"
+
+    def __call__(self, **options: Any) -> StoreProtocol:
+        if self.url is None:
+            store: StoreProtocol = Store(self.path)
+        else:
+            from relay.store.postgres import PostgresStore  # noqa: PLC0415 - psycopg when used
+
+            store = PostgresStore(self.url, **options)
+        self._opened.append(store)
+        return store
+
+    def close_all(self) -> None:
+        for store in self._opened:
+            store.close()
 
 
 def deliveries(settings: Settings) -> list[DeliveryRow]:
-    store = Store(database_path(settings))
+    store = open_store(settings)
     try:
         return store.deliveries(STATUSES)
     finally:
@@ -19,11 +51,41 @@ def deliveries(settings: Settings) -> list[DeliveryRow]:
 
 
 def quarantine(settings: Settings) -> list[QuarantineRow]:
-    store = Store(database_path(settings))
+    store = open_store(settings)
     try:
         return store.quarantined(limit=10_000)
     finally:
         store.close()
+
+
+def count_rows(settings: Settings, table: str) -> int:
+    """Rows of a store table, read through a connection of the test's own (either backend)."""
+    query = f"SELECT COUNT(*) FROM {table}"  # noqa: S608 -- the tests' fixed table names
+    url = postgres_url(settings)
+    if url is None:
+        with closing(sqlite3.connect(database_path(settings))) as db:
+            return int(db.execute(query).fetchone()[0])
+    import psycopg  # noqa: PLC0415 - only for PostgreSQL
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute(query.encode()).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def select_rows(settings: Settings, query: str) -> list[dict[str, Any]]:
+    """The rows of a fixed query as dicts, through a connection of the test's own (either
+    backend; the query must read the same on both)."""
+    url = postgres_url(settings)
+    if url is None:
+        with closing(sqlite3.connect(database_path(settings))) as db:
+            db.row_factory = sqlite3.Row
+            return [dict(row) for row in db.execute(query).fetchall()]
+    import psycopg  # noqa: PLC0415 - only for PostgreSQL
+    from psycopg.rows import dict_row  # noqa: PLC0415
+
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        return list(conn.execute(query.encode()).fetchall())
 
 
 def bare_intake(n: int, raw: Any = b"{}") -> Intake:

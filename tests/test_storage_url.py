@@ -1,0 +1,91 @@
+"""[storage] url: SQLite by default, PostgreSQL by URL, the password from a credentials file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from click.testing import CliRunner
+
+from relay.cli import main
+from relay.config.settings import load_settings
+from relay.model.errors import ConfigError
+from relay.store import Store
+from relay.store.opening import describe, open_store
+from relay.store.postgres import PostgresStore
+
+
+def config(tmp_path: Path, storage: str = "") -> Path:
+    path = tmp_path / "relay.toml"
+    path.write_text(f'[storage]\nstate_dir = "{tmp_path / "state"}"\n{storage}', encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("line", ["", 'url = "sqlite:"'])
+def test_no_url_or_sqlite_is_the_sqlite_file_in_the_state_dir(tmp_path: Path, line: str) -> None:
+    settings = load_settings(config(tmp_path, line), secrets_dir=tmp_path)
+    store = open_store(settings)
+    try:
+        assert isinstance(store, Store)
+        assert store.path == tmp_path / "state" / "relay.db"
+    finally:
+        store.close()
+
+
+def test_an_unknown_engine_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"storage\.url.*postgresql://"):
+        load_settings(config(tmp_path, 'url = "mysql://db/relay"'), secrets_dir=tmp_path)
+
+
+def test_the_password_comes_from_the_credentials_directory(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    parts = urlsplit(postgres_url)
+    assert parts.password is not None
+    bare = urlunsplit(parts._replace(netloc=f"{parts.username}@{parts.hostname}:{parts.port}"))
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "storage__password").write_text(parts.password + "\n")
+    settings = load_settings(config(tmp_path, f'url = "{bare}"'), secrets_dir=credentials)
+    store = open_store(settings, relay=True)
+    try:
+        assert isinstance(store, PostgresStore)
+        assert store.writable()
+        # The relay's name in the shared queue is kept in its state directory.
+        assert store.holder == (tmp_path / "state" / "relay-id").read_text().strip()
+    finally:
+        store.close()
+    assert parts.password not in describe(settings)
+
+
+def test_the_whole_url_can_be_a_credential(tmp_path: Path, postgres_url: str) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "storage__url").write_text(postgres_url)
+    settings = load_settings(config(tmp_path), secrets_dir=credentials)
+    store = open_store(settings)
+    try:
+        assert isinstance(store, PostgresStore)
+        assert store.writable()
+    finally:
+        store.close()
+
+
+def test_the_cli_reads_the_postgresql_store(tmp_path: Path, postgres_url: str) -> None:
+    path = config(tmp_path, f'url = "{postgres_url}"')
+    PostgresStore(postgres_url).close()
+    result = CliRunner().invoke(main, ["queue", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "pending" in result.output
+
+
+def test_an_unreachable_database_is_named_without_its_password(tmp_path: Path) -> None:
+    url = "postgresql://relay:s3cret@127.0.0.1:9/relay?connect_timeout=2"
+    result = CliRunner().invoke(
+        main, ["queue", "--config", str(config(tmp_path, f'url = "{url}"'))]
+    )
+    assert result.exit_code != 0
+    assert "cannot be opened" in result.output
+    assert "127.0.0.1:9" in result.output
+    assert "s3cret" not in result.output
