@@ -104,6 +104,7 @@ def connection_guard(server: ServerSettings) -> ConnectionGuard:
         )
     return ConnectionGuard(
         header_timeout=server.header_timeout_seconds,
+        body_timeout=server.body_timeout_seconds,
         max_connections=cap,
         limit_concurrency=concurrency,
     )

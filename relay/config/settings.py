@@ -68,6 +68,8 @@ class ServerSettings(Section):
     hook_allowlist: list[IPvAnyNetwork] | None = None
     # A connection must complete a request's headers within this many seconds, or is closed.
     header_timeout_seconds: float = Field(default=10.0, gt=0)
+    # ... and then its whole body within this many seconds, or is answered 408 and closed.
+    body_timeout_seconds: float = Field(default=15.0, gt=0)
     # An idle keep-alive connection is closed after this many seconds.
     keep_alive_seconds: int = Field(default=5, ge=1)
     # A request arriving while this many connections are open (or requests in progress) gets 503.
