@@ -18,7 +18,7 @@ from relay.model.errors import (
     RateLimited,
     TransientDeliveryError,
 )
-from relay.model.urls import redact_url
+from relay.model.urls import redact_text, redact_url
 from relay.senders.base import retry_after_seconds as _retry_after_seconds
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -37,7 +37,7 @@ def signature(secret: bytes, body: bytes) -> str:
 
 def _snippet(body: bytes) -> str:
     text = body[:200].decode("utf-8", "replace")
-    text = text.replace("\r", " ").replace("\n", " ").strip()
+    text = redact_text(text.replace("\r", " ").replace("\n", " ").strip())
     return f": {text}" if text else ""
 
 
