@@ -26,6 +26,7 @@ RESTART_ONLY = (
     "server.host",
     "server.port",
     "server.header_timeout_seconds",
+    "server.body_timeout_seconds",
     "server.keep_alive_seconds",
     "server.limit_concurrency",
     "server.max_connections",

@@ -71,12 +71,21 @@ def run_server(
         limit_concurrency=guard.limit_concurrency,
     )
 
+    from relay.ops.sdnotify import notify  # noqa: PLC0415 -- with the server
+
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
             if self.started and sockets:
                 address = sockets[0].getsockname()
                 log.info("relay ready: listening on http://%s:%d", address[0], address[1])
+                # Bound, store open, worker running: systemd (Type=notify) now counts the
+                # relay as started, and only now delivers ExecReload's SIGHUP.
+                notify(f"READY=1\nSTATUS=listening on {address[0]}:{address[1]}")
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            notify("STOPPING=1")
+            await super().shutdown(sockets)
 
     try:
         Server(config).run(sockets=None if sock is None else [sock])
@@ -104,6 +113,7 @@ def connection_guard(server: ServerSettings) -> ConnectionGuard:
         )
     return ConnectionGuard(
         header_timeout=server.header_timeout_seconds,
+        body_timeout=server.body_timeout_seconds,
         max_connections=cap,
         limit_concurrency=concurrency,
     )

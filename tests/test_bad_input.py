@@ -64,6 +64,13 @@ CASES = [
         "not valid UTF-8",
     ),
     (
+        "not UTF-8 in a field the relay does not read",
+        b'{"accountId": 1, "channel": {"id": 2}, "extra": "\xff\xfe"}',
+        400,
+        "invalid_utf8",
+        "not valid UTF-8: invalid start byte at byte 49",
+    ),
+    (
         "id beyond 64 bits",
         b'{"accountId": 9223372036854775808, "channel": {"id": 2}}',
         400,

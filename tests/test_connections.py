@@ -26,6 +26,10 @@ from tests.support.smtp import free_port
 # Bounds the waits for the server to close connections, so that a server that never does
 # fails the test instead of hanging it; far above every header timeout used here.
 CLOSE_WAIT_LIMIT = 30.0
+STALLED_BODY = (
+    b"POST /hooks/smartsupp/" + TOKEN.encode() + b" HTTP/1.1\r\nHost: relay\r\n"
+    b"Content-Length: 1000\r\n\r\n{"
+)
 PARTIAL_HEADERS = b"POST /hooks/smartsupp/" + TOKEN.encode() + b" HTTP/1.1\r\nHost: relay\r\n"
 
 
@@ -98,6 +102,7 @@ def test_connection_settings_are_restart_only() -> None:
     after = Settings(
         server={
             "header_timeout_seconds": 3,
+            "body_timeout_seconds": 4,
             "keep_alive_seconds": 2,
             "limit_concurrency": 5,
             "max_connections": 10,
@@ -105,6 +110,7 @@ def test_connection_settings_are_restart_only() -> None:
     )
     assert restart_only_changes(before, after) == [
         "server.header_timeout_seconds",
+        "server.body_timeout_seconds",
         "server.keep_alive_seconds",
         "server.limit_concurrency",
         "server.max_connections",
@@ -201,6 +207,28 @@ def test_idle_connections_are_closed_after_the_header_timeout(
         assert set(received) == {b""}  # closed without an answer: they asked nothing
         process.wait_for_line("sent no complete request headers within 1 s")
         # Closed for good, not just forgotten: the server still answers.
+        assert post(port, missed).status_code == 200
+
+
+@pytest.mark.slow
+def test_a_stalled_request_body_is_answered_408_and_closed(tmp_path: Path, missed: bytes) -> None:
+    # Complete headers announcing 1000 bytes, then one byte and nothing more: without a body
+    # deadline each holds a connection (and a slot of limit_concurrency) for as long as the
+    # client likes.
+    process, port = serve(tmp_path, body_timeout_seconds=1)
+    with process:
+        stalled = []
+        for _ in range(50):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(STALLED_BODY)
+            stalled.append(sock)
+        assert post(port, missed).status_code == 200
+        received, still_open = wait_closed(stalled, CLOSE_WAIT_LIMIT)
+        assert still_open == 0, f"{still_open} of 50 stalled-body connections are still open"
+        assert {answer.split(b"\r\n", 1)[0] for answer in received} == {
+            b"HTTP/1.1 408 Request Timeout"
+        }
+        process.wait_for_line("whose body was not complete within 1 s of its headers")
         assert post(port, missed).status_code == 200
 
 

@@ -145,7 +145,7 @@ def test_deliveries_hanging_on_a_slow_destination_leave_room_for_the_others(
 ) -> None:
     """Five deliveries to a destination that takes minutes to answer (its deadline is far
     off) and then one email: the email is sent while they hang, because one destination may
-    hold only concurrency - 1 of the worker's 4 slots."""
+    hold only half of the worker's 4 slots."""
     settings = slow_webhook_settings(
         make_settings,
         drip,
@@ -156,21 +156,62 @@ def test_deliveries_hanging_on_a_slow_destination_leave_room_for_the_others(
     with TestClient(create_app(settings)) as client:
         for n in range(5):
             assert client.post(HOOK, content=conversation(n, missed=True)).status_code == 200
-        drip.wait_for(3)
+        drip.wait_for(2)
         assert client.post(HOOK, content=conversation(99, missed=False)).status_code == 200
         [email] = smtp_handler.wait_for(1, timeout=20)
         wait_attempts(client, 1)  # the email's outcome, the only one recorded so far
         rows = deliveries(settings)
         hanging = drip.requests
     assert email.rcpt_tos == ["ops@shop.test"]
-    assert hanging == 3  # the per-destination limit, not the worker's 4
+    assert hanging == 2  # the per-destination limit, not the worker's 4
     by_status = sorted((row.rule, row.status) for row in rows)
     assert by_status == [
-        *[("missed-to-slow-webhook", "pending")] * 2,
-        *[("missed-to-slow-webhook", "sending")] * 3,
+        *[("missed-to-slow-webhook", "pending")] * 3,
+        *[("missed-to-slow-webhook", "sending")] * 2,
         ("rest-by-email", "sent"),
     ]
     assert drip.finished == 0
+
+
+def test_two_slow_destinations_together_leave_a_slot_for_mail(
+    make_settings: Callable[..., Settings],
+    drip: DripServer,
+    smtp_server: SmtpServer,
+    smtp_handler: RecordingHandler,
+) -> None:
+    """Twenty deliveries to two dripping destinations, queued ahead of three emails: once both
+    have run into their deadline they hold at most concurrency - 1 slots together, so the
+    emails are sent while most of the slow deliveries still wait their turn (with each
+    destination allowed concurrency - 1, the two took all 4 slots until the queue drained)."""
+    slow = {"timeout_seconds": 1.0}
+    settings = make_settings(
+        destinations={
+            "webhook": {"a": {"url": drip.url("/a"), **slow}, "b": {"url": drip.url("/b"), **slow}}
+        },
+        rules=[
+            {
+                "name": "missed-to-slow-webhooks",
+                "match": {"category": ["missed"]},
+                "actions": [
+                    {"type": "webhook", "destination": "a"},
+                    {"type": "webhook", "destination": "b"},
+                ],
+            },
+            {"name": "rest-by-email", "actions": [{"type": "email", "to": ["ops@shop.test"]}]},
+        ],
+        smtp={"host": "127.0.0.1", "port": smtp_server.port},
+        delivery={"concurrency": 4, "backoff_initial_seconds": 60, "shutdown_grace_seconds": 0.2},
+    )
+    with TestClient(create_app(settings)) as client:
+        for n in range(10):
+            assert client.post(HOOK, content=conversation(n, missed=True)).status_code == 200
+        drip.wait_for(4)  # every slot is on a slow destination
+        for n in range(3):
+            assert client.post(HOOK, content=conversation(90 + n, missed=False)).status_code == 200
+        emails = smtp_handler.wait_for(3, timeout=60)
+        tried = drip.requests
+    assert [email.rcpt_tos for email in emails] == [["ops@shop.test"]] * 3
+    assert tried < 20, f"the emails waited until all {tried} slow deliveries had been tried"
 
 
 def test_an_smtp_server_slow_at_every_step_fails_transiently_at_the_deadline(

@@ -222,5 +222,4 @@ def test_retry_after_that_is_no_number_of_seconds_gets_the_default(value: str) -
 def test_a_fractional_slack_timeout_rounds_up_not_to_zero(seconds: float, whole: int) -> None:
     bot = SlackSender(SlackSettings(token="xoxb-test", timeout_seconds=seconds))
     hook = SlackSender(SlackSettings(webhook_url="http://127.0.0.1:9/x", timeout_seconds=seconds))
-    assert bot._client is not None and bot._client.timeout == whole
-    assert hook._webhook is not None and hook._webhook.timeout == whole
+    assert bot.timeout == whole and hook.timeout == whole

@@ -117,3 +117,40 @@ async def test_helpers_pick_up_edited_templates_with_a_new_settings_generation(
         assert (await pool.render(job(2))).message["Subject"] == "Second wording"
     finally:
         pool.close()
+
+
+async def test_helpers_killed_during_renders_make_every_render_fall_back_never_fail() -> None:
+    """Every render in flight fails together when the helpers die; exactly one of them shuts
+    the broken executor down, and each gets ``PoolUnavailable`` (render in-process), never an
+    error of its own. Three times over, and the pool works again after each."""
+    import asyncio  # noqa: PLC0415 -- local
+
+    from relay.config.settings import EmailAction, RenderSettings  # noqa: PLC0415 -- local
+    from relay.render.pool import PoolUnavailable, RenderJob, RenderPool  # noqa: PLC0415 -- local
+
+    data = sample("v1")
+    data["channel"]["isMissed"] = True
+    data["messages"] = data["messages"] * 2_000  # long enough to be rendering when killed
+    job = RenderJob(
+        RenderSettings(), "Relay <r@shop.test>", body(data), "missed",
+        EmailAction(type="email", to=["sales@shop.test"]), "<m@shop.test>",
+    )  # fmt: skip
+    pool = RenderPool(2)
+    try:
+        for _ in range(3):
+            await pool.render(job)  # helpers running
+            helpers = multiprocessing.active_children()
+            assert helpers
+            renders = [asyncio.create_task(pool.render(job)) for _ in range(8)]
+            await asyncio.sleep(0)  # let each task hand its job to the executor
+            for helper in helpers:
+                helper.kill()
+            outcomes = await asyncio.gather(*renders, return_exceptions=True)
+            failures = [o for o in outcomes if isinstance(o, BaseException)]
+            assert failures, "no render was in flight when the helpers died"
+            assert all(isinstance(f, PoolUnavailable) for f in failures), failures
+        assert (await pool.render(job)).message["Message-ID"] == "<m@shop.test>"
+    finally:
+        pool.close()
+        pool.close()  # closing twice is harmless
+    assert multiprocessing.active_children() == []

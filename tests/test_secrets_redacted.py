@@ -50,7 +50,12 @@ SECRET = "SECRET-k3y-4711"
         ("ftp://u:S@h/", "ftp://u:***@h/"),
         ("http://u:S@[::1/x?token=S", "http://u:***@[::1/x?token=***"),
         ("http://u:pa/S@h/x", "http://u:***@h/x"),
-        ("http://h:8080/users/@me", "http://h:8080/users/@me"),
+        ("http://h:8080/users/@me", "http://h:8080/users/***"),
+        # Tokens in the path (Discord, Slack, Zapier webhooks): only the first segment shows.
+        ("https://discord.com/api/webhooks/123/S", "https://discord.com/api/***"),
+        ("https://hooks.slack.com/services/T0/B0/S", "https://hooks.slack.com/services/***"),
+        ("https://h/hook", "https://h/hook"),
+        ("https://h/api/", "https://h/api/"),
         ("not a url", "not a url"),
     ],
 )  # fmt: skip
@@ -146,6 +151,39 @@ def test_webhook_credentials_stay_out_of_logs_last_error_and_queue(
     assert queue.exit_code == 0, queue.output
     assert "/hook?apikey=*** connection failed" in queue.output
     assert SECRET not in queue.output
+
+
+def test_a_token_in_a_webhook_path_stays_out_of_logs_last_error_and_queue(
+    tmp_path: Path, endpoint: FakeEndpoint, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = endpoint.url(f"/api/webhooks/123/{SECRET}")
+    # A refusal whose text quotes the URL it was posted to.
+    endpoint.answers = [Answer(404, f"no webhook at {url}".encode(), {})]
+    config = webhook_config(tmp_path, url)
+    settings = load_settings(config)
+    with TestClient(create_app(settings)) as client:
+        response = client.post(f"/hooks/smartsupp/{TOKEN}", content=json.dumps(sample("v1")))
+        assert response.status_code == 200, response.text
+        [call] = endpoint.wait_for(1)
+        wait_settled(client)
+    assert call.path == f"/api/webhooks/123/{SECRET}"  # the real URL was used
+
+    [row] = deliveries(settings)
+    assert row.status == "dead"
+    assert row.last_error is not None
+    assert "HTTP 404: no webhook at http://127.0.0.1:" in row.last_error
+    assert "/api/***" in row.last_error and SECRET not in row.last_error
+    assert SECRET not in caplog.text
+    queue = CliRunner().invoke(main, ["queue", "--config", str(config)])
+    assert queue.exit_code == 0, queue.output
+    assert "/api/***" in queue.output and SECRET not in queue.output
+
+    dead_port = f"http://127.0.0.1:{free_port()}/api/webhooks/123/{SECRET}"
+    with pytest.raises(DeliveryConnectionError) as failure:
+        asyncio.run(WebhookSender().send(WebhookContent(url=dead_port, body=b"{}"), delivery_id=1))
+    assert "/api/*** connection failed" in failure.value.message
+    assert SECRET not in str(failure.value) and SECRET not in caplog.text
 
 
 def test_a_connection_failure_names_the_url_without_its_credentials(

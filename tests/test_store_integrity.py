@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from relay.model.errors import StoreError
 from relay.ops.health import readiness
 from relay.store import Accepted, Intake, Store
 from relay.store.storethread import StoreThread
@@ -146,7 +147,7 @@ async def test_failing_intake_commits_make_the_store_not_ready_until_one_succeed
 
     try:
         assert await verdict() == (True, "writable")
-        with pytest.raises(sqlite3.DatabaseError, match="malformed"):
+        with pytest.raises(StoreError, match=r"could not be committed: .* malformed"):
             await thread.accept(bare_intake(1))
         assert await verdict() == (
             False,
@@ -157,3 +158,20 @@ async def test_failing_intake_commits_make_the_store_not_ready_until_one_succeed
         assert await verdict() == (True, "writable")
     finally:
         thread.close()
+
+
+async def test_a_damaged_store_logs_one_traceback_then_one_line_per_failed_intake(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    thread = StoreThread(DamagedPages(tmp_path / "relay.db"))
+    try:
+        for n in range(5):
+            with pytest.raises(StoreError) as failure:
+                await thread.accept(bare_intake(n))
+            assert str(failure.value) == (
+                "the conversation could not be committed: database disk image is malformed"
+            )
+    finally:
+        thread.close()
+    tracebacks = [r for r in caplog.records if r.exc_info is not None]
+    assert len(tracebacks) == 1, [r.getMessage() for r in tracebacks]

@@ -40,7 +40,8 @@ def test_parser_rejects_a_line_without_equals_sign() -> None:
     [
         ("Unit", "After", "network-online.target"),
         ("Unit", "Wants", "network-online.target"),
-        ("Service", "Type", "exec"),
+        ("Service", "Type", "notify"),
+        ("Service", "NotifyAccess", "main"),
         ("Service", "ExecStart", "/opt/relay/venv/bin/relay serve"),
         ("Service", "ExecReload", "/bin/kill -HUP $MAINPID"),
         ("Service", "Restart", "on-failure"),
@@ -182,7 +183,8 @@ def test_purge_uses_the_relays_user_state_settings_and_credentials(
 def test_purge_is_sandboxed_at_least_like_the_relay(
     unit: dict[str, list[tuple[str, str]]], purge: dict[str, list[tuple[str, str]]]
 ) -> None:
-    skip = {"Type", "ExecStart", "ExecReload", "Restart", "RestartSec", "KillSignal"}
+    skip = {"Type", "NotifyAccess", "ExecStart", "ExecReload", "Restart", "RestartSec"}
+    skip |= {"KillSignal"}
     skip |= {"TimeoutStopSec", "SyslogIdentifier", "Environment", *NETWORK}
     skip |= {"LimitNOFILE"}  # sized for the relay's HTTP connections; purge opens a few files
     for key in {k for k, _ in unit["Service"]} - skip:
@@ -301,7 +303,7 @@ def test_check_fails_on_a_broken_timer(tmp_path: Path, old: str, new: str, messa
     [
         # Misspelt key: only a warning for systemd, an error for the check.
         ("ProtectSystem=strict", "ProtectSytem=strict", "Unknown key"),
-        ("Type=exec", "Type=exce", "service type"),
+        ("Type=notify", "Type=notfy", "service type"),
         ("RestartSec=2s", "RestartSec=2x", "sec value"),
         ("SystemCallFilter=@system-service", "SystemCallFilter=@system-servce", "system call"),
         ("SetCredential=relay:unused", "SetCredential=relay:", "Invalid syntax"),

@@ -80,6 +80,8 @@ class ServerSettings(Section):
     hook_allowlist: list[IPvAnyNetwork] | None = None
     # A connection must complete a request's headers within this many seconds, or is closed.
     header_timeout_seconds: float = Field(default=10.0, gt=0)
+    # ... and then its whole body within this many seconds, or is answered 408 and closed.
+    body_timeout_seconds: float = Field(default=15.0, gt=0)
     # An idle keep-alive connection is closed after this many seconds.
     keep_alive_seconds: int = Field(default=5, ge=1)
     # A request arriving while this many connections are open (or requests in progress) gets 503.
@@ -265,7 +267,8 @@ class TeamsSettings(Section):
 class DeliverySettings(Section):
     concurrency: int = Field(default=4, ge=1, le=64)
     # At most this many of those to one destination (SMTP server, Slack workspace, webhook),
-    # so a slow one cannot take every slot; None: concurrency - 1 (at least 1).
+    # so a slow one cannot take every slot; None: half of concurrency (at least 1). However it
+    # is set, destinations whose last send ran into its deadline hold at most concurrency - 1.
     per_destination_concurrency: int | None = Field(default=None, ge=1, le=64)
     backoff_initial_seconds: float = Field(default=1.0, gt=0)
     backoff_max_seconds: float = Field(default=900.0, gt=0)

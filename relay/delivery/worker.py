@@ -112,8 +112,13 @@ class Worker:
         self._policy = policy
         self._concurrency = concurrency
         # In flight at once to one destination (sender key): a slow destination keeps at most
-        # this many slots, the others go on with the rest. Default: all slots but one.
-        self._per_destination = min(per_destination or max(concurrency - 1, 1), concurrency)
+        # this many slots, the others go on with the rest. Default: half the slots.
+        self._per_destination = min(per_destination or max(concurrency // 2, 1), concurrency)
+        # Destinations whose last send ran into its deadline (until one succeeds): together
+        # they hold at most all slots but one, so however many destinations are slow, one
+        # slot stays for the destinations that are not.
+        self._failing_limit = max(concurrency - 1, 1)
+        self._failing: set[str] = set()
         self._busy: Counter[str] = Counter()  # in-flight deliveries by sender key
         self._clock = clock
         self._jitter = jitter
@@ -224,13 +229,21 @@ class Worker:
 
     def _admitter(self) -> Callable[[dict[str, object]], bool]:
         """Admits a due delivery while its destination has fewer than ``per_destination`` in
-        flight, counting those it admits (called in order on the store's thread)."""
+        flight and, for a destination that last ran into its deadline, while all such
+        destinations together hold fewer than ``concurrency - 1``; counts those it admits
+        (called in order on the store's thread)."""
         busy = Counter(self._busy)
+        failing = frozenset(self._failing)
+        failing_busy = [sum(busy[key] for key in failing)]
 
         def admit(action: dict[str, object]) -> bool:
             key = sender_key(action)
             if busy[key] >= self._per_destination:
                 return False
+            if key in failing:
+                if failing_busy[0] >= self._failing_limit:
+                    return False
+                failing_busy[0] += 1
             busy[key] += 1
             return True
 
@@ -375,6 +388,8 @@ class Worker:
                 content = replace(content, known_ref=known)
             result = await self._send(sender, content, delivery)
         except TransientDeliveryError as exc:
+            if isinstance(exc, DeliveryTimeout):
+                self._failing.add(key)
             await self._retry_or_bury(delivery, exc)
         except PermanentDeliveryError as exc:
             await self._bury(delivery, exc.message, exc.done)
@@ -384,6 +399,7 @@ class Worker:
             log.exception("delivery %d: unexpected sender failure", delivery.id)
             await self._retry_or_bury(delivery, TransientDeliveryError(repr(exc)))
         else:
+            self._failing.discard(key)
             sent_to = "outbox" if isinstance(sender, OutboxSender) else None
             ref = result.external_ref if isinstance(result, SendResult) else None
             if ref is not None:  # first: a crash before mark_sent retries with this id

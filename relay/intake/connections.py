@@ -1,4 +1,5 @@
-"""The HTTP server's guard against idle and excess connections: header timeout, connection cap."""
+"""The HTTP server's guard against idle, slow and excess connections: header and body timeouts,
+connection cap."""
 
 from __future__ import annotations
 
@@ -67,9 +68,11 @@ class ConnectionGuard:
     header_timeout: float
     max_connections: int
     limit_concurrency: int
+    body_timeout: float = 15.0
     over_limit: RateLimitedLog = field(init=False)
     busy: RateLimitedLog = field(init=False)
     timed_out: RateLimitedLog = field(init=False)
+    body_timed_out: RateLimitedLog = field(init=False)
 
     def __post_init__(self) -> None:
         self.over_limit = RateLimitedLog(
@@ -83,6 +86,11 @@ class ConnectionGuard:
         self.timed_out = RateLimitedLog(
             "closed %d connection(s) that sent no complete request headers within"
             f" {self.header_timeout:g} s (server.header_timeout_seconds)"
+        )
+        self.body_timed_out = RateLimitedLog(
+            "answered 408 to %d request(s) whose body was not complete within"
+            f" {self.body_timeout:g} s of its headers (server.body_timeout_seconds), and closed"
+            " their connections"
         )
 
     def protocol(self) -> type[asyncio.Protocol]:
@@ -98,6 +106,14 @@ SERVICE_UNAVAILABLE = (
     b"retry-after: 5\r\n"
     b"connection: close\r\n"
     b"\r\n" + _BUSY_BODY
+)
+_SLOW_BODY = b"request body not received in time\n"
+REQUEST_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: " + str(len(_SLOW_BODY)).encode() + b"\r\n"
+    b"connection: close\r\n"
+    b"\r\n" + _SLOW_BODY
 )
 # What uvicorn logs (once per request) when server.limit_concurrency answers a request 503.
 UVICORN_BUSY = "Exceeded concurrency limit."
@@ -125,10 +141,13 @@ class BusyLogFilter(logging.Filter):
 def _guarded(guard: ConnectionGuard) -> type[asyncio.Protocol]:
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """Closes a connection that does not complete a request's headers within the header
-        timeout (from its start, or from the first byte of a later request on it), and
-        answers 503 and closes a connection beyond the cap as soon as it is accepted."""
+        timeout (from its start, or from the first byte of a later request on it); answers
+        408 and closes one whose request body is not complete within the body timeout of its
+        headers; answers 503 and closes a connection beyond the cap as soon as it is
+        accepted."""
 
         _header_timer: asyncio.TimerHandle | None = None
+        _body_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -141,6 +160,7 @@ def _guarded(guard: ConnectionGuard) -> type[asyncio.Protocol]:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm_header_timer()
+            self._disarm_body_timer()
             super().connection_lost(exc)
 
         def on_message_begin(self) -> None:
@@ -151,6 +171,27 @@ def _guarded(guard: ConnectionGuard) -> type[asyncio.Protocol]:
         def on_headers_complete(self) -> None:
             self._disarm_header_timer()
             super().on_headers_complete()
+            self._disarm_body_timer()
+            self._body_timer = self.loop.call_later(guard.body_timeout, self._body_expired)
+
+        def on_message_complete(self) -> None:
+            self._disarm_body_timer()
+            super().on_message_complete()
+
+        def _disarm_body_timer(self) -> None:
+            if self._body_timer is not None:
+                self._body_timer.cancel()
+                self._body_timer = None
+
+        def _body_expired(self) -> None:
+            self._body_timer = None
+            if self.transport.is_closing():
+                return
+            guard.body_timed_out.event(self.loop)
+            cycle = self.cycle
+            if cycle is None or not cycle.response_started:
+                self.transport.write(REQUEST_TIMEOUT)
+            self.transport.close()
 
         def _arm_header_timer(self) -> None:
             self._header_timer = self.loop.call_later(guard.header_timeout, self._header_expired)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request, Response, get, post
+from litestar.exceptions import InternalServerException
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 from litestar.plugins.prometheus import PrometheusController
@@ -183,7 +184,13 @@ def build_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
         if refused is not None:
             return refused
         limit = runtime.settings.server.max_body_bytes
-        body, too_long = await read_limited(request.stream(), limit)
+        try:
+            body, too_long = await read_limited(request.stream(), limit)
+        except InternalServerException:
+            # Litestar's "client disconnected prematurely": the client left, or the body
+            # deadline (server.body_timeout_seconds) answered 408 and closed the connection
+            # (logged there). Nothing was stored and no one reads this answer.
+            return Response({"error": "client_disconnected"}, status_code=408)
         if too_long:
             answer = await refuse(runtime, PayloadTooLarge(limit), body, remote)
         else:

@@ -17,6 +17,8 @@ _ANY = msgspec.json.Decoder()
 MAX_ID = 2**63 - 1  # ids are stored as SQLite INTEGER (signed 64-bit)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark some encoders put before the JSON
+# A \uD800-\uDFFF escape: a UTF-16 surrogate, lone unless its pair follows.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 def parse(body: bytes, *, max_bytes: int | None = None) -> Conversation:
@@ -26,6 +28,11 @@ def parse(body: bytes, *, max_bytes: int | None = None) -> Conversation:
         raise PayloadTooLarge(max_bytes)
     if not body.strip():
         raise PayloadError("empty_body", "request body is empty; expected a JSON object")
+    # The whole body, unknown fields included (the decoder skips those unchecked): what is
+    # stored must be text.
+    bad_utf8 = _utf8_error(body)
+    if bad_utf8 is not None:
+        raise PayloadError("invalid_utf8", f"body is not valid UTF-8: {bad_utf8}")
     try:
         try:
             conversation: Conversation = _decode(_DECODER, body)
@@ -73,7 +80,10 @@ def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
     except msgspec.ValidationError:
         raise
     except msgspec.DecodeError as exc:
-        repaired = _without_lone_surrogates(body) if "surrogate" in str(exc) else None
+        # msgspec's message for a lone surrogate varies ("... surrogate ...", or "Input data
+        # was truncated" for a high surrogate before the closing quote): look at the body.
+        lone = "surrogate" in str(exc) or _SURROGATE_ESCAPE.search(body) is not None
+        repaired = _without_lone_surrogates(body) if lone else None
         if repaired is None:
             raise
         return decoder.decode(repaired)

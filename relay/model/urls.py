@@ -1,4 +1,5 @@
-"""URLs as shown to people: credentials masked in logs, errors and CLI output; http(s) checks."""
+"""URLs as shown to people: credentials masked in logs, errors and CLI output (passwords,
+credential parameters and every path segment after the first); http(s) checks."""
 
 from __future__ import annotations
 
@@ -48,10 +49,18 @@ def _mask_userinfo(authority: str) -> str:
     return f"{user}:{MASK}@{host}" if colon else authority
 
 
+def _mask_path(path: str) -> str:
+    """``/api/webhooks/123/TOKEN`` as ``/api/***``: webhook URLs (Discord, Slack, Zapier)
+    carry their token in the path, so only the first segment is shown."""
+    first, slash, rest = path[1:].partition("/")
+    return f"/{first}/{MASK}" if slash and rest else path
+
+
 def redact_url(url: str) -> str:
-    """``url`` with the password of its userinfo and the values of credential-like query or
-    fragment parameters (apikey, token, secret, sig, ...) replaced by ``***``. Never raises:
-    an invalid URL is masked the same way, as far as it can be split."""
+    """``url`` with the password of its userinfo, every path segment after the first and the
+    values of credential-like query or fragment parameters (apikey, token, secret, sig, ...)
+    replaced by ``***``. Never raises: an invalid URL is masked the same way, as far as it
+    can be split."""
     scheme = _SCHEME.match(url)
     head = scheme.group() if scheme else ""
     rest = url[len(head) :]
@@ -67,7 +76,7 @@ def redact_url(url: str) -> str:
         extra, _, after_at = path.partition("@")
         host, separator, tail = after_at.partition("/")
         authority, path = f"{authority}{extra}@{host}", separator + tail
-    shown = head + _mask_userinfo(authority) + path
+    shown = head + _mask_userinfo(authority) + _mask_path(path)
     if question:
         shown += "?" + _mask_parameters(query)
     if hash_mark:

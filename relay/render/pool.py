@@ -124,36 +124,73 @@ def render(job: RenderJob) -> Content:
 
 class RenderPool:
     """``processes`` helper processes, started on first use with "spawn" (the relay's own
-    process runs threads, which do not survive a fork)."""
+    process runs threads, which do not survive a fork).
+
+    One executor at a time is current. When a helper dies, every render then in flight fails
+    at once; the first of them to notice takes the broken executor out of service (under one
+    lock, so exactly one caller shuts each executor down, once) and the next render starts a
+    new one. Every render that failed because a helper died raises ``PoolUnavailable``, so
+    the caller renders in-process: a helper's death is never a failure of the delivery."""
 
     def __init__(self, processes: int) -> None:
         self.processes = processes
         self._pool: ProcessPoolExecutor | None = None
         self._disabled = False
+        self._lock = threading.Lock()  # guards _pool: taking it out of service is one step
+
+    def _current(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                context = multiprocessing.get_context("spawn")
+                self._pool = ProcessPoolExecutor(
+                    self.processes, mp_context=context, initializer=die_with_parent
+                )
+            return self._pool
+
+    def _take(self, pool: ProcessPoolExecutor | None = None) -> ProcessPoolExecutor | None:
+        """Take ``pool`` (default: whichever is current) out of service; it is returned only
+        to the one caller that took it, who alone shuts it down."""
+        with self._lock:
+            if self._pool is None or (pool is not None and self._pool is not pool):
+                return None
+            taken, self._pool = self._pool, None
+            return taken
 
     async def render(self, job: RenderJob) -> Content:
         """Render in a helper process; ``PoolUnavailable`` if none can run it (a sandbox that
         forbids processes or semaphores, a helper that died). Rendering errors propagate."""
         if self._disabled:
             raise PoolUnavailable
+        pool: ProcessPoolExecutor | None = None
         try:
-            if self._pool is None:
-                context = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(
-                    self.processes, mp_context=context, initializer=die_with_parent
-                )
+            pool = self._current()
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, partial(render, job))
+            return await loop.run_in_executor(pool, partial(render, job))
         except BrokenProcessPool:
-            log.warning("a render helper process died; starting new ones")
-            await asyncio.to_thread(self.close)
+            assert pool is not None
+            broken = self._take(pool)
+            if broken is not None:
+                log.warning("a render helper process died; starting new ones")
+                await asyncio.to_thread(_shut_down, broken)
             raise PoolUnavailable from None
+        except RuntimeError:
+            if pool is None or pool is self._pool:
+                raise  # not a retired executor refusing work: the rendering's own error
+            raise PoolUnavailable from None  # shut down meanwhile (the relay is stopping)
         except OSError as exc:
             log.warning("render helper processes unavailable (%s); rendering in-process", exc)
             self._disabled = True
             raise PoolUnavailable from None
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        """Shut the helpers down; idempotent, and safe beside renders that retire a pool."""
+        pool = self._take()
+        if pool is not None:
+            _shut_down(pool)
+
+
+def _shut_down(pool: ProcessPoolExecutor) -> None:
+    try:
+        pool.shutdown(wait=True, cancel_futures=True)
+    except OSError as exc:  # a broken executor's cleanup; nothing is left to release
+        log.warning("render helpers ended untidily: %s", exc)

@@ -29,6 +29,45 @@ TRANSIENT_API_ERRORS = frozenset(
 
 
 DEFAULT_RETRY_AFTER = 1.0
+# At most this much of a Slack answer is read; a real reply is a few hundred bytes.
+MAX_ANSWER_BYTES = 64 * 1024
+
+
+class AnswerTooLarge(aiohttp.ClientPayloadError):
+    """An answer longer than ``MAX_ANSWER_BYTES``: not a Slack reply, and not read further."""
+
+
+class BoundedResponse(aiohttp.ClientResponse):
+    """An aiohttp response whose body (``read``, and so ``text`` and ``json``) is read up to
+    ``MAX_ANSWER_BYTES`` and no further: slack-sdk reads whole answers into memory."""
+
+    async def read(self) -> bytes:
+        if self._body is None:
+            declared = self.content_length
+            if declared is not None and declared > MAX_ANSWER_BYTES:
+                self.close()
+                raise AnswerTooLarge(f"answer of {declared} bytes is over {MAX_ANSWER_BYTES}")
+            body = bytearray()
+            try:
+                while len(body) <= MAX_ANSWER_BYTES:
+                    chunk = await self.content.read(MAX_ANSWER_BYTES + 1 - len(body))
+                    if not chunk:
+                        break
+                    body += chunk
+            except BaseException:
+                self.close()
+                raise
+            if len(body) > MAX_ANSWER_BYTES:
+                self.close()
+                raise AnswerTooLarge(f"answer is over {MAX_ANSWER_BYTES} bytes")
+            self._body = bytes(body)
+        return await super().read()
+
+
+def _session(timeout: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=timeout), response_class=BoundedResponse
+    )
 
 
 def _retry_after(headers: Any) -> float:
@@ -76,40 +115,49 @@ class SlackSender:
     def __init__(self, settings: SlackSettings) -> None:
         self.settings = settings
         self.deadline_seconds: float | None = settings.timeout_seconds
-        self._client: AsyncWebClient | None = None
-        self._webhook: AsyncWebhookClient | None = None
         # slack-sdk wants whole seconds; int() would turn 0.5 into 0 (no wait at all).
-        timeout = max(math.ceil(settings.timeout_seconds), 1)
-        if settings.token is not None:
-            kwargs: dict[str, Any] = {"base_url": settings.api_url} if settings.api_url else {}
-            self._client = AsyncWebClient(
-                token=settings.token.get_secret_value(),
-                timeout=timeout,
-                retry_handlers=[],
-                **kwargs,
-            )
-        elif settings.webhook_url is not None:
-            self._webhook = AsyncWebhookClient(
-                settings.webhook_url.get_secret_value(), timeout=timeout, retry_handlers=[]
-            )
-        else:
+        self.timeout = max(math.ceil(settings.timeout_seconds), 1)  # given to slack-sdk
+        if settings.token is None and settings.webhook_url is None:
             raise ValueError("SlackSender needs slack.token or slack.webhook_url")
 
     async def send(self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()) -> None:
         if not isinstance(content, SlackContent):
             raise PermanentDeliveryError(f"Slack sender cannot send {type(content).__name__}")
+        # A session per send whose responses read at most MAX_ANSWER_BYTES (slack-sdk's own
+        # session would read any answer whole); slack-sdk leaves a session it is given open.
+        async with _session(self.timeout) as session:
+            await self._send(content, session)
+
+    async def _send(self, content: SlackContent, session: aiohttp.ClientSession) -> None:
+        settings = self.settings
         try:
-            if self._client is not None:
+            if settings.token is not None:
                 if not content.channel:
                     raise PermanentDeliveryError(
                         "Slack action has no channel and no webhook is set"
                     )
-                await self._client.chat_postMessage(
+                kwargs: dict[str, Any] = {"base_url": settings.api_url} if settings.api_url else {}
+                client = AsyncWebClient(
+                    token=settings.token.get_secret_value(),
+                    timeout=self.timeout,
+                    retry_handlers=[],
+                    session=session,
+                    **kwargs,
+                )
+                await client.chat_postMessage(
                     channel=content.channel, text=content.text, blocks=list(content.blocks)
                 )
                 return
-            assert self._webhook is not None
-            response = await self._webhook.send(text=content.text, blocks=list(content.blocks))
+            assert settings.webhook_url is not None
+            webhook = AsyncWebhookClient(
+                settings.webhook_url.get_secret_value(),
+                timeout=self.timeout,
+                retry_handlers=[],
+                session=session,
+            )
+            response = await webhook.send(text=content.text, blocks=list(content.blocks))
+        except AnswerTooLarge as exc:
+            raise TransientDeliveryError(f"Slack answered with no Slack reply: {exc}") from None
         except SlackApiError as exc:
             raise _from_api_error(exc) from None
         except json.JSONDecodeError as exc:

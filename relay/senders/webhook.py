@@ -18,12 +18,14 @@ from relay.model.errors import (
     RateLimited,
     TransientDeliveryError,
 )
-from relay.model.urls import redact_url
+from relay.model.urls import redact_text, redact_url
 from relay.senders.base import retry_after_seconds as _retry_after_seconds
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_RETRY_AFTER_SECONDS = 5.0
 USER_AGENT = "smartsupp-relay"
+# At most this much of an answer is read (for the error text); the status line decides.
+MAX_ANSWER_BYTES = 64 * 1024
 # Retry-After as seconds or an HTTP date, with this sender's default.
 retry_after_seconds = partial(_retry_after_seconds, default=DEFAULT_RETRY_AFTER_SECONDS)
 
@@ -33,13 +35,26 @@ def signature(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-def _snippet(response: httpx.Response) -> str:
-    text = response.text[:200].replace("\r", " ").replace("\n", " ").strip()
+def _snippet(body: bytes) -> str:
+    text = body[:200].decode("utf-8", "replace")
+    text = redact_text(text.replace("\r", " ").replace("\n", " ").strip())
     return f": {text}" if text else ""
 
 
-def classify_response(response: httpx.Response, now: float) -> Exception | None:
-    """None for 2xx; RateLimited for 429; transient for 408/425/5xx; permanent otherwise."""
+async def read_bounded(response: httpx.Response, limit: int = MAX_ANSWER_BYTES) -> bytes:
+    """At most ``limit`` bytes of a streamed answer, however long it is or claims to be;
+    the rest is never read (the connection is closed with the response)."""
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += chunk[: limit - len(body)]
+        if len(body) >= limit:
+            break
+    return bytes(body)
+
+
+def classify_response(response: httpx.Response, now: float, body: bytes = b"") -> Exception | None:
+    """None for 2xx; RateLimited for 429; transient for 408/425/5xx; permanent otherwise.
+    ``body`` is what was read of the answer (at most ``MAX_ANSWER_BYTES``)."""
     status = response.status_code
     if 200 <= status < 300:
         return None
@@ -47,11 +62,11 @@ def classify_response(response: httpx.Response, now: float) -> Exception | None:
         seconds = retry_after_seconds(response.headers.get("retry-after"), now)
         return RateLimited(f"webhook rate limit: retry after {seconds:g} s", retry_after=seconds)
     if status >= 500 or status in (408, 425):
-        return TransientDeliveryError(f"webhook answered HTTP {status}{_snippet(response)}")
+        return TransientDeliveryError(f"webhook answered HTTP {status}{_snippet(body)}")
     if 300 <= status < 400:
         where = redact_url(response.headers.get("location", "?"))
         return PermanentDeliveryError(f"webhook redirects to {where} (not followed; fix the URL)")
-    return PermanentDeliveryError(f"webhook refused the body: HTTP {status}{_snippet(response)}")
+    return PermanentDeliveryError(f"webhook refused the body: HTTP {status}{_snippet(body)}")
 
 
 class WebhookSender:
@@ -77,6 +92,8 @@ class WebhookSender:
             "User-Agent": USER_AGENT,
             **(dest.headers if dest else {}),
             "Content-Type": content.content_type,
+            # Answers are read raw and bounded: no compressed answer to inflate.
+            "Accept-Encoding": "identity",
             "X-Relay-Delivery": str(delivery_id),
         }
         if dest is not None and dest.secret is not None:
@@ -85,8 +102,14 @@ class WebhookSender:
         timeout = dest.timeout_seconds if dest else DEFAULT_TIMEOUT_SECONDS
         shown = redact_url(url)  # errors end up in logs, last_error and `relay queue`
         try:
-            async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
-                response = await client.post(url, content=content.body, headers=headers)
+            async with (
+                httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client,
+                client.stream("POST", url, content=content.body, headers=headers) as response,
+            ):
+                # A bounded part of a refusal, for its error text; a 2xx answer's body is
+                # never read.
+                ok = 200 <= response.status_code < 300
+                body = b"" if ok else await read_bounded(response)
         except httpx.TimeoutException as exc:
             raise DeliveryTimeout(f"webhook {shown} timed out: {exc!r}") from None
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
@@ -95,6 +118,6 @@ class WebhookSender:
             raise PermanentDeliveryError(f"webhook url {shown} is unusable: {reason}") from None
         except httpx.TransportError as exc:
             raise DeliveryConnectionError(f"webhook {shown} connection failed: {exc!r}") from None
-        failure = classify_response(response, time.time())
+        failure = classify_response(response, time.time(), body)
         if failure is not None:
             raise failure

@@ -63,6 +63,9 @@ class StoreThread:
         self.store = store
         self.intake_error: str | None = None
         self._file_problem: str | None = None
+        # The last failure logged with its traceback: the same failure again (a damaged page
+        # fails every intake) is not logged again here; each request logs one line.
+        self._failure_logged: str | None = None
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="relay-store", daemon=True)
         self._thread.start()
@@ -71,7 +74,13 @@ class StoreThread:
         loop = asyncio.get_running_loop()
         job = _Job(loop.create_future(), loop, intake=intake)
         self._queue.put(job)
-        result: Accepted = await job.future
+        try:
+            result: Accepted = await job.future
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            # A damaged page or a full disk: the store cannot take it, said in one line.
+            raise StoreError(f"the conversation could not be committed: {exc}") from exc
         return result
 
     async def call(self, fn: Callable[[StoreProtocol], T]) -> T:
@@ -129,7 +138,7 @@ class StoreThread:
                     except Exception as exc:
                         outcomes.append((job, None, exc))
         except Exception as exc:
-            log.exception("commit of a batch of %d store operations failed", len(batch))
+            self._log_failure(exc, "commit of a batch of %d store operations failed", len(batch))
             outcomes = [(job, None, exc) for job in batch]
         # Checked again after the commit: what went into a file deleted meanwhile is lost.
         problem = self.store.file_problem()
@@ -163,12 +172,22 @@ class StoreThread:
         if failed:
             self.intake_error = f"the last intake could not be committed: {failed[0]}"
 
+    def _log_failure(self, exc: BaseException, message: str, *args: object) -> None:
+        """Log ``message`` with the traceback of ``exc`` unless the previous failure logged
+        was the same (type and text); call it from the ``except`` block."""
+        key = f"{type(exc).__name__}: {exc}"
+        if key != self._failure_logged:
+            self._failure_logged = key
+            log.exception(message, *args)
+
     def _accept_intakes(self, jobs: list[_Job]) -> list[tuple[_Job, Any, BaseException | None]]:
         try:
             results = self.store.accept_many([job.intake for job in jobs if job.intake])
-        except Exception:
+        except Exception as exc:
             # One bad intake must not fail its neighbours: fall back to one by one.
-            log.exception("group commit of %d intakes failed; retrying one by one", len(jobs))
+            self._log_failure(
+                exc, "group commit of %d intakes failed; retrying one by one", len(jobs)
+            )
             outcomes: list[tuple[_Job, Any, BaseException | None]] = []
             for job in jobs:
                 assert job.intake is not None
