@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,38 +10,13 @@ import pytest
 
 from relay.config.settings import Settings
 from relay.store.storethread import StoreThread
+from tests.support.data import TOKEN, base_sections, body, sample  # noqa: F401
 from tests.support.slack import FakeSlack
 from tests.support.smtp import RecordingHandler, SmtpServer
 from tests.support.store import BACKENDS, StoreOpener
 
 if TYPE_CHECKING:
     from tests.support.postgres import PostgresServer
-
-SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "samples"
-TOKEN = "test-token-123"
-
-
-def base_sections(state_dir: Path) -> dict[str, Any]:
-    """The settings every test starts from: a known token, a temp state dir, fast retries."""
-    return {
-        "server": {"hook_token": TOKEN},
-        "storage": {"state_dir": str(state_dir)},
-        "delivery": {
-            "backoff_initial_seconds": 0.05,
-            "backoff_max_seconds": 0.2,
-            # Render in-process: a helper process per test app would only slow the suite
-            # (tests/test_render_pool.py covers the pool).
-            "render_processes": 0,
-        },
-    }
-
-
-def sample(name: str = "v1") -> dict[str, Any]:
-    return json.loads((SAMPLES / f"doc-example-{name}.json").read_text(encoding="utf-8"))
-
-
-def body(data: dict[str, Any]) -> bytes:
-    return json.dumps(data).encode()
 
 
 @pytest.fixture

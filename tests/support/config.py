@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from relay.config.settings import Settings, load_settings
-from tests.conftest import base_sections
+from tests.support.data import base_sections
 
 
 def _value(value: Any) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 from relay.intake.payload import parse
 from relay.model.conversation import Conversation
-from tests.conftest import body, sample
+from tests.support.data import body, sample
 
 NOW = 1_800_000_000.0
 

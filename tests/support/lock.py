@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-LOCK = Path(__file__).resolve().parents[2] / "uv.lock"
+from tests.support.paths import ROOT
+
+LOCK = ROOT / "uv.lock"
 
 
 def canonicalize_name(name: str) -> str:

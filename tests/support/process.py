@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import TOKEN
+from tests.support.data import TOKEN
 
 READY = "relay ready: listening on"  # bound first, then store and worker, then this line
 

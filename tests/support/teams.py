@@ -7,12 +7,13 @@ import json
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft6Validator
 
-SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "teams-adaptive-card-1.4.json"
+from tests.support.paths import SCHEMAS
+
+SCHEMA = SCHEMAS / "teams-adaptive-card-1.4.json"
 
 
 def card_validator() -> Draft6Validator:

@@ -1,0 +1,210 @@
+"""The follow-up pass over a real store with an injected clock: escalations planned once as
+deliveries (also across a restart), none after a claim or outside business hours, and the
+daily digest sent once through aiosmtpd."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from relay.app import build_snapshot
+from relay.config.settings import Settings
+from relay.leads.model import LeadFacts, claim
+from relay.leads.scheduler import FollowUpScheduler
+from relay.senders.registry import SenderRegistry
+from relay.store import STATUSES, Intake
+from relay.store.storethread import StoreThread
+from tests.support.data import base_sections, body, sample
+from tests.support.leads import LINK, follow_up
+from tests.support.smtp import SmtpServer
+from tests.support.store import StoreOpener
+
+PRAGUE = ZoneInfo("Europe/Prague")
+OFFICE = {"timezone": "Europe/Prague", "weekdays": ["mon-fri"], "hours": ["09:00-17:00"]}
+
+
+def at(*parts: int) -> float:
+    return datetime(*parts, tzinfo=PRAGUE).timestamp()  # type: ignore[misc]
+
+
+def make_settings(tmp_path: Path, **changes: Any) -> Settings:
+    return Settings(
+        **base_sections(tmp_path / "state"),
+        follow_up=follow_up(
+            escalate_after_seconds=3600,
+            escalate_to=["boss@shop.test", "#sales"],
+            business_hours=OFFICE,
+            **changes,
+        ),
+    )
+
+
+def missed(n: int) -> Intake:
+    data = sample("v1")
+    data["channel"]["id"] = n
+    data["channel"]["isMissed"] = True
+    data["visitor"]["id"] = f"visitor-{n}"
+    data["visitor"]["email"] = f"v{n}@example.com"
+    return Intake(
+        raw=body(data),
+        conv_key=f"1-{n}",
+        account_id=1,
+        channel_id=n,
+        content_hash=f"hash-{n}",
+        category="missed",
+        planned=(),
+        lead=LeadFacts(follow_up=True, answered=False, visitor_id=f"visitor-{n}"),
+    )
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def escalation_rules(open_store: StoreOpener) -> list[tuple[str, str, str]]:
+    """The deliveries planned, read through a connection of the test's own."""
+    store = open_store()
+    try:
+        rows = store.deliveries(STATUSES)
+    finally:
+        store.close()
+    return [(row.conv_key, row.rule, row.channel) for row in rows]
+
+
+async def test_one_escalation_after_the_interval_and_none_after_a_restart(
+    tmp_path: Path, open_test_store: StoreOpener
+) -> None:
+    settings = make_settings(tmp_path)
+    snapshot = build_snapshot(settings)
+    clock = Clock(at(2026, 12, 3, 10, 0))  # a Thursday morning
+    thread = StoreThread(open_test_store())
+    try:
+        await thread.call(lambda s: s.accept(missed(1), now=clock.now))
+        await thread.call(lambda s: s.accept(missed(2), now=clock.now))
+        (claimed_id, open_id) = [lead.id for lead in await thread.call(lambda s: s.leads())]
+        await thread.call(
+            lambda s: s.change_lead(claimed_id, lambda x: claim(x, "Jana", clock.now))
+        )
+        woken: list[int] = []
+        scheduler = FollowUpScheduler(
+            thread, lambda: snapshot, clock=clock, wake=lambda: woken.append(1)
+        )
+        clock.now = at(2026, 12, 3, 10, 59)
+        assert (await scheduler.run_once()).escalated == ()
+        clock.now = at(2026, 12, 3, 11, 0)
+        assert (await scheduler.run_once()).escalated == ((open_id, 1),)
+        assert woken == [1]
+        clock.now = at(2026, 12, 3, 16, 0)
+        assert (await scheduler.run_once()).escalated == ()
+    finally:
+        thread.close()
+    planned = escalation_rules(open_test_store)
+    assert planned == [
+        ("1-2", "follow-up-escalation-1", "email"),
+        ("1-2", "follow-up-escalation-1", "slack"),
+    ]
+    # A restart (a new store connection and a new scheduler) finds the escalation recorded.
+    restarted = StoreThread(open_test_store())
+    try:
+        again = FollowUpScheduler(restarted, lambda: snapshot, clock=Clock(at(2026, 12, 4, 10, 0)))
+        assert (await again.run_once()).escalated == ()
+    finally:
+        restarted.close()
+    assert escalation_rules(open_test_store) == planned
+
+
+async def test_no_escalation_outside_business_hours(
+    tmp_path: Path, open_test_store: StoreOpener
+) -> None:
+    snapshot = build_snapshot(make_settings(tmp_path))
+    clock = Clock(at(2026, 12, 4, 16, 30))  # Friday afternoon
+    thread = StoreThread(open_test_store())
+    try:
+        await thread.call(lambda s: s.accept(missed(1), now=clock.now))
+        scheduler = FollowUpScheduler(thread, lambda: snapshot, clock=clock)
+        for moment in (at(2026, 12, 4, 18, 0), at(2026, 12, 5, 12, 0), at(2026, 12, 7, 9, 29)):
+            clock.now = moment
+            assert (await scheduler.run_once()).escalated == ()
+        clock.now = at(2026, 12, 7, 9, 30)  # Monday: the second half hour of business time
+        assert len((await scheduler.run_once()).escalated) == 1
+    finally:
+        thread.close()
+
+
+async def test_the_escalation_email_carries_the_claim_link(
+    tmp_path: Path, open_test_store: StoreOpener
+) -> None:
+    """The escalation is an ordinary delivery of the lead's conversation: the worker renders
+    it with the lead's links like the first email."""
+    from relay.delivery.worker import render_delivery  # noqa: PLC0415
+
+    settings = make_settings(tmp_path)
+    snapshot = build_snapshot(settings)
+    clock = Clock(at(2026, 12, 3, 10, 0))
+    thread = StoreThread(open_test_store())
+    try:
+        await thread.call(lambda s: s.accept(missed(1), now=clock.now))
+        clock.now = at(2026, 12, 3, 11, 30)
+        await FollowUpScheduler(thread, lambda: snapshot, clock=clock).run_once()
+        claimed = await thread.call(lambda s: s.claim_due(limit=10, now=clock.now))
+        lead = await thread.call(lambda s: s.leads()[0])
+    finally:
+        thread.close()
+    email = next(d for d in claimed if d.channel == "email")
+    from relay.leads.links import links_for  # noqa: PLC0415
+
+    found = links_for(settings.follow_up, snapshot.link_key, lead.id, email.created_at)
+    content = render_delivery(snapshot, email, follow_up=found)
+    assert hasattr(content, "message")
+    message = content.message  # type: ignore[union-attr]
+    assert message["Subject"].startswith("[Still open] ")
+    assert message["To"] == "boss@shop.test"
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    assert LINK.search(text) is not None
+
+
+async def test_the_digest_is_sent_once_at_its_time_even_across_a_restart(
+    tmp_path: Path, smtp_server: SmtpServer, open_test_store: StoreOpener
+) -> None:
+    settings = Settings(
+        **base_sections(tmp_path / "state"),
+        smtp={"host": "127.0.0.1", "port": smtp_server.port, "from_address": "R <r@shop.test>"},
+        render={"locale": "cs", "timezone": "Europe/Prague"},
+        follow_up=follow_up(business_hours=OFFICE, digest_at="08:00", digest_to=["head@shop.test"]),
+    )
+    senders = SenderRegistry()  # owns the SMTP connections, closed as the relay does
+    snapshot = build_snapshot(settings, senders)
+    clock = Clock(at(2026, 12, 2, 9, 0))  # yesterday
+    thread = StoreThread(open_test_store())
+    try:
+        await thread.call(lambda s: s.accept(missed(1), now=clock.now))
+        scheduler = FollowUpScheduler(thread, lambda: snapshot, clock=clock)
+        clock.now = at(2026, 12, 3, 7, 59)
+        assert (await scheduler.run_once()).digest is None
+        clock.now = at(2026, 12, 3, 8, 0, 30)
+        assert (await scheduler.run_once()).digest is not None
+        assert (await scheduler.run_once()).digest is None
+    finally:
+        thread.close()
+    restarted = StoreThread(open_test_store())
+    try:
+        again = FollowUpScheduler(restarted, lambda: snapshot, clock=Clock(at(2026, 12, 3, 9, 0)))
+        assert (await again.run_once()).digest is None
+    finally:
+        restarted.close()
+        await senders.close()
+    (received,) = smtp_server.handler.wait_for(1)
+    assert len(smtp_server.handler.messages) == 1
+    message = received.message
+    assert received.rcpt_tos == ["head@shop.test"]
+    assert len(message.as_bytes()) < 100_000
+    assert message["Subject"] == "Přehled kontaktů 2026-12-03: 1 nevyřízených"
+    html = message.get_body(preferencelist=("html",)).get_content()
+    assert LINK.search(html) is not None
+    assert "Zmeškané chaty podle hodiny" in html

@@ -1,0 +1,178 @@
+"""Logging: one line per event, text or JSON, journald priorities, request ids, and no visitor
+data at the info level."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+
+from relay.app import create_app
+from relay.config.settings import LoggingSettings, Settings
+from relay.ops.logs import configure_logging, under_journald
+from tests.support.app import wait_settled
+from tests.support.data import TOKEN, body, sample
+from tests.support.smtp import SmtpServer
+
+Capture = Callable[..., io.StringIO]
+
+
+@pytest.fixture
+def capture() -> Iterator[Capture]:
+    """Route all logging through ``configure_logging`` into a string for one test."""
+    root = logging.getLogger()
+    level = root.level
+    handlers: list[logging.Handler] = []
+
+    def start(fmt: str = "text", level: str = "info", journal: bool = False) -> io.StringIO:
+        stream = io.StringIO()
+        settings = LoggingSettings(format=fmt, level=level)  # type: ignore[arg-type]
+        handlers.append(configure_logging(settings, stream, journal=journal))
+        return stream
+
+    yield start
+    for handler in handlers:
+        root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def lines(stream: io.StringIO) -> list[str]:
+    return stream.getvalue().splitlines()
+
+
+def test_text_is_one_line_per_event_even_with_newlines_and_tracebacks(capture: Capture) -> None:
+    stream = capture()
+    log = logging.getLogger("relay.test")
+    log.info("first\nforged line\r\x1b[31m")
+    try:
+        raise ValueError("boom\nagain")
+    except ValueError:
+        log.exception("it failed")
+    log.debug("not at info level")
+    first, second = lines(stream)
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d INFO relay\.test: "
+        r"first\\nforged line\\r\\x1b\[31m",
+        first,
+    )
+    assert " ERROR relay.test: it failed\\nTraceback (most recent call last):" in second
+    assert second.endswith("ValueError: boom\\nagain")
+
+
+def test_under_journald_lines_carry_a_priority_and_no_time(capture: Capture) -> None:
+    text = capture(journal=True)
+    logging.getLogger("relay.test").warning("careful")
+    logging.getLogger("relay.test").info("fine")
+    assert lines(text) == ["<4>WARNING relay.test: careful", "<6>INFO relay.test: fine"]
+
+
+def test_json_lines(capture: Capture) -> None:
+    stream = capture("json", journal=True)
+    logging.getLogger("relay.test").error("bad %s", "thing\n")
+    (line,) = lines(stream)
+    assert line.startswith("<3>{")
+    event = json.loads(line.removeprefix("<3>"))
+    assert event["level"] == "error"
+    assert event["logger"] == "relay.test"
+    assert event["message"] == "bad thing\n"
+    assert re.fullmatch(r"\d{4}-.*T.*\.\d{3}\+00:00", event["time"])
+    assert "request_id" not in event
+
+
+def test_journald_is_detected_from_journal_stream(tmp_path: Path) -> None:
+    with (tmp_path / "stream").open("w") as stream:
+        stat = (tmp_path / "stream").stat()
+        assert under_journald(stream, {"JOURNAL_STREAM": f"{stat.st_dev}:{stat.st_ino}"})
+        assert not under_journald(stream, {"JOURNAL_STREAM": f"{stat.st_dev}:{stat.st_ino + 1}"})
+        assert not under_journald(stream, {"JOURNAL_STREAM": "junk"})
+        assert not under_journald(stream, {})
+    assert not under_journald(io.StringIO(), {"JOURNAL_STREAM": "1:2"})
+
+
+def missed() -> bytes:
+    data = sample("v1")
+    data["channel"]["isMissed"] = True
+    return body(data)
+
+
+def test_request_id_is_on_every_line_of_the_request_and_in_the_response(
+    capture: Capture, make_settings: Callable[..., Settings]
+) -> None:
+    stream = capture()
+    hook = f"/hooks/smartsupp/{TOKEN}"
+    with TestClient(create_app(make_settings())) as client:
+        given = client.post(hook, content=missed(), headers={"X-Request-ID": "edge-42.a:b"})
+        wait_settled(client)
+        refused = client.post(hook, content=b"[]", headers={"X-Request-ID": "no spaces allowed"})
+        made = client.get("/readyz")
+    assert given.headers["X-Request-ID"] == "edge-42.a:b"
+    assert re.fullmatch(r"[0-9a-f]{16}", refused.headers["X-Request-ID"])
+    assert re.fullmatch(r"[0-9a-f]{16}", made.headers["X-Request-ID"])
+    assert made.headers["X-Request-ID"] != refused.headers["X-Request-ID"]
+    text = stream.getvalue()
+    assert "INFO relay.api [edge-42.a:b]: conversation 208-55039 v1 accepted" in text
+    rid = refused.headers["X-Request-ID"]
+    assert f"WARNING relay.api [{rid}]: refused body from testclient: not_an_object" in text
+    # The worker's lines belong to no request.
+    (sent,) = [line for line in lines(stream) if "delivery 1 written" in line]
+    assert "INFO relay.worker: delivery 1 written to the outbox, not sent" in sent
+
+
+def test_litestar_keeps_the_relay_handler(
+    capture: Capture, make_settings: Callable[..., Settings]
+) -> None:
+    stream = capture()
+    with TestClient(create_app(make_settings())) as client:
+        client.get("/healthz")
+        logging.getLogger("litestar").warning("from the framework")
+        logging.getLogger("uvicorn.error").info("from the server")
+    text = stream.getvalue()
+    assert "WARNING litestar: from the framework" in text
+    assert "INFO uvicorn.error: from the server" in text
+
+
+VISITOR_EMAIL = "zebra.visitor.7731@example.org"
+MESSAGE_TEXT = "ultraviolet kumquat 5512"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_no_visitor_email_or_message_text_at_info_level(
+    capture: Capture,
+    make_settings: Callable[..., Settings],
+    smtp_server: SmtpServer,
+    fmt: str,
+) -> None:
+    stream = capture(fmt)
+    settings = make_settings(smtp={"host": "127.0.0.1", "port": smtp_server.port})
+    data = sample("v1")
+    data["channel"]["isMissed"] = True
+    data["visitor"]["email"] = VISITOR_EMAIL
+    data["messages"][0]["content"] = MESSAGE_TEXT
+    # The same conversation with a wrongly typed field: refused, quarantined, logged.
+    broken = json.loads(json.dumps(data))
+    broken["channel"]["rating"] = f"{MESSAGE_TEXT} {VISITOR_EMAIL}"
+    smtp_server.handler.data_replies.append("451 4.3.0 busy, try again later")
+    hook = f"/hooks/smartsupp/{TOKEN}"
+    with TestClient(create_app(settings)) as client:
+        assert client.post(hook, content=body(data)).status_code == 200
+        assert client.post(hook, content=body(data)).json()["status"] == "duplicate"
+        assert client.post(hook, content=body(broken)).status_code == 400
+        assert client.post(hook, content=body(data)[:-5]).status_code == 400
+        smtp_server.handler.wait_for(1)
+        wait_settled(client)
+    received = smtp_server.handler.messages[0].message
+    assert [a.addr_spec for a in received["Reply-To"].addresses] == [VISITOR_EMAIL]
+    text = stream.getvalue()
+    # Every kind of event happened and was logged...
+    for expected in ("accepted", "wrong_type", "invalid_json", "failed (attempt 1)", "sent"):
+        assert expected in text, expected
+    # ...without the visitor's address or words.
+    assert VISITOR_EMAIL not in text
+    assert MESSAGE_TEXT not in text
+    assert "kumquat" not in text

@@ -1,0 +1,156 @@
+"""Rendering in a helper process gives the same email and Slack message as in-process."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+
+from relay.app import create_app
+from relay.config.settings import Settings
+from tests.support.app import wait_settled
+from tests.support.data import TOKEN, body, sample
+from tests.support.slack import FakeSlack
+from tests.support.smtp import SmtpServer
+
+
+def deliver_both(settings: Settings) -> None:
+    missed = sample("v1")
+    missed["channel"]["isMissed"] = True
+    rated = sample("v2")
+    rated["channel"]["id"] = 7
+    rated["channel"]["rating"] = 1
+    rated["channel"]["ratingDesc"] = "<!channel> too slow"
+    with TestClient(create_app(settings)) as client:
+        for data in (missed, rated):
+            assert client.post(f"/hooks/smartsupp/{TOKEN}", content=body(data)).status_code == 200
+        wait_settled(client)
+
+
+def test_pool_and_in_process_rendering_deliver_the_same_content(
+    make_settings: Callable[..., Settings],
+    smtp_server: SmtpServer,
+    fake_slack: FakeSlack,
+    tmp_path: Path,
+) -> None:
+    started = datetime.now(UTC).replace(microsecond=0)
+    for processes in (1, 0):
+        settings = make_settings(
+            smtp={"host": "127.0.0.1", "port": smtp_server.port},
+            slack={"token": "xoxb-test", "api_url": fake_slack.url},
+            delivery={"render_processes": processes},
+            storage={"state_dir": str(tmp_path / f"state-{processes}")},
+        )
+        deliver_both(settings)
+    first, second = smtp_server.handler.wait_for(2)
+    for header in ("Subject", "To", "Reply-To", "Message-ID", "References"):
+        assert first.message[header] == second.message[header]
+    # Date is when each email was made for sending, in the helper or in the worker.
+    for received in (first, second):
+        assert parsedate_to_datetime(received.message["Date"]) >= started
+    for kind in ("plain", "html"):
+        one, two = (m.message.get_body(preferencelist=(kind,)) for m in (first, second))
+        assert one is not None and two is not None
+        assert one.get_content() == two.get_content()
+    pooled, local = fake_slack.wait_for(2)
+    assert pooled.body["text"] == local.body["text"]
+    assert pooled.body["blocks"] == local.body["blocks"]
+    assert "&lt;!channel&gt;" in pooled.body["text"]
+    # The helper processes end with the app.
+    assert multiprocessing.active_children() == []
+
+
+async def test_a_dead_helper_means_in_process_rendering_once_then_a_new_helper() -> None:
+    from relay.config.settings import EmailAction, RenderSettings  # noqa: PLC0415 -- local
+    from relay.render.pool import PoolUnavailable, RenderJob, RenderPool  # noqa: PLC0415 -- local
+
+    data = sample("v1")
+    data["channel"]["isMissed"] = True
+    job = RenderJob(
+        RenderSettings(), "Relay <r@shop.test>", body(data), "missed",
+        EmailAction(type="email", to=["sales@shop.test"]), "<m@shop.test>",
+    )  # fmt: skip
+    pool = RenderPool(1)
+    try:
+        first = await pool.render(job)
+        assert first.message["Message-ID"] == "<m@shop.test>"
+        for child in multiprocessing.active_children():
+            child.kill()
+            child.join()
+        with pytest.raises(PoolUnavailable):
+            await pool.render(job)
+        again = await pool.render(job)
+        assert again.message["Subject"] == first.message["Subject"]
+    finally:
+        pool.close()
+    assert multiprocessing.active_children() == []
+
+
+async def test_helpers_pick_up_edited_templates_with_a_new_settings_generation(
+    tmp_path: Path,
+) -> None:
+    from relay.config.settings import EmailAction, RenderSettings  # noqa: PLC0415 -- local
+    from relay.render.pool import RenderJob, RenderPool  # noqa: PLC0415 -- local
+
+    (tmp_path / "email").mkdir()
+    subject = tmp_path / "email" / "subject.txt.j2"
+    subject.write_text("First wording")
+    settings = RenderSettings(templates_dir=tmp_path)
+    action = EmailAction(type="email", to=["sales@shop.test"])
+
+    def job(generation: int) -> RenderJob:
+        raw = body(sample("v1"))
+        return RenderJob(settings, "R <r@shop.test>", raw, "missed", action, "<m@x>", generation)
+
+    pool = RenderPool(1)
+    try:
+        assert (await pool.render(job(1))).message["Subject"] == "First wording"
+        subject.write_text("Second wording")
+        # Same generation: the helper keeps its compiled templates.
+        assert (await pool.render(job(1))).message["Subject"] == "First wording"
+        # A reload (new generation) makes it read the templates again.
+        assert (await pool.render(job(2))).message["Subject"] == "Second wording"
+    finally:
+        pool.close()
+
+
+async def test_helpers_killed_during_renders_make_every_render_fall_back_never_fail() -> None:
+    """Every render in flight fails together when the helpers die; exactly one of them shuts
+    the broken executor down, and each gets ``PoolUnavailable`` (render in-process), never an
+    error of its own. Three times over, and the pool works again after each."""
+    import asyncio  # noqa: PLC0415 -- local
+
+    from relay.config.settings import EmailAction, RenderSettings  # noqa: PLC0415 -- local
+    from relay.render.pool import PoolUnavailable, RenderJob, RenderPool  # noqa: PLC0415 -- local
+
+    data = sample("v1")
+    data["channel"]["isMissed"] = True
+    data["messages"] = data["messages"] * 2_000  # long enough to be rendering when killed
+    job = RenderJob(
+        RenderSettings(), "Relay <r@shop.test>", body(data), "missed",
+        EmailAction(type="email", to=["sales@shop.test"]), "<m@shop.test>",
+    )  # fmt: skip
+    pool = RenderPool(2)
+    try:
+        for _ in range(3):
+            await pool.render(job)  # helpers running
+            helpers = multiprocessing.active_children()
+            assert helpers
+            renders = [asyncio.create_task(pool.render(job)) for _ in range(8)]
+            await asyncio.sleep(0)  # let each task hand its job to the executor
+            for helper in helpers:
+                helper.kill()
+            outcomes = await asyncio.gather(*renders, return_exceptions=True)
+            failures = [o for o in outcomes if isinstance(o, BaseException)]
+            assert failures, "no render was in flight when the helpers died"
+            assert all(isinstance(f, PoolUnavailable) for f in failures), failures
+        assert (await pool.render(job)).message["Message-ID"] == "<m@shop.test>"
+    finally:
+        pool.close()
+        pool.close()  # closing twice is harmless
+    assert multiprocessing.active_children() == []

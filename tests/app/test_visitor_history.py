@@ -1,0 +1,189 @@
+"""Returning-visitor context: the store finds the visitor's earlier conversations and the email
+and Slack message say how many, how many were missed and when."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from relay.config.settings import RenderSettings
+from relay.intake.payload import parse
+from relay.model.category import Category, classify
+from relay.model.content import Content, EmailContent, SlackContent
+from relay.render.dispatch import Job
+from relay.render.dispatch import render as dispatch
+from relay.render.pool import RenderJob
+from relay.render.pool import render as pool_render
+from relay.store import Intake, StoreProtocol
+from tests.support.render import (
+    EMAIL_ACTION,
+    FROM_ADDRESS,
+    MESSAGE_ID,
+    SLACK_ACTION,
+    category_body,
+    renderer_for,
+)
+from tests.support.store import StoreOpener
+
+DAY_MS = 86_400_000
+
+
+@pytest.fixture
+def store(open_test_store: StoreOpener) -> StoreProtocol:
+    """A fresh store of each backend (closed by the opener)."""
+    return open_test_store()
+
+
+def keep(store: StoreProtocol, data: dict[str, Any]) -> int:
+    raw = json.dumps(data).encode()
+    conversation = parse(raw)
+    channel = conversation.channel.id
+    accepted = store.accept(
+        Intake(
+            raw=raw,
+            conv_key=f"{conversation.account_id}-{channel}",
+            account_id=conversation.account_id,
+            channel_id=channel,
+            content_hash=f"hash-{channel}",
+            category=classify(conversation).value,
+            planned=(),
+        )
+    )
+    return accepted.conversation_id
+
+
+def chat(category: Category, channel: int, days_later: int, **visitor: Any) -> dict[str, Any]:
+    data = category_body(category)
+    data["channel"]["id"] = channel
+    data["beginAt"] += days_later * DAY_MS
+    data["endAt"] += days_later * DAY_MS
+    data["visitor"].update(visitor)
+    return data
+
+
+def test_returning_visitor_context_from_two_stored_conversations(store: StoreProtocol) -> None:
+    keep(store, chat(Category.MISSED, 1, 0))  # visitor 27671, 27 Mar 2015
+    keep(store, chat(Category.NORMAL, 2, 1, id=999, email="other@example.com"))  # someone else
+    keep(store, chat(Category.OFFLINE, 3, 3))  # visitor 27671 again, 30 Mar
+    current = chat(Category.LOW_RATED, 4, 5)
+    current_id = keep(store, current)
+    keep(store, chat(Category.NORMAL, 5, 6))  # later: not "earlier"
+
+    earlier = store.visitor_history(current_id)
+    assert [category for category, _ in earlier] == ["missed", "offline"]
+
+    conversation = parse(json.dumps(current).encode())
+    renderer = renderer_for("en")
+    message = renderer.email(
+        conversation, Category.LOW_RATED, EMAIL_ACTION, message_id=MESSAGE_ID, earlier=earlier
+    ).message
+    line = "2 earlier conversations (1 missed on Mar 27; last: Offline message on Mar 30)"
+    for kind in ("plain", "html"):
+        part = message.get_body((kind,))
+        assert part is not None
+        assert line in str(part.get_content())
+    slack = renderer.slack(conversation, Category.LOW_RATED, SLACK_ACTION, earlier=earlier)
+    assert line in json.dumps(list(slack.blocks))
+    cs = renderer_for("cs").email(
+        conversation, Category.LOW_RATED, EMAIL_ACTION, message_id=MESSAGE_ID, earlier=earlier
+    )
+    text = cs.message.get_body(("plain",))
+    assert text is not None
+    assert "Vracející se návštěvník: 2 dřívější konverzace" in str(text.get_content())
+
+
+def test_visitor_without_an_id_is_found_by_email_and_a_first_visit_says_nothing(
+    store: StoreProtocol,
+) -> None:
+    first = keep(store, chat(Category.OFFLINE, 1, 0, id=None, email="Jana@Example.cz"))
+    second = keep(store, chat(Category.MISSED, 2, 1, id=None, email="jana@example.cz"))
+    assert store.visitor_history(first) == ()
+    assert [category for category, _ in store.visitor_history(second)] == ["offline"]
+    conversation = parse(json.dumps(chat(Category.MISSED, 2, 1)).encode())
+    message = (
+        renderer_for("en")
+        .email(conversation, Category.MISSED, EMAIL_ACTION, message_id=MESSAGE_ID)
+        .message
+    )
+    part = message.get_body(("plain",))
+    assert part is not None
+    assert "earlier conversation" not in str(part.get_content())
+
+
+def test_a_body_that_is_not_json_matches_nothing_and_hides_no_one(store: StoreProtocol) -> None:
+    first = keep(store, chat(Category.OFFLINE, 1, 0))
+    account = parse(json.dumps(chat(Category.MISSED, 2, 1)).encode()).account_id
+    unreadable = store.accept(
+        Intake(
+            raw=b"\xff\xfe not JSON, not UTF-8",
+            conv_key=f"{account}-2",
+            account_id=account,
+            channel_id=2,
+            content_hash="hash-2",
+            category="missed",
+            planned=(),
+        )
+    ).conversation_id
+    current = keep(store, chat(Category.LOW_RATED, 3, 2))
+    assert store.visitor_history(unreadable) == ()
+    assert [category for category, _ in store.visitor_history(current)] == ["offline"]
+    assert store.visitor_history(first) == ()
+
+
+MISSED_OFFLINE = ((Category.MISSED, 1), (Category.OFFLINE, 2))
+
+
+def test_history_is_one_entry_per_chat_with_the_latest_category_and_the_newest_kept(
+    store: StoreProtocol,
+) -> None:
+    keep(store, chat(Category.MISSED, 1, 0))
+    answered = chat(Category.NORMAL, 1, 0)  # a later version of the same chat
+    raw = json.dumps(answered).encode()
+    conversation = parse(raw)
+    store.accept(
+        Intake(
+            raw=raw,
+            conv_key=f"{conversation.account_id}-1",
+            account_id=conversation.account_id,
+            channel_id=1,
+            content_hash="hash-1-v2",
+            category=classify(conversation).value,
+            planned=(),
+        )
+    )
+    keep(store, chat(Category.OFFLINE, 2, 1))
+    current = keep(store, chat(Category.LOW_RATED, 3, 2))
+    earlier = store.visitor_history(current)
+    begin = [chat(category, n, n - 1)["beginAt"] / 1000.0 for category, n in MISSED_OFFLINE]
+    assert earlier == (("normal", begin[0]), ("offline", begin[1]))
+    assert store.visitor_history(current, limit=1) == (("offline", begin[1]),)
+
+
+def text_of(content: Content) -> str:
+    """The plain-text part of an email, or a Slack message's blocks as JSON."""
+    if isinstance(content, EmailContent):
+        part = content.message.get_body(("plain",))
+        assert part is not None
+        return str(part.get_content())
+    assert isinstance(content, SlackContent)
+    return json.dumps(list(content.blocks))
+
+
+def test_the_render_pool_job_and_the_dispatch_carry_the_earlier_conversations() -> None:
+    """What the worker passes on reaches the message, in a helper and in process alike."""
+    earlier = (("missed", 1427414400.0), ("offline", 1427673600.0))
+    line = "2 earlier conversations (1 missed on Mar 27; last: Offline message on Mar 30)"
+    raw = json.dumps(category_body(Category.LOW_RATED)).encode()
+    renderer = renderer_for("en")
+    settings = RenderSettings.model_validate({"locale": "en", "timezone": "Europe/London"})
+    for action in (EMAIL_ACTION, SLACK_ACTION):
+        job = Job(
+            raw, parse(raw), Category.LOW_RATED, action, rule="r", delivery_id=1, earlier=earlier
+        )
+        pooled = RenderJob(settings, FROM_ADDRESS, raw, "low-rated", action, earlier=earlier)
+        assert line in text_of(dispatch(job, renderer))
+        assert line in text_of(pool_render(pooled))
+        first_visit = Job(raw, parse(raw), Category.LOW_RATED, action, rule="r", delivery_id=1)
+        assert "earlier conversation" not in text_of(dispatch(first_visit, renderer))
