@@ -23,6 +23,7 @@ from relay.model.errors import (
 )
 from relay.model.urls import redact_url
 from relay.render.headers import UnsafeHeaders, flatten
+from relay.senders.answers import Answer, request
 from relay.senders.base import retry_after_seconds
 from relay.senders.oauth2 import TokenCache
 from relay.senders.smtp_oauth2 import token_cache
@@ -128,14 +129,14 @@ class GraphSender:
                 raise failure
             return
 
-    async def _post(self, token: str, body: bytes) -> httpx.Response:
+    async def _post(self, token: str, body: bytes) -> Answer:
         shown = redact_url(self.url)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "text/plain"}
         try:
             async with httpx.AsyncClient(
                 timeout=self.settings.timeout_seconds, follow_redirects=False
             ) as client:
-                return await client.post(self.url, content=body, headers=headers)
+                return await request(client, "POST", self.url, content=body, headers=headers)
         except httpx.TimeoutException as exc:
             raise DeliveryTimeout(f"Microsoft Graph {shown} timed out: {exc!r}") from None
         except (httpx.UnsupportedProtocol, httpx.InvalidURL):

@@ -21,6 +21,7 @@ from relay.model.errors import (
     TransientDeliveryError,
 )
 from relay.model.urls import redact_url
+from relay.senders.answers import request
 from relay.senders.base import retry_after_seconds
 
 # RFC 6749 section 5.2 error codes that no retry can fix: the registration, the secret, the
@@ -176,8 +177,12 @@ class TokenCache:
         shown = redact_url(url)
         try:
             async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as client:
-                response = await client.post(
-                    url, data=self.credentials.form(), headers={"Accept": "application/json"}
+                response = await request(
+                    client,
+                    "POST",
+                    url,
+                    data=self.credentials.form(),
+                    headers={"Accept": "application/json"},
                 )
         except httpx.TimeoutException as exc:
             raise DeliveryTimeout(f"OAuth2 token endpoint {shown} timed out: {exc!r}") from None

@@ -18,6 +18,7 @@ from relay.model.errors import (
     RateLimited,
     TransientDeliveryError,
 )
+from relay.senders.answers import Readable, request
 from relay.senders.base import retry_after_seconds
 
 DEFAULT_RETRY_AFTER = 1.0
@@ -30,12 +31,12 @@ def _where(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or '?'}"
 
 
-def _snippet(response: httpx.Response) -> str:
+def _snippet(response: Readable) -> str:
     text = " ".join(response.text[:SNIPPET].split())
     return f": {text}" if text else ""
 
 
-def classify_teams(response: httpx.Response, now: float) -> DeliveryError | None:
+def classify_teams(response: Readable, now: float) -> DeliveryError | None:
     """As for Slack: 2xx sent (Workflows answers 202), 429 RateLimited by Retry-After, 5xx,
     408 and 425 transient, anything else (a deleted flow, a malformed card) permanent."""
     status = response.status_code
@@ -69,7 +70,7 @@ class TeamsSender:
         shown = _where(self._url)
         try:
             async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as client:
-                response = await client.post(self._url, content=body, headers=headers)
+                response = await request(client, "POST", self._url, content=body, headers=headers)
         except httpx.TimeoutException:
             raise DeliveryTimeout(f"Teams webhook {shown} timed out") from None
         except (httpx.UnsupportedProtocol, httpx.InvalidURL):

@@ -19,13 +19,12 @@ from relay.model.errors import (
     TransientDeliveryError,
 )
 from relay.model.urls import redact_text, redact_url
+from relay.senders.answers import read_bounded
 from relay.senders.base import retry_after_seconds as _retry_after_seconds
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_RETRY_AFTER_SECONDS = 5.0
 USER_AGENT = "smartsupp-relay"
-# At most this much of an answer is read (for the error text); the status line decides.
-MAX_ANSWER_BYTES = 64 * 1024
 # Retry-After as seconds or an HTTP date, with this sender's default.
 retry_after_seconds = partial(_retry_after_seconds, default=DEFAULT_RETRY_AFTER_SECONDS)
 
@@ -41,20 +40,9 @@ def _snippet(body: bytes) -> str:
     return f": {text}" if text else ""
 
 
-async def read_bounded(response: httpx.Response, limit: int = MAX_ANSWER_BYTES) -> bytes:
-    """At most ``limit`` bytes of a streamed answer, however long it is or claims to be;
-    the rest is never read (the connection is closed with the response)."""
-    body = bytearray()
-    async for chunk in response.aiter_raw():
-        body += chunk[: limit - len(body)]
-        if len(body) >= limit:
-            break
-    return bytes(body)
-
-
 def classify_response(response: httpx.Response, now: float, body: bytes = b"") -> Exception | None:
     """None for 2xx; RateLimited for 429; transient for 408/425/5xx; permanent otherwise.
-    ``body`` is what was read of the answer (at most ``MAX_ANSWER_BYTES``)."""
+    ``body`` is what was read of the answer (bounded by ``answers.read_bounded``)."""
     status = response.status_code
     if 200 <= status < 300:
         return None

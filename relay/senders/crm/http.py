@@ -20,11 +20,14 @@ from relay.model.errors import (
     RateLimited,
     TransientDeliveryError,
 )
+from relay.senders.answers import Readable, request
 from relay.senders.base import retry_after_seconds
 
 USER_AGENT = "smartsupp-relay"
 DEFAULT_RETRY_AFTER_SECONDS = 10.0
 MAX_ERROR_TEXT = 300
+# Search answers list objects: more room than other destinations' answers, still bounded.
+MAX_CRM_ANSWER_BYTES = 1024 * 1024
 
 # (first status, last status, failure kind): the first row that holds wins. 404 and 409 are
 # permanent here; a sender that expects them (a deleted ticket) asks for them with ``allow``.
@@ -61,7 +64,7 @@ def _clean(text: str) -> str:
     return text[:MAX_ERROR_TEXT] + ("…" if len(text) > MAX_ERROR_TEXT else "")
 
 
-def answer_text(response: httpx.Response, error_text: ErrorText) -> str:
+def answer_text(response: Readable, error_text: ErrorText) -> str:
     """The API's own words about a failure: its error body as ``error_text`` reads it, or the
     start of the raw body."""
     try:
@@ -73,7 +76,7 @@ def answer_text(response: httpx.Response, error_text: ErrorText) -> str:
 
 def classify(
     system: str,
-    response: httpx.Response,
+    response: Readable,
     error_text: ErrorText,
     *,
     now: float,
@@ -151,7 +154,9 @@ class Api:
         """(status, decoded JSON body or None); raises the sorted DeliveryError unless the
         answer is 2xx or a status in ``allow``."""
         try:
-            response = await client.request(method, path, json=json, params=params)
+            response = await request(
+                client, method, path, json=json, params=params, limit=MAX_CRM_ANSWER_BYTES
+            )
         except httpx.HTTPError as exc:
             raise transport_failure(self.system, exc) from None
         if response.status_code not in allow:
@@ -164,6 +169,11 @@ class Api:
             )
             if failure is not None:
                 raise failure
+        if response.cut and response.status_code not in allow:
+            raise TransientDeliveryError(
+                f"{self.system} answered HTTP {response.status_code} with an answer over "
+                f"{MAX_CRM_ANSWER_BYTES} bytes (not read further)"
+            )
         if not response.content:
             return response.status_code, None
         try:
