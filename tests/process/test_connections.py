@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import selectors
 import socket
 import time
@@ -19,8 +20,9 @@ from relay.config.settings import Settings, load_settings
 from relay.intake.connections import RESERVED_FILES, RateLimitedLog, connection_limits
 from relay.model.errors import ConfigError
 from relay.reload import restart_only_changes
+from tests.support.config import write_sections
 from tests.support.data import TOKEN, body, sample
-from tests.support.server import RelayProcess, write_config
+from tests.support.process import RelayProcess
 from tests.support.smtp import free_port
 
 # Bounds the waits for the server to close connections, so that a server that never does
@@ -89,7 +91,7 @@ def test_rate_limited_log_logs_a_flood_as_one_line_per_interval(
 
 
 def test_limit_concurrency_must_not_exceed_max_connections(tmp_path: Path) -> None:
-    config = write_config(
+    config = write_sections(
         tmp_path / "relay.toml", {"server": {"max_connections": 50, "limit_concurrency": 60}}
     )
     with pytest.raises(ConfigError, match="limit_concurrency"):
@@ -124,7 +126,7 @@ def serve(
     tmp_path: Path, open_files: int | None = None, **server: object
 ) -> tuple[RelayProcess, int]:
     port = free_port()
-    config = write_config(
+    config = write_sections(
         tmp_path / "relay.toml",
         {
             "server": {"host": "127.0.0.1", "port": port, "hook_token": TOKEN, **server},
@@ -132,7 +134,7 @@ def serve(
             "delivery": {"render_processes": 0},
         },
     )
-    return RelayProcess(config, open_files=open_files), port
+    return RelayProcess(config, port, open_files=open_files), port
 
 
 def idle_connections(port: int, count: int) -> list[socket.socket]:
@@ -205,7 +207,7 @@ def test_idle_connections_are_closed_after_the_header_timeout(
         received, still_open = wait_closed(idle, CLOSE_WAIT_LIMIT)
         assert still_open == 0, f"{still_open} of 200 idle connections are still open"
         assert set(received) == {b""}  # closed without an answer: they asked nothing
-        process.wait_for_line("sent no complete request headers within 1 s")
+        process.wait_for_line(re.escape("sent no complete request headers within 1 s"))
         # Closed for good, not just forgotten: the server still answers.
         assert post(port, missed).status_code == 200
 
@@ -228,7 +230,7 @@ def test_a_stalled_request_body_is_answered_408_and_closed(tmp_path: Path, misse
         assert {answer.split(b"\r\n", 1)[0] for answer in received} == {
             b"HTTP/1.1 408 Request Timeout"
         }
-        process.wait_for_line("whose body was not complete within 1 s of its headers")
+        process.wait_for_line(re.escape("whose body was not complete within 1 s of its headers"))
         assert post(port, missed).status_code == 200
 
 
@@ -246,10 +248,12 @@ def test_connection_limits_answer_503_log_and_keep_files_for_good_clients(
         # Past limit_concurrency: a request is answered 503, and that is logged.
         busy = post(port, missed)
         assert busy.status_code == 503, busy.text
-        process.wait_for_line("concurrency limit reached (30 connections open")
+        process.wait_for_line(re.escape("concurrency limit reached (30 connections open"))
         # Past max_connections: new connections get 503 at once and are closed.
         idle += idle_connections(port, 365)
-        line = process.wait_for_line("connection limit reached (40 open, server.max_connections)")
+        line = process.wait_for_line(
+            re.escape("connection limit reached (40 open, server.max_connections)")
+        )
         assert line.split(": ", 1)[1].startswith("connection limit reached")
         received, still_open = wait_closed(idle, CLOSE_WAIT_LIMIT)
         assert still_open == 0, f"{still_open} of 400 idle connections are still open"
@@ -270,11 +274,13 @@ def test_connection_limits_answer_503_log_and_keep_files_for_good_clients(
 def test_a_low_open_file_limit_lowers_the_connection_limits(tmp_path: Path) -> None:
     process, port = serve(tmp_path, open_files=300)
     with process:
-        line = process.wait_for_line("server.max_connections is 1000, but only 300 files")
+        line = process.wait_for_line(
+            re.escape("server.max_connections is 1000, but only 300 files")
+        )
         cap = 300 - RESERVED_FILES
         assert f"at most {cap} connections are accepted" in line
         assert f"requests get 503 from {900 * cap // 1000} on" in line
         idle = idle_connections(port, cap + 10)
-        process.wait_for_line(f"connection limit reached ({cap} open")
+        process.wait_for_line(re.escape(f"connection limit reached ({cap} open"))
         for sock in idle:
             sock.close()

@@ -3,16 +3,15 @@ answer: after a restart the retry finds the object by a search and creates no se
 
 from __future__ import annotations
 
-import json
 import signal
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
+from tests.support.config import write_sections
 from tests.support.crm_fake import FakeApi
 from tests.support.crm_systems import SYSTEMS, System
 from tests.support.data import TOKEN
@@ -31,17 +30,7 @@ FINAL_CREATE = {
 }
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(str(value))
-
-
-def write_config(directory: Path, port: int, system: System, api: FakeApi) -> Path:
+def export_config(directory: Path, port: int, system: System, api: FakeApi) -> Path:
     sections = {
         "server": {"hook_token": TOKEN, "port": port},
         "storage": {"state_dir": str(directory / "state")},
@@ -49,15 +38,11 @@ def write_config(directory: Path, port: int, system: System, api: FakeApi) -> Pa
                      "render_processes": 0},
         f"destinations.{system.name}.main": system.destination(api),
     }  # fmt: skip
-    lines = []
-    for name, table in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{key} = {toml_value(value)}" for key, value in table.items()]
-    lines += ["[[rules]]", 'name = "export"', "[[rules.actions]]",
-              f'type = "{system.name}"', 'destination = "main"']  # fmt: skip
-    path = directory / "relay.toml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    rules = (
+        f'[[rules]]\nname = "export"\n[[rules.actions]]\ntype = "{system.name}"\n'
+        'destination = "main"\n'
+    )
+    return write_sections(directory / "relay.toml", sections, rules)
 
 
 def delivery_row(database: Path) -> tuple[str, str | None]:
@@ -85,7 +70,7 @@ def test_sigkill_after_the_api_answered_still_makes_one(
     tmp_path: Path, system: System, api: FakeApi
 ) -> None:
     port = free_port()
-    config = write_config(tmp_path, port, system, api)
+    config = export_config(tmp_path, port, system, api)
     database = tmp_path / "state" / "relay.db"
     holder: list[sqlite3.Connection] = []
 

@@ -15,7 +15,7 @@ from tests.support.config import write_config
 from tests.support.data import TOKEN, body, sample
 from tests.support.leads import LINK, follow_up
 from tests.support.paths import DOCS
-from tests.support.server import RelayProcess
+from tests.support.process import RelayProcess
 from tests.support.smtp import SmtpServer, free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -55,7 +55,7 @@ def test_claim_in_a_real_browser(tmp_path: Path, smtp_server: SmtpServer) -> Non
     data = sample("v1")
     data["channel"]["isMissed"] = True
     requested: list[str] = []
-    with RelayProcess(config), sync_playwright() as playwright:
+    with RelayProcess(config, port), sync_playwright() as playwright:
         import httpx  # noqa: PLC0415
 
         posted = httpx.post(f"{base}/hooks/smartsupp/{TOKEN}", content=body(data))

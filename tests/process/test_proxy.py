@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +16,9 @@ import httpx
 import pytest
 
 from relay.runtime import Network, client_address
+from tests.support.config import write_sections
 from tests.support.data import TOKEN, body, sample
-from tests.support.server import RelayProcess, write_config
+from tests.support.process import RelayProcess
 from tests.support.smtp import free_port
 
 LOOPBACK: list[Network] = [ipaddress.ip_network("127.0.0.0/8")]
@@ -67,7 +69,7 @@ def stored(state: Path) -> dict[str, int]:
 def serve(tmp_path: Path, **server: object) -> tuple[RelayProcess, str, Path]:
     state = tmp_path / "state"
     port = free_port()
-    config = write_config(
+    config = write_sections(
         tmp_path / "relay.toml",
         {
             "server": {"host": "127.0.0.1", "port": port, "hook_token": TOKEN, **server},
@@ -75,7 +77,7 @@ def serve(tmp_path: Path, **server: object) -> tuple[RelayProcess, str, Path]:
             "logging": {"format": "json"},
         },
     )
-    return RelayProcess(config), f"http://127.0.0.1:{port}/hooks/smartsupp/{TOKEN}", state
+    return RelayProcess(config, port), f"http://127.0.0.1:{port}/hooks/smartsupp/{TOKEN}", state
 
 
 @pytest.fixture
@@ -121,7 +123,7 @@ def test_allowlist_without_the_caller_refuses_and_stores_nothing(
 
         # The refusal was logged (as JSON) with the address and the request's id.
         rid = forged.headers["X-Request-ID"]
-        line = process.wait_for_line(f'"request_id": "{rid}"')
+        line = process.wait_for_line(re.escape(f'"request_id": "{rid}"'))
     event = json.loads(line)
     assert event["level"] == "warning"
     refusal = "hook call from 198.51.100.2 refused: not in server.hook_allowlist"

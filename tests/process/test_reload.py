@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import queue
 import signal
 import socket
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -130,61 +124,6 @@ def test_reload_applies_a_valid_change_and_refuses_an_invalid_one(
         wait_settled(client)
 
 
-class Relay:
-    """`relay serve` in a subprocess; stderr lines are read by a thread into a queue."""
-
-    def __init__(self, config: Path) -> None:
-        relay = Path(sys.executable).with_name("relay")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
-        env.pop("CREDENTIALS_DIRECTORY", None)
-        self.process = subprocess.Popen(
-            [str(relay), "serve", "--config", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        assert self.process.stderr is not None
-        self.reader = threading.Thread(target=self._read, args=(self.process.stderr,), daemon=True)
-        self.reader.start()
-
-    def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            self.lines.put(line)
-
-    def wait_for_line(self, text: str, timeout: float = 20.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                line = self.lines.get(timeout=max(remaining, 0.01))
-            except queue.Empty:
-                raise AssertionError(
-                    f"no log line with {text!r}; got:\n{''.join(self.seen)}"
-                ) from None
-            self.seen.append(line)
-            if text in line:
-                return line
-
-    def hup(self) -> None:
-        self.process.send_signal(signal.SIGHUP)
-
-    def stop(self) -> None:
-        """SIGTERM (uvicorn stops gracefully, then re-raises it: the exit status is -15)."""
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.reader.join(timeout=5)
-        assert self.process.stderr is not None
-        self.process.stderr.close()
-
-
 @pytest.mark.slow
 def test_sighup_reloads_a_running_relay_without_dropping_requests(
     tmp_path: Path, endpoint: FakeEndpoint
@@ -194,10 +133,10 @@ def test_sighup_reloads_a_running_relay_without_dropping_requests(
     port = free_port()
     url = f"http://127.0.0.1:{port}/hooks/smartsupp/{TOKEN}"
     path.write_text(config_text(state, endpoint, "first", port=port), encoding="utf-8")
-    relay = Relay(path)
+    relay = RelayProcess(path, port)
     try:
+        relay.start()  # the store and worker are up
         relay.wait_for_line("SIGHUP reloads the settings")
-        relay.wait_for_line("relay ready: listening on")  # the store and worker are up
         assert httpx.post(url, content=conversation(1), timeout=10).status_code == 200
         assert endpoint.wait_for(1)[-1].path == "/first"
 
@@ -224,9 +163,10 @@ def test_sighup_reloads_a_running_relay_without_dropping_requests(
         assert httpx.post(url, content=conversation(3), timeout=10).status_code == 200
         routed = paths_by_channel(endpoint.wait_for(3 + len(burst)))
         assert routed[3] == "/second"
+        code = relay.terminate()
     finally:
-        relay.stop()
-    assert relay.process.returncode in (0, -signal.SIGTERM)  # stopped, not crashed
+        relay.ensure_stopped()
+    assert code in (0, -signal.SIGTERM)  # stopped, not crashed
     assert len(endpoint.received) == 3 + len(burst)
 
 

@@ -59,13 +59,12 @@ def test_a_missing_socket_is_logged_not_raised(caplog: pytest.LogCaptureFixture)
 
 @pytest.mark.slow
 def test_ready_once_the_port_accepts_and_stopping_at_sigterm(
-    tmp_path: Path, listener: tuple[socket.socket, str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, listener: tuple[socket.socket, str]
 ) -> None:
     sock, path = listener
-    monkeypatch.setenv("NOTIFY_SOCKET", path)
     port = free_port()
     config, _ = write_config(tmp_path, server={"port": port})
-    relay = RelayProcess(config, port)
+    relay = RelayProcess(config, port, env={"NOTIFY_SOCKET": path})
     relay.start(ready=None)
     try:
         ready = sock.recv(4096).decode()

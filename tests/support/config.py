@@ -17,8 +17,10 @@ def _value(value: Any) -> str:
         return repr(value)
     if isinstance(value, str | Path):
         return json.dumps(str(value))  # a JSON string is a valid TOML basic string
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_value(v)}" for k, v in value.items()) + " }"
     raise TypeError(f"cannot write {value!r} as a TOML value here")
 
 
@@ -29,6 +31,12 @@ def to_toml(sections: dict[str, dict[str, Any]]) -> str:
         lines.extend(f"{key} = {_value(value)}" for key, value in table.items())
         lines.append("")
     return "\n".join(lines)
+
+
+def write_sections(path: Path, sections: dict[str, dict[str, Any]], more: str = "") -> Path:
+    """Exactly ``sections`` (no defaults), then ``more`` (e.g. ``[[rules]]`` tables)."""
+    path.write_text(to_toml(sections) + more, encoding="utf-8")
+    return path
 
 
 def write_config(directory: Path, **overrides: dict[str, Any]) -> tuple[Path, Settings]:

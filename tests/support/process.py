@@ -15,6 +15,11 @@ import httpx
 from tests.support.data import TOKEN
 
 READY = "relay ready: listening on"  # bound first, then store and worker, then this line
+# Runs argv[2:] with the open-file limit (soft and hard) set to argv[1].
+WITH_OPEN_FILES = (
+    "import os, resource, sys; n = int(sys.argv[1]);"
+    " resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)); os.execv(sys.argv[2], sys.argv[2:])"
+)
 
 
 def relay_command() -> list[str]:
@@ -24,13 +29,38 @@ def relay_command() -> list[str]:
     return [str(script)]
 
 
-class RelayProcess:
-    """``relay serve --config PATH``; every stderr line is kept and can be waited for."""
+def relay_environment() -> dict[str, str]:
+    """This environment without the relay's own variables (``RELAY_*``, a credentials
+    directory, a journal stream): a relay under test reads only what its test wrote."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("RELAY_")
+        and name not in ("CREDENTIALS_DIRECTORY", "JOURNAL_STREAM", "NOTIFY_SOCKET")
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
-    def __init__(self, config: Path, port: int, *, args: tuple[str, ...] = ()) -> None:
+
+class RelayProcess:
+    """``relay serve --config PATH``; every stderr line is kept and can be waited for.
+    ``open_files`` runs it under that open-file limit (RLIMIT_NOFILE); as a context manager
+    it is started on entry and stopped (SIGTERM, then SIGKILL) on exit."""
+
+    def __init__(
+        self,
+        config: Path,
+        port: int = 0,
+        *,
+        args: tuple[str, ...] = (),
+        open_files: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.config = config
         self.port = port
         self.args = args  # more `relay serve` options
+        self.open_files = open_files
+        self.env = env or {}  # added to the environment the relay starts with
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self.proc: subprocess.Popen[str] | None = None
@@ -44,15 +74,16 @@ class RelayProcess:
         """Start, and unless ``ready`` is None wait for that line (default: the relay is up)."""
         with self._changed:
             self.lines.clear()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("RELAY_CONFIG", None)
+        command = [*relay_command(), "serve", "--config", str(self.config), *self.args]
+        if self.open_files is not None:
+            command = [sys.executable, "-c", WITH_OPEN_FILES, str(self.open_files), *command]
         self.proc = subprocess.Popen(
-            [*relay_command(), "serve", "--config", str(self.config), *self.args],
+            command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            env=env,
+            env={**relay_environment(), **self.env},
         )
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
         self._reader.start()
@@ -90,6 +121,11 @@ class RelayProcess:
     def post(self, client: httpx.Client, content: bytes) -> httpx.Response:
         return client.post(self.url, content=content)
 
+    def hup(self) -> None:
+        """SIGHUP: reload the settings."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+
     def kill(self) -> int:
         return self._signal(signal.SIGKILL)
 
@@ -108,3 +144,14 @@ class RelayProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=30)
+
+    def __enter__(self) -> RelayProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                self.terminate()
+        finally:
+            self.ensure_stopped()
