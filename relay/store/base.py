@@ -10,6 +10,15 @@ from pathlib import Path
 
 from relay.model.errors import StoreError, StoreVersionError
 from relay.store import queries
+from relay.store.rows import RowWriter
+
+# This store's statements for the rows both stores write alike (relay.store.rows).
+WRITES = RowWriter(
+    plan_delivery=queries.PLAN_DELIVERY,
+    open_leads_of_visitor=queries.OPEN_LEADS_OF_VISITOR,
+    insert_lead=queries.INSERT_LEAD,
+    update_lead=queries.UPDATE_LEAD,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (

@@ -6,47 +6,9 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
-from relay.routing.decide import PlannedDelivery
 from relay.store import queries
-from relay.store.base import StoreBase
-from relay.store.leads import record_lead
+from relay.store.base import WRITES, StoreBase
 from relay.store.records import Accepted, Intake
-
-
-def plan_deliveries(
-    db: sqlite3.Connection,
-    conversation_id: int,
-    conv_key: str,
-    category: str,
-    planned: Sequence[PlannedDelivery],
-    *,
-    now: float,
-    force: bool = False,
-) -> int:
-    """Insert deliveries. An action already planned for any version of the same conversation
-    in the same category is not planned again (``dedupe_key`` is unique), unless ``force``
-    (operator replay) makes the key unique."""
-    created = 0
-    for plan in planned:
-        dedupe = f"{conv_key}/{category}/{plan.action_key}"
-        if force:
-            dedupe += f"/replay-{now!r}-{created}"
-        cur = db.execute(
-            queries.PLAN_DELIVERY,
-            (
-                conversation_id,
-                dedupe,
-                plan.rule,
-                plan.channel,
-                plan.action.model_dump_json(by_alias=True),
-                category,
-                now,
-                now,
-                now,
-            ),
-        )
-        created += cur.rowcount
-    return created
 
 
 class IntakeOps(StoreBase):
@@ -82,11 +44,13 @@ class IntakeOps(StoreBase):
             ).fetchone()
             return Accepted(existing[0], existing[1], duplicate=True, deliveries=0)
         conversation_id, version = inserted
-        created = plan_deliveries(
+        created = WRITES.plan_deliveries(
             db, conversation_id, intake.conv_key, intake.category, intake.planned, now=now
         )
         if intake.lead is not None:
-            record_lead(db, conversation_id, intake.conv_key, intake.category, intake.lead, now=now)
+            WRITES.record_lead(
+                db, conversation_id, intake.conv_key, intake.category, intake.lead, now=now
+            )
         return Accepted(conversation_id, version, duplicate=False, deliveries=created)
 
     def quarantine(

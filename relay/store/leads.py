@@ -4,89 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from relay.leads.model import Lead, LeadFacts, LeadState, Refused, answered_in_chat
+from relay.leads.model import Lead, LeadState, Refused
 from relay.routing.decide import PlannedDelivery
 from relay.store import queries
-from relay.store.base import StoreBase
-
-
-def lead_from_row(row: Any) -> Lead:
-    """A lead from its columns (``queries._LEAD_COLUMNS``; the PostgreSQL store's too)."""
-    (lid, key, category, created, state, vid, vemail, vname, cby, cat, dby, dat, note, aat) = row
-    return Lead(
-        id=lid,
-        conv_key=key,
-        category=category,
-        created_at=created,
-        state=LeadState(state),
-        visitor_id=vid,
-        visitor_email=vemail,
-        visitor_name=vname,
-        claimed_by=cby,
-        claimed_at=cat,
-        done_by=dby,
-        done_at=dat,
-        note=note,
-        answered_at=aat,
-    )
-
-
-def record_lead(
-    db: sqlite3.Connection,
-    conversation_id: int,
-    conv_key: str,
-    category: str,
-    facts: LeadFacts,
-    *,
-    now: float,
-) -> None:
-    """Inside the intake's transaction: an answered conversation settles the visitor's open
-    leads; a follow-up conversation becomes a lead (once per conversation key)."""
-    if facts.answered and (facts.visitor_id or facts.visitor_email):
-        rows = db.execute(
-            queries.OPEN_LEADS_OF_VISITOR,
-            (conv_key, facts.visitor_id, facts.visitor_email),
-        ).fetchall()
-        for row in rows:
-            lead = lead_from_row(row)
-            changed = answered_in_chat(lead, now)
-            if isinstance(changed, Lead):
-                _write(db, lead, changed)
-    if facts.follow_up:
-        db.execute(
-            queries.INSERT_LEAD,
-            (
-                conv_key,
-                conversation_id,
-                category,
-                now,
-                facts.visitor_id,
-                facts.visitor_email,
-                facts.visitor_name,
-            ),
-        )
-
-
-def _write(db: sqlite3.Connection, before: Lead, after: Lead) -> bool:
-    """Write ``after`` only if the row still is ``before`` (its state and claimer)."""
-    cur = db.execute(
-        queries.UPDATE_LEAD,
-        (
-            after.state.value,
-            after.claimed_by,
-            after.claimed_at,
-            after.done_by,
-            after.done_at,
-            after.note,
-            after.answered_at,
-            before.id,
-            before.state.value,
-            before.claimed_by,
-        ),
-    )
-    return cur.rowcount == 1
+from relay.store.base import WRITES, StoreBase
+from relay.store.rows import lead_from_row
 
 
 class LeadOps(StoreBase):
@@ -119,7 +42,11 @@ class LeadOps(StoreBase):
             if before is None:
                 return None
             after = transition(before)
-            if isinstance(after, Lead) and after != before and not _write(db, before, after):
+            if (
+                isinstance(after, Lead)
+                and after != before
+                and not WRITES.write_lead(db, before, after)
+            ):
                 raise sqlite3.OperationalError(f"lead {lead_id} changed during its transition")
             return after
 
@@ -151,9 +78,9 @@ class LeadOps(StoreBase):
             cur = db.execute(queries.INSERT_ESCALATION, (lead.id, step, now))
             if cur.rowcount == 0:
                 return None
-            from relay.store.intake import plan_deliveries  # noqa: PLC0415 -- intake imports us
-
-            return plan_deliveries(db, found[1], lead.conv_key, lead.category, planned, now=now)
+            return WRITES.plan_deliveries(
+                db, found[1], lead.conv_key, lead.category, planned, now=now
+            )
 
     def digest_days(self) -> set[str]:
         return {str(row[0]) for row in self._conn.execute(queries.DIGEST_DAYS)}

@@ -10,8 +10,7 @@ from typing import Any
 
 from relay.routing.decide import PlannedDelivery
 from relay.store import queries
-from relay.store.base import ACTIVE, COUNTED, StoreBase
-from relay.store.intake import plan_deliveries
+from relay.store.base import ACTIVE, COUNTED, WRITES, StoreBase
 from relay.store.records import DeliveryRow, QuarantineRow
 
 RETRYABLE = ("pending", "retrying", "dead")
@@ -93,7 +92,7 @@ class OperatorOps(StoreBase):
             return 0
         _, category, conv_key = found
         with self._transaction() as db:
-            return plan_deliveries(
+            return WRITES.plan_deliveries(
                 db, conversation_id, conv_key, category, planned, now=now, force=True
             )
 

@@ -14,11 +14,10 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
-from relay.leads.model import Lead, LeadFacts, Refused, answered_in_chat
+from relay.leads.model import Lead, Refused
 from relay.model.errors import StoreError
 from relay.routing.decide import PlannedDelivery
 from relay.store.base import ACTIVE, COUNTED
-from relay.store.leads import lead_from_row
 from relay.store.operator import earlier_chats
 from relay.store.pgconnect import connect, redacted
 from relay.store.postgres import queries as q
@@ -31,6 +30,7 @@ from relay.store.records import (
     Intake,
     QuarantineRow,
 )
+from relay.store.rows import RowWriter, lead_from_row
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,13 @@ CLAIM_PAGE = 256
 LEAD_ATTEMPTS = 20
 # How often an intake may lose the race for a version number to another relay and try again.
 VERSION_ATTEMPTS = 20
+# This store's statements for the rows both stores write alike (relay.store.rows).
+WRITES = RowWriter(
+    plan_delivery=q.INSERT_DELIVERY,
+    open_leads_of_visitor=q.OPEN_LEADS_OF_VISITOR,
+    insert_lead=q.INSERT_LEAD,
+    update_lead=q.UPDATE_LEAD,
+)
 
 Connection = psycopg.Connection[TupleRow]
 # What leases() counts: held by this relay, held by other relays, expired (their holder died).
@@ -180,12 +187,17 @@ class PostgresStore:
             ).fetchone()
             if inserted is not None:
                 conversation_id, version = int(inserted[0]), int(inserted[1])
-                created = self._plan(
+                created = WRITES.plan_deliveries(
                     db, conversation_id, intake.conv_key, intake.category, intake.planned, now=now
                 )
                 if intake.lead is not None:
-                    _record_lead(
-                        db, conversation_id, intake.conv_key, intake.category, intake.lead, now=now
+                    WRITES.record_lead(
+                        db,
+                        conversation_id,
+                        intake.conv_key,
+                        intake.category,
+                        intake.lead,
+                        now=now,
                     )
                 return Accepted(conversation_id, version, duplicate=False, deliveries=created)
             existing = db.execute(
@@ -197,40 +209,6 @@ class PostgresStore:
             f"conversation {intake.conv_key}: no version number could be taken after"
             f" {VERSION_ATTEMPTS} attempts (other relays kept storing new versions)"
         )
-
-    @staticmethod
-    def _plan(
-        db: Connection,
-        conversation_id: int,
-        conv_key: str,
-        category: str,
-        planned: Sequence[PlannedDelivery],
-        *,
-        now: float,
-        force: bool = False,
-    ) -> int:
-        """As ``relay.store.intake.plan_deliveries``: ``dedupe_key`` is unique."""
-        created = 0
-        for plan in planned:
-            dedupe = f"{conv_key}/{category}/{plan.action_key}"
-            if force:
-                dedupe += f"/replay-{now!r}-{created}"
-            cur = db.execute(
-                q.INSERT_DELIVERY,
-                (
-                    conversation_id,
-                    dedupe,
-                    plan.rule,
-                    plan.channel,
-                    plan.action.model_dump_json(by_alias=True),
-                    category,
-                    now,
-                    now,
-                    now,
-                ),
-            )
-            created += cur.rowcount
-        return created
 
     def quarantine(
         self,
@@ -524,7 +502,7 @@ class PostgresStore:
             return 0
         _, category, conv_key = found
         with self._transaction() as db:
-            created = self._plan(
+            created = WRITES.plan_deliveries(
                 db, conversation_id, conv_key, category, planned, now=now, force=True
             )
             if created:
@@ -633,7 +611,7 @@ class PostgresStore:
                 after = transition(before)
                 if not isinstance(after, Lead) or after == before:
                     return after
-                if _write_lead(db, before, after):
+                if WRITES.write_lead(db, before, after):
                     return after
         raise StoreError(
             f"lead {lead_id}: changed by other relays during each of {LEAD_ATTEMPTS} attempts"
@@ -662,7 +640,9 @@ class PostgresStore:
             row = db.execute(q.RECORD_ESCALATION, (lead.id, step, now)).fetchone()
             if row is None:
                 return None
-            created = self._plan(db, int(row[0]), lead.conv_key, lead.category, planned, now=now)
+            created = WRITES.plan_deliveries(
+                db, int(row[0]), lead.conv_key, lead.category, planned, now=now
+            )
             if created:
                 db.execute(q.NOTIFY)
             return created
@@ -686,63 +666,6 @@ class PostgresStore:
         conversation received in [start, end)."""
         rows = self._read().execute(q.DAY_CONVERSATIONS, (start, end)).fetchall()
         return [(str(cat), float(at), None if raw is None else bytes(raw)) for cat, at, raw in rows]
-
-
-def _record_lead(
-    db: Connection,
-    conversation_id: int,
-    conv_key: str,
-    category: str,
-    facts: LeadFacts,
-    *,
-    now: float,
-) -> None:
-    """As ``relay.store.leads.record_lead``, inside the intake's transaction: an answered
-    conversation settles the visitor's open leads (each by compare-and-set: one another relay
-    claimed meanwhile stays claimed); a follow-up conversation becomes a lead, once per
-    conversation key (the unique constraint)."""
-    if facts.answered and (facts.visitor_id or facts.visitor_email):
-        rows = db.execute(
-            q.OPEN_LEADS_OF_VISITOR, (conv_key, facts.visitor_id, facts.visitor_email)
-        ).fetchall()
-        for row in rows:
-            lead = lead_from_row(row)
-            changed = answered_in_chat(lead, now)
-            if isinstance(changed, Lead):
-                _write_lead(db, lead, changed)
-    if facts.follow_up:
-        db.execute(
-            q.INSERT_LEAD,
-            (
-                conv_key,
-                conversation_id,
-                category,
-                now,
-                facts.visitor_id,
-                facts.visitor_email,
-                facts.visitor_name,
-            ),
-        )
-
-
-def _write_lead(db: Connection, before: Lead, after: Lead) -> bool:
-    """Write ``after`` only if the row still is ``before`` (its state and claimer)."""
-    cur = db.execute(
-        q.UPDATE_LEAD,
-        (
-            after.state.value,
-            after.claimed_by,
-            after.claimed_at,
-            after.done_by,
-            after.done_at,
-            after.note,
-            after.answered_at,
-            before.id,
-            before.state.value,
-            before.claimed_by,
-        ),
-    )
-    return cur.rowcount == 1
 
 
 def _quarantine_row(row: TupleRow) -> QuarantineRow:
