@@ -1,4 +1,4 @@
-"""Destinations' HTTP answers, read only up to a bound: what a sender may keep of an answer."""
+"""HTTP destinations' answers read only up to a bound, and their transport failures sorted."""
 
 from __future__ import annotations
 
@@ -9,9 +9,41 @@ from typing import Any, Protocol
 
 import httpx
 
+from relay.model.errors import (
+    DeliveryConnectionError,
+    DeliveryError,
+    DeliveryTimeout,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+
 # At most this much of an answer is read: enough for any error text or JSON reply a
 # destination sends; an answer that goes on is cut there and never read further.
 MAX_ANSWER_BYTES = 64 * 1024
+
+
+# httpx's exceptions, most specific first: the kind of failure, and what is said after the
+# destination's name. Only the exception's class is named: its text may quote the URL,
+# and with a token in the query or a password in it, the URL is a secret.
+TRANSPORT_FAILURES: tuple[tuple[type[Exception], type[DeliveryError], str], ...] = (
+    (httpx.TimeoutException, DeliveryTimeout, "timed out: {name}"),
+    (httpx.UnsupportedProtocol, PermanentDeliveryError, "is unusable: not an http(s) URL"),
+    (httpx.InvalidURL, PermanentDeliveryError, "is unusable: not a valid URL"),
+    (httpx.TransportError, DeliveryConnectionError, "connection failed: {name}"),
+)
+
+
+# What a sender catches around an httpx call (InvalidURL is not an HTTPError).
+HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL)
+
+
+def transport_failure(who: str, exc: Exception) -> DeliveryError:
+    """The DeliveryError for an httpx exception; ``who`` names the destination as it may be
+    shown (its URL redacted)."""
+    for cls, kind, said in TRANSPORT_FAILURES:
+        if isinstance(exc, cls):
+            return kind(f"{who} " + said.format(name=type(exc).__name__))
+    return TransientDeliveryError(f"{who} request failed: {type(exc).__name__}")
 
 
 class Readable(Protocol):
@@ -75,7 +107,7 @@ async def request(
 ) -> Answer:
     """One request whose answer is read up to ``limit`` bytes. Answers are asked for
     uncompressed and read raw, so a small compressed answer cannot inflate past the bound.
-    Transport errors are httpx's own, for the caller's failure table."""
+    httpx's exceptions are left to the caller, for ``transport_failure``."""
     sent = {**(headers or {}), "Accept-Encoding": "identity"}
     async with client.stream(method, url, headers=sent, **kwargs) as response:
         body = await read_bounded(response, limit)

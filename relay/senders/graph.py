@@ -14,16 +14,14 @@ import httpx
 from relay.config.settings import SmtpSettings
 from relay.model.content import Content, EmailContent
 from relay.model.errors import (
-    DeliveryConnectionError,
     DeliveryError,
-    DeliveryTimeout,
     PermanentDeliveryError,
     RateLimited,
     TransientDeliveryError,
 )
 from relay.model.urls import redact_url
 from relay.render.headers import UnsafeHeaders, flatten
-from relay.senders.answers import Answer, request
+from relay.senders.answers import HTTPX_ERRORS, Answer, request, transport_failure
 from relay.senders.base import retry_after_seconds
 from relay.senders.oauth2 import TokenCache
 from relay.senders.smtp_oauth2 import token_cache
@@ -137,11 +135,5 @@ class GraphSender:
                 timeout=self.settings.timeout_seconds, follow_redirects=False
             ) as client:
                 return await request(client, "POST", self.url, content=body, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise DeliveryTimeout(f"Microsoft Graph {shown} timed out: {exc!r}") from None
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL):
-            raise PermanentDeliveryError(f"graph_url {shown} is not a usable URL") from None
-        except httpx.TransportError as exc:
-            raise DeliveryConnectionError(
-                f"Microsoft Graph {shown} connection failed: {exc!r}"
-            ) from None
+        except HTTPX_ERRORS as exc:
+            raise transport_failure(f"Microsoft Graph graph_url {shown}", exc) from None

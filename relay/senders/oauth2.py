@@ -13,15 +13,13 @@ from typing import Any, Protocol
 import httpx
 
 from relay.model.errors import (
-    DeliveryConnectionError,
     DeliveryError,
-    DeliveryTimeout,
     PermanentDeliveryError,
     RateLimited,
     TransientDeliveryError,
 )
 from relay.model.urls import redact_url
-from relay.senders.answers import request
+from relay.senders.answers import HTTPX_ERRORS, request, transport_failure
 from relay.senders.base import retry_after_seconds
 
 # RFC 6749 section 5.2 error codes that no retry can fix: the registration, the secret, the
@@ -184,16 +182,8 @@ class TokenCache:
                     data=self.credentials.form(),
                     headers={"Accept": "application/json"},
                 )
-        except httpx.TimeoutException as exc:
-            raise DeliveryTimeout(f"OAuth2 token endpoint {shown} timed out: {exc!r}") from None
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL):
-            raise PermanentDeliveryError(
-                f"OAuth2 token url {shown} is not a usable http(s) URL"
-            ) from None
-        except httpx.TransportError as exc:
-            raise DeliveryConnectionError(
-                f"OAuth2 token endpoint {shown} connection failed: {exc!r}"
-            ) from None
+        except HTTPX_ERRORS as exc:
+            raise transport_failure(f"OAuth2 token endpoint {shown}", exc) from None
         now = self._clock()
         if response.status_code == 200:
             token = parse_token(response.content, now)

@@ -11,14 +11,12 @@ import httpx
 from relay.config.settings import TeamsSettings
 from relay.model.content import Content, TeamsContent
 from relay.model.errors import (
-    DeliveryConnectionError,
     DeliveryError,
-    DeliveryTimeout,
     PermanentDeliveryError,
     RateLimited,
     TransientDeliveryError,
 )
-from relay.senders.answers import Readable, request
+from relay.senders.answers import HTTPX_ERRORS, Readable, request, transport_failure
 from relay.senders.base import retry_after_seconds
 
 DEFAULT_RETRY_AFTER = 1.0
@@ -71,14 +69,8 @@ class TeamsSender:
         try:
             async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as client:
                 response = await request(client, "POST", self._url, content=body, headers=headers)
-        except httpx.TimeoutException:
-            raise DeliveryTimeout(f"Teams webhook {shown} timed out") from None
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL):
-            raise PermanentDeliveryError(f"Teams webhook_url for {shown} is unusable") from None
-        except httpx.TransportError as exc:
-            raise DeliveryConnectionError(
-                f"Teams webhook {shown} connection failed: {type(exc).__name__}"
-            ) from None
+        except HTTPX_ERRORS as exc:
+            raise transport_failure(f"Teams webhook_url {shown}", exc) from None
         failure = classify_teams(response, time.time())
         if failure is not None:
             raise failure

@@ -12,14 +12,12 @@ import httpx
 from relay.config.settings import WebhookDestination
 from relay.model.content import Content, WebhookContent
 from relay.model.errors import (
-    DeliveryConnectionError,
-    DeliveryTimeout,
     PermanentDeliveryError,
     RateLimited,
     TransientDeliveryError,
 )
 from relay.model.urls import redact_text, redact_url
-from relay.senders.answers import read_bounded
+from relay.senders.answers import HTTPX_ERRORS, read_bounded, transport_failure
 from relay.senders.base import retry_after_seconds as _retry_after_seconds
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -98,14 +96,8 @@ class WebhookSender:
                 # never read.
                 ok = 200 <= response.status_code < 300
                 body = b"" if ok else await read_bounded(response)
-        except httpx.TimeoutException as exc:
-            raise DeliveryTimeout(f"webhook {shown} timed out: {exc!r}") from None
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            # InvalidURL's text quotes the offending part of the URL, which may be a password.
-            reason = exc if isinstance(exc, httpx.UnsupportedProtocol) else "not a valid URL"
-            raise PermanentDeliveryError(f"webhook url {shown} is unusable: {reason}") from None
-        except httpx.TransportError as exc:
-            raise DeliveryConnectionError(f"webhook {shown} connection failed: {exc!r}") from None
+        except HTTPX_ERRORS as exc:
+            raise transport_failure(f"webhook url {shown}", exc) from None
         failure = classify_response(response, time.time(), body)
         if failure is not None:
             raise failure

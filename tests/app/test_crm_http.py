@@ -17,7 +17,8 @@ from relay.model.errors import (
     RateLimited,
     TransientDeliveryError,
 )
-from relay.senders.crm.http import Api, classify, failure_kind, transport_failure
+from relay.senders.answers import transport_failure
+from relay.senders.crm.http import Api, classify, failure_kind
 from relay.store import Store
 from relay.store.base import MIGRATIONS, SCHEMA_VERSION
 

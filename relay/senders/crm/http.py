@@ -13,14 +13,12 @@ from typing import Any
 import httpx
 
 from relay.model.errors import (
-    DeliveryConnectionError,
     DeliveryError,
-    DeliveryTimeout,
     PermanentDeliveryError,
     RateLimited,
     TransientDeliveryError,
 )
-from relay.senders.answers import Readable, request
+from relay.senders.answers import HTTPX_ERRORS, Readable, request, transport_failure
 from relay.senders.base import retry_after_seconds
 
 USER_AGENT = "smartsupp-relay"
@@ -39,13 +37,6 @@ STATUS_TABLE: tuple[tuple[int, int, type[DeliveryError]], ...] = (
     (300, 499, PermanentDeliveryError),
 )
 # The first class in this order that a transport exception is an instance of.
-EXCEPTION_TABLE: tuple[tuple[type[Exception], type[DeliveryError], str], ...] = (
-    (httpx.TimeoutException, DeliveryTimeout, "timed out"),
-    (httpx.UnsupportedProtocol, PermanentDeliveryError, "URL is unusable"),
-    (httpx.InvalidURL, PermanentDeliveryError, "URL is unusable"),
-    (httpx.TransportError, DeliveryConnectionError, "connection failed"),
-)
-
 ErrorText = Callable[[Any], str]
 
 
@@ -96,14 +87,6 @@ def classify(
         seconds = retry_after_seconds(value, now, default=DEFAULT_RETRY_AFTER_SECONDS)
         return RateLimited(f"{message} (retry after {seconds:g} s)", retry_after=seconds)
     return kind(message)
-
-
-def transport_failure(system: str, exc: httpx.HTTPError) -> DeliveryError:
-    for cls, kind, what in EXCEPTION_TABLE:
-        if isinstance(exc, cls):
-            # The exception's text may quote the URL; with a query token that is a secret.
-            return kind(f"{system} {what}: {type(exc).__name__}")
-    return TransientDeliveryError(f"{system} request failed: {type(exc).__name__}")
 
 
 class Api:
@@ -157,7 +140,7 @@ class Api:
             response = await request(
                 client, method, path, json=json, params=params, limit=MAX_CRM_ANSWER_BYTES
             )
-        except httpx.HTTPError as exc:
+        except HTTPX_ERRORS as exc:
             raise transport_failure(self.system, exc) from None
         if response.status_code not in allow:
             failure = classify(
