@@ -1,11 +1,10 @@
-"""Email headers: CR/LF-free values, parsed addresses, the Date and the per-visitor thread id;
+"""Email headers: CR/LF-free values, parsed addresses, the Date and the thread references;
 the flattened bytes checked to carry exactly the headers that were set."""
 
 from __future__ import annotations
 
 import copy
 import email.policy
-import hashlib
 import io
 import re
 from collections.abc import Iterable
@@ -16,7 +15,6 @@ from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parseaddr
 
-from relay.model.conversation import Conversation
 from relay.render.view import clip, one_line
 
 SUBJECT_LIMIT = 120
@@ -110,14 +108,15 @@ def sender_domain(from_address: str) -> str:
     return domain if domain and allowed else FALLBACK_DOMAIN
 
 
-def thread_id(conversation: Conversation, from_address: str) -> str:
-    """The same Message-ID-shaped value for every email about one visitor of one account."""
-    visitor = conversation.visitor
-    identity = visitor.id if visitor.id not in (None, "") else visitor.email_address
-    if identity is None:
-        identity = f"chat:{conversation.channel.id}"
-    digest = hashlib.sha256(str(identity).encode("utf-8")).hexdigest()[:16]
-    return f"<visitor.{conversation.account_id}.{digest}@{sender_domain(from_address)}>"
+def thread_references(sent: Iterable[str]) -> list[str]:
+    """The Message-IDs of earlier sent emails, oldest first, as References lists them: only
+    well-formed ``<...>`` ids on one line, each once (the newest is In-Reply-To)."""
+    found: dict[str, None] = {}
+    for value in sent:
+        text = header_safe(value)
+        if text.startswith("<") and text.endswith(">") and " " not in text and "@" in text:
+            found.setdefault(text, None)
+    return list(found)
 
 
 def set_headers(
@@ -130,8 +129,10 @@ def set_headers(
     subject: str,
     message_id: str,
     date: str,
-    thread: str,
+    references: Iterable[str] = (),
 ) -> None:
+    """``references``: the Message-IDs of the emails about this visitor that were actually
+    sent, oldest first; none for a first email (no thread to join)."""
     message["From"] = header_safe(from_address)
     message["To"] = ", ".join(mailbox_list(to))
     cc_list = mailbox_list(cc)
@@ -142,8 +143,10 @@ def set_headers(
     message["Subject"] = subject_line(subject)
     message["Date"] = date
     message["Message-ID"] = header_safe(message_id)
-    message["In-Reply-To"] = thread
-    message["References"] = thread
+    thread = thread_references(references)
+    if thread:
+        message["In-Reply-To"] = thread[-1]
+        message["References"] = " ".join(thread)
     message["Auto-Submitted"] = "auto-generated"
     # Exchange/Outlook: no out-of-office or other automatic answers to this message.
     message["X-Auto-Response-Suppress"] = "All"

@@ -145,13 +145,17 @@ class Renderer:
         message_id: str,
         earlier: Sequence[tuple[str, float]] = (),
         follow_up: LeadLinks | None = None,
+        references: Sequence[str] = (),
     ) -> EmailContent:
         """The email, within ``max_email_bytes`` (with the built-in templates): the newest
         messages that fit, and a note saying how many earlier ones were left out. The HTML
         part stays within ``max_html_bytes``; when that leaves messages out, the whole
         transcript is attached as text. ``earlier`` are the visitor's earlier conversations
         (category, Unix seconds), as the store's ``visitor_history`` gives them;
-        ``follow_up``: the lead's claim and done links, shown in their own block."""
+        ``follow_up``: the lead's claim and done links, shown in their own block;
+        ``references``: the Message-IDs of earlier emails about this visitor that were
+        actually sent, oldest first (the store's ``sent_email_ids``), for In-Reply-To and
+        References; none for a first email."""
         history = history_line(earlier, self._translator)
         limits = self._limits
         content = self._email(
@@ -162,6 +166,7 @@ class Renderer:
             limits=limits,
             history=history,
             follow_up=follow_up,
+            references=references,
         )
         while flattened_size(content.message) > self._email_bytes:
             smaller = limits.smaller()
@@ -176,6 +181,7 @@ class Renderer:
                 limits=limits,
                 history=history,
                 follow_up=follow_up,
+                references=references,
             )
         return content
 
@@ -189,6 +195,7 @@ class Renderer:
         limits: ViewLimits,
         history: str | None,
         follow_up: LeadLinks | None = None,
+        references: Sequence[str] = (),
     ) -> EmailContent:
         links = follow_up_view(follow_up, self._translator.locale)
         paths = email_template_paths(action.template)
@@ -222,7 +229,7 @@ class Renderer:
             subject=subject,
             message_id=message_id,
             date=format_datetime(self._clock()),
-            thread=headers.thread_id(conversation, self._from_address),
+            references=references,
         )
         message.set_content(text)
         message.add_alternative(html, subtype="html")
