@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import email.policy
+import re
 import string
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -38,6 +39,10 @@ from relay.render.view import (
 SUBJECT_TEMPLATE = "email/subject.txt.j2"
 _BOUNDARY_BYTES = 128  # generous: the generated boundaries are about 40 characters
 ATTACHMENT_NAME = "transcript.txt"
+# A <style data-shared> block is never inlined (Renderer.inline_css): a comment stands in for
+# it while css-inline runs.
+_SHARED_STYLE = re.compile(r"<style data-shared>.*?</style>", re.DOTALL)
+_SHARED_MARK = "<!--relay-shared-style-->"
 
 
 def _utc_now() -> datetime:
@@ -358,7 +363,19 @@ class Renderer:
         return []
 
     def inline_css(self, html: str) -> str:
-        return str(self._inliner.inline(html))
+        """``html`` with its CSS inlined, except ``<style data-shared>`` blocks: those are
+        kept as they are, so their classes stay shared instead of repeated inline."""
+        shared = _SHARED_STYLE.findall(html)
+        if not shared:
+            return str(self._inliner.inline(html))
+        hidden = _SHARED_STYLE.sub(_SHARED_MARK, html)
+        inlined = str(self._inliner.inline(hidden))
+        if inlined.count(_SHARED_MARK) != len(shared):
+            return str(self._inliner.inline(html))  # the parser moved them: inline everything
+        pieces = inlined.split(_SHARED_MARK)
+        return pieces[0] + "".join(
+            block + rest for block, rest in zip(shared, pieces[1:], strict=True)
+        )
 
     # -- helpers ----------------------------------------------------------------------------
 
