@@ -7,13 +7,14 @@ import copy
 import email.policy
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from email.errors import HeaderParseError, MessageError
 from email.generator import BytesGenerator
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parseaddr
+from typing import Any
 
 from relay.render.view import clip, one_line
 
@@ -130,14 +131,21 @@ def set_headers(
     message_id: str,
     date: str,
     references: Iterable[str] = (),
+    parsed: Callable[[str, str], Any] | None = None,
 ) -> None:
     """``references``: the Message-IDs of the emails about this visitor that were actually
-    sent, oldest first; none for a first email (no thread to join)."""
-    message["From"] = header_safe(from_address)
-    message["To"] = ", ".join(mailbox_list(to))
+    sent, oldest first; none for a first email (no thread to join). ``parsed`` gives the
+    header object for a value that is the same in every email (From, recipients, the fixed
+    headers), parsed once by its owner (``MimeBuilder.header``)."""
+
+    def same(name: str, value: str) -> Any:
+        return value if parsed is None else parsed(name, value)
+
+    message["From"] = same("From", header_safe(from_address))
+    message["To"] = same("To", ", ".join(mailbox_list(to)))
     cc_list = mailbox_list(cc)
     if cc_list:
-        message["Cc"] = ", ".join(cc_list)
+        message["Cc"] = same("Cc", ", ".join(cc_list))
     if reply_to is not None:
         message["Reply-To"] = reply_to
     message["Subject"] = subject_line(subject)
@@ -147,9 +155,9 @@ def set_headers(
     if thread:
         message["In-Reply-To"] = thread[-1]
         message["References"] = " ".join(thread)
-    message["Auto-Submitted"] = "auto-generated"
+    message["Auto-Submitted"] = same("Auto-Submitted", "auto-generated")
     # Exchange/Outlook: no out-of-office or other automatic answers to this message.
-    message["X-Auto-Response-Suppress"] = "All"
+    message["X-Auto-Response-Suppress"] = same("X-Auto-Response-Suppress", "All")
 
 
 def flatten(message: EmailMessage, *, utf8: bool = False, eight_bit: bool = True) -> bytes:

@@ -279,6 +279,9 @@ class Translator:
             {**TRANSLATIONS["en"], **TRANSLATIONS[self.locale]}
         )
         self._babel_locale = Locale.parse(self.locale)
+        # Country names per code in en, cs and de (view.py's swapped city/country check).
+        self._country_names: dict[str, frozenset[str]] = {}
+        self._known_locales = tuple(Locale.parse(name) for name in ("en", "cs", "de"))
 
     def __call__(self, key: str, **values: object) -> str:
         template = self.labels.get(key, key)
@@ -295,8 +298,20 @@ class Translator:
         chosen = f"{key}.{form}" if f"{key}.{form}" in self.labels else f"{key}.other"
         return self(chosen, count=self.number(count))
 
+    def country_names(self, code: str) -> frozenset[str]:
+        """The country's names in English, Czech and German, case-folded (remembered)."""
+        found = self._country_names.get(code)
+        if found is None:
+            names = {"czech republic"} if code == "CZ" else set()
+            for locale in self._known_locales:
+                name = locale.territories.get(code)
+                if name:
+                    names.add(name.casefold())
+            found = self._country_names[code] = frozenset(names)
+        return found
+
     def number(self, value: int) -> str:
-        return format_decimal(value, locale=self.locale)
+        return format_decimal(value, locale=self._babel_locale)
 
     def zone_name(self, moment: datetime) -> str:
         """The display zone's abbreviation at ``moment`` ("CET", "BST", "UTC", "+03")."""
@@ -305,21 +320,22 @@ class Translator:
     def datetime_text(self, moment: datetime) -> str:
         """Date and time without seconds, with the zone: "27 Mar 2015, 16:33 CET"."""
         local = moment.astimezone(self.zone)
-        date = format_date(local, "medium", locale=self.locale)
-        time = format_time(local, "short", locale=self.locale)
+        date = format_date(local, "medium", locale=self._babel_locale)
+        time = format_time(local, "short", locale=self._babel_locale)
         return f"{date} {time} {self.zone_name(moment)}".strip()
 
     def date_text(self, moment: datetime) -> str:
-        return format_date(moment.astimezone(self.zone), "medium", locale=self.locale)
+        return format_date(moment.astimezone(self.zone), "medium", locale=self._babel_locale)
 
     def short_date_text(self, moment: datetime) -> str:
         """Day and month only: "12 Nov", "12. 11.", "12. Nov."."""
-        return format_skeleton("MMMd", moment.astimezone(self.zone), locale=self.locale)
+        return format_skeleton("MMMd", moment.astimezone(self.zone), locale=self._babel_locale)
 
     def time_text(self, moment: datetime) -> str:
         """Short time with the zone: "16:33 CET"."""
         local = moment.astimezone(self.zone)
-        return f"{format_time(local, 'short', locale=self.locale)} {self.zone_name(moment)}".strip()
+        shown = format_time(local, "short", locale=self._babel_locale)
+        return f"{shown} {self.zone_name(moment)}".strip()
 
     def duration(self, seconds: int | float | None) -> str | None:
         """Up to two units, e.g. "2 min 5 sec" / "1 Std. 6 Min."; None when unknown."""
@@ -336,7 +352,7 @@ class Translator:
                 granularity=unit,
                 threshold=10_000,
                 format="short",
-                locale=self.locale,
+                locale=self._babel_locale,
             )
             for amount, unit in shown
         )

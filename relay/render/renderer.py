@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import email.policy
 import re
 import string
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from email.message import EmailMessage, Message
+from email.message import Message
 from email.utils import format_datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,7 +22,7 @@ from relay.model.category import Category
 from relay.model.content import EmailContent, SlackContent, TeamsContent
 from relay.model.conversation import Conversation
 from relay.model.errors import ConfigError
-from relay.render import environment, headers, preinline, slack, teams
+from relay.render import environment, headers, mime, preinline, slack, teams
 from relay.render.i18n import Translator
 from relay.render.samples import check_conversations
 from relay.render.templating import BodyTemplates
@@ -69,18 +68,25 @@ def check_url_template(template: str | None) -> None:
         raise ConfigError("render.conversation_url: must be an absolute http(s) URL")
 
 
-def flattened_size(message: Message) -> int:
+def flattened_size(message: Message, folded: Mapping[int, int] | None = None) -> int:
     """At least ``len(message.as_bytes())``, without flattening the whole message here, which
-    would fix a random multipart boundary now instead of when the message is sent."""
+    would fix a random multipart boundary now instead of when the message is sent, and
+    without encoding the bodies again: a body is already encoded, each line end becomes CRLF.
+    ``folded``: the folded length of shared header objects by identity
+    (``MimeBuilder.folded``), so those are not folded again for every email."""
+    size = 2  # the empty line after the headers
+    for name, value in message.raw_items():
+        known = None if folded is None else folded.get(id(value))
+        size += known if known is not None else len(message.policy.fold_binary(name, value))
     parts = message.get_payload()
+    if isinstance(parts, str):
+        # Each line end becomes CRLF; a last line without one gets one.
+        return size + len(parts.encode("utf-8", "surrogateescape")) + parts.count("\n") + 2
     if not message.is_multipart() or not isinstance(parts, list):
         return len(message.as_bytes())
-    size = 0
-    for name, value in message.raw_items():
-        size += len(message.policy.fold_binary(name, value))
     for part in cast(list[Message], parts):  # a multipart's payload is its list of parts
         # A boundary line before each part (and one at the end, and the boundary parameter).
-        size += _BOUNDARY_BYTES + flattened_size(part)
+        size += _BOUNDARY_BYTES + flattened_size(part, folded)
     return size + 2 * _BOUNDARY_BYTES
 
 
@@ -129,6 +135,7 @@ class Renderer:
         self._email_env = environment.email_environment(settings.templates_dir)
         self._slack_env = environment.slack_environment(settings.templates_dir)
         self._subject_env = environment.subject_environment()
+        self._mime = mime.MimeBuilder()
         self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
         self.bodies = BodyTemplates()  # webhook body templates, compiled on first use
         self._templates: dict[str, jinja2.Template] = {}
@@ -173,7 +180,7 @@ class Renderer:
             follow_up=follow_up,
             references=references,
         )
-        while flattened_size(content.message) > self._email_bytes:
+        while flattened_size(content.message, self._mime.folded) > self._email_bytes:
             smaller = limits.smaller()
             if smaller is None:
                 break  # only an override template can be this large: send it as it is
@@ -224,7 +231,7 @@ class Renderer:
             variables["follow_up"] = links
             html = self._html(paths["html"], variables)
             text = self._template(paths["text"], self._email_env).render(variables)
-        message = EmailMessage(policy=email.policy.SMTP)
+        message = self._mime.message()
         headers.set_headers(
             message,
             from_address=self._from_address,
@@ -235,12 +242,11 @@ class Renderer:
             message_id=message_id,
             date=format_datetime(self._clock()),
             references=references,
+            parsed=self._mime.header,
         )
-        message.set_content(text)
-        message.add_alternative(html, subtype="html")
-        if attachment is not None:
-            # multipart/mixed around the alternative: the full transcript as a text file.
-            message.add_attachment(attachment, subtype="plain", filename=ATTACHMENT_NAME)
+        # multipart/alternative; with an attachment multipart/mixed around it, the whole
+        # transcript as a text file.
+        self._mime.alternative(message, text, html, attachment, ATTACHMENT_NAME)
         recipients = headers.envelope_addresses([*action.to, *action.cc, *action.bcc])
         return EmailContent(message=message, recipients=tuple(recipients))
 

@@ -9,14 +9,11 @@ from datetime import UTC, datetime
 from itertools import islice
 from urllib.parse import quote, urlsplit
 
-from babel import Locale
-
 from relay.model.category import Category
 from relay.model.conversation import Conversation, Message, SenderKind, valid_email
 from relay.render.i18n import Translator
 
 MAX_RATING = 5
-_WHITESPACE = re.compile(r"\s+")
 _KNOWN_KINDS = {"visitor", "agent", "system"}
 PAGES_SHOWN = 5  # the journey shows this many pages, then "+N more"
 PHONES_SHOWN = 3
@@ -185,7 +182,8 @@ class ConversationView:
 
 def one_line(text: str | None) -> str:
     """Collapse every run of whitespace (CR, LF, tabs, unicode spaces) to one space."""
-    return _WHITESPACE.sub(" ", text or "").strip()
+    # str.split() splits at the characters re's \s matches (str.isspace), in C.
+    return " ".join((text or "").split())
 
 
 def clip(text: str, limit: int) -> str:
@@ -365,13 +363,14 @@ def _messages(
         text = system_sentence(content, name, t) if kind == "system" else content
         trigger = clip(one_line(message.triggered_by), field)
         offline_email = clip(one_line(message.email), field)
+        sent = message.sent
         views.append(
             MessageView(
                 kind=kind,
                 author=clip(_author(message, kind, visitor_name, t), field),
                 text=clip(text, limits.message_chars),
-                time=_minute_time(message.sent, first_day, t, times),
-                iso_time=message.sent.isoformat() if message.sent else "",
+                time=_minute_time(sent, first_day, t, times),
+                iso_time=sent.isoformat() if sent else "",
                 triggered_by=t("triggered_by", name=trigger) if trigger else None,
                 offline_email=t("offline_form", email=offline_email) if offline_email else None,
             )
@@ -423,23 +422,16 @@ def offline_form_email(conversation: Conversation) -> str | None:
     return None
 
 
-def _country_names(code: str) -> set[str]:
-    names = {"czech republic"} if code == "CZ" else set()
-    for locale in ("en", "cs", "de"):
-        name = Locale.parse(locale).territories.get(code)
-        if name:
-            names.add(name.casefold())
-    return names
-
-
-def _location_parts(conversation: Conversation) -> tuple[tuple[str, ...], str | None]:
+def _location_parts(
+    conversation: Conversation, t: Translator
+) -> tuple[tuple[str, ...], str | None]:
     """The visitor's (city, country) as known, and the country code unless it is one of them."""
     visitor = conversation.visitor
     city, country = one_line(visitor.city), one_line(visitor.country)
     code = one_line(visitor.country_code).upper()
     if code.isalpha() and city and country:
         # Smartsupp's bodies have been seen with city and country swapped.
-        names = _country_names(code)
+        names = t.country_names(code)
         if city.casefold() in names and country.casefold() not in names:
             city, country = country, city
     places = tuple(p for p in (city, country) if p)
@@ -545,7 +537,7 @@ def build_view(
     ]
     steps = journey(all_pages, t)
     pages = tuple(step.page for step in steps if step.page is not None)
-    places, code = _location_parts(conversation)
+    places, code = _location_parts(conversation, t)
     places = tuple(clip(place, field) for place in places)
     code = clip(code, field) if code else None
     messages = _messages(conversation, t, limits)
