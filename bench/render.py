@@ -10,11 +10,14 @@ Cases (median of --repeat runs each, after one warm-up):
   html-raw      the large chat's HTML template only, without css-inline
   html-inlined  the large chat's HTML template plus css_inline
   slack-large   Renderer.slack() for the large chat
+Then the size of the HTML for a 300-message chat without the 100 KB cap, and how much of it
+is inline style attributes.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import time
@@ -25,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from relay.model.category import Category  # noqa: E402 -- after the sys.path set-up above
-from relay.render.view import build_view  # noqa: E402 -- as above
+from relay.render.view import ViewLimits, build_view  # noqa: E402 -- as above
 from tests.support.render import (  # noqa: E402 -- as above
     EMAIL_ACTION,
     MESSAGE_ID,
@@ -76,12 +79,23 @@ def main() -> None:
     }
     results = {name: median_ms(run, arguments.repeat) for name, run in cases.items()}
     html_bytes = len(renderer.inline_css(raw_html()).encode())
+    # The HTML of a 300-message chat without the size cap, and how much of it is inline style.
+    chat = long_conversation(300)
+    chat_view = build_view(chat, category, translator, ViewLimits(messages=300))
+    chat_html = renderer._html(
+        "email/transcript.html.j2", renderer._variables(chat, category, chat_view)
+    )
+    styles = sum(len(style) for style in re.findall(r' style="[^"]*"', chat_html))
     print(
         f"messages={arguments.messages} repeat={arguments.repeat} python={sys.version.split()[0]}"
     )
     for name, ms in results.items():
         print(f"{name:<26} {ms:9.1f} ms")
     print(f"inlined HTML size for {arguments.messages} messages: {html_bytes / 1024:.0f} KiB")
+    print(
+        f"HTML for 300 messages, uncapped: {len(chat_html.encode()) / 1024:.1f} KiB,"
+        f" of it inline style attributes: {styles / 1024:.1f} KiB"
+    )
     inline_ratio = results["html-inlined"] / results["html-raw"]
     size_ratio = results["email-large"] / results["email-small"]
     print(f"css-inline cost: html-inlined / html-raw = {inline_ratio:.2f}x")

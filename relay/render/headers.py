@@ -8,6 +8,7 @@ import email.policy
 import io
 import re
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from email.errors import HeaderParseError, MessageError
 from email.generator import BytesGenerator
 from email.headerregistry import Address
@@ -25,7 +26,8 @@ FALLBACK_DOMAIN = "relay.invalid"
 
 # Bidirectional overrides and isolates can make a header read backwards ("gpj.exe" shown as
 # "exe.jpg"); headers have no use for them.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# header_safe drops them with the control characters and DEL.
+_DROPPED = re.compile("[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 DISPLAY_NAME_LIMIT = 78
 # "=?" opens an RFC 2047 encoded word. CPython's email package decodes encoded words in header
 # values it is given and, before 3.11.10/3.12.5 (CVE-2024-6923), writes the decoded CR/LF out
@@ -46,8 +48,7 @@ def header_safe(value: str | None) -> str:
     """One line: CR, LF and every other whitespace run collapsed; control characters and
     bidirectional overrides dropped; encoded-word syntax broken up ("=?" as "= ?"), so that
     the text is shown as written and never decoded into something else."""
-    text = one_line(value)
-    text = "".join(ch for ch in text if ch >= " " and ch != "\x7f" and ch not in _BIDI_CONTROLS)
+    text = _DROPPED.sub("", one_line(value))
     # Last: dropping characters above could join "=" and "?" into a new encoded-word start.
     return text.replace(ENCODED_WORD_START, ENCODED_WORD_BROKEN)
 
@@ -129,7 +130,7 @@ def set_headers(
     reply_to: Address | None,
     subject: str,
     message_id: str,
-    date: str,
+    date: datetime,
     references: Iterable[str] = (),
     parsed: Callable[[str, str], Any] | None = None,
 ) -> None:

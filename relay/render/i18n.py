@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from types import MappingProxyType
 from typing import Final, Literal
 
@@ -18,6 +18,7 @@ _Unit = Literal["hour", "minute", "second"]
 # Placeholders use str.format; {name} is always a person's name, {count} a formatted number.
 # Longer durations are shown as unknown (timedelta and Babel cannot hold absurd ones).
 MAX_DURATION_SECONDS = 100 * 365 * 86400
+DATES_KEPT = 1024  # formatted dates a Translator remembers before it starts again
 
 _EN: Final[dict[str, str]] = {
     "category.offline": "Offline message",
@@ -282,6 +283,9 @@ class Translator:
         # Country names per code in en, cs and de (view.py's swapped city/country check).
         self._country_names: dict[str, frozenset[str]] = {}
         self._known_locales = tuple(Locale.parse(name) for name in ("en", "cs", "de"))
+        # Formatted dates by day and times by minute of the day (bounded: DATES_KEPT, 1,440).
+        self._dates: dict[date, str] = {}
+        self._times: dict[tuple[int, int], str] = {}
 
     def __call__(self, key: str, **values: object) -> str:
         template = self.labels.get(key, key)
@@ -320,12 +324,29 @@ class Translator:
     def datetime_text(self, moment: datetime) -> str:
         """Date and time without seconds, with the zone: "27 Mar 2015, 16:33 CET"."""
         local = moment.astimezone(self.zone)
-        date = format_date(local, "medium", locale=self._babel_locale)
-        time = format_time(local, "short", locale=self._babel_locale)
-        return f"{date} {time} {self.zone_name(moment)}".strip()
+        return f"{self._date(local)} {self._time(local)} {local.tzname() or ''}".strip()
 
     def date_text(self, moment: datetime) -> str:
-        return format_date(moment.astimezone(self.zone), "medium", locale=self._babel_locale)
+        return self._date(moment.astimezone(self.zone))
+
+    def _date(self, local: datetime) -> str:
+        """The medium date of a local time, formatted once per day (Babel is the slow part);
+        at most DATES_KEPT days are kept."""
+        day = local.date()
+        found = self._dates.get(day)
+        if found is None:
+            if len(self._dates) >= DATES_KEPT:
+                self._dates.clear()
+            found = self._dates[day] = format_date(local, "medium", locale=self._babel_locale)
+        return found
+
+    def _time(self, local: datetime) -> str:
+        """The short time of day of a local time, formatted once per minute of the day."""
+        key = (local.hour, local.minute)
+        found = self._times.get(key)
+        if found is None:
+            found = self._times[key] = format_time(local, "short", locale=self._babel_locale)
+        return found
 
     def short_date_text(self, moment: datetime) -> str:
         """Day and month only: "12 Nov", "12. 11.", "12. Nov."."""
@@ -334,8 +355,7 @@ class Translator:
     def time_text(self, moment: datetime) -> str:
         """Short time with the zone: "16:33 CET"."""
         local = moment.astimezone(self.zone)
-        shown = format_time(local, "short", locale=self._babel_locale)
-        return f"{shown} {self.zone_name(moment)}".strip()
+        return f"{self._time(local)} {local.tzname() or ''}".strip()
 
     def duration(self, seconds: int | float | None) -> str | None:
         """Up to two units, e.g. "2 min 5 sec" / "1 Std. 6 Min."; None when unknown."""

@@ -44,7 +44,7 @@ def text_payload(text: str, max_line_length: int) -> tuple[str, str]:
     comes from binascii (C), not the pure-Python quoprimime."""
     lines = text.encode("utf-8").splitlines()
     body = b"\n".join(lines) + b"\n"
-    if max((len(line) for line in lines), default=0) <= max_line_length:
+    if max(map(len, lines), default=0) <= max_line_length:
         if body.isascii():
             return "7bit", body.decode("ascii")
         return "8bit", body.decode("ascii", "surrogateescape")

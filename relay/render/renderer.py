@@ -8,7 +8,6 @@ import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import Message
-from email.utils import format_datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -240,7 +239,7 @@ class Renderer:
             reply_to=headers.visitor_address(view.visitor_name, view.reply_email),
             subject=subject,
             message_id=message_id,
-            date=format_datetime(self._clock()),
+            date=self._clock(),  # a datetime: the header is made from it, never parsed
             references=references,
             parsed=self._mime.header,
         )

@@ -35,6 +35,7 @@ _URL_TRAILING = ".,;:!?)]}'\""
 # presentation forms.
 _RTL = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]")
 FSI, PDI = "\u2068", "\u2069"
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f]")  # either makes an address unsafe to link
 # Placeholders a conversation URL template may use (render.conversation_url).
 URL_PLACEHOLDERS = ("chat_id", "account_id", "visitor_id")
 
@@ -204,7 +205,7 @@ def link(text: str | None, url: str | None) -> LinkView | None:
     except ValueError:
         return LinkView(label, None)
     safe = parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
-    if safe and any(ch.isspace() or ord(ch) < 32 for ch in address):
+    if safe and _SPACE_OR_CONTROL.search(address):
         safe = False
     return LinkView(label, address if safe else None)
 
@@ -316,8 +317,9 @@ def _author(message: Message, kind: str, visitor_name: str | None, t: Translator
 def _time(moment: datetime | None, first_day: str | None, t: Translator) -> str:
     if moment is None:
         return ""
-    if first_day is not None and t.date_text(moment) != first_day:
-        return f"{t.date_text(moment)} {t.time_text(moment)}"
+    day = t.date_text(moment)
+    if first_day is not None and day != first_day:
+        return f"{day} {t.time_text(moment)}"
     return t.time_text(moment)
 
 
