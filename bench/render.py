@@ -10,11 +10,15 @@ Cases (median of --repeat runs each, after one warm-up):
   html-raw      the large chat's HTML template only, without css-inline
   html-inlined  the large chat's HTML template plus css_inline
   slack-large   Renderer.slack() for the large chat
+Then the size of the HTML for a 300-message chat without the 100 KB cap, and how much of it
+is inline style attributes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import statistics
 import sys
 import time
@@ -24,15 +28,35 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from relay.intake.payload import parse  # noqa: E402 -- after the sys.path set-up above
 from relay.model.category import Category  # noqa: E402 -- after the sys.path set-up above
-from relay.render.view import build_view  # noqa: E402 -- as above
+from relay.model.conversation import Conversation  # noqa: E402 -- as above
+from relay.render.view import ViewLimits, build_view  # noqa: E402 -- as above
 from tests.support.render import (  # noqa: E402 -- as above
     EMAIL_ACTION,
     MESSAGE_ID,
     SLACK_ACTION,
+    category_body,
     long_conversation,
     renderer_for,
 )
+
+
+def short_chat(count: int) -> Conversation:
+    """``count`` alternating visitor and agent messages of about 55 characters."""
+    data = category_body(Category.LOW_RATED)
+    start = data["beginAt"]
+    data["messages"] = [
+        {
+            "type": "visitor" if index % 2 == 0 else "agent",
+            "name": "Dusan Kmet" if index % 2 == 0 else "John Doe",
+            "from": "visitor:v1" if index % 2 == 0 else 3,
+            "content": f"Message {index}: could you tell me more about the pro package?",
+            "sentAt": start + index * 15_000,
+        }
+        for index in range(count)
+    ]
+    return parse(json.dumps(data).encode())
 
 
 def median_ms(run: Callable[[], object], repeat: int) -> float:
@@ -76,12 +100,27 @@ def main() -> None:
     }
     results = {name: median_ms(run, arguments.repeat) for name, run in cases.items()}
     html_bytes = len(renderer.inline_css(raw_html()).encode())
+    # The HTML of a 300-message chat without the size cap, and how much of it is inline style:
+    # messages of ~400 characters, and of ~55.
+    sizes = {}
+    for label, chat in (("~400", long_conversation(300)), ("~55", short_chat(300))):
+        chat_view = build_view(chat, category, translator, ViewLimits(messages=300))
+        chat_html = renderer._html(
+            "email/transcript.html.j2", renderer._variables(chat, category, chat_view)
+        )
+        styles = sum(len(style) for style in re.findall(r' style="[^"]*"', chat_html))
+        sizes[label] = (len(chat_html.encode()), styles)
     print(
         f"messages={arguments.messages} repeat={arguments.repeat} python={sys.version.split()[0]}"
     )
     for name, ms in results.items():
         print(f"{name:<26} {ms:9.1f} ms")
     print(f"inlined HTML size for {arguments.messages} messages: {html_bytes / 1024:.0f} KiB")
+    for label, (size, styles) in sizes.items():
+        print(
+            f"HTML for 300 messages of {label} characters, uncapped: {size / 1024:.1f} KiB,"
+            f" of it inline style attributes: {styles / 1024:.1f} KiB"
+        )
     inline_ratio = results["html-inlined"] / results["html-raw"]
     size_ratio = results["email-large"] / results["email-small"]
     print(f"css-inline cost: html-inlined / html-raw = {inline_ratio:.2f}x")

@@ -16,10 +16,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.test_render_screenshot import chromium, screenshot  # noqa: E402 -- as above
-
 from relay.intake.payload import parse  # noqa: E402 -- as above
 from relay.model.category import Category  # noqa: E402 -- after the sys.path set-up above
+from tests.process.test_render_screenshot import chromium, screenshot  # noqa: E402 -- as above
 from tests.support.render import (  # noqa: E402 -- after the sys.path set-up above
     EMAIL_ACTION,
     MESSAGE_ID,

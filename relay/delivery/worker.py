@@ -22,7 +22,7 @@ from relay.intake.payload import parse
 from relay.leads.links import LeadLinks, links_for
 from relay.leads.slack import with_buttons
 from relay.model.category import Category
-from relay.model.content import Content, SlackContent
+from relay.model.content import Content, EmailContent, SlackContent
 from relay.model.crm import CrmContent
 from relay.model.errors import (
     DeliveryError,
@@ -65,10 +65,14 @@ def delivery_job(
     action: AnyAction,
     earlier: tuple[tuple[str, float], ...] = (),
     follow_up: LeadLinks | None = None,
+    *,
+    references: tuple[str, ...] = (),
 ) -> Job:
     """What rendering one claimed delivery takes; its email Message-ID is stable per delivery.
     ``earlier``: the visitor's earlier conversations (the store's ``visitor_history``);
-    ``follow_up``: a lead's claim and done links, for an email about that lead."""
+    ``follow_up``: a lead's claim and done links, for an email about that lead;
+    ``references``: the Message-IDs of the visitor's earlier emails that were sent (the
+    store's ``sent_email_ids``)."""
     return Job(
         delivery.raw,
         parse(delivery.raw),
@@ -79,6 +83,7 @@ def delivery_job(
         message_id=message_id(delivery.dedupe_key, snapshot.from_address(action)),
         earlier=earlier,
         follow_up=follow_up,
+        references=references,
     )
 
 
@@ -87,9 +92,11 @@ def render_delivery(
     delivery: ClaimedDelivery,
     earlier: tuple[tuple[str, float], ...] = (),
     follow_up: LeadLinks | None = None,
+    *,
+    references: tuple[str, ...] = (),
 ) -> Content:
     action = _ACTION.validate_python(delivery.action)
-    job = delivery_job(snapshot, delivery, action, earlier, follow_up)
+    job = delivery_job(snapshot, delivery, action, earlier, follow_up, references=references)
     return render(job, snapshot.renderer(snapshot.from_address(action)))
 
 
@@ -328,14 +335,23 @@ class Worker:
             follow_up = links_for(settings, snapshot.link_key, lead_id, delivery.created_at)
         if not isinstance(action, EmailAction | SlackAction):
             return await asyncio.to_thread(render_delivery, snapshot, delivery, follow_up=follow_up)
-        # Returning-visitor context for the message (the store is read here, not in rendering).
+        # Returning-visitor context for the message and, for an email, the ids of the emails
+        # about this visitor that were sent (the store is read here, not in rendering).
+        email = isinstance(action, EmailAction)
         try:
-            earlier = await self._store.call(lambda s: s.visitor_history(delivery.conversation_id))
+            earlier, references = await self._store.call(
+                lambda s: (
+                    s.visitor_history(delivery.conversation_id),
+                    s.sent_email_ids(delivery.id) if email else (),
+                )
+            )
         except (StoreError, sqlite3.Error) as exc:  # only context: never fail a send for it
             log.warning("delivery %d: no visitor history (%s)", delivery.id, exc)
-            earlier = ()
+            earlier, references = (), ()
         if pool is None:
-            return await asyncio.to_thread(render_delivery, snapshot, delivery, earlier, follow_up)
+            return await asyncio.to_thread(
+                render_delivery, snapshot, delivery, earlier, follow_up, references=references
+            )
         from_address = snapshot.from_address(action)
         if snapshot is not self._rendered_snapshot:
             self._rendered_snapshot = snapshot
@@ -352,11 +368,14 @@ class Worker:
             delivery_id=delivery.id,
             earlier=earlier,
             follow_up=follow_up,
+            references=references,
         )
         try:
             return await pool.render(job)
         except PoolUnavailable:
-            return await asyncio.to_thread(render_delivery, snapshot, delivery, earlier, follow_up)
+            return await asyncio.to_thread(
+                render_delivery, snapshot, delivery, earlier, follow_up, references=references
+            )
 
     async def _lead_id(
         self, snapshot: Snapshot, delivery: ClaimedDelivery, action: Action
@@ -406,8 +425,15 @@ class Worker:
                 await self._store.call(lambda s: s.record_external_ref(delivery.id, ref))
             skipped = result.skipped if isinstance(result, SendResult) else None
             sent_to = "skipped" if skipped else sent_to
+            # An email really sent keeps its Message-ID: later emails about the visitor
+            # reference it (In-Reply-To, References); an outbox file or a skip is no email.
+            sent_id = None
+            if sent_to is None and isinstance(content, EmailContent):
+                sent_id = str(content.message["Message-ID"] or "") or None
             await self._store.call(
-                lambda s: s.mark_sent(delivery.id, self._clock(), sent_to=sent_to)
+                lambda s: s.mark_sent(
+                    delivery.id, self._clock(), sent_to=sent_to, message_id=sent_id
+                )
             )
             if skipped:  # after mark_sent, which clears the last error
                 await self._store.call(lambda s: s.record_external_ref(delivery.id, None, skipped))

@@ -27,7 +27,8 @@ class Job:
     bodies and archive lines; ``message_id`` into emails; ``earlier`` (the visitor's earlier
     conversations as (category, Unix seconds), from the store's ``visitor_history``) into
     emails and Slack messages; ``follow_up`` (a lead's claim and done links) into emails
-    about a lead."""
+    about a lead; ``references`` (the Message-IDs of the visitor's earlier emails that were
+    sent, oldest first, from the store's ``sent_email_ids``) into emails."""
 
     raw: bytes
     conversation: Conversation
@@ -38,6 +39,7 @@ class Job:
     message_id: str = ""
     earlier: tuple[tuple[str, float], ...] = ()
     follow_up: LeadLinks | None = None
+    references: tuple[str, ...] = ()
 
 
 def render(job: Job, renderer: Renderer) -> Content:
@@ -52,6 +54,7 @@ def render(job: Job, renderer: Renderer) -> Content:
             message_id=job.message_id,
             earlier=job.earlier,
             follow_up=job.follow_up,
+            references=job.references,
         )
     if isinstance(action, SlackAction):
         return renderer.slack(job.conversation, job.category, action, earlier=job.earlier)

@@ -27,6 +27,8 @@ def nl2br(text: object) -> Markup:
 def linkify(text: object, style: str = "") -> Markup:
     """``nl2br``, and absolute http(s) URLs in the text as links (nothing else is linked),
     with ``style`` as their inline style."""
+    if "://" not in str(text):
+        return nl2br(text)  # no URL: nothing to link
     lines = str(text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
     html_lines = []
     for line in lines:

@@ -1,22 +1,22 @@
-"""Email headers: CR/LF-free values, parsed addresses, the Date and the per-visitor thread id;
+"""Email headers: CR/LF-free values, parsed addresses, the Date and the thread references;
 the flattened bytes checked to carry exactly the headers that were set."""
 
 from __future__ import annotations
 
 import copy
 import email.policy
-import hashlib
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from email.errors import HeaderParseError, MessageError
 from email.generator import BytesGenerator
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parseaddr
+from typing import Any
 
-from relay.model.conversation import Conversation
 from relay.render.view import clip, one_line
 
 SUBJECT_LIMIT = 120
@@ -26,7 +26,8 @@ FALLBACK_DOMAIN = "relay.invalid"
 
 # Bidirectional overrides and isolates can make a header read backwards ("gpj.exe" shown as
 # "exe.jpg"); headers have no use for them.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# header_safe drops them with the control characters and DEL.
+_DROPPED = re.compile("[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 DISPLAY_NAME_LIMIT = 78
 # "=?" opens an RFC 2047 encoded word. CPython's email package decodes encoded words in header
 # values it is given and, before 3.11.10/3.12.5 (CVE-2024-6923), writes the decoded CR/LF out
@@ -47,8 +48,7 @@ def header_safe(value: str | None) -> str:
     """One line: CR, LF and every other whitespace run collapsed; control characters and
     bidirectional overrides dropped; encoded-word syntax broken up ("=?" as "= ?"), so that
     the text is shown as written and never decoded into something else."""
-    text = one_line(value)
-    text = "".join(ch for ch in text if ch >= " " and ch != "\x7f" and ch not in _BIDI_CONTROLS)
+    text = _DROPPED.sub("", one_line(value))
     # Last: dropping characters above could join "=" and "?" into a new encoded-word start.
     return text.replace(ENCODED_WORD_START, ENCODED_WORD_BROKEN)
 
@@ -110,14 +110,15 @@ def sender_domain(from_address: str) -> str:
     return domain if domain and allowed else FALLBACK_DOMAIN
 
 
-def thread_id(conversation: Conversation, from_address: str) -> str:
-    """The same Message-ID-shaped value for every email about one visitor of one account."""
-    visitor = conversation.visitor
-    identity = visitor.id if visitor.id not in (None, "") else visitor.email_address
-    if identity is None:
-        identity = f"chat:{conversation.channel.id}"
-    digest = hashlib.sha256(str(identity).encode("utf-8")).hexdigest()[:16]
-    return f"<visitor.{conversation.account_id}.{digest}@{sender_domain(from_address)}>"
+def thread_references(sent: Iterable[str]) -> list[str]:
+    """The Message-IDs of earlier sent emails, oldest first, as References lists them: only
+    well-formed ``<...>`` ids on one line, each once (the newest is In-Reply-To)."""
+    found: dict[str, None] = {}
+    for value in sent:
+        text = header_safe(value)
+        if text.startswith("<") and text.endswith(">") and " " not in text and "@" in text:
+            found.setdefault(text, None)
+    return list(found)
 
 
 def set_headers(
@@ -129,24 +130,35 @@ def set_headers(
     reply_to: Address | None,
     subject: str,
     message_id: str,
-    date: str,
-    thread: str,
+    date: datetime,
+    references: Iterable[str] = (),
+    parsed: Callable[[str, str], Any] | None = None,
 ) -> None:
-    message["From"] = header_safe(from_address)
-    message["To"] = ", ".join(mailbox_list(to))
+    """``references``: the Message-IDs of the emails about this visitor that were actually
+    sent, oldest first; none for a first email (no thread to join). ``parsed`` gives the
+    header object for a value that is the same in every email (From, recipients, the fixed
+    headers), parsed once by its owner (``MimeBuilder.header``)."""
+
+    def same(name: str, value: str) -> Any:
+        return value if parsed is None else parsed(name, value)
+
+    message["From"] = same("From", header_safe(from_address))
+    message["To"] = same("To", ", ".join(mailbox_list(to)))
     cc_list = mailbox_list(cc)
     if cc_list:
-        message["Cc"] = ", ".join(cc_list)
+        message["Cc"] = same("Cc", ", ".join(cc_list))
     if reply_to is not None:
         message["Reply-To"] = reply_to
     message["Subject"] = subject_line(subject)
     message["Date"] = date
     message["Message-ID"] = header_safe(message_id)
-    message["In-Reply-To"] = thread
-    message["References"] = thread
-    message["Auto-Submitted"] = "auto-generated"
+    thread = thread_references(references)
+    if thread:
+        message["In-Reply-To"] = thread[-1]
+        message["References"] = " ".join(thread)
+    message["Auto-Submitted"] = same("Auto-Submitted", "auto-generated")
     # Exchange/Outlook: no out-of-office or other automatic answers to this message.
-    message["X-Auto-Response-Suppress"] = "All"
+    message["X-Auto-Response-Suppress"] = same("X-Auto-Response-Suppress", "All")
 
 
 def flatten(message: EmailMessage, *, utf8: bool = False, eight_bit: bool = True) -> bytes:

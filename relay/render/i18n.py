@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from types import MappingProxyType
 from typing import Final, Literal
 
@@ -18,6 +18,7 @@ _Unit = Literal["hour", "minute", "second"]
 # Placeholders use str.format; {name} is always a person's name, {count} a formatted number.
 # Longer durations are shown as unknown (timedelta and Babel cannot hold absurd ones).
 MAX_DURATION_SECONDS = 100 * 365 * 86400
+DATES_KEPT = 1024  # formatted dates a Translator remembers before it starts again
 
 _EN: Final[dict[str, str]] = {
     "category.offline": "Offline message",
@@ -81,6 +82,9 @@ _EN: Final[dict[str, str]] = {
     "call": "Call {phone}",
     "more_pages.one": "+{count} more page",
     "more_pages.other": "+{count} more pages",
+    "landing_page": "Landing page",
+    "chat_started_on": "Chat started on",
+    "landing_and_chat": "Landing page, chat started here",
     "no_contact": "No contact details: the visitor left no email address or phone number.",
     "no_contact_short": "no contact",
     "the_ask": "What the visitor wrote",
@@ -159,6 +163,9 @@ _CS: Final[dict[str, str]] = {
     "more_pages.one": "a {count} další stránka",
     "more_pages.few": "a {count} další stránky",
     "more_pages.other": "a {count} dalších stránek",
+    "landing_page": "Vstupní stránka",
+    "chat_started_on": "Chat začal na",
+    "landing_and_chat": "Vstupní stránka, zde začal chat",
     "no_contact": "Bez kontaktu: návštěvník nezanechal e-mail ani telefon.",
     "no_contact_short": "bez kontaktu",
     "the_ask": "Co návštěvník napsal",
@@ -238,6 +245,9 @@ _DE: Final[dict[str, str]] = {
     "call": "{phone} anrufen",
     "more_pages.one": "+{count} weitere Seite",
     "more_pages.other": "+{count} weitere Seiten",
+    "landing_page": "Einstiegsseite",
+    "chat_started_on": "Chat begann auf",
+    "landing_and_chat": "Einstiegsseite, hier begann der Chat",
     "no_contact": "Keine Kontaktdaten: Der Besucher hat weder E-Mail noch Telefon hinterlassen.",
     "no_contact_short": "kein Kontakt",
     "the_ask": "Was der Besucher geschrieben hat",
@@ -270,6 +280,12 @@ class Translator:
             {**TRANSLATIONS["en"], **TRANSLATIONS[self.locale]}
         )
         self._babel_locale = Locale.parse(self.locale)
+        # Country names per code in en, cs and de (view.py's swapped city/country check).
+        self._country_names: dict[str, frozenset[str]] = {}
+        self._known_locales = tuple(Locale.parse(name) for name in ("en", "cs", "de"))
+        # Formatted dates by day and times by minute of the day (bounded: DATES_KEPT, 1,440).
+        self._dates: dict[date, str] = {}
+        self._times: dict[tuple[int, int], str] = {}
 
     def __call__(self, key: str, **values: object) -> str:
         template = self.labels.get(key, key)
@@ -286,8 +302,20 @@ class Translator:
         chosen = f"{key}.{form}" if f"{key}.{form}" in self.labels else f"{key}.other"
         return self(chosen, count=self.number(count))
 
+    def country_names(self, code: str) -> frozenset[str]:
+        """The country's names in English, Czech and German, case-folded (remembered)."""
+        found = self._country_names.get(code)
+        if found is None:
+            names = {"czech republic"} if code == "CZ" else set()
+            for locale in self._known_locales:
+                name = locale.territories.get(code)
+                if name:
+                    names.add(name.casefold())
+            found = self._country_names[code] = frozenset(names)
+        return found
+
     def number(self, value: int) -> str:
-        return format_decimal(value, locale=self.locale)
+        return format_decimal(value, locale=self._babel_locale)
 
     def zone_name(self, moment: datetime) -> str:
         """The display zone's abbreviation at ``moment`` ("CET", "BST", "UTC", "+03")."""
@@ -296,21 +324,38 @@ class Translator:
     def datetime_text(self, moment: datetime) -> str:
         """Date and time without seconds, with the zone: "27 Mar 2015, 16:33 CET"."""
         local = moment.astimezone(self.zone)
-        date = format_date(local, "medium", locale=self.locale)
-        time = format_time(local, "short", locale=self.locale)
-        return f"{date} {time} {self.zone_name(moment)}".strip()
+        return f"{self._date(local)} {self._time(local)} {local.tzname() or ''}".strip()
 
     def date_text(self, moment: datetime) -> str:
-        return format_date(moment.astimezone(self.zone), "medium", locale=self.locale)
+        return self._date(moment.astimezone(self.zone))
+
+    def _date(self, local: datetime) -> str:
+        """The medium date of a local time, formatted once per day (Babel is the slow part);
+        at most DATES_KEPT days are kept."""
+        day = local.date()
+        found = self._dates.get(day)
+        if found is None:
+            if len(self._dates) >= DATES_KEPT:
+                self._dates.clear()
+            found = self._dates[day] = format_date(local, "medium", locale=self._babel_locale)
+        return found
+
+    def _time(self, local: datetime) -> str:
+        """The short time of day of a local time, formatted once per minute of the day."""
+        key = (local.hour, local.minute)
+        found = self._times.get(key)
+        if found is None:
+            found = self._times[key] = format_time(local, "short", locale=self._babel_locale)
+        return found
 
     def short_date_text(self, moment: datetime) -> str:
         """Day and month only: "12 Nov", "12. 11.", "12. Nov."."""
-        return format_skeleton("MMMd", moment.astimezone(self.zone), locale=self.locale)
+        return format_skeleton("MMMd", moment.astimezone(self.zone), locale=self._babel_locale)
 
     def time_text(self, moment: datetime) -> str:
         """Short time with the zone: "16:33 CET"."""
         local = moment.astimezone(self.zone)
-        return f"{format_time(local, 'short', locale=self.locale)} {self.zone_name(moment)}".strip()
+        return f"{self._time(local)} {local.tzname() or ''}".strip()
 
     def duration(self, seconds: int | float | None) -> str | None:
         """Up to two units, e.g. "2 min 5 sec" / "1 Std. 6 Min."; None when unknown."""
@@ -327,7 +372,7 @@ class Translator:
                 granularity=unit,
                 threshold=10_000,
                 format="short",
-                locale=self.locale,
+                locale=self._babel_locale,
             )
             for amount, unit in shown
         )

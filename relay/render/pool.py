@@ -53,6 +53,8 @@ class RenderJob:
     # The visitor's earlier conversations: (category, Unix seconds), from the store.
     earlier: tuple[tuple[str, float], ...] = ()
     follow_up: LeadLinks | None = None  # an email about a lead: its claim and done links
+    # Message-IDs of the visitor's earlier emails that were sent (In-Reply-To, References).
+    references: tuple[str, ...] = ()
 
 
 class HelperRenderers:
@@ -118,6 +120,7 @@ def render(job: RenderJob) -> Content:
         message_id=job.message_id,
         earlier=job.earlier,
         follow_up=job.follow_up,
+        references=job.references,
     )
     return dispatch(dispatched, HELPER.renderer(job))
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import email.policy
+import re
 import string
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from email.message import EmailMessage, Message
-from email.utils import format_datetime
+from email.message import Message
 from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -22,7 +21,7 @@ from relay.model.category import Category
 from relay.model.content import EmailContent, SlackContent, TeamsContent
 from relay.model.conversation import Conversation
 from relay.model.errors import ConfigError
-from relay.render import environment, headers, preinline, slack, teams
+from relay.render import environment, headers, mime, preinline, slack, teams
 from relay.render.i18n import Translator
 from relay.render.samples import check_conversations
 from relay.render.templating import BodyTemplates
@@ -38,6 +37,10 @@ from relay.render.view import (
 SUBJECT_TEMPLATE = "email/subject.txt.j2"
 _BOUNDARY_BYTES = 128  # generous: the generated boundaries are about 40 characters
 ATTACHMENT_NAME = "transcript.txt"
+# A <style data-shared> block is never inlined (Renderer.inline_css): a comment stands in for
+# it while css-inline runs.
+_SHARED_STYLE = re.compile(r"<style data-shared>.*?</style>", re.DOTALL)
+_SHARED_MARK = "<!--relay-shared-style-->"
 
 
 def _utc_now() -> datetime:
@@ -64,18 +67,25 @@ def check_url_template(template: str | None) -> None:
         raise ConfigError("render.conversation_url: must be an absolute http(s) URL")
 
 
-def flattened_size(message: Message) -> int:
+def flattened_size(message: Message, folded: Mapping[int, int] | None = None) -> int:
     """At least ``len(message.as_bytes())``, without flattening the whole message here, which
-    would fix a random multipart boundary now instead of when the message is sent."""
+    would fix a random multipart boundary now instead of when the message is sent, and
+    without encoding the bodies again: a body is already encoded, each line end becomes CRLF.
+    ``folded``: the folded length of shared header objects by identity
+    (``MimeBuilder.folded``), so those are not folded again for every email."""
+    size = 2  # the empty line after the headers
+    for name, value in message.raw_items():
+        known = None if folded is None else folded.get(id(value))
+        size += known if known is not None else len(message.policy.fold_binary(name, value))
     parts = message.get_payload()
+    if isinstance(parts, str):
+        # Each line end becomes CRLF; a last line without one gets one.
+        return size + len(parts.encode("utf-8", "surrogateescape")) + parts.count("\n") + 2
     if not message.is_multipart() or not isinstance(parts, list):
         return len(message.as_bytes())
-    size = 0
-    for name, value in message.raw_items():
-        size += len(message.policy.fold_binary(name, value))
     for part in cast(list[Message], parts):  # a multipart's payload is its list of parts
         # A boundary line before each part (and one at the end, and the boundary parameter).
-        size += _BOUNDARY_BYTES + flattened_size(part)
+        size += _BOUNDARY_BYTES + flattened_size(part, folded)
     return size + 2 * _BOUNDARY_BYTES
 
 
@@ -124,6 +134,7 @@ class Renderer:
         self._email_env = environment.email_environment(settings.templates_dir)
         self._slack_env = environment.slack_environment(settings.templates_dir)
         self._subject_env = environment.subject_environment()
+        self._mime = mime.MimeBuilder()
         self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
         self.bodies = BodyTemplates()  # webhook body templates, compiled on first use
         self._templates: dict[str, jinja2.Template] = {}
@@ -145,13 +156,17 @@ class Renderer:
         message_id: str,
         earlier: Sequence[tuple[str, float]] = (),
         follow_up: LeadLinks | None = None,
+        references: Sequence[str] = (),
     ) -> EmailContent:
         """The email, within ``max_email_bytes`` (with the built-in templates): the newest
         messages that fit, and a note saying how many earlier ones were left out. The HTML
         part stays within ``max_html_bytes``; when that leaves messages out, the whole
         transcript is attached as text. ``earlier`` are the visitor's earlier conversations
         (category, Unix seconds), as the store's ``visitor_history`` gives them;
-        ``follow_up``: the lead's claim and done links, shown in their own block."""
+        ``follow_up``: the lead's claim and done links, shown in their own block;
+        ``references``: the Message-IDs of earlier emails about this visitor that were
+        actually sent, oldest first (the store's ``sent_email_ids``), for In-Reply-To and
+        References; none for a first email."""
         history = history_line(earlier, self._translator)
         limits = self._limits
         content = self._email(
@@ -162,8 +177,9 @@ class Renderer:
             limits=limits,
             history=history,
             follow_up=follow_up,
+            references=references,
         )
-        while flattened_size(content.message) > self._email_bytes:
+        while flattened_size(content.message, self._mime.folded) > self._email_bytes:
             smaller = limits.smaller()
             if smaller is None:
                 break  # only an override template can be this large: send it as it is
@@ -176,6 +192,7 @@ class Renderer:
                 limits=limits,
                 history=history,
                 follow_up=follow_up,
+                references=references,
             )
         return content
 
@@ -189,6 +206,7 @@ class Renderer:
         limits: ViewLimits,
         history: str | None,
         follow_up: LeadLinks | None = None,
+        references: Sequence[str] = (),
     ) -> EmailContent:
         links = follow_up_view(follow_up, self._translator.locale)
         paths = email_template_paths(action.template)
@@ -212,7 +230,7 @@ class Renderer:
             variables["follow_up"] = links
             html = self._html(paths["html"], variables)
             text = self._template(paths["text"], self._email_env).render(variables)
-        message = EmailMessage(policy=email.policy.SMTP)
+        message = self._mime.message()
         headers.set_headers(
             message,
             from_address=self._from_address,
@@ -221,14 +239,13 @@ class Renderer:
             reply_to=headers.visitor_address(view.visitor_name, view.reply_email),
             subject=subject,
             message_id=message_id,
-            date=format_datetime(self._clock()),
-            thread=headers.thread_id(conversation, self._from_address),
+            date=self._clock(),  # a datetime: the header is made from it, never parsed
+            references=references,
+            parsed=self._mime.header,
         )
-        message.set_content(text)
-        message.add_alternative(html, subtype="html")
-        if attachment is not None:
-            # multipart/mixed around the alternative: the full transcript as a text file.
-            message.add_attachment(attachment, subtype="plain", filename=ATTACHMENT_NAME)
+        # multipart/alternative; with an attachment multipart/mixed around it, the whole
+        # transcript as a text file.
+        self._mime.alternative(message, text, html, attachment, ATTACHMENT_NAME)
         recipients = headers.envelope_addresses([*action.to, *action.cc, *action.bcc])
         return EmailContent(message=message, recipients=tuple(recipients))
 
@@ -351,7 +368,19 @@ class Renderer:
         return []
 
     def inline_css(self, html: str) -> str:
-        return str(self._inliner.inline(html))
+        """``html`` with its CSS inlined, except ``<style data-shared>`` blocks: those are
+        kept as they are, so their classes stay shared instead of repeated inline."""
+        shared = _SHARED_STYLE.findall(html)
+        if not shared:
+            return str(self._inliner.inline(html))
+        hidden = _SHARED_STYLE.sub(_SHARED_MARK, html)
+        inlined = str(self._inliner.inline(hidden))
+        if inlined.count(_SHARED_MARK) != len(shared):
+            return str(self._inliner.inline(html))  # the parser moved them: inline everything
+        pieces = inlined.split(_SHARED_MARK)
+        return pieces[0] + "".join(
+            block + rest for block, rest in zip(shared, pieces[1:], strict=True)
+        )
 
     # -- helpers ----------------------------------------------------------------------------
 

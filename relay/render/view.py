@@ -9,14 +9,11 @@ from datetime import UTC, datetime
 from itertools import islice
 from urllib.parse import quote, urlsplit
 
-from babel import Locale
-
 from relay.model.category import Category
 from relay.model.conversation import Conversation, Message, SenderKind, valid_email
 from relay.render.i18n import Translator
 
 MAX_RATING = 5
-_WHITESPACE = re.compile(r"\s+")
 _KNOWN_KINDS = {"visitor", "agent", "system"}
 PAGES_SHOWN = 5  # the journey shows this many pages, then "+N more"
 PHONES_SHOWN = 3
@@ -34,6 +31,11 @@ _PHONE = re.compile(r"(?<![\w+])\+?\(?\d[\d ().\-/]{5,22}\d(?![\w])")
 _DATE_LIKE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
 _URL = re.compile(r"\bhttps?://[^\s<>\"']+", re.IGNORECASE)
 _URL_TRAILING = ".,;:!?)]}'\""
+# Right-to-left scripts: Hebrew, Arabic, Syriac, Thaana, NKo, Samaritan, Mandaic and their
+# presentation forms.
+_RTL = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]")
+FSI, PDI = "\u2068", "\u2069"
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f]")  # either makes an address unsafe to link
 # Placeholders a conversation URL template may use (render.conversation_url).
 URL_PLACEHOLDERS = ("chat_id", "account_id", "visitor_id")
 
@@ -91,6 +93,16 @@ class LinkView:
 
     text: str
     url: str | None
+
+
+@dataclass(frozen=True)
+class JourneyStep:
+    """One step of the pages journey: a page (``label`` says "Landing page" or "Chat started
+    on" for the first and the last), or ``more`` pages left out between the shown ones."""
+
+    page: LinkView | None
+    label: str | None = None
+    more: int = 0
 
 
 @dataclass(frozen=True)
@@ -157,7 +169,13 @@ class ConversationView:
     reply_mailto: str | None = None  # mailto: URI with a prefilled subject
     conversation_url: str | None = None  # "Open in Smartsupp" (render.conversation_url)
     phones: tuple[PhoneView, ...] = ()
-    pages_more: int = 0  # pages after the first PAGES_SHOWN
+    pages_more: int = 0  # pages not shown (between the first ones and the last one)
+    # The pages as a journey: the first ones, "+N more", the last (where the chat started).
+    journey: tuple[JourneyStep, ...] = ()
+    # The location's places (city, country) and country code, each to be shown isolated
+    # (<bdi>; Unicode isolates in ``location`` when a part is right-to-left).
+    location_places: tuple[str, ...] = ()
+    location_code: str | None = None
     history: str | None = None  # "2 earlier conversations (1 missed on 12 Nov)"
     rating_short: str | None = None  # "★1" for the subject
     begin_timestamp: int | None = None  # Unix seconds of ``date`` (Slack date tokens)
@@ -165,7 +183,8 @@ class ConversationView:
 
 def one_line(text: str | None) -> str:
     """Collapse every run of whitespace (CR, LF, tabs, unicode spaces) to one space."""
-    return _WHITESPACE.sub(" ", text or "").strip()
+    # str.split() splits at the characters re's \s matches (str.isspace), in C.
+    return " ".join((text or "").split())
 
 
 def clip(text: str, limit: int) -> str:
@@ -186,7 +205,7 @@ def link(text: str | None, url: str | None) -> LinkView | None:
     except ValueError:
         return LinkView(label, None)
     safe = parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
-    if safe and any(ch.isspace() or ord(ch) < 32 for ch in address):
+    if safe and _SPACE_OR_CONTROL.search(address):
         safe = False
     return LinkView(label, address if safe else None)
 
@@ -298,8 +317,9 @@ def _author(message: Message, kind: str, visitor_name: str | None, t: Translator
 def _time(moment: datetime | None, first_day: str | None, t: Translator) -> str:
     if moment is None:
         return ""
-    if first_day is not None and t.date_text(moment) != first_day:
-        return f"{t.date_text(moment)} {t.time_text(moment)}"
+    day = t.date_text(moment)
+    if first_day is not None and day != first_day:
+        return f"{day} {t.time_text(moment)}"
     return t.time_text(moment)
 
 
@@ -345,13 +365,14 @@ def _messages(
         text = system_sentence(content, name, t) if kind == "system" else content
         trigger = clip(one_line(message.triggered_by), field)
         offline_email = clip(one_line(message.email), field)
+        sent = message.sent
         views.append(
             MessageView(
                 kind=kind,
                 author=clip(_author(message, kind, visitor_name, t), field),
                 text=clip(text, limits.message_chars),
-                time=_minute_time(message.sent, first_day, t, times),
-                iso_time=message.sent.isoformat() if message.sent else "",
+                time=_minute_time(sent, first_day, t, times),
+                iso_time=sent.isoformat() if sent else "",
                 triggered_by=t("triggered_by", name=trigger) if trigger else None,
                 offline_email=t("offline_form", email=offline_email) if offline_email else None,
             )
@@ -403,28 +424,41 @@ def offline_form_email(conversation: Conversation) -> str | None:
     return None
 
 
-def _country_names(code: str) -> set[str]:
-    names = {"czech republic"} if code == "CZ" else set()
-    for locale in ("en", "cs", "de"):
-        name = Locale.parse(locale).territories.get(code)
-        if name:
-            names.add(name.casefold())
-    return names
-
-
-def _location(conversation: Conversation) -> str | None:
+def _location_parts(
+    conversation: Conversation, t: Translator
+) -> tuple[tuple[str, ...], str | None]:
+    """The visitor's (city, country) as known, and the country code unless it is one of them."""
     visitor = conversation.visitor
     city, country = one_line(visitor.city), one_line(visitor.country)
     code = one_line(visitor.country_code).upper()
     if code.isalpha() and city and country:
         # Smartsupp's bodies have been seen with city and country swapped.
-        names = _country_names(code)
+        names = t.country_names(code)
         if city.casefold() in names and country.casefold() not in names:
             city, country = country, city
-    places = [p for p in (city, country) if p]
-    text = ", ".join(places)
-    if code and code not in places:
-        text = f"{text} ({code})" if text else code
+    places = tuple(p for p in (city, country) if p)
+    return places, (code if code and code not in places else None)
+
+
+def has_rtl(text: str) -> bool:
+    """Whether ``text`` has a right-to-left letter (Hebrew, Arabic and related scripts)."""
+    return bool(_RTL.search(text))
+
+
+def isolated(text: str) -> str:
+    """``text`` between FIRST STRONG ISOLATE and POP DIRECTIONAL ISOLATE (plain text, Slack)."""
+    return f"{FSI}{text}{PDI}"
+
+
+def location_text(places: Sequence[str], code: str | None) -> str | None:
+    """ "Brno, Czech Republic (CZ)"; when any part is right-to-left, every part isolated, so
+    "الرياض, Saudi Arabia (SA)" cannot be shown as "Saudi Arabia (SA) ,الرياض"."""
+    rtl = any(has_rtl(part) for part in (*places, code or ""))
+    shown = [isolated(place) if rtl else place for place in places]
+    text = ", ".join(shown)
+    if code:
+        code_text = isolated(code) if rtl else code
+        text = f"{text} ({code_text})" if text else code_text
     return text or None
 
 
@@ -435,6 +469,24 @@ def _clipped_link(text: str | None, url: str | None, limit: int) -> LinkView | N
         return None
     address = found.url if found.url is not None and len(found.url) <= limit else None
     return LinkView(clip(found.text, limit), address)
+
+
+def journey(pages: Sequence[LinkView], t: Translator) -> tuple[JourneyStep, ...]:
+    """At most PAGES_SHOWN pages: the first ones, then "+N more" and the last page; the first
+    is labelled the landing page and the last the page where the chat started (the body lists
+    the pages in the order visited)."""
+    if not pages:
+        return ()
+    if len(pages) == 1:
+        return (JourneyStep(pages[0], t("landing_and_chat")),)
+    head = pages[: PAGES_SHOWN - 1] if len(pages) > PAGES_SHOWN else pages[:-1]
+    steps = [JourneyStep(head[0], t("landing_page"))]
+    steps.extend(JourneyStep(page) for page in head[1:])
+    more = len(pages) - len(head) - 1
+    if more:
+        steps.append(JourneyStep(None, more=more))
+    steps.append(JourneyStep(pages[-1], t("chat_started_on")))
+    return tuple(steps)
 
 
 def _clipped(text: str | None, limit: int) -> str | None:
@@ -480,8 +532,16 @@ def build_view(
         )
         if one_line(value)
     )
-    shown_pages = (_clipped_link(p.title, p.url, field) for p in conversation.paths)
-    pages = tuple(islice((v for v in shown_pages if v is not None), PAGES_SHOWN))
+    all_pages = [
+        page
+        for page in (_clipped_link(p.title, p.url, field) for p in conversation.paths)
+        if page is not None
+    ]
+    steps = journey(all_pages, t)
+    pages = tuple(step.page for step in steps if step.page is not None)
+    places, code = _location_parts(conversation, t)
+    places = tuple(clip(place, field) for place in places)
+    code = clip(code, field) if code else None
     messages = _messages(conversation, t, limits)
     missed = category is Category.MISSED
     ask = clip(the_ask(conversation, category), limits.message_chars)
@@ -502,7 +562,7 @@ def build_view(
         visitor_name_known=name is not None,
         visitor_email=visitor.email_address,
         country_code=clip(one_line(visitor.country_code).upper(), field) or None,
-        location=_clipped(_location(conversation), field),
+        location=location_text(places, code),
         rating=rating,
         stars=stars(rating) if rating is not None else None,
         rating_label=(
@@ -534,7 +594,10 @@ def build_view(
         ),
         conversation_url=conversation_url(url_template, conversation),
         phones=phone_numbers([clip(text, limits.message_chars) for text in visitor_texts]),
-        pages_more=sum(1 for _ in shown_pages if _ is not None),
+        pages_more=len(all_pages) - len(pages),
+        journey=steps,
+        location_places=places,
+        location_code=code,
         history=history,
         rating_short=f"★{min(max(rating, 0), MAX_RATING)}" if rating is not None else None,
         begin_timestamp=int(moment.timestamp()) if moment is not None else None,

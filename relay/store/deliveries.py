@@ -88,12 +88,18 @@ class DeliveryOps(StoreBase):
         return None if row is None else row[0]
 
     def mark_sent(
-        self, delivery_id: int, now: float | None = None, *, sent_to: str | None = None
+        self,
+        delivery_id: int,
+        now: float | None = None,
+        *,
+        sent_to: str | None = None,
+        message_id: str | None = None,
     ) -> None:
-        """``sent_to='outbox'``: written to the local outbox, not to a real destination."""
+        """``sent_to='outbox'``: written to the local outbox, not to a real destination;
+        ``message_id``: the Message-ID of an email really sent (``sent_email_ids``)."""
         now = time.time() if now is None else now
         with self._transaction() as db:
-            db.execute(queries.MARK_SENT, (now, sent_to, delivery_id))
+            db.execute(queries.MARK_SENT, (now, sent_to, message_id, delivery_id))
 
     def mark_retry(
         self,
@@ -121,6 +127,13 @@ class DeliveryOps(StoreBase):
         (why it created nothing) is kept as the delivery's last error."""
         with self._transaction() as db:
             db.execute(queries.RECORD_EXTERNAL_REF, (external_ref, note, delivery_id))
+
+    def sent_email_ids(self, delivery_id: int, limit: int = 10) -> tuple[str, ...]:
+        """The Message-IDs of the emails really sent about the visitor of this delivery's
+        conversation (not this delivery's own), oldest first, at most the newest ``limit``:
+        what its email may name in In-Reply-To and References."""
+        rows = self._conn.execute(queries.SENT_EMAIL_IDS, (delivery_id, limit)).fetchall()
+        return tuple(str(row[0]) for row in reversed(rows))
 
     def known_external_ref(self, delivery_id: int) -> str | None:
         """The id recorded by this delivery or, failing that, by the latest delivery of the

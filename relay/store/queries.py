@@ -132,10 +132,38 @@ NEXT_DUE_AFTER = (
 )
 NEXT_DUE = "SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'retrying')"
 
-# Record a sent delivery (sent_to 'outbox': written to the local outbox instead).
+# Record a sent delivery (sent_to 'outbox': written to the local outbox instead) and, for an
+# email really sent, its Message-ID as the external_ref (NULL leaves the column as it is).
+# Parameters: now, sent_to, message id, delivery id.
 MARK_SENT = (
     "UPDATE deliveries SET status = 'sent', updated_at = ?, last_error = NULL,"
-    " sent_to = ? WHERE id = ?"
+    " sent_to = ?, external_ref = COALESCE(?, external_ref) WHERE id = ?"
+)
+
+# The Message-IDs of the emails really sent (not to the outbox) about the visitor of a
+# delivery's conversation, other than that delivery's own: the same account and the same
+# chat (any version), or the same visitor id, else the same email address (as
+# VISITOR_HISTORY matches a visitor), newest first. Parameters: delivery id, limit.
+SENT_EMAIL_IDS = (
+    "WITH cur0 AS (SELECT d.id AS did, c.conv_key, c.account_id,"
+    " CASE WHEN json_valid(CAST(c.raw AS TEXT)) THEN CAST(c.raw AS TEXT) END AS body"
+    " FROM deliveries d JOIN conversations c ON c.id = d.conversation_id WHERE d.id = ?),"
+    " cur AS (SELECT did, conv_key, account_id,"
+    " CAST(json_extract(body, '$.visitor.id') AS TEXT) AS vid,"
+    " lower(json_extract(body, '$.visitor.email')) AS vemail FROM cur0),"
+    " sent AS (SELECT s.id, s.external_ref, s.updated_at, o.conv_key,"
+    " CASE WHEN json_valid(CAST(o.raw AS TEXT)) THEN CAST(o.raw AS TEXT) END AS body"
+    " FROM deliveries s JOIN conversations o ON o.id = s.conversation_id"
+    " JOIN cur ON o.account_id = cur.account_id"
+    " WHERE s.channel = 'email' AND s.status = 'sent' AND s.sent_to IS NULL"
+    " AND s.external_ref IS NOT NULL AND s.id != cur.did)"
+    " SELECT sent.external_ref FROM sent JOIN cur"
+    " WHERE sent.conv_key = cur.conv_key"
+    "  OR (cur.vid IS NOT NULL AND cur.vid != ''"
+    "      AND CAST(json_extract(sent.body, '$.visitor.id') AS TEXT) = cur.vid)"
+    "  OR (cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail != ''"
+    "      AND lower(json_extract(sent.body, '$.visitor.email')) = cur.vemail)"
+    " ORDER BY sent.updated_at DESC, sent.id DESC LIMIT ?"
 )
 
 # Record a failed attempt to be tried again at a given time, with the recipients done so far.

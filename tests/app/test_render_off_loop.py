@@ -47,6 +47,7 @@ class WatchedRenderer(Renderer):
         message_id: str,
         earlier: Sequence[tuple[str, float]] = (),
         follow_up: LeadLinks | None = None,
+        references: Sequence[str] = (),
     ) -> EmailContent:
         try:
             asyncio.get_running_loop()
@@ -62,6 +63,7 @@ class WatchedRenderer(Renderer):
             message_id=message_id,
             earlier=earlier,
             follow_up=follow_up,
+            references=references,
         )
 
 

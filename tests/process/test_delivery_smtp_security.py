@@ -35,8 +35,9 @@ from tests.support.store import deliveries
 # decoded, as real header lines, when the message is flattened.
 FORGED_FROM = "=?utf-8?q?Eve=0D=0AFrom:_CEO_<ceo@example.com>?="
 FORGED_BCC = "=?utf-8?q?x=0D=0ABcc:_v@evil.test?="
+# A first email about the visitor: no In-Reply-To or References (no earlier email was sent).
 SENT_HEADERS = [
-    "from", "to", "reply-to", "subject", "date", "message-id", "in-reply-to", "references",
+    "from", "to", "reply-to", "subject", "date", "message-id",
     "auto-submitted", "x-auto-response-suppress", "content-type", "mime-version",
 ]  # fmt: skip
 

@@ -87,21 +87,27 @@ def test_email_headers_and_multipart_structure() -> None:
     assert message["Subject"] == (
         "[Missed chat] Dusan Kmet (CZ): Is anybody there? I would like to order the pro package."
     )
-    thread = message["References"]
-    assert thread == message["In-Reply-To"]
-    assert thread.startswith("<visitor.208.")
-    assert thread.endswith("@relay.example>")
+    # A first email joins no thread: no id it could name was sent.
+    assert message["In-Reply-To"] is None
+    assert message["References"] is None
 
 
-def test_emails_about_one_visitor_share_a_thread_id() -> None:
-    renderer = renderer_for()
-    threads = {
-        renderer.email(
-            conversation_for(category), category, EMAIL_ACTION, message_id=f"<{category}@x>"
-        ).message["References"]
-        for category in Category
-    }
-    assert len(threads) == 1
+def test_in_reply_to_names_the_newest_sent_email_and_references_all_of_them() -> None:
+    sent = ["<first@relay.example>", "<second@relay.example>", "<first@relay.example>"]
+    message = (
+        renderer_for()
+        .email(
+            conversation_for(Category.MISSED),
+            Category.MISSED,
+            EMAIL_ACTION,
+            message_id=MESSAGE_ID,
+            references=[*sent, "not an id", "<two\r\nBcc: x@evil.test>"],
+        )
+        .message
+    )
+    assert message["In-Reply-To"] == "<second@relay.example>"
+    # Each id once, in order; anything that is not one well-formed id is left out.
+    assert message["References"] == "<first@relay.example> <second@relay.example>"
 
 
 def test_date_header_is_the_send_time_not_the_chat_time() -> None:

@@ -62,8 +62,9 @@ def test_the_ask_comes_first_then_actions_then_transcript_then_pages() -> None:
     pages = html.index(">Pages visited<")
     variables = html.index(">Visitor details<")
     assert ask < reply < transcript < pages < variables
-    # Pages as a short journey: five, then how many more.
-    assert "Page 4" in html and "Page 5<" not in html
+    # Pages as a short journey: the first four, how many more, the last one.
+    shown = re.findall(r">(Page \d+)</a>", html)
+    assert shown == ["Page 0", "Page 1", "Page 2", "Page 3", "Page 19"]
     assert "+15 more pages" in html
 
 
@@ -130,8 +131,10 @@ def test_rtl_name_is_isolated_from_the_time() -> None:
     _, html = parts(message)
     assert '<h1 dir="auto" style="' in html and f"<bdi>{name}</bdi></h1>" in html
     # In the transcript the name is isolated, so "9:00 AM" cannot be split around it.
-    assert re.search(rf"<bdi>{name}</bdi> <span class=\"time\"[^>]*>[^<]+</span>", html)
-    assert re.search(r'<div class="msg visitor" dir="auto"', html)
+    assert re.search(rf"<bdi>{name}</bdi></b> <span class=\"t\">[^<]+</span>", html)
+    # The message text decides its own direction (not the name or the time before it).
+    assert re.search(r'<div class="m mv" style="[^"]*"><b><bdi>', html)
+    assert '<div dir="auto">Hello</div></div>' in html
 
 
 def test_offline_form_email_is_the_reply_to_when_it_is_the_only_address() -> None:
@@ -200,7 +203,7 @@ def test_every_time_has_the_zone_and_no_seconds() -> None:
     text, html = parts(render(category_body(Category.NORMAL), Category.NORMAL, "cs"))
     assert "Datum: 27. 3. 2015 16:33 CET" in text
     assert "[16:33 CET]" in text
-    times = re.findall(r'<span class="time"[^>]*>([^<]+)</span>', html)
+    times = re.findall(r'<span class="t">([^<]+)</span>', html)
     assert times and all(re.fullmatch(r"\d{1,2}:\d{2} CET", time) for time in times)
     assert not re.search(r"\d:\d\d:\d\d", text + html)
 
@@ -265,7 +268,7 @@ def test_html_part_stays_under_100_kb_with_the_whole_transcript_attached(count: 
     text, html = parts(message)
     assert len(html.encode("utf-8")) < 100_000
     assert f"Message {count - 1}:" in html
-    shown = html.count('class="msg ')
+    shown = html.count('class="m ')
     assert (
         f"… {count - shown:,} earlier messages not shown; the whole transcript is attached" in html
     )
@@ -280,3 +283,73 @@ def test_html_part_stays_under_100_kb_with_the_whole_transcript_attached(count: 
 def test_a_short_chat_has_no_attachment() -> None:
     message = render(category_body(Category.NORMAL), Category.NORMAL)
     assert message.get_content_type() == "multipart/alternative"
+
+
+@pytest.mark.parametrize(
+    ("count", "shown", "more"),
+    [
+        (1, ["Page 0"], 0),
+        (2, ["Page 0", "Page 1"], 0),
+        (5, [f"Page {n}" for n in range(5)], 0),
+        (6, ["Page 0", "Page 1", "Page 2", "Page 3", "Page 5"], 1),
+    ],
+)
+def test_pages_are_a_journey_from_the_landing_page_to_where_the_chat_started(
+    count: int, shown: list[str], more: int
+) -> None:
+    data = category_body(Category.MISSED)
+    data["paths"] = [{"url": f"https://shop.test/p{n}", "title": f"Page {n}"} for n in range(count)]
+    text, html = parts(render(data, Category.MISSED))
+    assert re.findall(r">(Page \d+)</a>", html) == shown
+    journey = text[text.index("Pages visited:") : text.index("Visitor details:")]
+    assert re.findall(r"(Page \d+) <", journey) == shown
+    if count == 1:
+        assert "Landing page, chat started here:</span> <bdi>" in html
+        assert "- Landing page, chat started here: Page 0 <" in journey
+    else:
+        assert 'Landing page:</span> <bdi><a href="https://shop.test/p0"' in html
+        assert f'Chat started on:</span> <bdi><a href="https://shop.test/p{count - 1}"' in html
+        assert "- Landing page: Page 0 <" in journey
+        assert f"  → Chat started on: Page {count - 1} <" in journey
+    assert ("+1 more page" in html and "  → +1 more page\n" in journey) == (more == 1)
+    assert html.count(" &rarr; ") + html.count(" → ") == len(shown) - 1 + (1 if more else 0)
+
+
+def test_a_right_to_left_location_has_every_part_isolated() -> None:
+    data = category_body(Category.MISSED)
+    city = "الرياض"
+    data["visitor"].update(city=city, country="Saudi Arabia", countryCode="SA")
+    text, html = parts(render(data, Category.MISSED))
+    # Each part its own isolate: never "Saudi Arabia (SA) ,<city>" as one run.
+    assert f"<bdi>{city}</bdi>, <bdi>Saudi Arabia</bdi> (<bdi>SA</bdi>) · " in html
+    fsi, pdi = "\u2068", "\u2069"
+    isolated = f"{fsi}{city}{pdi}, {fsi}Saudi Arabia{pdi} ({fsi}SA{pdi})"
+    assert f"Location: {isolated}\n" in text
+    assert isolated in slack_text(data, Category.MISSED)
+    # Left-to-right places need no isolates in plain text.
+    plain, _ = parts(render(category_body(Category.MISSED), Category.MISSED))
+    assert "Location: Brno, Czech Republic (CZ)\n" in plain
+
+
+def test_repeated_message_styles_are_shared_classes_not_inline() -> None:
+    conversation = long_conversation(300)
+    message = (
+        renderer_for("en", max_html_bytes=10_000_000)
+        .email(conversation, Category.LOW_RATED, EMAIL_ACTION, message_id=MESSAGE_ID)
+        .message
+    )
+    _, html = parts(message)
+    assert html.count('class="m ') == 300
+    # One shared block styles every message; each message keeps only its border inline.
+    assert html.count("<style data-shared>") == 1
+    assert ".m { margin: 0 0 6px 0;" in html
+    borders = re.findall(r'<div class="m (mv|ma)" style="([^"]*)"', html)
+    assert len(borders) == 300
+    assert {style for _, style in borders} == {
+        "border-left: 4px solid #2563eb;",
+        "border-left: 4px solid #16a34a;",
+    }
+    for tag in ("<b ", "<bdi ", '<span class="t" '):
+        assert tag not in html
+    inline = sum(len(style) for style in re.findall(r' style="[^"]*"', html))
+    assert inline < 20_000

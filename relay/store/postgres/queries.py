@@ -106,9 +106,11 @@ NEXT_DUE = (
     " AND claimed_by <> %(holder)s AND claimed_until > %(after)s))"
 )
 # An outcome is recorded only by the claim that holds the delivery (its token).
+# An email really sent keeps its Message-ID as the external_ref (NULL leaves it as it is).
 MARK_SENT = (
     "UPDATE deliveries SET status = 'sent', updated_at = %(now)s, last_error = NULL,"
-    " sent_to = %(sent_to)s, claimed_by = NULL, claim_token = NULL, claimed_until = NULL"
+    " sent_to = %(sent_to)s, external_ref = COALESCE(%(ref)s, external_ref),"
+    " claimed_by = NULL, claim_token = NULL, claimed_until = NULL"
     " WHERE id = %(id)s AND status = 'sending' AND claim_token = %(token)s"
 )
 MARK_RETRY = (
@@ -203,6 +205,28 @@ VISITOR_HISTORY = (
     "  OR (cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail <> ''"
     "      AND lower(o.body -> 'visitor' ->> 'email') = cur.vemail)"
     " ORDER BY o.id"
+)
+# As the SQLite store's SENT_EMAIL_IDS: the Message-IDs of the emails really sent about the
+# visitor of a delivery's conversation (same account; same chat, or the same visitor id, else
+# the same email address), other than that delivery's own, newest first.
+SENT_EMAIL_IDS = (
+    "WITH cur0 AS (SELECT d.id AS did, c.conv_key, c.account_id, relay_json(c.raw) AS body"
+    " FROM deliveries d JOIN conversations c ON c.id = d.conversation_id WHERE d.id = %s),"
+    " cur AS (SELECT did, conv_key, account_id, body -> 'visitor' ->> 'id' AS vid,"
+    " lower(body -> 'visitor' ->> 'email') AS vemail FROM cur0),"
+    " sent AS (SELECT s.id, s.external_ref, s.updated_at, o.conv_key,"
+    " relay_json(o.raw) AS body"
+    " FROM deliveries s JOIN conversations o ON o.id = s.conversation_id"
+    " JOIN cur ON o.account_id = cur.account_id"
+    " WHERE s.channel = 'email' AND s.status = 'sent' AND s.sent_to IS NULL"
+    " AND s.external_ref IS NOT NULL AND s.id <> cur.did)"
+    " SELECT sent.external_ref FROM sent CROSS JOIN cur"
+    " WHERE sent.conv_key = cur.conv_key"
+    "  OR (cur.vid IS NOT NULL AND cur.vid <> ''"
+    "      AND sent.body -> 'visitor' ->> 'id' = cur.vid)"
+    "  OR (cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail <> ''"
+    "      AND lower(sent.body -> 'visitor' ->> 'email') = cur.vemail)"
+    " ORDER BY sent.updated_at DESC, sent.id DESC LIMIT %s"
 )
 QUARANTINE_COLUMNS = "SELECT id, received_at, reason, message, remote, size, body FROM quarantine"
 QUARANTINED = QUARANTINE_COLUMNS + " ORDER BY id DESC LIMIT %s"

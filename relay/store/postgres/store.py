@@ -376,11 +376,18 @@ class PostgresStore:
             )
 
     def mark_sent(
-        self, delivery_id: int, now: float | None = None, *, sent_to: str | None = None
+        self,
+        delivery_id: int,
+        now: float | None = None,
+        *,
+        sent_to: str | None = None,
+        message_id: str | None = None,
     ) -> None:
-        """``sent_to='outbox'``: written to the local outbox, not to a real destination."""
+        """``sent_to='outbox'``: written to the local outbox, not to a real destination;
+        ``message_id``: the Message-ID of an email really sent (``sent_email_ids``)."""
         now = time.time() if now is None else now
-        self._finish(q.MARK_SENT, delivery_id, {"now": now, "sent_to": sent_to})
+        params = {"now": now, "sent_to": sent_to, "ref": message_id}
+        self._finish(q.MARK_SENT, delivery_id, params)
 
     def mark_retry(
         self,
@@ -516,6 +523,12 @@ class PostgresStore:
     def quarantine_entry(self, entry_id: int) -> QuarantineRow | None:
         row = self._read().execute(q.QUARANTINE_ENTRY, (entry_id,)).fetchone()
         return None if row is None else _quarantine_row(row)
+
+    def sent_email_ids(self, delivery_id: int, limit: int = 10) -> tuple[str, ...]:
+        """As the SQLite store's: the Message-IDs of the emails really sent about the visitor
+        of this delivery's conversation (not its own), oldest first, the newest ``limit``."""
+        rows = self._read().execute(q.SENT_EMAIL_IDS, (delivery_id, limit)).fetchall()
+        return tuple(str(row[0]) for row in reversed(rows))
 
     def visitor_history(
         self, conversation_id: int, limit: int = 20

@@ -1,0 +1,148 @@
+"""The MIME tree the renderer builds directly: the same structure, encodings and decoded
+content the stdlib's set_content/add_alternative/add_attachment give, a size estimate that is
+never below the real size, and content that survives the render pool's pickling."""
+
+from __future__ import annotations
+
+import copy
+import email.policy
+import json
+import pickle
+from email import message_from_bytes
+from email.message import EmailMessage
+
+import pytest
+
+from relay.intake.payload import parse
+from relay.model.category import Category
+from relay.render.headers import flatten
+from relay.render.mime import MimeBuilder, text_payload
+from relay.render.renderer import flattened_size
+from tests.support.render import (
+    EMAIL_ACTION,
+    MESSAGE_ID,
+    category_body,
+    conversation_for,
+    long_conversation,
+    renderer_for,
+)
+
+TEXTS = {
+    "ascii short lines": "Hello\nHow are you?\n",
+    "8bit short lines": "Dobrý den, Příliš žluťoučký kůň\nÄrger über Öl\n",
+    "ascii long line": "x = 1; " * 40,
+    "latin long line": "Příliš žluťoučký kůň úpěl ďábelské ódy. " * 10,
+    "arabic long line": "مرحبا، أريد طلب الباقة الاحترافية " * 10,
+    "no final newline, CR and NUL": "a\r\nb\rc\x00d" + "=" * 100,
+}
+
+
+def lf(text: str) -> str:
+    """Line ends as the renderer wrote them (the wire has CRLF)."""
+    return text.replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("text", TEXTS.values(), ids=TEXTS.keys())
+def test_text_parts_encode_as_the_stdlib_chooses_and_decode_back(text: str) -> None:
+    stdlib = EmailMessage(policy=email.policy.SMTP)
+    stdlib.set_content(text)
+    cte, _ = text_payload(text, 78)
+    assert cte == stdlib["Content-Transfer-Encoding"]
+    part = MimeBuilder().text_part(text, "plain")
+    assert part.get_content() == stdlib.get_content()
+    # As sent (CRLF line ends) and read back by a mail program.
+    parsed = message_from_bytes(part.as_bytes(), policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    assert lf(parsed.get_content()) == lf(stdlib.get_content())
+    assert parsed.get_content_type() == "text/plain"
+    assert parsed.get_content_charset() == "utf-8"
+
+
+def structure(message: EmailMessage) -> list[tuple[int, str, str | None]]:
+    return [
+        (depth, part.get_content_type(), part.get_filename()) for depth, part in walk(message, 0)
+    ]
+
+
+def walk(message: EmailMessage, depth: int) -> list[tuple[int, EmailMessage]]:
+    found = [(depth, message)]
+    if message.is_multipart():
+        for part in message.iter_parts():
+            assert isinstance(part, EmailMessage)
+            found.extend(walk(part, depth + 1))
+    return found
+
+
+def test_alternative_and_mixed_have_the_stdlib_structure() -> None:
+    short = renderer_for().email(
+        conversation_for(Category.NORMAL), Category.NORMAL, EMAIL_ACTION, message_id=MESSAGE_ID
+    )
+    assert structure(short.message) == [
+        (0, "multipart/alternative", None),
+        (1, "text/plain", None),
+        (1, "text/html", None),
+    ]
+    long = renderer_for().email(
+        long_conversation(2_000), Category.LOW_RATED, EMAIL_ACTION, message_id=MESSAGE_ID
+    )
+    assert structure(long.message) == [
+        (0, "multipart/mixed", None),
+        (1, "multipart/alternative", None),
+        (2, "text/plain", None),
+        (2, "text/html", None),
+        (1, "text/plain", "transcript.txt"),
+    ]
+    for content in (short, long):
+        message = content.message
+        assert message["MIME-Version"] == "1.0"
+        sent = message_from_bytes(flatten(message), policy=email.policy.default)
+        assert isinstance(sent, EmailMessage)
+        for kind in ("plain", "html"):
+            before, after = message.get_body((kind,)), sent.get_body((kind,))
+            assert before is not None and after is not None
+            assert lf(after.get_content()) == before.get_content()
+
+
+def arabic() -> EmailMessage:
+    data = category_body(Category.MISSED)
+    data["visitor"].update(name="محمد العلي", city="الرياض")
+    data["messages"][1]["content"] = "مرحبا، أريد طلب الباقة الاحترافية " * 40
+    conversation = parse(json.dumps(data).encode())
+    return (
+        renderer_for("cs")
+        .email(conversation, Category.MISSED, EMAIL_ACTION, message_id=MESSAGE_ID)
+        .message
+    )
+
+
+def test_the_size_estimate_is_never_below_the_flattened_size() -> None:
+    renderer = renderer_for()
+    messages = [
+        renderer.email(conversation_for(c), c, EMAIL_ACTION, message_id=MESSAGE_ID).message
+        for c in Category
+    ]
+    messages.append(
+        renderer.email(
+            long_conversation(2_000), Category.LOW_RATED, EMAIL_ACTION, message_id=MESSAGE_ID
+        ).message
+    )
+    messages.append(arabic())
+    for message in messages:
+        estimate = flattened_size(message, renderer._mime.folded)
+        assert estimate == flattened_size(copy.deepcopy(message))  # the shared sizes agree
+        real = len(flatten(copy.deepcopy(message)))
+        assert real <= estimate <= real + 1_000
+
+
+def test_rendered_content_survives_pickling_for_the_render_pool() -> None:
+    content = renderer_for().email(
+        conversation_for(Category.MISSED), Category.MISSED, EMAIL_ACTION, message_id=MESSAGE_ID
+    )
+    copied = pickle.loads(pickle.dumps(content))  # noqa: S301 -- our own object
+    assert copied.message["To"] == content.message["To"]
+    for kind in ("plain", "html"):
+        before, after = content.message.get_body((kind,)), copied.message.get_body((kind,))
+        assert before is not None and after is not None
+        assert after.get_content() == before.get_content()
+    copied.message["X-Test"] = "set after unpickling"  # its policy still makes headers
+    assert copied.message["X-Test"] == "set after unpickling"

@@ -1,0 +1,37 @@
+"""The translator's remembered dates and times are exactly what Babel formats, across a
+daylight-saving change, and the remembered dates stay bounded."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from babel.dates import format_date, format_time
+
+from relay.render.i18n import DATES_KEPT, Translator
+
+
+@pytest.mark.parametrize("locale", ["en", "cs", "de"])
+def test_remembered_dates_and_times_equal_babel_across_a_dst_change(locale: str) -> None:
+    zone = ZoneInfo("Europe/Prague")
+    t = Translator(locale, zone)
+    start = datetime(2026, 3, 28, 22, 0, tzinfo=UTC)  # the night clocks go forward
+    for step in range(0, 2 * 24 * 60, 7):
+        moment = start + timedelta(minutes=step, seconds=step % 60)
+        local = moment.astimezone(zone)
+        time = f"{format_time(local, 'short', locale=locale)} {local.tzname()}"
+        date = format_date(local, "medium", locale=locale)
+        for _ in range(2):  # formatted, then remembered
+            assert t.time_text(moment) == time
+            assert t.date_text(moment) == date
+            assert t.datetime_text(moment) == f"{date} {time}"
+
+
+def test_remembered_dates_are_bounded() -> None:
+    t = Translator("en", ZoneInfo("UTC"))
+    start = datetime(2000, 1, 1, tzinfo=UTC)
+    for day in range(DATES_KEPT * 2 + 5):
+        moment = start + timedelta(days=day)
+        assert t.date_text(moment) == format_date(moment, "medium", locale="en")
+    assert len(t._dates) <= DATES_KEPT
