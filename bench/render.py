@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from relay.model.category import Category  # noqa: E402 -- after the sys.path set-up above
 from relay.render.view import build_view  # noqa: E402 -- as above
-from tests.conftest_render import (  # noqa: E402 -- as above
+from tests.support.render import (  # noqa: E402 -- as above
     EMAIL_ACTION,
     MESSAGE_ID,
     SLACK_ACTION,

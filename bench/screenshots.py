@@ -18,13 +18,13 @@ sys.path.insert(0, str(ROOT))
 
 from relay.intake.payload import parse  # noqa: E402 -- as above
 from relay.model.category import Category  # noqa: E402 -- after the sys.path set-up above
-from tests.conftest_render import (  # noqa: E402 -- after the sys.path set-up above
+from tests.process.test_render_screenshot import chromium, screenshot  # noqa: E402 -- as above
+from tests.support.render import (  # noqa: E402 -- after the sys.path set-up above
     EMAIL_ACTION,
     MESSAGE_ID,
     category_body,
     renderer_for,
 )
-from tests.test_render_screenshot import chromium, screenshot  # noqa: E402 -- as above
 
 WIDTHS = {1280: 1400, 375: 1600}  # window width: height
 # An example deployment's link back to the conversation (render.conversation_url).

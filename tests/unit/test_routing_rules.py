@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from relay.config.settings import Settings
 from relay.model.category import classify
-from relay.routing.decide import explain, route
+from relay.routing.decide import EARLIEST_MS, LATEST_MS, evaluation_time, explain, route
 from relay.routing.rules import FALLBACK_RULE, EmailAction, Rule, RuleSet
 from tests.support.conversations import NOW, conversation
 
@@ -29,6 +30,7 @@ FALLBACK = (EmailAction(type="email", to=["catch-all@shop.test"]),)
 # (rules as (name, match, continue), fallback actions, planned rule names, verdicts)
 WALKS: list[tuple[str, list[tuple[str, dict[str, Any], bool]], tuple[Any, ...], list[str], list[str]]] = [
     ("first match wins", [("a", YES, False), ("b", YES, False)], (), ["a"], ["matched", "not reached"]),
+    ("every later rule not reached", [("a", YES, False), ("b", YES, False), ("c", NO, False)], (), ["a"], ["matched", "not reached", "not reached"]),
     ("continue keeps going", [("a", YES, True), ("b", YES, False), ("c", YES, False)], (), ["a", "b"], ["matched", "matched", "not reached"]),
     ("continue past a miss", [("a", YES, True), ("b", NO, False), ("c", YES, True)], (), ["a", "c"], ["matched", "not matched", "matched"]),
     ("skip non-matching", [("a", NO, False), ("b", YES, False)], (), ["b"], ["not matched", "matched"]),
@@ -53,6 +55,8 @@ def test_rule_walk(
     decision = explain(conv, classify(conv), rule_set, now=NOW)
     assert [p.rule for p in decision.planned] == planned
     assert [o.verdict for o in decision.outcomes] == verdicts
+    assert [o.rule for o in decision.outcomes] == list(rule_set.rules)
+    assert decision.category is classify(conv)
     assert decision.fallback_used is (planned == [FALLBACK_RULE])
     assert decision.dropped is (planned == [])
     # route() is explain().planned: the explanation cannot disagree with the decision.
@@ -90,3 +94,40 @@ def test_default_rules_still_route_missed_and_low_rated() -> None:
     assert [p.channel for p in route(low, classify(low), rules, now=NOW)] == ["slack"]
     normal = conversation()
     assert route(normal, classify(normal), rules, now=NOW) == ()
+
+
+def test_an_outcome_keeps_the_checks_that_decided_it() -> None:
+    conv = conversation()
+    decision = explain(conv, classify(conv), [rule("a", NO | {"rating_min": 1})], now=NOW)
+    (outcome,) = decision.outcomes
+    assert [(c.matcher, c.ok) for c in outcome.checks] == [
+        ("rating_min", True),
+        ("country_code", False),
+    ]
+
+
+NIGHT = {"time": {"timezone": "UTC", "hours": ["22:00-06:00"]}}
+
+
+def test_route_evaluates_time_windows_at_the_given_moment() -> None:
+    """``at`` (relay routes test --at) wins over the conversation's own times; ``now`` is
+    used only when the conversation has neither endAt nor beginAt."""
+    rules = [rule("night", NIGHT)]
+    day = datetime(2027, 1, 15, 12, tzinfo=UTC).timestamp()
+    night = datetime(2027, 1, 15, 23, tzinfo=UTC).timestamp()
+    ended_at_noon = conversation({"endAt": int(day * 1000)})
+    assert route(ended_at_noon, classify(ended_at_noon), rules, now=night) == ()
+    (plan,) = route(ended_at_noon, classify(ended_at_noon), rules, now=day, at=night)
+    assert plan.rule == "night"
+    undated = conversation({"endAt": None, "beginAt": None})
+    assert route(undated, classify(undated), rules, now=day) == ()
+    assert [p.rule for p in route(undated, classify(undated), rules, now=night)] == ["night"]
+
+
+def test_the_first_and_last_showable_timestamps_are_used() -> None:
+    for ms in (EARLIEST_MS, LATEST_MS):
+        conv = conversation({"endAt": ms, "beginAt": 1_000})
+        assert evaluation_time(conv, now=NOW) == (ms / 1000, "endAt")
+    for ms in (EARLIEST_MS - 1, LATEST_MS + 1):
+        conv = conversation({"endAt": ms, "beginAt": 1_000})
+        assert evaluation_time(conv, now=NOW) == (1.0, "beginAt")
