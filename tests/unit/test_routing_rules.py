@@ -7,11 +7,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, ValidationError
 
 from relay.config.settings import Settings
 from relay.model.category import classify
 from relay.routing.decide import EARLIEST_MS, LATEST_MS, evaluation_time, explain, route
-from relay.routing.rules import FALLBACK_RULE, EmailAction, Rule, RuleSet
+from relay.routing.rules import (
+    FALLBACK_RULE,
+    EmailAction,
+    Match,
+    PipedriveAction,
+    Rule,
+    RuleSet,
+    TimeWindow,
+)
 from tests.support.conversations import NOW, conversation
 
 YES: dict[str, Any] = {"country_code": "CZ"}  # the v1 sample matches
@@ -131,3 +140,65 @@ def test_the_first_and_last_showable_timestamps_are_used() -> None:
     for ms in (EARLIEST_MS - 1, LATEST_MS + 1):
         conv = conversation({"endAt": ms, "beginAt": 1_000})
         assert evaluation_time(conv, now=NOW) == (1.0, "beginAt")
+
+
+@pytest.mark.parametrize(
+    ("weekdays", "days"),
+    [
+        (["mon-fri"], {0, 1, 2, 3, 4}),
+        (["fri-mon"], {4, 5, 6, 0}),
+        (["sun-tue"], {6, 0, 1}),
+        (["sat-sun", "wed"], {5, 6, 2}),
+        (["Thursday"], {3}),
+    ],
+)
+def test_weekday_ranges_wrap_past_sunday(weekdays: list[str], days: set[int]) -> None:
+    assert TimeWindow(timezone="UTC", weekdays=weekdays).days == days
+
+
+def test_hours_are_minutes_of_the_day() -> None:
+    window = TimeWindow(timezone="UTC", hours=["09:30-17:45", "22:00-06:05", "00:00-24:00"])
+    assert window.minute_ranges == ((570, 1065), (1320, 365), (0, 1440))
+    assert TimeWindow(timezone="UTC", hours=["10:59-23:59"]).minute_ranges == ((659, 1439),)
+
+
+def refusal(kind: type[BaseModel], **fields: Any) -> str:
+    with pytest.raises(ValidationError) as info:
+        kind.model_validate(fields)
+    (error,) = info.value.errors()
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+HINT = "(use HH:MM-HH:MM, e.g. 09:00-17:30)"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"weekdays": ["funday"]}, "unknown weekday 'funday' (use mon..sun or a range like mon-fri)"),
+        ({"weekdays": ["xyz-fri"]}, "unknown weekday 'xyz-fri' (use mon..sun or a range like mon-fri)"),
+        ({"weekdays": ["mon-xyz"]}, "unknown weekday 'mon-xyz' (use mon..sun or a range like mon-fri)"),
+        ({"hours": ["9-17"]}, f"bad hours range '9-17' {HINT}"),
+        ({"hours": ["0900"]}, f"bad hours range '0900' {HINT}"),
+        ({"hours": ["9:5-10:00"]}, f"bad hours range '9:5-10:00' {HINT}"),
+        ({"hours": [":30-10:00"]}, f"bad hours range ':30-10:00' {HINT}"),
+        ({"hours": ["ab:cd-10:00"]}, f"bad hours range 'ab:cd-10:00' {HINT}"),
+        ({"hours": ["10:60-11:00"]}, "bad time '10:60' in '10:60-11:00'"),
+        ({"hours": ["10:00-10:60"]}, "bad time '10:60' in '10:00-10:60'"),
+        ({"hours": ["23:00-24:01"]}, "bad time '24:01' in '23:00-24:01'"),
+        ({"hours": ["09:00-09:00"]}, "empty hours range '09:00-09:00'"),
+    ],
+)  # fmt: skip
+def test_a_bad_time_window_is_refused_naming_the_item(fields: dict[str, Any], message: str) -> None:
+    assert refusal(TimeWindow, timezone="UTC", **fields) == message
+
+
+def test_bad_regexes_and_templates_are_refused_at_load() -> None:
+    assert refusal(Match, message_regex="(") == (
+        "invalid regex '(': missing ), unterminated subpattern at position 0"
+    )
+    pipedrive = {"type": "pipedrive", "destination": "crm"}
+    assert refusal(PipedriveAction, **pipedrive, title="{{ name }") == (
+        "template error: unexpected '}' in '{{ name }'"
+    )
+    assert PipedriveAction.model_validate(pipedrive | {"title": "{{ name }}"}).title == "{{ name }}"
