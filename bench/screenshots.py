@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from relay.intake.payload import parse  # noqa: E402 -- as above
 from relay.model.category import Category  # noqa: E402 -- after the sys.path set-up above
-from tests.process.test_render_screenshot import chromium, screenshot  # noqa: E402 -- as above
+from tests.support.chromium import chromium, screenshot  # noqa: E402 -- as above
 from tests.support.render import (  # noqa: E402 -- after the sys.path set-up above
     EMAIL_ACTION,
     MESSAGE_ID,
@@ -84,7 +84,7 @@ def main() -> None:
             for width, height in WIDTHS.items():
                 png = arguments.out / f"{name}-{width}{suffix}.png"
                 profile = Path(scratch) / "profile"
-                screenshot(page, png, profile, binary, (width, height))
+                screenshot(page, png, profile, binary, window=(width, height))
                 print(f"wrote {png.relative_to(ROOT)}")
 
 

@@ -29,7 +29,8 @@ def parse(body: bytes, *, max_bytes: int | None = None) -> Conversation:
     if not body.strip():
         raise PayloadError("empty_body", "request body is empty; expected a JSON object")
     # The whole body, unknown fields included (the decoder skips those unchecked): what is
-    # stored must be text.
+    # stored must be text. Checked before decoding, so neither the decoder (whose error for
+    # bad UTF-8 differs between msgspec releases) nor the surrogate repair ever sees bad UTF-8.
     bad_utf8 = _utf8_error(body)
     if bad_utf8 is not None:
         raise PayloadError("invalid_utf8", f"body is not valid UTF-8: {bad_utf8}")
@@ -40,16 +41,9 @@ def parse(body: bytes, *, max_bytes: int | None = None) -> Conversation:
             conversation = _decode_tolerating_empty_arrays(body, exc)
     except RecursionError:
         raise PayloadError("too_deeply_nested", "JSON nesting is too deep") from None
-    except UnicodeDecodeError as exc:
-        raise PayloadError("invalid_utf8", f"body is not valid UTF-8: {exc.reason}") from None
     except msgspec.ValidationError as exc:
         raise _validation_error(body, str(exc)) from None
     except msgspec.DecodeError as exc:
-        # Which error a decoder raises for bad UTF-8 differs between msgspec releases (0.23
-        # raises DecodeError); decide it here so the answer does not depend on the version.
-        bad_utf8 = _utf8_error(body)
-        if bad_utf8 is not None:
-            raise PayloadError("invalid_utf8", f"body is not valid UTF-8: {bad_utf8}") from None
         raise PayloadError("invalid_json", f"body is not valid JSON: {exc}") from None
     for name, value in (
         ("accountId", conversation.account_id),
@@ -79,10 +73,11 @@ def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
         return decoder.decode(body)
     except msgspec.ValidationError:
         raise
-    except msgspec.DecodeError as exc:
+    except msgspec.DecodeError:
         # msgspec's message for a lone surrogate varies ("... surrogate ...", or "Input data
-        # was truncated" for a high surrogate before the closing quote): look at the body.
-        lone = "surrogate" in str(exc) or _SURROGATE_ESCAPE.search(body) is not None
+        # was truncated" for a high surrogate before the closing quote): look at the body. A
+        # lone surrogate can only be a \u escape: its UTF-8 form is not UTF-8 (parse refuses it).
+        lone = _SURROGATE_ESCAPE.search(body) is not None
         repaired = _without_lone_surrogates(body) if lone else None
         if repaired is None:
             raise

@@ -4,13 +4,13 @@ a name, claim. The browser makes no request off loopback; the confirm page is sh
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import sync_playwright
 
+from tests.support.chromium import OFFLINE_ARGS, require_chromium
 from tests.support.config import write_config
 from tests.support.data import TOKEN, body, sample
 from tests.support.leads import LINK, follow_up
@@ -18,32 +18,12 @@ from tests.support.paths import DOCS
 from tests.support.process import RelayProcess
 from tests.support.smtp import SmtpServer, free_port
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = DOCS / "screenshots" / "lead-confirm.png"
-# Everything but loopback fails to resolve; no background traffic to Google's services.
-OFFLINE_ARGS = [
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-default-apps",
-    "--disable-domain-reliability",
-    "--disable-sync",
-    "--disable-client-side-phishing-detection",
-    "--disable-features=Translate,OptimizationHints,MediaRouter,AutofillServerCommunication",
-    "--metrics-recording-only",
-    "--no-first-run",
-    "--no-default-browser-check",
-    "--no-pings",
-    "--no-sandbox",
-]
 
 
 @pytest.mark.slow
 def test_claim_in_a_real_browser(tmp_path: Path, smtp_server: SmtpServer) -> None:
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed but CI=true requires the browser test")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    binary = require_chromium()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     config, _ = write_config(
@@ -65,7 +45,7 @@ def test_claim_in_a_real_browser(tmp_path: Path, smtp_server: SmtpServer) -> Non
         assert html_part is not None
         found = LINK.search(html_part.get_content())
         assert found is not None and found.group(0).startswith(f"{base}/leads/c")
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_ARGS)
+        browser = playwright.chromium.launch(executable_path=binary, args=OFFLINE_ARGS)
         try:
             page = browser.new_page(viewport={"width": 375, "height": 720}, locale="en-US")
             page.on("request", lambda request: requested.append(request.url))

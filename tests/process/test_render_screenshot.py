@@ -2,54 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from relay.model.category import Category
+from tests.support.chromium import WINDOW, require_chromium, screenshot
 from tests.support.render import EMAIL_ACTION, MESSAGE_ID, conversation_for, renderer_for
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-WINDOW = (800, 1400)
-
-
-def chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-
-
-def screenshot(
-    html: Path, png: Path, profile: Path, binary: str, window: tuple[int, int] = WINDOW
-) -> None:
-    """Render ``html`` with headless Chromium, offline, into ``png`` (``window`` in px)."""
-    subprocess.run(
-        [
-            binary,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            f"--user-data-dir={profile}",
-            f"--screenshot={png}",
-            f"--window-size={window[0]},{window[1]}",
-            html.as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -64,11 +26,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 @pytest.mark.parametrize("category", [Category.MISSED, Category.LOW_RATED], ids=str)
 def test_html_email_renders_in_chromium(category: Category, tmp_path: Path) -> None:
-    binary = chromium()
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed but CI=true requires the screenshot test")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    binary = require_chromium()
     content = renderer_for().email(
         conversation_for(category), category, EMAIL_ACTION, message_id=MESSAGE_ID
     )

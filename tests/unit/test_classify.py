@@ -20,6 +20,7 @@ def conv(**channel: object) -> bytes:
         ({}, Category.NORMAL),
         ({"isOffline": True, "isMissed": True, "rating": 1}, Category.OFFLINE),
         ({"isMissed": True, "rating": 1}, Category.MISSED),
+        ({"rating": 0}, Category.LOW_RATED),  # 0 is a rating, at or below any threshold >= 0
         ({"rating": 1}, Category.LOW_RATED),
         ({"rating": 2}, Category.LOW_RATED),
         ({"rating": 3}, Category.NORMAL),
@@ -34,3 +35,9 @@ def test_precedence(channel: dict[str, object], expected: Category) -> None:
 def test_threshold_is_configurable() -> None:
     assert classify(parse(conv(rating=3)), low_rating_threshold=3) is Category.LOW_RATED
     assert classify(parse(conv(rating=2)), low_rating_threshold=1) is Category.NORMAL
+
+
+def test_threshold_0_makes_only_a_rating_of_0_low() -> None:
+    assert classify(parse(conv(rating=0)), low_rating_threshold=0) is Category.LOW_RATED
+    assert classify(parse(conv(rating=1)), low_rating_threshold=0) is Category.NORMAL
+    assert classify(parse(conv(rating=None)), low_rating_threshold=0) is Category.NORMAL

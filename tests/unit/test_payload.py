@@ -1,4 +1,5 @@
 """Both documented body shapes, the minimal body, lax ids, and every refusal reason."""
+# ruff: noqa: E501 -- the case tables read best with one case per line
 
 from __future__ import annotations
 
@@ -153,3 +154,102 @@ def test_every_sample_body_is_its_own_conversation() -> None:
     keys = {path.name: parse(path.read_bytes()).key for path in sorted(SAMPLES.glob("*.json"))}
     assert len(keys) >= 3, keys
     assert len(set(keys.values())) == len(keys), keys
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "message"),
+    [
+        (b"", "empty_body", "request body is empty; expected a JSON object"),
+        (b'{"channel": {"id": 1}}', "missing_field", "required field accountId is missing"),
+        (b'{"accountId": 1, "channel": {}}', "missing_field", "required field channel.id is missing"),
+        (b'{"accountId": 1}', "missing_field", "required field channel is missing"),
+        (b'{"accountId": "abc", "channel": {"id": 1}}', "wrong_type", "Expected `int`, got `str` at `accountId`"),
+        (b'{"accountId":1,"channel":{"id":2},"messages":[{"content":5}]}', "wrong_type", "Expected `str | null`, got `int` at `messages[0].content`"),
+        (b'{"accountId": NaN, "channel": {"id": 2}}', "invalid_json", "body is not valid JSON: JSON is malformed: invalid character (byte 14)"),
+        # Only an empty array where an object is expected is read as null (PHP); not elsewhere.
+        (b'{"accountId":1,"channel":{"id":2},"messages":[{"content":[]}]}', "wrong_type", "Expected `str | null`, got `array` at `messages[0].content`"),
+        (b'{"accountId":1,"channel":{"id":2},"visitor":{"variables":{"x":[]}}}', "wrong_type", "Expected `object | null`, got `array` at `visitor.variables[...]`"),
+        (b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}", "too_deeply_nested", "JSON nesting is too deep"),
+        # Whitespace before a body that is not an object: the kind is still named.
+        (b"  [1]", "not_an_object", "body must be a JSON object, got list"),
+        (b"\n\t-5", "not_an_object", "body must be a JSON object, got number"),
+        (b" 7", "not_an_object", "body must be a JSON object, got number"),
+        (b" null", "not_an_object", "body must be a JSON object, got null"),
+        (b"\r\n true", "not_an_object", "body must be a JSON object, got bool"),
+        (b' "x"', "not_an_object", "body must be a JSON object, got str"),
+    ],
+)  # fmt: skip
+def test_refusals_say_exactly_what_is_wrong(raw: bytes, reason: str, message: str) -> None:
+    with pytest.raises(PayloadError) as info:
+        parse(raw)
+    assert (info.value.reason, info.value.message) == (reason, message)
+
+
+def test_ids_from_0_to_the_largest_signed_64_bit_integer_are_accepted() -> None:
+    largest = 2**63 - 1
+    low = parse(b'{"accountId": 0, "channel": {"id": 0}}')
+    assert (low.account_id, low.channel.id) == (0, 0)
+    high = parse(f'{{"accountId": {largest}, "channel": {{"id": {largest}}}}}'.encode())
+    assert (high.account_id, high.channel.id) == (largest, largest)
+
+
+@pytest.mark.parametrize(
+    ("raw", "name"),
+    [
+        (b'{"accountId": -1, "channel": {"id": 2}}', "accountId"),
+        (b'{"accountId": 9223372036854775808, "channel": {"id": 2}}', "accountId"),
+        (b'{"accountId": 1, "channel": {"id": -1}}', "channel.id"),
+        (b'{"accountId": 1, "channel": {"id": 9223372036854775808}}', "channel.id"),
+    ],
+)
+def test_ids_just_outside_the_range_are_refused(raw: bytes, name: str) -> None:
+    with pytest.raises(PayloadError) as info:
+        parse(raw)
+    assert info.value.reason == "out_of_range"
+    assert info.value.message == f"{name} must be between 0 and 9223372036854775807"
+
+
+def test_a_body_of_exactly_the_size_limit_is_accepted() -> None:
+    raw = b'{"accountId": 1, "channel": {"id": 2}}'
+    assert parse(raw, max_bytes=len(raw)).key == "1-2"
+    with pytest.raises(PayloadTooLarge) as info:
+        parse(raw, max_bytes=len(raw) - 1)
+    assert info.value.limit == len(raw) - 1
+    assert info.value.message == f"request body exceeds the limit of {len(raw) - 1} bytes"
+
+
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [
+        # In a field the relay reads.
+        (b'{"accountId": 1, "channel": {"id": 2}, "messages": [{"content": "\xff"}]}',
+         "invalid start byte at byte 65"),
+        # In a field the relay does not read: refused too. The raw body is stored and posted
+        # on as it came (webhook actions, relay replay), so it must be text; Smartsupp sends
+        # UTF-8, and a body that is not is broken as a whole, not in one field.
+        (b'{"accountId": 1, "channel": {"id": 2}, "extra": "caf\xe9"}',
+         "invalid continuation byte at byte 52"),
+        (b'{"accountId": 1, "channel": {"id": 2}, "extra": {"deep": ["\xc3"]}}',
+         "invalid continuation byte at byte 59"),
+        # A UTF-16 surrogate written as UTF-8 bytes (not as a \\u escape) is not UTF-8 either.
+        (b'{"accountId": 1, "channel": {"id": 2}, "extra": "\xed\xa0\xbd"}',
+         "invalid continuation byte at byte 49"),
+    ],
+)  # fmt: skip
+def test_bytes_that_are_not_utf8_are_refused_wherever_they_are(raw: bytes, detail: str) -> None:
+    with pytest.raises(PayloadError) as info:
+        parse(raw)
+    assert info.value.reason == "invalid_utf8"
+    assert info.value.message == f"body is not valid UTF-8: {detail}"
+
+
+def test_the_surrogate_repair_does_not_let_other_faults_through() -> None:
+    """A body with a lone surrogate escape is re-read to repair it; NaN in the same body must
+    still be refused, with the decoder's error for the body as sent (at the surrogate)."""
+    raw = b'{"accountId": 1, "channel": {"id": 2}, "x": "\\ud83d", "y": NaN}'
+    assert raw.index(b"\\ud83d") + 6 == 51 < raw.index(b"NaN")
+    with pytest.raises(PayloadError) as info:
+        parse(raw)
+    assert info.value.reason == "invalid_json"
+    assert info.value.message.startswith("body is not valid JSON: ")
+    assert info.value.message.endswith("(byte 51)")

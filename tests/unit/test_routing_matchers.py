@@ -167,3 +167,109 @@ def test_category_comes_from_the_classifier() -> None:
     conv = conversation({"channel.rating": 1})
     facts = Facts.of(conv, classify(conv), at=NOW)
     assert facts.category is Category.LOW_RATED
+
+
+# (match, changes to the v1 sample, what `relay routes test` prints for each check)
+EXPLANATIONS: list[tuple[str, dict[str, Any], dict[str, Any], list[str]]] = [
+    ("category", {"category": ["missed", "offline"]}, {}, ['FAIL category: wanted ["missed", "offline"], got "normal"']),
+    ("rating_max", {"rating_max": 2}, {}, ["FAIL rating_max: wanted <= 2, got 5"]),
+    ("has_rating none", {"has_rating": True}, {"channel.rating": None}, ["FAIL has_rating: wanted true, got nothing"]),
+    ("has_rating false", {"has_rating": False}, {}, ["FAIL has_rating: wanted false, got 5"]),
+    ("account_id", {"account_id": [1, 208]}, {}, ["ok   account_id: wanted [1, 208], got 208"]),
+    ("country_code", {"country_code": "cz"}, {}, ['ok   country_code: wanted ["CZ"], got "CZ"']),
+    ("group none", {"group": ["eshop", "Čeština"]}, {}, ['FAIL group: wanted ["eshop", "Čeština"], got nothing']),
+    ("group", {"group": "Čeština"}, {"visitor.group": "Čeština"}, ['ok   group: wanted ["Čeština"], got "Čeština"']),
+    ("has_email", {"has_email": True}, {}, ['ok   has_email: wanted true, got "dusan@domain.com"']),
+    ("has_email false", {"has_email": False}, {"visitor.email": None}, ["ok   has_email: wanted false, got nothing"]),
+    ("variable, every condition", {"variables": {"userId": {"present": True, "equals": "1234", "one_of": ["free", "1234"], "regex": "^9"}}}, {}, [
+        'ok   variables.userId.present: wanted true, got "1234"',
+        'ok   variables.userId.equals: wanted "1234", got "1234"',
+        'ok   variables.userId.one_of: wanted ["free", "1234"], got "1234"',
+        'FAIL variables.userId.regex: wanted /^9/, got "1234"',
+    ]),
+    ("variable absent", {"variables": {"vip": {"present": False, "equals": "x"}}}, {}, [
+        "ok   variables.vip.present: wanted false, got nothing",
+        'FAIL variables.vip.equals: wanted "x", got nothing',
+    ]),
+    # An object or list value is compared as its JSON text, keys sorted, on both sides.
+    ("variable object", {"variables": {"cart": {"equals": {"b": 2, "a": "č"}}}}, {"visitor.variables.cart": {"value": {"a": "č", "b": 2}}}, [
+        'ok   variables.cart.equals: wanted "{\\"a\\": \\"č\\", \\"b\\": 2}", got "{\\"a\\": \\"č\\", \\"b\\": 2}"',
+    ]),
+    ("variable list", {"variables": {"tags": {"regex": '"x"', "one_of": ['[1, "x"]']}}}, {"visitor.variables.tags": {"value": [1, "x"]}}, [
+        'ok   variables.tags.one_of: wanted ["[1, \\"x\\"]"], got "[1, \\"x\\"]"',
+        'ok   variables.tags.regex: wanted /"x"/, got "[1, \\"x\\"]"',
+    ]),
+    ("variable object miss", {"variables": {"cart": {"equals": {"a": 1}}}}, {"visitor.variables.cart": {"value": {"a": 1, "b": 2}}}, [
+        'FAIL variables.cart.equals: wanted "{\\"a\\": 1}", got "{\\"a\\": 1, \\"b\\": 2}"',
+    ]),
+    ("message_regex", {"message_regex": "(?i)TANKS"}, {}, ['ok   message_regex: wanted /(?i)TANKS/, got "tanks"']),
+    ("message_regex miss", {"message_regex": "refund"}, {}, ["FAIL message_regex: wanted /refund/, got nothing"]),
+    ("triggered", {"triggered": True}, {"channel.isTriggered": False}, ["FAIL triggered: wanted true, got false"]),
+    ("triggered_by", {"triggered_by": ["Welcome", "Exit"]}, {}, ['FAIL triggered_by: wanted ["Welcome", "Exit"], got ["Test Trigger"]']),
+    ("triggered_by none", {"triggered_by": "Welcome"}, {"messages": []}, ['FAIL triggered_by: wanted ["Welcome"], got none']),
+    ("lengths", {"duration_min": 60, "duration_max": 30, "messages_min": 6, "messages_max": 4}, {}, [
+        "FAIL duration_min: wanted >= 60, got 36",
+        "FAIL duration_max: wanted <= 30, got 36",
+        "FAIL messages_min: wanted >= 6, got 5",
+        "FAIL messages_max: wanted <= 4, got 5",
+    ]),
+    ("duration absent", {"duration_max": 30}, {"channel.duration": None}, ["FAIL duration_max: wanted <= 30, got nothing"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("match", "changes", "lines"),
+    [e[1:] for e in EXPLANATIONS],
+    ids=[e[0] for e in EXPLANATIONS],
+)
+def test_each_check_describes_itself(
+    match: dict[str, Any], changes: dict[str, Any], lines: list[str]
+) -> None:
+    assert [check.describe() for check in evaluate(match, changes)] == lines
+
+
+OFFICE = {
+    "timezone": "Europe/Prague",
+    "weekdays": ["mon-fri", "sun"],
+    "hours": ["09:00-12:00", "13:00-17:00"],
+}
+
+# (window, UTC end time, matches). 2026-07-06 is a Monday; Prague is UTC+2 (CEST).
+EDGES: list[tuple[str, dict[str, Any], str, bool]] = [
+    ("first minute", OFFICE, "2026-07-06T07:00", True),
+    ("minute before", OFFICE, "2026-07-06T06:59", False),
+    ("second range's first minute", OFFICE, "2026-07-06T11:00", True),
+    ("between the ranges", OFFICE, "2026-07-06T10:30", False),
+    ("last minute", OFFICE, "2026-07-06T14:59", True),
+    ("night's first minute", NIGHT_SHIFT, "2026-07-06T20:00", True),
+    ("night's minute before", NIGHT_SHIFT, "2026-07-06T19:59", False),
+    ("midnight inside a wrap", NIGHT_SHIFT, "2026-07-06T22:00", True),
+    ("last minute of a wrap", NIGHT_SHIFT, "2026-07-07T03:59", True),
+    ("end of a wrap", NIGHT_SHIFT, "2026-07-07T04:00", False),
+    ("all day, last minute", {"timezone": "UTC"}, "2026-07-06T23:59", True),
+    ("all day, first minute", {"timezone": "UTC"}, "2026-07-07T00:00", True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("window", "end", "inside"), [e[1:] for e in EDGES], ids=[e[0] for e in EDGES]
+)
+def test_time_window_edges(window: dict[str, Any], end: str, inside: bool) -> None:
+    (active,) = evaluate({"time": window}, {"endAt": int(utc(end) * 1000)})
+    assert active.ok is inside
+    (muted,) = evaluate({"time": window | {"mode": "mute"}}, {"endAt": int(utc(end) * 1000)})
+    assert muted.ok is not inside
+
+
+def test_a_time_check_describes_the_window_and_the_local_time() -> None:
+    end = {"endAt": int(utc("2026-07-06T07:00") * 1000)}
+    (active,) = evaluate({"time": OFFICE}, end)
+    assert active.describe() == (
+        "ok   time (active): wanted inside mon-fri sun 09:00-12:00 13:00-17:00,"
+        " got Mon 2026-07-06 09:00 CEST (Europe/Prague)"
+    )
+    (muted,) = evaluate({"time": OFFICE | {"mode": "mute"}}, end)
+    assert muted.describe() == (
+        "FAIL time (mute): wanted outside mon-fri sun 09:00-12:00 13:00-17:00,"
+        " got Mon 2026-07-06 09:00 CEST (Europe/Prague)"
+    )

@@ -3,14 +3,24 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, ValidationError
 
 from relay.config.settings import Settings
 from relay.model.category import classify
-from relay.routing.decide import explain, route
-from relay.routing.rules import FALLBACK_RULE, EmailAction, Rule, RuleSet
+from relay.routing.decide import EARLIEST_MS, LATEST_MS, evaluation_time, explain, route
+from relay.routing.rules import (
+    FALLBACK_RULE,
+    EmailAction,
+    Match,
+    PipedriveAction,
+    Rule,
+    RuleSet,
+    TimeWindow,
+)
 from tests.support.conversations import NOW, conversation
 
 YES: dict[str, Any] = {"country_code": "CZ"}  # the v1 sample matches
@@ -29,6 +39,7 @@ FALLBACK = (EmailAction(type="email", to=["catch-all@shop.test"]),)
 # (rules as (name, match, continue), fallback actions, planned rule names, verdicts)
 WALKS: list[tuple[str, list[tuple[str, dict[str, Any], bool]], tuple[Any, ...], list[str], list[str]]] = [
     ("first match wins", [("a", YES, False), ("b", YES, False)], (), ["a"], ["matched", "not reached"]),
+    ("every later rule not reached", [("a", YES, False), ("b", YES, False), ("c", NO, False)], (), ["a"], ["matched", "not reached", "not reached"]),
     ("continue keeps going", [("a", YES, True), ("b", YES, False), ("c", YES, False)], (), ["a", "b"], ["matched", "matched", "not reached"]),
     ("continue past a miss", [("a", YES, True), ("b", NO, False), ("c", YES, True)], (), ["a", "c"], ["matched", "not matched", "matched"]),
     ("skip non-matching", [("a", NO, False), ("b", YES, False)], (), ["b"], ["not matched", "matched"]),
@@ -53,6 +64,8 @@ def test_rule_walk(
     decision = explain(conv, classify(conv), rule_set, now=NOW)
     assert [p.rule for p in decision.planned] == planned
     assert [o.verdict for o in decision.outcomes] == verdicts
+    assert [o.rule for o in decision.outcomes] == list(rule_set.rules)
+    assert decision.category is classify(conv)
     assert decision.fallback_used is (planned == [FALLBACK_RULE])
     assert decision.dropped is (planned == [])
     # route() is explain().planned: the explanation cannot disagree with the decision.
@@ -90,3 +103,102 @@ def test_default_rules_still_route_missed_and_low_rated() -> None:
     assert [p.channel for p in route(low, classify(low), rules, now=NOW)] == ["slack"]
     normal = conversation()
     assert route(normal, classify(normal), rules, now=NOW) == ()
+
+
+def test_an_outcome_keeps_the_checks_that_decided_it() -> None:
+    conv = conversation()
+    decision = explain(conv, classify(conv), [rule("a", NO | {"rating_min": 1})], now=NOW)
+    (outcome,) = decision.outcomes
+    assert [(c.matcher, c.ok) for c in outcome.checks] == [
+        ("rating_min", True),
+        ("country_code", False),
+    ]
+
+
+NIGHT = {"time": {"timezone": "UTC", "hours": ["22:00-06:00"]}}
+
+
+def test_route_evaluates_time_windows_at_the_given_moment() -> None:
+    """``at`` (relay routes test --at) wins over the conversation's own times; ``now`` is
+    used only when the conversation has neither endAt nor beginAt."""
+    rules = [rule("night", NIGHT)]
+    day = datetime(2027, 1, 15, 12, tzinfo=UTC).timestamp()
+    night = datetime(2027, 1, 15, 23, tzinfo=UTC).timestamp()
+    ended_at_noon = conversation({"endAt": int(day * 1000)})
+    assert route(ended_at_noon, classify(ended_at_noon), rules, now=night) == ()
+    (plan,) = route(ended_at_noon, classify(ended_at_noon), rules, now=day, at=night)
+    assert plan.rule == "night"
+    undated = conversation({"endAt": None, "beginAt": None})
+    assert route(undated, classify(undated), rules, now=day) == ()
+    assert [p.rule for p in route(undated, classify(undated), rules, now=night)] == ["night"]
+
+
+def test_the_first_and_last_showable_timestamps_are_used() -> None:
+    for ms in (EARLIEST_MS, LATEST_MS):
+        conv = conversation({"endAt": ms, "beginAt": 1_000})
+        assert evaluation_time(conv, now=NOW) == (ms / 1000, "endAt")
+    for ms in (EARLIEST_MS - 1, LATEST_MS + 1):
+        conv = conversation({"endAt": ms, "beginAt": 1_000})
+        assert evaluation_time(conv, now=NOW) == (1.0, "beginAt")
+
+
+@pytest.mark.parametrize(
+    ("weekdays", "days"),
+    [
+        (["mon-fri"], {0, 1, 2, 3, 4}),
+        (["fri-mon"], {4, 5, 6, 0}),
+        (["sun-tue"], {6, 0, 1}),
+        (["sat-sun", "wed"], {5, 6, 2}),
+        (["Thursday"], {3}),
+    ],
+)
+def test_weekday_ranges_wrap_past_sunday(weekdays: list[str], days: set[int]) -> None:
+    assert TimeWindow(timezone="UTC", weekdays=weekdays).days == days
+
+
+def test_hours_are_minutes_of_the_day() -> None:
+    window = TimeWindow(timezone="UTC", hours=["09:30-17:45", "22:00-06:05", "00:00-24:00"])
+    assert window.minute_ranges == ((570, 1065), (1320, 365), (0, 1440))
+    assert TimeWindow(timezone="UTC", hours=["10:59-23:59"]).minute_ranges == ((659, 1439),)
+
+
+def refusal(kind: type[BaseModel], **fields: Any) -> str:
+    with pytest.raises(ValidationError) as info:
+        kind.model_validate(fields)
+    (error,) = info.value.errors()
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+HINT = "(use HH:MM-HH:MM, e.g. 09:00-17:30)"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"weekdays": ["funday"]}, "unknown weekday 'funday' (use mon..sun or a range like mon-fri)"),
+        ({"weekdays": ["xyz-fri"]}, "unknown weekday 'xyz-fri' (use mon..sun or a range like mon-fri)"),
+        ({"weekdays": ["mon-xyz"]}, "unknown weekday 'mon-xyz' (use mon..sun or a range like mon-fri)"),
+        ({"hours": ["9-17"]}, f"bad hours range '9-17' {HINT}"),
+        ({"hours": ["0900"]}, f"bad hours range '0900' {HINT}"),
+        ({"hours": ["9:5-10:00"]}, f"bad hours range '9:5-10:00' {HINT}"),
+        ({"hours": [":30-10:00"]}, f"bad hours range ':30-10:00' {HINT}"),
+        ({"hours": ["ab:cd-10:00"]}, f"bad hours range 'ab:cd-10:00' {HINT}"),
+        ({"hours": ["10:60-11:00"]}, "bad time '10:60' in '10:60-11:00'"),
+        ({"hours": ["10:00-10:60"]}, "bad time '10:60' in '10:00-10:60'"),
+        ({"hours": ["23:00-24:01"]}, "bad time '24:01' in '23:00-24:01'"),
+        ({"hours": ["09:00-09:00"]}, "empty hours range '09:00-09:00'"),
+    ],
+)  # fmt: skip
+def test_a_bad_time_window_is_refused_naming_the_item(fields: dict[str, Any], message: str) -> None:
+    assert refusal(TimeWindow, timezone="UTC", **fields) == message
+
+
+def test_bad_regexes_and_templates_are_refused_at_load() -> None:
+    assert refusal(Match, message_regex="(") == (
+        "invalid regex '(': missing ), unterminated subpattern at position 0"
+    )
+    pipedrive = {"type": "pipedrive", "destination": "crm"}
+    assert refusal(PipedriveAction, **pipedrive, title="{{ name }") == (
+        "template error: unexpected '}' in '{{ name }'"
+    )
+    assert PipedriveAction.model_validate(pipedrive | {"title": "{{ name }}"}).title == "{{ name }}"
