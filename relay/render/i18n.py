@@ -303,7 +303,9 @@ class Translator:
         return self(chosen, count=self.number(count))
 
     def country_names(self, code: str) -> frozenset[str]:
-        """The country's names in English, Czech and German, case-folded (remembered)."""
+        """The country's names in English, Czech and German, case-folded. Only known codes
+        are remembered: the code comes from the visitor's data, so unknown ones must not
+        grow the memory of a long-running renderer."""
         found = self._country_names.get(code)
         if found is None:
             names = {"czech republic"} if code == "CZ" else set()
@@ -311,7 +313,9 @@ class Translator:
                 name = locale.territories.get(code)
                 if name:
                     names.add(name.casefold())
-            found = self._country_names[code] = frozenset(names)
+            found = frozenset(names)
+            if found:
+                self._country_names[code] = found
         return found
 
     def number(self, value: int) -> str:
