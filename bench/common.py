@@ -179,14 +179,16 @@ def tree_cpu_seconds(pid: int) -> float:
 class SmtpSink:
     """bench/sink.py in a subprocess; ``ids()`` reads the Message-IDs it has accepted."""
 
-    def __init__(self, ids_file: Path, port: int | None = None) -> None:
+    def __init__(self, ids_file: Path, port: int | None = None, *, times: bool = False) -> None:
         self.port = port or free_port()
         self.ids_file = ids_file
+        self.times = times
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [PYTHON, str(BENCH / "sink.py"), "--port", str(self.port), "--ids", str(self.ids_file)],
+            [PYTHON, str(BENCH / "sink.py"), "--port", str(self.port), "--ids", str(self.ids_file)]
+            + (["--times"] if self.times else []),
             stdout=subprocess.PIPE,
         )
         assert self.proc.stdout is not None
