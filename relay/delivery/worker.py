@@ -39,7 +39,7 @@ from relay.senders.base import Sender, SendResult
 from relay.senders.outbox import OutboxSender
 from relay.senders.registry import sender_key
 from relay.snapshot import Snapshot
-from relay.store import ClaimedDelivery
+from relay.store import ClaimedDelivery, StoreProtocol
 from relay.store.storethread import StoreThread
 
 log = logging.getLogger("relay.worker")  # the published logger name (docs/operations.md)
@@ -91,6 +91,34 @@ def render_delivery(
     action = _ACTION.validate_python(delivery.action)
     job = delivery_job(snapshot, delivery, action, earlier, follow_up)
     return render(job, snapshot.renderer(snapshot.from_address(action)))
+
+
+# A visitor's earlier conversations: (category, Unix seconds), oldest first.
+History = tuple[tuple[str, float], ...]
+# Emails and Slack messages show the visitor's earlier conversations.
+WITH_HISTORY = frozenset({"email", "slack"})
+
+
+def claim_with_history(
+    store: StoreProtocol, limit: int, now: float, admit: Callable[[dict[str, object]], bool]
+) -> list[tuple[ClaimedDelivery, History]]:
+    """On the store's thread, in one call (one round trip instead of one more per delivery):
+    claim what is due, and read the returning-visitor context of each email and Slack message
+    (each read in a savepoint of its own; a failure is only missing context, never a failed
+    send)."""
+    claimed = []
+    for delivery in store.claim_due(limit=limit, now=now, admit=admit):
+        earlier: History = ()
+        if delivery.action.get("type") in WITH_HISTORY:
+            try:
+                with store.batch():
+                    earlier = store.visitor_history(delivery.conversation_id)
+            except (StoreError, sqlite3.Error) as exc:
+                log.warning("delivery %d: no visitor history (%s)", delivery.id, exc)
+            except Exception as exc:  # PostgreSQL's errors: only context, as above
+                log.warning("delivery %d: no visitor history (%s)", delivery.id, exc)
+        claimed.append((delivery, earlier))
+    return claimed
 
 
 class Worker:
@@ -215,9 +243,9 @@ class Worker:
             return
         now = self._clock()
         admit = self._admitter()
-        claimed = await self._store.call(lambda s: s.claim_due(limit=free, now=now, admit=admit))
-        for delivery in claimed:
-            task = asyncio.create_task(self._attempt(delivery))
+        claimed = await self._store.call(lambda s: claim_with_history(s, free, now, admit))
+        for delivery, earlier in claimed:
+            task = asyncio.create_task(self._attempt(delivery, earlier))
             key = sender_key(delivery.action)
             self._inflight[task] = delivery.id
             self._inflight_keys[task] = key
@@ -290,10 +318,10 @@ class Worker:
         if self._observer is not None and claimed_at is not None:
             self._observer(delivery.channel, outcome, time.monotonic() - claimed_at)
 
-    async def _attempt(self, delivery: ClaimedDelivery) -> None:
+    async def _attempt(self, delivery: ClaimedDelivery, earlier: History) -> None:
         self._claimed_at[delivery.id] = time.monotonic()
         try:
-            await self._send_and_record(delivery)
+            await self._send_and_record(delivery, earlier)
         except Exception:
             # Recording the outcome failed: requeued by the next step (at least once, never
             # lost); a crash before that leaves it 'sending', which a restart requeues.
@@ -305,11 +333,13 @@ class Worker:
             self.finished_attempts += 1
             self._progress.notify_all()
 
-    async def _render(self, snapshot: Snapshot, delivery: ClaimedDelivery) -> Content:
+    async def _render(
+        self, snapshot: Snapshot, delivery: ClaimedDelivery, earlier: History
+    ) -> Content:
         """The content to send; a lead's email carries its links, its Slack post its buttons."""
         action = _ACTION.validate_python(delivery.action)
         lead_id = await self._lead_id(snapshot, delivery, action)
-        content = await self._render_content(snapshot, delivery, action, lead_id)
+        content = await self._render_content(snapshot, delivery, action, lead_id, earlier)
         # Buttons only where Slack's presses can be verified (a signing secret is set).
         signing = snapshot.settings.slack.signing_secret is not None
         if lead_id is not None and signing and isinstance(content, SlackContent):
@@ -317,7 +347,12 @@ class Worker:
         return content
 
     async def _render_content(
-        self, snapshot: Snapshot, delivery: ClaimedDelivery, action: Action, lead_id: int | None
+        self,
+        snapshot: Snapshot,
+        delivery: ClaimedDelivery,
+        action: Action,
+        lead_id: int | None,
+        earlier: History,
     ) -> Content:
         """Emails and Slack messages in the render pool when there is one; everything else
         in a thread, never on the event loop (a large conversation would stall intake)."""
@@ -328,12 +363,7 @@ class Worker:
             follow_up = links_for(settings, snapshot.link_key, lead_id, delivery.created_at)
         if not isinstance(action, EmailAction | SlackAction):
             return await asyncio.to_thread(render_delivery, snapshot, delivery, follow_up=follow_up)
-        # Returning-visitor context for the message (the store is read here, not in rendering).
-        try:
-            earlier = await self._store.call(lambda s: s.visitor_history(delivery.conversation_id))
-        except (StoreError, sqlite3.Error) as exc:  # only context: never fail a send for it
-            log.warning("delivery %d: no visitor history (%s)", delivery.id, exc)
-            earlier = ()
+        # Returning-visitor context for the message: read with the claim, not in rendering.
         if pool is None:
             return await asyncio.to_thread(render_delivery, snapshot, delivery, earlier, follow_up)
         from_address = snapshot.from_address(action)
@@ -371,7 +401,7 @@ class Worker:
         lead = await self._store.call(lambda s: s.lead_for_conversation(delivery.conversation_id))
         return None if lead is None else lead.id
 
-    async def _send_and_record(self, delivery: ClaimedDelivery) -> None:
+    async def _send_and_record(self, delivery: ClaimedDelivery, earlier: History) -> None:
         snapshot = self._snapshot()
         key = sender_key(delivery.action)
         sender = snapshot.senders.get(key)
@@ -379,7 +409,7 @@ class Worker:
             if sender is None:
                 raise PermanentDeliveryError(f"no sender configured for {key!r}")
             try:
-                content = await self._render(snapshot, delivery)
+                content = await self._render(snapshot, delivery, earlier)
             except Exception as exc:
                 log.exception("delivery %d: rendering failed", delivery.id)
                 raise PermanentDeliveryError(f"rendering failed: {exc}") from exc

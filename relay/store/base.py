@@ -118,6 +118,17 @@ CREATE TABLE slack_requests (   -- signatures of Slack interactivity requests se
     at         REAL NOT NULL
 );
 """,
+    # 6: the visitor of each stored body, indexed per account (the expressions of
+    # queries.VISITOR_ID and VISITOR_EMAIL): visitor_history, read for every email and Slack
+    # delivery, finds a returning visitor's chats without reading every stored body.
+    """
+CREATE INDEX conversations_visitor_id ON conversations (account_id,
+    CAST(json_extract(CASE WHEN json_valid(CAST(raw AS TEXT)) THEN CAST(raw AS TEXT) END,
+        '$.visitor.id') AS TEXT));
+CREATE INDEX conversations_visitor_email ON conversations (account_id,
+    lower(json_extract(CASE WHEN json_valid(CAST(raw AS TEXT)) THEN CAST(raw AS TEXT) END,
+        '$.visitor.email')));
+""",
 )
 # The oldest SQLite whose ALTER TABLE can drop a column (migration 3).
 MIN_SQLITE = (3, 35, 0)
