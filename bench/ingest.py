@@ -100,9 +100,11 @@ def wrk(
 
 
 def profiler(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
-    """py-spy (pip install -e '.[bench]') sampling ``pid`` into a flame graph SVG."""
+    """py-spy (bash .ci/install --bench) sampling ``pid`` into a flame graph SVG, or into
+    py-spy's raw collapsed stacks when ``out`` ends in .txt."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     command = [spy, "record", "--threads", "--pid", str(pid), "-d", str(seconds), "-o", str(out)]
+    command += ["-f", "raw"] if out.suffix == ".txt" else []
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
