@@ -243,7 +243,11 @@ class Worker:
             return
         now = self._clock()
         admit = self._admitter()
-        claimed = await self._store.call(lambda s: claim_with_history(s, free, now, admit))
+        # Not waiting for the disk: a claim only marks rows 'sending', which a restart puts
+        # back to pending whether or not the claim reached the disk (recover_claimed).
+        claimed = await self._store.call(
+            lambda s: claim_with_history(s, free, now, admit), durable=False
+        )
         for delivery, earlier in claimed:
             task = asyncio.create_task(self._attempt(delivery, earlier))
             key = sender_key(delivery.action)

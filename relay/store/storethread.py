@@ -27,6 +27,7 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     intake: Intake | None = None
     call: Callable[[StoreProtocol], Any] | None = None
+    durable: bool = True  # answered only once its commit is on the disk
 
 
 _Outcomes = list[tuple[_Job, Any, BaseException | None]]
@@ -97,9 +98,12 @@ class StoreThread:
             raise StoreError(f"the conversation could not be committed: {exc}") from exc
         return result
 
-    async def call(self, fn: Callable[[StoreProtocol], T]) -> T:
+    async def call(self, fn: Callable[[StoreProtocol], T], *, durable: bool = True) -> T:
+        """``fn`` on the store's thread, in the next batch's transaction. ``durable=False``:
+        answered as soon as that transaction has committed, before the disk has it - for
+        writes that a restart undoes anyway (claims: a restart requeues what was claimed)."""
         loop = asyncio.get_running_loop()
-        job = _Job(loop.create_future(), loop, call=fn)
+        job = _Job(loop.create_future(), loop, call=fn, durable=durable)
         self._queue.put(job)
         result: T = await job.future
         return result
@@ -206,8 +210,11 @@ class StoreThread:
         self._note_intakes(outcomes)
         if self._wal is None:
             _resolve_many(outcomes)
-        else:
-            self._unsynced.put(outcomes)
+            return
+        at_once = [outcome for outcome in outcomes if not outcome[0].durable]
+        if at_once:
+            _resolve_many(at_once)
+        self._unsynced.put([outcome for outcome in outcomes if outcome[0].durable])
 
     def _refuse(self, batch: list[_Job], problem: str) -> None:
         if problem != self._file_problem:
