@@ -318,7 +318,7 @@ class StoreBase:
                 return f"the database file {path} was replaced while the relay had it open"
         return None
 
-    def defer_sync(self) -> WalSync:
+    def defer_sync(self) -> WalSync | None:
         """From now on a commit writes its pages to the write-ahead log without waiting for
         the disk (``synchronous=OFF``); the caller makes commits durable with the returned
         ``WalSync`` before anyone learns of them (``StoreThread``: one flush of the log for
@@ -326,10 +326,19 @@ class StoreBase:
         Checkpoints, which copy the log into the database file, then run only through
         ``WalSync.checkpoint`` with ``synchronous=FULL`` (log flushed before, database file
         after): a log that starts over never overwrites pages the database file has not
-        durably taken over. Call it between transactions, on the store's thread."""
+        durably taken over. Call it between transactions, on the store's thread. None (and
+        every commit flushed as before) where the database is not in WAL mode or its log
+        cannot be opened."""
+        mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            return None
+        try:
+            wal = WalSync(self._conn, self._wal)
+        except OSError:
+            return None
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self._conn.execute("PRAGMA synchronous=OFF")
-        return WalSync(self._conn, self._wal)
+        return wal
 
     def close(self) -> None:
         self._conn.close()

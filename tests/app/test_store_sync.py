@@ -42,8 +42,10 @@ class GatedStore(Store):
         self.fail = fail
         self.wal: GatedSync | None = None
 
-    def defer_sync(self) -> WalSync:
-        self.wal = GatedSync(super().defer_sync(), self.gate, fail=self.fail)
+    def defer_sync(self) -> WalSync | None:
+        wal = super().defer_sync()
+        assert wal is not None  # a new store in a temporary directory is in WAL mode
+        self.wal = GatedSync(wal, self.gate, fail=self.fail)
         return self.wal
 
 
