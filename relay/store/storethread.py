@@ -214,7 +214,9 @@ class StoreThread:
         at_once = [outcome for outcome in outcomes if not outcome[0].durable]
         if at_once:
             _resolve_many(at_once)
-        self._unsynced.put([outcome for outcome in outcomes if outcome[0].durable])
+        durable = [outcome for outcome in outcomes if outcome[0].durable]
+        if durable:  # a batch of claims alone needs no flush
+            self._unsynced.put(durable)
 
     def _refuse(self, batch: list[_Job], problem: str) -> None:
         if problem != self._file_problem:
