@@ -31,11 +31,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def sample_body(channel_id: int, account_id: int | None = None) -> bytes:
+def sample_body(
+    channel_id: int, account_id: int | None = None, visitor_id: int | None = None
+) -> bytes:
     data = json.loads(SAMPLE.read_text(encoding="utf-8"))
     data["channel"]["id"] = channel_id
     if account_id is not None:
         data["accountId"] = account_id
+    if visitor_id is not None:
+        data["visitor"]["id"] = visitor_id
     return json.dumps(data, separators=(",", ":")).encode()
 
 
@@ -179,14 +183,16 @@ def tree_cpu_seconds(pid: int) -> float:
 class SmtpSink:
     """bench/sink.py in a subprocess; ``ids()`` reads the Message-IDs it has accepted."""
 
-    def __init__(self, ids_file: Path, port: int | None = None) -> None:
+    def __init__(self, ids_file: Path, port: int | None = None, *, times: bool = False) -> None:
         self.port = port or free_port()
         self.ids_file = ids_file
+        self.times = times
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [PYTHON, str(BENCH / "sink.py"), "--port", str(self.port), "--ids", str(self.ids_file)],
+            [PYTHON, str(BENCH / "sink.py"), "--port", str(self.port), "--ids", str(self.ids_file)]
+            + (["--times"] if self.times else []),
             stdout=subprocess.PIPE,
         )
         assert self.proc.stdout is not None
@@ -218,10 +224,13 @@ class SmtpSink:
         self.stop()
 
 
-def queue_conversations(settings: Any, count: int, first_channel: int = 1) -> int:
+def queue_conversations(
+    settings: Any, count: int, first_channel: int = 1, *, same_visitor: bool = True
+) -> int:
     """Store ``count`` new conversations with their planned deliveries exactly as the hook's
     request path prepares them (relay.intake.http.prepare), without the HTTP server. Returns the
-    number of deliveries planned."""
+    number of deliveries planned. ``same_visitor``: all from the sample's visitor (each email
+    then lists that visitor's earlier chats), else each from a visitor of its own."""
     from relay.app import build_snapshot, database_path  # noqa: PLC0415 -- as above
     from relay.intake.http import prepare  # noqa: PLC0415 -- keep `common` importable without the relay
     from relay.runtime import Runtime  # noqa: PLC0415 -- as above
@@ -232,7 +241,7 @@ def queue_conversations(settings: Any, count: int, first_channel: int = 1) -> in
     planned_total = 0
     batch: list[Intake] = []
     for n in range(first_channel, first_channel + count):
-        intake = prepare(runtime, sample_body(n))
+        intake = prepare(runtime, sample_body(n, visitor_id=None if same_visitor else n))
         planned_total += len(intake.planned)
         batch.append(intake)
         if len(batch) == 500:

@@ -1,6 +1,6 @@
 """Delivery: emails/s of the relay's worker against a naive loop and an SMTP ceiling.
 
-Usage: .venv/bin/python bench/delivery.py [--messages 2000] [--repeat 3] [--concurrency 4]
+Usage: .venv/bin/python bench/delivery.py [--messages 2000] [--repeat 3] [--concurrency 8]
 
 Each run stores --messages new conversations (the sample missed chat with a new channel.id),
 each with one planned transcript email, then times one of:
@@ -35,7 +35,7 @@ import aiosmtplib
 from common import SmtpSink, machine, median, queue_conversations
 
 from relay.app import build_snapshot, build_worker, database_path
-from relay.config.settings import Settings
+from relay.config.settings import DeliverySettings, Settings
 from relay.delivery.worker import render_delivery
 from relay.model.content import EmailContent
 from relay.runtime import Runtime
@@ -142,7 +142,7 @@ def one_run(kind: str, args: argparse.Namespace, work: Path, index: int) -> floa
     ids_file = work / f"{kind}-{index}.ids"
     with SmtpSink(ids_file) as sink:
         settings = settings_for(state, sink.port, args.concurrency)
-        planned = queue_conversations(settings, args.messages)
+        planned = queue_conversations(settings, args.messages, same_visitor=args.visitors == "same")
         assert planned == args.messages, planned
         runners: dict[str, Callable[[], float]] = {
             "worker": lambda: asyncio.run(run_worker(settings)),
@@ -168,15 +168,30 @@ def main() -> None:
     )
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=4, help="worker and ceiling")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=DeliverySettings().concurrency,
+        help="worker and ceiling (default: the relay's default delivery.concurrency)",
+    )
     parser.add_argument("--only", choices=["naive", "ceiling", "worker", "render"], action="append")
+    parser.add_argument(
+        "--visitors",
+        choices=["same", "distinct"],
+        default="same",
+        help="all conversations from the sample's visitor (default: each email lists up to 20"
+        " earlier chats of that visitor, read from all of them), or one visitor each",
+    )
     parser.add_argument(
         "--profile",
         type=Path,
         help="after the measured runs, one more worker run under py-spy: flame graph SVG here",
     )
     args = parser.parse_args()
-    print(f"{machine()}; messages={args.messages} concurrency={args.concurrency}")
+    print(
+        f"{machine()}; messages={args.messages} concurrency={args.concurrency}"
+        f" visitors={args.visitors}"
+    )
     kinds = args.only or ["naive", "ceiling", "worker", "render"]
     rates: dict[str, list[float]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory(prefix="relay-bench-delivery-") as tmp:

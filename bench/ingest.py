@@ -100,9 +100,11 @@ def wrk(
 
 
 def profiler(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
-    """py-spy (pip install -e '.[bench]') sampling ``pid`` into a flame graph SVG."""
+    """py-spy (bash .ci/install --bench) sampling ``pid`` into a flame graph SVG, or into
+    py-spy's raw collapsed stacks when ``out`` ends in .txt."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     command = [spy, "record", "--threads", "--pid", str(pid), "-d", str(seconds), "-o", str(out)]
+    command += ["-f", "raw"] if out.suffix == ".txt" else []
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -222,8 +224,8 @@ def main() -> None:
         ratio = summary[app][0] / summary["bare"][0]
         p99_ratio = summary[app][2] / summary["bare"][2]
         print(
-            f"{app}/bare: requests/s ratio {ratio:.2f} (target >= 0.8), p99 ratio {p99_ratio:.2f}"
-            " (target <= 2.0)"
+            f"{app}/bare: requests/s ratio {ratio:.2f} (target >= 0.5, 0.4 with the worker"
+            f" writing the outbox), p99 ratio {p99_ratio:.2f} (target <= 3.0)"
         )
     if any(r.errors for r in runs):
         print("WARNING: some runs had errors (non-2xx, timeouts or socket errors)")

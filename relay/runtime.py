@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from litestar import Request
+from litestar.types import Scope
 
 from relay.config.settings import Settings
 from relay.delivery.worker import Worker
@@ -111,6 +112,19 @@ class Runtime:
         # extending the client's, and the right-most entry is the nearest proxy's.
         forwarded = ", ".join(request.headers.getall("x-forwarded-for", []))
         return client_address(peer, forwarded, self.settings.server.trusted_proxies)
+
+    def scope_client_address(self, scope: Scope) -> str | None:
+        """``client_address`` for a low-level (ASGI) handler's scope."""
+        client = scope.get("client")
+        trusted = self.settings.server.trusted_proxies
+        if client is None or not trusted:
+            return client[0] if client else None
+        forwarded = ", ".join(
+            value.decode("latin-1")
+            for name, value in scope["headers"]
+            if name.lower() == b"x-forwarded-for"
+        )
+        return client_address(client[0], forwarded, trusted)
 
     def hook_allowed(self, remote: str | None) -> bool:
         allow = self.settings.server.hook_allowlist

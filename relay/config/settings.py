@@ -265,7 +265,7 @@ class TeamsSettings(Section):
 
 
 class DeliverySettings(Section):
-    concurrency: int = Field(default=4, ge=1, le=64)
+    concurrency: int = Field(default=8, ge=1, le=64)
     # At most this many of those to one destination (SMTP server, Slack workspace, webhook),
     # so a slow one cannot take every slot; None: half of concurrency (at least 1). However it
     # is set, destinations whose last send ran into its deadline hold at most concurrency - 1.

@@ -11,7 +11,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from email.utils import parseaddr
 
 from pydantic import TypeAdapter
@@ -39,7 +39,7 @@ from relay.senders.base import Sender, SendResult
 from relay.senders.outbox import OutboxSender
 from relay.senders.registry import sender_key
 from relay.snapshot import Snapshot
-from relay.store import ClaimedDelivery
+from relay.store import ClaimedDelivery, StoreProtocol
 from relay.store.storethread import StoreThread
 
 log = logging.getLogger("relay.worker")  # the published logger name (docs/operations.md)
@@ -98,6 +98,46 @@ def render_delivery(
     action = _ACTION.validate_python(delivery.action)
     job = delivery_job(snapshot, delivery, action, earlier, follow_up, references=references)
     return render(job, snapshot.renderer(snapshot.from_address(action)))
+
+
+# A visitor's earlier conversations: (category, Unix seconds), oldest first.
+History = tuple[tuple[str, float], ...]
+# Emails and Slack messages show the visitor's earlier conversations.
+WITH_HISTORY = frozenset({"email", "slack"})
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the store knows around one delivery: the visitor's earlier conversations and, for
+    an email, the Message-IDs of the emails about this visitor that were sent."""
+
+    earlier: History = ()
+    references: tuple[str, ...] = ()
+
+
+def claim_with_context(
+    store: StoreProtocol, limit: int, now: float, admit: Callable[[dict[str, object]], bool]
+) -> list[tuple[ClaimedDelivery, Context]]:
+    """On the store's thread, in one call (one round trip instead of one more per delivery):
+    claim what is due, and read the context of each email and Slack message (each read in a
+    savepoint of its own; a failure is only missing context, never a failed send)."""
+    claimed = []
+    for delivery in store.claim_due(limit=limit, now=now, admit=admit):
+        context = Context()
+        kind = delivery.action.get("type")
+        if kind in WITH_HISTORY:
+            try:
+                with store.batch():
+                    context = Context(
+                        store.visitor_history(delivery.conversation_id),
+                        store.sent_email_ids(delivery.id) if kind == "email" else (),
+                    )
+            except (StoreError, sqlite3.Error) as exc:
+                log.warning("delivery %d: no visitor history (%s)", delivery.id, exc)
+            except Exception as exc:  # PostgreSQL's errors: only context, as above
+                log.warning("delivery %d: no visitor history (%s)", delivery.id, exc)
+        claimed.append((delivery, context))
+    return claimed
 
 
 class Worker:
@@ -222,9 +262,13 @@ class Worker:
             return
         now = self._clock()
         admit = self._admitter()
-        claimed = await self._store.call(lambda s: s.claim_due(limit=free, now=now, admit=admit))
-        for delivery in claimed:
-            task = asyncio.create_task(self._attempt(delivery))
+        # Not waiting for the disk: a claim only marks rows 'sending', which a restart puts
+        # back to pending whether or not the claim reached the disk (recover_claimed).
+        claimed = await self._store.call(
+            lambda s: claim_with_context(s, free, now, admit), durable=False
+        )
+        for delivery, context in claimed:
+            task = asyncio.create_task(self._attempt(delivery, context))
             key = sender_key(delivery.action)
             self._inflight[task] = delivery.id
             self._inflight_keys[task] = key
@@ -297,10 +341,10 @@ class Worker:
         if self._observer is not None and claimed_at is not None:
             self._observer(delivery.channel, outcome, time.monotonic() - claimed_at)
 
-    async def _attempt(self, delivery: ClaimedDelivery) -> None:
+    async def _attempt(self, delivery: ClaimedDelivery, context: Context) -> None:
         self._claimed_at[delivery.id] = time.monotonic()
         try:
-            await self._send_and_record(delivery)
+            await self._send_and_record(delivery, context)
         except Exception:
             # Recording the outcome failed: requeued by the next step (at least once, never
             # lost); a crash before that leaves it 'sending', which a restart requeues.
@@ -312,11 +356,13 @@ class Worker:
             self.finished_attempts += 1
             self._progress.notify_all()
 
-    async def _render(self, snapshot: Snapshot, delivery: ClaimedDelivery) -> Content:
+    async def _render(
+        self, snapshot: Snapshot, delivery: ClaimedDelivery, context: Context
+    ) -> Content:
         """The content to send; a lead's email carries its links, its Slack post its buttons."""
         action = _ACTION.validate_python(delivery.action)
         lead_id = await self._lead_id(snapshot, delivery, action)
-        content = await self._render_content(snapshot, delivery, action, lead_id)
+        content = await self._render_content(snapshot, delivery, action, lead_id, context)
         # Buttons only where Slack's presses can be verified (a signing secret is set).
         signing = snapshot.settings.slack.signing_secret is not None
         if lead_id is not None and signing and isinstance(content, SlackContent):
@@ -324,7 +370,12 @@ class Worker:
         return content
 
     async def _render_content(
-        self, snapshot: Snapshot, delivery: ClaimedDelivery, action: Action, lead_id: int | None
+        self,
+        snapshot: Snapshot,
+        delivery: ClaimedDelivery,
+        action: Action,
+        lead_id: int | None,
+        context: Context,
     ) -> Content:
         """Emails and Slack messages in the render pool when there is one; everything else
         in a thread, never on the event loop (a large conversation would stall intake)."""
@@ -335,19 +386,8 @@ class Worker:
             follow_up = links_for(settings, snapshot.link_key, lead_id, delivery.created_at)
         if not isinstance(action, EmailAction | SlackAction):
             return await asyncio.to_thread(render_delivery, snapshot, delivery, follow_up=follow_up)
-        # Returning-visitor context for the message and, for an email, the ids of the emails
-        # about this visitor that were sent (the store is read here, not in rendering).
-        email = isinstance(action, EmailAction)
-        try:
-            earlier, references = await self._store.call(
-                lambda s: (
-                    s.visitor_history(delivery.conversation_id),
-                    s.sent_email_ids(delivery.id) if email else (),
-                )
-            )
-        except (StoreError, sqlite3.Error) as exc:  # only context: never fail a send for it
-            log.warning("delivery %d: no visitor history (%s)", delivery.id, exc)
-            earlier, references = (), ()
+        # Returning-visitor context and sent Message-IDs: read with the claim, not here.
+        earlier, references = context.earlier, context.references
         if pool is None:
             return await asyncio.to_thread(
                 render_delivery, snapshot, delivery, earlier, follow_up, references=references
@@ -390,7 +430,7 @@ class Worker:
         lead = await self._store.call(lambda s: s.lead_for_conversation(delivery.conversation_id))
         return None if lead is None else lead.id
 
-    async def _send_and_record(self, delivery: ClaimedDelivery) -> None:
+    async def _send_and_record(self, delivery: ClaimedDelivery, context: Context) -> None:
         snapshot = self._snapshot()
         key = sender_key(delivery.action)
         sender = snapshot.senders.get(key)
@@ -398,7 +438,7 @@ class Worker:
             if sender is None:
                 raise PermanentDeliveryError(f"no sender configured for {key!r}")
             try:
-                content = await self._render(snapshot, delivery)
+                content = await self._render(snapshot, delivery, context)
             except Exception as exc:
                 log.exception("delivery %d: rendering failed", delivery.id)
                 raise PermanentDeliveryError(f"rendering failed: {exc}") from exc

@@ -5,15 +5,14 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from litestar import Request, Response, get, post
-from litestar.exceptions import InternalServerException
-from litestar.handlers import HTTPRouteHandler
-from litestar.params import FromPath
+import msgspec
+from litestar import Request, Response, asgi, get
+from litestar.handlers import ASGIRouteHandler, HTTPRouteHandler
 from litestar.plugins.prometheus import PrometheusController
+from litestar.types import Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from relay.config.destinations import mode, targets
@@ -27,6 +26,7 @@ from relay.runtime import Runtime
 from relay.store import Intake
 
 log = logging.getLogger("relay.api")  # the published logger name (docs/operations.md)
+_json = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True)
@@ -35,20 +35,43 @@ class Answer:
     body: dict[str, Any]
 
 
-async def read_limited(stream: AsyncIterator[bytes], limit: int) -> tuple[bytes, bool]:
-    """Read at most ``limit`` bytes; the flag says whether the body was longer."""
+async def read_limited(receive: Receive, limit: int) -> tuple[bytes, bool] | None:
+    """Read at most ``limit`` bytes of the request body; the flag says whether it was longer.
+    None if the client went away first (or the body deadline, server.body_timeout_seconds,
+    answered 408 and closed the connection)."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in stream:
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk: bytes = message.get("body", b"")
         if size + len(chunk) > limit:
             chunks.append(chunk[: limit - size])
             return b"".join(chunks), True
         chunks.append(chunk)
         size += len(chunk)
-    return b"".join(chunks), False
+        if not message.get("more_body", False):
+            return b"".join(chunks), False
 
 
-async def receive(runtime: Runtime, body: bytes, remote: str | None) -> Answer:
+async def answer(send: Send, status: int, body: dict[str, Any]) -> None:
+    """One JSON response, as Litestar would write it for a ``Response(body)``."""
+    data = _json(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data, "more_body": False})
+
+
+async def receive_body(runtime: Runtime, body: bytes, remote: str | None) -> Answer:
     """Parse, classify, route and durably store one body. 2xx only after the commit."""
     try:
         intake = prepare(runtime, body)
@@ -156,46 +179,56 @@ async def refuse(runtime: Runtime, exc: PayloadError, body: bytes, remote: str |
     )
 
 
-def gatekeep(runtime: Runtime, token: str, remote: str | None) -> Response[Any] | None:
+def gatekeep(runtime: Runtime, token: str, remote: str | None) -> Answer | None:
     """The answer for a caller who may not post, or None. The address is checked first, so a
     caller outside ``server.hook_allowlist`` cannot tell a right token from a wrong one."""
     if not runtime.hook_allowed(remote):
         log.warning("hook call from %s refused: not in server.hook_allowlist", remote)
         runtime.metrics.rejected("forbidden_address")
-        return Response(
-            {"error": "forbidden", "message": f"address {remote} may not post"}, status_code=403
-        )
+        return Answer(403, {"error": "forbidden", "message": f"address {remote} may not post"})
     if not hmac.compare_digest(token.encode(), runtime.hook_token.encode()):
         line = runtime.wrong_tokens.occurred(f"from {remote}")
         if line is not None:
             log.warning("%s", line)
         runtime.metrics.rejected("wrong_token")
-        return Response({"error": "not_found", "message": "no such hook"}, status_code=404)
+        return Answer(404, {"error": "not_found", "message": "no such hook"})
     return None
 
 
-def build_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
-    @post("/hooks/smartsupp/{token:str}", status_code=200, request_max_body_size=None)
-    async def smartsupp_hook(
-        request: Request[Any, Any, Any], token: FromPath[str]
-    ) -> Response[Any]:
-        remote = runtime.client_address(request)
+def build_handlers(runtime: Runtime) -> list[HTTPRouteHandler | ASGIRouteHandler]:
+    # A low-level (ASGI) route handler: the hook is the one request that comes in volume, and
+    # Litestar's request and response objects, parameter parsing and serialisation cost more
+    # than everything the relay does with a body apart from the commit (docs/benchmarks.md).
+    # Mounted (the rest of the path is the token): Litestar 2 cannot route a path parameter
+    # to a low-level handler. Paths and methods the hook does not take get Litestar's answers.
+    @asgi("/hooks/smartsupp", is_mount=True, copy_scope=False)  # it only reads the scope
+    async def smartsupp_hook(scope: Scope, receive: Receive, send: Send) -> None:
+        token = scope["path"].strip("/")
+        if not token or "/" in token:
+            await answer(send, 404, {"status_code": 404, "detail": "Not Found"})
+            return
+        if scope.get("method") != "POST":
+            await answer(send, 405, {"status_code": 405, "detail": "Method Not Allowed"})
+            return
+        remote = runtime.scope_client_address(scope)
         refused = gatekeep(runtime, token, remote)
         if refused is not None:
-            return refused
+            await answer(send, refused.status, refused.body)
+            return
         limit = runtime.settings.server.max_body_bytes
-        try:
-            body, too_long = await read_limited(request.stream(), limit)
-        except InternalServerException:
-            # Litestar's "client disconnected prematurely": the client left, or the body
-            # deadline (server.body_timeout_seconds) answered 408 and closed the connection
-            # (logged there). Nothing was stored and no one reads this answer.
-            return Response({"error": "client_disconnected"}, status_code=408)
+        read = await read_limited(receive, limit)
+        if read is None:
+            # The client left, or the body deadline (server.body_timeout_seconds) answered
+            # 408 and closed the connection (logged there). Nothing was stored and no one
+            # reads this answer.
+            await answer(send, 408, {"error": "client_disconnected"})
+            return
+        body, too_long = read
         if too_long:
-            answer = await refuse(runtime, PayloadTooLarge(limit), body, remote)
+            result = await refuse(runtime, PayloadTooLarge(limit), body, remote)
         else:
-            answer = await receive(runtime, body, remote)
-        return Response(answer.body, status_code=answer.status)
+            result = await receive_body(runtime, body, remote)
+        await answer(send, result.status, result.body)
 
     @get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -12,8 +12,6 @@ from zoneinfo import ZoneInfo
 
 from litestar import Request, Response, post
 from litestar.handlers import HTTPRouteHandler
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from relay.leads.model import Lead, Refused, claim, clean_name, finish
 from relay.leads.slack import (
@@ -95,6 +93,10 @@ async def update_message(settings: Settings, press: ButtonPress, lead: Lead) -> 
         return
     translator = Translator(settings.render.locale, ZoneInfo(settings.render.timezone))
     line = status_line(lead, translator)
+    # slack_sdk's async client and aiohttp (~9 MB resident) only once a button is pressed.
+    from slack_sdk.errors import SlackApiError  # noqa: PLC0415
+    from slack_sdk.web.async_client import AsyncWebClient  # noqa: PLC0415
+
     kwargs: dict[str, Any] = {"base_url": slack.api_url} if slack.api_url else {}
     client = AsyncWebClient(
         token=slack.token.get_secret_value(),

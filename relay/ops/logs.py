@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import re
 import secrets
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -148,15 +149,27 @@ def configure_logging(
     return handler
 
 
-def request_id(scope: Scope) -> str:
-    """The caller's X-Request-ID if it is a safe short token, else a new random one."""
+def request_id(scope: Scope, new: Callable[[], str] = lambda: secrets.token_hex(8)) -> str:
+    """The caller's X-Request-ID if it is a safe short token, else ``new()``."""
     for name, value in scope.get("headers", ()):
-        if name.lower() == REQUEST_ID_HEADER.encode():
+        if name.lower() == b"x-request-id":
             text = value.decode("latin-1")
             if SAFE_REQUEST_ID.fullmatch(text):
                 return text
             break
-    return secrets.token_hex(8)
+    return new()
+
+
+class RequestIds:
+    """New request ids: a random prefix per process start and a counter, 16 hex digits.
+    Unique within a run and unlikely to repeat across runs, without a system call each."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(4)
+        self._count = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._count) & 0xFFFFFFFF:08x}"
 
 
 class RequestIdMiddleware:
@@ -165,12 +178,13 @@ class RequestIdMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.new_id = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        rid = request_id(scope)
+        rid = request_id(scope, self.new_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

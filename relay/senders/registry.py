@@ -12,7 +12,6 @@ from relay.senders.base import Sender
 from relay.senders.crm.registry import crm_senders
 from relay.senders.graph import GraphSender
 from relay.senders.outbox import OutboxSender
-from relay.senders.slack import SlackSender
 from relay.senders.smtp import SmtpSender
 from relay.senders.smtp_pool import SmtpPools
 from relay.senders.teams import TeamsSender
@@ -58,7 +57,12 @@ class SenderRegistry:
             return SmtpSender(smtp, pool_size=pool_size, pools=self.smtp_pools)
 
         def slack(config: SlackSettings) -> Sender:
-            return SlackSender(config) if _slack_configured(config) else outbox
+            if not _slack_configured(config):
+                return outbox
+            # slack_sdk's client and aiohttp (~9 MB resident) only where Slack is configured.
+            from relay.senders.slack import SlackSender  # noqa: PLC0415
+
+            return SlackSender(config)
 
         def teams(config: TeamsSettings) -> Sender:
             return TeamsSender(config) if config.webhook_url is not None else outbox

@@ -10,7 +10,6 @@ from email.utils import parseaddr
 import aiosmtplib
 
 from relay.config.settings import SmtpSettings
-from relay.senders.google_jwt import ServiceAccountGrant, ServiceAccountKey
 from relay.senders.oauth2 import ClientCredentials, TokenCache
 
 AUTH_CONTINUE = 334
@@ -36,6 +35,12 @@ def token_cache(
     if s.auth != "oauth2":
         return None
     if s.oauth2_service_account_key is not None and s.oauth2_token_url:
+        # cryptography (~7 MB resident) only for the relays that sign with a service account.
+        from relay.senders.google_jwt import (  # noqa: PLC0415
+            ServiceAccountGrant,
+            ServiceAccountKey,
+        )
+
         key = ServiceAccountKey.from_json(s.oauth2_service_account_key.get_secret_value())
         grant = ServiceAccountGrant(
             token_url=s.oauth2_token_url,

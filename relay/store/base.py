@@ -127,6 +127,17 @@ CREATE TABLE slack_requests (   -- signatures of Slack interactivity requests se
     at         REAL NOT NULL
 );
 """,
+    # 6: the visitor of each stored body, indexed per account (the expressions of
+    # queries.VISITOR_ID and VISITOR_EMAIL): visitor_history, read for every email and Slack
+    # delivery, finds a returning visitor's chats without reading every stored body.
+    """
+CREATE INDEX conversations_visitor_id ON conversations (account_id,
+    CAST(json_extract(CASE WHEN json_valid(CAST(raw AS TEXT)) THEN CAST(raw AS TEXT) END,
+        '$.visitor.id') AS TEXT));
+CREATE INDEX conversations_visitor_email ON conversations (account_id,
+    lower(json_extract(CASE WHEN json_valid(CAST(raw AS TEXT)) THEN CAST(raw AS TEXT) END,
+        '$.visitor.email')));
+""",
 )
 # The oldest SQLite whose ALTER TABLE can drop a column (migration 3).
 MIN_SQLITE = (3, 35, 0)
@@ -218,6 +229,51 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return stat.st_dev, stat.st_ino
 
 
+class WalSync:
+    """The durability of a store opened with ``defer_sync``: ``sync`` (any thread) flushes the
+    write-ahead log, which makes every transaction committed before the call durable; the
+    store's thread calls ``checkpoint`` between transactions."""
+
+    # Checkpoint once the log holds about this many pages (SQLite's own default).
+    CHECKPOINT_PAGES = 1000
+
+    def __init__(self, conn: sqlite3.Connection, wal: Path) -> None:
+        self._conn = conn
+        # The log exists: migrate() wrote a transaction through this connection in WAL mode.
+        self._fd = os.open(wal, os.O_RDONLY | os.O_CLOEXEC)
+        self._page_size: int = conn.execute("PRAGMA page_size").fetchone()[0]
+        self._checkpointed_at = os.fstat(self._fd).st_size
+        self._changes = conn.total_changes
+
+    def sync(self) -> None:
+        """Flush the log to the disk (fdatasync): OSError if the disk refuses."""
+        os.fdatasync(self._fd)
+
+    def checkpoint(self, *, force: bool = False) -> None:
+        """Copy the log into the database file, with both flushed, once it has grown by about
+        ``CHECKPOINT_PAGES`` pages since the last time (or now, with ``force``). The log's
+        size only grows, so growth is counted in changed rows between checks as well."""
+        size = os.fstat(self._fd).st_size
+        grown = size - self._checkpointed_at >= self.CHECKPOINT_PAGES * self._page_size
+        busy = self._conn.total_changes - self._changes >= self.CHECKPOINT_PAGES
+        if not (force or grown or busy):
+            return
+        self._conn.execute("PRAGMA synchronous=FULL")
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            self._conn.execute("PRAGMA synchronous=OFF")
+        self._checkpointed_at = os.fstat(self._fd).st_size
+        self._changes = self._conn.total_changes
+
+    def close(self) -> None:
+        """Back to flushed commits and checkpoints (closing the last connection checkpoints
+        the log into the database file): call it after the last ``sync``."""
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA wal_autocheckpoint=1000")
+        os.close(self._fd)
+
+
 class StoreBase:
     """One connection and its transactions. Not thread-safe: one thread at a time (the app
     funnels every call through ``relay.store.storethread.StoreThread``).
@@ -270,6 +326,28 @@ class StoreBase:
             elif now != opened:
                 return f"the database file {path} was replaced while the relay had it open"
         return None
+
+    def defer_sync(self) -> WalSync | None:
+        """From now on a commit writes its pages to the write-ahead log without waiting for
+        the disk (``synchronous=OFF``); the caller makes commits durable with the returned
+        ``WalSync`` before anyone learns of them (``StoreThread``: one flush of the log for
+        every commit made meanwhile, while the next transactions are being written).
+        Checkpoints, which copy the log into the database file, then run only through
+        ``WalSync.checkpoint`` with ``synchronous=FULL`` (log flushed before, database file
+        after): a log that starts over never overwrites pages the database file has not
+        durably taken over. Call it between transactions, on the store's thread. None (and
+        every commit flushed as before) where the database is not in WAL mode or its log
+        cannot be opened."""
+        mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            return None
+        try:
+            wal = WalSync(self._conn, self._wal)
+        except OSError:
+            return None
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._conn.execute("PRAGMA synchronous=OFF")
+        return wal
 
     def close(self) -> None:
         self._conn.close()

@@ -44,24 +44,34 @@ INSERT_QUARANTINE = (
 # the stored raw bodies (JSON; a body SQLite cannot read as JSON matches nothing). One row per
 # stored version, in the order stored: conv_key, category, begin time in Unix seconds (the body's
 # beginAt, else when it was received). Parameters: conversation id.
+# The visitor expressions below (CAST(json_extract(...'$.visitor.id') AS TEXT) and
+# lower(json_extract(...'$.visitor.email')) of the body read as JSON) are those of the
+# conversations_visitor_* indexes (migration 6): SQLite uses an index on an expression only
+# where a query repeats it, so they are written out the same way here.
 VISITOR_HISTORY = (
     "WITH cur AS (SELECT conv_key, account_id, received_at,"
-    " CAST(json_extract(body, '$.visitor.id') AS TEXT) AS vid,"
-    " lower(json_extract(body, '$.visitor.email')) AS vemail"
-    " FROM (SELECT conv_key, account_id, received_at,"
-    " CASE WHEN json_valid(CAST(raw AS TEXT)) THEN CAST(raw AS TEXT) END AS body"
-    " FROM conversations WHERE id = ?)),"
-    " others AS (SELECT c.id, c.conv_key, c.category, c.received_at,"
-    " CASE WHEN json_valid(CAST(c.raw AS TEXT)) THEN CAST(c.raw AS TEXT) END AS body"
-    " FROM conversations c JOIN cur ON c.account_id = cur.account_id"
-    " WHERE c.conv_key != cur.conv_key AND c.received_at <= cur.received_at)"
+    " CAST(json_extract(CASE WHEN json_valid(CAST(raw AS TEXT)) THEN CAST(raw AS TEXT) END,"
+    " '$.visitor.id') AS TEXT) AS vid,"
+    " lower(json_extract(CASE WHEN json_valid(CAST(raw AS TEXT)) THEN CAST(raw AS TEXT) END,"
+    " '$.visitor.email')) AS vemail"
+    " FROM conversations WHERE id = ?),"
+    " others AS ("
+    " SELECT o.id, o.conv_key, o.category, o.received_at, o.raw FROM conversations o JOIN cur"
+    " ON o.account_id = cur.account_id AND CAST(json_extract(CASE WHEN"
+    " json_valid(CAST(o.raw AS TEXT)) THEN CAST(o.raw AS TEXT) END, '$.visitor.id') AS TEXT)"
+    " = cur.vid"
+    " WHERE cur.vid IS NOT NULL AND cur.vid != ''"
+    " UNION ALL"
+    " SELECT o.id, o.conv_key, o.category, o.received_at, o.raw FROM conversations o JOIN cur"
+    " ON o.account_id = cur.account_id AND lower(json_extract(CASE WHEN"
+    " json_valid(CAST(o.raw AS TEXT)) THEN CAST(o.raw AS TEXT) END, '$.visitor.email'))"
+    " = cur.vemail"
+    " WHERE cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail != '')"
     " SELECT o.conv_key, o.category,"
-    " COALESCE(json_extract(o.body, '$.beginAt') / 1000.0, o.received_at)"
+    " COALESCE(json_extract(CASE WHEN json_valid(CAST(o.raw AS TEXT))"
+    " THEN CAST(o.raw AS TEXT) END, '$.beginAt') / 1000.0, o.received_at)"
     " FROM others o JOIN cur"
-    " WHERE (cur.vid IS NOT NULL AND cur.vid != ''"
-    "      AND CAST(json_extract(o.body, '$.visitor.id') AS TEXT) = cur.vid)"
-    "  OR (cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail != ''"
-    "      AND lower(json_extract(o.body, '$.visitor.email')) = cur.vemail)"
+    " WHERE o.conv_key != cur.conv_key AND o.received_at <= cur.received_at"
     " ORDER BY o.id"
 )
 
@@ -143,27 +153,36 @@ MARK_SENT = (
 # The Message-IDs of the emails really sent (not to the outbox) about the visitor of a
 # delivery's conversation, other than that delivery's own: the same account and the same
 # chat (any version), or the same visitor id, else the same email address (as
-# VISITOR_HISTORY matches a visitor), newest first. Parameters: delivery id, limit.
+# VISITOR_HISTORY matches a visitor, with the expressions of the conversations_visitor_*
+# indexes so that only that visitor's conversations are read), newest first. Parameters:
+# delivery id, limit.
 SENT_EMAIL_IDS = (
-    "WITH cur0 AS (SELECT d.id AS did, c.conv_key, c.account_id,"
-    " CASE WHEN json_valid(CAST(c.raw AS TEXT)) THEN CAST(c.raw AS TEXT) END AS body"
+    "WITH cur AS (SELECT d.id AS did, c.conv_key, c.account_id,"
+    " CAST(json_extract(CASE WHEN json_valid(CAST(c.raw AS TEXT)) THEN CAST(c.raw AS TEXT) END,"
+    " '$.visitor.id') AS TEXT) AS vid,"
+    " lower(json_extract(CASE WHEN json_valid(CAST(c.raw AS TEXT)) THEN CAST(c.raw AS TEXT) END,"
+    " '$.visitor.email')) AS vemail"
     " FROM deliveries d JOIN conversations c ON c.id = d.conversation_id WHERE d.id = ?),"
-    " cur AS (SELECT did, conv_key, account_id,"
-    " CAST(json_extract(body, '$.visitor.id') AS TEXT) AS vid,"
-    " lower(json_extract(body, '$.visitor.email')) AS vemail FROM cur0),"
-    " sent AS (SELECT s.id, s.external_ref, s.updated_at, o.conv_key,"
-    " CASE WHEN json_valid(CAST(o.raw AS TEXT)) THEN CAST(o.raw AS TEXT) END AS body"
-    " FROM deliveries s JOIN conversations o ON o.id = s.conversation_id"
-    " JOIN cur ON o.account_id = cur.account_id"
+    " convs AS ("
+    " SELECT o.id FROM conversations o JOIN cur ON o.conv_key = cur.conv_key"
+    " UNION"
+    " SELECT o.id FROM conversations o JOIN cur"
+    " ON o.account_id = cur.account_id AND CAST(json_extract(CASE WHEN"
+    " json_valid(CAST(o.raw AS TEXT)) THEN CAST(o.raw AS TEXT) END, '$.visitor.id') AS TEXT)"
+    " = cur.vid"
+    " WHERE cur.vid IS NOT NULL AND cur.vid != ''"
+    " UNION"
+    " SELECT o.id FROM conversations o JOIN cur"
+    " ON o.account_id = cur.account_id AND lower(json_extract(CASE WHEN"
+    " json_valid(CAST(o.raw AS TEXT)) THEN CAST(o.raw AS TEXT) END, '$.visitor.email'))"
+    " = cur.vemail"
+    " WHERE cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail != '')"
+    # CROSS JOIN keeps that order: the visitor's conversations first, then their deliveries.
+    " SELECT s.external_ref FROM cur CROSS JOIN convs CROSS JOIN deliveries s"
+    " ON s.conversation_id = convs.id"
     " WHERE s.channel = 'email' AND s.status = 'sent' AND s.sent_to IS NULL"
-    " AND s.external_ref IS NOT NULL AND s.id != cur.did)"
-    " SELECT sent.external_ref FROM sent JOIN cur"
-    " WHERE sent.conv_key = cur.conv_key"
-    "  OR (cur.vid IS NOT NULL AND cur.vid != ''"
-    "      AND CAST(json_extract(sent.body, '$.visitor.id') AS TEXT) = cur.vid)"
-    "  OR (cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail != ''"
-    "      AND lower(json_extract(sent.body, '$.visitor.email')) = cur.vemail)"
-    " ORDER BY sent.updated_at DESC, sent.id DESC LIMIT ?"
+    " AND s.external_ref IS NOT NULL AND s.id != cur.did"
+    " ORDER BY s.updated_at DESC, s.id DESC LIMIT ?"
 )
 
 # Record a failed attempt to be tried again at a given time, with the recipients done so far.

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from relay.model.errors import StoreError
 from relay.store import Accepted, Intake, StoreProtocol
+from relay.store.base import StoreBase, WalSync
 
 log = logging.getLogger("relay.storethread")  # the published logger name (docs/operations.md)
 
@@ -26,9 +27,13 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     intake: Intake | None = None
     call: Callable[[StoreProtocol], Any] | None = None
+    durable: bool = True  # answered only once its commit is on the disk
 
 
-def _resolve_many(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+_Outcomes = list[tuple[_Job, Any, BaseException | None]]
+
+
+def _resolve_many(outcomes: _Outcomes) -> None:
     """Resolve a committed batch with one wake-up per event loop instead of one per job."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]] = {}
     for outcome in outcomes:
@@ -61,6 +66,16 @@ class StoreThread:
 
     def __init__(self, store: StoreProtocol) -> None:
         self.store = store
+        # SQLite: commits are flushed to the disk by a thread of their own, once for all the
+        # transactions committed meanwhile, while this thread writes the next ones; callers
+        # learn their results only after that flush (see _sync_run).
+        self._wal: WalSync | None = store.defer_sync() if isinstance(store, StoreBase) else None
+        self._unsynced: queue.SimpleQueue[_Outcomes | None] = queue.SimpleQueue()
+        self._sync_problem: str | None = None
+        self._syncer: threading.Thread | None = None
+        if self._wal is not None:
+            self._syncer = threading.Thread(target=self._sync_run, name="relay-sync", daemon=True)
+            self._syncer.start()
         self.intake_error: str | None = None
         self._file_problem: str | None = None
         # The last failure logged with its traceback: the same failure again (a damaged page
@@ -83,9 +98,12 @@ class StoreThread:
             raise StoreError(f"the conversation could not be committed: {exc}") from exc
         return result
 
-    async def call(self, fn: Callable[[StoreProtocol], T]) -> T:
+    async def call(self, fn: Callable[[StoreProtocol], T], *, durable: bool = True) -> T:
+        """``fn`` on the store's thread, in the next batch's transaction. ``durable=False``:
+        answered as soon as that transaction has committed, before the disk has it - for
+        writes that a restart undoes anyway (claims: a restart requeues what was claimed)."""
         loop = asyncio.get_running_loop()
-        job = _Job(loop.create_future(), loop, call=fn)
+        job = _Job(loop.create_future(), loop, call=fn, durable=durable)
         self._queue.put(job)
         result: T = await job.future
         return result
@@ -93,6 +111,11 @@ class StoreThread:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join()
+        if self._syncer is not None:
+            self._unsynced.put(None)
+            self._syncer.join()
+        if self._wal is not None:
+            self._wal.close()
         self.store.close()
 
     def _run(self) -> None:
@@ -112,6 +135,45 @@ class StoreThread:
                     break
                 batch.append(job)
             self._process(batch)
+            if self._wal is not None and self._sync_problem is None:
+                try:
+                    self._wal.checkpoint()
+                except Exception as exc:  # the log keeps everything; the next one tries again
+                    self._log_failure(exc, "checkpoint of the write-ahead log failed")
+            if stop:
+                return
+
+    def _sync_run(self) -> None:
+        """Flush the log for every batch committed since the last flush, then answer them."""
+        assert self._wal is not None
+        while True:
+            first = self._unsynced.get()
+            if first is None:
+                return
+            pending = list(first)
+            stop = False
+            while True:
+                try:
+                    more = self._unsynced.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                pending += more
+            try:
+                self._wal.sync()
+            except OSError as exc:
+                # What the disk did not take may be lost whatever a later flush says: nothing
+                # more is stored until the relay is restarted.
+                problem = f"the database log could not be flushed to the disk: {exc}"
+                if self._sync_problem is None:
+                    log.error("%s: nothing can be stored until the relay is restarted", problem)
+                self._sync_problem = problem
+                self.intake_error = problem
+                error = StoreError(problem)
+                pending = [(job, None, error) for job, _, _ in pending]
+            _resolve_many(pending)
             if stop:
                 return
 
@@ -119,7 +181,7 @@ class StoreThread:
         """Everything queued meanwhile, intakes and the worker's bookkeeping alike, in one
         transaction; each caller learns its result only after that commit."""
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
-        problem = self.store.file_problem()
+        problem = self._sync_problem or self.store.file_problem()
         if problem is not None:
             self._refuse(batch, problem)
             return
@@ -146,7 +208,15 @@ class StoreThread:
             self._refuse(batch, problem)
             return
         self._note_intakes(outcomes)
-        _resolve_many(outcomes)
+        if self._wal is None:
+            _resolve_many(outcomes)
+            return
+        at_once = [outcome for outcome in outcomes if not outcome[0].durable]
+        if at_once:
+            _resolve_many(at_once)
+        durable = [outcome for outcome in outcomes if outcome[0].durable]
+        if durable:  # a batch of claims alone needs no flush
+            self._unsynced.put(durable)
 
     def _refuse(self, batch: list[_Job], problem: str) -> None:
         if problem != self._file_problem:

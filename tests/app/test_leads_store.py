@@ -209,7 +209,7 @@ def test_the_lead_tables_are_a_migration_step_of_their_own(tmp_path: Path) -> No
     store = Store(tmp_path / "old.db")
     try:
         assert store.leads() == []
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 5
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         tables_after = {r[0] for r in store._conn.execute(tables)}
         assert tables_after - tables_before == {
             "leads",
@@ -277,4 +277,4 @@ def test_on_postgresql_the_lead_tables_are_step_3(postgres_url: str) -> None:
         after = {row[0] for row in conn.execute(tables).fetchall()}
         versions = conn.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()
     assert after - before == {"leads", "lead_escalations", "lead_digests", "slack_requests"}
-    assert versions == [(1,), (2,), (3,)] and len(PG_MIGRATIONS) == 3
+    assert versions == [(version,) for version in range(1, len(PG_MIGRATIONS) + 1)]

@@ -4,6 +4,8 @@ and Slack message say how many, how many were missed and when."""
 from __future__ import annotations
 
 import json
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -187,3 +189,44 @@ def test_the_render_pool_job_and_the_dispatch_carry_the_earlier_conversations() 
         assert line in text_of(pool_render(pooled))
         first_visit = Job(raw, parse(raw), Category.LOW_RATED, action, rule="r", delivery_id=1)
         assert "earlier conversation" not in text_of(dispatch(first_visit, renderer))
+
+
+def test_sqlite_reads_a_visitors_conversations_by_index(tmp_path: Path) -> None:
+    """The history and the sent Message-IDs look the visitor up in the conversations_visitor_*
+    indexes and the deliveries by conversation: the plan names no scan of a whole table (a
+    query that stops repeating the indexed expressions would read every stored body)."""
+    from relay.store import queries  # noqa: PLC0415
+    from relay.store.base import migrate  # noqa: PLC0415
+
+    path = tmp_path / "relay.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    migrate(conn, path)
+    for query, params in ((queries.VISITOR_HISTORY, (1,)), (queries.SENT_EMAIL_IDS, (1, 10))):
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query, params)]
+        assert any("conversations_visitor_id" in step for step in plan), plan
+        assert any("conversations_visitor_email" in step for step in plan), plan
+        scans = [step for step in plan if step.startswith("SCAN")]
+        # Only the one-row CTE and the handful of matched rows are scanned.
+        assert all(step in {"SCAN cur", "SCAN o", "SCAN convs"} for step in scans), plan
+    plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + queries.SENT_EMAIL_IDS, (1, 10))]
+    assert any("deliveries_conversation" in step for step in plan), plan
+    conn.close()
+
+
+def test_postgresql_can_read_a_visitors_conversations_by_index(postgres_url: str) -> None:
+    """The same on PostgreSQL: with sequential scans discouraged, the planner finds the
+    conversations_visitor_* indexes usable for both queries (the expressions match)."""
+    import psycopg  # noqa: PLC0415 - only for PostgreSQL
+
+    from relay.store.postgres import PostgresStore  # noqa: PLC0415
+    from relay.store.postgres import queries as pg  # noqa: PLC0415
+
+    PostgresStore(postgres_url).close()  # migrated
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("SET enable_seqscan = off")
+        for query, params in ((pg.VISITOR_HISTORY, (1,)), (pg.SENT_EMAIL_IDS, (1, 10))):
+            rows = conn.execute(("EXPLAIN " + query).encode(), params).fetchall()
+            plan = "\n".join(row[0] for row in rows)
+            assert "conversations_visitor_id" in plan, plan
+            assert "conversations_visitor_email" in plan, plan

@@ -23,7 +23,8 @@ def run(script: str, *args: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "script", ["ingest.py", "ingest_stores.py", "delivery.py", "drain.py", "memory.py"]
+    "script",
+    ["ingest.py", "ingest_stores.py", "delivery.py", "drain.py", "memory.py", "latency.py"],
 )
 def test_help(script: str) -> None:
     assert "usage:" in run(script, "--help").lower()
@@ -52,3 +53,11 @@ def test_startup_tiny_run_times_every_command() -> None:
     out = run("startup.py", "--repeat", "1")
     for name in ("baseline", "relay --help", "relay check"):
         assert name in out
+
+
+@pytest.mark.slow
+def test_latency_tiny_run_measures_every_probe_idle_and_under_load() -> None:
+    out = run("latency.py", "--probes", "5", "--rate", "20", "--connections", "2")
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["idle", "load"]
+    assert all("probes=5 " in line and "p99" in line for line in lines[1:])

@@ -128,6 +128,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX slack_requests_at ON slack_requests (at);
     """,
+    # 4: as SQLite's step 6: the visitor of each stored body, indexed per account (the
+    # expressions of queries.VISITOR_HISTORY and SENT_EMAIL_IDS), so that a returning
+    # visitor's conversations are found without reading every stored body of the account.
+    """
+    CREATE INDEX conversations_visitor_id
+        ON conversations (account_id, (relay_json(raw) -> 'visitor' ->> 'id'));
+    CREATE INDEX conversations_visitor_email
+        ON conversations (account_id, lower(relay_json(raw) -> 'visitor' ->> 'email'));
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
