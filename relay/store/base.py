@@ -118,6 +118,24 @@ CREATE TABLE slack_requests (   -- signatures of Slack interactivity requests se
     at         REAL NOT NULL
 );
 """,
+    # 6: the console's users (argon2 hashes of their passwords) and the audit log of every
+    # operator action taken there or by `relay user` (who, what, when).
+    """
+CREATE TABLE console_users (
+    name           TEXT PRIMARY KEY,
+    password_hash  TEXT NOT NULL,
+    created_at     REAL NOT NULL
+);
+CREATE TABLE console_audit (
+    id      INTEGER PRIMARY KEY,
+    at      REAL NOT NULL,
+    actor   TEXT NOT NULL,
+    action  TEXT NOT NULL,   -- "login", "claim", "retry", "reaccept", ...
+    target  TEXT NOT NULL,   -- what it was done to: "lead 3", "delivery 7", ...
+    detail  TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX console_audit_at ON console_audit (at);
+""",
 )
 # The oldest SQLite whose ALTER TABLE can drop a column (migration 3).
 MIN_SQLITE = (3, 35, 0)

@@ -72,3 +72,45 @@ class QuarantineRow:
     remote: str | None
     size: int
     body: bytes
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One operator action: who did what to what, when."""
+
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class ConversationRow:
+    """A stored conversation version as the console lists it."""
+
+    id: int
+    conv_key: str
+    version: int
+    category: str
+    received_at: float
+    visitor_name: str | None
+    visitor_email: str | None
+
+
+@dataclass(frozen=True)
+class DestinationHealth:
+    """One channel's deliveries since a time: how many, their attempts, the failed ones, and
+    the newest error (None if none)."""
+
+    channel: str
+    deliveries: int
+    attempts: int
+    failed_attempts: int
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed_attempts / self.attempts if self.attempts else 0.0

@@ -18,6 +18,7 @@ from relay.leads.model import Lead, LeadFacts, Refused, answered_in_chat
 from relay.model.errors import StoreError
 from relay.routing.decide import PlannedDelivery
 from relay.store.base import ACTIVE, COUNTED
+from relay.store.console import audit_row, conversation_row, health_rows
 from relay.store.leads import lead_from_row
 from relay.store.operator import earlier_chats
 from relay.store.pgconnect import connect, redacted
@@ -26,8 +27,11 @@ from relay.store.postgres.listen import Listener
 from relay.store.postgres.schema import migrate
 from relay.store.records import (
     Accepted,
+    AuditRow,
     ClaimedDelivery,
+    ConversationRow,
     DeliveryRow,
+    DestinationHealth,
     Intake,
     QuarantineRow,
 )
@@ -686,6 +690,74 @@ class PostgresStore:
         conversation received in [start, end)."""
         rows = self._read().execute(q.DAY_CONVERSATIONS, (start, end)).fetchall()
         return [(str(cat), float(at), None if raw is None else bytes(raw)) for cat, at, raw in rows]
+
+    # -- the console (relay.console) ---------------------------------------------------------
+
+    def add_console_user(self, name: str, password_hash: str, now: float) -> bool:
+        """Add a user, or give an existing one a new password; True if the user is new."""
+        with self._transaction() as db:
+            existed = db.execute(q.CONSOLE_USER_EXISTS, (name,)).fetchone() is not None
+            db.execute(q.UPSERT_CONSOLE_USER, (name, password_hash, now))
+            return not existed
+
+    def remove_console_user(self, name: str) -> bool:
+        with self._transaction() as db:
+            return db.execute(q.DELETE_CONSOLE_USER, (name,)).rowcount == 1
+
+    def console_password_hash(self, name: str) -> str | None:
+        row = self._read().execute(q.CONSOLE_USER_HASH, (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def console_user_count(self) -> int:
+        row = self._read().execute(q.CONSOLE_USER_COUNT).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def console_users(self) -> list[tuple[str, float]]:
+        rows = self._read().execute(q.CONSOLE_USERS).fetchall()
+        return [(str(name), float(at)) for name, at in rows]
+
+    def record_audit(self, actor: str, action: str, target: str, detail: str, now: float) -> None:
+        with self._transaction() as db:
+            db.execute(q.INSERT_AUDIT, (now, actor, action, target, detail))
+
+    def audit_log(self, limit: int = 200) -> list[AuditRow]:
+        return [audit_row(r) for r in self._read().execute(q.AUDIT_LOG, (limit,)).fetchall()]
+
+    def find_conversations(
+        self,
+        text: str = "",
+        start: float = 0.0,
+        end: float = float("inf"),
+        category: str | None = None,
+        limit: int = 100,
+    ) -> list[ConversationRow]:
+        """As the SQLite store's."""
+        end = min(end, 1e18)
+        params = (text, text, start, end, category, category, limit)
+        rows = self._read().execute(q.FIND_CONVERSATIONS, params).fetchall()
+        return [conversation_row(row) for row in rows]
+
+    def conversation_row(self, conversation_id: int) -> ConversationRow | None:
+        row = self._read().execute(q.CONVERSATION_ROW, (conversation_id,)).fetchone()
+        return None if row is None else conversation_row(row)
+
+    def conversation_versions(self, conv_key: str) -> list[ConversationRow]:
+        rows = self._read().execute(q.CONVERSATION_VERSIONS, (conv_key,)).fetchall()
+        return [conversation_row(row) for row in rows]
+
+    def destination_health(self, since: float) -> list[DestinationHealth]:
+        db = self._read()
+        totals = db.execute(q.DELIVERY_HEALTH, (since,)).fetchall()
+        errors = db.execute(q.RECENT_ERRORS, (since,)).fetchall()
+        return health_rows(totals, errors)
+
+    def period_conversations(self, start: float, end: float) -> list[tuple[str, float, bytes]]:
+        rows = self._read().execute(q.PERIOD_CONVERSATIONS, (start, end)).fetchall()
+        return [(str(cat), float(at), bytes(raw)) for cat, at, raw in rows]
+
+    def drop_quarantine_entry(self, entry_id: int) -> bool:
+        with self._transaction() as db:
+            return db.execute(q.DELETE_QUARANTINE_ENTRY, (entry_id,)).rowcount == 1
 
 
 def _record_lead(
