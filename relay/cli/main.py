@@ -491,6 +491,61 @@ def purge(config_path: Path | None, days: float | None) -> None:
     )
 
 
+@main.group(short_help="Add or remove console users.")
+def user() -> None:
+    """Console users (docs/console.md): the console is off until one exists."""
+
+
+@user.command("add")
+@config_option
+@click.argument("name")
+def user_add(config_path: Path | None, name: str) -> None:
+    """Add NAME, or set a new password for NAME; the password is read from standard input
+    (its first line), and stored as an argon2 hash."""
+    from relay.console.auth import hash_password, valid_name  # noqa: PLC0415
+
+    if not valid_name(name):
+        raise click.UsageError("NAME: 1 to 64 letters, digits and . _ @ -")
+    password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 8:
+        raise click.ClickException("the password (from standard input) needs 8 characters or more")
+    store = _open_user_store(_load(config_path))
+    try:
+        now = time.time()
+        created = store.add_console_user(name, hash_password(password), now)
+        store.record_audit("relay user", "user add" if created else "password", name, "", now)
+    finally:
+        store.close()
+    click.echo(f"user {name} {'added' if created else 'has a new password'}")
+
+
+@user.command("remove")
+@config_option
+@click.argument("name")
+def user_remove(config_path: Path | None, name: str) -> None:
+    """Remove NAME: their sessions end at their next request."""
+    store = _open_user_store(_load(config_path))
+    try:
+        removed = store.remove_console_user(name)
+        if removed:
+            store.record_audit("relay user", "user remove", name, "", time.time())
+    finally:
+        store.close()
+    if not removed:
+        raise click.ClickException(f"no user {name}")
+    click.echo(f"user {name} removed")
+
+
+def _open_user_store(settings: Settings) -> StoreProtocol:
+    """The store, created if new (a user may be added before the relay first runs)."""
+    from relay.store.opening import open_store  # noqa: PLC0415
+
+    try:
+        return open_store(settings)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @main.command(short_help="Upgrade the store's schema, or copy SQLite into PostgreSQL.")
 @config_option
 @click.option(
