@@ -33,7 +33,7 @@ def _svg(width: int, height: int, title: str, body: list[str]) -> Markup:
     text = escape(title)
     return Markup(  # noqa: S704 -- every piece of text in ``body`` was escaped where it was made
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}"'
-        f' width="100%" role="img" aria-label="{text}" class="chart">'
+        f' width="{width}" height="{height}" role="img" aria-label="{text}" class="chart">'
         f"<title>{text}</title>{''.join(body)}</svg>"
     )
 

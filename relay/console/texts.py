@@ -108,6 +108,9 @@ _EN: Final[dict[str, str]] = {
     "weekdays": "Mon Tue Wed Thu Fri Sat Sun",
     "not_found": "Not found.",
     "stars": "{n} ★",
+    "conversation": "Conversation",
+    "quarantine_entry": "Refused body",
+    "notice": "Relay console",
 }
 
 _CS: Final[dict[str, str]] = {
@@ -214,6 +217,9 @@ _CS: Final[dict[str, str]] = {
     "weekdays": "Po Út St Čt Pá So Ne",
     "not_found": "Nenalezeno.",
     "stars": "{n} ★",
+    "conversation": "Konverzace",
+    "quarantine_entry": "Odmítnuté tělo",
+    "notice": "Konzole relay",
 }
 
 _DE: Final[dict[str, str]] = {
@@ -321,6 +327,9 @@ _DE: Final[dict[str, str]] = {
     "weekdays": "Mo Di Mi Do Fr Sa So",
     "not_found": "Nicht gefunden.",
     "stars": "{n} ★",
+    "conversation": "Gespräch",
+    "quarantine_entry": "Abgelehnter Inhalt",
+    "notice": "Relay-Konsole",
 }
 
 TEXTS: Mapping[str, Mapping[str, str]] = MappingProxyType(
