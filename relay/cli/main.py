@@ -17,6 +17,7 @@ from relay.cli.routes import routes
 from relay.model.errors import ConfigError, RelayError, StoreError
 
 if TYPE_CHECKING:
+    import socket
     from types import FrameType
 
     from relay.config.settings import Settings
@@ -93,6 +94,12 @@ def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
     except OSError as exc:
         lock.release()
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    try:
+        more = _console_listener(settings, host)
+    except click.ClickException:
+        sock.close()
+        lock.release()
+        raise
     from relay.app import create_app  # noqa: PLC0415
 
     try:
@@ -100,7 +107,8 @@ def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
             settings, reload=lambda: load_settings(config_path), reload_asked=reload_asked
         )
     except (ConfigError, StoreError) as exc:
-        sock.close()
+        for listener in (sock, *more):
+            listener.close()
         lock.release()
         raise click.ClickException(str(exc)) from None
     found = targets(settings)
@@ -127,11 +135,34 @@ def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
         run_server(
             app,
             sock=sock,
+            more_sockets=more,
             graceful_seconds=settings.delivery.shutdown_grace_seconds,
             server=settings.server,
         )
     finally:
         lock.release()
+
+
+def _console_listener(settings: Settings, host: str) -> list[socket.socket]:
+    """The console's own listening socket when ``[console] port`` is set (else none)."""
+    import logging  # noqa: PLC0415
+
+    from relay.serving import bind  # noqa: PLC0415
+
+    console = settings.console
+    if console.port is None:
+        return []
+    console_host = console.host or host
+    try:
+        listener = bind(console_host, console.port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {console_host}:{console.port} ([console]): {exc.strerror}"
+        ) from None
+    logging.getLogger("relay").info(
+        "console on its own listener: http://%s:%d/console", console_host, console.port
+    )
+    return [listener]
 
 
 def _exit_after_graceful_stop(signum: int, frame: FrameType | None) -> None:
