@@ -591,6 +591,12 @@ class ConsoleEndpoints:
         timeline = {}
         for version in versions:
             timeline[version.id] = await self._call(partial(_deliveries_of, version=version.id))
+        attempts = {}
+        for rows in timeline.values():
+            for delivery in rows:
+                attempts[delivery.id] = await self._call(
+                    partial(_attempts_of, delivery_id=delivery.id)
+                )
         lead = await self._call(lambda s: s.lead_for_conversation(conversation_id))
         view = None
         try:
@@ -610,6 +616,7 @@ class ConsoleEndpoints:
             view=view,
             versions=versions,
             timeline=timeline,
+            attempts=attempts,
             lead=lead,
             redact=redact_text,
             **values,
@@ -802,6 +809,10 @@ def _latest(store: StoreProtocol, *, key: str) -> int | None:
 
 def _deliveries_of(store: StoreProtocol, *, version: int) -> list[Any]:
     return store.deliveries(STATUSES, conversation_id=version, limit=200)
+
+
+def _attempts_of(store: StoreProtocol, *, delivery_id: int) -> list[tuple[float, str, str]]:
+    return store.delivery_attempts(delivery_id)
 
 
 def _midnight(day: date, zone: ZoneInfo) -> float:

@@ -109,6 +109,9 @@ _EN: Final[dict[str, str]] = {
     "not_found": "Not found.",
     "stars": "{n} ★",
     "conversation": "Conversation",
+    "attempt.sent": "sent",
+    "attempt.retry": "failed, will retry",
+    "attempt.dead": "failed, given up",
     "quarantine_entry": "Refused body",
     "notice": "Relay console",
 }
@@ -218,6 +221,9 @@ _CS: Final[dict[str, str]] = {
     "not_found": "Nenalezeno.",
     "stars": "{n} ★",
     "conversation": "Konverzace",
+    "attempt.sent": "odesláno",
+    "attempt.retry": "nezdařilo se, zkusí se znovu",
+    "attempt.dead": "nezdařilo se, vzdáno",
     "quarantine_entry": "Odmítnuté tělo",
     "notice": "Konzole relay",
 }
@@ -328,6 +334,9 @@ _DE: Final[dict[str, str]] = {
     "not_found": "Nicht gefunden.",
     "stars": "{n} ★",
     "conversation": "Gespräch",
+    "attempt.sent": "gesendet",
+    "attempt.retry": "fehlgeschlagen, wird wiederholt",
+    "attempt.dead": "fehlgeschlagen, aufgegeben",
     "quarantine_entry": "Abgelehnter Inhalt",
     "notice": "Relay-Konsole",
 }

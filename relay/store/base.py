@@ -118,8 +118,9 @@ CREATE TABLE slack_requests (   -- signatures of Slack interactivity requests se
     at         REAL NOT NULL
 );
 """,
-    # 6: the console's users (argon2 hashes of their passwords) and the audit log of every
-    # operator action taken there or by `relay user` (who, what, when).
+    # 6: the console's users (argon2 hashes of their passwords), the audit log of every
+    # operator action taken there or by `relay user` (who, what, when), and one row per
+    # finished delivery attempt (its outcome and the destination's answer or error).
     """
 CREATE TABLE console_users (
     name           TEXT PRIMARY KEY,
@@ -135,6 +136,14 @@ CREATE TABLE console_audit (
     detail  TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX console_audit_at ON console_audit (at);
+CREATE TABLE delivery_attempts (
+    id           INTEGER PRIMARY KEY,
+    delivery_id  INTEGER NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    at           REAL    NOT NULL,
+    outcome      TEXT    NOT NULL,   -- sent, retry, dead
+    detail       TEXT    NOT NULL DEFAULT ''   -- the error, or where a sent one went
+);
+CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, id);
 """,
 )
 # The oldest SQLite whose ALTER TABLE can drop a column (migration 3).

@@ -120,3 +120,9 @@ class ConsoleOps(StoreBase):
     def drop_quarantine_entry(self, entry_id: int) -> bool:
         with self._transaction() as db:
             return db.execute(queries.DELETE_QUARANTINE_ENTRY, (entry_id,)).rowcount == 1
+
+    def delivery_attempts(self, delivery_id: int) -> list[tuple[float, str, str]]:
+        """The finished attempts of a delivery, oldest first: (at, outcome, detail), outcome
+        "sent" (detail: where, if not the destination), "retry" or "dead" (detail: the error)."""
+        rows = self._conn.execute(queries.DELIVERY_ATTEMPTS, (delivery_id,)).fetchall()
+        return [(float(at), str(outcome), str(detail)) for at, outcome, detail in rows]

@@ -144,6 +144,12 @@ MARK_RETRY = (
     " updated_at = ?, done_recipients = ? WHERE id = ?"
 )
 
+# Keep one finished attempt of a delivery: outcome (sent, retry, dead) and its detail (the
+# error, or where a sent one went). Parameters: delivery id, at, outcome, detail.
+RECORD_ATTEMPT = (
+    "INSERT INTO delivery_attempts (delivery_id, at, outcome, detail) VALUES (?, ?, ?, ?)"
+)
+
 # Give a delivery up, with the recipients done so far.
 MARK_DEAD = (
     "UPDATE deliveries SET status = 'dead', last_error = ?, updated_at = ?,"
@@ -398,6 +404,11 @@ PERIOD_CONVERSATIONS = (
     " WHERE received_at >= ? AND received_at < ?"
     " AND version = (SELECT MAX(version) FROM conversations WHERE conv_key = c.conv_key)"
     " ORDER BY received_at"
+)
+
+# The finished attempts of one delivery, oldest first: at, outcome, detail.
+DELIVERY_ATTEMPTS = (
+    "SELECT at, outcome, detail FROM delivery_attempts WHERE delivery_id = ? ORDER BY id"
 )
 
 # Drop one quarantined body (it was accepted again).

@@ -100,6 +100,11 @@ def test_destination_health_counts_failed_attempts_and_the_newest_error(
     assert health.last_error == "550 no such user"
     assert health.last_error_at == 101.5
     assert store.destination_health(since=200.0) == []
+    assert store.delivery_attempts(first.id) == [
+        (100.5, "retry", "451 busy"),
+        (101.5, "dead", "550 no such user"),
+    ]
+    assert store.delivery_attempts(second.id) == [(100.6, "sent", "")]
 
 
 def test_a_quarantined_body_can_be_dropped_once(open_test_store: StoreOpener) -> None:

@@ -94,7 +94,7 @@ def test_console_in_a_real_browser(tmp_path: Path, smtp_server: SmtpServer) -> N
     broken["visitor"]["email"] = "eva@example.com"
     broken["channel"]["rating"] = "five"
     requested: list[str] = []
-    with RelayProcess(config), sync_playwright() as playwright:
+    with RelayProcess(config) as relay, sync_playwright() as playwright:
         assert httpx.post(f"{base}/hooks/smartsupp/{TOKEN}", content=body(missed)).is_success
         refused = httpx.post(f"{base}/hooks/smartsupp/{TOKEN}", content=body(broken))
         assert refused.status_code == 400 and refused.json()["error"] == "wrong_type"
@@ -130,6 +130,7 @@ def test_console_in_a_real_browser(tmp_path: Path, smtp_server: SmtpServer) -> N
 
             page.click("tr:has-text('Dusan Kmet') >> text=Conversation")
             assert "/console/conversations/" in page.url
+            conversation_url = page.url
             assert page.locator("ol.transcript li").count() > 0
             assert "550 5.1.1 mailbox unavailable" in page.locator("ol.timeline").inner_text()
             shoot(page, "conversation", tmp_path)
@@ -145,6 +146,12 @@ def test_console_in_a_real_browser(tmp_path: Path, smtp_server: SmtpServer) -> N
             assert "1 deliveries scheduled for retry" in page.locator("p.msg").inner_text()
             (sent,) = smtp_server.handler.wait_for(1)
             assert "Dusan Kmet" in sent.message.get_body(preferencelist=("plain",)).get_content()
+            # The conversation's timeline lists both attempts: refused for good, then sent.
+            relay.wait_for_line("delivery 1 sent")  # logged once recorded
+            page.goto(conversation_url)
+            attempts = page.locator("ol.attempts li").all_inner_texts()
+            assert "failed, given up" in attempts[0] and "550 5.1.1" in attempts[0]
+            assert "sent" in attempts[1]
 
             page.goto(f"{base}/console/quarantine")
             assert "wrong_type" in page.locator("table").inner_text()

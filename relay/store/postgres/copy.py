@@ -38,6 +38,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "slack_requests": ("signature", "at"),
     "console_users": ("name", "password_hash", "created_at"),
     "console_audit": ("id", "at", "actor", "action", "target", "detail"),
+    "delivery_attempts": ("id", "delivery_id", "at", "outcome", "detail"),
 }  # fmt: skip
 EXPIRED_LEASE = {"claimed_until": 0.0}
 STATES = "SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status"

@@ -354,3 +354,11 @@ PERIOD_CONVERSATIONS = (
     " ORDER BY received_at"
 )
 DELETE_QUARANTINE_ENTRY = "DELETE FROM quarantine WHERE id = %s"
+# One finished attempt of a delivery (in the transaction that records its outcome); the
+# attempts of one delivery, oldest first.
+RECORD_ATTEMPT = (
+    "INSERT INTO delivery_attempts (delivery_id, at, outcome, detail) VALUES (%s, %s, %s, %s)"
+)
+DELIVERY_ATTEMPTS = (
+    "SELECT at, outcome, detail FROM delivery_attempts WHERE delivery_id = %s ORDER BY id"
+)

@@ -383,13 +383,18 @@ class PostgresStore:
         )
         return None if row is None or row[0] is None else float(row[0])
 
-    def _finish(self, query: str, delivery_id: int, params: dict[str, Any]) -> None:
-        """Record an outcome only while this relay still holds the delivery: once its lease
-        expired and another relay claimed it, that relay's outcome is the one that counts."""
+    def _finish(
+        self, query: str, delivery_id: int, params: dict[str, Any], attempt: tuple[str, str]
+    ) -> None:
+        """Record an outcome (and the attempt: outcome, detail) only while this relay still
+        holds the delivery: once its lease expired and another relay claimed it, that relay's
+        outcome is the one that counts."""
         token = self._tokens.pop(delivery_id, None)
         try:
             with self._transaction() as db:
                 cur = db.execute(query, {**params, "id": delivery_id, "token": token})
+                if cur.rowcount:
+                    db.execute(q.RECORD_ATTEMPT, (delivery_id, params["now"], *attempt))
         except BaseException:
             if token is not None:  # not recorded: the worker tries again with the same claim
                 self._tokens[delivery_id] = token
@@ -406,7 +411,8 @@ class PostgresStore:
     ) -> None:
         """``sent_to='outbox'``: written to the local outbox, not to a real destination."""
         now = time.time() if now is None else now
-        self._finish(q.MARK_SENT, delivery_id, {"now": now, "sent_to": sent_to})
+        params = {"now": now, "sent_to": sent_to}
+        self._finish(q.MARK_SENT, delivery_id, params, ("sent", sent_to or ""))
 
     def mark_retry(
         self,
@@ -418,14 +424,14 @@ class PostgresStore:
     ) -> None:
         now = time.time() if now is None else now
         params = {"at": at, "error": error, "now": now, "done": _recipients(done)}
-        self._finish(q.MARK_RETRY, delivery_id, params)
+        self._finish(q.MARK_RETRY, delivery_id, params, ("retry", error))
 
     def mark_dead(
         self, delivery_id: int, error: str, done: Sequence[str] = (), now: float | None = None
     ) -> None:
         now = time.time() if now is None else now
         params = {"error": error, "now": now, "done": _recipients(done)}
-        self._finish(q.MARK_DEAD, delivery_id, params)
+        self._finish(q.MARK_DEAD, delivery_id, params, ("dead", error))
 
     def record_external_ref(
         self, delivery_id: int, external_ref: str | None, note: str | None = None
@@ -758,6 +764,10 @@ class PostgresStore:
     def drop_quarantine_entry(self, entry_id: int) -> bool:
         with self._transaction() as db:
             return db.execute(q.DELETE_QUARANTINE_ENTRY, (entry_id,)).rowcount == 1
+
+    def delivery_attempts(self, delivery_id: int) -> list[tuple[float, str, str]]:
+        rows = self._read().execute(q.DELIVERY_ATTEMPTS, (delivery_id,)).fetchall()
+        return [(float(at), str(outcome), str(detail)) for at, outcome, detail in rows]
 
 
 def _record_lead(
