@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
+from pathlib import Path
 
 from relay.routing.decide import PlannedDelivery
 from relay.routing.rules import EmailAction
-from relay.store import Intake
+from relay.store import Intake, Store
+from relay.store.base import MIGRATIONS
 from tests.support.store import StoreOpener, bare_intake
 
 
@@ -115,3 +118,22 @@ def test_a_quarantined_body_can_be_dropped_once(open_test_store: StoreOpener) ->
     assert store.drop_quarantine_entry(entry) is True
     assert store.drop_quarantine_entry(entry) is False
     assert store.quarantine_entry(entry) is None
+
+
+def test_a_version_5_store_gains_the_console_tables_as_step_6(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "old.db")
+    for step in MIGRATIONS[:5]:
+        conn.executescript(step)
+    conn.execute("PRAGMA user_version = 5")
+    conn.commit()
+    tables = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    before = {r[0] for r in conn.execute(tables)}
+    conn.close()
+    store = Store(tmp_path / "old.db")
+    try:
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == 6
+        after = {r[0] for r in store._conn.execute(tables)}
+        assert after - before == {"console_users", "console_audit", "delivery_attempts"}
+        assert store.console_user_count() == 0
+    finally:
+        store.close()
