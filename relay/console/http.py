@@ -159,7 +159,13 @@ class ConsoleEndpoints:
         )
 
     def _secure(self, request: Request[Any, Any, Any]) -> bool:
-        return request.url.scheme == "https" or self._runtime.settings.console.secure_cookies
+        """Secure cookies over HTTPS: this connection, or a trusted proxy's X-Forwarded-Proto
+        (or secure_cookies = true)."""
+        if request.url.scheme == "https" or self._runtime.settings.console.secure_cookies:
+            return True
+        peer = request.client.host if request.client else None
+        forwarded = request.headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
+        return forwarded == "https" and peer is not None and self._trusted(peer)
 
     def _store(self) -> Any:
         return self._runtime.store

@@ -18,7 +18,8 @@ class ConsoleSettings(Section):
     user_header: str | None = None
     session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
     # Mark cookies Secure even when the request arrives over plain HTTP (a TLS proxy in front
-    # that is not in trusted_proxies); a request over HTTPS always gets Secure cookies.
+    # that is not in trusted_proxies); a request over HTTPS, or from a trusted proxy saying
+    # X-Forwarded-Proto: https, always gets Secure cookies.
     secure_cookies: bool = False
     # Wrong passwords per address or user before logins are slowed down, and the first wait;
     # each further wrong password doubles it (at most an hour).

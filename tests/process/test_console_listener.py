@@ -3,6 +3,7 @@ hook is, which still takes hooks."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
@@ -57,6 +58,21 @@ def test_a_user_header_is_believed_only_from_a_trusted_proxy(tmp_path: Path) -> 
         bad = httpx.get(f"{base}/console/leads", headers={"X-Remote-User": "bad name\t<x>"})
         assert bad.status_code == 303  # not a user name: sign in
         assert httpx.get(f"{base}/console/leads").status_code == 303
+        # Behind a trusted TLS proxy the session cookie is Secure.
+        with httpx.Client(base_url=base, headers={"X-Forwarded-Proto": "https"}) as client:
+            form = client.get("/console/login")
+            found = re.search(r'name="csrf" value="([^"]+)"', form.text)
+            nonce = form.headers["set-cookie"]
+            assert found is not None and "Secure" in nonce
+            # A browser sends Secure cookies over HTTPS to the proxy; here the test does.
+            signed = client.post(
+                "/console/login",
+                data={"csrf": found.group(1), "user": "admin", "password": "a long password"},
+                headers={"Cookie": nonce.split(";")[0]},
+            )
+            assert signed.status_code == 303
+            cookie = signed.headers["set-cookie"]
+            assert cookie.startswith("relay_console=") and "Secure" in cookie
     # The same relay without the proxy trusted: the header is ignored.
     config, _ = write_config(
         tmp_path,
