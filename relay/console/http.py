@@ -450,7 +450,7 @@ class ConsoleEndpoints:
         counts = await self._call(lambda s: s.counts())
         by_channel: dict[str, list[Any]] = {}
         for row in rows:
-            by_channel.setdefault(row.channel, []).append(row)
+            by_channel.setdefault(row.where, []).append(row)
         return self._render(
             request,
             "queue",

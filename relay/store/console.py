@@ -32,17 +32,20 @@ def audit_row(row: Sequence[Any]) -> AuditRow:
 def health_rows(
     totals: Iterable[Sequence[Any]], errors: Iterable[Sequence[Any]]
 ) -> list[DestinationHealth]:
-    """DestinationHealth per channel from DELIVERY_HEALTH's rows and RECENT_ERRORS' rows
-    (newest first: the first error seen per channel is its newest)."""
-    newest: dict[str, tuple[str, float]] = {}
-    for channel, error, at in errors:
-        newest.setdefault(str(channel), (str(error), float(at)))
+    """DestinationHealth per destination from DELIVERY_HEALTH's rows and RECENT_ERRORS' rows
+    (newest first: the first error seen per destination is its newest)."""
+    newest: dict[tuple[str, str | None], tuple[str, float]] = {}
+    for channel, destination, error, at in errors:
+        where = (str(channel), None if destination is None else str(destination))
+        newest.setdefault(where, (str(error), float(at)))
     found = []
-    for channel, count, attempts, failed in totals:
-        error = newest.get(str(channel))
+    for channel, destination, count, attempts, failed in totals:
+        name = None if destination is None else str(destination)
+        error = newest.get((str(channel), name))
         found.append(
             DestinationHealth(
                 str(channel),
+                name,
                 int(count),
                 int(attempts or 0),
                 int(failed or 0),

@@ -196,10 +196,12 @@ OLDEST_ACTIVE = (
     "SELECT MIN(created_at) FROM deliveries WHERE status IN ('pending', 'retrying', 'sending')"
 )
 
-# A delivery row as operators see it; completed by a WHERE condition.
+# A delivery row as operators see it (with the action's named destination, if any);
+# completed by a WHERE condition.
 DELIVERY_ROWS = (
     "SELECT d.id, d.conversation_id, c.conv_key, d.rule, d.channel, d.status, d.attempts,"
-    " d.created_at, d.next_attempt_at, d.updated_at, d.last_error, d.sent_to"
+    " d.created_at, d.next_attempt_at, d.updated_at, d.last_error, d.sent_to,"
+    " json_extract(d.action, '$.destination')"
     " FROM deliveries d JOIN conversations c ON c.id = d.conversation_id"
 )
 DELIVERY_BY_ID = f"{DELIVERY_ROWS} WHERE d.id = ?"
@@ -384,17 +386,20 @@ FIND_CONVERSATIONS = (
 CONVERSATION_ROW = f"{_CONVERSATION_COLUMNS} WHERE c.id = ?"
 CONVERSATION_VERSIONS = f"{_CONVERSATION_COLUMNS} WHERE c.conv_key = ? ORDER BY c.version"
 
-# Destination health since a time, per channel: deliveries, attempts, failed attempts (every
+# Destination health since a time, per channel and named destination (NULL: the channel's
+# default): deliveries, attempts, failed attempts (every
 # attempt of a delivery not sent, every attempt but the last of one sent).
 DELIVERY_HEALTH = (
-    "SELECT channel, COUNT(*), SUM(attempts),"
+    "SELECT channel, json_extract(action, '$.destination'), COUNT(*), SUM(attempts),"
     " SUM(attempts - CASE WHEN status = 'sent' THEN 1 ELSE 0 END)"
-    " FROM deliveries WHERE updated_at >= ? AND attempts > 0 GROUP BY channel ORDER BY channel"
+    " FROM deliveries WHERE updated_at >= ? AND attempts > 0 GROUP BY 1, 2 ORDER BY 1, 2"
 )
-# The newest error per channel since a time: channel, error, when, newest first.
+# The newest error per destination since a time: channel, destination, error, when, newest
+# first.
 RECENT_ERRORS = (
-    "SELECT channel, last_error, updated_at FROM deliveries"
-    " WHERE updated_at >= ? AND last_error IS NOT NULL ORDER BY updated_at DESC, id DESC"
+    "SELECT channel, json_extract(action, '$.destination'), last_error, updated_at"
+    " FROM deliveries WHERE updated_at >= ? AND last_error IS NOT NULL"
+    " ORDER BY updated_at DESC, id DESC"
 )
 
 # (category, received_at, raw body) of the newest version of each conversation received in

@@ -97,7 +97,7 @@ def test_destination_health_counts_failed_attempts_and_the_newest_error(
     (again,) = store.claim_due(10, now=101.0)
     store.mark_dead(again.id, "550 no such user", now=101.5)
     (health,) = store.destination_health(since=50.0)
-    assert health.channel == "email"
+    assert (health.channel, health.destination, health.where) == ("email", None, "email")
     assert (health.deliveries, health.attempts, health.failed_attempts) == (2, 3, 2)
     assert health.failure_rate == 2 / 3
     assert health.last_error == "550 no such user"
@@ -137,3 +137,25 @@ def test_a_version_5_store_gains_the_console_tables_as_step_6(tmp_path: Path) ->
         assert store.console_user_count() == 0
     finally:
         store.close()
+
+
+def test_deliveries_and_health_name_the_actions_destination(open_test_store: StoreOpener) -> None:
+    store = open_test_store()
+    planned = (
+        PlannedDelivery("r", EmailAction(type="email", to=["a@example.com"])),
+        PlannedDelivery(
+            "r2", EmailAction(type="email", to=["b@example.com"], destination="billing")
+        ),
+    )
+    store.accept(dataclasses.replace(bare_intake(1), planned=planned), now=100.0)
+    default, billing = store.claim_due(10, now=100.0)
+    store.mark_sent(default.id, now=100.5)
+    store.mark_dead(billing.id, "535 authentication failed", now=100.6)
+    rows = {row.id: row for row in store.deliveries(("sent", "dead"))}
+    assert (rows[default.id].destination, rows[default.id].where) == (None, "email")
+    assert (rows[billing.id].destination, rows[billing.id].where) == ("billing", "email: billing")
+    found = {h.where: h for h in store.destination_health(since=0.0)}
+    assert set(found) == {"email", "email: billing"}
+    assert found["email"].failure_rate == 0.0 and found["email"].last_error is None
+    assert found["email: billing"].failed_attempts == 1
+    assert found["email: billing"].last_error == "535 authentication failed"

@@ -165,7 +165,8 @@ OLDEST_ACTIVE = (
 )
 DELIVERY_COLUMNS = (
     "SELECT d.id, d.conversation_id, c.conv_key, d.rule, d.channel, d.status, d.attempts,"
-    " d.created_at, d.next_attempt_at, d.updated_at, d.last_error, d.sent_to"
+    " d.created_at, d.next_attempt_at, d.updated_at, d.last_error, d.sent_to,"
+    " d.action::jsonb ->> 'destination'"
     " FROM deliveries d JOIN conversations c ON c.id = d.conversation_id"
 )
 DELIVERIES = DELIVERY_COLUMNS + " WHERE d.status = ANY(%s) ORDER BY d.id LIMIT %s"
@@ -339,13 +340,14 @@ FIND_CONVERSATIONS = (
 CONVERSATION_ROW = f"{_CONVERSATION_COLUMNS} WHERE c.id = %s"
 CONVERSATION_VERSIONS = f"{_CONVERSATION_COLUMNS} WHERE c.conv_key = %s ORDER BY c.version"
 DELIVERY_HEALTH = (
-    "SELECT channel, COUNT(*), SUM(attempts),"
+    "SELECT channel, action::jsonb ->> 'destination', COUNT(*), SUM(attempts),"
     " SUM(attempts - CASE WHEN status = 'sent' THEN 1 ELSE 0 END)"
-    " FROM deliveries WHERE updated_at >= %s AND attempts > 0 GROUP BY channel ORDER BY channel"
+    " FROM deliveries WHERE updated_at >= %s AND attempts > 0 GROUP BY 1, 2 ORDER BY 1, 2"
 )
 RECENT_ERRORS = (
-    "SELECT channel, last_error, updated_at FROM deliveries"
-    " WHERE updated_at >= %s AND last_error IS NOT NULL ORDER BY updated_at DESC, id DESC"
+    "SELECT channel, action::jsonb ->> 'destination', last_error, updated_at"
+    " FROM deliveries WHERE updated_at >= %s AND last_error IS NOT NULL"
+    " ORDER BY updated_at DESC, id DESC"
 )
 PERIOD_CONVERSATIONS = (
     "SELECT category, received_at, raw FROM conversations c"
