@@ -13,6 +13,7 @@ from pathlib import Path
 from litestar import Litestar
 
 from relay.config.settings import Settings
+from relay.console.http import build_console_handlers
 from relay.delivery.retry import RetryPolicy
 from relay.delivery.worker import Observer, Worker
 from relay.intake.http import MetricsController, build_handlers
@@ -140,7 +141,11 @@ def create_app(
     # No per-request HTTP metrics middleware: it cost about an eighth of the hook's CPU time
     # (docs/benchmarks.md); the relay's own counters say what was received and refused why.
     app = Litestar(
-        route_handlers=[*build_handlers(runtime), MetricsController],
+        route_handlers=[
+            *build_handlers(runtime),
+            *build_console_handlers(runtime),
+            MetricsController,
+        ],
         middleware=[RequestIdMiddleware],
         logging_config=StdlibLogging(),
         lifespan=[lifespan],

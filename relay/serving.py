@@ -39,6 +39,7 @@ def run_server(
     app: Any,
     *,
     sock: socket.socket | None = None,
+    more_sockets: list[socket.socket] | None = None,
     host: str = "127.0.0.1",
     port: int = 8080,
     graceful_seconds: float,
@@ -46,7 +47,7 @@ def run_server(
 ) -> None:
     """Serve ``app`` with uvicorn on ``sock`` (else on host:port) until SIGINT/SIGTERM, then
     shut down gracefully. ``server`` gives the connection limits and timeouts (default: the
-    defaults)."""
+    defaults). ``more_sockets``: further listeners of the same app (the console's own)."""
     import uvicorn  # noqa: PLC0415 -- only serving needs the server
 
     from relay.intake.connections import BusyLogFilter  # noqa: PLC0415 -- imports uvicorn
@@ -88,7 +89,7 @@ def run_server(
             await super().shutdown(sockets)
 
     try:
-        Server(config).run(sockets=None if sock is None else [sock])
+        Server(config).run(sockets=None if sock is None else [sock, *(more_sockets or [])])
     finally:
         uvicorn_log.removeFilter(busy)
 

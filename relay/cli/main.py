@@ -17,6 +17,7 @@ from relay.cli.routes import routes
 from relay.model.errors import ConfigError, RelayError, StoreError
 
 if TYPE_CHECKING:
+    import socket
     from types import FrameType
 
     from relay.config.settings import Settings
@@ -93,6 +94,12 @@ def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
     except OSError as exc:
         lock.release()
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    try:
+        more = _console_listener(settings, host)
+    except click.ClickException:
+        sock.close()
+        lock.release()
+        raise
     from relay.app import create_app  # noqa: PLC0415
 
     try:
@@ -100,7 +107,8 @@ def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
             settings, reload=lambda: load_settings(config_path), reload_asked=reload_asked
         )
     except (ConfigError, StoreError) as exc:
-        sock.close()
+        for listener in (sock, *more):
+            listener.close()
         lock.release()
         raise click.ClickException(str(exc)) from None
     found = targets(settings)
@@ -127,11 +135,34 @@ def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
         run_server(
             app,
             sock=sock,
+            more_sockets=more,
             graceful_seconds=settings.delivery.shutdown_grace_seconds,
             server=settings.server,
         )
     finally:
         lock.release()
+
+
+def _console_listener(settings: Settings, host: str) -> list[socket.socket]:
+    """The console's own listening socket when ``[console] port`` is set (else none)."""
+    import logging  # noqa: PLC0415
+
+    from relay.serving import bind  # noqa: PLC0415
+
+    console = settings.console
+    if console.port is None:
+        return []
+    console_host = console.host or host
+    try:
+        listener = bind(console_host, console.port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {console_host}:{console.port} ([console]): {exc.strerror}"
+        ) from None
+    logging.getLogger("relay").info(
+        "console on its own listener: http://%s:%d/console", console_host, console.port
+    )
+    return [listener]
 
 
 def _exit_after_graceful_stop(signum: int, frame: FrameType | None) -> None:
@@ -489,6 +520,61 @@ def purge(config_path: Path | None, days: float | None) -> None:
         f"purged {len(ids)} conversations, {files} outbox files and {dropped} quarantined"
         f" bodies older than {days:g} days"
     )
+
+
+@main.group(short_help="Add or remove console users.")
+def user() -> None:
+    """Console users (docs/console.md): the console is off until one exists."""
+
+
+@user.command("add")
+@config_option
+@click.argument("name")
+def user_add(config_path: Path | None, name: str) -> None:
+    """Add NAME, or set a new password for NAME; the password is read from standard input
+    (its first line), and stored as an argon2 hash."""
+    from relay.console.auth import hash_password, valid_name  # noqa: PLC0415
+
+    if not valid_name(name):
+        raise click.UsageError("NAME: 1 to 64 letters, digits and . _ @ -")
+    password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 8:
+        raise click.ClickException("the password (from standard input) needs 8 characters or more")
+    store = _open_user_store(_load(config_path))
+    try:
+        now = time.time()
+        created = store.add_console_user(name, hash_password(password), now)
+        store.record_audit("relay user", "user add" if created else "password", name, "", now)
+    finally:
+        store.close()
+    click.echo(f"user {name} {'added' if created else 'has a new password'}")
+
+
+@user.command("remove")
+@config_option
+@click.argument("name")
+def user_remove(config_path: Path | None, name: str) -> None:
+    """Remove NAME: their sessions end at their next request."""
+    store = _open_user_store(_load(config_path))
+    try:
+        removed = store.remove_console_user(name)
+        if removed:
+            store.record_audit("relay user", "user remove", name, "", time.time())
+    finally:
+        store.close()
+    if not removed:
+        raise click.ClickException(f"no user {name}")
+    click.echo(f"user {name} removed")
+
+
+def _open_user_store(settings: Settings) -> StoreProtocol:
+    """The store, created if new (a user may be added before the relay first runs)."""
+    from relay.store.opening import open_store  # noqa: PLC0415
+
+    try:
+        return open_store(settings)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command(short_help="Upgrade the store's schema, or copy SQLite into PostgreSQL.")

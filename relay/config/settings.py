@@ -36,6 +36,7 @@ from relay.config.crm import (
 from relay.config.errors import describe_validation_error
 from relay.config.presets import apply_preset
 from relay.config.section import Section
+from relay.console.settings import ConsoleSettings
 from relay.leads.settings import FollowUpSettings
 from relay.model.category import DEFAULT_LOW_RATING_THRESHOLD, Category
 from relay.model.errors import ConfigError
@@ -407,6 +408,7 @@ class Settings(BaseSettings):
     logging: LoggingSettings = LoggingSettings()
     destinations: DestinationSettings = DestinationSettings()
     follow_up: FollowUpSettings = FollowUpSettings()
+    console: ConsoleSettings = ConsoleSettings()
     rules: list[Rule] | None = None
 
     @field_validator("rules")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from relay.store.base import ACTIVE, COUNTED, SCHEMA, STATUSES, connect
+from relay.store.console import ConsoleOps
 from relay.store.deliveries import DeliveryOps
 from relay.store.intake import IntakeOps
 from relay.store.leads import LeadOps
@@ -35,10 +36,10 @@ __all__ = [
 ]
 
 
-class Store(IntakeOps, DeliveryOps, OperatorOps, LeadOps):
+class Store(IntakeOps, DeliveryOps, OperatorOps, LeadOps, ConsoleOps):
     """Intent-named operations over one connection: intake (``IntakeOps``), the worker's
-    queue (``DeliveryOps``), operator tools (``OperatorOps``) and leads (``LeadOps``). Not
-    thread-safe."""
+    queue (``DeliveryOps``), operator tools (``OperatorOps``), leads (``LeadOps``) and the
+    console (``ConsoleOps``). Not thread-safe."""
 
 
 if TYPE_CHECKING:  # the SQLite store offers every operation of the protocol

@@ -138,6 +138,33 @@ CREATE INDEX conversations_visitor_email ON conversations (account_id,
     lower(json_extract(CASE WHEN json_valid(CAST(raw AS TEXT)) THEN CAST(raw AS TEXT) END,
         '$.visitor.email')));
 """,
+    # 7: the console's users (argon2 hashes of their passwords), the audit log of every
+    # operator action taken there or by `relay user` (who, what, when), and one row per
+    # finished delivery attempt (its outcome and the destination's answer or error).
+    """
+CREATE TABLE console_users (
+    name           TEXT PRIMARY KEY,
+    password_hash  TEXT NOT NULL,
+    created_at     REAL NOT NULL
+);
+CREATE TABLE console_audit (
+    id      INTEGER PRIMARY KEY,
+    at      REAL NOT NULL,
+    actor   TEXT NOT NULL,
+    action  TEXT NOT NULL,   -- "login", "claim", "retry", "reaccept", ...
+    target  TEXT NOT NULL,   -- what it was done to: "lead 3", "delivery 7", ...
+    detail  TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX console_audit_at ON console_audit (at);
+CREATE TABLE delivery_attempts (
+    id           INTEGER PRIMARY KEY,
+    delivery_id  INTEGER NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    at           REAL    NOT NULL,
+    outcome      TEXT    NOT NULL,   -- sent, retry, dead
+    detail       TEXT    NOT NULL DEFAULT ''   -- the error, or where a sent one went
+);
+CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, id);
+""",
 )
 # The oldest SQLite whose ALTER TABLE can drop a column (migration 3).
 MIN_SQLITE = (3, 35, 0)

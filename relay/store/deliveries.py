@@ -100,6 +100,7 @@ class DeliveryOps(StoreBase):
         now = time.time() if now is None else now
         with self._transaction() as db:
             db.execute(queries.MARK_SENT, (now, sent_to, message_id, delivery_id))
+            db.execute(queries.RECORD_ATTEMPT, (delivery_id, now, "sent", sent_to or ""))
 
     def mark_retry(
         self,
@@ -112,6 +113,7 @@ class DeliveryOps(StoreBase):
         now = time.time() if now is None else now
         with self._transaction() as db:
             db.execute(queries.MARK_RETRY, (at, error, now, _recipients(done), delivery_id))
+            db.execute(queries.RECORD_ATTEMPT, (delivery_id, now, "retry", error))
 
     def mark_dead(
         self, delivery_id: int, error: str, done: Sequence[str] = (), now: float | None = None
@@ -119,6 +121,7 @@ class DeliveryOps(StoreBase):
         now = time.time() if now is None else now
         with self._transaction() as db:
             db.execute(queries.MARK_DEAD, (error, now, _recipients(done), delivery_id))
+            db.execute(queries.RECORD_ATTEMPT, (delivery_id, now, "dead", error))
 
     def record_external_ref(
         self, delivery_id: int, external_ref: str | None, note: str | None = None

@@ -191,6 +191,12 @@ MARK_RETRY = (
     " updated_at = ?, done_recipients = ? WHERE id = ?"
 )
 
+# Keep one finished attempt of a delivery: outcome (sent, retry, dead) and its detail (the
+# error, or where a sent one went). Parameters: delivery id, at, outcome, detail.
+RECORD_ATTEMPT = (
+    "INSERT INTO delivery_attempts (delivery_id, at, outcome, detail) VALUES (?, ?, ?, ?)"
+)
+
 # Give a delivery up, with the recipients done so far.
 MARK_DEAD = (
     "UPDATE deliveries SET status = 'dead', last_error = ?, updated_at = ?,"
@@ -237,10 +243,12 @@ OLDEST_ACTIVE = (
     "SELECT MIN(created_at) FROM deliveries WHERE status IN ('pending', 'retrying', 'sending')"
 )
 
-# A delivery row as operators see it; completed by a WHERE condition.
+# A delivery row as operators see it (with the action's named destination, if any);
+# completed by a WHERE condition.
 DELIVERY_ROWS = (
     "SELECT d.id, d.conversation_id, c.conv_key, d.rule, d.channel, d.status, d.attempts,"
-    " d.created_at, d.next_attempt_at, d.updated_at, d.last_error, d.sent_to"
+    " d.created_at, d.next_attempt_at, d.updated_at, d.last_error, d.sent_to,"
+    " json_extract(d.action, '$.destination')"
     " FROM deliveries d JOIN conversations c ON c.id = d.conversation_id"
 )
 DELIVERY_BY_ID = f"{DELIVERY_ROWS} WHERE d.id = ?"
@@ -378,3 +386,82 @@ FORGET_SLACK_REQUESTS = "DELETE FROM slack_requests WHERE at < ?"
 RECORD_SLACK_REQUEST = (
     "INSERT INTO slack_requests (signature, at) VALUES (?, ?) ON CONFLICT (signature) DO NOTHING"
 )
+
+# -- the console (relay.console) -----------------------------------------------------------
+
+# Console users: add one (or set a new password hash), remove one, one's hash, how many.
+UPSERT_CONSOLE_USER = (
+    "INSERT INTO console_users (name, password_hash, created_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash"
+)
+CONSOLE_USER_EXISTS = "SELECT 1 FROM console_users WHERE name = ?"
+DELETE_CONSOLE_USER = "DELETE FROM console_users WHERE name = ?"
+CONSOLE_USER_HASH = "SELECT password_hash FROM console_users WHERE name = ?"
+CONSOLE_USER_COUNT = "SELECT COUNT(*) FROM console_users"
+CONSOLE_USERS = "SELECT name, created_at FROM console_users ORDER BY name"
+
+# The audit log: record one operator action; the newest N, newest first.
+INSERT_AUDIT = (
+    "INSERT INTO console_audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)"
+)
+AUDIT_LOG = (
+    "SELECT id, at, actor, action, target, detail FROM console_audit ORDER BY id DESC LIMIT ?"
+)
+
+# A stored conversation as the console lists it: id, conv_key, version, category, received_at,
+# visitor name, visitor email (read from the raw body; NULL where it is not JSON).
+_CONVERSATION_COLUMNS = (
+    "SELECT c.id, c.conv_key, c.version, c.category, c.received_at,"
+    " CASE WHEN json_valid(CAST(c.raw AS TEXT))"
+    " THEN json_extract(CAST(c.raw AS TEXT), '$.visitor.name') END AS vname,"
+    " CASE WHEN json_valid(CAST(c.raw AS TEXT))"
+    " THEN json_extract(CAST(c.raw AS TEXT), '$.visitor.email') END AS vemail"
+    " FROM conversations c"
+)
+# The newest version of each conversation whose visitor name or email contains a text
+# (case-insensitive; '' matches all), received in [start, end), of a category (NULL: any),
+# newest first, at most N. Parameters: text, text, start, end, category, category, limit.
+FIND_CONVERSATIONS = (
+    f"SELECT * FROM ({_CONVERSATION_COLUMNS}"  # noqa: S608 -- fixed column list
+    " WHERE c.version = (SELECT MAX(version) FROM conversations WHERE conv_key = c.conv_key))"
+    " AS found WHERE (instr(lower(COALESCE(vname, '')), lower(?)) > 0"
+    " OR instr(lower(COALESCE(vemail, '')), lower(?)) > 0)"
+    " AND received_at >= ? AND received_at < ? AND (? IS NULL OR category = ?)"
+    " ORDER BY received_at DESC, id DESC LIMIT ?"
+)
+# One stored conversation (any version) by id; every version of a conversation key.
+CONVERSATION_ROW = f"{_CONVERSATION_COLUMNS} WHERE c.id = ?"
+CONVERSATION_VERSIONS = f"{_CONVERSATION_COLUMNS} WHERE c.conv_key = ? ORDER BY c.version"
+
+# Destination health since a time, per channel and named destination (NULL: the channel's
+# default): deliveries, attempts, failed attempts (every
+# attempt of a delivery not sent, every attempt but the last of one sent).
+DELIVERY_HEALTH = (
+    "SELECT channel, json_extract(action, '$.destination'), COUNT(*), SUM(attempts),"
+    " SUM(attempts - CASE WHEN status = 'sent' THEN 1 ELSE 0 END)"
+    " FROM deliveries WHERE updated_at >= ? AND attempts > 0 GROUP BY 1, 2 ORDER BY 1, 2"
+)
+# The newest error per destination since a time: channel, destination, error, when, newest
+# first.
+RECENT_ERRORS = (
+    "SELECT channel, json_extract(action, '$.destination'), last_error, updated_at"
+    " FROM deliveries WHERE updated_at >= ? AND last_error IS NOT NULL"
+    " ORDER BY updated_at DESC, id DESC"
+)
+
+# (category, received_at, raw body) of the newest version of each conversation received in
+# [start, end), for the console's statistics.
+PERIOD_CONVERSATIONS = (
+    "SELECT category, received_at, raw FROM conversations c"
+    " WHERE received_at >= ? AND received_at < ?"
+    " AND version = (SELECT MAX(version) FROM conversations WHERE conv_key = c.conv_key)"
+    " ORDER BY received_at"
+)
+
+# The finished attempts of one delivery, oldest first: at, outcome, detail.
+DELIVERY_ATTEMPTS = (
+    "SELECT at, outcome, detail FROM delivery_attempts WHERE delivery_id = ? ORDER BY id"
+)
+
+# Drop one quarantined body (it was accepted again).
+DELETE_QUARANTINE_ENTRY = "DELETE FROM quarantine WHERE id = ?"

@@ -61,6 +61,12 @@ class DeliveryRow:
     updated_at: float
     last_error: str | None
     sent_to: str | None = None  # 'outbox': written to the local outbox, not really sent
+    destination: str | None = None  # the action's named destination ([destinations.*])
+
+    @property
+    def where(self) -> str:
+        """The channel and, if the action names one, its destination: "email: billing"."""
+        return self.channel if self.destination is None else f"{self.channel}: {self.destination}"
 
 
 @dataclass(frozen=True)
@@ -72,3 +78,51 @@ class QuarantineRow:
     remote: str | None
     size: int
     body: bytes
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One operator action: who did what to what, when."""
+
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class ConversationRow:
+    """A stored conversation version as the console lists it."""
+
+    id: int
+    conv_key: str
+    version: int
+    category: str
+    received_at: float
+    visitor_name: str | None
+    visitor_email: str | None
+
+
+@dataclass(frozen=True)
+class DestinationHealth:
+    """One destination's deliveries since a time (a channel and its named destination, None
+    for the channel's default): how many, their attempts, the failed ones, and the newest
+    error (None if none)."""
+
+    channel: str
+    destination: str | None
+    deliveries: int
+    attempts: int
+    failed_attempts: int
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+    @property
+    def where(self) -> str:
+        return self.channel if self.destination is None else f"{self.channel}: {self.destination}"
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed_attempts / self.attempts if self.attempts else 0.0

@@ -167,7 +167,8 @@ OLDEST_ACTIVE = (
 )
 DELIVERY_COLUMNS = (
     "SELECT d.id, d.conversation_id, c.conv_key, d.rule, d.channel, d.status, d.attempts,"
-    " d.created_at, d.next_attempt_at, d.updated_at, d.last_error, d.sent_to"
+    " d.created_at, d.next_attempt_at, d.updated_at, d.last_error, d.sent_to,"
+    " d.action::jsonb ->> 'destination'"
     " FROM deliveries d JOIN conversations c ON c.id = d.conversation_id"
 )
 DELIVERIES = DELIVERY_COLUMNS + " WHERE d.status = ANY(%s) ORDER BY d.id LIMIT %s"
@@ -330,4 +331,67 @@ DAY_CONVERSATIONS = (
 FORGET_SLACK_REQUESTS = "DELETE FROM slack_requests WHERE at < %s"
 RECORD_SLACK_REQUEST = (
     "INSERT INTO slack_requests (signature, at) VALUES (%s, %s) ON CONFLICT (signature) DO NOTHING"
+)
+
+# -- the console (relay.console) ---------------------------------------------------------------
+# As the SQLite store's console statements.
+UPSERT_CONSOLE_USER = (
+    "INSERT INTO console_users (name, password_hash, created_at) VALUES (%s, %s, %s)"
+    " ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash"
+)
+CONSOLE_USER_EXISTS = "SELECT 1 FROM console_users WHERE name = %s"
+DELETE_CONSOLE_USER = "DELETE FROM console_users WHERE name = %s"
+CONSOLE_USER_HASH = "SELECT password_hash FROM console_users WHERE name = %s"
+CONSOLE_USER_COUNT = "SELECT COUNT(*) FROM console_users"
+CONSOLE_USERS = "SELECT name, created_at FROM console_users ORDER BY name"
+INSERT_AUDIT = (
+    "INSERT INTO console_audit (at, actor, action, target, detail) VALUES (%s, %s, %s, %s, %s)"
+)
+AUDIT_LOG = (
+    "SELECT id, at, actor, action, target, detail FROM console_audit ORDER BY id DESC LIMIT %s"
+)
+# A stored conversation as the console lists it (visitor name and email from the raw body:
+# relay_json gives NULL for a body that is not JSON).
+_CONVERSATION_COLUMNS = (
+    "SELECT c.id, c.conv_key, c.version, c.category, c.received_at,"
+    " relay_json(c.raw) -> 'visitor' ->> 'name' AS vname,"
+    " relay_json(c.raw) -> 'visitor' ->> 'email' AS vemail"
+    " FROM conversations c"
+)
+# Parameters: text, text, start, end, category, category, limit.
+FIND_CONVERSATIONS = (
+    f"SELECT * FROM ({_CONVERSATION_COLUMNS}"  # noqa: S608 -- fixed column list
+    " WHERE c.version = (SELECT MAX(version) FROM conversations WHERE conv_key = c.conv_key))"
+    " AS found WHERE (strpos(lower(COALESCE(vname, '')), lower(%s)) > 0"
+    " OR strpos(lower(COALESCE(vemail, '')), lower(%s)) > 0)"
+    " AND received_at >= %s AND received_at < %s"
+    " AND (%s::text IS NULL OR category = %s::text)"
+    " ORDER BY received_at DESC, id DESC LIMIT %s"
+)
+CONVERSATION_ROW = f"{_CONVERSATION_COLUMNS} WHERE c.id = %s"
+CONVERSATION_VERSIONS = f"{_CONVERSATION_COLUMNS} WHERE c.conv_key = %s ORDER BY c.version"
+DELIVERY_HEALTH = (
+    "SELECT channel, action::jsonb ->> 'destination', COUNT(*), SUM(attempts),"
+    " SUM(attempts - CASE WHEN status = 'sent' THEN 1 ELSE 0 END)"
+    " FROM deliveries WHERE updated_at >= %s AND attempts > 0 GROUP BY 1, 2 ORDER BY 1, 2"
+)
+RECENT_ERRORS = (
+    "SELECT channel, action::jsonb ->> 'destination', last_error, updated_at"
+    " FROM deliveries WHERE updated_at >= %s AND last_error IS NOT NULL"
+    " ORDER BY updated_at DESC, id DESC"
+)
+PERIOD_CONVERSATIONS = (
+    "SELECT category, received_at, raw FROM conversations c"
+    " WHERE received_at >= %s AND received_at < %s"
+    " AND version = (SELECT MAX(version) FROM conversations WHERE conv_key = c.conv_key)"
+    " ORDER BY received_at"
+)
+DELETE_QUARANTINE_ENTRY = "DELETE FROM quarantine WHERE id = %s"
+# One finished attempt of a delivery (in the transaction that records its outcome); the
+# attempts of one delivery, oldest first.
+RECORD_ATTEMPT = (
+    "INSERT INTO delivery_attempts (delivery_id, at, outcome, detail) VALUES (%s, %s, %s, %s)"
+)
+DELIVERY_ATTEMPTS = (
+    "SELECT at, outcome, detail FROM delivery_attempts WHERE delivery_id = %s ORDER BY id"
 )

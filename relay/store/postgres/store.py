@@ -18,6 +18,7 @@ from relay.leads.model import Lead, Refused
 from relay.model.errors import StoreError
 from relay.routing.decide import PlannedDelivery
 from relay.store.base import ACTIVE, COUNTED
+from relay.store.console import audit_row, conversation_row, health_rows
 from relay.store.operator import earlier_chats
 from relay.store.pgconnect import connect, redacted
 from relay.store.postgres import queries as q
@@ -25,8 +26,11 @@ from relay.store.postgres.listen import Listener
 from relay.store.postgres.schema import migrate
 from relay.store.records import (
     Accepted,
+    AuditRow,
     ClaimedDelivery,
+    ConversationRow,
     DeliveryRow,
+    DestinationHealth,
     Intake,
     QuarantineRow,
 )
@@ -357,13 +361,18 @@ class PostgresStore:
         )
         return None if row is None or row[0] is None else float(row[0])
 
-    def _finish(self, query: str, delivery_id: int, params: dict[str, Any]) -> None:
-        """Record an outcome only while this relay still holds the delivery: once its lease
-        expired and another relay claimed it, that relay's outcome is the one that counts."""
+    def _finish(
+        self, query: str, delivery_id: int, params: dict[str, Any], attempt: tuple[str, str]
+    ) -> None:
+        """Record an outcome (and the attempt: outcome, detail) only while this relay still
+        holds the delivery: once its lease expired and another relay claimed it, that relay's
+        outcome is the one that counts."""
         token = self._tokens.pop(delivery_id, None)
         try:
             with self._transaction() as db:
                 cur = db.execute(query, {**params, "id": delivery_id, "token": token})
+                if cur.rowcount:
+                    db.execute(q.RECORD_ATTEMPT, (delivery_id, params["now"], *attempt))
         except BaseException:
             if token is not None:  # not recorded: the worker tries again with the same claim
                 self._tokens[delivery_id] = token
@@ -387,7 +396,7 @@ class PostgresStore:
         ``message_id``: the Message-ID of an email really sent (``sent_email_ids``)."""
         now = time.time() if now is None else now
         params = {"now": now, "sent_to": sent_to, "ref": message_id}
-        self._finish(q.MARK_SENT, delivery_id, params)
+        self._finish(q.MARK_SENT, delivery_id, params, ("sent", sent_to or ""))
 
     def mark_retry(
         self,
@@ -399,14 +408,14 @@ class PostgresStore:
     ) -> None:
         now = time.time() if now is None else now
         params = {"at": at, "error": error, "now": now, "done": _recipients(done)}
-        self._finish(q.MARK_RETRY, delivery_id, params)
+        self._finish(q.MARK_RETRY, delivery_id, params, ("retry", error))
 
     def mark_dead(
         self, delivery_id: int, error: str, done: Sequence[str] = (), now: float | None = None
     ) -> None:
         now = time.time() if now is None else now
         params = {"error": error, "now": now, "done": _recipients(done)}
-        self._finish(q.MARK_DEAD, delivery_id, params)
+        self._finish(q.MARK_DEAD, delivery_id, params, ("dead", error))
 
     def record_external_ref(
         self, delivery_id: int, external_ref: str | None, note: str | None = None
@@ -679,6 +688,78 @@ class PostgresStore:
         conversation received in [start, end)."""
         rows = self._read().execute(q.DAY_CONVERSATIONS, (start, end)).fetchall()
         return [(str(cat), float(at), None if raw is None else bytes(raw)) for cat, at, raw in rows]
+
+    # -- the console (relay.console) ---------------------------------------------------------
+
+    def add_console_user(self, name: str, password_hash: str, now: float) -> bool:
+        """Add a user, or give an existing one a new password; True if the user is new."""
+        with self._transaction() as db:
+            existed = db.execute(q.CONSOLE_USER_EXISTS, (name,)).fetchone() is not None
+            db.execute(q.UPSERT_CONSOLE_USER, (name, password_hash, now))
+            return not existed
+
+    def remove_console_user(self, name: str) -> bool:
+        with self._transaction() as db:
+            return db.execute(q.DELETE_CONSOLE_USER, (name,)).rowcount == 1
+
+    def console_password_hash(self, name: str) -> str | None:
+        row = self._read().execute(q.CONSOLE_USER_HASH, (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def console_user_count(self) -> int:
+        row = self._read().execute(q.CONSOLE_USER_COUNT).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def console_users(self) -> list[tuple[str, float]]:
+        rows = self._read().execute(q.CONSOLE_USERS).fetchall()
+        return [(str(name), float(at)) for name, at in rows]
+
+    def record_audit(self, actor: str, action: str, target: str, detail: str, now: float) -> None:
+        with self._transaction() as db:
+            db.execute(q.INSERT_AUDIT, (now, actor, action, target, detail))
+
+    def audit_log(self, limit: int = 200) -> list[AuditRow]:
+        return [audit_row(r) for r in self._read().execute(q.AUDIT_LOG, (limit,)).fetchall()]
+
+    def find_conversations(
+        self,
+        text: str = "",
+        start: float = 0.0,
+        end: float = float("inf"),
+        category: str | None = None,
+        limit: int = 100,
+    ) -> list[ConversationRow]:
+        """As the SQLite store's."""
+        end = min(end, 1e18)
+        params = (text, text, start, end, category, category, limit)
+        rows = self._read().execute(q.FIND_CONVERSATIONS, params).fetchall()
+        return [conversation_row(row) for row in rows]
+
+    def conversation_row(self, conversation_id: int) -> ConversationRow | None:
+        row = self._read().execute(q.CONVERSATION_ROW, (conversation_id,)).fetchone()
+        return None if row is None else conversation_row(row)
+
+    def conversation_versions(self, conv_key: str) -> list[ConversationRow]:
+        rows = self._read().execute(q.CONVERSATION_VERSIONS, (conv_key,)).fetchall()
+        return [conversation_row(row) for row in rows]
+
+    def destination_health(self, since: float) -> list[DestinationHealth]:
+        db = self._read()
+        totals = db.execute(q.DELIVERY_HEALTH, (since,)).fetchall()
+        errors = db.execute(q.RECENT_ERRORS, (since,)).fetchall()
+        return health_rows(totals, errors)
+
+    def period_conversations(self, start: float, end: float) -> list[tuple[str, float, bytes]]:
+        rows = self._read().execute(q.PERIOD_CONVERSATIONS, (start, end)).fetchall()
+        return [(str(cat), float(at), bytes(raw)) for cat, at, raw in rows]
+
+    def drop_quarantine_entry(self, entry_id: int) -> bool:
+        with self._transaction() as db:
+            return db.execute(q.DELETE_QUARANTINE_ENTRY, (entry_id,)).rowcount == 1
+
+    def delivery_attempts(self, delivery_id: int) -> list[tuple[float, str, str]]:
+        rows = self._read().execute(q.DELIVERY_ATTEMPTS, (delivery_id,)).fetchall()
+        return [(float(at), str(outcome), str(detail)) for at, outcome, detail in rows]
 
 
 def _quarantine_row(row: TupleRow) -> QuarantineRow:

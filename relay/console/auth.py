@@ -1,0 +1,189 @@
+"""Console access: argon2 password hashes, signed session cookies, CSRF tokens, login limits."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from relay.console.settings import ConsoleSettings
+
+log = logging.getLogger(__name__)
+
+KEY_FILE = "console_key"
+NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+_SESSION = re.compile(
+    r"^([A-Za-z0-9_-]{1,100})\.(\d{1,12})\.([A-Za-z0-9_-]{16,32})\.([A-Za-z0-9_-]{43})$"
+)
+# A hash to verify against when the user does not exist: the answer takes as long either way.
+_DUMMY = PasswordHasher().hash("relay console: no such user")
+
+
+def valid_name(name: str) -> bool:
+    return NAME.fullmatch(name) is not None
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash (argon2-cffi's defaults, RFC 9106's second recommended setting)."""
+    return PasswordHasher().hash(password)
+
+
+def password_ok(stored: str | None, password: str) -> bool:
+    """Whether ``password`` matches ``stored`` (None: no such user; still one verification)."""
+    try:
+        return PasswordHasher().verify(stored or _DUMMY, password) and stored is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _mac(key: bytes, message: str) -> str:
+    digest = hmac.new(key, message.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _unb64(text: str) -> str:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+
+
+@dataclass(frozen=True)
+class Session:
+    user: str
+    expires: int
+    sid: str  # random per login: the CSRF token is bound to it
+
+
+def new_session(user: str, now: float, hours: float) -> Session:
+    return Session(user, int(now + hours * 3600), secrets.token_urlsafe(18))
+
+
+def seal(key: bytes, session: Session) -> str:
+    """The cookie value: user, expiry and session id, signed with HMAC-SHA256."""
+    body = f"{_b64(session.user)}.{session.expires}.{session.sid}"
+    return f"{body}.{_mac(key, 'console-session:' + body)}"
+
+
+def unseal(key: bytes, value: str, now: float) -> Session | None:
+    """The session in a cookie value signed with ``key`` and not expired, else None."""
+    found = _SESSION.fullmatch(value)
+    if found is None:
+        return None
+    user, expires, sid, mac = found.groups()
+    body = f"{user}.{expires}.{sid}"
+    if not hmac.compare_digest(_mac(key, "console-session:" + body).encode(), mac.encode()):
+        return None
+    if int(expires) <= now:
+        return None
+    try:
+        return Session(_unb64(user), int(expires), sid)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def csrf_token(key: bytes, bound_to: str) -> str:
+    """The form token for a session id (or a login form's nonce)."""
+    return _mac(key, f"console-csrf:{bound_to}")
+
+
+def csrf_ok(key: bytes, bound_to: str, given: str) -> bool:
+    if not bound_to or not given:
+        return False
+    return hmac.compare_digest(csrf_token(key, bound_to).encode(), given.encode())
+
+
+def session_key(settings: ConsoleSettings, state_dir: Path) -> bytes:
+    """The configured key, or one generated once into ``<state_dir>/console_key`` (0600)."""
+    if settings.session_key is not None:
+        return settings.session_key.get_secret_value().encode()
+    path = state_dir / KEY_FILE
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    state_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # written meanwhile by another relay on the same state dir
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "wb") as file:
+        file.write(key + b"\n")
+    log.info("generated the console's session key in %s", path)
+    return key
+
+
+@dataclass
+class _Failures:
+    count: int
+    last: float
+
+
+class LoginLimiter:
+    """Wrong passwords per key (an address, a user name): after ``max_failures`` within the
+    window, further logins for that key wait ``lockout`` seconds, doubled by each further
+    failure (at most an hour). Time comes from ``clock``; nothing sleeps."""
+
+    MAX_WAIT = 3600.0
+    MAX_KEYS = 10_000
+
+    def __init__(self, max_failures: int, lockout: float, clock: Callable[[], float]) -> None:
+        self.max_failures = max_failures
+        self.lockout = lockout
+        self._clock = clock
+        self._failures: dict[str, _Failures] = {}
+
+    def _wait(self, failures: _Failures) -> float:
+        over = failures.count - self.max_failures
+        if over < 0:
+            return 0.0
+        return float(min(self.lockout * 2.0**over, self.MAX_WAIT))
+
+    def retry_after(self, *keys: str) -> float | None:
+        """Seconds until a login for these keys is heard again, or None if it is now."""
+        now = self._clock()
+        waits = []
+        for key in keys:
+            found = self._failures.get(key)
+            if found is None:
+                continue
+            left = found.last + self._wait(found) - now
+            if left > 0 and found.count >= self.max_failures:
+                waits.append(left)
+        return max(waits) if waits else None
+
+    def failed(self, *keys: str) -> None:
+        now = self._clock()
+        if len(self._failures) >= self.MAX_KEYS:
+            self._forget(now)
+        for key in keys:
+            found = self._failures.get(key)
+            if found is None or now - found.last > self.MAX_WAIT:
+                self._failures[key] = _Failures(1, now)
+            else:
+                found.count += 1
+                found.last = now
+
+    def succeeded(self, *keys: str) -> None:
+        for key in keys:
+            self._failures.pop(key, None)
+
+    def _forget(self, now: float) -> None:
+        for key, found in list(self._failures.items()):
+            if now - found.last > self.MAX_WAIT:
+                del self._failures[key]
+        while len(self._failures) >= self.MAX_KEYS:  # still full: drop the oldest
+            oldest = min(self._failures, key=lambda k: self._failures[k].last)
+            del self._failures[oldest]

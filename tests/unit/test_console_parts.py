@@ -1,0 +1,120 @@
+"""The console's pure parts: SVG charts, statistics, session cookies and the login limiter."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+from relay.console import auth, charts
+from relay.console.stats import summarise
+from relay.leads.model import Lead, LeadState
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def parsed(markup: str) -> ET.Element:
+    return ET.fromstring(str(markup))  # noqa: S314 -- our own output
+
+
+def test_stacked_bars_scale_to_the_largest_total_and_escape_labels() -> None:
+    svg = parsed(
+        charts.stacked_bars(
+            "Per day <b>",
+            ["1.", "2."],
+            [
+                charts.Series("missed", "#b91c1c", (1.0, 0.0)),
+                charts.Series("<normal>", "#1d4ed8", (1.0, 4.0)),
+            ],
+        )
+    )
+    assert svg.get("role") == "img" and svg.get("aria-label") == "Per day <b>"
+    bars = svg.findall(f"{SVG}rect")
+    heights = sorted(float(bar.get("height", "0")) for bar in bars)
+    assert len(bars) == 3  # a zero value draws nothing
+    assert heights[-1] == 168.0  # the tallest bar (4 of a peak total of 4) fills the plot
+    assert heights[0] == heights[1] == 42.0
+    titles = [bar.findtext(f"{SVG}title") for bar in bars]
+    assert "2. · <normal>: 4" in titles
+
+
+def test_the_heatmap_shades_by_share_and_marks_missing_data() -> None:
+    svg = parsed(charts.heatmap("Missed", ["Mon"], ["00", "01", "02"], [[0.0, 1.0, None]]))
+    cells = svg.findall(f"{SVG}rect")
+    assert [c.get("fill") for c in cells] == ["#fef2f2", "#991b1b", "#f1f5f9"]
+    assert [c.findtext(f"{SVG}title") for c in cells] == [
+        "Mon 00: 0 %",
+        "Mon 01: 100 %",
+        "Mon 02: -",
+    ]
+
+
+def test_summarise_counts_days_missed_share_claim_times_and_ratings() -> None:
+    zone = ZoneInfo("Europe/Prague")
+    monday_9 = datetime(2026, 11, 30, 9, 30, tzinfo=zone).timestamp()
+    rows = [
+        ("missed", monday_9, None),
+        ("normal", monday_9 + 60, 5),
+        ("low-rated", monday_9 + 86400, 1),
+        ("normal", datetime(2026, 1, 1, tzinfo=UTC).timestamp(), 3),  # outside the days
+    ]
+    lead = Lead(
+        id=1,
+        conv_key="1-1",
+        category="missed",
+        created_at=monday_9,
+        state=LeadState.CLAIMED,
+        claimed_by="jana",
+        claimed_at=monday_9 + 1800,
+    )
+    period = summarise(rows, [lead], days=[date(2026, 11, 30), date(2026, 12, 1)], zone=zone)
+    assert period.per_day["missed"] == (1, 0)
+    assert period.per_day["normal"] == (1, 0)
+    assert period.per_day["low-rated"] == (0, 1)
+    assert period.missed_share[0][9] == 0.5
+    assert period.missed_share[1][9] == 0.0
+    assert period.missed_share[2][9] is None
+    assert dict(period.claim_buckets)["< 1 h"] == 1
+    assert period.median_claim_seconds == 1800
+    assert dict(period.ratings) == {1: 1, 2: 0, 3: 0, 4: 0, 5: 1}
+
+
+def test_a_session_cookie_is_signed_and_expires() -> None:
+    key = b"k" * 32
+    session = auth.new_session("jana", now=1000.0, hours=1.0)
+    value = auth.seal(key, session)
+    assert auth.unseal(key, value, now=1000.0) == session
+    assert auth.unseal(key, value, now=1000.0 + 3600) is None
+    assert auth.unseal(b"other" * 8, value, now=1000.0) is None
+    forged = value.replace("amFuYQ", "cGV0cg")  # another user name, same signature
+    assert auth.unseal(key, forged, now=1000.0) is None
+    token = auth.csrf_token(key, session.sid)
+    assert auth.csrf_ok(key, session.sid, token)
+    assert not auth.csrf_ok(key, "another-session", token)
+    assert not auth.csrf_ok(key, session.sid, "")
+
+
+def test_passwords_are_argon2id_hashes_checked_in_constant_form() -> None:
+    stored = auth.hash_password("s3cret words")
+    assert stored.startswith("$argon2id$")
+    assert auth.password_ok(stored, "s3cret words")
+    assert not auth.password_ok(stored, "s3cret word")
+    assert not auth.password_ok(None, "s3cret words")
+    assert not auth.password_ok("not a hash", "s3cret words")
+
+
+def test_the_limiter_waits_after_five_failures_doubling_per_further_failure() -> None:
+    now = [0.0]
+    limiter = auth.LoginLimiter(5, 60.0, lambda: now[0])
+    for _ in range(4):
+        limiter.failed("address:1", "user:jana")
+    assert limiter.retry_after("address:1", "user:jana") is None
+    limiter.failed("address:1", "user:jana")
+    assert limiter.retry_after("user:jana") == 60.0
+    assert limiter.retry_after("address:2", "user:petr") is None
+    now[0] = 61.0
+    assert limiter.retry_after("user:jana") is None
+    limiter.failed("user:jana")  # the sixth: two minutes
+    assert limiter.retry_after("user:jana") == 120.0
+    limiter.succeeded("user:jana")
+    assert limiter.retry_after("user:jana") is None
