@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +20,7 @@ from playwright.sync_api import Page, sync_playwright
 
 from relay.cli import main
 from relay.store.opening import open_store
-from tests.process.test_leads_browser import CHROMIUM, OFFLINE_ARGS
+from tests.support.chromium import OFFLINE_ARGS, require_chromium
 from tests.support.config import write_config
 from tests.support.data import TOKEN, body, sample
 from tests.support.paths import DOCS
@@ -68,10 +67,7 @@ def keyboard_reaches(page: Page, selector: str) -> None:
 
 @pytest.mark.slow
 def test_console_in_a_real_browser(tmp_path: Path, smtp_server: SmtpServer) -> None:
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed but CI=true requires the browser test")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    binary = require_chromium()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     config, settings = write_config(
@@ -99,7 +95,7 @@ def test_console_in_a_real_browser(tmp_path: Path, smtp_server: SmtpServer) -> N
         refused = httpx.post(f"{base}/hooks/smartsupp/{TOKEN}", content=body(broken))
         assert refused.status_code == 400 and refused.json()["error"] == "wrong_type"
         smtp_server.handler.wait_for_attempts(1)
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_ARGS)
+        browser = playwright.chromium.launch(executable_path=binary, args=OFFLINE_ARGS)
         try:
             # bypass_csp: axe-core is injected by the test; the pages themselves run no script.
             context = browser.new_context(
