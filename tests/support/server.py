@@ -18,6 +18,12 @@ WITH_OPEN_FILES = (
     "import os, resource, sys; n = int(sys.argv[1]);"
     " resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)); os.execv(sys.argv[2], sys.argv[2:])"
 )
+# Runs argv[2:] with the file-size limit (soft and hard) set to argv[1] bytes: a write that
+# would make any file larger fails with EFBIG (Python ignores SIGXFSZ), as on a full disk.
+WITH_FILE_SIZE = (
+    "import os, resource, sys; n = int(sys.argv[1]);"
+    " resource.setrlimit(resource.RLIMIT_FSIZE, (n, n)); os.execv(sys.argv[2], sys.argv[2:])"
+)
 
 
 def toml_value(value: Any) -> str:
@@ -35,12 +41,20 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
 
 class RelayProcess:
     """Starts ``relay serve --config CONFIG`` and waits until it listens; with ``open_files``,
-    under that open-file limit (RLIMIT_NOFILE)."""
+    under that open-file limit (RLIMIT_NOFILE); with ``file_size``, under that file-size limit
+    in bytes (RLIMIT_FSIZE)."""
 
-    def __init__(self, config: Path, timeout: float = 30.0, open_files: int | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        timeout: float = 30.0,
+        open_files: int | None = None,
+        file_size: int | None = None,
+    ) -> None:
         self.config = config
         self.timeout = timeout
         self.open_files = open_files
+        self.file_size = file_size
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self._process: subprocess.Popen[str] | None = None
@@ -52,6 +66,8 @@ class RelayProcess:
         command = [str(Path(sys.executable).with_name("relay")), "serve", "--config"]
         if self.open_files is not None:
             command = [sys.executable, "-c", WITH_OPEN_FILES, str(self.open_files), *command]
+        if self.file_size is not None:
+            command = [sys.executable, "-c", WITH_FILE_SIZE, str(self.file_size), *command]
         self._process = subprocess.Popen(
             [*command, str(self.config)],
             stdin=subprocess.DEVNULL,
