@@ -345,3 +345,29 @@ def test_example_rules_in_settings_example_are_valid(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert "settings OK: 7 rules, fallback 1 actions, 3 named destinations" in result.output
+
+
+def test_routes_test_reads_a_time_without_offset_as_utc(tmp_path: Path) -> None:
+    config = write(tmp_path, ROUTES)
+    sample = str(SAMPLES / "doc-example-v1.json")
+    args = ["routes", "test", sample, "--config", str(config), "--at", "2026-03-29T09:00"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "evaluated at 2026-03-29 09:00:00 UTC (--at)" in result.output
+
+
+def test_routes_test_names_a_bad_settings_file(tmp_path: Path) -> None:
+    config = write(tmp_path, "[[rules]]\nname = 1\n")
+    sample = str(SAMPLES / "doc-example-v1.json")
+    result = CliRunner().invoke(main, ["routes", "test", sample, "--config", str(config)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: invalid settings in {config}: ")
+    assert "name: Input should be a valid string" in result.output
+
+
+def test_routes_test_names_what_is_wrong_with_the_body(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"accountId": 1}')
+    result = CliRunner().invoke(main, ["routes", "test", str(bad)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {bad}: missing_field: ")
