@@ -104,7 +104,15 @@ class RelayProcess:
             self._reader.join(timeout=timeout)
         return code
 
-    def ensure_stopped(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+    def ensure_stopped(self, timeout: float = 30.0) -> None:
+        """Stop the relay if it still runs: SIGTERM, as systemd would (so that it ends its
+        own way, and a coverage run keeps what it measured), SIGKILL if it has not ended
+        within ``timeout``."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=timeout)
