@@ -371,3 +371,26 @@ def test_routes_test_names_what_is_wrong_with_the_body(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["routes", "test", str(bad)])
     assert result.exit_code == 1
     assert result.output.startswith(f"Error: {bad}: missing_field: ")
+
+
+def test_relay_check_says_where_teams_cards_go(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        """
+        [destinations.teams.support]
+        webhook_url = "https://tenant.example.test/workflows/abc?sig=secret"
+
+        [[rules]]
+        name = "to-teams"
+        actions = [{ type = "teams" }, { type = "teams", destination = "support" }]
+        """,
+    )
+    result = CliRunner().invoke(main, ["check", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    outbox = tmp_path / "state" / "outbox"
+    assert (
+        f"teams card -> outbox {outbox}/ as .json files, NOT sent ([teams] has no webhook_url)"
+        in result.output
+    )
+    assert "teams card -> Teams Workflows webhook https://tenant.example.test" in result.output
+    assert "secret" not in result.output and "/workflows" not in result.output
