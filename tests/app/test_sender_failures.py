@@ -10,8 +10,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from relay.config.settings import SlackSettings, SmtpSettings, WebhookDestination
-from relay.model.content import Content, EmailContent, SlackContent, WebhookContent
+from relay.config.settings import SlackSettings, SmtpSettings, TeamsSettings, WebhookDestination
+from relay.model.content import Content, EmailContent, SlackContent, TeamsContent, WebhookContent
 from relay.model.errors import (
     DeliveryTimeout,
     PermanentDeliveryError,
@@ -21,6 +21,7 @@ from relay.model.errors import (
 from relay.senders.slack import MAX_ANSWER_BYTES, SlackSender
 from relay.senders.smtp import SmtpSender
 from relay.senders.smtp_pool import SmtpPools
+from relay.senders.teams import TeamsSender
 from relay.senders.webhook import WebhookSender
 from tests.support.silent import SilentServer
 from tests.support.slack import FakeSlack, Reply
@@ -174,3 +175,18 @@ async def test_a_sender_given_content_of_another_channel_refuses_it_permanently(
     with pytest.raises(PermanentDeliveryError) as refused:
         await senders[kind].send(content, delivery_id=1)
     assert refused.value.message == (f"{kind} sender cannot send {type(content).__name__}")
+
+
+async def test_a_teams_webhook_that_never_answers_times_out_transiently() -> None:
+    with SilentServer() as silent:
+        sender = TeamsSender(TeamsSettings(webhook_url=silent.url("/w"), timeout_seconds=0.5))
+        with pytest.raises(DeliveryTimeout, match=r"^Teams webhook .* timed out$"):
+            await sender.send(TeamsContent({"type": "AdaptiveCard"}), delivery_id=1)
+
+
+async def test_teams_refuses_what_it_cannot_post() -> None:
+    with pytest.raises(ValueError, match=r"needs teams\.webhook_url"):
+        TeamsSender(TeamsSettings())
+    sender = TeamsSender(TeamsSettings(webhook_url="http://127.0.0.1:9/w"))
+    with pytest.raises(PermanentDeliveryError, match=r"^Teams sender cannot send SlackContent$"):
+        await sender.send(SLACK_POST, delivery_id=1)
