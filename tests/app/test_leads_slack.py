@@ -17,7 +17,7 @@ from litestar.testing import TestClient
 from relay.app import create_app
 from relay.config.settings import Settings
 from relay.leads.model import Lead, LeadState
-from relay.leads.slack import CLAIM, DONE, signature_problem
+from relay.leads.slack import CLAIM, DONE, ButtonPress, button_press, signature_problem
 from relay.store.opening import open_store
 from tests.support.app import wait_settled
 from tests.support.data import TOKEN, base_sections, body, sample
@@ -42,6 +42,43 @@ def test_signature_checks_follow_slacks_v0_scheme() -> None:
     assert "five minutes" in str(signature_problem(SECRET.encode(), old, raw, sign(raw, old), now))
     assert signature_problem(SECRET.encode(), "nan", raw, sign(raw, "nan"), now)
     assert signature_problem(b"", ts, raw, sign(raw, ts), now)
+    assert signature_problem(SECRET.encode(), "soon", raw, sign(raw, "soon"), now) == (
+        "no usable X-Slack-Request-Timestamp"
+    )
+
+
+def form(payload: object) -> bytes:
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+PRESS = {"type": "block_actions", "actions": [{"action_id": CLAIM, "value": "7"}]}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\xff\xfe",  # not UTF-8
+        b"text=hello",  # no payload field
+        urlencode({"payload": "{not json"}).encode(),
+        form(["block_actions"]),  # JSON, not an object
+        form({**PRESS, "type": "view_submission"}),
+        form({**PRESS, "actions": []}),
+        form({**PRESS, "actions": ["claim"]}),
+        form({**PRESS, "actions": [{"action_id": "someone_elses_button", "value": "7"}]}),
+        form({**PRESS, "actions": [{"action_id": CLAIM, "value": "seven"}]}),
+        form({**PRESS, "actions": [{"action_id": CLAIM, "value": "1" * 19}]}),
+    ],
+    ids=[
+        "not-utf8", "no-payload", "not-json", "not-object", "other-type", "no-actions",
+        "action-not-object", "other-button", "value-not-a-number", "value-too-long",
+    ],
+)  # fmt: skip
+def test_anything_but_a_lead_button_press_is_no_press(raw: bytes) -> None:
+    assert button_press(raw) is None
+
+
+def test_a_bare_lead_button_press_is_read_with_defaults() -> None:
+    assert button_press(form(PRESS)) == ButtonPress("claim", 7, "Slack", None, None, ())
 
 
 def leads(settings: Settings) -> list[Lead]:
