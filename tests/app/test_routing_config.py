@@ -394,3 +394,51 @@ def test_relay_check_says_where_teams_cards_go(tmp_path: Path) -> None:
     )
     assert "teams card -> Teams Workflows webhook https://tenant.example.test" in result.output
     assert "secret" not in result.output and "/workflows" not in result.output
+
+
+def test_routes_test_describes_every_kind_of_action(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        """
+        [destinations.slack.ops]
+        token = "xoxb-ops"
+
+        [destinations.teams.support]
+        webhook_url = "https://tenant.example.test/workflows/abc"
+
+        [destinations.freshdesk.desk]
+        api_url = "https://shop.freshdesk.example.test"
+        api_key = "k"
+
+        [destinations.zendesk.help]
+        api_url = "https://shop.zendesk.example.test"
+        email = "agent@shop.test"
+        api_token = "t"
+
+        [[rules]]
+        name = "everything"
+        actions = [
+            { type = "slack", channel = "#ops", destination = "ops" },
+            { type = "archive", path = "chats.jsonl" },
+            { type = "teams", destination = "support" },
+            { type = "freshdesk", destination = "desk", tags = ["chat"] },
+            { type = "zendesk", destination = "help" },
+        ]
+        """,
+    )
+    sample = str(SAMPLES / "doc-example-v1.json")
+    result = CliRunner().invoke(main, ["routes", "test", sample, "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    for expected in (
+        "    everything: slack to #ops via slack destination 'ops' (template 'alert')",
+        "    everything: archive: append a JSON line to chats.jsonl",
+        "    everything: teams Adaptive Card via teams destination 'support'",
+    ):
+        assert expected in lines, result.output
+    freshdesk = next(line for line in lines if "Freshdesk" in line)
+    assert "(destination 'desk'): one ticket (" in freshdesk
+    assert "tags chat); a later version adds a private note" in freshdesk
+    assert freshdesk.endswith("a placeholder requester without a visitor email")
+    zendesk = next(line for line in lines if "Zendesk" in line)
+    assert "tags smartsupp); a later version adds a private comment" in zendesk
