@@ -4,6 +4,8 @@ daily digest sent once through aiosmtpd."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from relay.senders.registry import SenderRegistry
 from relay.store import STATUSES, Intake
 from relay.store.storethread import StoreThread
 from tests.support.data import base_sections, body, sample
+from tests.support.faulty import FaultyStore
 from tests.support.leads import LINK, follow_up
 from tests.support.smtp import SmtpServer
 from tests.support.store import StoreOpener
@@ -243,3 +246,24 @@ async def test_a_digest_the_mail_server_defers_is_sent_by_a_later_pass(
     (received,) = smtp_server.handler.wait_for(1)
     assert received.rcpt_tos == ["head@shop.test"]
     assert smtp_server.handler.attempts == 2
+
+
+async def test_a_failed_follow_up_pass_is_logged_and_the_loop_stops_cleanly(
+    tmp_path: Path, open_test_store: StoreOpener, caplog: pytest.LogCaptureFixture
+) -> None:
+    snapshot = build_snapshot(make_settings(tmp_path))
+    store = FaultyStore(open_test_store())
+    store.fail("leads", sqlite3.OperationalError("database is locked"))
+    thread = StoreThread(store)
+    try:
+        never_started = FollowUpScheduler(thread, lambda: snapshot)
+        await never_started.stop()  # nothing to stop
+        scheduler = FollowUpScheduler(thread, lambda: snapshot)
+        scheduler.start()
+        assert await asyncio.to_thread(store.fired.wait, 20)
+        await scheduler.stop()
+    finally:
+        thread.close()
+    assert store.failed == ["leads"]
+    assert "follow-up pass failed; trying again in" in caplog.text
+    assert "database is locked" in caplog.text

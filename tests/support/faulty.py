@@ -15,11 +15,13 @@ from relay.store import StoreProtocol
 class FaultyStore:
     """A ``StoreProtocol`` that forwards every call to a real store, except that an operation
     named in ``fail`` raises the given error instead, as many times as it was given (a disk
-    that fills up, then has room again). ``failed`` lists the operations that failed."""
+    that fills up, then has room again). ``failed`` lists the operations that failed;
+    ``fired`` is set at the first failure (for a test to await it)."""
 
     def __init__(self, inner: StoreProtocol) -> None:
         self.inner = inner
         self.failed: list[str] = []
+        self.fired = threading.Event()
         self._faults: dict[str, list[BaseException]] = {}
         self._lock = threading.Lock()  # faults are armed by the test, raised on the store thread
 
@@ -39,6 +41,7 @@ class FaultyStore:
                 if error is not None:
                     self.failed.append(name)
             if error is not None:
+                self.fired.set()
                 raise error
             return real(*args, **kwargs)
 
