@@ -88,7 +88,13 @@ def test_action_row_reply_open_and_call() -> None:
 def test_no_open_link_without_a_conversation_url_and_bad_templates_are_refused() -> None:
     _, html = parts(render(category_body(Category.MISSED), Category.MISSED))
     assert "Open in Smartsupp" not in html
-    for template in ("javascript:alert(1)//{chat_id}", "https://x.test/{nope}", "/c/{chat_id}"):
+    for template in (
+        "javascript:alert(1)//{chat_id}",
+        "https://x.test/{nope}",
+        "/c/{chat_id}",
+        "https://x.test/{chat_id.x}",  # str.format would read an attribute
+        "https://x.test/{chat_id.upper}",
+    ):
         with pytest.raises(ConfigError, match="conversation_url"):
             renderer_for("en", conversation_url=template)
 
