@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -286,3 +287,10 @@ def test_html_part_stays_under_100_kb_with_the_whole_transcript_attached(count: 
 def test_a_short_chat_has_no_attachment() -> None:
     message = render(category_body(Category.NORMAL), Category.NORMAL)
     assert message.get_content_type() == "multipart/alternative"
+
+
+def test_a_templates_dir_that_is_no_directory_is_refused(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "templates.txt"
+    not_a_dir.write_text("x")
+    with pytest.raises(ConfigError, match=r"^render\.templates_dir: .* is not a directory$"):
+        renderer_for("en", templates_dir=str(not_a_dir))
