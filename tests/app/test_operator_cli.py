@@ -74,6 +74,8 @@ def test_queue_lists_counts_and_the_dead_delivery_with_the_server_reply(
     )
     assert "208-2" not in result.output
     assert "208-2" in relay(config, "queue", "--all").output
+    limited = relay(config, "queue", "--all", "--limit", "1").output
+    assert limited.splitlines()[-1] == "... 1 more not shown (--limit)"
 
 
 def test_retry_by_id_requeues_a_dead_delivery_which_is_then_sent(
