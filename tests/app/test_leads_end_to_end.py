@@ -214,12 +214,31 @@ def test_a_finished_lead_and_one_that_no_longer_exists_get_no_form(
         smtp={"host": "127.0.0.1", "port": smtp_server.port},
         follow_up=follow_up(),
     )
+
+    def table() -> list[str]:
+        result = CliRunner().invoke(main, ["leads", "--config", str(config)])
+        assert result.exit_code == 0, result.output
+        return result.output.splitlines()
+
     with TestClient(create_app(settings)) as client:
+        assert table() == ["no leads"]
         client.post(HOOK, content=missed_chat())
         (email,) = smtp_server.handler.wait_for(1)
         tokens = tokens_in(email.message)
         finished = submit(client, tokens["done"], open_form(client, tokens["done"]), name="Eva")
         assert finished.status_code == 200
+        header, row = table()
+        assert header.split() == [
+            "ID",
+            "STATE",
+            "CATEGORY",
+            "CREATED",
+            "(UTC)",
+            "VISITOR",
+            "/",
+            "WHO",
+        ]
+        assert re.search(r" done +missed .* done by Eva \d{4}-\d\d-\d\d \d\d:\d\d$", row), row
         # Both links now say it is done, at any time, and offer no form.
         for token in tokens.values():
             client.cookies.clear()
