@@ -303,3 +303,24 @@ def test_oauth2_settings_are_complete_and_without_a_password() -> None:
             oauth2_client_secret="x",
             password="p",
         )
+
+
+async def test_a_server_without_xoauth2_is_a_permanent_failure(
+    token_endpoint: FakeTokenEndpoint, smtp_server: SmtpServer
+) -> None:
+    # The plain aiosmtpd offers no AUTH at all: the settings cannot work with it.
+    settings = SmtpSettings(
+        **smtp_section(smtp_server.port, token_endpoint.url()), oauth2_client_secret=CLIENT_SECRET
+    )
+    pools = SmtpPools()
+    try:
+        with pytest.raises(PermanentDeliveryError) as refused:
+            await SmtpSender(settings, pools=pools).send(message(1), delivery_id=1)
+    finally:
+        await pools.close()
+    assert refused.value.message == (
+        "SMTP server cannot do what the settings require:"
+        " auth = oauth2 but the server does not offer AUTH XOAUTH2"
+    )
+    assert token_endpoint.issued == []  # no token is fetched for a server that cannot take it
+    assert smtp_server.handler.messages == []
