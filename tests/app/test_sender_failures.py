@@ -6,7 +6,9 @@ content or settings a sender cannot use. Each failure is sorted transient or per
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 
@@ -190,3 +192,24 @@ async def test_teams_refuses_what_it_cannot_post() -> None:
     sender = TeamsSender(TeamsSettings(webhook_url="http://127.0.0.1:9/w"))
     with pytest.raises(PermanentDeliveryError, match=r"^Teams sender cannot send SlackContent$"):
         await sender.send(SLACK_POST, delivery_id=1)
+
+
+@dataclass
+class NoEhloHandler(RecordingHandler):
+    """An old server: EHLO is not implemented, HELO is."""
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        return ["502 5.5.1 EHLO not implemented"]
+
+
+async def test_a_server_that_refuses_ehlo_is_greeted_with_helo(pools: SmtpPools) -> None:
+    server = SmtpServer(NoEhloHandler())
+    server.start()
+    try:
+        await smtp_sender(server.port, pools).send(email("sales@shop.test"), delivery_id=1)
+        [received] = server.handler.wait_for(1)
+    finally:
+        server.stop()
+    assert received.rcpt_tos == ["sales@shop.test"]
