@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from relay.model.errors import StoreError
-from relay.store import Store
+from relay.store import Store, StoreProtocol
 from relay.store.storethread import StoreThread
 from tests.support.store import bare_intake
 
@@ -58,3 +58,21 @@ def test_a_state_directory_that_is_no_longer_one_is_named(tmp_path: Path) -> Non
         store.close()
     assert problem is not None
     assert problem.startswith(f"the database file {state / 'relay.db'} cannot be checked: ")
+
+
+async def test_what_was_written_into_a_file_deleted_meanwhile_is_not_acknowledged(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "relay.db"
+    thread = StoreThread(Store(path))
+
+    def deleted_during_the_write(store: StoreProtocol) -> int:
+        path.unlink()  # as an operator's rm would, between the check and the commit
+        return store.accept(bare_intake(1)).conversation_id
+
+    try:
+        with pytest.raises(StoreError) as refused:
+            await thread.call(deleted_during_the_write)
+    finally:
+        thread.close()
+    assert str(refused.value) == f"the database file {path} was deleted while the relay had it open"
