@@ -15,7 +15,7 @@ import pytest
 from relay.intake.payload import parse
 from relay.model.category import Category
 from relay.model.errors import ConfigError
-from relay.render.view import phone_numbers, url_spans
+from relay.render.view import LinkView, link, phone_numbers, url_spans
 from tests.support.render import (
     EMAIL_ACTION,
     MESSAGE_ID,
@@ -109,6 +109,15 @@ def test_phone_numbers_and_links_found_in_text() -> None:
         ("https://shop.test/a?b=1", "https://shop.test/a?b=1"),
         (". and javascript:alert(1) or ftp://x.test", None),
     ]
+
+
+def test_at_most_the_limit_of_phone_numbers_and_only_well_formed_links() -> None:
+    many = phone_numbers(["603 123 451, 603 123 452, 603 123 453"], limit=2)
+    assert [p.uri for p in many] == ["tel:603123451", "tel:603123452"]
+    assert link("broken", "http://[::1/x") == LinkView("broken", None)  # not parseable
+    assert link("tab", "https://shop.test/a\tb") == LinkView("tab", None)  # control character
+    assert link(None, "  ") is None
+    assert url_spans("see http://[::1/x then") == [("see http://[::1/x then", None)]
 
 
 def test_urls_in_messages_become_links_with_safe_schemes_only() -> None:
