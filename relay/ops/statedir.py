@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from relay.model.errors import StateDirInUse
+from relay.model.errors import StateDirInUse, StoreError
 
 LOCK_NAME = "relay.lock"
 
@@ -26,10 +26,17 @@ class StateDirLock:
 
 def lock_state_dir(state_dir: Path) -> StateDirLock:
     """Take ``<state_dir>/relay.lock`` or raise ``StateDirInUse`` naming the directory and the
-    process that holds it. The kernel drops the lock when the process dies, however it dies."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    process that holds it, or ``StoreError`` if it cannot be made or opened (a file where the
+    directory should be, no permission). The kernel drops the lock when the process dies,
+    however it dies."""
     path = state_dir / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except (FileExistsError, NotADirectoryError):
+        raise StoreError(f"state directory {state_dir} is not a directory") from None
+    except OSError as exc:
+        raise StoreError(f"state directory {state_dir} cannot be used: {exc.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -54,7 +54,8 @@ def check_url_template(template: str | None) -> None:
     try:
         names = {field for _, field, _, _ in string.Formatter().parse(template) if field}
         sample = template.format(**dict.fromkeys(URL_PLACEHOLDERS, "1"))
-    except (ValueError, KeyError, IndexError) as exc:
+    except (ValueError, KeyError, IndexError, AttributeError) as exc:
+        # AttributeError: a field such as "{chat_id.x}" (str.format reads attributes).
         raise ConfigError(f"render.conversation_url: {exc}") from exc
     unknown = names - set(URL_PLACEHOLDERS)
     if unknown:

@@ -15,7 +15,8 @@ from litestar.testing import TestClient
 
 from relay.app import create_app
 from relay.config.settings import Settings
-from relay.model.content import ArchiveContent
+from relay.model.content import ArchiveContent, Content, WebhookContent
+from relay.model.errors import PermanentDeliveryError, TransientDeliveryError
 from relay.senders.archive import ArchiveSender
 from relay.store import DeliveryRow
 from tests.support.app import runtime, wait_settled
@@ -191,6 +192,26 @@ def test_archive_does_not_repeat_a_written_delivery(tmp_path: Path) -> None:
     assert (
         tmp_path / "a.jsonl"
     ).read_bytes() == b'{"delivery_id":7,"x":1}\n{"delivery_id":70,"x":2}\n'
+
+
+def test_an_archive_that_cannot_be_written_fails_transiently_and_a_bad_line_permanently(
+    tmp_path: Path,
+) -> None:
+    sender = ArchiveSender(tmp_path)
+    (tmp_path / "taken").mkdir()  # a directory where the archive file should be
+    line = b'{"delivery_id":7,"x":1}'
+
+    async def send(content: Content, delivery_id: int = 7) -> None:
+        await sender.send(content, delivery_id=delivery_id)
+
+    with pytest.raises(TransientDeliveryError, match=r"^archive taken: \[Errno 21\] Is a direc"):
+        asyncio.run(send(ArchiveContent(path="taken", line=line)))
+    for malformed, delivery_id in ((line + b"\n{}", 7), (line, 8)):  # two lines; another id
+        with pytest.raises(PermanentDeliveryError, match=r"^archive line is malformed$"):
+            asyncio.run(send(ArchiveContent(path="a.jsonl", line=malformed), delivery_id))
+    with pytest.raises(PermanentDeliveryError, match=r"^archive sender cannot send Webhook"):
+        asyncio.run(send(WebhookContent(url=None, body=b"{}")))
+    assert not (tmp_path / "a.jsonl").exists()
 
 
 @pytest.mark.usefixtures("backend")  # on each store

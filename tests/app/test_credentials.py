@@ -279,3 +279,42 @@ def test_every_file_name_in_the_deploy_guide_sets_its_setting(
     for name, value in expected.items():
         got = setting(settings, tuple(name.split("__")))
         assert (got.get_secret_value() if isinstance(got, SecretStr) else got) == value, name
+
+
+def test_a_missing_credentials_directory_is_named(
+    config: Path, credentials: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = credentials.parent / "gone"
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(missing))
+    with pytest.raises(ConfigError, match=f"^credentials directory {missing} does not exist$"):
+        load_settings(config)
+
+
+def test_a_credentials_directory_that_is_a_file_is_named(
+    config: Path, credentials: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(config))
+    with pytest.raises(ConfigError, match=f"^credentials directory {config} cannot be read: "):
+        load_settings(config)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "is not a regular file"),  # a directory of that name
+        (b"x" * (1024 * 1024 + 1), "is larger than 1048576 bytes"),
+        (b"\xff\xfepassword", "is not UTF-8 text"),
+    ],
+    ids=["directory", "too-large", "not-utf8"],
+)
+def test_a_credential_that_cannot_be_a_value_is_refused(
+    config: Path, credentials: Path, content: bytes | None, problem: str
+) -> None:
+    file = credentials / "relay_smtp__password"
+    if content is None:
+        file.mkdir()
+    else:
+        file.write_bytes(content)
+    with pytest.raises(ConfigError) as refused:
+        load_settings(config)
+    assert str(refused.value) == f"credential {file} {problem}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,8 @@ from relay.senders.answers import transport_failure
 from relay.senders.crm.http import Api, classify, failure_kind
 from relay.store import Store
 from relay.store.base import MIGRATIONS, SCHEMA_VERSION
+from tests.support.silent import SilentServer
+from tests.support.webhook import Answer, FakeEndpoint
 
 NOW = 1_700_000_000.0
 
@@ -93,6 +96,51 @@ async def test_a_closed_port_is_a_transient_connection_failure() -> None:
         with pytest.raises(DeliveryConnectionError) as caught:
             await api.call(client, "GET", "/v1/leads")
     assert "SECRET123" not in caught.value.message
+
+
+@pytest.fixture
+def endpoint() -> Iterator[FakeEndpoint]:
+    fake = FakeEndpoint()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+async def test_answers_without_json_are_empty_when_allowed_and_transient_otherwise(
+    endpoint: FakeEndpoint,
+) -> None:
+    endpoint.answers = [
+        Answer(204, b""),
+        Answer(404, b"<h1>Not found</h1>"),
+        Answer(200, b"<html>a proxy's page</html>"),
+    ]
+    api = Api("X", endpoint.url(""), error_text=str, timeout=5)
+    async with api.client() as client:
+        assert await api.call(client, "POST", "/v1/a") == (204, None)
+        assert await api.call(client, "POST", "/v1/b", allow=(404,)) == (404, None)
+        with pytest.raises(TransientDeliveryError) as caught:
+            await api.call(client, "POST", "/v1/c")
+    assert not isinstance(caught.value, PermanentDeliveryError)
+    assert caught.value.message == "X answered HTTP 200 with a body that is no JSON"
+
+
+async def test_an_api_that_never_answers_times_out() -> None:
+    with SilentServer() as silent:
+        api = Api("X", silent.url(""), error_text=str, timeout=0.5)
+        async with api.client() as client:
+            with pytest.raises(DeliveryTimeout) as caught:
+                await api.call(client, "GET", "/v1/me")
+    assert caught.value.message == "X timed out: ReadTimeout"
+
+
+def test_a_status_outside_the_table_is_permanent_and_an_unknown_transport_error_transient() -> None:
+    assert failure_kind(199) is PermanentDeliveryError
+    request = httpx.Request("GET", "https://api.example.test/")
+    failure = transport_failure("X", httpx.DecodingError("bad gzip", request=request))
+    assert (type(failure), failure.message) == (
+        TransientDeliveryError,
+        "X request failed: DecodingError",
+    )
 
 
 def two_versions(path: Path) -> None:

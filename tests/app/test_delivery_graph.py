@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -11,13 +12,22 @@ from litestar.testing import TestClient
 
 from relay.app import create_app
 from relay.config.settings import Settings, SmtpSettings, load_settings
-from relay.model.errors import PermanentDeliveryError, RateLimited, TransientDeliveryError
-from relay.senders.graph import classify_graph
+from relay.model.content import EmailContent, SlackContent
+from relay.model.errors import (
+    DeliveryConnectionError,
+    DeliveryTimeout,
+    PermanentDeliveryError,
+    RateLimited,
+    TransientDeliveryError,
+)
+from relay.senders.graph import GraphSender, classify_graph
 from tests.support.app import wait_settled
 from tests.support.config import to_toml
 from tests.support.data import TOKEN, base_sections, sample
 from tests.support.graph import GRAPH_SCOPE, FakeGraph, GraphAnswer
 from tests.support.oauth import CLIENT_ID, CLIENT_SECRET, FakeTokenEndpoint
+from tests.support.silent import SilentServer
+from tests.support.smtp import free_port
 from tests.support.store import deliveries
 
 HOOK = f"/hooks/smartsupp/{TOKEN}"
@@ -190,3 +200,64 @@ def test_graph_transport_needs_oauth2_and_a_sender() -> None:
             oauth2_client_id="id",
             oauth2_client_secret="s",
         )
+
+
+def graph_sender(token_endpoint: FakeTokenEndpoint, graph_url: str) -> GraphSender:
+    return GraphSender(
+        SmtpSettings(
+            transport="graph",
+            graph_sender=MAILBOX,
+            graph_url=graph_url,
+            auth="oauth2",
+            oauth2_token_url=token_endpoint.url(),
+            oauth2_client_id=CLIENT_ID,
+            oauth2_client_secret=CLIENT_SECRET,
+            oauth2_scope=GRAPH_SCOPE,
+            timeout_seconds=0.5,
+        )
+    )
+
+
+def an_email(*recipients: str) -> EmailContent:
+    message = EmailMessage()
+    message["From"] = f"Relay <{MAILBOX}>"
+    message["To"] = "sales@shop.test"
+    message["Subject"] = "A missed chat"
+    message["Message-ID"] = "<1@shop.test>"
+    message.set_content("Hello")
+    return EmailContent(message, recipients)
+
+
+async def test_a_graph_api_that_never_answers_times_out_transiently(
+    token_endpoint: FakeTokenEndpoint,
+) -> None:
+    with SilentServer() as silent:
+        sender = graph_sender(token_endpoint, silent.url())
+        with pytest.raises(
+            DeliveryTimeout,
+            match=r"^Microsoft Graph graph_url http://127\.0\.0\.1:\d+/v1\.0/\*\*\* timed out: ",
+        ):
+            await sender.send(an_email("sales@shop.test"), delivery_id=1)
+
+
+async def test_an_unreachable_graph_api_is_a_transient_connection_failure(
+    token_endpoint: FakeTokenEndpoint,
+) -> None:
+    sender = graph_sender(token_endpoint, f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(
+        DeliveryConnectionError,
+        match=r"^Microsoft Graph graph_url http://127\.0\.0\.1:\d+/v1\.0/\*\*\* connection failed: "
+        r"ConnectError$",
+    ):
+        await sender.send(an_email("sales@shop.test"), delivery_id=1)
+
+
+async def test_graph_sends_nothing_when_every_recipient_is_done_or_the_content_is_no_email(
+    token_endpoint: FakeTokenEndpoint, graph: FakeGraph
+) -> None:
+    sender = graph_sender(token_endpoint, graph.url)
+    await sender.send(an_email("sales@shop.test"), delivery_id=1, skip=("sales@shop.test",))
+    slack = SlackContent(channel="#sales", text="hi", blocks=())
+    with pytest.raises(PermanentDeliveryError, match=r"^Graph sender cannot send SlackContent$"):
+        await sender.send(slack, delivery_id=1)
+    assert graph.submitted == []

@@ -17,6 +17,7 @@ from relay.app import create_app
 from relay.config.settings import Settings, SmtpSettings, load_settings
 from relay.model.content import EmailContent
 from relay.model.errors import (
+    DeliveryConnectionError,
     DeliveryTimeout,
     PermanentDeliveryError,
     RateLimited,
@@ -237,6 +238,18 @@ async def test_a_token_endpoint_that_never_answers_is_a_transient_timeout() -> N
             await cache.token()
 
 
+async def test_an_unreachable_token_endpoint_is_a_transient_connection_failure() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    cache = TokenCache(
+        ClientCredentials(f"http://127.0.0.1:{port}/token", CLIENT_ID, CLIENT_SECRET, SCOPE),
+        timeout_seconds=5,
+    )
+    with pytest.raises(DeliveryConnectionError, match=r"/token connection failed: ConnectError"):
+        await cache.token()
+
+
 def test_token_endpoint_errors_are_sorted_as_rfc_6749_says() -> None:
     def body(error: str, description: str = "") -> bytes:
         return json.dumps({"error": error, "error_description": description}).encode()
@@ -266,6 +279,9 @@ def test_token_lifetimes_are_renewed_before_they_end() -> None:
     assert short is not None and short.refresh_at == 30.0
     assert parse_token(b'{"token_type": "Bearer"}', 0.0) is None
     assert parse_token(b"not json", 0.0) is None
+    # A lifetime that is no number: the usual hour.
+    vague = parse_token(b'{"access_token": "c", "expires_in": "soon"}', 0.0)
+    assert vague is not None and vague.expires_at == 3600.0
 
 
 def test_the_xoauth2_string_is_the_documented_sasl_format() -> None:
@@ -287,3 +303,24 @@ def test_oauth2_settings_are_complete_and_without_a_password() -> None:
             oauth2_client_secret="x",
             password="p",
         )
+
+
+async def test_a_server_without_xoauth2_is_a_permanent_failure(
+    token_endpoint: FakeTokenEndpoint, smtp_server: SmtpServer
+) -> None:
+    # The plain aiosmtpd offers no AUTH at all: the settings cannot work with it.
+    settings = SmtpSettings(
+        **smtp_section(smtp_server.port, token_endpoint.url()), oauth2_client_secret=CLIENT_SECRET
+    )
+    pools = SmtpPools()
+    try:
+        with pytest.raises(PermanentDeliveryError) as refused:
+            await SmtpSender(settings, pools=pools).send(message(1), delivery_id=1)
+    finally:
+        await pools.close()
+    assert refused.value.message == (
+        "SMTP server cannot do what the settings require:"
+        " auth = oauth2 but the server does not offer AUTH XOAUTH2"
+    )
+    assert token_endpoint.issued == []  # no token is fetched for a server that cannot take it
+    assert smtp_server.handler.messages == []

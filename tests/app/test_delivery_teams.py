@@ -243,3 +243,20 @@ def test_a_lead_card_has_a_claim_button_and_open_in_smartsupp(
         "title": "Open in Smartsupp",
         "url": f"https://app.smartsupp.com/chats/{data['channel']['id']}",
     }
+
+
+def test_a_card_for_a_bare_conversation_is_valid_and_has_only_what_is_known() -> None:
+    conversation = parse(b'{"accountId":1,"channel":{"id":2,"isMissed":true}}')
+    view = build_view(conversation, Category.MISSED, Translator("en", UTC))
+    body = TeamsContent(build_card(view, Translator("en", UTC))).body()
+    assert not list(card_validator().iter_errors(body))
+    card = body["attachments"][0]["content"]
+    texts = ["".join(run["text"] for run in block.get("inlines", [])) for block in card["body"]]
+    # The header (in its container), the one fact known, no messages, the chat's ids.
+    assert texts == [
+        "",
+        "Visitor: Unknown visitor",
+        "The conversation has no messages.",
+        "Chat 2 · account 1",
+    ]
+    assert "actions" not in card

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from relay.config.settings import SmtpSettings, load_settings
 from relay.model.content import EmailContent
 from relay.model.errors import ConfigError, PermanentDeliveryError
+from relay.senders.google_jwt import ServiceAccountKey, ServiceAccountKeyError
 from relay.senders.smtp import SmtpSender
 from relay.senders.smtp_pool import SmtpPools
 from tests.support.config import to_toml
@@ -157,3 +158,23 @@ def test_a_broken_key_is_refused_without_showing_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a PEM key") as refused:
         load_settings(config, secrets_dir=credentials)
     assert "AAAA" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("[1, 2]", "the service-account key is not a JSON object"),
+        (json.dumps({"client_email": ACCOUNT}), "lacks client_email or private_key"),
+        ("ec", "the service-account private_key is not an RSA key"),
+    ],
+)
+def test_a_key_that_is_no_rsa_service_account_key_is_refused(key: str, problem: str) -> None:
+    if key == "ec":  # a well-formed PEM key of another kind
+        pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        key = json.dumps({"client_email": ACCOUNT, "private_key": pem.decode()})
+    with pytest.raises(ServiceAccountKeyError, match=problem):
+        ServiceAccountKey.from_json(key)

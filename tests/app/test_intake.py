@@ -131,3 +131,16 @@ def test_generated_token_is_kept_in_state_dir(
             client.post(f"/hooks/smartsupp/{token}", content=body(sample("v1"))).status_code == 200
         )
     assert create_app(settings).state.runtime.hook_token == token
+
+
+def test_an_allowlist_refuses_a_caller_whose_address_is_no_ip_address(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # Litestar's test client reports its peer as "testclient", as a Unix-socket peer has no
+    # IP address either: an allowlist cannot admit it.
+    settings = make_settings(server={"hook_allowlist": ["127.0.0.0/8"]})
+    with TestClient(create_app(settings)) as client:
+        response = client.post(f"/hooks/smartsupp/{TOKEN}", content=body(sample("v1")))
+    assert response.status_code == 403
+    assert response.json() == {"error": "forbidden", "message": "address testclient may not post"}
+    assert rows(settings, "conversations") == 0

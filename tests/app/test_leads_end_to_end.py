@@ -204,3 +204,57 @@ def test_hostile_visitor_names_and_claimer_names_stay_inert(
         assert (
             "<b>Eve</b>" not in claimed.text and "&lt;b&gt;Eve&lt;/b&gt; X-Evil: 1" in claimed.text
         )
+
+
+def test_a_finished_lead_and_one_that_no_longer_exists_get_no_form(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    config, settings = write_config(
+        tmp_path,
+        smtp={"host": "127.0.0.1", "port": smtp_server.port},
+        follow_up=follow_up(),
+    )
+
+    def table() -> list[str]:
+        result = CliRunner().invoke(main, ["leads", "--config", str(config)])
+        assert result.exit_code == 0, result.output
+        return result.output.splitlines()
+
+    with TestClient(create_app(settings)) as client:
+        assert table() == ["no leads"]
+        client.post(HOOK, content=missed_chat())
+        (email,) = smtp_server.handler.wait_for(1)
+        tokens = tokens_in(email.message)
+        finished = submit(client, tokens["done"], open_form(client, tokens["done"]), name="Eva")
+        assert finished.status_code == 200
+        header, row = table()
+        assert header.split() == [
+            "ID",
+            "STATE",
+            "CATEGORY",
+            "CREATED",
+            "(UTC)",
+            "VISITOR",
+            "/",
+            "WHO",
+        ]
+        assert re.search(r" done +missed .* done by Eva \d{4}-\d\d-\d\d \d\d:\d\d$", row), row
+        # Both links now say it is done, at any time, and offer no form.
+        for token in tokens.values():
+            client.cookies.clear()
+            shown = client.get(f"/leads/{token}")
+            assert shown.status_code == 200
+            assert re.search(r"Already done by Eva at \d{1,2}:\d{2}", shown.text)
+            assert form_of(shown.text)[0] is None
+
+        # A well-signed link to a lead that is not (or no longer) in the store.
+        gone_id = leads_json(config)[0]["id"] + 1000
+        gone = links.sign(LINK_KEY.encode(), "claim", gone_id, int(time.time()) + 3600)
+        client.cookies.clear()
+        shown = client.get(f"/leads/{gone}")
+        assert shown.status_code == 404 and "This lead no longer exists" in shown.text
+        nonce = "n" * 22
+        form = {"nonce": nonce, "csrf": links.csrf(LINK_KEY.encode(), gone, nonce)}
+        for name in ("Eva", ""):  # with a name it is tried; without, the form is shown again
+            posted = submit(client, gone, form, name=name)
+            assert posted.status_code == 404 and "This lead no longer exists" in posted.text

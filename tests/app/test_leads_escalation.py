@@ -4,10 +4,14 @@ daily digest sent once through aiosmtpd."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import pytest
 
 from relay.app import build_snapshot
 from relay.config.settings import Settings
@@ -17,6 +21,7 @@ from relay.senders.registry import SenderRegistry
 from relay.store import STATUSES, Intake
 from relay.store.storethread import StoreThread
 from tests.support.data import base_sections, body, sample
+from tests.support.faulty import FaultyStore
 from tests.support.leads import LINK, follow_up
 from tests.support.smtp import SmtpServer
 from tests.support.store import StoreOpener
@@ -208,3 +213,57 @@ async def test_the_digest_is_sent_once_at_its_time_even_across_a_restart(
     html = message.get_body(preferencelist=("html",)).get_content()
     assert LINK.search(html) is not None
     assert "Zmeškané chaty podle hodiny" in html
+
+
+async def test_a_digest_the_mail_server_defers_is_sent_by_a_later_pass(
+    tmp_path: Path,
+    open_test_store: StoreOpener,
+    smtp_server: SmtpServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = Settings(
+        **base_sections(tmp_path / "state"),
+        smtp={"host": "127.0.0.1", "port": smtp_server.port, "from_address": "R <r@shop.test>"},
+        follow_up=follow_up(business_hours=OFFICE, digest_at="08:00", digest_to=["head@shop.test"]),
+    )
+    senders = SenderRegistry()
+    snapshot = build_snapshot(settings, senders)
+    clock = Clock(at(2026, 12, 3, 8, 0, 30))
+    smtp_server.handler.data_replies = ["451 4.3.0 Try again later"]
+    thread = StoreThread(open_test_store())
+    try:
+        await thread.call(lambda s: s.accept(missed(1), now=at(2026, 12, 2, 9, 0)))
+        scheduler = FollowUpScheduler(thread, lambda: snapshot, clock=clock)
+        assert (await scheduler.run_once()).digest is None  # deferred: the day is released
+        clock.now = at(2026, 12, 3, 8, 1)
+        assert (await scheduler.run_once()).digest is not None
+    finally:
+        thread.close()
+        await senders.close()
+    assert "the follow-up digest of 2026-12-03 could not be sent (SMTP server deferred" in (
+        caplog.text
+    )
+    (received,) = smtp_server.handler.wait_for(1)
+    assert received.rcpt_tos == ["head@shop.test"]
+    assert smtp_server.handler.attempts == 2
+
+
+async def test_a_failed_follow_up_pass_is_logged_and_the_loop_stops_cleanly(
+    tmp_path: Path, open_test_store: StoreOpener, caplog: pytest.LogCaptureFixture
+) -> None:
+    snapshot = build_snapshot(make_settings(tmp_path))
+    store = FaultyStore(open_test_store())
+    store.fail("leads", sqlite3.OperationalError("database is locked"))
+    thread = StoreThread(store)
+    try:
+        never_started = FollowUpScheduler(thread, lambda: snapshot)
+        await never_started.stop()  # nothing to stop
+        scheduler = FollowUpScheduler(thread, lambda: snapshot)
+        scheduler.start()
+        assert await asyncio.to_thread(store.fired.wait, 20)
+        await scheduler.stop()
+    finally:
+        thread.close()
+    assert store.failed == ["leads"]
+    assert "follow-up pass failed; trying again in" in caplog.text
+    assert "database is locked" in caplog.text

@@ -17,12 +17,12 @@ from litestar.testing import TestClient
 from relay.app import create_app
 from relay.config.settings import Settings
 from relay.leads.model import Lead, LeadState
-from relay.leads.slack import CLAIM, DONE, signature_problem
+from relay.leads.slack import CLAIM, DONE, ButtonPress, button_press, signature_problem
 from relay.store.opening import open_store
 from tests.support.app import wait_settled
 from tests.support.data import TOKEN, base_sections, body, sample
 from tests.support.leads import follow_up
-from tests.support.slack import FakeSlack
+from tests.support.slack import FakeSlack, Reply
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
@@ -42,6 +42,43 @@ def test_signature_checks_follow_slacks_v0_scheme() -> None:
     assert "five minutes" in str(signature_problem(SECRET.encode(), old, raw, sign(raw, old), now))
     assert signature_problem(SECRET.encode(), "nan", raw, sign(raw, "nan"), now)
     assert signature_problem(b"", ts, raw, sign(raw, ts), now)
+    assert signature_problem(SECRET.encode(), "soon", raw, sign(raw, "soon"), now) == (
+        "no usable X-Slack-Request-Timestamp"
+    )
+
+
+def form(payload: object) -> bytes:
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+PRESS = {"type": "block_actions", "actions": [{"action_id": CLAIM, "value": "7"}]}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\xff\xfe",  # not UTF-8
+        b"text=hello",  # no payload field
+        urlencode({"payload": "{not json"}).encode(),
+        form(["block_actions"]),  # JSON, not an object
+        form({**PRESS, "type": "view_submission"}),
+        form({**PRESS, "actions": []}),
+        form({**PRESS, "actions": ["claim"]}),
+        form({**PRESS, "actions": [{"action_id": "someone_elses_button", "value": "7"}]}),
+        form({**PRESS, "actions": [{"action_id": CLAIM, "value": "seven"}]}),
+        form({**PRESS, "actions": [{"action_id": CLAIM, "value": "1" * 19}]}),
+    ],
+    ids=[
+        "not-utf8", "no-payload", "not-json", "not-object", "other-type", "no-actions",
+        "action-not-object", "other-button", "value-not-a-number", "value-too-long",
+    ],
+)  # fmt: skip
+def test_anything_but_a_lead_button_press_is_no_press(raw: bytes) -> None:
+    assert button_press(raw) is None
+
+
+def test_a_bare_lead_button_press_is_read_with_defaults() -> None:
+    assert button_press(form(PRESS)) == ButtonPress("claim", 7, "Slack", None, None, ())
 
 
 def leads(settings: Settings) -> list[Lead]:
@@ -156,3 +193,31 @@ def test_done_from_slack_finishes_the_lead(settings: Settings, fake_slack: FakeS
     assert (done.state, done.done_by) == (LeadState.DONE, "jana")
     assert "Already done by jana" in calls[1].body["text"]
     assert not any(b.get("type") == "actions" for b in calls[1].body["blocks"])
+
+
+def test_signed_presses_of_other_buttons_or_leads_change_nothing_and_a_failed_update_is_logged(
+    settings: Settings, fake_slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = sample("v1")
+    data["channel"]["isMissed"] = True
+    with TestClient(create_app(settings)) as client:
+        client.post(f"/hooks/smartsupp/{TOKEN}", content=body(data))
+        (posted,) = fake_slack.wait_for(1)
+        (lead,) = leads(settings)
+        now = str(int(time.time()))
+        other = form({"type": "block_actions", "actions": [{"action_id": "poll", "value": "1"}]})
+        answer = post(client, other, now, sign(other, now))
+        assert (answer.status_code, answer.content) == (200, b"")
+        unknown = interaction(lead.id + 1000, posted.body["blocks"])
+        answer = post(client, unknown, now, sign(unknown, now))
+        assert (answer.status_code, answer.json()) == (200, {"text": "no such lead"})
+        assert leads(settings)[0].state is LeadState.OPEN
+
+        # Slack refuses the update of its message: the claim stands, the failure is logged.
+        fake_slack.replies = [Reply(body={"ok": False, "error": "message_not_found"})]
+        claim = interaction(lead.id, posted.body["blocks"])
+        assert post(client, claim, now, sign(claim, now)).status_code == 200
+        fake_slack.wait_for(2)
+    assert leads(settings)[0].state is LeadState.CLAIMED
+    assert f"lead {lead.id}: chat.update failed" in caplog.text
+    assert "message_not_found" in caplog.text

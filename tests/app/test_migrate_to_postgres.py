@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from relay.cli import main
 from relay.leads.model import LeadFacts, claim
+from relay.ops.statedir import lock_state_dir
 from relay.routing.decide import PlannedDelivery
 from relay.routing.rules import EmailAction
 from relay.store import STATUSES, Intake, Store
@@ -136,3 +137,24 @@ def test_migrate_brings_the_configured_store_to_the_schema_version(
     result = CliRunner().invoke(main, ["migrate", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert "schema version" in result.output
+
+
+def test_migrate_to_postgres_refuses_what_it_cannot_copy(tmp_path: Path) -> None:
+    config, settings = write_config(tmp_path)
+    state = Path(settings.storage.state_dir)
+    nowhere = "postgresql://relay@127.0.0.1:9/relay"  # never reached: each refusal comes first
+
+    def migrate(url: str) -> str:
+        args = ["migrate", "--config", str(config), "--to-postgres", url]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1
+        return result.output
+
+    assert "--to-postgres expects a postgresql://... URL" in migrate("mysql://relay@db/relay")
+    assert f"no store at {state / 'relay.db'}" in migrate(nowhere)
+    sqlite_store(state).close()
+    held = lock_state_dir(state)  # a running relay holds its state directory
+    try:
+        assert "is in use by another relay" in migrate(nowhere)
+    finally:
+        held.release()

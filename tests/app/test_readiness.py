@@ -13,9 +13,10 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from relay.app import create_app, database_path
+from relay.app import build_snapshot, create_app, database_path
 from relay.config.settings import Settings
 from relay.ops.health import StoreState, evaluate
+from relay.runtime import Runtime
 from relay.store.opening import postgres_url
 from tests.support.app import runtime, wait_settled
 from tests.support.data import TOKEN, body, sample
@@ -199,3 +200,17 @@ def test_verdict(state: StoreState | str, now: float, ready: bool) -> None:
     verdict = evaluate(state, worker_running=True, now=now, max_backlog_age=100.0)
     assert verdict.ready is ready
     assert verdict.as_json()["status"] == ("ready" if ready else "not_ready")
+
+
+async def test_a_relay_not_started_is_not_ready_and_has_no_store_or_worker(
+    make_settings: Callable[..., Settings],
+) -> None:
+    runtime = Runtime(snapshot=build_snapshot(make_settings()))
+    verdict = await runtime.readiness()
+    assert not verdict.ready
+    assert verdict.checks["store"].detail == "the store is not open"
+    assert verdict.checks["worker"].detail == "stopped"
+    with pytest.raises(RuntimeError, match=r"^the store is not open \(app not started\)$"):
+        _ = runtime.store
+    with pytest.raises(RuntimeError, match=r"^the worker is not running \(app not started\)$"):
+        _ = runtime.worker

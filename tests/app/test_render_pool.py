@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import resource
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -154,3 +156,34 @@ async def test_helpers_killed_during_renders_make_every_render_fall_back_never_f
         pool.close()
         pool.close()  # closing twice is harmless
     assert multiprocessing.active_children() == []
+
+
+async def test_helpers_that_cannot_start_mean_in_process_rendering_from_then_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from relay.config.settings import EmailAction, RenderSettings  # noqa: PLC0415 -- local
+    from relay.render.pool import PoolUnavailable, RenderJob, RenderPool  # noqa: PLC0415 -- local
+
+    job = RenderJob(
+        RenderSettings(), "Relay <r@shop.test>", body(sample("v1")), "normal",
+        EmailAction(type="email", to=["sales@shop.test"]),
+    )  # fmt: skip
+    pool = RenderPool(1)
+    # No file descriptor left (the open-file limit at the lowest free one), as in a sandbox
+    # that allows no more: the helpers' pipes cannot be made.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowest_free = os.dup(0)
+    os.close(lowest_free)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+    try:
+        with pytest.raises(PoolUnavailable):
+            await pool.render(job)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert "render helper processes unavailable" in caplog.text
+    assert "Too many open files" in caplog.text
+    # From then on the helpers are not tried again: every render is in-process.
+    with pytest.raises(PoolUnavailable):
+        await pool.render(job)
+    assert multiprocessing.active_children() == []
+    pool.close()

@@ -345,3 +345,100 @@ def test_example_rules_in_settings_example_are_valid(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert "settings OK: 7 rules, fallback 1 actions, 3 named destinations" in result.output
+
+
+def test_routes_test_reads_a_time_without_offset_as_utc(tmp_path: Path) -> None:
+    config = write(tmp_path, ROUTES)
+    sample = str(SAMPLES / "doc-example-v1.json")
+    args = ["routes", "test", sample, "--config", str(config), "--at", "2026-03-29T09:00"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "evaluated at 2026-03-29 09:00:00 UTC (--at)" in result.output
+
+
+def test_routes_test_names_a_bad_settings_file(tmp_path: Path) -> None:
+    config = write(tmp_path, "[[rules]]\nname = 1\n")
+    sample = str(SAMPLES / "doc-example-v1.json")
+    result = CliRunner().invoke(main, ["routes", "test", sample, "--config", str(config)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: invalid settings in {config}: ")
+    assert "name: Input should be a valid string" in result.output
+
+
+def test_routes_test_names_what_is_wrong_with_the_body(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"accountId": 1}')
+    result = CliRunner().invoke(main, ["routes", "test", str(bad)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {bad}: missing_field: ")
+
+
+def test_relay_check_says_where_teams_cards_go(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        """
+        [destinations.teams.support]
+        webhook_url = "https://tenant.example.test/workflows/abc?sig=secret"
+
+        [[rules]]
+        name = "to-teams"
+        actions = [{ type = "teams" }, { type = "teams", destination = "support" }]
+        """,
+    )
+    result = CliRunner().invoke(main, ["check", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    outbox = tmp_path / "state" / "outbox"
+    assert (
+        f"teams card -> outbox {outbox}/ as .json files, NOT sent ([teams] has no webhook_url)"
+        in result.output
+    )
+    assert "teams card -> Teams Workflows webhook https://tenant.example.test" in result.output
+    assert "secret" not in result.output and "/workflows" not in result.output
+
+
+def test_routes_test_describes_every_kind_of_action(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        """
+        [destinations.slack.ops]
+        token = "xoxb-ops"
+
+        [destinations.teams.support]
+        webhook_url = "https://tenant.example.test/workflows/abc"
+
+        [destinations.freshdesk.desk]
+        api_url = "https://shop.freshdesk.example.test"
+        api_key = "k"
+
+        [destinations.zendesk.help]
+        api_url = "https://shop.zendesk.example.test"
+        email = "agent@shop.test"
+        api_token = "t"
+
+        [[rules]]
+        name = "everything"
+        actions = [
+            { type = "slack", channel = "#ops", destination = "ops" },
+            { type = "archive", path = "chats.jsonl" },
+            { type = "teams", destination = "support" },
+            { type = "freshdesk", destination = "desk", tags = ["chat"] },
+            { type = "zendesk", destination = "help" },
+        ]
+        """,
+    )
+    sample = str(SAMPLES / "doc-example-v1.json")
+    result = CliRunner().invoke(main, ["routes", "test", sample, "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    for expected in (
+        "    everything: slack to #ops via slack destination 'ops' (template 'alert')",
+        "    everything: archive: append a JSON line to chats.jsonl",
+        "    everything: teams Adaptive Card via teams destination 'support'",
+    ):
+        assert expected in lines, result.output
+    freshdesk = next(line for line in lines if "Freshdesk" in line)
+    assert "(destination 'desk'): one ticket (" in freshdesk
+    assert "tags chat); a later version adds a private note" in freshdesk
+    assert freshdesk.endswith("a placeholder requester without a visitor email")
+    zendesk = next(line for line in lines if "Zendesk" in line)
+    assert "tags smartsupp); a later version adds a private comment" in zendesk

@@ -246,3 +246,24 @@ def test_settings_accept_a_good_webhook_url_unchanged() -> None:
         destinations={"webhook": {"crm": {"url": url}}},
     )
     assert settings.destinations.webhook["crm"].url == url
+
+
+def test_http_client_libraries_log_warnings_only_and_with_urls_masked() -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    # Configured twice, as a reload does: the second handler replaces the first.
+    configure_logging(LoggingSettings(), io.StringIO(), journal=False)
+    handler = configure_logging(LoggingSettings(), stream, journal=False)
+    try:
+        assert [h for h in root.handlers if h.get_name() == "relay"] == [handler]
+        client = logging.getLogger("httpx")
+        client.info("HTTP Request: POST %s", f"http://h/hook?token={SECRET}")
+        client.warning("retrying %s", f"https://relay:{SECRET}@h/hook")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    output = stream.getvalue()
+    assert "HTTP Request" not in output  # below WARNING
+    assert "retrying https://relay:***@h/hook" in output
+    assert SECRET not in output

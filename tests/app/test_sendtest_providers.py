@@ -15,7 +15,8 @@ from tests.support.config import to_toml
 from tests.support.data import base_sections
 from tests.support.graph import GRAPH_SCOPE, FakeGraph
 from tests.support.oauth import CLIENT_ID, CLIENT_SECRET, SCOPE, FakeTokenEndpoint, XOAuth2Handler
-from tests.support.smtp import SmtpServer
+from tests.support.slack import FakeSlack, Reply
+from tests.support.smtp import SmtpServer, free_port
 from tests.support.teams import FakeTeams
 
 MAILBOX = "relay@shop.test"
@@ -132,3 +133,78 @@ def test_send_test_teams_without_a_url_says_nothing_was_sent(tmp_path: Path) -> 
     result = send_test(tmp_path, CLIENT_SECRET, "--teams")
     assert result.exit_code == 1
     assert "FAILED Teams card: NOT sent: [teams] has no webhook_url" in result.output
+
+
+# --- Slack, Teams and the address, against loopback fakes (no SMTP needed: the email line is
+# the outbox's "NOT sent") ---------------------------------------------------------------------
+
+
+def send_test_slack(tmp_path: Path, *args: str, **slack: Any) -> Any:
+    data = {**base_sections(tmp_path / "state"), "slack": slack}
+    config = tmp_path / "relay.toml"
+    config.write_text(to_toml(data), encoding="utf-8")
+    command = ["send-test", "--config", str(config), "--to", "owner@shop.test", *args]
+    return CliRunner().invoke(main, command)
+
+
+def slack_line(result: Any) -> str:
+    email, slack = result.output.splitlines()
+    assert email.startswith("FAILED email to owner@shop.test: NOT sent: [smtp] has no host")
+    return str(slack)
+
+
+def test_send_test_posts_to_slack_with_the_bot_token(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    fake_slack.replies = [Reply(body={"ok": True, "channel": "C1", "ts": "1.2"})]
+    result = send_test_slack(
+        tmp_path, "--channel", "#sales", token="xoxb-test", api_url=fake_slack.url
+    )
+    assert slack_line(result) == (
+        "ok     Slack message to #sales (chat.postMessage): ok=True channel=C1 ts=1.2"
+    )
+    [call] = fake_slack.calls
+    assert (call.path, call.body["channel"]) == ("/chat.postMessage", "#sales")
+
+
+def test_send_test_posts_to_a_slack_incoming_webhook(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    fake_slack.replies = [Reply(body="ok")]
+    result = send_test_slack(tmp_path, "--channel", "#x", webhook_url=f"{fake_slack.url}hook")
+    assert slack_line(result) == "ok     Slack incoming webhook: HTTP 200 ok"
+
+
+def test_send_test_prints_slacks_refusal(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    fake_slack.replies = [Reply(body={"ok": False, "error": "channel_not_found"})]
+    result = send_test_slack(
+        tmp_path, "--channel", "#gone", token="xoxb-test", api_url=fake_slack.url
+    )
+    assert result.exit_code == 1
+    assert slack_line(result) == (
+        "FAILED Slack message to #gone: Slack refused: {'ok': False, 'error': 'channel_not_found'}"
+    )
+
+
+def test_send_test_says_when_slack_cannot_be_reached(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/hook"
+    result = send_test_slack(tmp_path, "--channel", "#x", webhook_url=url)
+    assert result.exit_code == 1
+    assert slack_line(result).startswith("FAILED Slack message to #x: connection failed: ")
+
+
+def test_send_test_says_when_the_teams_webhook_cannot_be_reached(tmp_path: Path) -> None:
+    data = {**base_sections(tmp_path / "state"), "teams": {"webhook_url": "http://127.0.0.1:9/x"}}
+    config = tmp_path / "relay.toml"
+    config.write_text(to_toml(data), encoding="utf-8")
+    command = ["send-test", "--config", str(config), "--to", "owner@shop.test", "--teams"]
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 1
+    teams = result.output.splitlines()[1]
+    assert teams.startswith("FAILED Teams card via the Workflows webhook: ")
+    assert "connection failed" in teams
+
+
+def test_send_test_refuses_an_address_that_is_not_one(tmp_path: Path) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text(to_toml(base_sections(tmp_path / "state")), encoding="utf-8")
+    command = ["send-test", "--config", str(config), "--to", "not an address"]
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 1
+    assert result.output.startswith("FAILED email: --to: ")

@@ -74,3 +74,15 @@ def test_invalid_settings_name_the_key(tmp_path: Path, text: str, named: str) ->
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_the_package_exports_its_entry_points_on_first_use() -> None:
+    import relay  # noqa: PLC0415 -- the package's own lazy attributes are what is tested
+    from relay.app import create_app  # noqa: PLC0415
+    from relay.config import settings  # noqa: PLC0415
+
+    assert relay.create_app is create_app
+    assert relay.Settings is settings.Settings
+    assert relay.load_settings is settings.load_settings
+    with pytest.raises(AttributeError, match="module 'relay' has no attribute 'serve'"):
+        _ = relay.serve  # type: ignore[attr-defined]

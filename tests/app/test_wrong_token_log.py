@@ -67,3 +67,21 @@ def test_a_thousand_wrong_tokens_cost_one_log_line_and_a_summary_per_minute(
         ]
         metrics = client.get("/metrics").text
     assert 'relay_conversations_rejected_total{reason="wrong_token"} 1001.0' in metrics
+
+
+def test_wrong_tokens_not_yet_summarised_are_summarised_when_the_relay_stops(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="relay.api")
+    clock = Clock()
+    with TestClient(create_app(make_settings())) as client:
+        runtime(client).wrong_tokens.clock = clock
+        for _ in range(3):
+            assert client.post("/hooks/smartsupp/wrong", content=b"{}").status_code == 404
+        clock.now += 12  # the relay stops 12 s after the first, within the minute
+    logged = [r.getMessage() for r in caplog.records if r.name == "relay.api"]
+    assert len(logged) == 1  # the first call's line; the stop's summary is the app's
+    stopped = [r.getMessage() for r in caplog.records if r.name == "relay.app"]
+    assert stopped == [
+        "2 hook calls with a wrong token in the last 12 s, the latest from testclient"
+    ]

@@ -4,6 +4,7 @@ and the open-file limit, through a real `relay serve` process on 127.0.0.1."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import re
 import selectors
@@ -20,6 +21,7 @@ from relay.config.settings import Settings, load_settings
 from relay.intake.connections import RESERVED_FILES, RateLimitedLog, connection_limits
 from relay.model.errors import ConfigError
 from relay.reload import restart_only_changes
+from relay.serving import bind
 from tests.support.config import write_sections
 from tests.support.data import TOKEN, body, sample
 from tests.support.process import RelayProcess
@@ -284,3 +286,18 @@ def test_a_low_open_file_limit_lowers_the_connection_limits(tmp_path: Path) -> N
         process.wait_for_line(re.escape(f"connection limit reached ({cap} open"))
         for sock in idle:
             sock.close()
+
+
+# --- the listening socket ----------------------------------------------------------------------
+
+
+def test_bind_resolves_a_host_name_and_refuses_a_port_in_use() -> None:
+    first = bind("localhost", 0)
+    try:
+        host, port = first.getsockname()[:2]
+        assert host in ("127.0.0.1", "::1")
+        with pytest.raises(OSError) as clash:
+            bind(host, port)
+        assert clash.value.errno == errno.EADDRINUSE
+    finally:
+        first.close()

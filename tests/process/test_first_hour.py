@@ -257,6 +257,14 @@ def test_a_second_relay_on_the_same_state_dir_is_refused(tmp_path: Path) -> None
     assert first.proc is not None and f"(pid {first.proc.pid})" in second.stderr
 
 
+def test_a_state_dir_that_is_a_file_is_refused_without_a_traceback(tmp_path: Path) -> None:
+    config, _ = write_config(tmp_path, server={"port": free_port()})
+    (tmp_path / "state").write_text("a file where the state directory should be")
+    done = relay("serve", "--config", str(config))
+    assert done.returncode == 1
+    assert done.stderr == f"Error: state directory {tmp_path / 'state'} is not a directory\n"
+
+
 def test_a_port_clash_leaves_nothing_started(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

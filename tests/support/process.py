@@ -20,6 +20,12 @@ WITH_OPEN_FILES = (
     "import os, resource, sys; n = int(sys.argv[1]);"
     " resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)); os.execv(sys.argv[2], sys.argv[2:])"
 )
+# Runs argv[2:] with the file-size limit (soft and hard) set to argv[1] bytes: a write that
+# would make any file larger fails with EFBIG (Python ignores SIGXFSZ), as on a full disk.
+WITH_FILE_SIZE = (
+    "import os, resource, sys; n = int(sys.argv[1]);"
+    " resource.setrlimit(resource.RLIMIT_FSIZE, (n, n)); os.execv(sys.argv[2], sys.argv[2:])"
+)
 
 
 def relay_command() -> list[str]:
@@ -44,8 +50,9 @@ def relay_environment() -> dict[str, str]:
 
 class RelayProcess:
     """``relay serve --config PATH``; every stderr line is kept and can be waited for.
-    ``open_files`` runs it under that open-file limit (RLIMIT_NOFILE); as a context manager
-    it is started on entry and stopped (SIGTERM, then SIGKILL) on exit."""
+    ``open_files`` runs it under that open-file limit (RLIMIT_NOFILE), ``file_size`` under that
+    file-size limit in bytes (RLIMIT_FSIZE); as a context manager it is started on entry and
+    stopped (SIGTERM, then SIGKILL) on exit."""
 
     def __init__(
         self,
@@ -54,12 +61,14 @@ class RelayProcess:
         *,
         args: tuple[str, ...] = (),
         open_files: int | None = None,
+        file_size: int | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
         self.config = config
         self.port = port
         self.args = args  # more `relay serve` options
         self.open_files = open_files
+        self.file_size = file_size
         self.env = env or {}  # added to the environment the relay starts with
         self.lines: list[str] = []
         self._changed = threading.Condition()
@@ -77,6 +86,8 @@ class RelayProcess:
         command = [*relay_command(), "serve", "--config", str(self.config), *self.args]
         if self.open_files is not None:
             command = [sys.executable, "-c", WITH_OPEN_FILES, str(self.open_files), *command]
+        if self.file_size is not None:
+            command = [sys.executable, "-c", WITH_FILE_SIZE, str(self.file_size), *command]
         self.proc = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -140,10 +151,18 @@ class RelayProcess:
             self._reader.join(timeout=timeout)
         return code
 
-    def ensure_stopped(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+    def ensure_stopped(self, timeout: float = 30.0) -> None:
+        """Stop the relay if it still runs: SIGTERM, as systemd would (so that it ends its
+        own way, and a coverage run keeps what it measured), SIGKILL if it has not ended
+        within ``timeout``."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=timeout)
 
     def __enter__(self) -> RelayProcess:
         self.start()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from relay.intake.payload import parse
 from relay.model.category import Category
 from relay.model.errors import ConfigError
-from relay.render.view import phone_numbers, url_spans
+from relay.render.view import LinkView, link, phone_numbers, url_spans
 from tests.support.render import (
     EMAIL_ACTION,
     MESSAGE_ID,
@@ -89,7 +90,13 @@ def test_action_row_reply_open_and_call() -> None:
 def test_no_open_link_without_a_conversation_url_and_bad_templates_are_refused() -> None:
     _, html = parts(render(category_body(Category.MISSED), Category.MISSED))
     assert "Open in Smartsupp" not in html
-    for template in ("javascript:alert(1)//{chat_id}", "https://x.test/{nope}", "/c/{chat_id}"):
+    for template in (
+        "javascript:alert(1)//{chat_id}",
+        "https://x.test/{nope}",
+        "/c/{chat_id}",
+        "https://x.test/{chat_id.x}",  # str.format would read an attribute
+        "https://x.test/{chat_id.upper}",
+    ):
         with pytest.raises(ConfigError, match="conversation_url"):
             renderer_for("en", conversation_url=template)
 
@@ -103,6 +110,15 @@ def test_phone_numbers_and_links_found_in_text() -> None:
         ("https://shop.test/a?b=1", "https://shop.test/a?b=1"),
         (". and javascript:alert(1) or ftp://x.test", None),
     ]
+
+
+def test_at_most_the_limit_of_phone_numbers_and_only_well_formed_links() -> None:
+    many = phone_numbers(["603 123 451, 603 123 452, 603 123 453"], limit=2)
+    assert [p.uri for p in many] == ["tel:603123451", "tel:603123452"]
+    assert link("broken", "http://[::1/x") == LinkView("broken", None)  # not parseable
+    assert link("tab", "https://shop.test/a\tb") == LinkView("tab", None)  # control character
+    assert link(None, "  ") is None
+    assert url_spans("see http://[::1/x then") == [("see http://[::1/x then", None)]
 
 
 def test_urls_in_messages_become_links_with_safe_schemes_only() -> None:
@@ -353,3 +369,10 @@ def test_repeated_message_styles_are_shared_classes_not_inline() -> None:
         assert tag not in html
     inline = sum(len(style) for style in re.findall(r' style="[^"]*"', html))
     assert inline < 20_000
+
+
+def test_a_templates_dir_that_is_no_directory_is_refused(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "templates.txt"
+    not_a_dir.write_text("x")
+    with pytest.raises(ConfigError, match=r"^render\.templates_dir: .* is not a directory$"):
+        renderer_for("en", templates_dir=str(not_a_dir))

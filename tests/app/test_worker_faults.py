@@ -1,0 +1,243 @@
+"""The delivery worker when its store or a sender fails: a store error in the worker's loop,
+an outcome that could not be recorded (requeued, sent again), a delivery past its age limit,
+a sender that is no longer configured, and failures no sender should raise. Store faults
+come from a fault-injecting store around the real one (tests/support/faulty.py), sends go to
+a real aiosmtpd."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.app import build_snapshot
+from relay.config.settings import Settings
+from relay.delivery.retry import RetryPolicy
+from relay.delivery.worker import Worker
+from relay.intake.http import prepare
+from relay.model.errors import DeliveryError, StoreError
+from relay.runtime import Runtime
+from relay.senders.registry import SenderRegistry
+from relay.snapshot import Snapshot
+from relay.store import STATUSES, DeliveryRow, Intake, StoreProtocol
+from relay.store.storethread import StoreThread
+from tests.support.data import base_sections, body, sample
+from tests.support.faulty import FailingSender, FaultyStore
+from tests.support.smtp import SmtpServer
+from tests.support.store import StoreOpener
+
+# The faults are injected around the store, whichever engine is beneath: SQLite's suffices.
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+POLICY = RetryPolicy(initial_seconds=0.05, max_seconds=0.2, max_age_seconds=3600)
+BY_EMAIL = [{"name": "all-by-email", "actions": [{"type": "email", "to": ["ops@shop.test"]}]}]
+T0 = 1_800_000_000.0
+
+
+def settings_for(tmp_path: Path, port: int, **sections: Any) -> Settings:
+    data: dict[str, Any] = base_sections(tmp_path / "state")
+    data["smtp"] = {"host": "127.0.0.1", "port": port, "from_address": "Relay <r@shop.test>"}
+    data["rules"] = BY_EMAIL
+    return Settings(**{**data, **sections})
+
+
+def intake(snapshot: Snapshot, n: int = 1) -> Intake:
+    """Conversation ``n`` parsed, classified and routed as the hook would."""
+    data = sample("v1")
+    data["channel"]["id"] = 7_000 + n
+    return prepare(Runtime(snapshot=snapshot), body(data))
+
+
+@pytest.fixture
+async def senders() -> AsyncIterator[SenderRegistry]:
+    """The senders' shared SMTP connections, closed at the end as a stopping relay does."""
+    registry = SenderRegistry()
+    yield registry
+    await registry.close()
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@asynccontextmanager
+async def working(
+    store: StoreProtocol, snapshot: Snapshot, **options: Any
+) -> AsyncIterator[Worker]:
+    thread = StoreThread(store)
+    worker = Worker(thread, lambda: snapshot, **{"policy": POLICY, **options})
+    worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.stop(0)
+        thread.close()
+
+
+async def attempts(worker: Worker, count: int) -> None:
+    await asyncio.wait_for(worker.attempted(count), 30)
+
+
+def rows(open_test_store: StoreOpener) -> list[DeliveryRow]:
+    return open_test_store().deliveries(STATUSES)
+
+
+async def test_a_store_failure_in_the_worker_loop_is_logged_and_a_later_step_delivers(
+    tmp_path: Path,
+    open_test_store: StoreOpener,
+    smtp_server: SmtpServer,
+    senders: SenderRegistry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    snapshot = build_snapshot(settings_for(tmp_path, smtp_server.port), senders)
+    store = FaultyStore(open_test_store())
+    store.accept(intake(snapshot))
+    store.fail("claim_due", sqlite3.OperationalError("database or disk is full"))
+    async with working(store, snapshot) as worker:
+        await attempts(worker, 1)
+    assert store.failed == ["claim_due"]
+    assert "delivery worker step failed" in caplog.text
+    assert "database or disk is full" in caplog.text
+    assert [row.status for row in rows(open_test_store)] == ["sent"]
+    assert len(smtp_server.handler.messages) == 1
+
+
+async def test_an_outcome_that_could_not_be_recorded_is_requeued_and_sent_again(
+    tmp_path: Path,
+    open_test_store: StoreOpener,
+    smtp_server: SmtpServer,
+    senders: SenderRegistry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    snapshot = build_snapshot(settings_for(tmp_path, smtp_server.port), senders)
+    store = FaultyStore(open_test_store())
+    store.accept(intake(snapshot))
+    store.fail("mark_sent", sqlite3.OperationalError("disk I/O error"))
+    async with working(store, snapshot) as worker:
+        await attempts(worker, 2)
+    # At least once: the message went out, its outcome was lost, so it goes out again (with
+    # the same Message-ID, so the recipient's mail system can drop the repeat).
+    first, second = smtp_server.handler.wait_for(2)
+    assert first.message["Message-ID"] == second.message["Message-ID"]
+    [row] = rows(open_test_store)
+    assert (row.status, row.attempts) == ("sent", 2)
+    assert store.failed == ["mark_sent"]
+    assert f"delivery {row.id}: could not record the outcome" in caplog.text
+    assert f"delivery {row.id} requeued: its last outcome was not recorded" in caplog.text
+
+
+async def test_a_requeue_that_fails_is_tried_again_by_the_next_step(
+    tmp_path: Path, open_test_store: StoreOpener, smtp_server: SmtpServer, senders: SenderRegistry
+) -> None:
+    snapshot = build_snapshot(settings_for(tmp_path, smtp_server.port), senders)
+    store = FaultyStore(open_test_store())
+    store.accept(intake(snapshot))
+    store.fail("mark_sent", sqlite3.OperationalError("disk I/O error"))
+    store.fail("mark_retry", sqlite3.OperationalError("disk I/O error"))
+    async with working(store, snapshot) as worker:
+        await attempts(worker, 2)
+    assert store.failed == ["mark_sent", "mark_retry"]
+    [row] = rows(open_test_store)
+    assert (row.status, row.attempts) == ("sent", 2)
+
+
+async def test_a_delivery_failing_past_its_age_limit_is_given_up(
+    tmp_path: Path, open_test_store: StoreOpener, smtp_server: SmtpServer, senders: SenderRegistry
+) -> None:
+    snapshot = build_snapshot(settings_for(tmp_path, smtp_server.port), senders)
+    store = open_test_store()
+    store.accept(intake(snapshot), now=T0)
+    smtp_server.handler.data_replies = ["451 4.3.0 Try again later"]
+    # The first attempt happens 59 minutes after intake: the next one, two minutes later at
+    # the soonest, would be past the hour.
+    policy = RetryPolicy(initial_seconds=120, max_seconds=900, max_age_seconds=3600)
+    clock = Clock(T0 + 59 * 60)
+    async with working(store, snapshot, policy=policy, clock=clock, jitter=lambda: 1.0) as worker:
+        await attempts(worker, 1)
+    [row] = rows(open_test_store)
+    assert row.status == "dead"
+    assert row.last_error is not None
+    assert row.last_error.startswith("SMTP server deferred: 451 4.3.0 Try again later")
+    assert "still failing after 1 attempts over 59 min" in row.last_error
+    assert "no further attempt within the 60 min age limit" in row.last_error
+    assert smtp_server.handler.attempts == 1
+
+
+async def test_a_delivery_whose_destination_is_no_longer_configured_is_dead(
+    tmp_path: Path, open_test_store: StoreOpener, smtp_server: SmtpServer, senders: SenderRegistry
+) -> None:
+    # Planned while the settings had a "crm" webhook; the relay now runs without it (the
+    # destination was removed from the settings and the relay reloaded).
+    before = settings_for(
+        tmp_path,
+        smtp_server.port,
+        destinations={"webhook": {"crm": {"url": "http://127.0.0.1:9/hook"}}},
+        rules=[{"name": "to-crm", "actions": [{"type": "webhook", "destination": "crm"}]}],
+    )
+    store = open_test_store()
+    store.accept(intake(build_snapshot(before, senders)))
+    now = build_snapshot(settings_for(tmp_path, smtp_server.port), senders)
+    async with working(store, now) as worker:
+        await attempts(worker, 1)
+    [row] = rows(open_test_store)
+    assert (row.status, row.last_error) == ("dead", "no sender configured for 'webhook:crm'")
+
+
+async def test_without_visitor_history_the_email_still_goes_out(
+    tmp_path: Path,
+    open_test_store: StoreOpener,
+    smtp_server: SmtpServer,
+    senders: SenderRegistry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    snapshot = build_snapshot(settings_for(tmp_path, smtp_server.port), senders)
+    store = FaultyStore(open_test_store())
+    store.accept(intake(snapshot))
+    store.fail("visitor_history", StoreError("the store cannot read"))
+    async with working(store, snapshot) as worker:
+        await attempts(worker, 1)
+    [row] = rows(open_test_store)
+    assert row.status == "sent"
+    assert f"delivery {row.id}: no visitor history (the store cannot read)" in caplog.text
+    assert len(smtp_server.handler.messages) == 1
+
+
+# A bug in a sender: retried (it may be passing), logged with its traceback.
+A_BUG = (lambda: KeyError("token"), "KeyError('token')", True)
+# A delivery error that says neither transient nor permanent: treated as transient.
+NEITHER = (lambda: DeliveryError("the answer was odd"), "the answer was odd", False)
+
+
+@pytest.mark.parametrize("case", [A_BUG, NEITHER], ids=["a-bug", "neither-kind"])
+async def test_a_sender_failure_of_no_known_kind_is_retried(
+    tmp_path: Path,
+    open_test_store: StoreOpener,
+    senders: SenderRegistry,
+    caplog: pytest.LogCaptureFixture,
+    case: tuple[Callable[[], BaseException], str, bool],
+) -> None:
+    error, recorded, unexpected = case
+    # Nothing listens on port 9 (discard): the failing sender stands in for SMTP anyway.
+    snapshot = build_snapshot(settings_for(tmp_path, 9), senders)
+    failing = FailingSender(error)
+    snapshot = replace(snapshot, senders={**snapshot.senders, "email": failing})
+    store = open_test_store()
+    store.accept(intake(snapshot))
+    with caplog.at_level(logging.WARNING, logger="relay.worker"):
+        async with working(store, snapshot) as worker:
+            await attempts(worker, 1)
+    [row] = rows(open_test_store)
+    assert (row.status, row.last_error) == ("retrying", recorded)
+    assert failing.calls >= 1
+    assert ("unexpected sender failure" in caplog.text) is unexpected
