@@ -18,6 +18,7 @@ from relay.model.errors import ConfigError, RelayError, StoreError
 
 if TYPE_CHECKING:
     import socket
+    import threading
     from types import FrameType
 
     from relay.config.settings import Settings
@@ -72,16 +73,33 @@ def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
     reload_asked = threading.Event()
     signal.signal(signal.SIGHUP, lambda signum, frame: reload_asked.set())
 
+    from relay.ops.logs import configure_logging  # noqa: PLC0415
+
+    settings = _load(config_path)
+    # Lines are formatted and written by a thread of their own, off the event loop; each way
+    # out of this command writes what was logged before click prints its own message.
+    handler = configure_logging(settings.logging, threaded=True)
+    try:
+        _serve(settings, config_path, host, port, reload_asked)
+    finally:
+        handler.flush()
+
+
+def _serve(
+    settings: Settings,
+    config_path: Path | None,
+    host: str | None,
+    port: int | None,
+    reload_asked: threading.Event,
+) -> None:
     import logging  # noqa: PLC0415
+    import signal  # noqa: PLC0415
 
     from relay.config.destinations import mode, outbox_dir, targets  # noqa: PLC0415
     from relay.config.settings import load_settings  # noqa: PLC0415
-    from relay.ops.logs import configure_logging  # noqa: PLC0415
     from relay.ops.statedir import lock_state_dir  # noqa: PLC0415
     from relay.serving import bind, run_server  # noqa: PLC0415
 
-    settings = _load(config_path)
-    configure_logging(settings.logging)
     log = logging.getLogger("relay")
     host = host or settings.server.host
     port = port or settings.server.port

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
 import os
+import queue
 import re
 import secrets
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -128,14 +131,89 @@ def under_journald(stream: IO[str], environ: Mapping[str, str] = os.environ) -> 
         return False
 
 
+class WriterThread(logging.Handler):
+    """Formats and writes records on a thread of its own, in the order they were logged: the
+    caller only fills in the message (so later changes to its arguments do not show) and
+    queues the record. Each wake-up writes every queued line with one write and one flush.
+    ``flush()`` returns once everything logged before it is written; ``close()`` (logging's
+    shutdown at exit calls it) writes the rest and ends the thread."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__()
+        self.stream = stream
+        self._queue: queue.SimpleQueue[logging.LogRecord | threading.Event | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._run, name="relay-log", daemon=True)
+        self._thread.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            record.msg = record.getMessage()
+            record.args = None
+        except Exception:
+            self.handleError(record)
+            return
+        self._queue.put(record)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            lines: list[str] = []
+            done: list[threading.Event] = []
+            stop = False
+            while True:
+                if item is None:
+                    stop = True
+                elif isinstance(item, threading.Event):
+                    done.append(item)
+                else:
+                    try:
+                        lines.append(self.format(item) + "\n")
+                    except Exception:
+                        self.handleError(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if lines:
+                # A closed or broken stream: there is nowhere else to say so.
+                with contextlib.suppress(OSError, ValueError):
+                    self.stream.write("".join(lines))
+                    self.stream.flush()
+            for event in done:
+                event.set()
+            if stop:
+                return
+
+    def flush(self) -> None:
+        if threading.current_thread() is self._thread or not self._thread.is_alive():
+            return
+        written = threading.Event()
+        self._queue.put(written)
+        written.wait(timeout=10)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+        super().close()
+
+
 def configure_logging(
-    settings: LoggingSettings, stream: IO[str] | None = None, *, journal: bool | None = None
+    settings: LoggingSettings,
+    stream: IO[str] | None = None,
+    *,
+    journal: bool | None = None,
+    threaded: bool = False,
 ) -> logging.Handler:
     """Send every logger (the relay's, uvicorn's, Litestar's) through one handler on the root
-    logger. ``journal`` defaults to detecting journald from $JOURNAL_STREAM."""
+    logger. ``journal`` defaults to detecting journald from $JOURNAL_STREAM; ``threaded``
+    (`relay serve`) formats and writes the lines on a thread of their own (``WriterThread``),
+    off the event loop."""
     stream = sys.stderr if stream is None else stream
     journal = under_journald(stream) if journal is None else journal
-    handler = logging.StreamHandler(stream)
+    handler: logging.Handler = WriterThread(stream) if threaded else logging.StreamHandler(stream)
     formatter_class = JsonFormatter if settings.format == "json" else TextFormatter
     handler.setFormatter(formatter_class(journal=journal))
     handler.addFilter(RequestIdFilter())
@@ -143,6 +221,7 @@ def configure_logging(
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == "relay"]:
         root.removeHandler(old)
+        old.close()
     root.addHandler(handler)
     root.setLevel(settings.level.upper())
     quiet_http_clients()

@@ -4,6 +4,7 @@ another core than the HTTP intake and the senders."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import multiprocessing
@@ -80,10 +81,23 @@ class HelperRenderers:
 HELPER = HelperRenderers()
 
 
+# Helpers render at a lower CPU priority than the relay's process: when the CPU is short,
+# the hook's answers (and the store's commits) go first and rendering takes what is left; on
+# an idle machine it changes nothing. nice(2) adds it to the relay's own niceness.
+HELPER_NICENESS = 10
+
+
+def start_helper() -> None:
+    """Run first in every helper: lower its CPU priority, and tie its life to the relay's."""
+    with contextlib.suppress(OSError):  # a limit on niceness leaves the priority as it is
+        os.nice(HELPER_NICENESS)
+    die_with_parent()
+
+
 def die_with_parent() -> None:
-    """Run first in every helper: end it as soon as the relay's process ends, however that
-    ends (SIGKILL included) and whoever supervises it, so that no helper is left behind, and
-    with the last helper gone, multiprocessing's resource tracker ends too."""
+    """End this helper as soon as the relay's process ends, however that ends (SIGKILL
+    included) and whoever supervises it, so that no helper is left behind, and with the last
+    helper gone, multiprocessing's resource tracker ends too."""
     if sys.platform == "linux":
         # The kernel kills the helper when the thread that started it ends (the relay's
         # event loop thread, which lives as long as the process).
@@ -146,7 +160,7 @@ class RenderPool:
             if self._pool is None:
                 context = multiprocessing.get_context("spawn")
                 self._pool = ProcessPoolExecutor(
-                    self.processes, mp_context=context, initializer=die_with_parent
+                    self.processes, mp_context=context, initializer=start_helper
                 )
             return self._pool
 

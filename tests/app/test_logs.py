@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -176,3 +177,49 @@ def test_no_visitor_email_or_message_text_at_info_level(
     assert VISITOR_EMAIL not in text
     assert MESSAGE_TEXT not in text
     assert "kumquat" not in text
+
+
+def test_the_writer_thread_writes_what_the_direct_handler_would_in_the_same_order() -> None:
+    """`relay serve` formats and writes on a thread of its own: after ``flush()`` the stream
+    holds exactly what a handler writing at once produced, record for record."""
+    root = logging.getLogger()
+    level = root.level
+    direct, threaded = io.StringIO(), io.StringIO()
+    settings = LoggingSettings(format="text", level="info")
+    first = configure_logging(settings, direct, journal=False)
+    first.set_name("direct")  # kept beside the threaded one that replaces "relay"
+    second = configure_logging(settings, threaded, journal=False, threaded=True)
+    try:
+        log = logging.getLogger("relay.test")
+        for n in range(300):
+            log.info("line %d of %s\nforged", n, "many")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("it failed at %s", "the end")
+        second.flush()
+        assert threaded.getvalue() == direct.getvalue()
+        assert len(lines(threaded)) == 301
+        assert lines(threaded)[0].endswith("INFO relay.test: line 0 of many\\nforged")
+    finally:
+        for handler in (first, second):
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(level)
+
+
+def test_the_writer_thread_shows_arguments_as_they_were_when_logged() -> None:
+    root = logging.getLogger()
+    level = root.level
+    stream = io.StringIO()
+    handler = configure_logging(LoggingSettings(), stream, journal=True, threaded=True)
+    try:
+        items = ["a"]
+        logging.getLogger("relay.test").info("items %s", items)
+        items.append("changed later")
+        handler.close()  # writes the rest and ends its thread
+        assert lines(stream) == ["<6>INFO relay.test: items ['a']"]
+        assert not [t for t in threading.enumerate() if t.name == "relay-log" and t.is_alive()]
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
