@@ -261,7 +261,8 @@ class Worker:
             await self._idle()
             return
         now = self._clock()
-        admit = self._admitter()
+        refused: list[int] = [0]  # deliveries due now that waited for their destination's room
+        admit = self._admitter(refused)
         # Not waiting for the disk: a claim only marks rows 'sending', which a restart puts
         # back to pending whether or not the claim reached the disk (recover_claimed).
         claimed = await self._store.call(
@@ -276,13 +277,13 @@ class Worker:
             task.add_done_callback(self._finished)
         # Fewer than asked: whatever is due now is claimed or waits for its destination to
         # have room (a finished send wakes the worker); only later due times matter.
-        await self._idle(after=now if len(claimed) < free else None)
+        await self._idle(after=now if len(claimed) < free else None, waiting=refused[0] > 0)
 
-    def _admitter(self) -> Callable[[dict[str, object]], bool]:
+    def _admitter(self, refused: list[int]) -> Callable[[dict[str, object]], bool]:
         """Admits a due delivery while its destination has fewer than ``per_destination`` in
         flight and, for a destination that last ran into its deadline, while all such
-        destinations together hold fewer than ``concurrency - 1``; counts those it admits
-        (called in order on the store's thread)."""
+        destinations together hold fewer than ``concurrency - 1``; counts those it admits,
+        and in ``refused[0]`` those it turns away (called in order on the store's thread)."""
         busy = Counter(self._busy)
         failing = frozenset(self._failing)
         failing_busy = [sum(busy[key] for key in failing)]
@@ -290,9 +291,11 @@ class Worker:
         def admit(action: dict[str, object]) -> bool:
             key = sender_key(action)
             if busy[key] >= self._per_destination:
+                refused[0] += 1
                 return False
             if key in failing:
                 if failing_busy[0] >= self._failing_limit:
+                    refused[0] += 1
                     return False
                 failing_busy[0] += 1
             busy[key] += 1
@@ -324,9 +327,12 @@ class Worker:
                 del self._busy[key]
         self._wake.set()
 
-    async def _idle(self, after: float | None = None) -> None:
+    async def _idle(self, after: float | None = None, *, waiting: bool = False) -> None:
+        """Wait for a wake-up or the next due time. ``waiting``: deliveries due now were
+        turned away for room; if the sends that held it ended meanwhile, the wake-up they
+        gave makes the next step claim them, and nothing is settled yet."""
         next_due = await self._store.call(lambda s: s.next_due_at(after))
-        if next_due is None and not self._inflight:
+        if next_due is None and not self._inflight and not waiting:
             self._settled.set()
         timeout = IDLE_POLL_SECONDS
         if next_due is not None:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from relay.store import queries
+from relay.store.admission import DUE_PAGE, Admission
 from relay.store.base import StoreBase
 from relay.store.records import ClaimedDelivery
 
@@ -69,14 +70,24 @@ class DeliveryOps(StoreBase):
     def _admitted(
         db: sqlite3.Connection, now: float, limit: int, admit: Callable[[dict[str, Any]], bool]
     ) -> list[int]:
-        """The ids of the first ``limit`` due deliveries that ``admit`` accepts, in order."""
+        """The ids of the first ``limit`` due deliveries that ``admit`` accepts, in order; after
+        each action it turns away, the scan goes on from there without that action."""
+        admission = Admission(admit)
         ids: list[int] = []
-        due = db.execute(queries.DUE_ACTIONS, (now,))
-        for delivery_id, action in due:
-            if len(ids) >= limit:
-                break
-            if admit(json.loads(action)):
+        at, last = float("-inf"), 0
+        while len(ids) < limit:
+            query = queries.due_actions(len(admission.refused))
+            rows = db.execute(query, (now, at, last, *admission.refused, DUE_PAGE)).fetchall()
+            for delivery_id, action, due in rows:
+                at, last = due, delivery_id
+                if not admission.offer(action):
+                    break  # the next query leaves that action out
                 ids.append(delivery_id)
+                if len(ids) >= limit:
+                    break
+            else:
+                if len(rows) < DUE_PAGE:
+                    break
         return ids
 
     def next_due_at(self, after: float | None = None) -> float | None:

@@ -99,12 +99,25 @@ RECOVER_CLAIMED = (
     " WHERE status = 'sending'"
 )
 
-# Due deliveries in claim order with their actions, for a per-destination admission check.
-DUE_ACTIONS = (
-    "SELECT d.id, d.action FROM deliveries d INDEXED BY deliveries_due_order"
-    " WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ?"
-    " ORDER BY d.next_attempt_at, d.id"
+# Due deliveries in claim order with their actions, for a per-destination admission check
+# (relay.store.admission): after a position in that order, leaving out the actions already
+# turned away, one page at a time. Parameters: now, the last (next_attempt_at, id) read, each
+# action turned away, page size.
+DUE_ACTIONS_COLUMNS = "SELECT d.id, d.action, d.next_attempt_at"
+DUE_ACTIONS_SOURCE = "deliveries d INDEXED BY deliveries_due_order"
+DUE_ACTIONS_WHERE = (
+    "d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ?"
+    " AND (d.next_attempt_at, d.id) > (?, ?)"
 )
+
+
+def due_actions(refused: int) -> str:
+    leave_out = f" AND d.action NOT IN ({','.join('?' * refused)})" if refused else ""
+    return (
+        f"{DUE_ACTIONS_COLUMNS} FROM {DUE_ACTIONS_SOURCE}"
+        f" WHERE {DUE_ACTIONS_WHERE}{leave_out} ORDER BY d.next_attempt_at, d.id LIMIT ?"
+    )
+
 
 # What a claimed delivery needs, with the conversation's raw body; completed by a FROM source
 # and a WHERE condition (CLAIM_DUE_SOURCE/CLAIM_DUE_WHERE, or CLAIM_BY_ID_* for admitted ids).

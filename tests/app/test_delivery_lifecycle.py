@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from typing import Any
 
 import pytest
 from litestar.testing import TestClient
@@ -30,8 +31,10 @@ def store(open_test_store: StoreOpener) -> StoreProtocol:
     return open_test_store()
 
 
-def intake(channel_id: int = 1, category: str = "missed", text: str = "") -> Intake:
-    action = EmailAction(type="email", to=["sales@shop.test"])
+def intake(
+    channel_id: int = 1, category: str = "missed", text: str = "", to: str = "sales@shop.test"
+) -> Intake:
+    action = EmailAction(type="email", to=[to])
     return Intake(
         raw=json.dumps({"accountId": 7, "channel": {"id": channel_id}, "t": text}).encode(),
         conv_key=f"7-{channel_id}",
@@ -60,21 +63,46 @@ def test_a_claim_takes_only_what_admit_accepts_and_leaves_the_rest_queued(
     store: StoreProtocol,
 ) -> None:
     for n in range(1, 6):
-        store.accept(intake(channel_id=n), now=100 + n)
+        to = "a@shop.test" if n % 2 else "b@shop.test"
+        store.accept(intake(channel_id=n, to=to), now=100 + n)
     offered: list[str] = []
 
-    def every_other(action: dict[str, object]) -> bool:
-        offered.append(str(action["type"]))
-        return len(offered) % 2 == 1
+    def one_each(action: dict[str, Any]) -> bool:
+        """Room for one delivery per recipient (monotone, as the worker's admitter is)."""
+        offered.append(action["to"][0])
+        return offered.count(action["to"][0]) == 1
 
-    claimed = store.claim_due(2, now=200, admit=every_other)
-    assert [c.conversation_id for c in claimed] == [1, 3]  # in due order, limit respected
-    assert offered == ["email"] * 3  # the scan stops once the limit is reached
+    claimed = store.claim_due(3, now=200, admit=one_each)
+    assert [c.conversation_id for c in claimed] == [1, 2]  # in due order
+    # An action once turned away is not offered again: its later deliveries are left out.
+    assert offered == ["a@shop.test", "b@shop.test", "a@shop.test", "b@shop.test"]
     rows = {row.conversation_id: row.status for row in store.deliveries()}
-    assert rows == {1: "sending", 2: "pending", 3: "sending", 4: "pending", 5: "pending"}
-    assert store.next_due_at() == 102
+    assert rows == {1: "sending", 2: "sending", 3: "pending", 4: "pending", 5: "pending"}
+    assert store.next_due_at() == 103
     assert store.next_due_at(after=104) == 105
     assert store.next_due_at(after=105) is None
+    # The limit is respected, and the scan stops once it is reached.
+    offered.clear()
+    [third] = store.claim_due(1, now=200, admit=lambda action: offered.append("x") is None)
+    assert third.conversation_id == 3 and offered == ["x"]
+
+
+def test_a_backlog_for_a_full_destination_is_not_read_row_by_row(store: StoreProtocol) -> None:
+    """600 deliveries to a full destination (more than one page of the scan) ahead of three
+    to another: the claim finds the three, offering the full destination's action once."""
+    for n in range(1, 601):
+        store.accept(intake(channel_id=n, to="full@shop.test"), now=100)
+    for n in range(601, 604):
+        store.accept(intake(channel_id=n, to="free@shop.test"), now=101)
+    offered: list[str] = []
+
+    def room_for_free(action: dict[str, Any]) -> bool:
+        offered.append(action["to"][0])
+        return action["to"][0] == "free@shop.test"
+
+    claimed = store.claim_due(10, now=200, admit=room_for_free)
+    assert [c.conversation_id for c in claimed] == [601, 602, 603]
+    assert offered == ["full@shop.test"] + ["free@shop.test"] * 3
 
 
 def test_a_released_send_goes_back_untouched(store: StoreProtocol) -> None:

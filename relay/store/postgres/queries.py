@@ -69,13 +69,13 @@ DUE_PAGE = (
 EXPIRED_SCAN = (
     "SELECT id, action, next_attempt_at FROM deliveries"
     " WHERE status = 'sending' AND claimed_until <= %(now)s"
-    " AND (next_attempt_at, id) > (%(at)s, %(id)s)"
+    " AND (next_attempt_at, id) > (%(at)s, %(id)s) AND action <> ALL(%(refused)s::text[])"
     " ORDER BY next_attempt_at, id LIMIT %(page)s"
 )
 DUE_SCAN = (
     "SELECT id, action, next_attempt_at FROM deliveries"
     " WHERE status IN ('pending', 'retrying') AND next_attempt_at <= %(now)s"
-    " AND (next_attempt_at, id) > (%(at)s, %(id)s)"
+    " AND (next_attempt_at, id) > (%(at)s, %(id)s) AND action <> ALL(%(refused)s::text[])"
     " ORDER BY next_attempt_at, id LIMIT %(page)s"
 )
 LOCK_CHOSEN = (
