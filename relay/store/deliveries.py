@@ -11,6 +11,7 @@ from typing import Any
 from relay.store import queries
 from relay.store.admission import DUE_PAGE, Admission
 from relay.store.base import StoreBase
+from relay.store.operator import VISITOR_ROWS
 from relay.store.records import ClaimedDelivery
 
 
@@ -146,7 +147,8 @@ class DeliveryOps(StoreBase):
         """The Message-IDs of the emails really sent about the visitor of this delivery's
         conversation (not this delivery's own), oldest first, at most the newest ``limit``:
         what its email may name in In-Reply-To and References."""
-        rows = self._conn.execute(queries.SENT_EMAIL_IDS, (delivery_id, limit)).fetchall()
+        params = (delivery_id, VISITOR_ROWS, limit)
+        rows = self._conn.execute(queries.SENT_EMAIL_IDS, params).fetchall()
         return tuple(str(row[0]) for row in reversed(rows))
 
     def known_external_ref(self, delivery_id: int) -> str | None:

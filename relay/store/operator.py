@@ -14,6 +14,10 @@ from relay.store.base import ACTIVE, COUNTED, WRITES, StoreBase
 from relay.store.records import DeliveryRow, QuarantineRow
 
 RETRYABLE = ("pending", "retrying", "dead")
+# The most stored versions of one visitor read for its history and for the emails sent about
+# it: the newest ones. A visitor with thousands of stored chats (a test account, a bot) costs
+# each email no more than this.
+VISITOR_ROWS = 200
 
 
 def earlier_chats(rows: Iterable[Sequence[Any]], limit: int) -> tuple[tuple[str, float], ...]:
@@ -111,7 +115,8 @@ class OperatorOps(StoreBase):
         the same email address), received no later than ``conversation_id``: one
         (category of the latest version, begin time in Unix seconds) per chat, oldest first,
         at most the newest ``limit``."""
-        rows = self._conn.execute(queries.VISITOR_HISTORY, (conversation_id,)).fetchall()
+        params = (conversation_id, VISITOR_ROWS)
+        rows = self._conn.execute(queries.VISITOR_HISTORY, params).fetchall()
         return earlier_chats(rows, limit)
 
     def conversations_older_than(self, cutoff: float) -> list[int]:

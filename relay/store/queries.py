@@ -39,38 +39,46 @@ INSERT_QUARANTINE = (
     " VALUES (?, ?, ?, ?, ?, ?)"
 )
 
-# The same visitor's conversations in the same account, received no later than the given
-# one: its visitor id when it has one, else its email address (case-insensitive). Read from
-# the stored raw bodies (JSON; a body SQLite cannot read as JSON matches nothing). One row per
-# stored version, in the order stored: conv_key, category, begin time in Unix seconds (the body's
-# beginAt, else when it was received). Parameters: conversation id.
+# The same visitor's conversations in the same account, stored before the given one and
+# received no later: its visitor id when it has one, else its email address (case-insensitive).
+# Read from the stored raw bodies (JSON; a body SQLite cannot read as JSON matches nothing). One
+# row per stored version, in the order stored, of at most the newest ?2 versions (a visitor with
+# thousands of stored chats costs no more than that): conv_key, category, begin time in Unix
+# seconds (the body's beginAt, else when it was received). Parameters: ?1 conversation id,
+# ?2 the most versions read.
 # The visitor expressions below (CAST(json_extract(...'$.visitor.id') AS TEXT) and
 # lower(json_extract(...'$.visitor.email')) of the body read as JSON) are those of the
 # conversations_visitor_* indexes (migration 6): SQLite uses an index on an expression only
-# where a query repeats it, so they are written out the same way here.
+# where a query repeats it, so they are written out the same way here. Each index ends in the
+# rowid, so the newest versions are read backwards from the given one, never all of them.
 VISITOR_HISTORY = (
-    "WITH cur AS (SELECT conv_key, account_id, received_at,"
+    "WITH cur AS (SELECT id, conv_key, account_id, received_at,"
     " CAST(json_extract(CASE WHEN json_valid(CAST(raw AS TEXT)) THEN CAST(raw AS TEXT) END,"
     " '$.visitor.id') AS TEXT) AS vid,"
     " lower(json_extract(CASE WHEN json_valid(CAST(raw AS TEXT)) THEN CAST(raw AS TEXT) END,"
     " '$.visitor.email')) AS vemail"
-    " FROM conversations WHERE id = ?),"
-    " others AS ("
-    " SELECT o.id, o.conv_key, o.category, o.received_at, o.raw FROM conversations o JOIN cur"
+    " FROM conversations WHERE id = ?1),"
+    # The ids alone, from the index: the newest ?2 before the given one.
+    " ids AS ("
+    " SELECT * FROM (SELECT o.id FROM cur CROSS JOIN conversations o"
+    " INDEXED BY conversations_visitor_id"
     " ON o.account_id = cur.account_id AND CAST(json_extract(CASE WHEN"
     " json_valid(CAST(o.raw AS TEXT)) THEN CAST(o.raw AS TEXT) END, '$.visitor.id') AS TEXT)"
     " = cur.vid"
-    " WHERE cur.vid IS NOT NULL AND cur.vid != ''"
+    " WHERE cur.vid IS NOT NULL AND cur.vid != '' AND o.id < cur.id"
+    " ORDER BY o.id DESC LIMIT ?2)"
     " UNION ALL"
-    " SELECT o.id, o.conv_key, o.category, o.received_at, o.raw FROM conversations o JOIN cur"
+    " SELECT * FROM (SELECT o.id FROM cur CROSS JOIN conversations o"
+    " INDEXED BY conversations_visitor_email"
     " ON o.account_id = cur.account_id AND lower(json_extract(CASE WHEN"
     " json_valid(CAST(o.raw AS TEXT)) THEN CAST(o.raw AS TEXT) END, '$.visitor.email'))"
     " = cur.vemail"
-    " WHERE cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail != '')"
+    " WHERE cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail != '' AND o.id < cur.id"
+    " ORDER BY o.id DESC LIMIT ?2))"
     " SELECT o.conv_key, o.category,"
     " COALESCE(json_extract(CASE WHEN json_valid(CAST(o.raw AS TEXT))"
     " THEN CAST(o.raw AS TEXT) END, '$.beginAt') / 1000.0, o.received_at)"
-    " FROM others o JOIN cur"
+    " FROM cur CROSS JOIN ids CROSS JOIN conversations o ON o.id = ids.id"
     " WHERE o.conv_key != cur.conv_key AND o.received_at <= cur.received_at"
     " ORDER BY o.id"
 )
@@ -167,35 +175,38 @@ MARK_SENT = (
 # delivery's conversation, other than that delivery's own: the same account and the same
 # chat (any version), or the same visitor id, else the same email address (as
 # VISITOR_HISTORY matches a visitor, with the expressions of the conversations_visitor_*
-# indexes so that only that visitor's conversations are read), newest first. Parameters:
-# delivery id, limit.
+# indexes so that only that visitor's newest ?2 conversations are read), newest first.
+# Parameters: ?1 delivery id, ?2 the most conversations read, ?3 limit.
 SENT_EMAIL_IDS = (
     "WITH cur AS (SELECT d.id AS did, c.conv_key, c.account_id,"
     " CAST(json_extract(CASE WHEN json_valid(CAST(c.raw AS TEXT)) THEN CAST(c.raw AS TEXT) END,"
     " '$.visitor.id') AS TEXT) AS vid,"
     " lower(json_extract(CASE WHEN json_valid(CAST(c.raw AS TEXT)) THEN CAST(c.raw AS TEXT) END,"
     " '$.visitor.email')) AS vemail"
-    " FROM deliveries d JOIN conversations c ON c.id = d.conversation_id WHERE d.id = ?),"
+    " FROM deliveries d JOIN conversations c ON c.id = d.conversation_id WHERE d.id = ?1),"
     " convs AS ("
     " SELECT o.id FROM conversations o JOIN cur ON o.conv_key = cur.conv_key"
     " UNION"
-    " SELECT o.id FROM conversations o JOIN cur"
+    " SELECT * FROM (SELECT o.id FROM cur CROSS JOIN conversations o"
+    " INDEXED BY conversations_visitor_id"
     " ON o.account_id = cur.account_id AND CAST(json_extract(CASE WHEN"
     " json_valid(CAST(o.raw AS TEXT)) THEN CAST(o.raw AS TEXT) END, '$.visitor.id') AS TEXT)"
     " = cur.vid"
-    " WHERE cur.vid IS NOT NULL AND cur.vid != ''"
+    " WHERE cur.vid IS NOT NULL AND cur.vid != '' ORDER BY o.id DESC LIMIT ?2)"
     " UNION"
-    " SELECT o.id FROM conversations o JOIN cur"
+    " SELECT * FROM (SELECT o.id FROM cur CROSS JOIN conversations o"
+    " INDEXED BY conversations_visitor_email"
     " ON o.account_id = cur.account_id AND lower(json_extract(CASE WHEN"
     " json_valid(CAST(o.raw AS TEXT)) THEN CAST(o.raw AS TEXT) END, '$.visitor.email'))"
     " = cur.vemail"
-    " WHERE cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail != '')"
+    " WHERE cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail != ''"
+    " ORDER BY o.id DESC LIMIT ?2))"
     # CROSS JOIN keeps that order: the visitor's conversations first, then their deliveries.
     " SELECT s.external_ref FROM cur CROSS JOIN convs CROSS JOIN deliveries s"
     " ON s.conversation_id = convs.id"
     " WHERE s.channel = 'email' AND s.status = 'sent' AND s.sent_to IS NULL"
     " AND s.external_ref IS NOT NULL AND s.id != cur.did"
-    " ORDER BY s.updated_at DESC, s.id DESC LIMIT ?"
+    " ORDER BY s.updated_at DESC, s.id DESC LIMIT ?3"
 )
 
 # Record a failed attempt to be tried again at a given time, with the recipients done so far.

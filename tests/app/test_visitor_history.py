@@ -19,6 +19,7 @@ from relay.render.dispatch import render as dispatch
 from relay.render.pool import RenderJob
 from relay.render.pool import render as pool_render
 from relay.store import Intake, StoreProtocol
+from relay.store.operator import VISITOR_ROWS
 from tests.support.render import (
     EMAIL_ACTION,
     FROM_ADDRESS,
@@ -163,6 +164,21 @@ def test_history_is_one_entry_per_chat_with_the_latest_category_and_the_newest_k
     assert store.visitor_history(current, limit=1) == (("offline", begin[1]),)
 
 
+def test_a_visitor_with_hundreds_of_chats_gets_the_newest_ones(store: StoreProtocol) -> None:
+    """More stored chats than the store reads (VISITOR_ROWS): the history is still the newest
+    chats before this one, in order, and a chat stored after it is not among them."""
+    kept = [
+        keep(store, chat(Category.MISSED if n % 3 else Category.NORMAL, n, n))
+        for n in range(1, VISITOR_ROWS + 31)
+    ]
+    current = kept[-11]  # ten of the visitor's chats were stored after this one
+    earlier = store.visitor_history(current)
+    days = range(VISITOR_ROWS + 30 - 10 - 20, VISITOR_ROWS + 30 - 10)
+    begin = [chat(Category.MISSED, 1, n)["beginAt"] / 1000.0 for n in days]
+    assert [at for _, at in earlier] == begin
+    assert [category for category, _ in earlier] == ["missed" if n % 3 else "normal" for n in days]
+
+
 def text_of(content: Content) -> str:
     """The plain-text part of an email, or a Slack message's blocks as JSON."""
     if isinstance(content, EmailContent):
@@ -202,14 +218,16 @@ def test_sqlite_reads_a_visitors_conversations_by_index(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode=WAL")
     migrate(conn, path)
-    for query, params in ((queries.VISITOR_HISTORY, (1,)), (queries.SENT_EMAIL_IDS, (1, 10))):
+    history, sent = (1, 200), (1, 200, 10)
+    for query, params in ((queries.VISITOR_HISTORY, history), (queries.SENT_EMAIL_IDS, sent)):
         plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query, params)]
         assert any("conversations_visitor_id" in step for step in plan), plan
         assert any("conversations_visitor_email" in step for step in plan), plan
         scans = [step for step in plan if step.startswith("SCAN")]
-        # Only the one-row CTE and the handful of matched rows are scanned.
-        assert all(step in {"SCAN cur", "SCAN o", "SCAN convs"} for step in scans), plan
-    plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + queries.SENT_EMAIL_IDS, (1, 10))]
+        # Only the one-row CTE and the (at most 200) ids read from the indexes are scanned.
+        allowed = {"SCAN cur", "SCAN ids", "SCAN convs"}
+        assert all(step in allowed or step.startswith("SCAN (subquery") for step in scans), plan
+    plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + queries.SENT_EMAIL_IDS, sent)]
     assert any("deliveries_conversation" in step for step in plan), plan
     conn.close()
 
@@ -225,7 +243,9 @@ def test_postgresql_can_read_a_visitors_conversations_by_index(postgres_url: str
     PostgresStore(postgres_url).close()  # migrated
     with psycopg.connect(postgres_url) as conn:
         conn.execute("SET enable_seqscan = off")
-        for query, params in ((pg.VISITOR_HISTORY, (1,)), (pg.SENT_EMAIL_IDS, (1, 10))):
+        history = {"id": 1, "rows": 200}
+        sent = {"id": 1, "rows": 200, "limit": 10}
+        for query, params in ((pg.VISITOR_HISTORY, history), (pg.SENT_EMAIL_IDS, sent)):
             rows = conn.execute(("EXPLAIN " + query).encode(), params).fetchall()
             plan = "\n".join(row[0] for row in rows)
             assert "conversations_visitor_id" in plan, plan

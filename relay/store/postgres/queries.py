@@ -185,56 +185,61 @@ RETRY_ONE = _RESET + " WHERE id = %(id)s AND status IN ('pending', 'retrying', '
 CONVERSATION_RAW = "SELECT raw, category, conv_key FROM conversations WHERE id = %s"
 LATEST_VERSION = "SELECT id FROM conversations WHERE conv_key = %s ORDER BY version DESC LIMIT 1"
 # As the SQLite store's VISITOR_HISTORY: the same visitor's conversations in the same account,
-# received no later than the given one, matched by visitor id when it has one, else by email
-# address (case-insensitive), read from the stored raw bodies (relay_json: NULL, matching
-# nothing, for a body that is not JSON). One row per stored version, in the order stored:
-# conv_key, category, begin time in Unix seconds (beginAt, else when it was received).
+# stored before the given one and received no later, matched by visitor id when it has one,
+# else by email address (case-insensitive), read from the stored raw bodies (relay_json: NULL,
+# matching nothing, for a body that is not JSON). One row per stored version, in the order
+# stored: conv_key, category, begin time in Unix seconds (beginAt, else when it was received).
 VISITOR_HISTORY = (
-    "WITH cur AS (SELECT conv_key, account_id, received_at,"
+    "WITH cur AS (SELECT id, conv_key, account_id, received_at,"
     " relay_json(raw) -> 'visitor' ->> 'id' AS vid,"
     " lower(relay_json(raw) -> 'visitor' ->> 'email') AS vemail"
-    " FROM conversations WHERE id = %s),"
-    # The visitor expressions are those of the conversations_visitor_* indexes (migration 4).
+    " FROM conversations WHERE id = %(id)s),"
+    # The visitor expressions are those of the conversations_visitor_* indexes (migration 4);
+    # at most the newest %(rows)s versions of the visitor are read (relay.store.operator).
     " others AS ("
-    " SELECT o.id, o.conv_key, o.category, o.received_at, o.raw FROM conversations o JOIN cur"
+    " (SELECT o.id, o.conv_key, o.category, o.received_at, o.raw FROM conversations o JOIN cur"
     " ON o.account_id = cur.account_id AND (relay_json(o.raw) -> 'visitor' ->> 'id') = cur.vid"
-    " WHERE cur.vid IS NOT NULL AND cur.vid <> ''"
+    " WHERE cur.vid IS NOT NULL AND cur.vid <> '' AND o.id < cur.id"
+    " AND o.conv_key <> cur.conv_key AND o.received_at <= cur.received_at"
+    " ORDER BY o.id DESC LIMIT %(rows)s)"
     " UNION ALL"
-    " SELECT o.id, o.conv_key, o.category, o.received_at, o.raw FROM conversations o JOIN cur"
+    " (SELECT o.id, o.conv_key, o.category, o.received_at, o.raw FROM conversations o JOIN cur"
     " ON o.account_id = cur.account_id"
     " AND lower(relay_json(o.raw) -> 'visitor' ->> 'email') = cur.vemail"
-    " WHERE cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail <> '')"
+    " WHERE cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail <> '' AND o.id < cur.id"
+    " AND o.conv_key <> cur.conv_key AND o.received_at <= cur.received_at"
+    " ORDER BY o.id DESC LIMIT %(rows)s))"
     " SELECT o.conv_key, o.category,"
     " COALESCE(CASE WHEN jsonb_typeof(relay_json(o.raw) -> 'beginAt') = 'number'"
     " THEN (relay_json(o.raw) ->> 'beginAt')::double precision / 1000.0 END, o.received_at)"
-    " FROM others o CROSS JOIN cur"
-    " WHERE o.conv_key <> cur.conv_key AND o.received_at <= cur.received_at"
-    " ORDER BY o.id"
+    " FROM others o ORDER BY o.id"
 )
 # As the SQLite store's SENT_EMAIL_IDS: the Message-IDs of the emails really sent about the
 # visitor of a delivery's conversation (same account; same chat, or the same visitor id, else
-# the same email address), other than that delivery's own, newest first.
+# the same email address; the newest %(rows)s conversations), other than that delivery's own,
+# newest first.
 SENT_EMAIL_IDS = (
     "WITH cur AS (SELECT d.id AS did, c.conv_key, c.account_id,"
     " relay_json(c.raw) -> 'visitor' ->> 'id' AS vid,"
     " lower(relay_json(c.raw) -> 'visitor' ->> 'email') AS vemail"
-    " FROM deliveries d JOIN conversations c ON c.id = d.conversation_id WHERE d.id = %s),"
+    " FROM deliveries d JOIN conversations c ON c.id = d.conversation_id WHERE d.id = %(id)s),"
     " convs AS ("
     " SELECT o.id FROM conversations o JOIN cur ON o.conv_key = cur.conv_key"
     " UNION"
-    " SELECT o.id FROM conversations o JOIN cur"
+    " (SELECT o.id FROM conversations o JOIN cur"
     " ON o.account_id = cur.account_id AND (relay_json(o.raw) -> 'visitor' ->> 'id') = cur.vid"
-    " WHERE cur.vid IS NOT NULL AND cur.vid <> ''"
+    " WHERE cur.vid IS NOT NULL AND cur.vid <> '' ORDER BY o.id DESC LIMIT %(rows)s)"
     " UNION"
-    " SELECT o.id FROM conversations o JOIN cur"
+    " (SELECT o.id FROM conversations o JOIN cur"
     " ON o.account_id = cur.account_id"
     " AND lower(relay_json(o.raw) -> 'visitor' ->> 'email') = cur.vemail"
-    " WHERE cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail <> '')"
+    " WHERE cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail <> ''"
+    " ORDER BY o.id DESC LIMIT %(rows)s))"
     " SELECT s.external_ref FROM convs JOIN deliveries s ON s.conversation_id = convs.id"
     " CROSS JOIN cur"
     " WHERE s.channel = 'email' AND s.status = 'sent' AND s.sent_to IS NULL"
     " AND s.external_ref IS NOT NULL AND s.id <> cur.did"
-    " ORDER BY s.updated_at DESC, s.id DESC LIMIT %s"
+    " ORDER BY s.updated_at DESC, s.id DESC LIMIT %(limit)s"
 )
 QUARANTINE_COLUMNS = "SELECT id, received_at, reason, message, remote, size, body FROM quarantine"
 QUARANTINED = QUARANTINE_COLUMNS + " ORDER BY id DESC LIMIT %s"

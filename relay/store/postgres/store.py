@@ -20,7 +20,7 @@ from relay.routing.decide import PlannedDelivery
 from relay.store.admission import DUE_PAGE, Admission
 from relay.store.base import ACTIVE, COUNTED
 from relay.store.console import audit_row, conversation_row, health_rows
-from relay.store.operator import earlier_chats
+from relay.store.operator import VISITOR_ROWS, earlier_chats
 from relay.store.pgconnect import connect, redacted
 from relay.store.postgres import queries as q
 from relay.store.postgres.listen import Listener
@@ -544,7 +544,8 @@ class PostgresStore:
     def sent_email_ids(self, delivery_id: int, limit: int = 10) -> tuple[str, ...]:
         """As the SQLite store's: the Message-IDs of the emails really sent about the visitor
         of this delivery's conversation (not its own), oldest first, the newest ``limit``."""
-        rows = self._read().execute(q.SENT_EMAIL_IDS, (delivery_id, limit)).fetchall()
+        params = {"id": delivery_id, "rows": VISITOR_ROWS, "limit": limit}
+        rows = self._read().execute(q.SENT_EMAIL_IDS, params).fetchall()
         return tuple(str(row[0]) for row in reversed(rows))
 
     def visitor_history(
@@ -553,7 +554,8 @@ class PostgresStore:
         """As the SQLite store's: the same visitor's earlier conversations in the same account
         (by visitor id, else email address), one (category, begin time) per chat, oldest
         first, at most the newest ``limit``."""
-        rows = self._read().execute(q.VISITOR_HISTORY, (conversation_id,)).fetchall()
+        params = {"id": conversation_id, "rows": VISITOR_ROWS}
+        rows = self._read().execute(q.VISITOR_HISTORY, params).fetchall()
         return earlier_chats(rows, limit)
 
     def conversations_older_than(self, cutoff: float) -> list[int]:
