@@ -81,7 +81,11 @@ def build_worker(runtime: Runtime, store: StoreThread, observe: Observer | None 
         concurrency=settings.delivery.concurrency,
         per_destination=settings.delivery.per_destination_concurrency,
         observe=observe,
-        render_pool=RenderPool(n) if (n := settings.delivery.render_processes) else None,
+        render_pool=(
+            RenderPool(n, settings.delivery.render_niceness)
+            if (n := settings.delivery.render_processes)
+            else None
+        ),
     )
 
 

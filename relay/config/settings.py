@@ -278,6 +278,9 @@ class DeliverySettings(Section):
     # Helper processes that render emails and Slack messages, so rendering uses another core
     # than intake and sending; 0 renders in the relay's own process.
     render_processes: int = Field(default=1, ge=0, le=16)
+    # How much lower the helpers' CPU priority is than the relay's (nice(2)): when the CPU is
+    # short, the hook's answers go first and rendering takes what is left; 0: the same.
+    render_niceness: int = Field(default=10, ge=0, le=19)
 
 
 class ClassifySettings(Section):

@@ -81,16 +81,14 @@ class HelperRenderers:
 HELPER = HelperRenderers()
 
 
-# Helpers render at a lower CPU priority than the relay's process: when the CPU is short,
-# the hook's answers (and the store's commits) go first and rendering takes what is left; on
-# an idle machine it changes nothing. nice(2) adds it to the relay's own niceness.
-HELPER_NICENESS = 10
-
-
-def start_helper() -> None:
-    """Run first in every helper: lower its CPU priority, and tie its life to the relay's."""
-    with contextlib.suppress(OSError):  # a limit on niceness leaves the priority as it is
-        os.nice(HELPER_NICENESS)
+def start_helper(niceness: int) -> None:
+    """Run first in every helper: lower its CPU priority by ``niceness`` (``[delivery]
+    render_niceness``: when the CPU is short, the hook's answers and the store's commits go
+    first and rendering takes what is left; on an idle machine it changes nothing), and tie
+    its life to the relay's."""
+    if niceness:
+        with contextlib.suppress(OSError):  # a limit on niceness leaves the priority as it is
+            os.nice(niceness)
     die_with_parent()
 
 
@@ -149,8 +147,9 @@ class RenderPool:
     new one. Every render that failed because a helper died raises ``PoolUnavailable``, so
     the caller renders in-process: a helper's death is never a failure of the delivery."""
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, niceness: int = 0) -> None:
         self.processes = processes
+        self.niceness = niceness  # added to each helper's niceness (``start_helper``)
         self._pool: ProcessPoolExecutor | None = None
         self._disabled = False
         self._lock = threading.Lock()  # guards _pool: taking it out of service is one step
@@ -160,7 +159,10 @@ class RenderPool:
             if self._pool is None:
                 context = multiprocessing.get_context("spawn")
                 self._pool = ProcessPoolExecutor(
-                    self.processes, mp_context=context, initializer=start_helper
+                    self.processes,
+                    mp_context=context,
+                    initializer=start_helper,
+                    initargs=(self.niceness,),
                 )
             return self._pool
 

@@ -93,6 +93,28 @@ async def test_a_dead_helper_means_in_process_rendering_once_then_a_new_helper()
     assert multiprocessing.active_children() == []
 
 
+async def test_helpers_run_at_the_configured_lower_cpu_priority() -> None:
+    from relay.config.settings import DeliverySettings, EmailAction, RenderSettings  # noqa: PLC0415
+    from relay.render.pool import RenderJob, RenderPool  # noqa: PLC0415 -- local
+
+    job = RenderJob(
+        RenderSettings(), "Relay <r@shop.test>", body(sample("v1")), "normal",
+        EmailAction(type="email", to=["sales@shop.test"]), "<m@shop.test>",
+    )  # fmt: skip
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert DeliverySettings().render_niceness == 10
+    for niceness in (10, 0):
+        pool = RenderPool(1, niceness)
+        try:
+            await pool.render(job)
+            (helper,) = multiprocessing.active_children()
+            assert helper.pid is not None
+            assert os.getpriority(os.PRIO_PROCESS, helper.pid) == min(own + niceness, 19)
+        finally:
+            pool.close()
+    assert multiprocessing.active_children() == []
+
+
 async def test_helpers_pick_up_edited_templates_with_a_new_settings_generation(
     tmp_path: Path,
 ) -> None:
