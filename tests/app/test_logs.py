@@ -9,6 +9,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from litestar.testing import TestClient
 
 from relay.app import create_app
 from relay.config.settings import LoggingSettings, Settings
-from relay.ops.logs import configure_logging, under_journald
+from relay.ops.logs import TextFormatter, configure_logging, under_journald
 from tests.support.app import wait_settled
 from tests.support.data import TOKEN, body, sample
 from tests.support.smtp import SmtpServer
@@ -223,3 +224,26 @@ def test_the_writer_thread_shows_arguments_as_they_were_when_logged() -> None:
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
+
+
+@pytest.mark.parametrize(
+    "created",
+    [
+        86_400.5,
+        1_700_000_000.0,
+        1_700_000_000.0004995,
+        1_700_000_000.9995,
+        1_700_000_000.9999996,
+        1_796_277_087.3509996,
+        1_796_277_087.999_999_5,
+    ],
+)
+def test_the_text_time_is_the_local_time_to_the_millisecond(created: float) -> None:
+    """The formatter reuses each second's local time and offset; every line still shows what
+    datetime shows for its own instant, rounding included."""
+    formatter = TextFormatter(journal=False)
+    record = logging.LogRecord("relay.test", logging.INFO, __file__, 1, "x", None, None)
+    for instant in (created - 1.0, created, created + 0.0004):
+        record.created = instant
+        when = datetime.fromtimestamp(instant).astimezone().isoformat("T", "milliseconds")
+        assert formatter.format(record) == f"{when} INFO relay.test: x"
