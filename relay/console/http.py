@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import binascii
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -57,6 +58,12 @@ HEADERS: Final[dict[str, str]] = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
+# Ids are 64-bit integers in both stores; a larger one names nothing (and neither store could
+# even be asked about it).
+MAX_ID = 2**63 - 1
+_ID = re.compile(r"[0-9]{1,19}")
+# Days a search can name: their midnights are timestamps on any platform, the next day a date.
+FIRST_DAY, LAST_DAY = date(1970, 1, 2), date(9998, 12, 31)
 NAV = ("leads", "queue", "quarantine", "conversations", "rules", "stats", "audit")
 STATS_DAYS = 30
 HEALTH_WINDOW = 86400.0
@@ -109,10 +116,17 @@ def body_text(body: bytes) -> tuple[str, bool]:
 
 
 def _day(value: str | None) -> date | None:
+    """A search's day, or None if ``value`` is none (or one no search can name)."""
     try:
-        return date.fromisoformat(value) if value else None
+        found = date.fromisoformat(value) if value else None
     except ValueError:
         return None
+    return found if found is not None and FIRST_DAY <= found <= LAST_DAY else None
+
+
+def _stored_id(value: int) -> int:
+    """A path's id for the store: one beyond 64 bits is 0, which no row has."""
+    return value if 0 < value <= MAX_ID else 0
 
 
 class ConsoleEndpoints:
@@ -220,9 +234,10 @@ class ConsoleEndpoints:
     def _said(t: Callable[..., str], said: str, query: Mapping[str, Any]) -> str | None:
         """What a redirect after a POST reports (a fixed set of keys; values are numbers)."""
         keys = {"lead_claimed", "lead_done", "retried", "replayed"}
-        if said not in keys:
+        numbers = {name: query.get(name, "") for name in ("id", "count")}
+        if said not in keys or not all(_ID.fullmatch(n) for n in numbers.values() if n):
             return None
-        return t(said, id=query.get("id", ""), count=query.get("count", ""))
+        return t(said, **numbers)
 
     @staticmethod
     def _bound(access: Access) -> str:
@@ -562,7 +577,8 @@ class ConsoleEndpoints:
         if isinstance(found, Response):
             return found
         q = request.query_params
-        search = (q.get("q") or "").strip()[:200]
+        # PostgreSQL's text cannot hold NUL, so no stored name or address contains one.
+        search = (q.get("q") or "").replace("\x00", "").strip()[:200]
         zone = self._zone()
         start_day, end_day = _day(q.get("from")), _day(q.get("to"))
         start = 0.0 if start_day is None else _midnight(start_day, zone)
@@ -694,8 +710,8 @@ class ConsoleEndpoints:
         raw: bytes | None = None
         if picked:
             stored = (
-                await self._call(lambda s: s.conversation_raw(int(picked)))
-                if picked.isdigit()
+                await self._call(lambda s: s.conversation_raw(_stored_id(int(picked))))
+                if _ID.fullmatch(picked)
                 else None
             )
             if stored is None:
@@ -871,11 +887,11 @@ def build_console_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
 
     @post("/console/leads/{lead_id:int}/claim", **small)
     async def lead_claim(request: Request[Any, Any, Any], lead_id: FromPath[int]) -> Response[str]:
-        return await c.lead_action(request, lead_id, "claim")
+        return await c.lead_action(request, _stored_id(lead_id), "claim")
 
     @post("/console/leads/{lead_id:int}/done", **small)
     async def lead_done(request: Request[Any, Any, Any], lead_id: FromPath[int]) -> Response[str]:
-        return await c.lead_action(request, lead_id, "done")
+        return await c.lead_action(request, _stored_id(lead_id), "done")
 
     @get("/console/queue", include_in_schema=False)
     async def queue(request: Request[Any, Any, Any]) -> Response[str]:
@@ -885,7 +901,7 @@ def build_console_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
     async def retry_one(
         request: Request[Any, Any, Any], delivery_id: FromPath[int]
     ) -> Response[str]:
-        return await c.retry(request, delivery_id)
+        return await c.retry(request, _stored_id(delivery_id))
 
     @post("/console/queue/retry-dead", **small)
     async def retry_dead(request: Request[Any, Any, Any]) -> Response[str]:
@@ -899,11 +915,11 @@ def build_console_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
     async def quarantine_entry(
         request: Request[Any, Any, Any], entry_id: FromPath[int]
     ) -> Response[str]:
-        return await c.quarantine_entry(request, entry_id)
+        return await c.quarantine_entry(request, _stored_id(entry_id))
 
     @post("/console/quarantine/{entry_id:int}/reaccept", **large)
     async def reaccept(request: Request[Any, Any, Any], entry_id: FromPath[int]) -> Response[str]:
-        return await c.reaccept(request, entry_id)
+        return await c.reaccept(request, _stored_id(entry_id))
 
     @get("/console/conversations", include_in_schema=False)
     async def conversations(request: Request[Any, Any, Any]) -> Response[str]:
@@ -913,13 +929,13 @@ def build_console_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
     async def conversation(
         request: Request[Any, Any, Any], conversation_id: FromPath[int]
     ) -> Response[str]:
-        return await c.conversation_page(request, conversation_id)
+        return await c.conversation_page(request, _stored_id(conversation_id))
 
     @post("/console/conversations/{conversation_id:int}/replay", **small)
     async def replay(
         request: Request[Any, Any, Any], conversation_id: FromPath[int]
     ) -> Response[str]:
-        return await c.replay(request, conversation_id)
+        return await c.replay(request, _stored_id(conversation_id))
 
     @get("/console/rules", include_in_schema=False)
     async def rules(request: Request[Any, Any, Any]) -> Response[str]:

@@ -1,0 +1,105 @@
+"""The console under attack, in-process on both stores: ids, dates and search text no store
+can hold, numbers of a status message written into the address, sign-in races, sessions of
+removed or re-keyed users. Every answer is a page of its own (4xx), never a 500."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from relay.app import create_app
+from relay.config.settings import Settings
+from relay.store.opening import open_store
+from tests.support.app import runtime
+from tests.support.console import Clock, add_user, csrf_of, login
+from tests.support.data import TOKEN, body, sample
+
+TOO_BIG = "9" * 30  # beyond the 64-bit integers of SQLite and PostgreSQL
+
+
+@pytest.fixture
+def signed_in(
+    backend: str, make_settings: Callable[..., Settings]
+) -> Iterator[tuple[TestClient[Any], Settings, Clock]]:
+    """A relay on ``backend`` with one stored conversation (a missed chat, so a lead), one
+    quarantined body and the user jana signed in."""
+    settings = make_settings(render={"timezone": "Europe/Prague"})
+    clock = Clock(1_800_000_000.0)
+    with TestClient(create_app(settings)) as client:
+        runtime(client).clock = clock
+        add_user(settings)
+        data = sample("v1")
+        data["channel"]["isMissed"] = True
+        assert client.post(f"/hooks/smartsupp/{TOKEN}", content=body(data)).status_code == 200
+        assert client.post(f"/hooks/smartsupp/{TOKEN}", content=b"{not json").status_code == 400
+        assert login(client).status_code == 303
+        yield client, settings, clock
+
+
+def page_of_its_own(answer: Any, status: int) -> None:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "Relay console" in answer.text
+
+
+def test_ids_beyond_the_stores_integers_are_not_found(signed_in: Any) -> None:
+    client, settings, _ = signed_in
+    for path in (f"/console/conversations/{TOO_BIG}", f"/console/quarantine/{TOO_BIG}"):
+        page_of_its_own(client.get(path), 404)
+    csrf = csrf_of(client.get("/console/leads").text)
+    for path in (
+        f"/console/leads/{TOO_BIG}/claim",
+        f"/console/leads/{TOO_BIG}/done",
+        f"/console/quarantine/{TOO_BIG}/reaccept",
+        f"/console/conversations/{TOO_BIG}/replay",
+    ):
+        page_of_its_own(client.post(path, data={"csrf": csrf}), 404)
+    retried = client.post(f"/console/queue/{TOO_BIG}/retry", data={"csrf": csrf})
+    page_of_its_own(retried, 200)  # after the redirect: nothing requeued
+    assert "0" in retried.text
+    with closing(open_store(settings)) as store:
+        assert store.leads()[0].state.value == "open"
+
+
+# Digits to str.isdigit, not to int(): superscript two, Arabic-Indic one; and too many digits.
+@pytest.mark.parametrize("picked", ["\u00b2", "\u0661", TOO_BIG, "9" * 5000])
+def test_rules_test_with_a_conversation_id_that_is_no_number_is_not_found(
+    signed_in: Any, picked: str
+) -> None:
+    client, _, _ = signed_in
+    csrf = csrf_of(client.get("/console/rules").text)
+    answer = client.post("/console/rules/test", data={"csrf": csrf, "conversation": picked})
+    page_of_its_own(answer, 404)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "from=9999-12-31&to=9999-12-31",
+        "to=9999-12-31",
+        "from=0001-01-01&to=0001-01-01",
+        "q=%00",
+        "q=dusan%00",
+        "q=%25_%27%22%5C",
+        "from=2024-02-30&to=yesterday",
+    ],
+)
+def test_searches_no_store_can_answer_get_the_search_page(signed_in: Any, query: str) -> None:
+    client, _, _ = signed_in
+    page_of_its_own(client.get(f"/console/conversations?{query}"), 200)
+
+
+def test_a_status_message_takes_only_numbers_from_the_address(signed_in: Any) -> None:
+    client, _, _ = signed_in
+    lure = "ALL. Your session expired: sign in again at evil.example"
+    for path in ("/console/queue", "/console/conversations/1", "/console/leads"):
+        for said in ("retried", "replayed", "lead_claimed"):
+            page = client.get(path, params={"said": said, "count": lure, "id": lure})
+            assert page.status_code == 200
+            assert "evil.example" not in page.text
+    honest = client.get("/console/queue", params={"said": "retried", "count": "3"})
+    assert "3" in honest.text and 'class="msg ok"' in honest.text
