@@ -3,6 +3,7 @@ every POST carries the session's CSRF token and is written to the audit log."""
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import logging
 import re
@@ -350,13 +351,16 @@ class ConsoleEndpoints:
             answer = self._login_form(request, text(locale, "slowed", seconds=seconds), 429)
             answer.headers["Retry-After"] = str(seconds)
             return answer
+        # Counted as wrong before the first await, so that guesses sent at once see each
+        # other; a right password clears the counts below.
+        self.limiter.failed(*keys)
         stored = (
             await self._call(lambda s: s.console_password_hash(name))
             if auth.valid_name(name)
             else None
         )
-        if not auth.password_ok(stored, form.get("password", "")):
-            self.limiter.failed(*keys)
+        # argon2 takes tens of milliseconds of CPU: not on the loop that takes hooks.
+        if not await asyncio.to_thread(auth.password_ok, stored, form.get("password", "")):
             log.warning("console: wrong password for %r from %s", name[:64], address)
             return self._login_form(request, text(locale, "wrong_password"), 401)
         self.limiter.succeeded(*keys)

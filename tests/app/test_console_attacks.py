@@ -4,15 +4,18 @@ removed or re-keyed users. Every answer is a page of its own (4xx), never a 500.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from typing import Any
 
+import httpx
 import pytest
 from litestar.testing import TestClient
 
 from relay.app import create_app
 from relay.config.settings import Settings
+from relay.console.http import LOGIN_COOKIE
 from relay.store.opening import open_store
 from tests.support.app import runtime
 from tests.support.console import Clock, add_user, csrf_of, login
@@ -103,3 +106,29 @@ def test_a_status_message_takes_only_numbers_from_the_address(signed_in: Any) ->
             assert "evil.example" not in page.text
     honest = client.get("/console/queue", params={"said": "retried", "count": "3"})
     assert "3" in honest.text and 'class="msg ok"' in honest.text
+
+
+def test_concurrent_wrong_passwords_are_counted_before_any_is_checked(signed_in: Any) -> None:
+    """Thirty guesses sent at once: five are heard, the rest wait, as if sent one by one."""
+    client, _, _ = signed_in
+    client.cookies.clear()
+    form = client.get("/console/login")
+    csrf, nonce = csrf_of(form.text), client.cookies[LOGIN_COOKIE]
+    client.cookies.clear()
+    transport = httpx.ASGITransport(app=client.app)
+
+    async def guesses() -> list[int]:
+        async with httpx.AsyncClient(transport=transport, base_url="http://relay") as guesser:
+
+            async def guess(n: int) -> int:
+                answer = await guesser.post(
+                    "/console/login",
+                    data={"csrf": csrf, "user": "jana", "password": f"guess {n}"},
+                    headers={"Cookie": f"{LOGIN_COOKIE}={nonce}"},
+                )
+                return answer.status_code
+
+            return list(await asyncio.gather(*(guess(n) for n in range(30))))
+
+    codes = client.blocking_portal.call(guesses)
+    assert sorted(codes) == [401] * 5 + [429] * 25
