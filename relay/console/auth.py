@@ -70,20 +70,38 @@ def new_session(user: str, now: float, hours: float) -> Session:
     return Session(user, int(now + hours * 3600), secrets.token_urlsafe(18))
 
 
-def seal(key: bytes, session: Session) -> str:
-    """The cookie value: user, expiry and session id, signed with HMAC-SHA256."""
+def seal(key: bytes, session: Session, password_hash: str) -> str:
+    """The cookie value: user, expiry and session id, signed with HMAC-SHA256 together with
+    the user's password hash, so that a new password (or the user removed and added again)
+    ends the sessions signed in with the old one."""
     body = f"{_b64(session.user)}.{session.expires}.{session.sid}"
-    return f"{body}.{_mac(key, 'console-session:' + body)}"
+    return f"{body}.{_mac(key, _signed(body, password_hash))}"
 
 
-def unseal(key: bytes, value: str, now: float) -> Session | None:
-    """The session in a cookie value signed with ``key`` and not expired, else None."""
+def _signed(body: str, password_hash: str) -> str:
+    return f"console-session:{body}:{password_hash}"
+
+
+def claimed_user(value: str) -> str | None:
+    """The user a cookie value names, not yet checked: whose password hash ``unseal`` needs."""
+    found = _SESSION.fullmatch(value)
+    if found is None:
+        return None
+    try:
+        return _unb64(found.group(1))
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def unseal(key: bytes, value: str, now: float, password_hash: str) -> Session | None:
+    """The session in a cookie value signed with ``key`` for the user's current
+    ``password_hash`` and not expired, else None."""
     found = _SESSION.fullmatch(value)
     if found is None:
         return None
     user, expires, sid, mac = found.groups()
     body = f"{user}.{expires}.{sid}"
-    if not hmac.compare_digest(_mac(key, "console-session:" + body).encode(), mac.encode()):
+    if not hmac.compare_digest(_mac(key, _signed(body, password_hash)).encode(), mac.encode()):
         return None
     if int(expires) <= now:
         return None

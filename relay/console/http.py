@@ -266,11 +266,15 @@ class ConsoleEndpoints:
             named = request.headers.get(console.user_header)
             if named and peer and self._trusted(peer) and auth.valid_name(named):
                 return Access(named, "")
-        session = auth.unseal(self.key, request.cookies.get(SESSION_COOKIE, ""), self._clock())
-        if session is None:
+        value = request.cookies.get(SESSION_COOKIE, "")
+        claimed = auth.claimed_user(value)
+        if claimed is None:
             return None
-        exists = await self._call(lambda s: s.console_password_hash(session.user))
-        return None if exists is None else Access(session.user, session.sid)
+        stored = await self._call(lambda s: s.console_password_hash(claimed))
+        if stored is None:  # removed
+            return None
+        session = auth.unseal(self.key, value, self._clock(), stored)
+        return None if session is None else Access(session.user, session.sid)
 
     def _trusted(self, peer: str) -> bool:
         from relay.runtime import _in  # noqa: PLC0415
@@ -360,7 +364,8 @@ class ConsoleEndpoints:
             else None
         )
         # argon2 takes tens of milliseconds of CPU: not on the loop that takes hooks.
-        if not await asyncio.to_thread(auth.password_ok, stored, form.get("password", "")):
+        right = await asyncio.to_thread(auth.password_ok, stored, form.get("password", ""))
+        if not right or stored is None:
             log.warning("console: wrong password for %r from %s", name[:64], address)
             return self._login_form(request, text(locale, "wrong_password"), 401)
         self.limiter.succeeded(*keys)
@@ -370,7 +375,7 @@ class ConsoleEndpoints:
         await self.audit(Access(name, session.sid), "login", "console", address)
         cookie = Cookie(
             key=SESSION_COOKIE,
-            value=auth.seal(self.key, session),
+            value=auth.seal(self.key, session, stored),
             path="/console",
             max_age=int(session.expires - self._clock()),
             httponly=True,

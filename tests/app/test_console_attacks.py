@@ -15,10 +15,10 @@ from litestar.testing import TestClient
 
 from relay.app import create_app
 from relay.config.settings import Settings
-from relay.console.http import LOGIN_COOKIE
+from relay.console.http import LOGIN_COOKIE, SESSION_COOKIE
 from relay.store.opening import open_store
 from tests.support.app import runtime
-from tests.support.console import Clock, add_user, csrf_of, login
+from tests.support.console import Clock, add_user, csrf_of, login, remove_user
 from tests.support.data import TOKEN, body, sample
 
 TOO_BIG = "9" * 30  # beyond the 64-bit integers of SQLite and PostgreSQL
@@ -132,3 +132,22 @@ def test_concurrent_wrong_passwords_are_counted_before_any_is_checked(signed_in:
 
     codes = client.blocking_portal.call(guesses)
     assert sorted(codes) == [401] * 5 + [429] * 25
+
+
+def test_a_session_ends_when_its_user_is_removed_or_given_a_new_password(signed_in: Any) -> None:
+    client, settings, _ = signed_in
+    assert client.get("/console/leads").status_code == 200
+    # Removed and added again (the same name, perhaps another person) before the old
+    # session's next request: it stays ended.
+    remove_user(settings)
+    add_user(settings, password="another long password")
+    assert client.get("/console/leads", follow_redirects=False).status_code == 303
+    # A new password (`relay user add` for an existing user) ends the sessions signed in
+    # with the old one.
+    assert login(client, "another long password").status_code == 303
+    copy = client.cookies[SESSION_COOKIE]
+    add_user(settings, password="a third long password")
+    client.cookies.set(SESSION_COOKIE, copy)
+    assert client.get("/console/leads", follow_redirects=False).status_code == 303
+    assert login(client, "a third long password").status_code == 303
+    assert client.get("/console/leads").status_code == 200

@@ -82,12 +82,16 @@ def test_summarise_counts_days_missed_share_claim_times_and_ratings() -> None:
 def test_a_session_cookie_is_signed_and_expires() -> None:
     key = b"k" * 32
     session = auth.new_session("jana", now=1000.0, hours=1.0)
-    value = auth.seal(key, session)
-    assert auth.unseal(key, value, now=1000.0) == session
-    assert auth.unseal(key, value, now=1000.0 + 3600) is None
-    assert auth.unseal(b"other" * 8, value, now=1000.0) is None
+    value = auth.seal(key, session, "$argon2id$first")
+    assert auth.claimed_user(value) == "jana"
+    assert auth.unseal(key, value, now=1000.0, password_hash="$argon2id$first") == session
+    assert auth.unseal(key, value, now=1000.0 + 3600, password_hash="$argon2id$first") is None
+    assert auth.unseal(b"other" * 8, value, now=1000.0, password_hash="$argon2id$first") is None
+    # Signed with the password hash: a new password ends the session.
+    assert auth.unseal(key, value, now=1000.0, password_hash="$argon2id$second") is None
     forged = value.replace("amFuYQ", "cGV0cg")  # another user name, same signature
-    assert auth.unseal(key, forged, now=1000.0) is None
+    assert auth.claimed_user(forged) == "petr"
+    assert auth.unseal(key, forged, now=1000.0, password_hash="$argon2id$first") is None
     token = auth.csrf_token(key, session.sid)
     assert auth.csrf_ok(key, session.sid, token)
     assert not auth.csrf_ok(key, "another-session", token)
