@@ -13,6 +13,7 @@ from pathlib import Path
 from litestar import Litestar
 
 from relay.config.settings import Settings
+from relay.console.auth import check_key_file
 from relay.console.http import build_console_handlers
 from relay.delivery.retry import RetryPolicy
 from relay.delivery.worker import Observer, Worker
@@ -105,6 +106,7 @@ def create_app(
     senders = SenderRegistry()
     runtime = Runtime(snapshot=build_snapshot(settings, senders), senders=senders)
     check_store(settings)
+    check_key_file(settings.console, Path(settings.storage.state_dir))
     rebuild = partial(build_snapshot, senders=senders)
     reloader = Reloader(runtime, reload, rebuild) if reload is not None else None
 

@@ -7,15 +7,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from litestar.testing import TestClient
+from pydantic import ValidationError
 
 from relay.app import create_app
 from relay.config.settings import Settings
+from relay.console.auth import session_key
 from relay.console.http import LOGIN_COOKIE, SESSION_COOKIE
+from relay.model.errors import ConfigError
 from relay.store.opening import open_store
 from tests.support.app import runtime
 from tests.support.console import Clock, add_user, csrf_of, login, remove_user
@@ -151,3 +155,31 @@ def test_a_session_ends_when_its_user_is_removed_or_given_a_new_password(signed_
     assert client.get("/console/leads", follow_redirects=False).status_code == 303
     assert login(client, "a third long password").status_code == 303
     assert client.get("/console/leads").status_code == 200
+
+
+@pytest.mark.parametrize("written", [b"", b"\n", b"short key\n"])
+def test_a_session_key_too_short_to_sign_with_is_refused(
+    make_settings: Callable[..., Settings], written: bytes
+) -> None:
+    """An empty console_key (a write cut short) signed cookies with an empty HMAC key: anyone
+    could make a session for any user. Now the relay will not start on it."""
+    settings = make_settings()
+    state = Path(settings.storage.state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "console_key").write_bytes(written)
+    with pytest.raises(ConfigError, match=r"console_key.*delete it"):
+        create_app(settings)
+    with pytest.raises(ValidationError, match="at least 32"):
+        make_settings(console={"session_key": "short"})
+
+
+def test_a_generated_session_key_is_whole_private_and_kept(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    state = Path(settings.storage.state_dir)
+    first = session_key(settings.console, state)
+    assert len(first) >= 32
+    assert (state / "console_key").stat().st_mode & 0o777 == 0o600
+    assert session_key(settings.console, state) == first
+    assert sorted(p.name for p in state.iterdir() if "console_key" in p.name) == ["console_key"]
