@@ -5,6 +5,7 @@ removed or re-keyed users. Every answer is a page of its own (4xx), never a 500.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
@@ -183,3 +184,44 @@ def test_a_generated_session_key_is_whole_private_and_kept(
     assert (state / "console_key").stat().st_mode & 0o777 == 0o600
     assert session_key(settings.console, state) == first
     assert sorted(p.name for p in state.iterdir() if "console_key" in p.name) == ["console_key"]
+
+
+OVERRIDE = "\u202e"  # RIGHT-TO-LEFT OVERRIDE: what follows it on the line reads backwards
+
+
+def outside_isolation(page: str, mark: str) -> list[str]:
+    """The places ``mark`` appears in ``page`` outside a <bdi> element or a block of its own
+    (an element with dir="auto"): where it would turn the text after it around."""
+    found = []
+    for at in [m.start() for m in re.finditer(mark, page)]:
+        before = page[:at]
+        opened = max(before.rfind("<bdi>"), before.rfind('dir="auto">'))
+        closed = max(before.rfind("</bdi>"), before.rfind("</p>"), before.rfind("</blockquote>"))
+        if opened <= closed:
+            found.append(page[max(0, at - 60) : at + 20])
+    return found
+
+
+def test_a_visitors_bidi_controls_stay_inside_their_own_text(signed_in: Any) -> None:
+    """A name like "Eve\u202e" would show the address after it, and every word the console
+    prints after it on that line, backwards (as the e-mail's transcript guards against)."""
+    client, settings, _ = signed_in
+    data = sample("v1")
+    data["channel"].update(id=777, isMissed=True, rating=1, ratingDesc=f"bad {OVERRIDE}service")
+    data["visitor"].update(name=f"Eve {OVERRIDE}evE", email=f"eve{OVERRIDE}@example.com")
+    for message in data["messages"]:
+        message["content"] = f"{OVERRIDE}{message['content']}"
+        if message.get("name"):
+            message["name"] = f"{OVERRIDE}{message['name']}"
+    assert client.post(f"/hooks/smartsupp/{TOKEN}", content=body(data)).status_code == 200
+    with closing(open_store(settings)) as store:
+        conversation = store.latest_version_id("208-777")
+    for path in (
+        "/console/leads",
+        "/console/conversations",
+        "/console/conversations?q=eve",
+        f"/console/conversations/{conversation}",
+    ):
+        page = client.get(path)
+        assert page.status_code == 200 and OVERRIDE in page.text, path
+        assert outside_isolation(page.text, OVERRIDE) == [], path
