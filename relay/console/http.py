@@ -31,7 +31,7 @@ from relay.intake.pipeline import take
 from relay.leads.model import Lead, LeadState, Refused, claim, finish
 from relay.leads.texts import pick_locale
 from relay.model.category import Category
-from relay.model.errors import PayloadError
+from relay.model.errors import PayloadError, PayloadTooLarge
 from relay.model.urls import redact_text
 from relay.render.environment import loader
 from relay.render.i18n import Translator
@@ -547,7 +547,10 @@ class ConsoleEndpoints:
         edited = form.get("body")
         _, binary = body_text(entry.body)
         body = entry.body if edited is None or binary else edited.replace("\r\n", "\n").encode()
+        limit = self._runtime.settings.server.max_body_bytes
         try:
+            if len(body) > limit:  # as the hook would: a corrected body can be any size
+                raise PayloadTooLarge(limit)
             intake = prepare(self._runtime, body)
         except PayloadError as exc:
             await self.audit(access, "reaccept-refused", f"quarantine {entry_id}", exc.reason)
@@ -555,7 +558,7 @@ class ConsoleEndpoints:
             return await self.quarantine_entry(
                 request,
                 entry_id,
-                status=422,
+                status=413 if isinstance(exc, PayloadTooLarge) else 422,
                 message=message,
                 tone="error",
                 shown=body.decode("utf-8", "replace") if not binary else body_text(body)[0],

@@ -225,3 +225,22 @@ def test_a_visitors_bidi_controls_stay_inside_their_own_text(signed_in: Any) -> 
         page = client.get(path)
         assert page.status_code == 200 and OVERRIDE in page.text, path
         assert outside_isolation(page.text, OVERRIDE) == [], path
+
+
+def test_a_corrected_body_larger_than_the_hook_takes_is_still_refused(signed_in: Any) -> None:
+    """Re-accept with a corrected body runs the normal intake: server.max_body_bytes too."""
+    client, settings, _ = signed_in
+    with closing(open_store(settings)) as store:
+        (entry,) = store.quarantined()
+    csrf = csrf_of(client.get(f"/console/quarantine/{entry.id}").text)
+    data = sample("v1")
+    data["channel"]["id"] = 4242
+    data["messages"][0]["content"] = "y" * settings.server.max_body_bytes
+    answer = client.post(
+        f"/console/quarantine/{entry.id}/reaccept", data={"csrf": csrf, "body": body(data).decode()}
+    )
+    page_of_its_own(answer, 413)
+    assert "body_too_large" in answer.text
+    with closing(open_store(settings)) as store:
+        assert store.latest_version_id("208-4242") is None
+        assert [e.id for e in store.quarantined()] == [entry.id]
