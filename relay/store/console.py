@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from relay.store import queries
@@ -22,6 +22,40 @@ def conversation_row(row: Sequence[Any]) -> ConversationRow:
         None if name is None else str(name),
         None if email is None else str(email),
     )
+
+
+SEARCH_PAGE = 2000  # rows read at a time while looking for a visitor's name or email
+
+
+def search(
+    page: Callable[[tuple[Any, ...]], Sequence[Sequence[Any]]],
+    *,
+    text: str,
+    start: float,
+    end: float,
+    category: str | None,
+    limit: int,
+    page_size: int = SEARCH_PAGE,
+) -> list[ConversationRow]:
+    """The rows of ``FIND_CONVERSATIONS`` (run by ``page``) whose visitor name or email
+    contains ``text`` in any case, beyond ASCII too (str.casefold), at most ``limit``; read a
+    page at a time, newest first, so the store's own lower() (ASCII only in SQLite and in a
+    PostgreSQL database without a locale) is not needed."""
+    needle = text.casefold()
+    found: list[ConversationRow] = []
+    before_at, before_id = min(end, 1e18), 0
+    while len(found) < limit:
+        rows = page((start, before_at, before_at, before_id, category, category, page_size))
+        for row in rows:
+            name, email = row[5], row[6]
+            if any(needle in ("" if v is None else str(v)).casefold() for v in (name, email)):
+                found.append(conversation_row(row))
+                if len(found) == limit:
+                    break
+        if len(rows) < page_size:
+            break
+        before_at, before_id = float(rows[-1][4]), int(rows[-1][0])
+    return found
 
 
 def audit_row(row: Sequence[Any]) -> AuditRow:
@@ -96,10 +130,14 @@ class ConsoleOps(StoreBase):
     ) -> list[ConversationRow]:
         """The newest version of each conversation whose visitor name or email contains
         ``text`` (any case), received in [start, end), of ``category`` (None: any)."""
-        end = min(end, 1e18)
-        params = (text, text, start, end, category, category, limit)
-        rows = self._conn.execute(queries.FIND_CONVERSATIONS, params).fetchall()
-        return [conversation_row(row) for row in rows]
+        return search(
+            lambda params: self._conn.execute(queries.FIND_CONVERSATIONS, params).fetchall(),
+            text=text,
+            start=start,
+            end=end,
+            category=category,
+            limit=limit,
+        )
 
     def conversation_row(self, conversation_id: int) -> ConversationRow | None:
         row = self._conn.execute(queries.CONVERSATION_ROW, (conversation_id,)).fetchone()

@@ -244,3 +244,15 @@ def test_a_corrected_body_larger_than_the_hook_takes_is_still_refused(signed_in:
     with closing(open_store(settings)) as store:
         assert store.latest_version_id("208-4242") is None
         assert [e.id for e in store.quarantined()] == [entry.id]
+
+
+def test_a_search_finds_a_name_in_any_case_beyond_ascii(signed_in: Any) -> None:
+    client, _, _ = signed_in
+    data = sample("v1")
+    data["channel"]["id"] = 4243
+    data["visitor"].update(name="Žaneta Šťastná", email="ZANETA@EXAMPLE.CZ")
+    assert client.post(f"/hooks/smartsupp/{TOKEN}", content=body(data)).status_code == 200
+    for query in ("žaneta", "ŠŤASTNÁ", "zaneta@example", "Šťastná"):
+        page = client.get("/console/conversations", params={"q": query})
+        assert page.status_code == 200 and "208-4243" in page.text, query
+    assert "208-4243" not in client.get("/console/conversations", params={"q": "žanetta"}).text

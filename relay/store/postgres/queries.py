@@ -358,13 +358,12 @@ _CONVERSATION_COLUMNS = (
     " relay_json(c.raw) -> 'visitor' ->> 'email' AS vemail"
     " FROM conversations c"
 )
-# Parameters: text, text, start, end, category, category, limit.
+# As the SQLite store's: start, before_at, before_at, before_id, category, category, limit.
 FIND_CONVERSATIONS = (
     f"SELECT * FROM ({_CONVERSATION_COLUMNS}"  # noqa: S608 -- fixed column list
     " WHERE c.version = (SELECT MAX(version) FROM conversations WHERE conv_key = c.conv_key))"
-    " AS found WHERE (strpos(lower(COALESCE(vname, '')), lower(%s)) > 0"
-    " OR strpos(lower(COALESCE(vemail, '')), lower(%s)) > 0)"
-    " AND received_at >= %s AND received_at < %s"
+    " AS found WHERE received_at >= %s"
+    " AND (received_at < %s OR (received_at = %s AND id < %s))"
     " AND (%s::text IS NULL OR category = %s::text)"
     " ORDER BY received_at DESC, id DESC LIMIT %s"
 )

@@ -18,7 +18,7 @@ from relay.leads.model import Lead, Refused
 from relay.model.errors import StoreError
 from relay.routing.decide import PlannedDelivery
 from relay.store.base import ACTIVE, COUNTED
-from relay.store.console import audit_row, conversation_row, health_rows
+from relay.store.console import audit_row, conversation_row, health_rows, search
 from relay.store.operator import earlier_chats
 from relay.store.pgconnect import connect, redacted
 from relay.store.postgres import queries as q
@@ -730,10 +730,14 @@ class PostgresStore:
         limit: int = 100,
     ) -> list[ConversationRow]:
         """As the SQLite store's."""
-        end = min(end, 1e18)
-        params = (text, text, start, end, category, category, limit)
-        rows = self._read().execute(q.FIND_CONVERSATIONS, params).fetchall()
-        return [conversation_row(row) for row in rows]
+        return search(
+            lambda params: self._read().execute(q.FIND_CONVERSATIONS, params).fetchall(),
+            text=text,
+            start=start,
+            end=end,
+            category=category,
+            limit=limit,
+        )
 
     def conversation_row(self, conversation_id: int) -> ConversationRow | None:
         row = self._read().execute(q.CONVERSATION_ROW, (conversation_id,)).fetchone()
