@@ -231,6 +231,12 @@ class LoginLimiter:
         for key, found in list(self._failures.items()):
             if now - found.last > self.MAX_WAIT:
                 del self._failures[key]
-        while len(self._failures) >= self.MAX_KEYS:  # still full: drop the oldest
-            oldest = min(self._failures, key=lambda k: self._failures[k].last)
-            del self._failures[oldest]
+
+        # Still full: drop the oldest key that waits for nothing yet; a locked one only if every
+        # key is (made-up user names sprayed to fill the table must not free a locked user).
+        def rank(key: str) -> tuple[bool, float]:
+            found = self._failures[key]
+            return found.count >= self.max_failures, found.last
+
+        while len(self._failures) >= self.MAX_KEYS:
+            del self._failures[min(self._failures, key=rank)]

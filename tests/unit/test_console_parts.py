@@ -159,3 +159,21 @@ def test_a_conversation_search_reads_page_by_page_and_folds_case_beyond_ascii() 
     assert ids("STRASSE") == [6]  # casefold, not lower
     assert ids("x@example") == [3]
     assert ids("") == [8, 7, 6, 5, 4, 3, 2, 1]
+
+
+def test_the_limiter_keeps_a_locked_key_when_full_of_others() -> None:
+    """Spraying made-up user names (from many addresses) fills the table; what falls out to
+    make room is a key that waits for nothing, never the locked user's."""
+
+    class Small(auth.LoginLimiter):
+        MAX_KEYS = 10
+
+    now = [1000.0]
+    limiter = Small(5, 60.0, lambda: now[0])
+    for _ in range(5):
+        limiter.failed("user:jana")
+    for n in range(40):
+        now[0] += 0.01
+        limiter.failed(f"user:sprayed-{n}")
+    assert limiter.retry_after("user:jana") is not None
+    assert len(limiter._failures) <= Small.MAX_KEYS
