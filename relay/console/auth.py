@@ -6,6 +6,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import re
@@ -170,6 +171,20 @@ def _usable(path: Path, key: bytes) -> bytes:
             f" (at least {MIN_KEY}); delete it to generate a new one (every session ends)"
         )
     return key
+
+
+def address_key(address: str) -> str:
+    """What the limiter counts for a client address: an IPv6 address's /64 (a host has a
+    whole /64 to pick from), an IPv4 address (also written IPv4-mapped) as it is."""
+    try:
+        found = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(found, ipaddress.IPv6Address):
+        if found.ipv4_mapped is not None:
+            return str(found.ipv4_mapped)
+        return str(ipaddress.IPv6Network((found, 64), strict=False))
+    return str(found)
 
 
 @dataclass

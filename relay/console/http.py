@@ -348,7 +348,7 @@ class ConsoleEndpoints:
             return self._login_form(request, text(locale, "form_expired"), 403)
         name = form.get("user", "").strip()
         address = self._runtime.client_address(request) or "?"
-        keys = (f"address:{address}", f"user:{name.lower()}")
+        keys = (f"address:{auth.address_key(address)}", f"user:{name.lower()}")
         wait = self.limiter.retry_after(*keys)
         if wait is not None:
             seconds = max(1, int(wait + 0.999))

@@ -256,3 +256,35 @@ def test_a_search_finds_a_name_in_any_case_beyond_ascii(signed_in: Any) -> None:
         page = client.get("/console/conversations", params={"q": query})
         assert page.status_code == 200 and "208-4243" in page.text, query
     assert "208-4243" not in client.get("/console/conversations", params={"q": "žanetta"}).text
+
+
+def wrong_passwords_from(client: TestClient[Any], addresses: list[str]) -> list[int]:
+    """A wrong password for a new user name from each address in turn (as the TCP peer)."""
+    client.cookies.clear()
+    form = client.get("/console/login")
+    csrf, nonce = csrf_of(form.text), client.cookies[LOGIN_COOKIE]
+    client.cookies.clear()
+
+    async def attempts() -> list[int]:
+        codes = []
+        for n, address in enumerate(addresses):
+            transport = httpx.ASGITransport(app=client.app, client=(address, 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://relay") as peer:
+                answer = await peer.post(
+                    "/console/login",
+                    data={"csrf": csrf, "user": f"sprayed{n}", "password": "wrong password"},
+                    headers={"Cookie": f"{LOGIN_COOKIE}={nonce}"},
+                )
+                codes.append(answer.status_code)
+        return codes
+
+    return client.blocking_portal.call(attempts)
+
+
+def test_ipv6_addresses_of_one_network_are_counted_together(signed_in: Any) -> None:
+    """A host has a /64 of its own: a new address for each guess must not reset the count."""
+    client, _, _ = signed_in
+    same_network = [f"2001:db8:1:2::{n:x}" for n in range(1, 8)]
+    assert wrong_passwords_from(client, same_network) == [401] * 5 + [429] * 2
+    # Another network, and IPv4 addresses, each count for themselves.
+    assert wrong_passwords_from(client, ["2001:db8:1:3::1", "192.0.2.1", "192.0.2.2"]) == [401] * 3
