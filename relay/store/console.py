@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from relay.store import queries
@@ -24,37 +24,18 @@ def conversation_row(row: Sequence[Any]) -> ConversationRow:
     )
 
 
-SEARCH_PAGE = 2000  # rows read at a time while looking for a visitor's name or email
-
-
-def search(
-    page: Callable[[tuple[Any, ...]], Sequence[Sequence[Any]]],
-    *,
-    text: str,
-    start: float,
-    end: float,
-    category: str | None,
-    limit: int,
-    page_size: int = SEARCH_PAGE,
-) -> list[ConversationRow]:
-    """The rows of ``FIND_CONVERSATIONS`` (run by ``page``) whose visitor name or email
-    contains ``text`` in any case, beyond ASCII too (str.casefold), at most ``limit``; read a
-    page at a time, newest first, so the store's own lower() (ASCII only in SQLite and in a
-    PostgreSQL database without a locale) is not needed."""
+def search(rows: Iterable[Sequence[Any]], text: str, limit: int) -> list[ConversationRow]:
+    """The first ``limit`` of ``rows`` (``FIND_CONVERSATIONS``', newest first) whose visitor
+    name or email contains ``text`` in any case, beyond ASCII too (str.casefold, which the
+    stores' lower() is not in SQLite or a PostgreSQL database without a locale); reads no
+    further rows than it needs."""
     needle = text.casefold()
     found: list[ConversationRow] = []
-    before_at, before_id = min(end, 1e18), 0
-    while len(found) < limit:
-        rows = page((start, before_at, before_at, before_id, category, category, page_size))
-        for row in rows:
-            name, email = row[5], row[6]
-            if any(needle in ("" if v is None else str(v)).casefold() for v in (name, email)):
-                found.append(conversation_row(row))
-                if len(found) == limit:
-                    break
-        if len(rows) < page_size:
+    for row in rows:
+        if len(found) == limit:
             break
-        before_at, before_id = float(rows[-1][4]), int(rows[-1][0])
+        if any(needle in ("" if v is None else str(v)).casefold() for v in (row[5], row[6])):
+            found.append(conversation_row(row))
     return found
 
 
@@ -130,14 +111,12 @@ class ConsoleOps(StoreBase):
     ) -> list[ConversationRow]:
         """The newest version of each conversation whose visitor name or email contains
         ``text`` (any case), received in [start, end), of ``category`` (None: any)."""
-        return search(
-            lambda params: self._conn.execute(queries.FIND_CONVERSATIONS, params).fetchall(),
-            text=text,
-            start=start,
-            end=end,
-            category=category,
-            limit=limit,
-        )
+        params = (start, min(end, 1e18), category, category)
+        cursor = self._conn.execute(queries.FIND_CONVERSATIONS, params)
+        try:
+            return search(cursor, text, limit)
+        finally:
+            cursor.close()  # read no further
 
     def conversation_row(self, conversation_id: int) -> ConversationRow | None:
         row = self._conn.execute(queries.CONVERSATION_ROW, (conversation_id,)).fetchone()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -126,39 +127,30 @@ def test_the_limiter_waits_after_five_failures_doubling_per_further_failure() ->
     assert limiter.retry_after("user:jana") is None
 
 
-def test_a_conversation_search_reads_page_by_page_and_folds_case_beyond_ascii() -> None:
-    # (id, key, version, category, received_at, name, email), as FIND_CONVERSATIONS gives
-    # them; several share a received_at, so the pages go by (received_at, id).
-    names = ["Žaneta", "ŽANETA Nová", None, "Petr", "žaneta", "Straße", "Jana", "žAnEtA"]
+def test_a_conversation_search_folds_case_beyond_ascii_and_reads_no_more_than_needed() -> None:
+    # (id, key, version, category, received_at, name, email), newest first, as
+    # FIND_CONVERSATIONS gives them.
+    names = ["žAnEtA", "Jana", "Straße", "žaneta", "Petr", None, "ŽANETA Nová", "Žaneta"]
     rows = [
-        (n, f"1-{n}", 1, "normal", 1000.0 + n // 3, name, "X@EXAMPLE.CZ" if n == 3 else None)
+        (n, f"1-{n}", 1, "normal", 2000.0 - n, name, "X@EXAMPLE.CZ" if n == 6 else None)
         for n, name in enumerate(names, start=1)
     ]
+    read: list[int] = []
 
-    def page(params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        start, before_at, _, before_id, category, _, limit = params
-        newest_first = sorted(rows, key=lambda r: (r[4], r[0]), reverse=True)
-        return [
-            r
-            for r in newest_first
-            if r[4] >= start
-            and (r[4] < before_at or (r[4] == before_at and r[0] < before_id))
-            and category in (None, r[3])
-        ][:limit]
+    def stream() -> Iterator[tuple[Any, ...]]:
+        for row in rows:
+            read.append(row[0])
+            yield row
 
-    def ids(text: str, limit: int = 100, page_size: int = 2) -> list[int]:
-        found = console_store.search(
-            page, text=text, start=0.0, end=float("inf"), category=None, limit=limit,
-            page_size=page_size,
-        )  # fmt: skip
-        return [row.id for row in found]
+    def ids(text: str, limit: int = 100) -> list[int]:
+        read.clear()
+        return [row.id for row in console_store.search(stream(), text, limit)]
 
-    assert ids("žaneta") == [8, 5, 2, 1]
-    assert ids("žaneta", page_size=100) == [8, 5, 2, 1]
-    assert ids("žaneta", limit=3) == [8, 5, 2]
-    assert ids("STRASSE") == [6]  # casefold, not lower
-    assert ids("x@example") == [3]
-    assert ids("") == [8, 7, 6, 5, 4, 3, 2, 1]
+    assert ids("žaneta") == [1, 4, 7, 8]
+    assert ids("žaneta", limit=2) == [1, 4] and read == [1, 2, 3, 4, 5]
+    assert ids("STRASSE") == [3]  # casefold, not lower
+    assert ids("x@example") == [6]
+    assert ids("") == [1, 2, 3, 4, 5, 6, 7, 8]
 
 
 def test_the_limiter_keeps_a_locked_key_when_full_of_others() -> None:

@@ -358,14 +358,13 @@ _CONVERSATION_COLUMNS = (
     " relay_json(c.raw) -> 'visitor' ->> 'email' AS vemail"
     " FROM conversations c"
 )
-# As the SQLite store's: start, before_at, before_at, before_id, category, category, limit.
+# As the SQLite store's: start, end, category, category.
 FIND_CONVERSATIONS = (
     f"SELECT * FROM ({_CONVERSATION_COLUMNS}"  # noqa: S608 -- fixed column list
     " WHERE c.version = (SELECT MAX(version) FROM conversations WHERE conv_key = c.conv_key))"
-    " AS found WHERE received_at >= %s"
-    " AND (received_at < %s OR (received_at = %s AND id < %s))"
+    " AS found WHERE received_at >= %s AND received_at < %s"
     " AND (%s::text IS NULL OR category = %s::text)"
-    " ORDER BY received_at DESC, id DESC LIMIT %s"
+    " ORDER BY received_at DESC, id DESC"
 )
 CONVERSATION_ROW = f"{_CONVERSATION_COLUMNS} WHERE c.id = %s"
 CONVERSATION_VERSIONS = f"{_CONVERSATION_COLUMNS} WHERE c.conv_key = %s ORDER BY c.version"

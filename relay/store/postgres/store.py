@@ -730,14 +730,13 @@ class PostgresStore:
         limit: int = 100,
     ) -> list[ConversationRow]:
         """As the SQLite store's."""
-        return search(
-            lambda params: self._read().execute(q.FIND_CONVERSATIONS, params).fetchall(),
-            text=text,
-            start=start,
-            end=end,
-            category=category,
-            limit=limit,
-        )
+        params = (start, min(end, 1e18), category, category)
+        db = self._read()
+        # A server-side cursor: rows come a batch at a time, and no further than needed.
+        with db.transaction(), db.cursor(name="relay_find_conversations") as cursor:
+            cursor.itersize = 2000
+            cursor.execute(q.FIND_CONVERSATIONS, params)
+            return search(cursor, text, limit)
 
     def conversation_row(self, conversation_id: int) -> ConversationRow | None:
         row = self._read().execute(q.CONVERSATION_ROW, (conversation_id,)).fetchone()
