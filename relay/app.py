@@ -11,12 +11,14 @@ from functools import partial
 from pathlib import Path
 
 from litestar import Litestar
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from relay.config.settings import Settings
+from relay.console.auth import check_key_file
 from relay.console.http import build_console_handlers
 from relay.delivery.retry import RetryPolicy
 from relay.delivery.worker import Observer, Worker
-from relay.intake.http import MetricsController, build_handlers
+from relay.intake.http import MetricsController, answer, build_handlers
 from relay.leads.links import link_key
 from relay.leads.scheduler import FollowUpScheduler
 from relay.model.errors import ConfigError
@@ -96,6 +98,29 @@ def check_store(settings: Settings) -> None:
     open_store(settings, check=True).close()
 
 
+def console_listener_only(port: int) -> Callable[[ASGIApp], ASGIApp]:
+    """Middleware for ``[console] port``: on that listener only /console answers; the hook,
+    metrics, probes and links get 404 there (the console answers 404 on the others)."""
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def only_console(scope: Scope, receive: Receive, send: Send) -> None:
+            server = scope.get("server")
+            path = scope.get("path", "")
+            if (
+                server is not None
+                and server[1] == port
+                and path != "/console"
+                and not path.startswith("/console/")
+            ):
+                await answer(send, 404, {"status_code": 404, "detail": "Not Found"})
+                return
+            await app(scope, receive, send)
+
+        return only_console
+
+    return middleware
+
+
 def create_app(
     settings: Settings,
     *,
@@ -109,6 +134,7 @@ def create_app(
     senders = SenderRegistry()
     runtime = Runtime(snapshot=build_snapshot(settings, senders), senders=senders)
     check_store(settings)
+    check_key_file(settings.console, Path(settings.storage.state_dir))
     rebuild = partial(build_snapshot, senders=senders)
     reloader = Reloader(runtime, reload, rebuild) if reload is not None else None
 
@@ -150,7 +176,14 @@ def create_app(
             *build_console_handlers(runtime),
             MetricsController,
         ],
-        middleware=[RequestIdMiddleware],
+        middleware=[
+            RequestIdMiddleware,
+            *(
+                [console_listener_only(settings.console.port)]
+                if settings.console.port is not None
+                else []
+            ),
+        ],
         logging_config=StdlibLogging(),
         lifespan=[lifespan],
         debug=False,

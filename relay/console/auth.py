@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +20,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from relay.console.settings import ConsoleSettings
+from relay.model.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 KEY_FILE = "console_key"
+MIN_KEY = 32  # bytes of a session key: a generated one has 43
 NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _SESSION = re.compile(
     r"^([A-Za-z0-9_-]{1,100})\.(\d{1,12})\.([A-Za-z0-9_-]{16,32})\.([A-Za-z0-9_-]{43})$"
@@ -70,20 +75,38 @@ def new_session(user: str, now: float, hours: float) -> Session:
     return Session(user, int(now + hours * 3600), secrets.token_urlsafe(18))
 
 
-def seal(key: bytes, session: Session) -> str:
-    """The cookie value: user, expiry and session id, signed with HMAC-SHA256."""
+def seal(key: bytes, session: Session, password_hash: str) -> str:
+    """The cookie value: user, expiry and session id, signed with HMAC-SHA256 together with
+    the user's password hash, so that a new password (or the user removed and added again)
+    ends the sessions signed in with the old one."""
     body = f"{_b64(session.user)}.{session.expires}.{session.sid}"
-    return f"{body}.{_mac(key, 'console-session:' + body)}"
+    return f"{body}.{_mac(key, _signed(body, password_hash))}"
 
 
-def unseal(key: bytes, value: str, now: float) -> Session | None:
-    """The session in a cookie value signed with ``key`` and not expired, else None."""
+def _signed(body: str, password_hash: str) -> str:
+    return f"console-session:{body}:{password_hash}"
+
+
+def claimed_user(value: str) -> str | None:
+    """The user a cookie value names, not yet checked: whose password hash ``unseal`` needs."""
+    found = _SESSION.fullmatch(value)
+    if found is None:
+        return None
+    try:
+        return _unb64(found.group(1))
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def unseal(key: bytes, value: str, now: float, password_hash: str) -> Session | None:
+    """The session in a cookie value signed with ``key`` for the user's current
+    ``password_hash`` and not expired, else None."""
     found = _SESSION.fullmatch(value)
     if found is None:
         return None
     user, expires, sid, mac = found.groups()
     body = f"{user}.{expires}.{sid}"
-    if not hmac.compare_digest(_mac(key, "console-session:" + body).encode(), mac.encode()):
+    if not hmac.compare_digest(_mac(key, _signed(body, password_hash)).encode(), mac.encode()):
         return None
     if int(expires) <= now:
         return None
@@ -105,24 +128,63 @@ def csrf_ok(key: bytes, bound_to: str, given: str) -> bool:
 
 
 def session_key(settings: ConsoleSettings, state_dir: Path) -> bytes:
-    """The configured key, or one generated once into ``<state_dir>/console_key`` (0600)."""
+    """The configured key, or one generated once into ``<state_dir>/console_key`` (0600).
+    ConfigError if that file holds too short a key to sign with."""
     if settings.session_key is not None:
         return settings.session_key.get_secret_value().encode()
     path = state_dir / KEY_FILE
     try:
-        return path.read_bytes().strip()
+        return _usable(path, path.read_bytes().strip())
     except FileNotFoundError:
         pass
     state_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(32).encode()
+    # Written whole under another name, then linked into place: another relay on the same
+    # state dir reads the whole key or none, never a part of it (an empty key signs anything).
+    fd, temp = tempfile.mkstemp(dir=state_dir, prefix=f".{KEY_FILE}.")  # mode 0600
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # written meanwhile by another relay on the same state dir
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as file:
-        file.write(key + b"\n")
+        with os.fdopen(fd, "wb") as file:
+            file.write(key + b"\n")
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(temp, path)
+        except FileExistsError:  # written meanwhile by another relay on the same state dir
+            return _usable(path, path.read_bytes().strip())
+    finally:
+        os.unlink(temp)
     log.info("generated the console's session key in %s", path)
     return key
+
+
+def check_key_file(settings: ConsoleSettings, state_dir: Path) -> None:
+    """ConfigError if an existing ``console_key`` is too short to sign with (at start)."""
+    if settings.session_key is None:
+        with contextlib.suppress(FileNotFoundError):
+            _usable(state_dir / KEY_FILE, (state_dir / KEY_FILE).read_bytes().strip())
+
+
+def _usable(path: Path, key: bytes) -> bytes:
+    if len(key) < MIN_KEY:
+        raise ConfigError(
+            f"{path} holds {len(key)} bytes, too short a key to sign console sessions with"
+            f" (at least {MIN_KEY}); delete it to generate a new one (every session ends)"
+        )
+    return key
+
+
+def address_key(address: str) -> str:
+    """What the limiter counts for a client address: an IPv6 address's /64 (a host has a
+    whole /64 to pick from), an IPv4 address (also written IPv4-mapped) as it is."""
+    try:
+        found = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(found, ipaddress.IPv6Address):
+        if found.ipv4_mapped is not None:
+            return str(found.ipv4_mapped)
+        return str(ipaddress.IPv6Network((found, 64), strict=False))
+    return str(found)
 
 
 @dataclass
@@ -184,6 +246,12 @@ class LoginLimiter:
         for key, found in list(self._failures.items()):
             if now - found.last > self.MAX_WAIT:
                 del self._failures[key]
-        while len(self._failures) >= self.MAX_KEYS:  # still full: drop the oldest
-            oldest = min(self._failures, key=lambda k: self._failures[k].last)
-            del self._failures[oldest]
+
+        # Still full: drop the oldest key that waits for nothing yet; a locked one only if every
+        # key is (made-up user names sprayed to fill the table must not free a locked user).
+        def rank(key: str) -> tuple[bool, float]:
+            found = self._failures[key]
+            return found.count >= self.max_failures, found.last
+
+        while len(self._failures) >= self.MAX_KEYS:
+            del self._failures[min(self._failures, key=rank)]

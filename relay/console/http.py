@@ -3,8 +3,10 @@ every POST carries the session's CSRF token and is written to the audit log."""
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,7 +31,7 @@ from relay.intake.pipeline import take
 from relay.leads.model import Lead, LeadState, Refused, claim, finish
 from relay.leads.texts import pick_locale
 from relay.model.category import Category
-from relay.model.errors import PayloadError
+from relay.model.errors import PayloadError, PayloadTooLarge
 from relay.model.urls import redact_text
 from relay.render.environment import loader
 from relay.render.i18n import Translator
@@ -57,6 +59,12 @@ HEADERS: Final[dict[str, str]] = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
+# Ids are 64-bit integers in both stores; a larger one names nothing (and neither store could
+# even be asked about it).
+MAX_ID = 2**63 - 1
+_ID = re.compile(r"[0-9]{1,19}")
+# Days a search can name: their midnights are timestamps on any platform, the next day a date.
+FIRST_DAY, LAST_DAY = date(1970, 1, 2), date(9998, 12, 31)
 NAV = ("leads", "queue", "quarantine", "conversations", "rules", "stats", "audit")
 STATS_DAYS = 30
 HEALTH_WINDOW = 86400.0
@@ -109,10 +117,17 @@ def body_text(body: bytes) -> tuple[str, bool]:
 
 
 def _day(value: str | None) -> date | None:
+    """A search's day, or None if ``value`` is none (or one no search can name)."""
     try:
-        return date.fromisoformat(value) if value else None
+        found = date.fromisoformat(value) if value else None
     except ValueError:
         return None
+    return found if found is not None and FIRST_DAY <= found <= LAST_DAY else None
+
+
+def _stored_id(value: int) -> int:
+    """A path's id for the store: one beyond 64 bits is 0, which no row has."""
+    return value if 0 < value <= MAX_ID else 0
 
 
 class ConsoleEndpoints:
@@ -220,9 +235,10 @@ class ConsoleEndpoints:
     def _said(t: Callable[..., str], said: str, query: Mapping[str, Any]) -> str | None:
         """What a redirect after a POST reports (a fixed set of keys; values are numbers)."""
         keys = {"lead_claimed", "lead_done", "retried", "replayed"}
-        if said not in keys:
+        numbers = {name: query.get(name, "") for name in ("id", "count")}
+        if said not in keys or not all(_ID.fullmatch(n) for n in numbers.values() if n):
             return None
-        return t(said, id=query.get("id", ""), count=query.get("count", ""))
+        return t(said, **numbers)
 
     @staticmethod
     def _bound(access: Access) -> str:
@@ -250,11 +266,15 @@ class ConsoleEndpoints:
             named = request.headers.get(console.user_header)
             if named and peer and self._trusted(peer) and auth.valid_name(named):
                 return Access(named, "")
-        session = auth.unseal(self.key, request.cookies.get(SESSION_COOKIE, ""), self._clock())
-        if session is None:
+        value = request.cookies.get(SESSION_COOKIE, "")
+        claimed = auth.claimed_user(value)
+        if claimed is None:
             return None
-        exists = await self._call(lambda s: s.console_password_hash(session.user))
-        return None if exists is None else Access(session.user, session.sid)
+        stored = await self._call(lambda s: s.console_password_hash(claimed))
+        if stored is None:  # removed
+            return None
+        session = auth.unseal(self.key, value, self._clock(), stored)
+        return None if session is None else Access(session.user, session.sid)
 
     def _trusted(self, peer: str) -> bool:
         from relay.runtime import _in  # noqa: PLC0415
@@ -328,20 +348,24 @@ class ConsoleEndpoints:
             return self._login_form(request, text(locale, "form_expired"), 403)
         name = form.get("user", "").strip()
         address = self._runtime.client_address(request) or "?"
-        keys = (f"address:{address}", f"user:{name.lower()}")
+        keys = (f"address:{auth.address_key(address)}", f"user:{name.lower()}")
         wait = self.limiter.retry_after(*keys)
         if wait is not None:
             seconds = max(1, int(wait + 0.999))
             answer = self._login_form(request, text(locale, "slowed", seconds=seconds), 429)
             answer.headers["Retry-After"] = str(seconds)
             return answer
+        # Counted as wrong before the first await, so that guesses sent at once see each
+        # other; a right password clears the counts below.
+        self.limiter.failed(*keys)
         stored = (
             await self._call(lambda s: s.console_password_hash(name))
             if auth.valid_name(name)
             else None
         )
-        if not auth.password_ok(stored, form.get("password", "")):
-            self.limiter.failed(*keys)
+        # argon2 takes tens of milliseconds of CPU: not on the loop that takes hooks.
+        right = await asyncio.to_thread(auth.password_ok, stored, form.get("password", ""))
+        if not right or stored is None:
             log.warning("console: wrong password for %r from %s", name[:64], address)
             return self._login_form(request, text(locale, "wrong_password"), 401)
         self.limiter.succeeded(*keys)
@@ -351,7 +375,7 @@ class ConsoleEndpoints:
         await self.audit(Access(name, session.sid), "login", "console", address)
         cookie = Cookie(
             key=SESSION_COOKIE,
-            value=auth.seal(self.key, session),
+            value=auth.seal(self.key, session, stored),
             path="/console",
             max_age=int(session.expires - self._clock()),
             httponly=True,
@@ -523,7 +547,10 @@ class ConsoleEndpoints:
         edited = form.get("body")
         _, binary = body_text(entry.body)
         body = entry.body if edited is None or binary else edited.replace("\r\n", "\n").encode()
+        limit = self._runtime.settings.server.max_body_bytes
         try:
+            if len(body) > limit:  # as the hook would: a corrected body can be any size
+                raise PayloadTooLarge(limit)
             intake = prepare(self._runtime, body)
         except PayloadError as exc:
             await self.audit(access, "reaccept-refused", f"quarantine {entry_id}", exc.reason)
@@ -531,7 +558,7 @@ class ConsoleEndpoints:
             return await self.quarantine_entry(
                 request,
                 entry_id,
-                status=422,
+                status=413 if isinstance(exc, PayloadTooLarge) else 422,
                 message=message,
                 tone="error",
                 shown=body.decode("utf-8", "replace") if not binary else body_text(body)[0],
@@ -562,7 +589,8 @@ class ConsoleEndpoints:
         if isinstance(found, Response):
             return found
         q = request.query_params
-        search = (q.get("q") or "").strip()[:200]
+        # PostgreSQL's text cannot hold NUL, so no stored name or address contains one.
+        search = (q.get("q") or "").replace("\x00", "").strip()[:200]
         zone = self._zone()
         start_day, end_day = _day(q.get("from")), _day(q.get("to"))
         start = 0.0 if start_day is None else _midnight(start_day, zone)
@@ -694,8 +722,8 @@ class ConsoleEndpoints:
         raw: bytes | None = None
         if picked:
             stored = (
-                await self._call(lambda s: s.conversation_raw(int(picked)))
-                if picked.isdigit()
+                await self._call(lambda s: s.conversation_raw(_stored_id(int(picked))))
+                if _ID.fullmatch(picked)
                 else None
             )
             if stored is None:
@@ -871,11 +899,11 @@ def build_console_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
 
     @post("/console/leads/{lead_id:int}/claim", **small)
     async def lead_claim(request: Request[Any, Any, Any], lead_id: FromPath[int]) -> Response[str]:
-        return await c.lead_action(request, lead_id, "claim")
+        return await c.lead_action(request, _stored_id(lead_id), "claim")
 
     @post("/console/leads/{lead_id:int}/done", **small)
     async def lead_done(request: Request[Any, Any, Any], lead_id: FromPath[int]) -> Response[str]:
-        return await c.lead_action(request, lead_id, "done")
+        return await c.lead_action(request, _stored_id(lead_id), "done")
 
     @get("/console/queue", include_in_schema=False)
     async def queue(request: Request[Any, Any, Any]) -> Response[str]:
@@ -885,7 +913,7 @@ def build_console_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
     async def retry_one(
         request: Request[Any, Any, Any], delivery_id: FromPath[int]
     ) -> Response[str]:
-        return await c.retry(request, delivery_id)
+        return await c.retry(request, _stored_id(delivery_id))
 
     @post("/console/queue/retry-dead", **small)
     async def retry_dead(request: Request[Any, Any, Any]) -> Response[str]:
@@ -899,11 +927,11 @@ def build_console_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
     async def quarantine_entry(
         request: Request[Any, Any, Any], entry_id: FromPath[int]
     ) -> Response[str]:
-        return await c.quarantine_entry(request, entry_id)
+        return await c.quarantine_entry(request, _stored_id(entry_id))
 
     @post("/console/quarantine/{entry_id:int}/reaccept", **large)
     async def reaccept(request: Request[Any, Any, Any], entry_id: FromPath[int]) -> Response[str]:
-        return await c.reaccept(request, entry_id)
+        return await c.reaccept(request, _stored_id(entry_id))
 
     @get("/console/conversations", include_in_schema=False)
     async def conversations(request: Request[Any, Any, Any]) -> Response[str]:
@@ -913,13 +941,13 @@ def build_console_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
     async def conversation(
         request: Request[Any, Any, Any], conversation_id: FromPath[int]
     ) -> Response[str]:
-        return await c.conversation_page(request, conversation_id)
+        return await c.conversation_page(request, _stored_id(conversation_id))
 
     @post("/console/conversations/{conversation_id:int}/replay", **small)
     async def replay(
         request: Request[Any, Any, Any], conversation_id: FromPath[int]
     ) -> Response[str]:
-        return await c.replay(request, conversation_id)
+        return await c.replay(request, _stored_id(conversation_id))
 
     @get("/console/rules", include_in_schema=False)
     async def rules(request: Request[Any, Any, Any]) -> Response[str]:

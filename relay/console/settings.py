@@ -26,8 +26,8 @@ class ConsoleSettings(Section):
     max_failures: int = Field(default=5, ge=1, le=100)
     lockout_seconds: float = Field(default=60.0, gt=0, le=3600)
     # The key signing session cookies: the credential console__session_key, else one generated
-    # once into <state_dir>/console_key (mode 0600).
-    session_key: SecretStr | None = None
+    # once into <state_dir>/console_key (mode 0600); at least 32 characters.
+    session_key: SecretStr | None = Field(default=None, min_length=32)
 
     @field_validator("user_header")
     @classmethod

@@ -24,6 +24,21 @@ def conversation_row(row: Sequence[Any]) -> ConversationRow:
     )
 
 
+def search(rows: Iterable[Sequence[Any]], text: str, limit: int) -> list[ConversationRow]:
+    """The first ``limit`` of ``rows`` (``FIND_CONVERSATIONS``', newest first) whose visitor
+    name or email contains ``text`` in any case, beyond ASCII too (str.casefold, which the
+    stores' lower() is not in SQLite or a PostgreSQL database without a locale); reads no
+    further rows than it needs."""
+    needle = text.casefold()
+    found: list[ConversationRow] = []
+    for row in rows:
+        if len(found) == limit:
+            break
+        if any(needle in ("" if v is None else str(v)).casefold() for v in (row[5], row[6])):
+            found.append(conversation_row(row))
+    return found
+
+
 def audit_row(row: Sequence[Any]) -> AuditRow:
     aid, at, actor, action, target, detail = row
     return AuditRow(int(aid), float(at), str(actor), str(action), str(target), str(detail))
@@ -96,10 +111,12 @@ class ConsoleOps(StoreBase):
     ) -> list[ConversationRow]:
         """The newest version of each conversation whose visitor name or email contains
         ``text`` (any case), received in [start, end), of ``category`` (None: any)."""
-        end = min(end, 1e18)
-        params = (text, text, start, end, category, category, limit)
-        rows = self._conn.execute(queries.FIND_CONVERSATIONS, params).fetchall()
-        return [conversation_row(row) for row in rows]
+        params = (start, min(end, 1e18), category, category)
+        cursor = self._conn.execute(queries.FIND_CONVERSATIONS, params)
+        try:
+            return search(cursor, text, limit)
+        finally:
+            cursor.close()  # read no further
 
     def conversation_row(self, conversation_id: int) -> ConversationRow | None:
         row = self._conn.execute(queries.CONVERSATION_ROW, (conversation_id,)).fetchone()

@@ -442,16 +442,14 @@ _CONVERSATION_COLUMNS = (
     " THEN json_extract(CAST(c.raw AS TEXT), '$.visitor.email') END AS vemail"
     " FROM conversations c"
 )
-# The newest version of each conversation whose visitor name or email contains a text
-# (case-insensitive; '' matches all), received in [start, end), of a category (NULL: any),
-# newest first, at most N. Parameters: text, text, start, end, category, category, limit.
+# The newest version of each conversation received in [start, end), of a category (NULL: any),
+# newest first; the caller matches the visitor's name and email (str.casefold: SQL's lower()
+# folds ASCII only) and stops reading at its limit. Parameters: start, end, category, category.
 FIND_CONVERSATIONS = (
     f"SELECT * FROM ({_CONVERSATION_COLUMNS}"  # noqa: S608 -- fixed column list
     " WHERE c.version = (SELECT MAX(version) FROM conversations WHERE conv_key = c.conv_key))"
-    " AS found WHERE (instr(lower(COALESCE(vname, '')), lower(?)) > 0"
-    " OR instr(lower(COALESCE(vemail, '')), lower(?)) > 0)"
-    " AND received_at >= ? AND received_at < ? AND (? IS NULL OR category = ?)"
-    " ORDER BY received_at DESC, id DESC LIMIT ?"
+    " AS found WHERE received_at >= ? AND received_at < ? AND (? IS NULL OR category = ?)"
+    " ORDER BY received_at DESC, id DESC"
 )
 # One stored conversation (any version) by id; every version of a conversation key.
 CONVERSATION_ROW = f"{_CONVERSATION_COLUMNS} WHERE c.id = ?"

@@ -125,8 +125,12 @@ def test_the_walk_finds_top_level_and_named_destination_secrets() -> None:
 
 def test_every_secret_setting_is_read_from_its_credential(config: Path, credentials: Path) -> None:
     paths = list(secret_paths(Settings))
-    # A secret that must have a form gets one (the store's URL names its engine).
-    shaped = {("storage", "url"): "postgresql://secret@db.test/relay-{}"}
+    # A secret that must have a form gets one (the store's URL names its engine, a session
+    # key is long enough to sign with).
+    shaped = {
+        ("storage", "url"): "postgresql://secret@db.test/relay-{}",
+        ("console", "session_key"): "a session key of at least 32 characters {}",
+    }
     for index, path in enumerate(paths):
         # LoadCredential=relay:/etc/relay/credentials names the file F "relay_F".
         secret = shaped.get(path, "secret-{}").format(index)

@@ -1,5 +1,5 @@
 """[console] port: the console answers on its own listener of `relay serve` and not where the
-hook is, which still takes hooks."""
+hook is, which still takes hooks; the console's listener answers nothing but the console."""
 
 from __future__ import annotations
 
@@ -39,6 +39,12 @@ def test_the_console_listens_on_its_own_port_only(tmp_path: Path) -> None:
         assert httpx.get(f"{hook}/console/static/console.css").status_code == 404
         posted = httpx.post(f"{hook}/hooks/smartsupp/{TOKEN}", content=body(sample("v1")))
         assert posted.status_code == 200
+        # And the other way round: the console's listener answers nothing but the console.
+        sneaked = httpx.post(f"{console}/hooks/smartsupp/{TOKEN}", content=body(sample("v2")))
+        assert sneaked.status_code == 404
+        for path in ("/metrics", "/healthz", "/readyz", "/console-not"):
+            assert httpx.get(f"{console}{path}").status_code == 404, path
+        assert httpx.get(f"{hook}/healthz").status_code == 200
 
 
 @pytest.mark.slow

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from relay.console import auth, charts
 from relay.console.stats import summarise
 from relay.leads.model import Lead, LeadState
+from relay.store import console as console_store
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -82,12 +85,16 @@ def test_summarise_counts_days_missed_share_claim_times_and_ratings() -> None:
 def test_a_session_cookie_is_signed_and_expires() -> None:
     key = b"k" * 32
     session = auth.new_session("jana", now=1000.0, hours=1.0)
-    value = auth.seal(key, session)
-    assert auth.unseal(key, value, now=1000.0) == session
-    assert auth.unseal(key, value, now=1000.0 + 3600) is None
-    assert auth.unseal(b"other" * 8, value, now=1000.0) is None
+    value = auth.seal(key, session, "$argon2id$first")
+    assert auth.claimed_user(value) == "jana"
+    assert auth.unseal(key, value, now=1000.0, password_hash="$argon2id$first") == session
+    assert auth.unseal(key, value, now=1000.0 + 3600, password_hash="$argon2id$first") is None
+    assert auth.unseal(b"other" * 8, value, now=1000.0, password_hash="$argon2id$first") is None
+    # Signed with the password hash: a new password ends the session.
+    assert auth.unseal(key, value, now=1000.0, password_hash="$argon2id$second") is None
     forged = value.replace("amFuYQ", "cGV0cg")  # another user name, same signature
-    assert auth.unseal(key, forged, now=1000.0) is None
+    assert auth.claimed_user(forged) == "petr"
+    assert auth.unseal(key, forged, now=1000.0, password_hash="$argon2id$first") is None
     token = auth.csrf_token(key, session.sid)
     assert auth.csrf_ok(key, session.sid, token)
     assert not auth.csrf_ok(key, "another-session", token)
@@ -118,3 +125,47 @@ def test_the_limiter_waits_after_five_failures_doubling_per_further_failure() ->
     assert limiter.retry_after("user:jana") == 120.0
     limiter.succeeded("user:jana")
     assert limiter.retry_after("user:jana") is None
+
+
+def test_a_conversation_search_folds_case_beyond_ascii_and_reads_no_more_than_needed() -> None:
+    # (id, key, version, category, received_at, name, email), newest first, as
+    # FIND_CONVERSATIONS gives them.
+    names = ["žAnEtA", "Jana", "Straße", "žaneta", "Petr", None, "ŽANETA Nová", "Žaneta"]
+    rows = [
+        (n, f"1-{n}", 1, "normal", 2000.0 - n, name, "X@EXAMPLE.CZ" if n == 6 else None)
+        for n, name in enumerate(names, start=1)
+    ]
+    read: list[int] = []
+
+    def stream() -> Iterator[tuple[Any, ...]]:
+        for row in rows:
+            read.append(row[0])
+            yield row
+
+    def ids(text: str, limit: int = 100) -> list[int]:
+        read.clear()
+        return [row.id for row in console_store.search(stream(), text, limit)]
+
+    assert ids("žaneta") == [1, 4, 7, 8]
+    assert ids("žaneta", limit=2) == [1, 4] and read == [1, 2, 3, 4, 5]
+    assert ids("STRASSE") == [3]  # casefold, not lower
+    assert ids("x@example") == [6]
+    assert ids("") == [1, 2, 3, 4, 5, 6, 7, 8]
+
+
+def test_the_limiter_keeps_a_locked_key_when_full_of_others() -> None:
+    """Spraying made-up user names (from many addresses) fills the table; what falls out to
+    make room is a key that waits for nothing, never the locked user's."""
+
+    class Small(auth.LoginLimiter):
+        MAX_KEYS = 10
+
+    now = [1000.0]
+    limiter = Small(5, 60.0, lambda: now[0])
+    for _ in range(5):
+        limiter.failed("user:jana")
+    for n in range(40):
+        now[0] += 0.01
+        limiter.failed(f"user:sprayed-{n}")
+    assert limiter.retry_after("user:jana") is not None
+    assert len(limiter._failures) <= Small.MAX_KEYS

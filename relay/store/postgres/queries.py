@@ -363,15 +363,13 @@ _CONVERSATION_COLUMNS = (
     " relay_json(c.raw) -> 'visitor' ->> 'email' AS vemail"
     " FROM conversations c"
 )
-# Parameters: text, text, start, end, category, category, limit.
+# As the SQLite store's: start, end, category, category.
 FIND_CONVERSATIONS = (
     f"SELECT * FROM ({_CONVERSATION_COLUMNS}"  # noqa: S608 -- fixed column list
     " WHERE c.version = (SELECT MAX(version) FROM conversations WHERE conv_key = c.conv_key))"
-    " AS found WHERE (strpos(lower(COALESCE(vname, '')), lower(%s)) > 0"
-    " OR strpos(lower(COALESCE(vemail, '')), lower(%s)) > 0)"
-    " AND received_at >= %s AND received_at < %s"
+    " AS found WHERE received_at >= %s AND received_at < %s"
     " AND (%s::text IS NULL OR category = %s::text)"
-    " ORDER BY received_at DESC, id DESC LIMIT %s"
+    " ORDER BY received_at DESC, id DESC"
 )
 CONVERSATION_ROW = f"{_CONVERSATION_COLUMNS} WHERE c.id = %s"
 CONVERSATION_VERSIONS = f"{_CONVERSATION_COLUMNS} WHERE c.conv_key = %s ORDER BY c.version"

@@ -19,7 +19,7 @@ from relay.model.errors import StoreError
 from relay.routing.decide import PlannedDelivery
 from relay.store.admission import DUE_PAGE, Admission
 from relay.store.base import ACTIVE, COUNTED
-from relay.store.console import audit_row, conversation_row, health_rows
+from relay.store.console import audit_row, conversation_row, health_rows, search
 from relay.store.operator import VISITOR_ROWS, earlier_chats
 from relay.store.pgconnect import connect, redacted
 from relay.store.postgres import queries as q
@@ -740,10 +740,13 @@ class PostgresStore:
         limit: int = 100,
     ) -> list[ConversationRow]:
         """As the SQLite store's."""
-        end = min(end, 1e18)
-        params = (text, text, start, end, category, category, limit)
-        rows = self._read().execute(q.FIND_CONVERSATIONS, params).fetchall()
-        return [conversation_row(row) for row in rows]
+        params = (start, min(end, 1e18), category, category)
+        db = self._read()
+        # A server-side cursor: rows come a batch at a time, and no further than needed.
+        with db.transaction(), db.cursor(name="relay_find_conversations") as cursor:
+            cursor.itersize = 2000
+            cursor.execute(q.FIND_CONVERSATIONS, params)
+            return search(cursor, text, limit)
 
     def conversation_row(self, conversation_id: int) -> ConversationRow | None:
         row = self._read().execute(q.CONVERSATION_ROW, (conversation_id,)).fetchone()
