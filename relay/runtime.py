@@ -20,6 +20,7 @@ from relay.leads.scheduler import FollowUpScheduler
 from relay.ops.health import Readiness, backlog_age, readiness, store_state
 from relay.ops.logthrottle import Throttle
 from relay.ops.metrics import Metrics
+from relay.ops.secretfile import kept_secret
 from relay.senders.registry import SenderRegistry
 from relay.snapshot import Snapshot
 from relay.store.opening import lease_counts
@@ -35,13 +36,11 @@ def hook_token(settings: Settings) -> str:
     if settings.server.hook_token is not None:
         return settings.server.hook_token.get_secret_value()
     path = Path(settings.storage.state_dir) / "hook_token"
-    if path.exists():
-        return path.read_text(encoding="utf-8").strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(24)
-    path.touch(mode=0o600)
-    path.write_text(token + "\n", encoding="utf-8")
-    log.warning("no server.hook_token configured; generated one in %s", path)
+    token, made = kept_secret(
+        path, lambda: secrets.token_urlsafe(24), min_length=16, what="the hook's token"
+    )
+    if made:
+        log.warning("no server.hook_token configured; generated one in %s", path)
     return token
 
 

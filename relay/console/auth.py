@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import ipaddress
 import logging
-import os
 import re
 import secrets
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +17,13 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from relay.console.settings import ConsoleSettings
-from relay.model.errors import ConfigError
+from relay.ops.secretfile import check_secret, kept_secret
 
 log = logging.getLogger(__name__)
 
 KEY_FILE = "console_key"
 MIN_KEY = 32  # bytes of a session key: a generated one has 43
+KEY_WHAT = "a key to sign console sessions with (every session ends with a new one)"
 NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _SESSION = re.compile(
     r"^([A-Za-z0-9_-]{1,100})\.(\d{1,12})\.([A-Za-z0-9_-]{16,32})\.([A-Za-z0-9_-]{43})$"
@@ -133,44 +131,18 @@ def session_key(settings: ConsoleSettings, state_dir: Path) -> bytes:
     if settings.session_key is not None:
         return settings.session_key.get_secret_value().encode()
     path = state_dir / KEY_FILE
-    try:
-        return _usable(path, path.read_bytes().strip())
-    except FileNotFoundError:
-        pass
-    state_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(32).encode()
-    # Written whole under another name, then linked into place: another relay on the same
-    # state dir reads the whole key or none, never a part of it (an empty key signs anything).
-    fd, temp = tempfile.mkstemp(dir=state_dir, prefix=f".{KEY_FILE}.")  # mode 0600
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(key + b"\n")
-            file.flush()
-            os.fsync(file.fileno())
-        try:
-            os.link(temp, path)
-        except FileExistsError:  # written meanwhile by another relay on the same state dir
-            return _usable(path, path.read_bytes().strip())
-    finally:
-        os.unlink(temp)
-    log.info("generated the console's session key in %s", path)
-    return key
+    key, made = kept_secret(
+        path, lambda: secrets.token_urlsafe(32), min_length=MIN_KEY, what=KEY_WHAT
+    )
+    if made:
+        log.info("generated the console's session key in %s", path)
+    return key.encode()
 
 
 def check_key_file(settings: ConsoleSettings, state_dir: Path) -> None:
     """ConfigError if an existing ``console_key`` is too short to sign with (at start)."""
     if settings.session_key is None:
-        with contextlib.suppress(FileNotFoundError):
-            _usable(state_dir / KEY_FILE, (state_dir / KEY_FILE).read_bytes().strip())
-
-
-def _usable(path: Path, key: bytes) -> bytes:
-    if len(key) < MIN_KEY:
-        raise ConfigError(
-            f"{path} holds {len(key)} bytes, too short a key to sign console sessions with"
-            f" (at least {MIN_KEY}); delete it to generate a new one (every session ends)"
-        )
-    return key
+        check_secret(state_dir / KEY_FILE, min_length=MIN_KEY, what=KEY_WHAT)
 
 
 def address_key(address: str) -> str:

@@ -6,7 +6,6 @@ import base64
 import hashlib
 import hmac
 import logging
-import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from relay.leads.settings import FollowUpSettings
+from relay.ops.secretfile import kept_secret
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,7 @@ _LETTER: Final[dict[Action, str]] = {"claim": "c", "done": "d"}
 _ACTION: Final[dict[str, Action]] = {"c": "claim", "d": "done"}
 _TOKEN = re.compile(r"^([cd])(\d{1,18})-(\d{1,12})-([A-Za-z0-9_-]{43})$")
 KEY_FILE = "link_key"
+MIN_KEY = 32  # characters of a generated link key: it has 43
 
 
 @dataclass(frozen=True)
@@ -107,21 +108,17 @@ def new_nonce() -> str:
 
 def link_key(settings: FollowUpSettings, state_dir: Path) -> bytes:
     """The configured key (``follow_up__link_key`` in the credentials directory), or one
-    generated once into ``<state_dir>/link_key`` with mode 0600."""
+    generated once into ``<state_dir>/link_key`` with mode 0600 (ConfigError if that file
+    holds too short a key to sign links with)."""
     if settings.link_key is not None:
         return settings.link_key.get_secret_value().encode()
     path = state_dir / KEY_FILE
-    try:
-        return path.read_bytes().strip()
-    except FileNotFoundError:
-        pass
-    state_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(32).encode()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # written meanwhile by another relay on the same state dir
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as file:
-        file.write(key + b"\n")
-    log.warning("no follow_up.link_key configured; generated one in %s", path)
-    return key
+    key, made = kept_secret(
+        path,
+        lambda: secrets.token_urlsafe(32),
+        min_length=MIN_KEY,
+        what="a key to sign follow-up links with (links already sent stop working)",
+    )
+    if made:
+        log.warning("no follow_up.link_key configured; generated one in %s", path)
+    return key.encode()
