@@ -27,7 +27,7 @@ from relay.reload import Reloader
 from relay.render.pool import RenderPool
 from relay.runtime import Runtime, hook_token
 from relay.senders.registry import SenderRegistry
-from relay.snapshot import Snapshot, build_renderers, template_problems
+from relay.snapshot import Snapshot, build_renderers, lease_problem, template_problems
 from relay.store import opening
 from relay.store.opening import describe, open_store, wake_on_new_work
 from relay.store.storethread import StoreThread
@@ -48,11 +48,15 @@ def build_snapshot(settings: Settings, senders: SenderRegistry | None = None) ->
     problems = template_problems(settings, renderers.values())
     if problems:
         raise ConfigError("templates: " + "; ".join(problems))
+    built = (SenderRegistry() if senders is None else senders).build(settings)
+    lease = lease_problem(settings, built)
+    if lease is not None:
+        raise ConfigError(lease)
     return Snapshot(
         settings=settings,
         rules=settings.rule_set,
         hook_token=hook_token(settings),
-        senders=(SenderRegistry() if senders is None else senders).build(settings),
+        senders=built,
         renderers=renderers,
         link_key=lead_link_key(settings),
     )

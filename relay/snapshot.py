@@ -34,6 +34,36 @@ class Snapshot:
         return self.renderers[from_address or self.settings.smtp.from_address]
 
 
+def lease_problem(settings: Settings, senders: Mapping[str, Sender]) -> str | None:
+    """On PostgreSQL, why ``storage.lease_seconds`` is too short: a claim must outlast the
+    longest send of a destination the settings' actions use (each sender's total deadline),
+    or another relay takes the delivery over while it is still being sent and it goes out
+    twice. None where it is long enough, or on SQLite (one relay, no leases)."""
+    if settings.storage.url is None:
+        return None
+    from relay.senders.registry import sender_key  # noqa: PLC0415 -- only with PostgreSQL
+
+    used = {sender_key(action.model_dump()) for _, action in settings.actions_by_place()}
+    if settings.follow_up.enabled:
+        used.add("email")  # escalations and digests
+    deadlines = {
+        key: deadline
+        for key in sorted(used)
+        if key in senders and (deadline := senders[key].deadline_seconds) is not None
+    }
+    if not deadlines:
+        return None
+    key = max(deadlines, key=lambda k: deadlines[k])
+    lease = settings.storage.lease_seconds
+    if lease > deadlines[key]:
+        return None
+    return (
+        f"storage.lease_seconds ({lease:g}) must be longer than the longest send deadline"
+        f" ({key}: {deadlines[key]:g} s), or a delivery still being sent is taken over by"
+        " another relay and sent twice"
+    )
+
+
 def from_addresses(settings: Settings) -> list[str]:
     named = (smtp.from_address for smtp in settings.destinations.smtp.values())
     return list(dict.fromkeys([settings.smtp.from_address, *named]))

@@ -201,6 +201,13 @@ def check(config_path: Path | None) -> None:
         raise click.ClickException(str(exc)) from None
     if problems:
         raise click.ClickException("templates: " + "; ".join(problems))
+    if settings.storage.url is not None:  # several relays: claims are leases
+        from relay.senders.registry import SenderRegistry  # noqa: PLC0415
+        from relay.snapshot import lease_problem  # noqa: PLC0415
+
+        lease = lease_problem(settings, SenderRegistry().build(settings))
+        if lease is not None:
+            raise click.ClickException(lease)
     rules = settings.effective_rules
     fallback = settings.routing.fallback
     destinations = settings.destinations

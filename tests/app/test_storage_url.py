@@ -89,3 +89,27 @@ def test_an_unreachable_database_is_named_without_its_password(tmp_path: Path) -
     assert "cannot be opened" in result.output
     assert "127.0.0.1:9" in result.output
     assert "s3cret" not in result.output
+
+
+def test_a_lease_no_longer_than_a_send_deadline_is_refused(tmp_path: Path) -> None:
+    """On PostgreSQL a claim is a lease: one that can expire while a send is still within its
+    deadline hands the delivery to another relay, and it goes out twice. `relay check` and
+    the relay itself refuse it, naming the longest deadline; SQLite has no leases."""
+    from relay.app import build_snapshot  # noqa: PLC0415
+
+    url = 'url = "postgresql://relay@127.0.0.1:1/relay"\n'
+    smtp = '[smtp]\nhost = "127.0.0.1"\ntimeout_seconds = 30\n'
+    short = config(tmp_path, url + "lease_seconds = 30\n" + smtp)
+    checked = CliRunner().invoke(main, ["check", "--config", str(short)])
+    assert checked.exit_code == 1
+    expected = (
+        "storage.lease_seconds (30) must be longer than the longest send deadline (email: 30 s)"
+    )
+    assert expected in checked.output
+    with pytest.raises(ConfigError, match=r"^storage\.lease_seconds \(30\) must be longer"):
+        build_snapshot(load_settings(short, secrets_dir=tmp_path))
+    longer = config(tmp_path, url + "lease_seconds = 31\n" + smtp)
+    assert CliRunner().invoke(main, ["check", "--config", str(longer)]).exit_code == 0
+    build_snapshot(load_settings(longer, secrets_dir=tmp_path))
+    on_sqlite = config(tmp_path, "lease_seconds = 1\n" + smtp)
+    assert CliRunner().invoke(main, ["check", "--config", str(on_sqlite)]).exit_code == 0

@@ -27,8 +27,9 @@ from tests.support.smtp import Received, SmtpServer, free_port
 pytestmark = pytest.mark.slow
 
 # Longer than a held send lasts before the test releases it, so only a dead relay's
-# deliveries change hands.
-LEASE_SECONDS = 6
+# deliveries change hands; and, as a relay requires, longer than a send's deadline.
+LEASE_SECONDS = 10
+SMTP_DEADLINE_SECONDS = 8
 CONCURRENCY = 2
 MARKER = re.compile(r"multirelay-(\d+)")
 
@@ -72,7 +73,12 @@ def start_relay(tmp_path: Path, postgres_url: str) -> Iterator[Callable[..., Rel
             tmp_path / name,
             server={"port": port},
             storage={"url": postgres_url, "lease_seconds": LEASE_SECONDS},
-            smtp={"host": "127.0.0.1", "port": smtp_port, "from_address": "Relay <r@shop.test>"},
+            smtp={
+                "host": "127.0.0.1",
+                "port": smtp_port,
+                "from_address": "Relay <r@shop.test>",
+                "timeout_seconds": SMTP_DEADLINE_SECONDS,
+            },
             routing={"sales_inbox": "sales@shop.test"},
             delivery={
                 "backoff_initial_seconds": 0.05,
