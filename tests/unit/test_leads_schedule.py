@@ -169,3 +169,16 @@ def test_the_digest_is_small_escaped_and_speaks_three_languages() -> None:
         assert "440" in html  # "and 440 more"
         assert html.count("background-color: #f59e0b") == 24  # one bar per hour
         assert content.recipients == ("head@shop.test",)
+
+
+def test_without_business_hours_escalation_runs_around_the_clock() -> None:
+    created = at(2026, 12, 5, 22, 0)  # a Saturday night
+    around = settings(business_hours=None, escalate_again_after_seconds=3600)
+    assert due_escalations([lead(created)], set(), around, at(2026, 12, 5, 22, 59)) == []
+    (first,) = due_escalations([lead(created)], set(), around, at(2026, 12, 5, 23, 0))
+    assert first.step == 1
+    # Long overdue for both steps: still the first one first, the second on a later pass.
+    (still_first,) = due_escalations([lead(created)], set(), around, at(2026, 12, 6, 3, 0))
+    assert still_first.step == 1
+    (second,) = due_escalations([lead(created)], {(1, 1)}, around, at(2026, 12, 6, 3, 0))
+    assert second.step == 2
