@@ -161,6 +161,9 @@ def test_user_add_reads_the_password_from_stdin_and_remove_deletes(tmp_path: Pat
     assert stored is not None and stored.startswith("$argon2id$") and PASSWORD not in stored
     short = runner.invoke(main, ["user", "add", "petr", "--config", str(config)], input="short")
     assert short.exit_code != 0
+    for bad in ("", "a b", "x" * 65, "jana;drop"):
+        named = runner.invoke(main, ["user", "add", bad, "--config", str(config)], input=PASSWORD)
+        assert named.exit_code == 2 and "NAME: 1 to 64 letters" in named.output, bad
     removed = runner.invoke(main, ["user", "remove", "jana", "--config", str(config)])
     assert removed.exit_code == 0
     assert open_store(settings).console_user_count() == 0
