@@ -355,3 +355,29 @@ def test_the_rules_test_explains_a_pasted_body_and_refuses_what_does_not_parse(
         assert missing.status_code == 404
         assert message(missing.text) == f"No stored conversation {picked}."
     assert open_store(settings).find_conversations() == []  # nothing pasted was stored
+
+
+def test_a_corrected_body_is_accepted_its_deliveries_sent_and_the_entry_dropped(
+    start: Callable[..., Console], smtp_server: SmtpServer
+) -> None:
+    rules = [{"name": "all-by-email", "actions": [{"type": "email", "to": ["ops@shop.test"]}]}]
+    smtp = {"host": "127.0.0.1", "port": smtp_server.port, "from_address": "Relay <r@shop.test>"}
+    client, settings, _ = start(smtp=smtp, rules=rules)
+    add_user(settings)
+    broken = sample("v1")
+    del broken["accountId"]
+    assert client.post(f"/hooks/smartsupp/{TOKEN}", content=body(broken)).status_code == 400
+    (entry,) = open_store(settings).quarantined()
+    login(client)
+    csrf = csrf_of(client.get(f"/console/quarantine/{entry.id}").text)
+    fixed = body(sample("v1")).decode()
+    answer = client.post(
+        f"/console/quarantine/{entry.id}/reaccept", data={"csrf": csrf, "body": fixed}
+    )
+    assert answer.status_code == 200
+    assert message(answer.text) == ("Accepted as conversation 208-55039 (version 1), 1 deliveries.")
+    (sent,) = smtp_server.handler.wait_for(1)
+    assert sent.rcpt_tos == ["ops@shop.test"]
+    assert open_store(settings).quarantined() == []
+    audit = open_store(settings).audit_log()[0]
+    assert (audit.action, audit.detail) == ("reaccept", "conversation 208-55039 (corrected)")
