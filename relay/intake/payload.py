@@ -163,7 +163,9 @@ _KINDS = {ord("["): "list", ord('"'): "str", ord("t"): "bool", ord("f"): "bool"}
 def _top_level_kind(body: bytes) -> str:
     """Name the JSON type of ``body`` from its first character, without decoding it (a
     deeply nested array must not recurse)."""
-    first = body.lstrip()[:1]  # never empty: parse() refuses a blank body first
+    first = body.lstrip()[:1]
+    if not first:
+        return "nothing"
     if first in b"-0123456789":
         return "number"
     return _KINDS.get(first[0], "null" if first == b"n" else "object")
