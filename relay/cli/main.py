@@ -45,9 +45,7 @@ def _load(config_path: Path | None) -> Settings:
         raise click.ClickException(redact_text(str(exc))) from None
 
 
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
+def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 

@@ -182,9 +182,6 @@ class ConsoleEndpoints:
         forwarded = request.headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
         return forwarded == "https" and peer is not None and self._trusted(peer)
 
-    def _store(self) -> Any:
-        return self._runtime.store
-
     async def _call(self, fn: Callable[[StoreProtocol], Any]) -> Any:
         return await self._runtime.store.call(fn)
 

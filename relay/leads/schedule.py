@@ -72,11 +72,10 @@ def due_escalations(
     for lead in leads:
         if lead.state is not LeadState.OPEN:
             continue
+        # In order: a later step is reached only past the earlier ones already recorded.
         for step, seconds in steps:
             if (lead.id, step) in escalated:
                 continue
-            if step > 1 and (lead.id, step - 1) not in escalated:
-                break  # the first escalation goes out first
             if business_due_at(lead.created_at, seconds, window, now) is None:
                 break
             due.append(Escalation(lead, step))

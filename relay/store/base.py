@@ -219,9 +219,8 @@ def _statements(script: str) -> Iterator[str]:
     pending = ""
     for line in script.splitlines(keepends=True):
         pending += line
-        if sqlite3.complete_statement(pending):
-            if pending.strip():
-                yield pending
+        if sqlite3.complete_statement(pending):  # ends with ";": never blank
+            yield pending
             pending = ""
     if pending.strip():
         yield pending

@@ -212,3 +212,10 @@ def test_a_body_larger_than_the_quarantine_is_kept_cut_to_it(
         )
     rows = store.quarantined()
     assert [(row.size, row.body) for row in rows] == [(5000, b"a" * 3000)]  # the newest only
+
+
+def test_the_hook_answers_only_post(client: TestClient[object]) -> None:
+    for method in ("GET", "PUT", "DELETE"):
+        answer = client.request(method, HOOK)
+        assert answer.status_code == 405, method
+        assert answer.json() == {"status_code": 405, "detail": "Method Not Allowed"}

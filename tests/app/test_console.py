@@ -3,7 +3,6 @@ rate limit on wrong passwords, every page for a signed-in user, actions in the a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,30 +14,11 @@ from litestar.testing import TestClient
 from relay.app import create_app
 from relay.cli import main
 from relay.config.settings import Settings
-from relay.console.auth import hash_password
 from relay.store.opening import open_store
 from tests.support.app import runtime
 from tests.support.config import write_config
+from tests.support.console import PASSWORD, Clock, add_user, csrf_of, login
 from tests.support.data import TOKEN, body, sample
-
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
-PASSWORD = "correct horse battery"
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def add_user(settings: Settings, name: str = "jana") -> None:
-    store = open_store(settings)
-    try:
-        store.add_console_user(name, hash_password(PASSWORD), 0.0)
-    finally:
-        store.close()
 
 
 @pytest.fixture
@@ -50,21 +30,6 @@ def console(
     with TestClient(create_app(settings)) as client:
         runtime(client).clock = clock
         yield client, settings, clock
-
-
-def csrf_of(page: str) -> str:
-    found = CSRF.search(page)
-    assert found is not None, page
-    return found.group(1)
-
-
-def login(client: TestClient[Any], password: str = PASSWORD, user: str = "jana") -> Any:
-    form = client.get("/console/login")
-    return client.post(
-        "/console/login",
-        data={"csrf": csrf_of(form.text), "user": user, "password": password},
-        follow_redirects=False,
-    )
 
 
 def test_the_console_is_off_until_a_user_exists(console: Any) -> None:
@@ -196,6 +161,9 @@ def test_user_add_reads_the_password_from_stdin_and_remove_deletes(tmp_path: Pat
     assert stored is not None and stored.startswith("$argon2id$") and PASSWORD not in stored
     short = runner.invoke(main, ["user", "add", "petr", "--config", str(config)], input="short")
     assert short.exit_code != 0
+    for bad in ("", "a b", "x" * 65, "jana;drop"):
+        named = runner.invoke(main, ["user", "add", bad, "--config", str(config)], input=PASSWORD)
+        assert named.exit_code == 2 and "NAME: 1 to 64 letters" in named.output, bad
     removed = runner.invoke(main, ["user", "remove", "jana", "--config", str(config)])
     assert removed.exit_code == 0
     assert open_store(settings).console_user_count() == 0

@@ -184,3 +184,10 @@ def test_send_test_without_to_or_crm_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["send-test", "--config", str(write(tmp_path, ""))])
     assert result.exit_code == 2
     assert "--crm" in result.output
+
+
+def test_send_test_crm_without_any_crm_destination_fails_saying_so(tmp_path: Path) -> None:
+    config = write(tmp_path, "")
+    result = CliRunner().invoke(main, ["send-test", "--crm", "--config", str(config)])
+    assert result.exit_code == 1
+    assert result.output == "FAILED CRM destinations: none configured\n"

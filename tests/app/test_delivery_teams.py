@@ -260,3 +260,21 @@ def test_a_card_for_a_bare_conversation_is_valid_and_has_only_what_is_known() ->
         "Chat 2 · account 1",
     ]
     assert "actions" not in card
+
+
+def test_messages_that_grow_when_encoded_shrink_the_excerpt_from_the_oldest() -> None:
+    data = sample("v1")
+    template = data["messages"][0]
+    # Each "ř" is six bytes in the card's JSON (\u0159): ten messages would not fit.
+    data["messages"] = [
+        {**template, "type": "visitor", "content": f"message {i} " + "ř" * 5000} for i in range(12)
+    ]
+    view = build_view(parse(json.dumps(data).encode()), Category.MISSED, Translator("en", UTC))
+    body = TeamsContent(build_card(view, Translator("en", UTC))).body()
+    card = body["attachments"][0]["content"]
+    assert not list(card_validator().iter_errors(body))
+    assert len(json.dumps(card).encode()) <= CARD_BYTES
+    excerpt = all_text(card).split("Last messages", 1)[1]
+    kept = [i for i in range(12) if f"message {i} " in excerpt]
+    assert kept == list(range(12 - len(kept), 12)) and 0 < len(kept) < 10  # the newest ones
+    assert excerpt.startswith(f" (… {12 - len(kept)} earlier messages not shown)\n")

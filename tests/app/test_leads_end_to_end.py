@@ -258,3 +258,25 @@ def test_a_finished_lead_and_one_that_no_longer_exists_get_no_form(
         for name in ("Eva", ""):  # with a name it is tried; without, the form is shown again
             posted = submit(client, gone, form, name=name)
             assert posted.status_code == 404 and "This lead no longer exists" in posted.text
+
+
+def test_a_lead_answered_in_a_later_chat_says_so_and_offers_no_form(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    _, settings = write_config(
+        tmp_path, smtp={"host": "127.0.0.1", "port": smtp_server.port}, follow_up=follow_up()
+    )
+    with TestClient(create_app(settings)) as client:
+        assert client.post(HOOK, content=missed_chat()).status_code == 200
+        (email,) = smtp_server.handler.wait_for(1)
+        tokens = tokens_in(email.message)
+        answered = sample("v1")
+        answered["channel"]["id"] += 1  # the same visitor's next chat, answered by an agent
+        answered["channel"]["isMissed"] = False
+        assert client.post(HOOK, content=body(answered)).status_code == 200
+        for token in tokens.values():
+            client.cookies.clear()
+            shown = client.get(f"/leads/{token}")
+            assert shown.status_code == 200
+            assert "This visitor was already answered in the chat." in shown.text
+            assert form_of(shown.text)[0] is None

@@ -189,10 +189,15 @@ def test_done_from_slack_finishes_the_lead(settings: Settings, fake_slack: FakeS
         now = str(int(time.time()))
         assert post(client, raw, now, sign(raw, now)).status_code == 200
         calls = fake_slack.wait_for(2)
+        # A Claim pressed later (a stale message elsewhere) changes nothing and posts nothing.
+        late = interaction(lead.id, posted.body["blocks"], CLAIM)
+        assert post(client, late, now, sign(late, now)).status_code == 200
+        wait_settled(client)
     (done,) = leads(settings)
     assert (done.state, done.done_by) == (LeadState.DONE, "jana")
     assert "Already done by jana" in calls[1].body["text"]
     assert not any(b.get("type") == "actions" for b in calls[1].body["blocks"])
+    assert len(fake_slack.calls) == 2
 
 
 def test_signed_presses_of_other_buttons_or_leads_change_nothing_and_a_failed_update_is_logged(

@@ -17,7 +17,7 @@ from litestar.testing import TestClient
 
 from relay.app import create_app
 from relay.config.settings import LoggingSettings, Settings
-from relay.ops.logs import TextFormatter, configure_logging, under_journald
+from relay.ops.logs import RedactUrls, TextFormatter, configure_logging, under_journald
 from tests.support.app import wait_settled
 from tests.support.data import TOKEN, body, sample
 from tests.support.smtp import SmtpServer
@@ -247,3 +247,16 @@ def test_the_text_time_is_the_local_time_to_the_millisecond(created: float) -> N
         record.created = instant
         when = datetime.fromtimestamp(instant).astimezone().isoformat("T", "milliseconds")
         assert formatter.format(record) == f"{when} INFO relay.test: x"
+
+
+def test_only_a_message_with_credentials_in_a_url_is_rewritten() -> None:
+    redact = RedactUrls()
+    plain = logging.LogRecord("relay", logging.INFO, __file__, 1, "sent %s to %s", ("x", "y"), None)
+    assert redact.filter(plain)
+    assert (plain.msg, plain.args) == ("sent %s to %s", ("x", "y"))  # left to format lazily
+    secret = logging.LogRecord(
+        "relay", logging.INFO, __file__, 1, "posting to %s", ("https://u:pw@h.test/in",), None
+    )
+    assert redact.filter(secret)
+    assert "pw" not in secret.getMessage() and "h.test/in" in secret.getMessage()
+    assert secret.args is None

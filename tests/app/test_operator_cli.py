@@ -13,6 +13,7 @@ from litestar.testing import TestClient
 from relay.app import create_app, database_path
 from relay.cli.main import main
 from relay.config.settings import Settings
+from relay.store.opening import open_store
 from tests.support.app import wait_settled
 from tests.support.config import write_config
 from tests.support.data import TOKEN, sample
@@ -192,3 +193,22 @@ def test_operator_commands_explain_a_missing_store(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["queue", "--config", str(config)])
     assert result.exit_code == 1
     assert "no store at" in result.output
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_purge_does_nothing_while_another_relay_is_purging(
+    filled: tuple[Path, Settings], backend: str
+) -> None:
+    config, settings = filled
+    before = {row.conv_key for row in deliveries(settings)}
+    other = open_store(settings)  # another relay on the same database, purging now
+    try:
+        with other.exclusive("purge") as held:
+            assert held
+            result = relay(config, "purge", "--older-than", "0")
+    finally:
+        other.close()
+    assert result.exit_code == 0
+    assert result.output == "another relay is purging this store now; nothing to do\n"
+    assert {row.conv_key for row in deliveries(settings)} == before != set()
+    assert relay(config, "purge", "--older-than", "0").output.startswith("purged 2 conversations")

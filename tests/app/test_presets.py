@@ -51,6 +51,13 @@ def test_m365_with_graph_asks_for_the_graph_scope() -> None:
     assert smtp.oauth2_scope == "https://graph.microsoft.com/.default"
 
 
+def test_m365_with_its_own_token_url_needs_no_tenant() -> None:
+    url = "https://login.microsoftonline.us/contoso.us/oauth2/v2.0/token"  # a sovereign cloud
+    smtp = SmtpSettings(provider="m365", oauth2_token_url=url, username="r@contoso.us", **SECRET)
+    assert (smtp.host, smtp.oauth2_token_url, smtp.auth) == ("smtp.office365.com", url, "oauth2")
+    assert "oauth2_token_url" not in smtp.preset_filled
+
+
 def test_google_fills_gmail_and_googles_token_endpoint() -> None:
     smtp = SmtpSettings(provider="google", username="relay@shop.test", **SECRET)
     assert (smtp.host, smtp.effective_port, smtp.security) == ("smtp.gmail.com", 587, "starttls")

@@ -4,6 +4,7 @@ operation undoes only its own changes."""
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -67,3 +68,30 @@ async def test_a_failing_call_undoes_its_own_writes_only(
     again = await store_thread.accept(bare_intake(2))
     assert not again.duplicate  # the failed call's conversation was not kept
     assert committed(open_test_store, kept.conversation_id)
+
+
+def test_an_error_that_rolls_back_the_whole_batch_fails_the_rest_of_it(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+    store = Store(path)
+    # A trigger that RAISE(ROLLBACK)s: SQLite then ends the whole transaction, not the
+    # statement (as a full disk or an interrupted statement may).
+    other = sqlite3.connect(path)
+    other.execute(
+        "CREATE TRIGGER refuse_66 BEFORE INSERT ON conversations WHEN NEW.conv_key = '1-66'"
+        " BEGIN SELECT RAISE(ROLLBACK, 'refused by trigger'); END"
+    )
+    other.commit()
+    other.close()
+    try:
+        batch = pytest.raises(sqlite3.OperationalError, match="rolled back by an error")
+        with batch, store.batch():  # the commit at its end fails too
+            store.accept(bare_intake(1))
+            with pytest.raises(sqlite3.IntegrityError, match="refused by trigger"):
+                store.accept(bare_intake(66))
+            with pytest.raises(sqlite3.OperationalError, match="rolled back by an error"):
+                store.accept(bare_intake(2))  # the batch is gone: nothing more joins it
+        assert store.conversation_raw(1) is None  # rolled back with the rest
+        later = store.accept(bare_intake(3))  # the store goes on
+        assert Store(path).conversation_raw(later.conversation_id) is not None
+    finally:
+        store.close()

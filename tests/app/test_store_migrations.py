@@ -9,7 +9,7 @@ import pytest
 
 from relay.model.errors import StoreVersionError
 from relay.store import Store
-from relay.store.base import MIGRATIONS, SCHEMA_VERSION
+from relay.store.base import MIGRATIONS, SCHEMA_VERSION, _statements
 
 
 def old_store(path: Path) -> None:
@@ -96,3 +96,24 @@ def test_a_version_2_store_loses_only_the_unread_parsed_column(tmp_path: Path) -
     conn.close()
     assert "parsed" not in columns
     assert "raw" in columns
+
+
+def test_a_migration_is_split_into_statements_strings_and_comments_kept_whole() -> None:
+    script = (
+        "CREATE TABLE a (x TEXT DEFAULT ';');\n"
+        "-- a comment; not a statement\n"
+        "INSERT INTO a VALUES ('1;2');\n"
+        "\n"
+        "INSERT INTO a VALUES ('last')"  # the last one may lack its semicolon
+    )
+    statements = list(_statements(script))
+    assert [s.strip().split("\n")[-1] for s in statements] == [
+        "CREATE TABLE a (x TEXT DEFAULT ';');",
+        "INSERT INTO a VALUES ('1;2');",
+        "INSERT INTO a VALUES ('last')",
+    ]
+    db = sqlite3.connect(":memory:")
+    for statement in statements:
+        db.execute(statement)
+    assert db.execute("SELECT x FROM a ORDER BY rowid").fetchall() == [("1;2",), ("last",)]
+    db.close()

@@ -82,3 +82,65 @@ async def test_a_failed_flush_fails_its_callers_and_every_later_intake(tmp_path:
         assert thread.intake_error is not None
     finally:
         thread.close()
+
+
+def test_the_log_is_copied_into_the_database_file_once_it_has_grown(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+    store = Store(path)
+    wal = store.defer_sync()
+    assert wal is not None
+    try:
+        store.accept(bare_intake(1))
+        wal.checkpoint()  # a few changes: the log keeps them
+        before = path.stat().st_size
+        store.accept_many([bare_intake(n) for n in range(2, 2 + wal.CHECKPOINT_PAGES)])
+        assert path.stat().st_size == before  # everything is in the log
+        wal.checkpoint()
+        assert path.stat().st_size > before  # now copied into the database file
+        reader = Store(path)
+        assert reader.conversation_raw(1 + wal.CHECKPOINT_PAGES) is not None
+        reader.close()
+    finally:
+        wal.close()
+        store.close()
+
+
+class FailingCheckpoint(WalSync):
+    """The real log, whose first checkpoint fails (a disk that refused the copy once)."""
+
+    def __init__(self, wal: WalSync) -> None:
+        self.__dict__.update(wal.__dict__)
+        self.calls = 0
+
+    def checkpoint(self, *, force: bool = False) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise OSError(28, "No space left on device")
+        super().checkpoint(force=force)
+
+
+class FailingCheckpointStore(Store):
+    wal: FailingCheckpoint | None = None
+
+    def defer_sync(self) -> WalSync | None:
+        wal = super().defer_sync()
+        assert wal is not None
+        self.wal = FailingCheckpoint(wal)
+        return self.wal
+
+
+async def test_a_failed_checkpoint_is_logged_and_storing_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FailingCheckpointStore(tmp_path / "relay.db")
+    thread = StoreThread(store)
+    try:
+        first = await thread.accept(bare_intake(1))
+        second = await thread.accept(bare_intake(2))
+        assert (first.conversation_id, second.conversation_id) == (1, 2)
+        assert store.wal is not None and store.wal.calls >= 2  # tried again after the failure
+    finally:
+        thread.close()
+    assert "checkpoint of the write-ahead log failed" in caplog.text
+    assert "No space left on device" in caplog.text
+    assert Store(tmp_path / "relay.db").conversation_raw(2) is not None

@@ -278,6 +278,22 @@ def test_a_port_clash_leaves_nothing_started(tmp_path: Path) -> None:
     assert "relay started" not in done.stderr
 
 
+def test_a_console_port_clash_leaves_nothing_started(
+    tmp_path: Path,
+) -> None:
+    hook_port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config, _ = write_config(tmp_path, server={"port": hook_port}, console={"port": port})
+        done = relay("serve", "--config", str(config))
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port} ([console])" in done.stderr
+    assert not (tmp_path / "state" / "relay.db").exists()
+    assert "relay started" not in done.stderr
+
+
 def test_a_sighup_while_starting_is_applied_not_fatal(tmp_path: Path) -> None:
     port = free_port()
     config, _ = write_config(tmp_path, server={"port": port})

@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from relay.console import auth, charts
+from relay.console.http import age_text, body_text
 from relay.console.stats import summarise
 from relay.leads.model import Lead, LeadState
 from relay.store import console as console_store
@@ -169,3 +170,34 @@ def test_the_limiter_keeps_a_locked_key_when_full_of_others() -> None:
         limiter.failed(f"user:sprayed-{n}")
     assert limiter.retry_after("user:jana") is not None
     assert len(limiter._failures) <= Small.MAX_KEYS
+
+
+def test_the_limiter_remembers_at_most_max_keys_forgetting_stale_then_oldest_keys() -> None:
+    now = [0.0]
+    limiter = auth.LoginLimiter(1, 3600.0, lambda: now[0])
+    limiter.failed("stale")  # an hour and more ago by the time the limiter is full
+    now[0] = 100.0
+    for n in range(limiter.MAX_KEYS - 1):
+        limiter.failed(f"address:{n}")
+    now[0] = 3650.0
+    limiter.failed("address:new")  # full: the stale key is forgotten, nothing else
+    assert limiter.retry_after("address:0") == 50.0
+    limiter.failed("stale")  # full of fresh keys now: the oldest ("address:0") goes
+    assert limiter.retry_after("address:0") is None
+    assert limiter.retry_after("address:1") == 50.0
+    assert limiter.retry_after("stale") == 3600.0  # counted again from its first failure
+    limiter.failed("address:newer")
+    assert limiter.retry_after("address:1") is None
+    assert limiter.retry_after("address:2", "address:newer") == 3600.0
+
+
+def test_ages_read_in_days_hours_or_minutes() -> None:
+    assert age_text(3 * 86400 + 4 * 3600 + 59) == "3 d 4 h"
+    assert age_text(2 * 3600 + 5 * 60 + 30) == "2 h 5 min"
+    assert age_text(7 * 60 + 59) == "7 min"
+    assert age_text(-5) == "0 min"  # a clock that went back
+
+
+def test_a_quarantined_body_is_shown_as_text_or_else_in_hexadecimal() -> None:
+    assert body_text('{"name": "Dušan"}'.encode()) == ('{"name": "Dušan"}', False)
+    assert body_text(b"\x00\xff\xfe") == ("00 fffe", True)

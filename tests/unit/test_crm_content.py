@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
+from pydantic import SecretStr
+
+from relay.config.crm import HubSpotDestination
 from relay.intake.payload import parse
 from relay.model.category import Category
 from relay.model.crm import one_line
 from relay.render.crm import render_crm
-from relay.routing.rules import PipedriveAction, ZendeskAction
+from relay.routing.rules import HubSpotAction, PipedriveAction, ZendeskAction
+from relay.senders.crm.hubspot import HubSpotSender
 from tests.support.paths import SAMPLES
 
 SAMPLE = SAMPLES / "missed-chat.json"
+MISSED = Category.MISSED
 
 
 def raw(**visitor: Any) -> bytes:
@@ -66,3 +72,41 @@ def test_a_link_back_is_an_escaped_anchor_and_only_ever_http() -> None:
     assert "Conversation: https://x.test/c/208-55041" in content.text(60_000)
     odd = ZendeskAction(type="zendesk", destination="d", link="https://x.test/{{ '\"><script>' }}")
     assert render_crm(odd, body, parse(body), Category.MISSED).link is None
+
+
+def test_hubspot_contact_properties_carry_only_what_the_visitor_gave() -> None:
+    sender = HubSpotSender(
+        HubSpotDestination(token=SecretStr("t"), properties={"plan": "plan", "shop": "shop_id"})
+    )
+    body = raw()
+    rendered = render_crm(HubSpotAction(type="hubspot", destination="d"), body, parse(body), MISSED)
+    full = dataclasses.replace(
+        rendered, phone="+420 123", country="CZ", variables={"plan": "x" * 1500, "shop": ""}
+    )
+    props = sender.contact_properties(full)
+    assert (props["email"], props["firstname"], props["lastname"]) == (
+        "dusan@domain.com",
+        "Dusan",
+        "Kmet",
+    )
+    assert (props["phone"], props["country"]) == ("+420 123", "CZ")
+    assert props["plan"] == "x" * 1000  # cut to the property limit
+    assert "shop_id" not in props  # an empty variable fills nothing
+    one_name = dataclasses.replace(full, name="Cher", phone=None, country=None, variables={})
+    assert sender.contact_properties(one_name) == {"email": "dusan@domain.com", "firstname": "Cher"}
+    nameless = dataclasses.replace(one_name, name=None, email=None)
+    assert sender.contact_properties(nameless) == {"email": ""}
+
+
+def test_an_anonymous_header_and_one_huge_message_cut_to_its_end() -> None:
+    body = raw()
+    content = render_crm(ZendeskAction(type="zendesk", destination="d"), body, parse(body), MISSED)
+    anonymous = dataclasses.replace(content, name=None, email=None, phone=None, country=None)
+    assert not any(line.startswith("Visitor:") for line in anonymous.header_lines())
+    assert any(line.startswith("Visitor:") for line in content.header_lines())
+    last = dataclasses.replace(content.messages[-1], text="START " + "a" * 5000)
+    huge = dataclasses.replace(content, messages=(last,))
+    text = huge.text(600)
+    assert len(text) == 600 and f"[{content.marker}]" in text
+    assert "START" not in text  # the message's start did not fit
+    assert text.endswith("a" * 100 + " [... cut]")  # the end of the message is kept

@@ -36,6 +36,9 @@ NOW = 1_700_000_000.0
              "details": {"requester": [{"description": "Requester: Email is invalid"}]}},
             "RecordInvalid; Record validation errors; requester: Requester: Email is invalid",
         ),
+        (zendesk, {"error": {"title": "Forbidden", "message": "You do not have access"}},
+         "You do not have access"),
+        (zendesk, {"error": {"title": "Invalid attribute"}}, "Invalid attribute"),
     ],
 )  # fmt: skip
 def test_a_refusal_quotes_the_apis_own_error_text(module: object, body: object, said: str) -> None:

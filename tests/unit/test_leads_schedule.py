@@ -15,10 +15,11 @@ from relay.leads.schedule import (
     due_escalations,
     in_business,
 )
+from relay.leads.scheduler import escalation_plan
 from relay.leads.settings import FollowUpSettings
 from relay.model.conversation import Conversation
 from relay.render.environment import email_environment
-from relay.routing.rules import TimeWindow
+from relay.routing.rules import EmailAction, TimeWindow
 from tests.support.conversations import conversation
 
 PRAGUE = ZoneInfo("Europe/Prague")
@@ -169,3 +170,30 @@ def test_the_digest_is_small_escaped_and_speaks_three_languages() -> None:
         assert "440" in html  # "and 440 more"
         assert html.count("background-color: #f59e0b") == 24  # one bar per hour
         assert content.recipients == ("head@shop.test",)
+
+
+def test_without_business_hours_escalation_runs_around_the_clock() -> None:
+    created = at(2026, 12, 5, 22, 0)  # a Saturday night
+    around = settings(business_hours=None, escalate_again_after_seconds=3600)
+    assert due_escalations([lead(created)], set(), around, at(2026, 12, 5, 22, 59)) == []
+    (first,) = due_escalations([lead(created)], set(), around, at(2026, 12, 5, 23, 0))
+    assert first.step == 1
+    # Long overdue for both steps: still the first one first, the second on a later pass.
+    (still_first,) = due_escalations([lead(created)], set(), around, at(2026, 12, 6, 3, 0))
+    assert still_first.step == 1
+    (second,) = due_escalations([lead(created)], {(1, 1)}, around, at(2026, 12, 6, 3, 0))
+    assert second.step == 2
+
+
+def test_an_escalation_plans_one_email_for_the_addresses_and_a_post_per_channel() -> None:
+    both = escalation_plan(settings(escalate_to=["boss@shop.test", "#sales", "#cz"]), 2, "en")
+    assert [(p.rule, p.action.type) for p in both] == [
+        ("follow-up-escalation-2", "email"),
+        ("follow-up-escalation-2", "slack"),
+        ("follow-up-escalation-2", "slack"),
+    ]
+    email = both[0].action
+    assert isinstance(email, EmailAction) and email.to == ["boss@shop.test"]
+    assert [getattr(p.action, "channel", None) for p in both[1:]] == ["#sales", "#cz"]
+    only_slack = escalation_plan(settings(escalate_to="#sales"), 1, "en")
+    assert [(p.rule, p.action.type) for p in only_slack] == [("follow-up-escalation-1", "slack")]

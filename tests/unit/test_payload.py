@@ -253,3 +253,23 @@ def test_the_surrogate_repair_does_not_let_other_faults_through() -> None:
     assert info.value.reason == "invalid_json"
     assert info.value.message.startswith("body is not valid JSON: ")
     assert info.value.message.endswith("(byte 51)")
+
+
+@pytest.mark.parametrize(
+    ("sent_from", "sender"),
+    [
+        (3, (SenderKind.AGENT, "3")),
+        ("3", (SenderKind.AGENT, "3")),  # an agent's id as a string
+        ("agent:", (SenderKind.AGENT, None)),
+        ("system", (SenderKind.SYSTEM, None)),
+        ("visitor:abc", (SenderKind.VISITOR, "abc")),
+        ("abc3", (SenderKind.VISITOR, "abc3")),  # a bare visitor id
+        ("robot:7", (SenderKind.VISITOR, "robot:7")),  # an unknown prefix is no kind
+        ("", (SenderKind.UNKNOWN, None)),
+        (None, (SenderKind.UNKNOWN, None)),
+    ],
+)
+def test_every_form_of_a_messages_sender(sent_from: object, sender: object) -> None:
+    data = sample("v1")
+    data["messages"][0]["from"] = sent_from
+    assert parse(body(data)).messages[0].sender == sender

@@ -364,3 +364,37 @@ def test_bidirectional_overrides_and_long_names_are_tamed_in_headers() -> None:
     long_name = display_name("Ann " * 60)
     assert len(long_name) <= 78
     assert long_name.endswith("…")
+
+
+def test_a_subject_override_renders_each_conversation_of_its_own() -> None:
+    action = EmailAction(
+        type="email", to=["a@shop.example"], subject="Chat {{ view.visitor_name }}"
+    )
+    renderer = renderer_for()
+    first = renderer.email(
+        with_content(visitor={"name": "Jana"}), Category.MISSED, action, message_id=MESSAGE_ID
+    )
+    second = renderer.email(
+        with_content(visitor={"name": "Petr"}), Category.MISSED, action, message_id=MESSAGE_ID
+    )
+    assert (first.message["Subject"], second.message["Subject"]) == ("Chat Jana", "Chat Petr")
+
+
+def test_a_slack_visitor_email_with_a_bar_is_shown_but_never_linked() -> None:
+    # "|" is valid in an address's local part, and ends a Slack link's target.
+    conversation = with_content(visitor={"name": "Jana", "email": "ja|na@shop.test"})
+    content = renderer_for().slack(conversation, Category.MISSED, SLACK_ACTION)
+    texts = slack_texts(content.blocks)
+    assert any("Jana\nja|na@shop.test" in text for text in texts)
+    assert not any("<mailto:ja|na" in text for text in texts)
+    assert any("<mailto:ja%7Cna@shop.test?subject=" in text for text in texts)  # the reply link
+    plain = with_content(visitor={"name": "Jana", "email": "jana@shop.test"})
+    linked = slack_texts(renderer_for().slack(plain, Category.MISSED, SLACK_ACTION).blocks)
+    assert any("<mailto:jana@shop.test|jana@shop.test>" in text for text in linked)
+
+
+def test_a_teams_card_names_the_visitors_group() -> None:
+    card = renderer_for().teams(with_content(visitor={"group": "Sales CZ"}), Category.MISSED).card
+    assert "Sales CZ" in json.dumps(card)
+    ungrouped = renderer_for().teams(with_content(visitor={"groupKey": None}), Category.MISSED)
+    assert "Sales CZ" not in json.dumps(ungrouped.card)

@@ -7,13 +7,16 @@ from __future__ import annotations
 import json
 from email.message import EmailMessage
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from relay.config.settings import EmailAction, RenderSettings, SlackAction
 from relay.intake.payload import parse
 from relay.model.category import Category
+from relay.render.i18n import Translator
 from relay.render.renderer import Renderer
+from relay.render.view import build_view
 from tests.support.data import sample
 
 EMAIL = EmailAction(type="email", to=["sales@shop.test"])
@@ -150,3 +153,14 @@ def test_the_settings_refuse_limits_that_cannot_work() -> None:
         RenderSettings(max_messages=0)
     with pytest.raises(ValueError, match=r"max_email_bytes\n.*greater than or equal to 200000"):
         RenderSettings(max_email_bytes=10_000)
+
+
+def test_at_most_a_hundred_agent_names_are_listed_each_once() -> None:
+    answers = [
+        {"type": "agent", "from": n % 150 + 1, "name": f"Agent {n % 150}", "content": "hi"}
+        for n in range(300)
+    ]
+    view = build_view(
+        parse(compact(with_messages(answers))), Category.MISSED, Translator("en", ZoneInfo("UTC"))
+    )
+    assert view.agents == tuple(f"Agent {n}" for n in range(100))

@@ -35,3 +35,12 @@ def test_remembered_dates_are_bounded() -> None:
         moment = start + timedelta(days=day)
         assert t.date_text(moment) == format_date(moment, "medium", locale="en")
     assert len(t._dates) <= DATES_KEPT
+
+
+def test_country_names_in_each_language_and_made_up_codes_are_not_remembered() -> None:
+    t = Translator("en", ZoneInfo("UTC"))
+    cz = t.country_names("CZ")
+    assert {"czechia", "tschechien", "česko", "czech republic"} <= cz
+    assert t.country_names("CZ") is cz  # a known code is remembered
+    assert t.country_names("QQ") == frozenset()  # no locale names it
+    assert t._country_names.keys() == {"CZ"}  # the visitor's made-up code took no memory
