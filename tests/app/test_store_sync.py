@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from relay.model.errors import StoreError
-from relay.store import Store
+from relay.store import Accepted, Intake, Store
 from relay.store.base import WalSync
 from relay.store.storethread import StoreThread
 from tests.support.store import bare_intake
@@ -81,4 +82,70 @@ async def test_a_failed_flush_fails_its_callers_and_every_later_intake(tmp_path:
             await thread.accept(bare_intake(2))
         assert thread.intake_error is not None
     finally:
+        thread.close()
+
+
+class FailsOnce(WalSync):
+    """A disk that refuses the first flush (once the test opens the gate) and takes the
+    next ones: on Linux an fdatasync reports a write-back error once, then succeeds."""
+
+    def __init__(self, wal: WalSync, gate: threading.Event) -> None:
+        self.__dict__.update(wal.__dict__)
+        self.gate = gate
+        self.flushes = 0
+        self.entered = threading.Event()
+
+    def sync(self) -> None:
+        self.flushes += 1
+        if self.flushes == 1:
+            self.entered.set()
+            self.gate.wait()
+            raise OSError(5, "Input/output error")
+        super().sync()
+
+
+class SecondIntakeSeen(Store):
+    """Sets ``writing`` when the store thread writes the intake of conversation 2: past the
+    check for a failed flush, so that intake is committed whatever the flush says."""
+
+    def __init__(self, path: Path, gate: threading.Event) -> None:
+        super().__init__(path)
+        self.gate = gate
+        self.writing = threading.Event()
+        self.wal: FailsOnce | None = None
+
+    def defer_sync(self) -> WalSync | None:
+        wal = super().defer_sync()
+        assert wal is not None
+        self.wal = FailsOnce(wal, self.gate)
+        return self.wal
+
+    def accept_many(self, intakes: Sequence[Intake], now: float | None = None) -> list[Accepted]:
+        if any(intake.channel_id == 2 for intake in intakes):
+            self.writing.set()
+        return super().accept_many(intakes, now)
+
+
+async def test_a_commit_made_before_a_failed_flush_is_never_answered_by_a_later_one(
+    tmp_path: Path,
+) -> None:
+    # The log's frames follow one another: if the first flush lost some, a crash loses every
+    # later frame with them, however well a later flush goes. The commit written while that
+    # flush was failing must not be acknowledged by the next one.
+    gate = threading.Event()
+    store = SecondIntakeSeen(tmp_path / "relay.db", gate)
+    thread = StoreThread(store)
+    try:
+        first = asyncio.ensure_future(thread.accept(bare_intake(1)))
+        assert store.wal is not None
+        await asyncio.to_thread(store.wal.entered.wait)  # the first flush began, and waits
+        second = asyncio.ensure_future(thread.accept(bare_intake(2)))
+        await asyncio.to_thread(store.writing.wait)
+        gate.set()
+        with pytest.raises(StoreError, match="could not be flushed"):
+            await first
+        with pytest.raises(StoreError, match="could not be flushed"):
+            await second
+    finally:
+        gate.set()
         thread.close()
