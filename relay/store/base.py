@@ -336,7 +336,9 @@ class StoreBase:
 
     @property
     def _wal(self) -> Path:
-        return self.path.with_name(self.path.name + "-wal")
+        """The write-ahead log SQLite writes: beside the real file when ``path`` is a link."""
+        real = Path(os.path.realpath(self.path))
+        return real.with_name(real.name + "-wal")
 
     def file_problem(self) -> str | None:
         """Why a commit would not reach the database file at ``path`` (None if it would): the

@@ -4,6 +4,8 @@ only after the flush that follows its commit, and a failed flush stops all stori
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -148,4 +150,39 @@ async def test_a_commit_made_before_a_failed_flush_is_never_answered_by_a_later_
             await second
     finally:
         gate.set()
+        thread.close()
+
+
+def _open_inodes() -> set[tuple[int, int]]:
+    """The files this process holds open, by device and inode."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            stat = os.stat(f"/proc/self/fd/{fd}")
+            found.add((stat.st_dev, stat.st_ino))
+    return found
+
+
+async def test_the_log_flushed_is_the_one_sqlite_writes_when_the_database_is_a_link(
+    tmp_path: Path,
+) -> None:
+    # The database moved to another disk, a link left in its place: SQLite follows the link
+    # and keeps its log beside the real file. A log left over beside the link is not it, and
+    # flushing that one would acknowledge commits the disk does not have.
+    real, state = tmp_path / "data", tmp_path / "state"
+    real.mkdir()
+    state.mkdir()
+    Store(real / "relay.db").close()
+    (state / "relay.db").symlink_to(real / "relay.db")
+    stale = state / "relay.db-wal"
+    stale.write_bytes(b"")
+    stale_id = (stale.stat().st_dev, stale.stat().st_ino)
+    thread = StoreThread(Store(state / "relay.db"))
+    try:
+        accepted = await thread.accept(bare_intake(1))
+        assert accepted.conversation_id == 1
+        wal = (real / "relay.db-wal").stat()
+        assert (wal.st_dev, wal.st_ino) in _open_inodes()
+        assert stale_id not in _open_inodes()
+    finally:
         thread.close()
