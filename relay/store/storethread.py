@@ -177,6 +177,12 @@ class StoreThread:
             if problem is not None:
                 error = StoreError(problem)
                 pending = [(job, None, error) for job, _, _ in pending]
+            else:
+                # Checked again once flushed: the file may have gone while the disk took it.
+                gone = self.store.file_problem()
+                if gone is not None:
+                    self._refuse([job for job, _, _ in pending], gone)
+                    pending = []
             _resolve_many(pending)
             if stop:
                 return

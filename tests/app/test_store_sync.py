@@ -186,3 +186,26 @@ async def test_the_log_flushed_is_the_one_sqlite_writes_when_the_database_is_a_l
         assert stale_id not in _open_inodes()
     finally:
         thread.close()
+
+
+async def test_a_commit_into_a_file_deleted_before_its_flush_is_not_acknowledged(
+    tmp_path: Path,
+) -> None:
+    # Checked after the commit, the file was there; the answer waits for the flush, and by
+    # then an operator's rm took it: nothing is acknowledged into a file that is gone.
+    path = tmp_path / "relay.db"
+    gate = threading.Event()
+    store = GatedStore(path, gate)
+    thread = StoreThread(store)
+    try:
+        pending = asyncio.ensure_future(thread.accept(bare_intake(1)))
+        assert store.wal is not None
+        await asyncio.to_thread(store.wal.entered.wait)  # committed; the flush waits
+        path.unlink()
+        gate.set()
+        with pytest.raises(StoreError) as refused:
+            await pending
+    finally:
+        gate.set()
+        thread.close()
+    assert str(refused.value) == f"the database file {path} was deleted while the relay had it open"
