@@ -255,6 +255,14 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return stat.st_dev, stat.st_ino
 
 
+def _sync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class WalSync:
     """The durability of a store opened with ``defer_sync``: ``sync`` (any thread) flushes the
     write-ahead log, which makes every transaction committed before the call durable; the
@@ -267,6 +275,15 @@ class WalSync:
         self._conn = conn
         # The log exists: migrate() wrote a transaction through this connection in WAL mode.
         self._fd = os.open(wal, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            # The log may have just been created (the last connection's close deletes it):
+            # its name must be on the disk before a flush of its content acknowledges
+            # anything. SQLite does this at its first flush of a new log, which commits with
+            # synchronous=OFF never make.
+            _sync_directory(wal.parent)
+        except OSError:
+            os.close(self._fd)
+            raise
         self._page_size: int = conn.execute("PRAGMA page_size").fetchone()[0]
         self._checkpointed_at = os.fstat(self._fd).st_size
         self._changes = conn.total_changes
@@ -335,7 +352,9 @@ class StoreBase:
 
     @property
     def _wal(self) -> Path:
-        return self.path.with_name(self.path.name + "-wal")
+        """The write-ahead log SQLite writes: beside the real file when ``path`` is a link."""
+        real = Path(os.path.realpath(self.path))
+        return real.with_name(real.name + "-wal")
 
     def file_problem(self) -> str | None:
         """Why a commit would not reach the database file at ``path`` (None if it would): the

@@ -161,18 +161,28 @@ class StoreThread:
                     stop = True
                     break
                 pending += more
-            try:
-                self._wal.sync()
-            except OSError as exc:
-                # What the disk did not take may be lost whatever a later flush says: nothing
-                # more is stored until the relay is restarted.
-                problem = f"the database log could not be flushed to the disk: {exc}"
-                if self._sync_problem is None:
+            # Committed while a flush was failing: its frames come after the ones the disk may
+            # have dropped, so a crash loses it too, whatever a later flush says.
+            problem = self._sync_problem
+            if problem is None:
+                try:
+                    self._wal.sync()
+                except OSError as exc:
+                    # What the disk did not take may be lost whatever a later flush says:
+                    # nothing more is stored until the relay is restarted.
+                    problem = f"the database log could not be flushed to the disk: {exc}"
                     log.error("%s: nothing can be stored until the relay is restarted", problem)
-                self._sync_problem = problem
-                self.intake_error = problem
+                    self._sync_problem = problem
+                    self.intake_error = problem
+            if problem is not None:
                 error = StoreError(problem)
                 pending = [(job, None, error) for job, _, _ in pending]
+            else:
+                # Checked again once flushed: the file may have gone while the disk took it.
+                gone = self.store.file_problem()
+                if gone is not None:
+                    self._refuse([job for job, _, _ in pending], gone)
+                    pending = []
             _resolve_many(pending)
             if stop:
                 return

@@ -4,13 +4,16 @@ only after the flush that follows its commit, and a failed flush stops all stori
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from relay.model.errors import StoreError
-from relay.store import Store
+from relay.store import Accepted, Intake, Store
 from relay.store.base import WalSync
 from relay.store.storethread import StoreThread
 from tests.support.store import bare_intake
@@ -82,6 +85,130 @@ async def test_a_failed_flush_fails_its_callers_and_every_later_intake(tmp_path:
         assert thread.intake_error is not None
     finally:
         thread.close()
+
+
+class FailsOnce(WalSync):
+    """A disk that refuses the first flush (once the test opens the gate) and takes the
+    next ones: on Linux an fdatasync reports a write-back error once, then succeeds."""
+
+    def __init__(self, wal: WalSync, gate: threading.Event) -> None:
+        self.__dict__.update(wal.__dict__)
+        self.gate = gate
+        self.flushes = 0
+        self.entered = threading.Event()
+
+    def sync(self) -> None:
+        self.flushes += 1
+        if self.flushes == 1:
+            self.entered.set()
+            self.gate.wait()
+            raise OSError(5, "Input/output error")
+        super().sync()
+
+
+class SecondIntakeSeen(Store):
+    """Sets ``writing`` when the store thread writes the intake of conversation 2: past the
+    check for a failed flush, so that intake is committed whatever the flush says."""
+
+    def __init__(self, path: Path, gate: threading.Event) -> None:
+        super().__init__(path)
+        self.gate = gate
+        self.writing = threading.Event()
+        self.wal: FailsOnce | None = None
+
+    def defer_sync(self) -> WalSync | None:
+        wal = super().defer_sync()
+        assert wal is not None
+        self.wal = FailsOnce(wal, self.gate)
+        return self.wal
+
+    def accept_many(self, intakes: Sequence[Intake], now: float | None = None) -> list[Accepted]:
+        if any(intake.channel_id == 2 for intake in intakes):
+            self.writing.set()
+        return super().accept_many(intakes, now)
+
+
+async def test_a_commit_made_before_a_failed_flush_is_never_answered_by_a_later_one(
+    tmp_path: Path,
+) -> None:
+    # The log's frames follow one another: if the first flush lost some, a crash loses every
+    # later frame with them, however well a later flush goes. The commit written while that
+    # flush was failing must not be acknowledged by the next one.
+    gate = threading.Event()
+    store = SecondIntakeSeen(tmp_path / "relay.db", gate)
+    thread = StoreThread(store)
+    try:
+        first = asyncio.ensure_future(thread.accept(bare_intake(1)))
+        assert store.wal is not None
+        await asyncio.to_thread(store.wal.entered.wait)  # the first flush began, and waits
+        second = asyncio.ensure_future(thread.accept(bare_intake(2)))
+        await asyncio.to_thread(store.writing.wait)
+        gate.set()
+        with pytest.raises(StoreError, match="could not be flushed"):
+            await first
+        with pytest.raises(StoreError, match="could not be flushed"):
+            await second
+    finally:
+        gate.set()
+        thread.close()
+
+
+def _open_inodes() -> set[tuple[int, int]]:
+    """The files this process holds open, by device and inode."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            stat = os.stat(f"/proc/self/fd/{fd}")
+            found.add((stat.st_dev, stat.st_ino))
+    return found
+
+
+async def test_the_log_flushed_is_the_one_sqlite_writes_when_the_database_is_a_link(
+    tmp_path: Path,
+) -> None:
+    # The database moved to another disk, a link left in its place: SQLite follows the link
+    # and keeps its log beside the real file. A log left over beside the link is not it, and
+    # flushing that one would acknowledge commits the disk does not have.
+    real, state = tmp_path / "data", tmp_path / "state"
+    real.mkdir()
+    state.mkdir()
+    Store(real / "relay.db").close()
+    (state / "relay.db").symlink_to(real / "relay.db")
+    stale = state / "relay.db-wal"
+    stale.write_bytes(b"")
+    stale_id = (stale.stat().st_dev, stale.stat().st_ino)
+    thread = StoreThread(Store(state / "relay.db"))
+    try:
+        accepted = await thread.accept(bare_intake(1))
+        assert accepted.conversation_id == 1
+        wal = (real / "relay.db-wal").stat()
+        assert (wal.st_dev, wal.st_ino) in _open_inodes()
+        assert stale_id not in _open_inodes()
+    finally:
+        thread.close()
+
+
+async def test_a_commit_into_a_file_deleted_before_its_flush_is_not_acknowledged(
+    tmp_path: Path,
+) -> None:
+    # Checked after the commit, the file was there; the answer waits for the flush, and by
+    # then an operator's rm took it: nothing is acknowledged into a file that is gone.
+    path = tmp_path / "relay.db"
+    gate = threading.Event()
+    store = GatedStore(path, gate)
+    thread = StoreThread(store)
+    try:
+        pending = asyncio.ensure_future(thread.accept(bare_intake(1)))
+        assert store.wal is not None
+        await asyncio.to_thread(store.wal.entered.wait)  # committed; the flush waits
+        path.unlink()
+        gate.set()
+        with pytest.raises(StoreError) as refused:
+            await pending
+    finally:
+        gate.set()
+        thread.close()
+    assert str(refused.value) == f"the database file {path} was deleted while the relay had it open"
 
 
 def test_the_log_is_copied_into_the_database_file_once_it_has_grown(tmp_path: Path) -> None:
