@@ -19,8 +19,12 @@ from zoneinfo import ZoneInfo
 import jinja2
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
+from litestar.exceptions import HTTPException
+from litestar.exceptions.responses import create_exception_response
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
+from litestar.response.base import ASGIResponse
+from litestar.types import ExceptionHandlersMap, Receive, Scope, Send
 
 from relay.console import auth, charts
 from relay.console.stats import CATEGORIES, days_back, local_day, summarise
@@ -94,6 +98,19 @@ def _redirect(path: str, cookies: list[Cookie] | None = None) -> Response[str]:
 
 def _not_found() -> Response[str]:
     return Response("not found\n", status_code=404, media_type="text/plain", headers=HEADERS)
+
+
+def _under_console(path: str) -> bool:
+    return path == "/console" or path.startswith("/console/")
+
+
+# What a console page says for a refusal Litestar answers itself (else "refused").
+REFUSAL_TEXTS: Final[dict[int, str]] = {
+    400: "bad_request",
+    404: "not_found",
+    405: "wrong_method",
+    413: "too_large",
+}
 
 
 def age_text(seconds: float) -> str:
@@ -307,6 +324,35 @@ class ConsoleEndpoints:
         now = self._clock()
         await self._call(lambda s: s.record_audit(access.user, action, target, detail, now))
         log.info("console: %s %s %s %s", access.user, action, target, detail)
+
+    async def refusal(
+        self, request: Request[Any, Any, Any], status: int, headers: Mapping[str, str]
+    ) -> Response[str]:
+        """Litestar's own 4xx under /console (no route for the path or the method, a body over
+        the limit, a form that does not parse) as a console page: 404 as any address while the
+        console is off, else the layout in the user's language with the console's headers."""
+        try:
+            if not await self._enabled(request):
+                return _not_found()
+            access = await self.access(request)
+            locale = self._locale(request)
+            page = self._render(
+                request,
+                "notice",
+                access,
+                status,
+                message=text(locale, REFUSAL_TEXTS.get(status, "refused")),
+                tone="error",
+                code=status,
+            )
+        except Exception:  # the store is gone, say: still no 500 for a client's mistake
+            log.exception("console: could not render the page for a %d", status)
+            page = Response(
+                f"{status}\n", status_code=status, media_type="text/plain", headers=HEADERS
+            )
+        for name, value in headers.items():  # Allow for a 405
+            page.headers.setdefault(name, value)
+        return page
 
     # -- sign in and out -------------------------------------------------------------------------
 
@@ -860,11 +906,66 @@ def _rating(raw: bytes) -> int | None:
         return None
 
 
-def build_console_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
-    """The console's routes; each answers 404 while no user exists, or on another listener
-    than ``[console] port`` when that is set."""
+class _RefusalPage(ASGIResponse):
+    """The console page for a refusal, rendered when sent: whether the console is on and who
+    is signed in are questions to the store, and Litestar's exception handlers are not async."""
+
+    def __init__(
+        self,
+        endpoints: ConsoleEndpoints,
+        request: Request[Any, Any, Any],
+        status: int,
+        headers: Mapping[str, str],
+    ) -> None:
+        super().__init__(status_code=status)
+        self._endpoints = endpoints
+        self._request = request
+        self._status = status
+        self._extra = dict(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        page = await self._endpoints.refusal(self._request, self._status, self._extra)
+        answer = page.to_asgi_response(
+            app=None, request=self._request, is_head_response=scope.get("method") == "HEAD"
+        )
+        await answer(scope, receive, send)
+
+
+class _Refusal(Response[str]):
+    def __init__(self, endpoints: ConsoleEndpoints, status: int, headers: Mapping[str, str]):
+        super().__init__("", status_code=status)
+        self._endpoints = endpoints
+        self._status = status
+        self._extra = dict(headers)
+
+    def to_asgi_response(self, app: Any, request: Request[Any, Any, Any], **_: Any) -> ASGIResponse:
+        return _RefusalPage(self._endpoints, request, self._status, self._extra)
+
+
+@dataclass(frozen=True)
+class Console:
+    handlers: list[HTTPRouteHandler]
+    exception_handlers: ExceptionHandlersMap
+
+
+def build_console(runtime: Runtime) -> Console:
+    """The console's routes, each answering 404 while no user exists, or on another listener
+    than ``[console] port`` when that is set; and the app's handler for Litestar's own 4xx
+    answers, which makes them console pages under /console (JSON elsewhere, as before)."""
     # The runtime's clock as it is at each call (tests set it after the app is built).
     c = ConsoleEndpoints(runtime, clock=lambda: runtime.clock())  # noqa: PLW0108
+
+    def refused(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if not (400 <= status < 500 and _under_console(request.scope.get("path", ""))):
+            return create_exception_response(request, exc)
+        assert isinstance(exc, HTTPException)
+        return _Refusal(c, status, exc.headers or {})
+
+    return Console(_routes(c), {HTTPException: refused})
+
+
+def _routes(c: ConsoleEndpoints) -> list[HTTPRouteHandler]:
     small: dict[str, Any] = {
         "include_in_schema": False,
         "status_code": 200,

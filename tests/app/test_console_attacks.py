@@ -288,3 +288,112 @@ def test_ipv6_addresses_of_one_network_are_counted_together(signed_in: Any) -> N
     assert wrong_passwords_from(client, same_network) == [401] * 5 + [429] * 2
     # Another network, and IPv4 addresses, each count for themselves.
     assert wrong_passwords_from(client, ["2001:db8:1:3::1", "192.0.2.1", "192.0.2.2"]) == [401] * 3
+
+
+CONSOLE_HEADERS = {
+    "cache-control": "no-store",
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+}
+BROKEN_MULTIPART = (
+    b'--b\r\nContent-Disposition: form-data; name="csrf"\r\n\r\nx\r\n--b\r\n'
+    b'Content-Disposition: form-data; name="note"\r\n'  # no blank line, no closing boundary
+)
+
+
+def refusals(settings: Settings) -> list[tuple[str, str, dict[str, Any], int]]:
+    """Requests Litestar itself refuses before a console handler runs: (method, path, what to
+    send, status)."""
+    with closing(open_store(settings)) as store:
+        lead_id = store.leads()[0].id
+    return [
+        ("GET", "/console/conversations/abc", {}, 404),
+        ("GET", "/console/quarantine/1.5", {}, 404),
+        ("GET", "/console/no-such-page", {}, 404),
+        ("POST", "/console/leads/x/claim", {}, 404),
+        ("DELETE", "/console/leads", {}, 405),
+        ("GET", "/console/logout", {}, 405),
+        ("PUT", f"/console/leads/{lead_id}/claim", {}, 405),
+        ("POST", "/console/logout", {"data": {"csrf": "x", "pad": "p" * 40_000}}, 413),
+        (
+            "POST",
+            f"/console/leads/{lead_id}/claim",
+            {
+                "content": BROKEN_MULTIPART,
+                "headers": {"Content-Type": "multipart/form-data; boundary=b"},
+            },
+            400,
+        ),
+    ]
+
+
+def console_page_of_its_own(answer: Any, status: int) -> None:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith("text/html")
+    assert f'<p class="sub">HTTP {status}</p>' in answer.text
+    for name, value in CONSOLE_HEADERS.items():
+        assert answer.headers[name] == value, (name, answer.headers)
+    assert "default-src 'none'" in answer.headers["content-security-policy"]
+    assert '<link rel="stylesheet" href="/console/static/console.css">' in answer.text
+
+
+def test_litestars_own_refusals_under_console_are_console_pages(signed_in: Any) -> None:
+    """A path no route matches, a method no route takes, a body over the limit, a form that
+    does not parse: a console page with the console's headers, never JSON or a 500."""
+    client, settings, _ = signed_in
+    for method, path, sent, status in refusals(settings):
+        answer = client.request(method, path, **sent)
+        console_page_of_its_own(answer, status)
+        assert "Signed in as jana" in answer.text, path  # the layout with its navigation
+        assert "Relay console" in answer.text, path
+        if "headers" not in sent:
+            czech = client.request(method, path, headers={"Accept-Language": "cs"}, **sent)
+            console_page_of_its_own(czech, status)
+            assert 'lang="cs"' in czech.text and "Odhlásit" in czech.text, path
+    with closing(open_store(settings)) as store:
+        assert store.leads()[0].state.value == "open"
+
+
+def test_refusals_for_someone_not_signed_in_are_console_pages_without_navigation(
+    signed_in: Any,
+) -> None:
+    client, settings, _ = signed_in
+    client.cookies.clear()
+    for method, path, sent, status in refusals(settings):
+        if sent:  # a body is read only for a signed-in user: sign in first (303)
+            answer = client.request(method, path, follow_redirects=False, **sent)
+            assert answer.status_code == 303, path
+            continue
+        answer = client.request(method, path, headers={"Accept-Language": "de"}, **sent)
+        console_page_of_its_own(answer, status)
+        assert 'lang="de"' in answer.text and "Relay-Konsole" in answer.text
+        assert "<nav" not in answer.text and "Signed in" not in answer.text
+
+
+def test_refusals_outside_the_console_stay_json(signed_in: Any) -> None:
+    client, _, _ = signed_in
+    for method, path, status in (
+        ("GET", f"/hooks/smartsupp/{TOKEN}", 405),
+        ("GET", "/no-such-page", 404),
+        ("GET", "/consoles", 404),
+    ):
+        answer = client.request(method, path)
+        assert answer.status_code == status, path
+        assert answer.headers["content-type"].startswith("application/json"), path
+        assert answer.json()["status_code"] == status
+
+
+def test_with_no_user_every_console_address_answers_404_as_before(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Off until a user exists: a wrong method or a broken id says no more than any path."""
+    with TestClient(create_app(make_settings())) as client:
+        for method, path in (
+            ("GET", "/console/conversations/abc"),
+            ("DELETE", "/console/leads"),
+            ("GET", "/console/logout"),
+        ):
+            answer = client.request(method, path)
+            assert answer.status_code == 404, path
+            assert answer.text == "not found\n" and "Relay console" not in answer.text
+            assert answer.headers["x-frame-options"] == "DENY"
