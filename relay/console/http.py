@@ -287,10 +287,11 @@ class ConsoleEndpoints:
         claimed = auth.claimed_user(value)
         if claimed is None:
             return None
-        stored = await self._call(lambda s: s.console_password_hash(claimed))
+        stored = await self._call(lambda s: s.console_user_session(claimed))
         if stored is None:  # removed
             return None
-        session = auth.unseal(self.key, value, self._clock(), stored)
+        password_hash, signed_out_at = stored
+        session = auth.unseal(self.key, value, self._clock(), password_hash, signed_out_at)
         return None if session is None else Access(session.user, session.sid)
 
     def _trusted(self, peer: str) -> bool:
@@ -404,14 +405,15 @@ class ConsoleEndpoints:
         # Counted as wrong before the first await, so that guesses sent at once see each
         # other; a right password clears the counts below.
         self.limiter.failed(*keys)
-        stored = (
-            await self._call(lambda s: s.console_password_hash(name))
+        user = (
+            await self._call(lambda s: s.console_user_session(name))
             if auth.valid_name(name)
             else None
         )
+        stored = None if user is None else user[0]
         # argon2 takes tens of milliseconds of CPU: not on the loop that takes hooks.
         right = await asyncio.to_thread(auth.password_ok, stored, form.get("password", ""))
-        if not right or stored is None:
+        if not right or stored is None or user is None:
             log.warning("console: wrong password for %r from %s", name[:64], address)
             return self._login_form(request, text(locale, "wrong_password"), 401)
         self.limiter.succeeded(*keys)
@@ -421,7 +423,7 @@ class ConsoleEndpoints:
         await self.audit(Access(name, session.sid), "login", "console", address)
         cookie = Cookie(
             key=SESSION_COOKIE,
-            value=auth.seal(self.key, session, stored),
+            value=auth.seal(self.key, session, stored, user[1]),
             path="/console",
             max_age=int(session.expires - self._clock()),
             httponly=True,
@@ -435,6 +437,9 @@ class ConsoleEndpoints:
         if isinstance(found, Response):
             return found
         access, _ = found
+        # Ends every session of the user (copies of this cookie too), not only this browser's.
+        now = self._clock()
+        await self._call(lambda s: s.sign_out_console_user(access.user, now))
         await self.audit(access, "logout", "console")
         gone = Cookie(
             key=SESSION_COOKIE,

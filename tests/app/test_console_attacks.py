@@ -158,6 +158,42 @@ def test_a_session_ends_when_its_user_is_removed_or_given_a_new_password(signed_
     assert client.get("/console/leads").status_code == 200
 
 
+def test_signing_out_ends_the_session_on_the_server_copies_of_the_cookie_too(
+    signed_in: Any, make_settings: Callable[..., Settings]
+) -> None:
+    """A copied cookie stops working after sign-out (at the same clock reading even), and so
+    do the user's other sessions; the next sign-in works, another user's session goes on."""
+    client, settings, _ = signed_in
+    page = client.get("/console/leads")
+    copy = client.cookies[SESSION_COOKIE]
+    assert login(client).status_code == 303  # a second session of jana (another browser)
+    other = client.cookies[SESSION_COOKIE]
+    add_user(settings, "petr")
+    assert login(client, user="petr").status_code == 303
+    petrs = client.cookies[SESSION_COOKIE]
+    client.cookies.set(SESSION_COOKIE, copy)
+    out = client.post("/console/logout", data={"csrf": csrf_of(page.text)}, follow_redirects=False)
+    assert out.status_code == 303 and "Max-Age=0" in out.headers["set-cookie"]
+    for cookie in (copy, other):
+        client.cookies.set(SESSION_COOKIE, cookie)
+        answer = client.get("/console/leads", follow_redirects=False)
+        assert (answer.status_code, answer.headers["location"]) == (303, "/console/login")
+    client.cookies.set(SESSION_COOKIE, petrs)
+    assert "Signed in as petr" in client.get("/console/leads").text
+    client.cookies.clear()
+    assert login(client).status_code == 303  # jana again, at the same clock reading
+    fresh = client.get("/console/leads")
+    assert "Signed in as jana" in fresh.text
+    kept = client.cookies[SESSION_COOKIE]
+    out = client.post("/console/logout", data={"csrf": csrf_of(fresh.text)})
+    assert out.status_code == 200 and 'action="/console/login"' in out.text
+    client.cookies.set(SESSION_COOKIE, kept)
+    assert client.get("/console/leads", follow_redirects=False).status_code == 303
+    with closing(open_store(settings)) as store:
+        actions = [row.action for row in store.audit_log()]
+    assert actions[:2] == ["logout", "login"] and actions.count("logout") == 2
+
+
 @pytest.mark.parametrize("written", [b"", b"\n", b"short key\n"])
 def test_a_session_key_too_short_to_sign_with_is_refused(
     make_settings: Callable[..., Settings], written: bytes
