@@ -133,6 +133,26 @@ def body_text(body: bytes) -> tuple[str, bool]:
         return binascii.hexlify(body, " ", 2).decode(), True
 
 
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def browser_lines(text: str) -> str:
+    """``text`` with its line ends as a browser submits a text area: every CR LF, lone CR and
+    lone LF as CR LF (HTML's "normalize line breaks")."""
+    return _LINE_END.sub("\r\n", text)
+
+
+def edited_body(edited: str, stored: bytes) -> bytes:
+    """The body a re-accept from the viewer's text area runs: the stored bytes if ``edited``
+    is them as a browser sends them back (line ends aside), else the correction with LF line
+    ends."""
+    try:
+        same = browser_lines(edited) == browser_lines(stored.decode("utf-8"))
+    except UnicodeDecodeError:
+        same = False
+    return stored if same else browser_lines(edited).replace("\r\n", "\n").encode()
+
+
 def _day(value: str | None) -> date | None:
     """A search's day, or None if ``value`` is none (or one no search can name)."""
     try:
@@ -585,8 +605,9 @@ class ConsoleEndpoints:
         )
 
     async def reaccept(self, request: Request[Any, Any, Any], entry_id: int) -> Response[str]:
-        """Run the body (as stored, or as corrected in the viewer) through the intake pipeline;
-        once accepted, the quarantined copy is dropped."""
+        """Run the body through the intake pipeline: as stored (a form with no body), or as
+        posted from the viewer's text area (the stored bytes unless it was edited); once
+        accepted, the quarantined copy is dropped."""
         found = await self.posted(request)
         if isinstance(found, Response):
             return found
@@ -597,7 +618,7 @@ class ConsoleEndpoints:
             return self._render(request, "notice", access, 404, message=text(locale, "not_found"))
         edited = form.get("body")
         _, binary = body_text(entry.body)
-        body = entry.body if edited is None or binary else edited.replace("\r\n", "\n").encode()
+        body = entry.body if edited is None or binary else edited_body(edited, entry.body)
         limit = self._runtime.settings.server.max_body_bytes
         try:
             if len(body) > limit:  # as the hook would: a corrected body can be any size

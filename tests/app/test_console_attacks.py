@@ -5,6 +5,7 @@ removed or re-keyed users. Every answer is a page of its own (4xx), never a 500.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -23,7 +24,15 @@ from relay.console.http import LOGIN_COOKIE, SESSION_COOKIE
 from relay.model.errors import ConfigError
 from relay.store.opening import open_store
 from tests.support.app import runtime
-from tests.support.console import Clock, add_user, csrf_of, login, remove_user
+from tests.support.console import (
+    Clock,
+    add_user,
+    csrf_of,
+    forms_to,
+    login,
+    remove_user,
+    textarea_value,
+)
 from tests.support.data import TOKEN, body, sample
 
 TOO_BIG = "9" * 30  # beyond the 64-bit integers of SQLite and PostgreSQL
@@ -433,3 +442,84 @@ def test_with_no_user_every_console_address_answers_404_as_before(
             assert answer.status_code == 404, path
             assert answer.text == "not found\n" and "Relay console" not in answer.text
             assert answer.headers["x-frame-options"] == "DENY"
+
+
+def quarantined_as(settings: Settings, raw: bytes) -> int:
+    """A body quarantined whose cause is fixed by now (it passes intake as it is)."""
+    with closing(open_store(settings)) as store:
+        return store.quarantine(
+            "wrong_type", "fixed since", raw, "127.0.0.1",
+            max_rows=100, max_bytes=10_000_000, max_body=10_000_000, now=1.0,
+        )  # fmt: skip
+
+
+def reaccepted(settings: Settings, channel_id: int) -> tuple[bytes, str]:
+    """The stored body of the conversation and the audit detail of the newest re-accept."""
+    with closing(open_store(settings)) as store:
+        version = store.latest_version_id(f"208-{channel_id}")
+        assert version is not None
+        stored = store.conversation_raw(version)
+        assert stored is not None
+        (last,) = [row for row in store.audit_log() if row.action == "reaccept"][:1]
+        return stored[0], last.detail
+
+
+def awkward_body(channel_id: int) -> bytes:
+    """A body a text area changes: a leading newline, LF and CR LF line ends."""
+    data = sample("v1")
+    data["channel"]["id"] = channel_id
+    pretty = json.dumps(data, indent=2, ensure_ascii=False)
+    return ("\n" + pretty.replace("\n", "\r\n", 5)).encode()
+
+
+def test_reaccept_as_stored_posts_no_body_and_runs_the_stored_bytes(signed_in: Any) -> None:
+    client, settings, _ = signed_in
+    raw = awkward_body(5001)
+    entry = quarantined_as(settings, raw)
+    action = f"/console/quarantine/{entry}/reaccept"
+    page = client.get(f"/console/quarantine/{entry}").text
+    plain = [form for form in forms_to(page, action) if "<textarea" not in form]
+    assert len(plain) == 1 and "Re-accept as stored" in plain[0]
+    assert re.findall(r'name="([^"]+)"', plain[0]) == ["csrf"]  # no body is posted
+    answer = client.post(action, data={"csrf": csrf_of(plain[0])})
+    assert answer.status_code == 200 and "Accepted as conversation 208-5001" in answer.text
+    stored, detail = reaccepted(settings, 5001)
+    assert stored == raw  # byte for byte
+    assert detail == "conversation 208-5001"
+
+
+def test_reaccept_from_the_text_area_unedited_runs_the_stored_bytes(signed_in: Any) -> None:
+    """The text area's value as a browser sends it back (leading newline, CR LF) is the stored
+    body: not a correction."""
+    client, settings, _ = signed_in
+    raw = awkward_body(5002)
+    entry = quarantined_as(settings, raw)
+    action = f"/console/quarantine/{entry}/reaccept"
+    page = client.get(f"/console/quarantine/{entry}").text
+    (editable,) = [form for form in forms_to(page, action) if "<textarea" in form]
+    assert "Re-accept as edited" in editable
+    sent = textarea_value(editable)
+    assert sent.encode() != raw  # what the browser posts differs from the stored bytes
+    answer = client.post(action, data={"csrf": csrf_of(editable), "body": sent})
+    assert answer.status_code == 200 and "Accepted as conversation 208-5002" in answer.text
+    stored, detail = reaccepted(settings, 5002)
+    assert stored == raw
+    assert "(corrected)" not in detail
+
+
+def test_a_real_correction_is_marked_corrected_and_stored_as_corrected(signed_in: Any) -> None:
+    client, settings, _ = signed_in
+    raw = awkward_body(5003)
+    entry = quarantined_as(settings, raw.replace(b'"rating": 5', b'"rating": "five"'))
+    action = f"/console/quarantine/{entry}/reaccept"
+    page = client.get(f"/console/quarantine/{entry}").text
+    (editable,) = [form for form in forms_to(page, action) if "<textarea" in form]
+    sent = textarea_value(editable)
+    refused = client.post(action, data={"csrf": csrf_of(editable), "body": sent})
+    assert refused.status_code == 422 and "Still refused: wrong_type" in refused.text
+    fixed = sent.replace('"rating": "five"', '"rating": 5')
+    answer = client.post(action, data={"csrf": csrf_of(editable), "body": fixed})
+    assert answer.status_code == 200 and "Accepted as conversation 208-5003" in answer.text
+    stored, detail = reaccepted(settings, 5003)
+    assert stored == raw.replace(b"\r\n", b"\n")  # the correction, with LF line ends
+    assert detail == "conversation 208-5003 (corrected)"
