@@ -15,7 +15,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from relay.config.settings import Settings
 from relay.console.auth import check_key_file
-from relay.console.http import build_console_handlers
+from relay.console.http import build_console
 from relay.delivery.retry import RetryPolicy
 from relay.delivery.worker import Observer, Worker
 from relay.intake.http import MetricsController, answer, build_handlers
@@ -174,10 +174,11 @@ def create_app(
 
     # No per-request HTTP metrics middleware: it cost about an eighth of the hook's CPU time
     # (docs/benchmarks.md); the relay's own counters say what was received and refused why.
+    console = build_console(runtime)
     app = Litestar(
         route_handlers=[
             *build_handlers(runtime),
-            *build_console_handlers(runtime),
+            *console.handlers,
             MetricsController,
         ],
         middleware=[
@@ -188,6 +189,7 @@ def create_app(
                 else []
             ),
         ],
+        exception_handlers=console.exception_handlers,
         logging_config=StdlibLogging(),
         lifespan=[lifespan],
         debug=False,

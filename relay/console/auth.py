@@ -73,16 +73,20 @@ def new_session(user: str, now: float, hours: float) -> Session:
     return Session(user, int(now + hours * 3600), secrets.token_urlsafe(18))
 
 
-def seal(key: bytes, session: Session, password_hash: str) -> str:
+def seal(
+    key: bytes, session: Session, password_hash: str, signed_out_at: float | None = None
+) -> str:
     """The cookie value: user, expiry and session id, signed with HMAC-SHA256 together with
-    the user's password hash, so that a new password (or the user removed and added again)
-    ends the sessions signed in with the old one."""
+    the user's password hash and when the user last signed out, so that a new password (or
+    the user removed and added again) or signing out ends the sessions signed in before."""
     body = f"{_b64(session.user)}.{session.expires}.{session.sid}"
-    return f"{body}.{_mac(key, _signed(body, password_hash))}"
+    return f"{body}.{_mac(key, _signed(body, password_hash, signed_out_at))}"
 
 
-def _signed(body: str, password_hash: str) -> str:
-    return f"console-session:{body}:{password_hash}"
+def _signed(body: str, password_hash: str, signed_out_at: float | None) -> str:
+    # A user who never signed out: as cookies were signed before signing out was stored.
+    out = "" if signed_out_at is None else f":signed-out:{float(signed_out_at)!r}"
+    return f"console-session:{body}:{password_hash}{out}"
 
 
 def claimed_user(value: str) -> str | None:
@@ -96,15 +100,22 @@ def claimed_user(value: str) -> str | None:
         return None
 
 
-def unseal(key: bytes, value: str, now: float, password_hash: str) -> Session | None:
+def unseal(
+    key: bytes,
+    value: str,
+    now: float,
+    password_hash: str,
+    signed_out_at: float | None = None,
+) -> Session | None:
     """The session in a cookie value signed with ``key`` for the user's current
-    ``password_hash`` and not expired, else None."""
+    ``password_hash`` and last sign-out, and not expired, else None."""
     found = _SESSION.fullmatch(value)
     if found is None:
         return None
     user, expires, sid, mac = found.groups()
     body = f"{user}.{expires}.{sid}"
-    if not hmac.compare_digest(_mac(key, _signed(body, password_hash)).encode(), mac.encode()):
+    expected = _mac(key, _signed(body, password_hash, signed_out_at))
+    if not hmac.compare_digest(expected.encode(), mac.encode()):
         return None
     if int(expires) <= now:
         return None

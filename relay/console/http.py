@@ -19,8 +19,12 @@ from zoneinfo import ZoneInfo
 import jinja2
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
+from litestar.exceptions import HTTPException
+from litestar.exceptions.responses import create_exception_response
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
+from litestar.response.base import ASGIResponse
+from litestar.types import ExceptionHandlersMap, Receive, Scope, Send
 
 from relay.console import auth, charts
 from relay.console.stats import CATEGORIES, days_back, local_day, summarise
@@ -96,6 +100,19 @@ def _not_found() -> Response[str]:
     return Response("not found\n", status_code=404, media_type="text/plain", headers=HEADERS)
 
 
+def _under_console(path: str) -> bool:
+    return path == "/console" or path.startswith("/console/")
+
+
+# What a console page says for a refusal Litestar answers itself (else "refused").
+REFUSAL_TEXTS: Final[dict[int, str]] = {
+    400: "bad_request",
+    404: "not_found",
+    405: "wrong_method",
+    413: "too_large",
+}
+
+
 def age_text(seconds: float) -> str:
     """ "3 d 4 h", "2 h 5 min", "7 min" (language-neutral units)."""
     minutes = int(max(seconds, 0) // 60)
@@ -114,6 +131,26 @@ def body_text(body: bytes) -> tuple[str, bool]:
         return body.decode("utf-8"), False
     except UnicodeDecodeError:
         return binascii.hexlify(body, " ", 2).decode(), True
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def browser_lines(text: str) -> str:
+    """``text`` with its line ends as a browser submits a text area: every CR LF, lone CR and
+    lone LF as CR LF (HTML's "normalize line breaks")."""
+    return _LINE_END.sub("\r\n", text)
+
+
+def edited_body(edited: str, stored: bytes) -> bytes:
+    """The body a re-accept from the viewer's text area runs: the stored bytes if ``edited``
+    is them as a browser sends them back (line ends aside), else the correction with LF line
+    ends."""
+    try:
+        same = browser_lines(edited) == browser_lines(stored.decode("utf-8"))
+    except UnicodeDecodeError:
+        same = False
+    return stored if same else browser_lines(edited).replace("\r\n", "\n").encode()
 
 
 def _day(value: str | None) -> date | None:
@@ -267,10 +304,11 @@ class ConsoleEndpoints:
         claimed = auth.claimed_user(value)
         if claimed is None:
             return None
-        stored = await self._call(lambda s: s.console_password_hash(claimed))
+        stored = await self._call(lambda s: s.console_user_session(claimed))
         if stored is None:  # removed
             return None
-        session = auth.unseal(self.key, value, self._clock(), stored)
+        password_hash, signed_out_at = stored
+        session = auth.unseal(self.key, value, self._clock(), password_hash, signed_out_at)
         return None if session is None else Access(session.user, session.sid)
 
     def _trusted(self, peer: str) -> bool:
@@ -304,6 +342,35 @@ class ConsoleEndpoints:
         now = self._clock()
         await self._call(lambda s: s.record_audit(access.user, action, target, detail, now))
         log.info("console: %s %s %s %s", access.user, action, target, detail)
+
+    async def refusal(
+        self, request: Request[Any, Any, Any], status: int, headers: Mapping[str, str]
+    ) -> Response[str]:
+        """Litestar's own 4xx under /console (no route for the path or the method, a body over
+        the limit, a form that does not parse) as a console page: 404 as any address while the
+        console is off, else the layout in the user's language with the console's headers."""
+        try:
+            if not await self._enabled(request):
+                return _not_found()
+            access = await self.access(request)
+            locale = self._locale(request)
+            page = self._render(
+                request,
+                "notice",
+                access,
+                status,
+                message=text(locale, REFUSAL_TEXTS.get(status, "refused")),
+                tone="error",
+                code=status,
+            )
+        except Exception:  # the store is gone, say: still no 500 for a client's mistake
+            log.exception("console: could not render the page for a %d", status)
+            page = Response(
+                f"{status}\n", status_code=status, media_type="text/plain", headers=HEADERS
+            )
+        for name, value in headers.items():  # Allow for a 405
+            page.headers.setdefault(name, value)
+        return page
 
     # -- sign in and out -------------------------------------------------------------------------
 
@@ -355,14 +422,15 @@ class ConsoleEndpoints:
         # Counted as wrong before the first await, so that guesses sent at once see each
         # other; a right password clears the counts below.
         self.limiter.failed(*keys)
-        stored = (
-            await self._call(lambda s: s.console_password_hash(name))
+        user = (
+            await self._call(lambda s: s.console_user_session(name))
             if auth.valid_name(name)
             else None
         )
+        stored = None if user is None else user[0]
         # argon2 takes tens of milliseconds of CPU: not on the loop that takes hooks.
         right = await asyncio.to_thread(auth.password_ok, stored, form.get("password", ""))
-        if not right or stored is None:
+        if not right or stored is None or user is None:
             log.warning("console: wrong password for %r from %s", name[:64], address)
             return self._login_form(request, text(locale, "wrong_password"), 401)
         self.limiter.succeeded(*keys)
@@ -372,7 +440,7 @@ class ConsoleEndpoints:
         await self.audit(Access(name, session.sid), "login", "console", address)
         cookie = Cookie(
             key=SESSION_COOKIE,
-            value=auth.seal(self.key, session, stored),
+            value=auth.seal(self.key, session, stored, user[1]),
             path="/console",
             max_age=int(session.expires - self._clock()),
             httponly=True,
@@ -386,6 +454,9 @@ class ConsoleEndpoints:
         if isinstance(found, Response):
             return found
         access, _ = found
+        # Ends every session of the user (copies of this cookie too), not only this browser's.
+        now = self._clock()
+        await self._call(lambda s: s.sign_out_console_user(access.user, now))
         await self.audit(access, "logout", "console")
         gone = Cookie(
             key=SESSION_COOKIE,
@@ -531,8 +602,9 @@ class ConsoleEndpoints:
         )
 
     async def reaccept(self, request: Request[Any, Any, Any], entry_id: int) -> Response[str]:
-        """Run the body (as stored, or as corrected in the viewer) through the intake pipeline;
-        once accepted, the quarantined copy is dropped."""
+        """Run the body through the intake pipeline: as stored (a form with no body), or as
+        posted from the viewer's text area (the stored bytes unless it was edited); once
+        accepted, the quarantined copy is dropped."""
         found = await self.posted(request)
         if isinstance(found, Response):
             return found
@@ -543,7 +615,7 @@ class ConsoleEndpoints:
             return self._render(request, "notice", access, 404, message=text(locale, "not_found"))
         edited = form.get("body")
         _, binary = body_text(entry.body)
-        body = entry.body if edited is None or binary else edited.replace("\r\n", "\n").encode()
+        body = entry.body if edited is None or binary else edited_body(edited, entry.body)
         limit = self._runtime.settings.server.max_body_bytes
         try:
             if len(body) > limit:  # as the hook would: a corrected body can be any size
@@ -857,11 +929,66 @@ def _rating(raw: bytes) -> int | None:
         return None
 
 
-def build_console_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
-    """The console's routes; each answers 404 while no user exists, or on another listener
-    than ``[console] port`` when that is set."""
+class _RefusalPage(ASGIResponse):
+    """The console page for a refusal, rendered when sent: whether the console is on and who
+    is signed in are questions to the store, and Litestar's exception handlers are not async."""
+
+    def __init__(
+        self,
+        endpoints: ConsoleEndpoints,
+        request: Request[Any, Any, Any],
+        status: int,
+        headers: Mapping[str, str],
+    ) -> None:
+        super().__init__(status_code=status)
+        self._endpoints = endpoints
+        self._request = request
+        self._status = status
+        self._extra = dict(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        page = await self._endpoints.refusal(self._request, self._status, self._extra)
+        answer = page.to_asgi_response(
+            app=None, request=self._request, is_head_response=scope.get("method") == "HEAD"
+        )
+        await answer(scope, receive, send)
+
+
+class _Refusal(Response[str]):
+    def __init__(self, endpoints: ConsoleEndpoints, status: int, headers: Mapping[str, str]):
+        super().__init__("", status_code=status)
+        self._endpoints = endpoints
+        self._status = status
+        self._extra = dict(headers)
+
+    def to_asgi_response(self, app: Any, request: Request[Any, Any, Any], **_: Any) -> ASGIResponse:
+        return _RefusalPage(self._endpoints, request, self._status, self._extra)
+
+
+@dataclass(frozen=True)
+class Console:
+    handlers: list[HTTPRouteHandler]
+    exception_handlers: ExceptionHandlersMap
+
+
+def build_console(runtime: Runtime) -> Console:
+    """The console's routes, each answering 404 while no user exists, or on another listener
+    than ``[console] port`` when that is set; and the app's handler for Litestar's own 4xx
+    answers, which makes them console pages under /console (JSON elsewhere, as before)."""
     # The runtime's clock as it is at each call (tests set it after the app is built).
     c = ConsoleEndpoints(runtime, clock=lambda: runtime.clock())  # noqa: PLW0108
+
+    def refused(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if not (400 <= status < 500 and _under_console(request.scope.get("path", ""))):
+            return create_exception_response(request, exc)
+        assert isinstance(exc, HTTPException)
+        return _Refusal(c, status, exc.headers or {})
+
+    return Console(_routes(c), {HTTPException: refused})
+
+
+def _routes(c: ConsoleEndpoints) -> list[HTTPRouteHandler]:
     small: dict[str, Any] = {
         "include_in_schema": False,
         "status_code": 200,

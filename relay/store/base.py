@@ -165,6 +165,9 @@ CREATE TABLE delivery_attempts (
 );
 CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, id);
 """,
+    # 8: when a console user last signed out (NULL: never). Session cookies are signed together
+    # with it, so signing out ends every session of that user, copies of the cookie included.
+    "ALTER TABLE console_users ADD COLUMN signed_out_at REAL;",
 )
 # The oldest SQLite whose ALTER TABLE can drop a column (migration 3).
 MIN_SQLITE = (3, 35, 0)

@@ -90,6 +90,17 @@ class ConsoleOps(StoreBase):
     def console_user_count(self) -> int:
         return int(self._conn.execute(queries.CONSOLE_USER_COUNT).fetchone()[0])
 
+    def console_user_session(self, name: str) -> tuple[str, float | None] | None:
+        """What a session cookie of ``name`` is signed with: the password hash and when the
+        user last signed out (None: never); None if there is no such user."""
+        row = self._conn.execute(queries.CONSOLE_USER_SESSION, (name,)).fetchone()
+        return None if row is None else (str(row[0]), None if row[1] is None else float(row[1]))
+
+    def sign_out_console_user(self, name: str, now: float) -> bool:
+        """End every session of ``name`` (signed in before ``now``); False if no such user."""
+        with self._transaction() as db:
+            return db.execute(queries.SIGN_OUT_CONSOLE_USER, (now, name)).rowcount == 1
+
     def console_users(self) -> list[tuple[str, float]]:
         rows = self._conn.execute(queries.CONSOLE_USERS).fetchall()
         return [(str(name), float(at)) for name, at in rows]

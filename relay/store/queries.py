@@ -423,6 +423,14 @@ DELETE_CONSOLE_USER = "DELETE FROM console_users WHERE name = ?"
 CONSOLE_USER_HASH = "SELECT password_hash FROM console_users WHERE name = ?"
 CONSOLE_USER_COUNT = "SELECT COUNT(*) FROM console_users"
 CONSOLE_USERS = "SELECT name, created_at FROM console_users ORDER BY name"
+# What a session cookie is checked against: the password hash and when the user last signed
+# out; signing out sets that time, always to a value it never had (a millisecond past the
+# previous one if the clock says otherwise), so the cookies signed with the old one end.
+CONSOLE_USER_SESSION = "SELECT password_hash, signed_out_at FROM console_users WHERE name = ?"
+SIGN_OUT_CONSOLE_USER = (
+    "UPDATE console_users SET signed_out_at = max(?, COALESCE(signed_out_at, 0) + 0.001)"
+    " WHERE name = ?"
+)
 
 # The audit log: record one operator action; the newest N, newest first.
 INSERT_AUDIT = (

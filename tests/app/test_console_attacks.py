@@ -5,6 +5,7 @@ removed or re-keyed users. Every answer is a page of its own (4xx), never a 500.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -23,7 +24,15 @@ from relay.console.http import LOGIN_COOKIE, SESSION_COOKIE
 from relay.model.errors import ConfigError
 from relay.store.opening import open_store
 from tests.support.app import runtime
-from tests.support.console import Clock, add_user, csrf_of, login, remove_user
+from tests.support.console import (
+    Clock,
+    add_user,
+    csrf_of,
+    forms_to,
+    login,
+    remove_user,
+    textarea_value,
+)
 from tests.support.data import TOKEN, body, sample
 
 TOO_BIG = "9" * 30  # beyond the 64-bit integers of SQLite and PostgreSQL
@@ -158,6 +167,42 @@ def test_a_session_ends_when_its_user_is_removed_or_given_a_new_password(signed_
     assert client.get("/console/leads").status_code == 200
 
 
+def test_signing_out_ends_the_session_on_the_server_copies_of_the_cookie_too(
+    signed_in: Any, make_settings: Callable[..., Settings]
+) -> None:
+    """A copied cookie stops working after sign-out (at the same clock reading even), and so
+    do the user's other sessions; the next sign-in works, another user's session goes on."""
+    client, settings, _ = signed_in
+    page = client.get("/console/leads")
+    copy = client.cookies[SESSION_COOKIE]
+    assert login(client).status_code == 303  # a second session of jana (another browser)
+    other = client.cookies[SESSION_COOKIE]
+    add_user(settings, "petr")
+    assert login(client, user="petr").status_code == 303
+    petrs = client.cookies[SESSION_COOKIE]
+    client.cookies.set(SESSION_COOKIE, copy)
+    out = client.post("/console/logout", data={"csrf": csrf_of(page.text)}, follow_redirects=False)
+    assert out.status_code == 303 and "Max-Age=0" in out.headers["set-cookie"]
+    for cookie in (copy, other):
+        client.cookies.set(SESSION_COOKIE, cookie)
+        answer = client.get("/console/leads", follow_redirects=False)
+        assert (answer.status_code, answer.headers["location"]) == (303, "/console/login")
+    client.cookies.set(SESSION_COOKIE, petrs)
+    assert "Signed in as petr" in client.get("/console/leads").text
+    client.cookies.clear()
+    assert login(client).status_code == 303  # jana again, at the same clock reading
+    fresh = client.get("/console/leads")
+    assert "Signed in as jana" in fresh.text
+    kept = client.cookies[SESSION_COOKIE]
+    out = client.post("/console/logout", data={"csrf": csrf_of(fresh.text)})
+    assert out.status_code == 200 and 'action="/console/login"' in out.text
+    client.cookies.set(SESSION_COOKIE, kept)
+    assert client.get("/console/leads", follow_redirects=False).status_code == 303
+    with closing(open_store(settings)) as store:
+        actions = [row.action for row in store.audit_log()]
+    assert actions[:2] == ["logout", "login"] and actions.count("logout") == 2
+
+
 @pytest.mark.parametrize("written", [b"", b"\n", b"short key\n"])
 def test_a_session_key_too_short_to_sign_with_is_refused(
     make_settings: Callable[..., Settings], written: bytes
@@ -288,3 +333,195 @@ def test_ipv6_addresses_of_one_network_are_counted_together(signed_in: Any) -> N
     assert wrong_passwords_from(client, same_network) == [401] * 5 + [429] * 2
     # Another network, and IPv4 addresses, each count for themselves.
     assert wrong_passwords_from(client, ["2001:db8:1:3::1", "192.0.2.1", "192.0.2.2"]) == [401] * 3
+
+
+CONSOLE_HEADERS = {
+    "cache-control": "no-store",
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+}
+BROKEN_MULTIPART = (
+    b'--b\r\nContent-Disposition: form-data; name="csrf"\r\n\r\nx\r\n--b\r\n'
+    b'Content-Disposition: form-data; name="note"\r\n'  # no blank line, no closing boundary
+)
+
+
+def refusals(settings: Settings) -> list[tuple[str, str, dict[str, Any], int]]:
+    """Requests Litestar itself refuses before a console handler runs: (method, path, what to
+    send, status)."""
+    with closing(open_store(settings)) as store:
+        lead_id = store.leads()[0].id
+    return [
+        ("GET", "/console/conversations/abc", {}, 404),
+        ("GET", "/console/quarantine/1.5", {}, 404),
+        ("GET", "/console/no-such-page", {}, 404),
+        ("POST", "/console/leads/x/claim", {}, 404),
+        ("DELETE", "/console/leads", {}, 405),
+        ("GET", "/console/logout", {}, 405),
+        ("PUT", f"/console/leads/{lead_id}/claim", {}, 405),
+        ("POST", "/console/logout", {"data": {"csrf": "x", "pad": "p" * 40_000}}, 413),
+        (
+            "POST",
+            f"/console/leads/{lead_id}/claim",
+            {
+                "content": BROKEN_MULTIPART,
+                "headers": {"Content-Type": "multipart/form-data; boundary=b"},
+            },
+            400,
+        ),
+    ]
+
+
+def console_page_of_its_own(answer: Any, status: int) -> None:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith("text/html")
+    assert f'<p class="sub">HTTP {status}</p>' in answer.text
+    for name, value in CONSOLE_HEADERS.items():
+        assert answer.headers[name] == value, (name, answer.headers)
+    assert "default-src 'none'" in answer.headers["content-security-policy"]
+    assert '<link rel="stylesheet" href="/console/static/console.css">' in answer.text
+
+
+def test_litestars_own_refusals_under_console_are_console_pages(signed_in: Any) -> None:
+    """A path no route matches, a method no route takes, a body over the limit, a form that
+    does not parse: a console page with the console's headers, never JSON or a 500."""
+    client, settings, _ = signed_in
+    for method, path, sent, status in refusals(settings):
+        answer = client.request(method, path, **sent)
+        console_page_of_its_own(answer, status)
+        assert "Signed in as jana" in answer.text, path  # the layout with its navigation
+        assert "Relay console" in answer.text, path
+        if status == 405:  # Litestar's Allow header is kept
+            assert "POST" in answer.headers["allow"] or "GET" in answer.headers["allow"], path
+        if "headers" not in sent:
+            czech = client.request(method, path, headers={"Accept-Language": "cs"}, **sent)
+            console_page_of_its_own(czech, status)
+            assert 'lang="cs"' in czech.text and "Odhlásit" in czech.text, path
+    with closing(open_store(settings)) as store:
+        assert store.leads()[0].state.value == "open"
+
+
+def test_refusals_for_someone_not_signed_in_are_console_pages_without_navigation(
+    signed_in: Any,
+) -> None:
+    client, settings, _ = signed_in
+    client.cookies.clear()
+    for method, path, sent, status in refusals(settings):
+        if sent:  # a body is read only for a signed-in user: sign in first (303)
+            answer = client.request(method, path, follow_redirects=False, **sent)
+            assert answer.status_code == 303, path
+            continue
+        answer = client.request(method, path, headers={"Accept-Language": "de"}, **sent)
+        console_page_of_its_own(answer, status)
+        assert 'lang="de"' in answer.text and "Relay-Konsole" in answer.text
+        assert "<nav" not in answer.text and "Signed in" not in answer.text
+
+
+def test_refusals_outside_the_console_stay_json(signed_in: Any) -> None:
+    client, _, _ = signed_in
+    for method, path, status in (
+        ("GET", f"/hooks/smartsupp/{TOKEN}", 405),
+        ("GET", "/no-such-page", 404),
+        ("GET", "/consoles", 404),
+    ):
+        answer = client.request(method, path)
+        assert answer.status_code == status, path
+        assert answer.headers["content-type"].startswith("application/json"), path
+        assert answer.json()["status_code"] == status
+
+
+def test_with_no_user_every_console_address_answers_404_as_before(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Off until a user exists: a wrong method or a broken id says no more than any path."""
+    with TestClient(create_app(make_settings())) as client:
+        for method, path in (
+            ("GET", "/console/conversations/abc"),
+            ("DELETE", "/console/leads"),
+            ("GET", "/console/logout"),
+        ):
+            answer = client.request(method, path)
+            assert answer.status_code == 404, path
+            assert answer.text == "not found\n" and "Relay console" not in answer.text
+            assert answer.headers["x-frame-options"] == "DENY"
+
+
+def quarantined_as(settings: Settings, raw: bytes) -> int:
+    """A body quarantined whose cause is fixed by now (it passes intake as it is)."""
+    with closing(open_store(settings)) as store:
+        return store.quarantine(
+            "wrong_type", "fixed since", raw, "127.0.0.1",
+            max_rows=100, max_bytes=10_000_000, max_body=10_000_000, now=1.0,
+        )  # fmt: skip
+
+
+def reaccepted(settings: Settings, channel_id: int) -> tuple[bytes, str]:
+    """The stored body of the conversation and the audit detail of the newest re-accept."""
+    with closing(open_store(settings)) as store:
+        version = store.latest_version_id(f"208-{channel_id}")
+        assert version is not None
+        stored = store.conversation_raw(version)
+        assert stored is not None
+        (last,) = [row for row in store.audit_log() if row.action == "reaccept"][:1]
+        return stored[0], last.detail
+
+
+def awkward_body(channel_id: int) -> bytes:
+    """A body a text area changes: a leading newline, LF and CR LF line ends."""
+    data = sample("v1")
+    data["channel"]["id"] = channel_id
+    pretty = json.dumps(data, indent=2, ensure_ascii=False)
+    return ("\n" + pretty.replace("\n", "\r\n", 5)).encode()
+
+
+def test_reaccept_as_stored_posts_no_body_and_runs_the_stored_bytes(signed_in: Any) -> None:
+    client, settings, _ = signed_in
+    raw = awkward_body(5001)
+    entry = quarantined_as(settings, raw)
+    action = f"/console/quarantine/{entry}/reaccept"
+    page = client.get(f"/console/quarantine/{entry}").text
+    plain = [form for form in forms_to(page, action) if "<textarea" not in form]
+    assert len(plain) == 1 and "Re-accept as stored" in plain[0]
+    assert re.findall(r'name="([^"]+)"', plain[0]) == ["csrf"]  # no body is posted
+    answer = client.post(action, data={"csrf": csrf_of(plain[0])})
+    assert answer.status_code == 200 and "Accepted as conversation 208-5001" in answer.text
+    stored, detail = reaccepted(settings, 5001)
+    assert stored == raw  # byte for byte
+    assert detail == "conversation 208-5001"
+
+
+def test_reaccept_from_the_text_area_unedited_runs_the_stored_bytes(signed_in: Any) -> None:
+    """The text area's value as a browser sends it back (leading newline, CR LF) is the stored
+    body: not a correction."""
+    client, settings, _ = signed_in
+    raw = awkward_body(5002)
+    entry = quarantined_as(settings, raw)
+    action = f"/console/quarantine/{entry}/reaccept"
+    page = client.get(f"/console/quarantine/{entry}").text
+    (editable,) = [form for form in forms_to(page, action) if "<textarea" in form]
+    assert "Re-accept as edited" in editable
+    sent = textarea_value(editable)
+    assert sent.encode() != raw  # what the browser posts differs from the stored bytes
+    answer = client.post(action, data={"csrf": csrf_of(editable), "body": sent})
+    assert answer.status_code == 200 and "Accepted as conversation 208-5002" in answer.text
+    stored, detail = reaccepted(settings, 5002)
+    assert stored == raw
+    assert "(corrected)" not in detail
+
+
+def test_a_real_correction_is_marked_corrected_and_stored_as_corrected(signed_in: Any) -> None:
+    client, settings, _ = signed_in
+    raw = awkward_body(5003)
+    entry = quarantined_as(settings, raw.replace(b'"rating": 5', b'"rating": "five"'))
+    action = f"/console/quarantine/{entry}/reaccept"
+    page = client.get(f"/console/quarantine/{entry}").text
+    (editable,) = [form for form in forms_to(page, action) if "<textarea" in form]
+    sent = textarea_value(editable)
+    refused = client.post(action, data={"csrf": csrf_of(editable), "body": sent})
+    assert refused.status_code == 422 and "Still refused: wrong_type" in refused.text
+    fixed = sent.replace('"rating": "five"', '"rating": 5')
+    answer = client.post(action, data={"csrf": csrf_of(editable), "body": fixed})
+    assert answer.status_code == 200 and "Accepted as conversation 208-5003" in answer.text
+    stored, detail = reaccepted(settings, 5003)
+    assert stored == raw.replace(b"\r\n", b"\n")  # the correction, with LF line ends
+    assert detail == "conversation 208-5003 (corrected)"

@@ -36,6 +36,28 @@ def test_users_are_added_replaced_and_removed(open_test_store: StoreOpener) -> N
     assert open_test_store().console_user_count() == 1  # committed, seen by another connection
 
 
+def test_signing_out_changes_what_sessions_are_signed_with_every_time(
+    open_test_store: StoreOpener,
+) -> None:
+    store = open_test_store()
+    store.add_console_user("jana", "hash-1", now=100.0)
+    assert store.console_user_session("jana") == ("hash-1", None)
+    assert store.sign_out_console_user("jana", 500.0) is True
+    assert store.console_user_session("jana") == ("hash-1", 500.0)
+    # Signed out again at the same time (or a clock that went back): still a new value.
+    store.sign_out_console_user("jana", 500.0)
+    again = store.console_user_session("jana")
+    assert again is not None and again[1] is not None and again[1] > 500.0
+    store.sign_out_console_user("jana", 400.0)
+    later = store.console_user_session("jana")
+    assert later is not None and later[1] is not None and later[1] > again[1]
+    store.add_console_user("jana", "hash-2", now=600.0)  # a new password keeps it
+    assert store.console_user_session("jana") == ("hash-2", later[1])
+    assert store.sign_out_console_user("nobody", 700.0) is False
+    assert store.console_user_session("nobody") is None
+    assert open_test_store().console_user_session("jana") == ("hash-2", later[1])
+
+
 def test_the_audit_log_keeps_who_did_what_when_newest_first(open_test_store: StoreOpener) -> None:
     store = open_test_store()
     store.record_audit("jana", "login", "console", "", now=10.0)
@@ -131,10 +153,36 @@ def test_a_version_6_store_gains_the_console_tables_as_step_7(tmp_path: Path) ->
     conn.close()
     store = Store(tmp_path / "old.db")
     try:
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == 7
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         after = {r[0] for r in store._conn.execute(tables)}
         assert after - before == {"console_users", "console_audit", "delivery_attempts"}
         assert store.console_user_count() == 0
+    finally:
+        store.close()
+
+
+def test_a_version_7_store_keeps_its_users_and_gains_signed_out_at_as_step_8(
+    tmp_path: Path,
+) -> None:
+    conn = sqlite3.connect(tmp_path / "old.db")
+    for step in MIGRATIONS[:7]:
+        conn.executescript(step)
+    conn.execute("PRAGMA user_version = 7")
+    conn.execute("INSERT INTO console_users VALUES ('jana', 'hash-1', 100.0)")
+    conn.execute(
+        "INSERT INTO console_audit (at, actor, action, target)"
+        " VALUES (1, 'jana', 'login', 'console')"
+    )
+    conn.commit()
+    conn.close()
+    store = Store(tmp_path / "old.db")
+    try:
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == 8
+        assert store.console_users() == [("jana", 100.0)]
+        assert [row.action for row in store.audit_log()] == ["login"]
+        assert store.console_user_session("jana") == ("hash-1", None)
+        assert store.sign_out_console_user("jana", 200.0) is True
+        assert store.console_user_session("jana") == ("hash-1", 200.0)
     finally:
         store.close()
 

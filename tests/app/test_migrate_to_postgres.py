@@ -46,6 +46,9 @@ def sqlite_store(state: Path) -> Store:
     store.record_escalation(second, 1, (), 160.0)
     store.take_digest_day("1970-01-01", 170.0)
     store.slack_request_seen("v0=abc", 180.0, 300.0)
+    store.add_console_user("jana", "hash-jana", 90.0)
+    store.add_console_user("petr", "hash-petr", 91.0)
+    store.sign_out_console_user("jana", 190.5)
     claimed = store.claim_due(20, now=200)
     for k, delivery in enumerate(claimed):
         match k % 5:
@@ -100,6 +103,9 @@ def test_a_sqlite_store_is_copied_with_every_state(tmp_path: Path, postgres_url:
         assert target.escalations() == {(leads[1].id, 1)}
         assert target.digest_days() == {"1970-01-01"}
         assert target.slack_request_seen("v0=abc", 190.0, 300.0) is True
+        # Console users with when they signed out: sessions ended there stay ended.
+        assert target.console_user_session("jana") == ("hash-jana", 190.5)
+        assert target.console_user_session("petr") == ("hash-petr", None)
         # What a stopped relay left 'sending' is taken back by the first relay to start.
         sending = [row.id for row in expected if row.status == "sending"]
         assert target.recover_claimed(now=400) == len(sending)

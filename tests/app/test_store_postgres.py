@@ -186,6 +186,33 @@ def test_a_version_1_database_loses_parsed_and_gains_external_ref_keeping_its_ro
     assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
 
 
+def test_a_version_5_database_keeps_its_console_users_and_gains_signed_out_at(
+    postgres_url: str,
+) -> None:
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for version, step in enumerate(MIGRATIONS[:5], start=1):
+            conn.execute(step.encode())
+            conn.execute("INSERT INTO schema_version VALUES (%s)", (version,))
+        conn.execute("INSERT INTO console_users VALUES ('jana', 'hash-1', 100)")
+        conn.execute(
+            "INSERT INTO console_audit (at, actor, action, target)"
+            " VALUES (1, 'jana', 'login', 'console')"
+        )
+    store = PostgresStore(postgres_url)
+    try:
+        assert store.console_users() == [("jana", 100.0)]
+        assert [row.action for row in store.audit_log()] == ["login"]
+        assert store.console_user_session("jana") == ("hash-1", None)
+        assert store.sign_out_console_user("jana", 200.0) is True
+        assert store.console_user_session("jana") == ("hash-1", 200.0)
+    finally:
+        store.close()
+    with psycopg.connect(postgres_url) as conn:
+        versions = conn.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()
+    assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
+
+
 def test_purge_runs_on_one_relay_at_a_time(relays: Callable[[], PostgresStore]) -> None:
     first, second = relays(), relays()
     with first.exclusive("purge") as held:

@@ -89,6 +89,20 @@ def test_console_in_a_real_browser(tmp_path: Path, smtp_server: SmtpServer) -> N
     broken["visitor"]["name"] = "Eva Svobodová"
     broken["visitor"]["email"] = "eva@example.com"
     broken["channel"]["rating"] = "five"
+    # A body refused before an upgrade that takes it as it is, laid out as a text area changes
+    # it (a leading newline, LF and CR LF line ends): re-accepted unedited, byte for byte.
+    fixed = sample("v1")
+    fixed["channel"]["id"] = 992
+    fixed["visitor"]["name"] = "Ota Fixed"
+    awkward = ("\n" + json.dumps(fixed, indent=2).replace("\n", "\r\n", 4)).encode()
+    store = open_store(settings)
+    try:
+        kept_id = store.quarantine(
+            "invalid_json", "refused before an upgrade", awkward, "127.0.0.1",
+            max_rows=100, max_bytes=1_000_000, max_body=1_000_000,
+        )  # fmt: skip
+    finally:
+        store.close()
     requested: list[str] = []
     with RelayProcess(config) as relay, sync_playwright() as playwright:
         assert httpx.post(f"{base}/hooks/smartsupp/{TOKEN}", content=body(missed)).is_success
@@ -153,17 +167,22 @@ def test_console_in_a_real_browser(tmp_path: Path, smtp_server: SmtpServer) -> N
             assert "wrong_type" in page.locator("table").inner_text()
             shoot(page, "quarantine", tmp_path)
             accessible(page, "quarantine", axe)
-            page.click("text=View")
+            page.click("tr:has-text('wrong_type') >> text=View")
             shown = page.locator("#body").input_value()
             assert '"five"' in shown
             shoot(page, "quarantine-entry", tmp_path)
             accessible(page, "quarantine-entry", axe)
-            page.click("button:has-text('Re-accept')")  # unchanged: still refused
+            page.click("button:has-text('Re-accept as stored')")  # its cause is not fixed
             assert "Still refused: wrong_type" in page.locator("p.msg").inner_text()
             page.fill("#body", shown.replace('"five"', "5"))
-            page.click("button:has-text('Re-accept')")
+            page.click("button:has-text('Re-accept as edited')")
             assert "Accepted as conversation" in page.locator("p.msg").inner_text()
             assert "wrong_type" not in page.locator("main").inner_text()
+            # The text area left as it is: the stored bytes, not a correction.
+            page.goto(f"{base}/console/quarantine/{kept_id}")
+            assert page.locator("#body").input_value() == awkward.decode().replace("\r\n", "\n")
+            page.click("button:has-text('Re-accept as edited')")
+            assert "Accepted as conversation 208-992" in page.locator("p.msg").inner_text()
 
             page.goto(f"{base}/console/conversations?q=svobodov")
             assert "Eva Svobodová" in page.locator("table").inner_text()
@@ -209,10 +228,14 @@ def test_console_in_a_real_browser(tmp_path: Path, smtp_server: SmtpServer) -> N
             )
             assert forged.status == 403
 
+            (session,) = [c for c in context.cookies() if c["name"] == "relay_console"]
             page.click("header button:has-text('Sign out')")
             assert page.url.endswith("/console/login")
             page.goto(f"{base}/console/leads")
             assert page.url.endswith("/console/login")
+            # A copy of the cookie taken before signing out is no session any more.
+            copied = httpx.get(f"{base}/console/leads", cookies={"relay_console": session["value"]})
+            assert copied.status_code == 303 and copied.headers["location"] == "/console/login"
 
             # Five wrong passwords: the sixth attempt is answered 429 with Retry-After.
             answers: list[Any] = []
@@ -244,9 +267,16 @@ def test_console_in_a_real_browser(tmp_path: Path, smtp_server: SmtpServer) -> N
         (lead,) = store.leads()
         assert (lead.state.value, lead.claimed_by) == ("claimed", "jana")
         assert store.quarantined() == []
+        version = store.latest_version_id("208-992")
+        assert version is not None
+        stored = store.conversation_raw(version)
+        assert stored is not None and stored[0] == awkward
+        details = [row.detail for row in store.audit_log() if row.action == "reaccept"]
+        assert "conversation 208-992" in details
         assert {row.visitor_name for row in store.find_conversations()} == {
             "Dusan Kmet",
             "Eva Svobodová",
+            "Ota Fixed",
         }
     finally:
         store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
@@ -12,6 +13,8 @@ from relay.console.auth import hash_password
 from relay.store.opening import open_store
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+FORM = re.compile(r"<form\b[^>]*>.*?</form>", re.DOTALL)
+TEXTAREA = re.compile(r"<textarea\b[^>]*>(.*?)</textarea>", re.DOTALL)
 PASSWORD = "correct horse battery"
 
 
@@ -55,3 +58,20 @@ def login(client: TestClient[Any], password: str = PASSWORD, user: str = "jana")
         data={"csrf": csrf_of(form.text), "user": user, "password": password},
         follow_redirects=False,
     )
+
+
+def forms_to(page: str, action: str) -> list[str]:
+    """The HTML of each form on ``page`` that posts to ``action``."""
+    return [form for form in FORM.findall(page) if f'action="{action}"' in form]
+
+
+def textarea_value(form: str) -> str:
+    """What a browser submits for the form's text area left as it is: the text as parsed
+    (entities decoded, the one newline right after the start tag dropped) with every line end
+    (CR LF, lone CR, lone LF) sent as CR LF (HTML's "normalize line breaks")."""
+    found = TEXTAREA.search(form)
+    assert found is not None, form
+    text = html.unescape(found.group(1))
+    if text.startswith("\n"):
+        text = text[1:]
+    return re.sub(r"\r\n|\r|\n", "\r\n", text)

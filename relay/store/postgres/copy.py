@@ -36,7 +36,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "lead_escalations": ("lead_id", "step", "at"),
     "lead_digests": ("day", "at"),
     "slack_requests": ("signature", "at"),
-    "console_users": ("name", "password_hash", "created_at"),
+    "console_users": ("name", "password_hash", "created_at", "signed_out_at"),
     "console_audit": ("id", "at", "actor", "action", "target", "detail"),
     "delivery_attempts": ("id", "delivery_id", "at", "outcome", "detail"),
 }  # fmt: skip

@@ -349,6 +349,11 @@ DELETE_CONSOLE_USER = "DELETE FROM console_users WHERE name = %s"
 CONSOLE_USER_HASH = "SELECT password_hash FROM console_users WHERE name = %s"
 CONSOLE_USER_COUNT = "SELECT COUNT(*) FROM console_users"
 CONSOLE_USERS = "SELECT name, created_at FROM console_users ORDER BY name"
+CONSOLE_USER_SESSION = "SELECT password_hash, signed_out_at FROM console_users WHERE name = %s"
+SIGN_OUT_CONSOLE_USER = (
+    "UPDATE console_users SET signed_out_at = GREATEST(%s, COALESCE(signed_out_at, 0) + 0.001)"
+    " WHERE name = %s"
+)
 INSERT_AUDIT = (
     "INSERT INTO console_audit (at, actor, action, target, detail) VALUES (%s, %s, %s, %s, %s)"
 )

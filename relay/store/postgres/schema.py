@@ -163,6 +163,8 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, id);
     """,
+    # 6: as SQLite's step 8: when a console user last signed out (NULL: never).
+    "ALTER TABLE console_users ADD COLUMN signed_out_at DOUBLE PRECISION;",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
