@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
+from relay.leads.texts import lookup
+
 _EN: Final[dict[str, str]] = {
     "console": "Relay console",
     "skip": "Skip to content",
@@ -372,7 +374,6 @@ TEXTS: Mapping[str, Mapping[str, str]] = MappingProxyType(
 
 
 def text(locale: str, key: str, **values: object) -> str:
-    """The text for ``key`` in ``locale`` (English where missing), with ``values`` filled in."""
-    chosen = TEXTS.get(locale, TEXTS["en"])
-    template = chosen.get(key) or TEXTS["en"].get(key, key)
-    return template.format(**{name: str(value) for name, value in values.items()})
+    """The console's text for ``key`` in ``locale`` (English where missing), with ``values``
+    filled in (``relay.leads.texts.lookup``)."""
+    return lookup(TEXTS, locale, key, **values)

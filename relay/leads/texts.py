@@ -151,11 +151,17 @@ TEXTS: Mapping[str, Mapping[str, str]] = MappingProxyType(
 )
 
 
-def text(locale: str, key: str, **values: object) -> str:
-    """The text for ``key`` in ``locale`` (English where missing), with ``values`` filled in."""
-    chosen = TEXTS.get(locale, TEXTS["en"])
-    template = chosen.get(key) or TEXTS["en"].get(key, key)
+def lookup(texts: Mapping[str, Mapping[str, str]], locale: str, key: str, **values: object) -> str:
+    """The text for ``key`` in ``locale`` of ``texts`` (English where missing, else the key),
+    with ``values`` filled in: the lead pages' and the console's words alike."""
+    chosen = texts.get(locale, texts["en"])
+    template = chosen.get(key) or texts["en"].get(key, key)
     return template.format(**{name: str(value) for name, value in values.items()})
+
+
+def text(locale: str, key: str, **values: object) -> str:
+    """The lead pages' text for ``key`` in ``locale``."""
+    return lookup(TEXTS, locale, key, **values)
 
 
 def pick_locale(accept_language: str | None, default: str) -> str:
