@@ -1,8 +1,8 @@
 """The console in headless Chromium against a real `relay serve` and a real aiosmtpd: sign in,
 claim a missed-chat lead, open its conversation, retry a dead delivery (then received), re-accept
 a corrected quarantined body, sign out; a POST without a CSRF token is refused; five wrong
-passwords are slowed down. Every page is shot at 1280 and 375 px and checked with axe-core.
-The browser makes no request off loopback."""
+passwords are slowed down. Every page (a refusal page too) is shot at 1280 and 375 px and
+checked with axe-core at both widths. The browser makes no request off loopback."""
 
 from __future__ import annotations
 
@@ -50,9 +50,13 @@ def shoot(page: Page, name: str, tmp_path: Path) -> None:
 
 
 def accessible(page: Page, name: str, axe: Axe) -> None:
-    results = axe.run(page)
-    serious = [v for v in results.response["violations"] if v["impact"] in SERIOUS]
-    assert not serious, f"{name}: " + results.generate_report()
+    """axe-core at each width: no serious or critical violation."""
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        results = axe.run(page)
+        serious = [v for v in results.response["violations"] if v["impact"] in SERIOUS]
+        assert not serious, f"{name} at {width} px: " + results.generate_report()
+    page.set_viewport_size({"width": 1280, "height": 900})
 
 
 def keyboard_reaches(page: Page, selector: str) -> None:
@@ -207,6 +211,14 @@ def test_console_in_a_real_browser(tmp_path: Path, smtp_server: SmtpServer) -> N
                 assert f"\t{action}\t" in log, log
             shoot(page, "audit", tmp_path)
             accessible(page, "audit", axe)
+
+            # The console's own refusal (an id that is no number): a console page, not JSON.
+            refused_page = page.goto(f"{base}/console/conversations/not-a-number")
+            assert refused_page is not None and refused_page.status == 404
+            assert "text/html" in refused_page.headers["content-type"]
+            assert page.locator("header nav").count() == 1
+            shoot(page, "not-found", tmp_path)
+            accessible(page, "not-found", axe)
 
             # In Czech and German too (Accept-Language), still no wider than the phone.
             for language, word in (("cs", "Kontakty"), ("de", "Warteschlange")):
