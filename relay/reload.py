@@ -31,6 +31,10 @@ RESTART_ONLY = (
     "server.limit_concurrency",
     "server.max_connections",
     "storage.state_dir",
+    # The store is opened once: its database and the lease its claims take.
+    "storage.url",
+    "storage.password",
+    "storage.lease_seconds",
     "delivery",
     "logging",
 )

@@ -46,6 +46,8 @@ def lease_problem(settings: Settings, senders: Mapping[str, Sender]) -> str | No
     used = {sender_key(action.model_dump()) for _, action in settings.actions_by_place()}
     if settings.follow_up.enabled:
         used.add("email")  # escalations and digests
+        if any(target.startswith("#") for target in settings.follow_up.escalate_to):
+            used.add("slack")  # escalations to a Slack channel (relay.leads.scheduler)
     deadlines = {
         key: deadline
         for key in sorted(used)

@@ -196,15 +196,31 @@ class WriterThread(logging.Handler):
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            if lines:
-                # A closed or broken stream: there is nowhere else to say so.
-                with contextlib.suppress(OSError, ValueError):
-                    self.stream.write("".join(lines))
-                    self.stream.flush()
-            for event in done:
-                event.set()
+            try:
+                if lines:
+                    self._write(lines)
+            finally:
+                for event in done:
+                    event.set()
             if stop:
                 return
+
+    def _write(self, lines: list[str]) -> None:
+        """All lines with one write; a closed or broken stream (OSError, ValueError) loses
+        them, as there is nowhere else to say so. Any other failure (a missing stderr, None
+        under ``2>&-``; a line the stream refuses) loses only the lines that fail one by one,
+        and never ends the thread: what is logged later is still written."""
+        try:
+            self.stream.write("".join(lines))
+            self.stream.flush()
+        except (OSError, ValueError):
+            return
+        except Exception:
+            for line in lines:
+                with contextlib.suppress(Exception):
+                    self.stream.write(line)
+            with contextlib.suppress(Exception):
+                self.stream.flush()
 
     def flush(self) -> None:
         if threading.current_thread() is self._thread or not self._thread.is_alive():

@@ -58,7 +58,8 @@ VISITOR_HISTORY = (
     " lower(json_extract(CASE WHEN json_valid(CAST(raw AS TEXT)) THEN CAST(raw AS TEXT) END,"
     " '$.visitor.email')) AS vemail"
     " FROM conversations WHERE id = ?1),"
-    # The ids alone, from the index: the newest ?2 before the given one.
+    # The ids alone, from the index: the newest ?2 earlier versions of other chats (the given
+    # chat's own versions are left out before the limit, as on PostgreSQL).
     " ids AS ("
     " SELECT * FROM (SELECT o.id FROM cur CROSS JOIN conversations o"
     " INDEXED BY conversations_visitor_id"
@@ -66,6 +67,7 @@ VISITOR_HISTORY = (
     " json_valid(CAST(o.raw AS TEXT)) THEN CAST(o.raw AS TEXT) END, '$.visitor.id') AS TEXT)"
     " = cur.vid"
     " WHERE cur.vid IS NOT NULL AND cur.vid != '' AND o.id < cur.id"
+    " AND o.conv_key != cur.conv_key AND o.received_at <= cur.received_at"
     " ORDER BY o.id DESC LIMIT ?2)"
     " UNION ALL"
     " SELECT * FROM (SELECT o.id FROM cur CROSS JOIN conversations o"
@@ -74,12 +76,12 @@ VISITOR_HISTORY = (
     " json_valid(CAST(o.raw AS TEXT)) THEN CAST(o.raw AS TEXT) END, '$.visitor.email'))"
     " = cur.vemail"
     " WHERE cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail != '' AND o.id < cur.id"
+    " AND o.conv_key != cur.conv_key AND o.received_at <= cur.received_at"
     " ORDER BY o.id DESC LIMIT ?2))"
     " SELECT o.conv_key, o.category,"
     " COALESCE(json_extract(CASE WHEN json_valid(CAST(o.raw AS TEXT))"
     " THEN CAST(o.raw AS TEXT) END, '$.beginAt') / 1000.0, o.received_at)"
-    " FROM cur CROSS JOIN ids CROSS JOIN conversations o ON o.id = ids.id"
-    " WHERE o.conv_key != cur.conv_key AND o.received_at <= cur.received_at"
+    " FROM ids CROSS JOIN conversations o ON o.id = ids.id"
     " ORDER BY o.id"
 )
 

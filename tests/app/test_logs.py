@@ -209,6 +209,41 @@ def test_the_writer_thread_writes_what_the_direct_handler_would_in_the_same_orde
         root.setLevel(level)
 
 
+class RefusingStream(io.StringIO):
+    """A stream that refuses every write holding ``refused`` with an error other than OSError
+    (as writing to a missing stderr, None under ``2>&-``, fails with AttributeError)."""
+
+    def __init__(self, refused: str) -> None:
+        super().__init__()
+        self.refused = refused
+        self.refusals = 0
+
+    def write(self, text: str) -> int:
+        if self.refused in text:
+            self.refusals += 1
+            raise RuntimeError("this stream cannot take that")
+        return super().write(text)
+
+
+def test_a_write_that_fails_loses_only_its_line_and_the_writer_thread_goes_on() -> None:
+    root = logging.getLogger()
+    level = root.level
+    stream = RefusingStream("refused line")
+    handler = configure_logging(LoggingSettings(), stream, journal=True, threaded=True)
+    try:
+        log = logging.getLogger("relay.test")
+        log.info("refused line")
+        handler.flush()
+        log.info("a later line")
+        handler.flush()
+        assert lines(stream) == ["<6>INFO relay.test: a later line"]
+        assert stream.refusals > 0  # the refused line was tried
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(level)
+
+
 def test_the_writer_thread_shows_arguments_as_they_were_when_logged() -> None:
     root = logging.getLogger()
     level = root.level

@@ -113,3 +113,27 @@ def test_a_lease_no_longer_than_a_send_deadline_is_refused(tmp_path: Path) -> No
     build_snapshot(load_settings(longer, secrets_dir=tmp_path))
     on_sqlite = config(tmp_path, "lease_seconds = 1\n" + smtp)
     assert CliRunner().invoke(main, ["check", "--config", str(on_sqlite)]).exit_code == 0
+
+
+def test_a_slack_escalation_counts_among_the_send_deadlines(tmp_path: Path) -> None:
+    """Follow-up escalations to a Slack channel ("#sales") are sent by the Slack destination
+    even where no rule uses it: its deadline bounds the lease like any other."""
+    from relay.app import build_snapshot  # noqa: PLC0415
+
+    storage = 'url = "postgresql://relay@127.0.0.1:1/relay"\nlease_seconds = 40\n'
+    smtp = '[smtp]\nhost = "127.0.0.1"\ntimeout_seconds = 30\n'
+    slack = '[slack]\ntoken = "xoxb-test"\ntimeout_seconds = 60\n'
+    rules = '[[rules]]\nname = "all"\nactions = [{ type = "email", to = ["sales@shop.test"] }]\n'
+    follow_up = (
+        '[follow_up]\nenabled = true\npublic_url = "https://relay.shop.test"\n'
+        'escalate_after_seconds = 600\nescalate_to = ["#sales"]\n'
+    )
+    path = config(tmp_path, storage + smtp + slack + follow_up + rules)
+    checked = CliRunner().invoke(main, ["check", "--config", str(path)])
+    expected = (
+        "storage.lease_seconds (40) must be longer than the longest send deadline (slack: 60 s)"
+    )
+    assert checked.exit_code == 1, checked.output
+    assert expected in checked.output
+    with pytest.raises(ConfigError, match=r"\(slack: 60 s\)"):
+        build_snapshot(load_settings(path, secrets_dir=tmp_path))

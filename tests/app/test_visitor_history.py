@@ -179,6 +179,31 @@ def test_a_visitor_with_hundreds_of_chats_gets_the_newest_ones(store: StoreProto
     assert [category for category, _ in earlier] == ["missed" if n % 3 else "normal" for n in days]
 
 
+def test_versions_of_the_same_chat_do_not_use_up_the_versions_read(
+    store: StoreProtocol,
+) -> None:
+    """A chat updated more often than the store reads versions (VISITOR_ROWS): its own earlier
+    versions are not history, and the visitor's chat before it is still found on both stores."""
+    keep(store, chat(Category.OFFLINE, 1, 0))
+    raw = json.dumps(chat(Category.MISSED, 2, 1)).encode()
+    conversation = parse(raw)
+    current = 0
+    for version in range(VISITOR_ROWS + 1):
+        current = store.accept(
+            Intake(
+                raw=raw,
+                conv_key=f"{conversation.account_id}-2",
+                account_id=conversation.account_id,
+                channel_id=2,
+                content_hash=f"hash-2-v{version}",  # each a new stored version
+                category="missed",
+                planned=(),
+            )
+        ).conversation_id
+    begin = chat(Category.OFFLINE, 1, 0)["beginAt"] / 1000.0
+    assert store.visitor_history(current) == (("offline", begin),)
+
+
 def text_of(content: Content) -> str:
     """The plain-text part of an email, or a Slack message's blocks as JSON."""
     if isinstance(content, EmailContent):
