@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import logging
 import random
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -29,7 +28,6 @@ from relay.model.errors import (
     DeliveryTimeout,
     PermanentDeliveryError,
     RateLimited,
-    StoreError,
     TransientDeliveryError,
 )
 from relay.render.dispatch import Job, render
@@ -132,9 +130,7 @@ def claim_with_context(
                         store.visitor_history(delivery.conversation_id),
                         store.sent_email_ids(delivery.id) if kind == "email" else (),
                     )
-            except (StoreError, sqlite3.Error) as exc:
-                log.warning("delivery %d: no visitor history (%s)", delivery.id, exc)
-            except Exception as exc:  # PostgreSQL's errors: only context, as above
+            except Exception as exc:  # either store's errors: only context, never a failed send
                 log.warning("delivery %d: no visitor history (%s)", delivery.id, exc)
         claimed.append((delivery, context))
     return claimed

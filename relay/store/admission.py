@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 # Due deliveries read per query while an admission check chooses among them.
@@ -27,3 +27,30 @@ class Admission:
             return True
         self.refused.append(action)
         return False
+
+
+# One page of due deliveries in claim order after (next_attempt_at, id), without the actions
+# turned away, at most ``page`` rows: (id, action text, next_attempt_at) each.
+FetchPage = Callable[[float, int, Sequence[str], int], Sequence[Sequence[Any]]]
+
+
+def scan_due(fetch: FetchPage, limit: int, admission: Admission | None, ids: list[int]) -> None:
+    """Append to ``ids`` the due deliveries ``fetch`` reads, page by page in claim order, until
+    there are ``limit``: with ``admission``, only those it accepts, and after each action it
+    turns away the scan goes on from there without that action; without, every row (one page
+    of what is still missing). Both stores' claims read through it."""
+    at, last = float("-inf"), 0
+    while len(ids) < limit:
+        page = DUE_PAGE if admission is not None else limit - len(ids)
+        rows = fetch(at, last, [] if admission is None else admission.refused, page)
+        turned_away = False
+        for delivery_id, action, due in rows:
+            at, last = float(due), int(delivery_id)
+            if admission is not None and not admission.offer(action):
+                turned_away = True
+                break  # the next page leaves that action out
+            ids.append(int(delivery_id))
+            if len(ids) >= limit:
+                break
+        if not turned_away and len(rows) < page:
+            break

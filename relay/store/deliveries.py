@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from relay.store import queries
-from relay.store.admission import DUE_PAGE, Admission
+from relay.store.admission import Admission, scan_due
 from relay.store.base import StoreBase
 from relay.store.operator import VISITOR_ROWS
 from relay.store.records import ClaimedDelivery
@@ -73,22 +73,13 @@ class DeliveryOps(StoreBase):
     ) -> list[int]:
         """The ids of the first ``limit`` due deliveries that ``admit`` accepts, in order; after
         each action it turns away, the scan goes on from there without that action."""
-        admission = Admission(admit)
         ids: list[int] = []
-        at, last = float("-inf"), 0
-        while len(ids) < limit:
-            query = queries.due_actions(len(admission.refused))
-            rows = db.execute(query, (now, at, last, *admission.refused, DUE_PAGE)).fetchall()
-            for delivery_id, action, due in rows:
-                at, last = due, delivery_id
-                if not admission.offer(action):
-                    break  # the next query leaves that action out
-                ids.append(delivery_id)
-                if len(ids) >= limit:
-                    break
-            else:
-                if len(rows) < DUE_PAGE:
-                    break
+
+        def fetch(at: float, last: int, refused: Sequence[str], page: int) -> list[Any]:
+            query = queries.due_actions(len(refused))
+            return db.execute(query, (now, at, last, *refused, page)).fetchall()
+
+        scan_due(fetch, limit, Admission(admit), ids)
         return ids
 
     def next_due_at(self, after: float | None = None) -> float | None:

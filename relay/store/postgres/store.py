@@ -17,7 +17,7 @@ from psycopg.rows import TupleRow
 from relay.leads.model import Lead, Refused
 from relay.model.errors import StoreError
 from relay.routing.decide import PlannedDelivery
-from relay.store.admission import DUE_PAGE, Admission
+from relay.store.admission import Admission, scan_due
 from relay.store.base import ACTIVE, COUNTED
 from relay.store.console import audit_row, conversation_row, health_rows, search
 from relay.store.operator import VISITOR_ROWS, earlier_chats
@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 # How long a claim holds a delivery unless the relay passes its own: longer than any send may
 # take (every send has a total deadline), short enough that a dead relay's work resumes soon.
 DEFAULT_LEASE_SECONDS = 300.0
-# Due deliveries read per query while ``admit`` chooses among them.
-CLAIM_PAGE = DUE_PAGE
 # How often a lead's transition may find the row changed by another relay and try again.
 LEAD_ATTEMPTS = 20
 # How often an intake may lose the race for a version number to another relay and try again.
@@ -331,29 +329,19 @@ class PostgresStore:
         admit: Callable[[dict[str, Any]], bool] | None,
         queries: tuple[str, str],
     ) -> list[int]:
-        """Up to ``limit`` ids from each query in turn, one page at a time; with ``admit``,
-        those it accepts, and after each action it turns away the scan goes on from there
-        without that action (``relay.store.admission``)."""
+        """Up to ``limit`` ids from each query in turn (``relay.store.admission.scan_due``):
+        with ``admit``, those it accepts, one admission check across both queries."""
         ids: list[int] = []
         admission = None if admit is None else Admission(admit)
         for query in queries:
-            at, last = float("-inf"), 0
-            while len(ids) < limit:
-                page = CLAIM_PAGE if admission is not None else limit - len(ids)
-                refused = [] if admission is None else admission.refused
+
+            def fetch(
+                at: float, last: int, refused: Sequence[str], page: int, query: str = query
+            ) -> list[Any]:
                 params = {"now": now, "at": at, "id": last, "page": page, "refused": refused}
-                rows = db.execute(query, params).fetchall()
-                turned_away = False
-                for delivery_id, action, due in rows:
-                    at, last = float(due), int(delivery_id)
-                    if admission is not None and not admission.offer(action):
-                        turned_away = True
-                        break  # the next query leaves that action out
-                    ids.append(int(delivery_id))
-                    if len(ids) >= limit:
-                        break
-                if not turned_away and len(rows) < page:
-                    break
+                return db.execute(query, params).fetchall()
+
+            scan_due(fetch, limit, admission, ids)
         return ids
 
     def next_due_at(self, after: float | None = None) -> float | None:
