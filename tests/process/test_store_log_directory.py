@@ -5,7 +5,6 @@ in the system calls of a real process (strace)."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -16,18 +15,15 @@ import pytest
 
 from relay.store import Store
 from tests.support.paths import ROOT
+from tests.support.tools import require_program
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True)
 def strace_present() -> None:
-    """strace is an apt package (.ci/run installs it): skipped without it on a developer's
-    machine, a failure under CI=true."""
-    if shutil.which("strace") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("strace is not installed but CI=true requires this test")
-        pytest.skip("strace is not installed (apt-get install strace)")
+    """strace is an apt package (.ci/run installs it)."""
+    require_program(shutil.which("strace"), "strace")
 
 
 # Opens the store as `relay serve` does, commits one intake and ends without closing anything

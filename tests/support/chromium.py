@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
+from tests.support.tools import require_program
 
 # Every host name but the loopback ones resolves to nothing, inside Chromium, without asking
 # any resolver: background fetches (component updates, safe browsing, Google hosts) and any
@@ -49,12 +48,7 @@ def chromium() -> str | None:
 
 def require_chromium() -> str:
     """The Chromium binary; a skip without one, or a failure when CI=true needs it."""
-    binary = chromium()
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed but CI=true requires the browser tests")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    return binary
+    return require_program(chromium(), "chromium")
 
 
 def screenshot(
