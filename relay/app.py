@@ -27,7 +27,7 @@ from relay.reload import Reloader
 from relay.render.pool import RenderPool
 from relay.runtime import Runtime, hook_token
 from relay.senders.registry import SenderRegistry
-from relay.snapshot import Snapshot, build_renderers, lease_problem, template_problems
+from relay.snapshot import Renderers, Snapshot, lease_problem, template_problems
 from relay.store import opening
 from relay.store.opening import describe, open_store, wake_on_new_work
 from relay.store.storethread import StoreThread
@@ -44,8 +44,7 @@ def build_snapshot(settings: Settings, senders: SenderRegistry | None = None) ->
     """Everything the request path and the worker build from settings; raises ConfigError
     (bad render settings, or templates that do not render) without side effects.
     ``senders``: the running relay's registry (a snapshot alone gets its own)."""
-    renderers = build_renderers(settings)
-    problems = template_problems(settings, renderers.values())
+    problems = template_problems(settings)
     if problems:
         raise ConfigError("templates: " + "; ".join(problems))
     built = (SenderRegistry() if senders is None else senders).build(settings)
@@ -57,7 +56,7 @@ def build_snapshot(settings: Settings, senders: SenderRegistry | None = None) ->
         rules=settings.rule_set,
         hook_token=hook_token(settings),
         senders=built,
-        renderers=renderers,
+        renderers=Renderers(settings),
         link_key=lead_link_key(settings),
     )
 

@@ -6,13 +6,48 @@ delivery attempt reads the current snapshot once and uses only that.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from relay.config.settings import Settings
-from relay.render.renderer import Renderer
 from relay.routing.rules import AnyAction, EmailAction, RuleSet, SlackAction
 from relay.senders.base import Sender
+
+if TYPE_CHECKING:
+    from relay.render.renderer import Renderer
+
+
+class Renderers:
+    """One renderer per From address of the settings, each built when it is first asked for:
+    emails and Slack messages render in the render pool's helper processes, so the relay's
+    own process builds one (compiled templates, CSS inlined at load: several MB) only for
+    what it renders itself (Teams cards, webhook bodies, a render without helpers)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._addresses = frozenset(from_addresses(settings))
+        self._built: dict[str, Renderer] = {}
+        self._lock = threading.Lock()  # the worker renders in threads (asyncio.to_thread)
+
+    def get(self, from_address: str) -> Renderer:
+        """KeyError for an address that is not one of the settings' From addresses."""
+        if from_address not in self._addresses:
+            raise KeyError(from_address)
+        with self._lock:
+            renderer = self._built.get(from_address)
+            if renderer is None:
+                from relay.render.renderer import Renderer  # noqa: PLC0415 -- see the class
+
+                renderer = Renderer(self._settings.render, from_address=from_address)
+                self._built[from_address] = renderer
+            return renderer
+
+    def built(self) -> list[str]:
+        """The From addresses whose renderer has been built so far."""
+        with self._lock:
+            return list(self._built)
 
 
 @dataclass(frozen=True)
@@ -21,7 +56,7 @@ class Snapshot:
     rules: RuleSet
     hook_token: str
     senders: Mapping[str, Sender]  # by ``relay.senders.registry.sender_key``
-    renderers: Mapping[str, Renderer]  # by From address
+    renderers: Renderers  # by From address, each built on first use
     link_key: bytes = b""  # signs lead links (relay.leads.links); empty: follow-up is off
 
     def from_address(self, action: AnyAction) -> str:
@@ -31,7 +66,7 @@ class Snapshot:
         return self.settings.destinations.smtp[action.destination].from_address
 
     def renderer(self, from_address: str | None = None) -> Renderer:
-        return self.renderers[from_address or self.settings.smtp.from_address]
+        return self.renderers.get(from_address or self.settings.smtp.from_address)
 
 
 def lease_problem(settings: Settings, senders: Mapping[str, Sender]) -> str | None:
@@ -71,20 +106,14 @@ def from_addresses(settings: Settings) -> list[str]:
     return list(dict.fromkeys([settings.smtp.from_address, *named]))
 
 
-def build_renderers(settings: Settings) -> dict[str, Renderer]:
-    """One renderer per From address (raises ConfigError for bad render settings)."""
-    return {
-        address: Renderer(settings.render, from_address=address)
-        for address in from_addresses(settings)
-    }
-
-
-def template_problems(settings: Settings, renderers: Iterable[Renderer] | None = None) -> list[str]:
+def template_problems(settings: Settings) -> list[str]:
     """Every email/Slack template and subject the actions name, compiled and test-rendered;
-    each problem names the rule (or the fallback) and the action."""
-    renderer = next(iter(renderers or ()), None) or Renderer(
-        settings.render, from_address=settings.smtp.from_address
-    )
+    each problem names the rule (or the fallback) and the action. Raises ConfigError for bad
+    render settings (time zone, templates directory, conversation URL). Only the templates
+    named are compiled, by a renderer made for this check alone (``compile_all=False``)."""
+    from relay.render.renderer import Renderer  # noqa: PLC0415 -- the relay renders in helpers
+
+    renderer = Renderer(settings.render, from_address=settings.smtp.from_address, compile_all=False)
     problems: list[str] = []
     checked: dict[tuple[str, str], list[str]] = {}
     for where, action in settings.actions_by_place():

@@ -111,9 +111,13 @@ class Renderer:
         *,
         from_address: str,
         clock: Callable[[], datetime] = _utc_now,
+        compile_all: bool = True,
     ) -> None:
         """``clock`` gives the Date header: the time the email is rendered, right before it is
-        sent (never the conversation's own dates)."""
+        sent (never the conversation's own dates). ``compile_all``: compile every template
+        and inline the HTML templates' CSS now, for rendering many emails; False compiles a
+        template when it is first used and inlines CSS per email, which is all that checking
+        templates (``check``, ``check_subject``) needs: it finds the same problems."""
         check_url_template(settings.conversation_url)
         try:
             zone = ZoneInfo(settings.timezone)
@@ -140,11 +144,12 @@ class Renderer:
         self.bodies = BodyTemplates()  # webhook body templates, compiled on first use
         self._templates: dict[str, jinja2.Template] = {}
         self._subjects: dict[str, jinja2.Template] = {}
-        self._preload(self._email_env, "email/")
-        self._preload(self._slack_env, "slack/")
         # HTML templates with their CSS inlined once, here; the rest are inlined per email.
         self._inlined: dict[str, jinja2.Template] = {}
-        self._preinline()
+        if compile_all:
+            self._preload(self._email_env, "email/")
+            self._preload(self._slack_env, "slack/")
+            self._preinline()
 
     # -- public API -------------------------------------------------------------------------
 
