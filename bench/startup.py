@@ -1,8 +1,9 @@
 """How long `relay --help`, `relay --version` and `relay check` take to start, against a bare
 interpreter start and `python -c "import click"` in the same run (median of --repeat runs);
 then the idle memory of a real `relay serve` on its built-in defaults (only its port and state
-directory set): VmRSS of the relay's process once /healthz answers and a second has passed,
-of the processes it started (render helpers), and of both (median of --serve-repeat starts)."""
+directory and a known hook token set): VmRSS of the relay's process once /healthz answers
+and a second has passed, of the processes it started (render helpers), and of both; and the
+same after it wrote one missed chat's email (median of --serve-repeat starts)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import statistics
 import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
-from common import PYTHON, RELAY, free_port, process_tree, rss_kib, server
+from common import PYTHON, RELAY, TOKEN, free_port, process_tree, rss_kib, sample_body, server
 
 
 def median_seconds(argv: list[str], repeat: int) -> tuple[float, float]:
@@ -31,27 +33,49 @@ def median_seconds(argv: list[str], repeat: int) -> tuple[float, float]:
     return statistics.median(times), statistics.median(cpu)
 
 
+def memory(pid: int) -> tuple[float, float]:
+    """VmRSS in MiB of the process ``pid`` and of all the processes it started."""
+    return rss_kib(pid) / 1024, sum(rss_kib(child) for child in process_tree(pid)[1:]) / 1024
+
+
 def idle_rss(scratch: Path, repeat: int) -> None:
-    """Start `relay serve` ``repeat`` times from an empty state directory; print the medians."""
-    relay, helpers, ready = [], [], []
+    """Start `relay serve` ``repeat`` times from an empty state directory; print the medians
+    of its memory when idle, and after it has written one missed chat's email (to the outbox:
+    the built-in defaults have no SMTP server)."""
+    idle: list[tuple[float, float]] = []
+    after: list[tuple[float, float]] = []
+    ready = []
     for n in range(repeat):
         port = free_port()
         state = scratch / f"serve-{n}"
         config = scratch / f"serve-{n}.toml"
-        config.write_text(f'[server]\nport = {port}\n[storage]\nstate_dir = "{state}"\n')
+        config.write_text(
+            f'[server]\nport = {port}\nhook_token = "{TOKEN}"\n[storage]\nstate_dir = "{state}"\n'
+        )
         start = time.perf_counter()
         with server([RELAY, "serve", "--config", str(config)], port, scratch / "serve.log") as proc:
             ready.append(time.perf_counter() - start)
             time.sleep(1.0)  # let the threads started with the relay settle
-            relay.append(rss_kib(proc.pid) / 1024)
-            helpers.append(sum(rss_kib(pid) for pid in process_tree(proc.pid)[1:]) / 1024)
-    median = statistics.median
-    together = [r + h for r, h in zip(relay, helpers, strict=True)]
-    print(
-        f"relay serve, idle (built-in defaults): relay process {median(relay):5.1f} MiB,"
-        f" its helpers {median(helpers):5.1f} MiB, together {median(together):5.1f} MiB"
-        f" (VmRSS); /healthz answered after {median(ready) * 1000:.0f} ms"
-    )
+            idle.append(memory(proc.pid))
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/hooks/smartsupp/{TOKEN}", data=sample_body(1)
+            )
+            with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 -- http on loopback
+                assert answer.status == 200
+            deadline = time.monotonic() + 30
+            while not list((state / "outbox").glob("*.eml")) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0)
+            after.append(memory(proc.pid))
+    for name, found in (("idle", idle), ("after one email", after)):
+        relay = statistics.median(r for r, _ in found)
+        helpers = statistics.median(h for _, h in found)
+        together = statistics.median(r + h for r, h in found)
+        print(
+            f"relay serve, {name:15} relay process {relay:5.1f} MiB, its helpers"
+            f" {helpers:5.1f} MiB, together {together:5.1f} MiB (VmRSS)"
+        )
+    print(f"relay serve: /healthz answered after {statistics.median(ready) * 1000:.0f} ms")
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from relay.leads.scheduler import FollowUpScheduler
 from relay.model.errors import ConfigError
 from relay.ops.logs import RequestIdMiddleware, StdlibLogging, quiet_http_clients
 from relay.reload import Reloader
-from relay.render.pool import RenderPool
+from relay.render.pool import PoolUnavailable, RenderPool
 from relay.runtime import Runtime, hook_token
 from relay.senders.registry import SenderRegistry
 from relay.snapshot import Renderers, Snapshot, lease_problem, template_problems
@@ -40,11 +40,17 @@ def database_path(settings: Settings) -> Path:
     return opening.database_path(settings)
 
 
-def build_snapshot(settings: Settings, senders: SenderRegistry | None = None) -> Snapshot:
+def build_snapshot(
+    settings: Settings,
+    senders: SenderRegistry | None = None,
+    render_pool: RenderPool | None = None,
+) -> Snapshot:
     """Everything the request path and the worker build from settings; raises ConfigError
     (bad render settings, or templates that do not render) without side effects.
-    ``senders``: the running relay's registry (a snapshot alone gets its own)."""
-    problems = template_problems(settings)
+    ``senders``: the running relay's registry (a snapshot alone gets its own);
+    ``render_pool``: the running relay's helpers, which check the templates (else, or when
+    they cannot, this process checks them)."""
+    problems = checked_templates(settings, render_pool)
     if problems:
         raise ConfigError("templates: " + "; ".join(problems))
     built = (SenderRegistry() if senders is None else senders).build(settings)
@@ -59,6 +65,22 @@ def build_snapshot(settings: Settings, senders: SenderRegistry | None = None) ->
         renderers=Renderers(settings),
         link_key=lead_link_key(settings),
     )
+
+
+def checked_templates(settings: Settings, render_pool: RenderPool | None) -> list[str]:
+    """``template_problems(settings)``, in a render helper process when there is one."""
+    if render_pool is not None:
+        try:
+            return render_pool.check(settings)
+        except PoolUnavailable:
+            pass
+    return template_problems(settings)
+
+
+def new_render_pool(settings: Settings) -> RenderPool | None:
+    """The helper processes ``[delivery] render_processes`` asks for (None: render here)."""
+    n = settings.delivery.render_processes
+    return RenderPool(n, settings.delivery.render_niceness) if n else None
 
 
 def lead_link_key(settings: Settings) -> bytes:
@@ -76,8 +98,15 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     )
 
 
-def build_worker(runtime: Runtime, store: StoreThread, observe: Observer | None = None) -> Worker:
-    """The worker reads senders and renderers from the runtime's current snapshot."""
+def build_worker(
+    runtime: Runtime,
+    store: StoreThread,
+    observe: Observer | None = None,
+    render_pool: RenderPool | None = None,
+) -> Worker:
+    """The worker reads senders and renderers from the runtime's current snapshot.
+    ``render_pool``: the helpers it renders in (default: new ones, as the settings ask);
+    the worker closes them when it stops."""
     settings = runtime.settings
     return Worker(
         store,
@@ -86,11 +115,7 @@ def build_worker(runtime: Runtime, store: StoreThread, observe: Observer | None 
         concurrency=settings.delivery.concurrency,
         per_destination=settings.delivery.per_destination_concurrency,
         observe=observe,
-        render_pool=(
-            RenderPool(n, settings.delivery.render_niceness)
-            if (n := settings.delivery.render_processes)
-            else None
-        ),
+        render_pool=render_pool or new_render_pool(settings),
     )
 
 
@@ -135,16 +160,26 @@ def create_app(
     that reload then runs as soon as it is."""
     quiet_http_clients()  # webhook URLs can carry credentials; see relay.model.urls
     senders = SenderRegistry()
-    runtime = Runtime(snapshot=build_snapshot(settings, senders), senders=senders)
-    check_store(settings)
-    check_key_file(settings.console, Path(settings.storage.state_dir))
-    rebuild = partial(build_snapshot, senders=senders)
+    # Started here: the templates are checked in a helper (build_snapshot), which the worker
+    # then renders in; the worker closes it when the relay stops.
+    render_pool = new_render_pool(settings)
+    try:
+        runtime = Runtime(snapshot=build_snapshot(settings, senders, render_pool), senders=senders)
+        check_store(settings)
+        check_key_file(settings.console, Path(settings.storage.state_dir))
+    except BaseException:
+        if render_pool is not None:
+            render_pool.close()
+        raise
+    rebuild = partial(build_snapshot, senders=senders, render_pool=render_pool)
     reloader = Reloader(runtime, reload, rebuild) if reload is not None else None
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         store = StoreThread(open_store(settings, relay=True))
-        worker = build_worker(runtime, store, observe=runtime.metrics.delivery)
+        worker = build_worker(
+            runtime, store, observe=runtime.metrics.delivery, render_pool=render_pool
+        )
         loop = asyncio.get_running_loop()
         # Another relay's intake (PostgreSQL) wakes this worker too; the store stops listening
         # when it is closed, while this loop still runs.

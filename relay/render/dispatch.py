@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from relay.leads.links import LeadLinks
 from relay.model.category import Category
@@ -10,7 +11,6 @@ from relay.model.content import Content
 from relay.model.conversation import Conversation
 from relay.render.actions import render_archive, render_webhook
 from relay.render.crm import render_crm
-from relay.render.renderer import Renderer
 from relay.routing.rules import (
     AnyAction,
     CrmAction,
@@ -19,6 +19,9 @@ from relay.routing.rules import (
     TeamsAction,
     WebhookAction,
 )
+
+if TYPE_CHECKING:  # the caller has one; the relay's process builds one only when it renders
+    from relay.render.renderer import Renderer
 
 
 @dataclass(frozen=True)

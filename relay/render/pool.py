@@ -17,15 +17,18 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
-from relay.config.settings import EmailAction, RenderSettings, SlackAction
+from relay.config.settings import EmailAction, RenderSettings, Settings, SlackAction
 from relay.intake.payload import parse
 from relay.leads.links import LeadLinks
 from relay.model.category import Category
 from relay.model.content import Content
 from relay.render.dispatch import Job
 from relay.render.dispatch import render as dispatch
-from relay.render.renderer import Renderer
+
+if TYPE_CHECKING:  # helpers only: the relay's own process does not import the renderer
+    from relay.render.renderer import Renderer
 
 log = logging.getLogger("relay.renderpool")  # the published logger name (docs/operations.md)
 
@@ -74,6 +77,8 @@ class HelperRenderers:
         key = (job.settings.model_dump_json(), job.from_address)
         renderer = self._renderers.get(key)
         if renderer is None:
+            from relay.render.renderer import Renderer  # noqa: PLC0415 -- see the imports
+
             renderer = self._renderers[key] = Renderer(job.settings, from_address=job.from_address)
         return renderer
 
@@ -137,6 +142,15 @@ def render(job: RenderJob) -> Content:
     return dispatch(dispatched, HELPER.renderer(job))
 
 
+def check_templates(settings: Settings) -> list[str]:
+    """Run in a helper process: ``relay.snapshot.template_problems(settings)``, so that the
+    relay's own process never loads what checking the templates loads (compiled templates,
+    Babel's locale data: several MB that would stay in it)."""
+    from relay.snapshot import template_problems  # noqa: PLC0415 -- helpers only
+
+    return template_problems(settings)
+
+
 class RenderPool:
     """``processes`` helper processes, started on first use with "spawn" (the relay's own
     process runs threads, which do not survive a fork).
@@ -198,6 +212,34 @@ class RenderPool:
             raise PoolUnavailable from None  # shut down meanwhile (the relay is stopping)
         except OSError as exc:
             log.warning("render helper processes unavailable (%s); rendering in-process", exc)
+            self._disabled = True
+            raise PoolUnavailable from None
+
+    def check(self, settings: Settings) -> list[str]:
+        """``check_templates(settings)`` in a helper process (starting the helpers if none
+        runs), waiting for its answer; ``PoolUnavailable`` if no helper can run it, as for
+        ``render``. ConfigError (bad render settings) propagates. Called where the relay
+        starts (its main thread) or reloads (a thread of the event loop's executor, which
+        lives as long as the loop: a helper started there dies with that thread)."""
+        if self._disabled:
+            raise PoolUnavailable
+        pool: ProcessPoolExecutor | None = None
+        try:
+            pool = self._current()
+            return pool.submit(check_templates, settings).result()
+        except BrokenProcessPool:
+            assert pool is not None
+            broken = self._take(pool)
+            if broken is not None:
+                log.warning("a render helper process died; starting new ones")
+                _shut_down(broken)
+            raise PoolUnavailable from None
+        except RuntimeError:
+            if pool is None or pool is self._pool:
+                raise
+            raise PoolUnavailable from None  # shut down meanwhile (the relay is stopping)
+        except OSError as exc:
+            log.warning("render helper processes unavailable (%s); checking in-process", exc)
             self._disabled = True
             raise PoolUnavailable from None
 

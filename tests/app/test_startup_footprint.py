@@ -7,11 +7,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from relay.app import build_snapshot
 from relay.config.settings import Settings
+from relay.model.errors import ConfigError
+from relay.render.pool import RenderPool
 from relay.senders.outbox import OutboxSender
 from relay.senders.registry import SenderRegistry
 from relay.senders.smtp import SmtpSender
@@ -21,26 +24,66 @@ from tests.support.data import base_sections
 # Libraries only a configured destination needs (SMTP, Graph, Slack, Teams, webhooks, CRMs).
 SENDER_LIBRARIES = ("httpx", "aiosmtplib", "aiohttp", "cryptography")
 
+# The relay's own process renders nothing on these settings: the templates are checked in the
+# render helper (which then renders the emails), so neither the renderer nor css-inline nor
+# slack_sdk's block models are imported.
+RENDER_LIBRARIES = ("relay.render.renderer", "css_inline", "slack_sdk")
+
 BUILD_APP = """
 import json, sys
 from relay.app import create_app
 from relay.config.settings import Settings
-create_app(Settings(**json.loads(sys.argv[1])))
-print(json.dumps(sorted(name for name in sys.modules if "." not in name)))
+if __name__ == "__main__":  # the render helper imports this as its main module
+    create_app(Settings(**json.loads(sys.argv[1])))
+    print(json.dumps(sorted(sys.modules)))
 """
 
 
-def test_an_app_on_the_built_in_defaults_imports_no_sender_library(tmp_path: Path) -> None:
-    sections = base_sections(tmp_path / "state")
+def imported_by_create_app(tmp_path: Path, sections: dict[str, Any]) -> set[str]:
+    script = tmp_path / "build_app.py"
+    script.write_text(BUILD_APP, encoding="utf-8")
     found = subprocess.run(
-        [sys.executable, "-c", BUILD_APP, json.dumps(sections)],
+        [sys.executable, str(script), json.dumps(sections)],
         check=True,
         capture_output=True,
         text=True,
     )
     imported = set(json.loads(found.stdout))
     assert "litestar" in imported  # the app was built
+    return imported
+
+
+def test_an_app_on_the_built_in_defaults_imports_no_sender_library(tmp_path: Path) -> None:
+    imported = imported_by_create_app(tmp_path, base_sections(tmp_path / "state"))
     assert imported.isdisjoint(SENDER_LIBRARIES), imported & set(SENDER_LIBRARIES)
+
+
+def test_with_render_helpers_the_templates_are_checked_in_a_helper(tmp_path: Path) -> None:
+    sections = base_sections(tmp_path / "state")
+    sections["delivery"]["render_processes"] = 1
+    imported = imported_by_create_app(tmp_path, sections)
+    assert imported.isdisjoint(RENDER_LIBRARIES), imported & set(RENDER_LIBRARIES)
+    # Without helpers the relay's process checks them itself.
+    sections["delivery"]["render_processes"] = 0
+    assert "relay.render.renderer" in imported_by_create_app(tmp_path, sections)
+
+
+def test_a_broken_template_is_found_by_the_check_in_a_helper(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    (templates / "email").mkdir(parents=True)
+    (templates / "email" / "transcript.txt.j2").write_text("{% if %}", encoding="utf-8")
+    sections = base_sections(tmp_path / "state")
+    sections["render"] = {"templates_dir": str(templates)}
+    pool = RenderPool(1)
+    try:
+        with pytest.raises(ConfigError, match=r"email template 'transcript' \(text\)"):
+            build_snapshot(Settings(**sections), render_pool=pool)
+        assert pool.check(Settings(**sections))  # the helper answered, with the problem
+        sections["render"] = {"templates_dir": str(tmp_path / "absent")}
+        with pytest.raises(ConfigError, match=r"render\.templates_dir: .* is not a directory"):
+            build_snapshot(Settings(**sections), render_pool=pool)
+    finally:
+        pool.close()
 
 
 def test_senders_are_built_for_what_the_settings_name(tmp_path: Path) -> None:
