@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ import pytest
 from relay.app import build_snapshot
 from relay.config.settings import Settings
 from relay.model.errors import ConfigError
+from relay.reload import reload_runtime
 from relay.render.pool import RenderPool
+from relay.runtime import Runtime
 from relay.senders.outbox import OutboxSender
 from relay.senders.registry import SenderRegistry
 from relay.senders.smtp import SmtpSender
@@ -114,3 +117,25 @@ def test_renderers_are_built_on_first_use(tmp_path: Path) -> None:
     assert snapshot.renderer("billing@shop.test") is not renderer
     with pytest.raises(KeyError):
         snapshot.renderer("someone@else.test")
+
+
+def test_a_reload_is_checked_in_the_helper_and_refused_with_a_broken_template(
+    tmp_path: Path,
+) -> None:
+    sections = base_sections(tmp_path / "state")
+    pool = RenderPool(1)
+    try:
+        runtime = Runtime(snapshot=build_snapshot(Settings(**sections), render_pool=pool))
+        before = runtime.snapshot
+        templates = tmp_path / "templates"
+        (templates / "slack").mkdir(parents=True)
+        (templates / "slack" / "alert.txt.j2").write_text("{{ view.", encoding="utf-8")
+        broken = {**sections, "render": {"templates_dir": str(templates)}}
+        build = partial(build_snapshot, render_pool=pool)
+        assert not reload_runtime(runtime, lambda: Settings(**broken), build)
+        assert runtime.snapshot is before
+        (templates / "slack" / "alert.txt.j2").unlink()  # the built-in one again
+        assert reload_runtime(runtime, lambda: Settings(**broken), build)
+        assert runtime.snapshot.settings.render.templates_dir == templates
+    finally:
+        pool.close()
