@@ -50,8 +50,8 @@ def test_memory_tiny_run_samples_rss() -> None:
 
 @pytest.mark.slow
 def test_startup_tiny_run_times_every_command() -> None:
-    out = run("startup.py", "--repeat", "1")
-    for name in ("baseline", "relay --help", "relay check"):
+    out = run("startup.py", "--repeat", "1", "--serve-repeat", "1")
+    for name in ("baseline", "relay --help", "relay check", "relay serve, idle", "after one email"):
         assert name in out
 
 
