@@ -17,6 +17,8 @@ from relay.config.settings import Settings
 from relay.model.errors import ConfigError
 from relay.reload import reload_runtime
 from relay.render.pool import RenderPool
+from relay.render.renderer import SLACK_TEMPLATES
+from relay.render.slack import SLACK_BUILDERS
 from relay.runtime import Runtime
 from relay.senders.outbox import OutboxSender
 from relay.senders.registry import SenderRegistry
@@ -40,6 +42,27 @@ if __name__ == "__main__":  # the render helper imports this as its main module
     create_app(Settings(**json.loads(sys.argv[1])))
     print(json.dumps(sorted(sys.modules)))
 """
+
+
+CHECK = """
+import json, sys
+from relay.cli.main import main
+main(["check", "--config", sys.argv[1]], standalone_mode=False)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_relay_check_checks_slack_templates_without_slack_sdk(tmp_path: Path) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text(f'[storage]\nstate_dir = "{tmp_path / "state"}"\n', encoding="utf-8")
+    found = subprocess.run(
+        [sys.executable, "-c", CHECK, str(config)], check=True, capture_output=True, text=True
+    )
+    assert "slack to #customer-feedback" in found.stdout  # the built-in Slack rule, checked
+    imported = set(json.loads(found.stdout.splitlines()[-1]))
+    assert "relay.render.renderer" in imported
+    assert "slack_sdk" not in imported
+    assert set(SLACK_TEMPLATES) == set(SLACK_BUILDERS)
 
 
 def imported_by_create_app(tmp_path: Path, sections: dict[str, Any]) -> set[str]:
