@@ -18,7 +18,7 @@ from relay.console.auth import check_key_file
 from relay.console.http import build_console
 from relay.delivery.retry import RetryPolicy
 from relay.delivery.worker import Observer, Worker
-from relay.intake.http import MetricsController, answer, build_handlers
+from relay.intake.http import MetricsController, answer, build_handlers, hook_first
 from relay.leads.links import link_key
 from relay.leads.scheduler import FollowUpScheduler
 from relay.model.errors import ConfigError
@@ -229,4 +229,5 @@ def create_app(
         debug=False,
     )
     app.state.runtime = runtime
+    hook_first(app, runtime, console_port=settings.console.port)
     return app

@@ -15,6 +15,7 @@ import signal
 from collections.abc import Callable
 
 from relay.config.settings import Settings, SlackSettings, SmtpSettings
+from relay.ops.heap import refreeze_if_frozen
 from relay.runtime import Runtime
 from relay.snapshot import Snapshot
 
@@ -197,3 +198,6 @@ class Reloader:
                 _failed(exc)
                 continue
             apply(self.runtime, snapshot)
+            # The old snapshot was frozen with the rest at start (relay.ops.heap): unfreeze
+            # so that it is collected, then freeze again.
+            refreeze_if_frozen()

@@ -72,11 +72,15 @@ def run_server(
         limit_concurrency=guard.limit_concurrency,
     )
 
+    from relay.ops.heap import freeze_long_lived  # noqa: PLC0415 -- with the server
     from relay.ops.sdnotify import notify  # noqa: PLC0415 -- with the server
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
+            if self.started:
+                # Started: what exists now lives as long as the process (docs/benchmarks.md).
+                freeze_long_lived()
             if self.started and sockets:
                 address = sockets[0].getsockname()
                 log.info("relay ready: listening on http://%s:%d", address[0], address[1])

@@ -71,12 +71,13 @@ def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
     reload_asked = threading.Event()
     signal.signal(signal.SIGHUP, lambda signum, frame: reload_asked.set())
 
-    from relay.ops.logs import configure_logging  # noqa: PLC0415
+    from relay.ops.logs import configure_logging, lighten_records  # noqa: PLC0415
 
     settings = _load(config_path)
     # Lines are formatted and written by a thread of their own, off the event loop; each way
     # out of this command writes what was logged before click prints its own message.
     handler = configure_logging(settings.logging, threaded=True)
+    lighten_records()
     try:
         _serve(settings, config_path, host, port, reload_asked)
     finally:

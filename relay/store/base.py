@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import queue
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -266,6 +268,83 @@ def _sync_directory(path: Path) -> None:
         os.close(fd)
 
 
+class LogCopier:
+    """A thread that copies the write-ahead log into the database file on request, through a
+    connection of its own with ``synchronous=FULL``: SQLite flushes the log before it copies
+    and the database file after, and only then counts the frames as copied, so the store's
+    connection (``synchronous=OFF``) starts the log over only once the database file durably
+    holds all of it. A passive checkpoint takes no lock that commits need."""
+
+    # Passes of one copy: each takes what the commits added during the one before, so the
+    # rest left for the store's thread (which copies it with commits held) is small.
+    PASSES = 4
+
+    def __init__(self, database: Path) -> None:
+        self._database = database
+        self._conn: sqlite3.Connection | None = None  # opened by the first copy, on its thread
+        self._asked: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self._done = threading.Event()
+        self._busy = False  # read and written by the store's thread only
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="relay-checkpoint", daemon=True)
+        self._thread.start()
+
+    def running(self) -> bool:
+        return self._busy and not self._done.is_set()
+
+    def finished(self) -> bool:
+        return self._busy and self._done.is_set()
+
+    def start(self) -> None:
+        self._busy = True
+        self._asked.put(True)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the copy asked for last has finished (False: ``timeout`` passed)."""
+        return self._done.wait(timeout)
+
+    def collect(self) -> None:
+        """Ready for the next copy; raises what the finished one raised."""
+        self._busy = False
+        self._done.clear()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _run(self) -> None:
+        while self._asked.get():
+            try:
+                self.copy()
+            except BaseException as exc:  # the store's thread raises it
+                self._error = exc
+            finally:
+                self._done.set()
+
+    def copy(self) -> None:
+        """Passive checkpoints on this object's thread, until one finds nothing left to copy
+        (at most ``PASSES``)."""
+        if self._conn is None:
+            conn = sqlite3.connect(
+                self._database, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            try:
+                conn.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error:
+                conn.close()
+                raise
+            self._conn = conn
+        for _ in range(self.PASSES):
+            _, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames == copied:
+                return
+
+    def close(self) -> None:
+        self._asked.put(False)
+        self._thread.join()
+        if self._conn is not None:
+            self._conn.close()
+
+
 class WalSync:
     """The durability of a store opened with ``defer_sync``: ``sync`` (any thread) flushes the
     write-ahead log, which makes every transaction committed before the call durable; the
@@ -273,9 +352,16 @@ class WalSync:
 
     # Checkpoint once the log holds about this many pages (SQLite's own default).
     CHECKPOINT_PAGES = 1000
+    # What copies the log on a thread of its own after ``copy_on_a_thread``.
+    copier_type: type[LogCopier] = LogCopier
+    # Copies on that thread between two on the store's thread, which let the log start over
+    # (each costs two flushes with commits held): the log grows to about this many times
+    # CHECKPOINT_PAGES pages in between.
+    COPIES_PER_RESTART = 4
 
     def __init__(self, conn: sqlite3.Connection, wal: Path) -> None:
         self._conn = conn
+        self._database = wal.with_name(wal.name.removesuffix("-wal"))
         # The log exists: migrate() wrote a transaction through this connection in WAL mode.
         self._fd = os.open(wal, os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -290,31 +376,73 @@ class WalSync:
         self._page_size: int = conn.execute("PRAGMA page_size").fetchone()[0]
         self._checkpointed_at = os.fstat(self._fd).st_size
         self._changes = conn.total_changes
+        self._copier: LogCopier | None = None
+        self._copies = 0  # copies on the copier's thread since the log last started over
 
     def sync(self) -> None:
         """Flush the log to the disk (fdatasync): OSError if the disk refuses."""
         os.fdatasync(self._fd)
 
+    def copy_on_a_thread(self) -> None:
+        """From now on ``checkpoint`` copies the bulk of the log into the database file on a
+        thread and connection of their own, while the store's thread goes on committing
+        (a checkpoint on the store's thread held up every commit: ~7 ms each, every ~500
+        intakes under load, docs/benchmarks.md)."""
+        if self._copier is None:
+            self._copier = self.copier_type(self._database)
+
     def checkpoint(self, *, force: bool = False) -> None:
         """Copy the log into the database file, with both flushed, once it has grown by about
         ``CHECKPOINT_PAGES`` pages since the last time (or now, with ``force``). The log's
-        size only grows, so growth is counted in changed rows between checks as well."""
-        size = os.fstat(self._fd).st_size
-        grown = size - self._checkpointed_at >= self.CHECKPOINT_PAGES * self._page_size
-        busy = self._conn.total_changes - self._changes >= self.CHECKPOINT_PAGES
-        if not (force or grown or busy):
+        size only grows, so growth is counted in changed rows between checks as well.
+
+        After ``copy_on_a_thread`` a due checkpoint only starts the copy there, and the log
+        grows on meanwhile. SQLite starts the log over from its beginning only at a commit
+        that finds all of it in the database file, which under steady load a copy running
+        beside the commits never achieves: so after every ``COPIES_PER_RESTART``-th copy,
+        the call that finds it finished copies the rest (what was committed meanwhile: a
+        few pages) here, between transactions, and the next commit starts the log over. A
+        failure of the copy is raised by the call that finds it finished."""
+        copier = self._copier
+        if copier is not None and copier.running():
+            return  # even when forced: one at a time; the call after it catches up
+        if copier is not None and not force:
+            if copier.finished():
+                self._copies += 1
+                self._counted()
+                copier.collect()  # raises what the copy raised
+                if self._copies < self.COPIES_PER_RESTART:
+                    return
+                force = True
+            elif self._due():
+                copier.start()
+                return
+        if not (force or self._due()):
             return
         self._conn.execute("PRAGMA synchronous=FULL")
         try:
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         finally:
             self._conn.execute("PRAGMA synchronous=OFF")
+        self._copies = 0
+        self._counted()
+
+    def _counted(self) -> None:
+        """The log's growth is counted from here on."""
         self._checkpointed_at = os.fstat(self._fd).st_size
         self._changes = self._conn.total_changes
+
+    def _due(self) -> bool:
+        size = os.fstat(self._fd).st_size
+        grown = size - self._checkpointed_at >= self.CHECKPOINT_PAGES * self._page_size
+        return grown or self._conn.total_changes - self._changes >= self.CHECKPOINT_PAGES
 
     def close(self) -> None:
         """Back to flushed commits and checkpoints (closing the last connection checkpoints
         the log into the database file): call it after the last ``sync``."""
+        if self._copier is not None:
+            self._copier.close()
+            self._copier = None
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA wal_autocheckpoint=1000")
         os.close(self._fd)

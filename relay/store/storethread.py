@@ -74,6 +74,7 @@ class StoreThread:
         self._sync_problem: str | None = None
         self._syncer: threading.Thread | None = None
         if self._wal is not None:
+            self._wal.copy_on_a_thread()
             self._syncer = threading.Thread(target=self._sync_run, name="relay-sync", daemon=True)
             self._syncer.start()
         self.intake_error: str | None = None

@@ -17,7 +17,14 @@ from litestar.testing import TestClient
 
 from relay.app import create_app
 from relay.config.settings import LoggingSettings, Settings
-from relay.ops.logs import RedactUrls, TextFormatter, configure_logging, under_journald
+from relay.ops.logs import (
+    REQUEST_ID,
+    RedactUrls,
+    TextFormatter,
+    configure_logging,
+    lighten_records,
+    under_journald,
+)
 from tests.support.app import wait_settled
 from tests.support.data import TOKEN, body, sample
 from tests.support.smtp import SmtpServer
@@ -295,3 +302,47 @@ def test_only_a_message_with_credentials_in_a_url_is_rewritten() -> None:
     assert redact.filter(secret)
     assert "pw" not in secret.getMessage() and "h.test/in" in secret.getMessage()
     assert secret.args is None
+
+
+def test_lighter_records_write_the_same_lines(capture: Capture) -> None:
+    """`relay serve` drops what no line shows from its records (``lighten_records``): the
+    lines stay the same, text and JSON, request id and traceback included."""
+    saved = (logging.logThreads, logging.logProcesses, logging.logMultiprocessing)
+    saved_srcfile = logging._srcfile
+    log = logging.getLogger("relay.test")
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            seen.append(record)
+            return True
+
+    def write_some(fmt: str) -> list[str]:
+        stream = capture(fmt)
+        token = REQUEST_ID.set("edge-9")
+        try:
+            log.info("conversation %s v%d accepted", "208-1", 2)
+            try:
+                raise ValueError("boom")
+            except ValueError:
+                log.exception("it failed at %s", "the end")
+        finally:
+            REQUEST_ID.reset(token)
+        # Without the time (text) or with it blanked (JSON): the two runs differ in it only.
+        if fmt == "json":
+            return [json.dumps({**json.loads(line), "time": ""}) for line in lines(stream)]
+        return [line.split(" ", 1)[1] for line in lines(stream)]
+
+    log.addFilter(Keep())
+    try:
+        before = {fmt: write_some(fmt) for fmt in ("text", "json")}
+        lighten_records()
+        after = {fmt: write_some(fmt) for fmt in ("text", "json")}
+    finally:
+        logging.logThreads, logging.logProcesses, logging.logMultiprocessing = saved
+        logging._srcfile = saved_srcfile
+        log.filters.clear()
+    assert after == before
+    assert "INFO relay.test [edge-9]: conversation 208-1 v2 accepted" in after["text"][0]
+    assert seen[0].threadName is not None and seen[0].lineno > 0
+    assert (seen[-1].threadName, seen[-1].process, seen[-1].lineno) == (None, None, 0)

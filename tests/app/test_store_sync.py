@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 
 from relay.model.errors import StoreError
 from relay.store import Accepted, Intake, Store
-from relay.store.base import WalSync
+from relay.store.base import LogCopier, WalSync
 from relay.store.storethread import StoreThread
 from tests.support.store import bare_intake
 
@@ -271,3 +273,156 @@ async def test_a_failed_checkpoint_is_logged_and_storing_goes_on(
     assert "checkpoint of the write-ahead log failed" in caplog.text
     assert "No space left on device" in caplog.text
     assert Store(tmp_path / "relay.db").conversation_raw(2) is not None
+
+
+class CopyingStore(Store):
+    """A store whose log is copied into the database file by ``copier``, and started over
+    after ``copies_per_restart`` copies (default: the relay's)."""
+
+    def __init__(
+        self, path: Path, copier: type[LogCopier], copies_per_restart: int | None = None
+    ) -> None:
+        super().__init__(path)
+        self.copier = copier
+        self.copies_per_restart = copies_per_restart
+        self.copiers: list[LogCopier] = []
+
+    def defer_sync(self) -> WalSync | None:
+        wal = super().defer_sync()
+        assert wal is not None
+        made = self.copiers
+
+        class Recorded(self.copier):  # type: ignore[name-defined,misc]
+            def __init__(self, database: Path) -> None:
+                super().__init__(database)
+                made.append(self)
+
+        wal.copier_type = Recorded
+        if self.copies_per_restart is not None:
+            wal.COPIES_PER_RESTART = self.copies_per_restart
+        return wal
+
+
+def log_frames(path: Path) -> int:
+    """The frames in the write-ahead log now: ``mxFrame`` of the wal-index header at the start
+    of the -shm file (https://www.sqlite.org/walformat.html, native byte order). Read from
+    the file, not asked of SQLite: a checkpoint would change what it shows."""
+    header = path.with_name(path.name + "-shm").read_bytes()[:48]
+    return int.from_bytes(header[16:20], sys.byteorder)
+
+
+class LaggingCopier(LogCopier):
+    """The real copy, made while the store goes on committing: a reader takes its snapshot,
+    the copy waits for the test to commit more (``go``), then copies what the reader's
+    snapshot allows, leaving the later commits in the log, as a copy running beside commits
+    does."""
+
+    def __init__(self, database: Path) -> None:
+        super().__init__(database)
+        self.database = database
+        self.entered = threading.Semaphore(0)
+        self.go = threading.Semaphore(0)
+
+    def copy(self) -> None:
+        with contextlib.closing(sqlite3.connect(self.database, isolation_level=None)) as reader:
+            reader.execute("BEGIN")
+            reader.execute("SELECT COUNT(*) FROM conversations").fetchone()
+            self.entered.release()
+            self.go.acquire()
+            super().copy()
+            reader.execute("COMMIT")
+
+
+async def copy_beside_a_commit(
+    store: CopyingStore, thread: StoreThread, first: int
+) -> LaggingCopier:
+    """Commit enough for a copy to be due; while it runs, commit one more intake; wait until
+    the copy has finished. Conversations ``first`` .. ``first + CHECKPOINT_PAGES``."""
+    many = [bare_intake(n) for n in range(first, first + WalSync.CHECKPOINT_PAGES)]
+    await thread.call(lambda store: store.accept_many(many))
+    copier = store.copiers[0]
+    assert isinstance(copier, LaggingCopier)
+    await asyncio.to_thread(copier.entered.acquire)
+    # The store's thread does not wait for the copy: this intake is committed meanwhile.
+    late = await asyncio.wait_for(
+        thread.accept(bare_intake(first + WalSync.CHECKPOINT_PAGES)), timeout=60
+    )
+    assert late.conversation_id == first + WalSync.CHECKPOINT_PAGES
+    copier.go.release()
+    assert await asyncio.to_thread(copier.wait, 60)
+    return copier
+
+
+async def test_the_log_starts_over_only_after_several_copies(tmp_path: Path) -> None:
+    path = tmp_path / "relay.db"
+    store = CopyingStore(path, LaggingCopier)
+    thread = StoreThread(store)
+    rounds = WalSync.COPIES_PER_RESTART
+    assert rounds > 1
+    try:
+        frames = []
+        for n in range(rounds):
+            await copy_beside_a_commit(store, thread, 1 + n * (WalSync.CHECKPOINT_PAGES + 2))
+            # The next batch finds the copy finished (after the last one, copies the rest).
+            await thread.accept(bare_intake(10**6 + n))
+            frames.append(log_frames(path))
+        assert frames == sorted(frames)  # the log only grew until now
+        await thread.accept(bare_intake(10**7))  # the first commit after the last copy
+        assert log_frames(path) < frames[0] // 4  # the log started over
+    finally:
+        thread.close()
+    reader = Store(path)
+    assert reader.conversation_raw(2 * rounds + rounds * WalSync.CHECKPOINT_PAGES) is not None
+    reader.close()
+
+
+async def test_commits_go_on_while_the_log_is_copied_and_the_rest_is_copied_after(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "relay.db"
+    store = CopyingStore(path, LaggingCopier, copies_per_restart=1)
+    thread = StoreThread(store)
+    try:
+        before = path.stat().st_size
+        await copy_beside_a_commit(store, thread, 1)
+        assert path.stat().st_size > before  # the copy took what came before the reader
+        held = log_frames(path)
+        # The first batch after the copy is appended to the log (not all of it is copied),
+        # then copies the rest on the store's thread...
+        await thread.accept(bare_intake(5000))
+        assert log_frames(path) > held
+        # ... so the next commit starts the log over from its beginning.
+        await thread.accept(bare_intake(5001))
+        assert log_frames(path) < held // 4
+    finally:
+        thread.close()
+    reader = Store(path)
+    assert reader.conversation_raw(3 + WalSync.CHECKPOINT_PAGES) is not None
+    reader.close()
+
+
+async def test_a_failed_copy_is_logged_and_storing_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    failed = threading.Event()
+
+    class RefusedCopier(LogCopier):
+        def copy(self) -> None:
+            failed.set()
+            raise OSError(28, "No space left on device")
+
+    path = tmp_path / "relay.db"
+    thread = StoreThread(CopyingStore(path, RefusedCopier))
+    try:
+        many = [bare_intake(n) for n in range(1, 1 + WalSync.CHECKPOINT_PAGES)]
+        await thread.call(lambda store: store.accept_many(many))
+        await asyncio.to_thread(failed.wait)
+        await thread.accept(bare_intake(5000))  # its batch learns of the failure
+        await thread.accept(bare_intake(5001))
+    finally:
+        thread.close()
+    assert "checkpoint of the write-ahead log failed" in caplog.text
+    assert "No space left on device" in caplog.text
+    reader = Store(path)
+    assert reader.conversation_raw(2 + WalSync.CHECKPOINT_PAGES) is not None
+    reader.close()
