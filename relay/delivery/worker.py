@@ -359,12 +359,15 @@ class Worker:
             self._progress.notify_all()
 
     async def _render(
-        self, snapshot: Snapshot, delivery: ClaimedDelivery, context: Context
+        self, snapshot: Snapshot, delivery: ClaimedDelivery, context: Context, *, flat: bool
     ) -> Content:
-        """The content to send; a lead's email carries its links, its Slack post its buttons."""
+        """The content to send; a lead's email carries its links, its Slack post its buttons.
+        ``flat``: the sender sends an email's bytes, so the render helper flattens it."""
         action = _ACTION.validate_python(delivery.action)
         lead_id = await self._lead_id(snapshot, delivery, action)
-        content = await self._render_content(snapshot, delivery, action, lead_id, context)
+        content = await self._render_content(
+            snapshot, delivery, action, lead_id, context, flat=flat
+        )
         # Buttons only where Slack's presses can be verified (a signing secret is set).
         signing = snapshot.settings.slack.signing_secret is not None
         if lead_id is not None and signing and isinstance(content, SlackContent):
@@ -378,6 +381,8 @@ class Worker:
         action: Action,
         lead_id: int | None,
         context: Context,
+        *,
+        flat: bool = False,
     ) -> Content:
         """Emails and Slack messages in the render pool when there is one; everything else
         in a thread, never on the event loop (a large conversation would stall intake)."""
@@ -411,6 +416,7 @@ class Worker:
             earlier=earlier,
             follow_up=follow_up,
             references=references,
+            flat=flat,
         )
         try:
             return await pool.render(job)
@@ -440,7 +446,8 @@ class Worker:
             if sender is None:
                 raise PermanentDeliveryError(f"no sender configured for {key!r}")
             try:
-                content = await self._render(snapshot, delivery, context)
+                flat = getattr(sender, "sends_flat_email", False)
+                content = await self._render(snapshot, delivery, context, flat=flat)
             except Exception as exc:
                 log.exception("delivery %d: rendering failed", delivery.id)
                 raise PermanentDeliveryError(f"rendering failed: {exc}") from exc
@@ -471,7 +478,7 @@ class Worker:
             # reference it (In-Reply-To, References); an outbox file or a skip is no email.
             sent_id = None
             if sent_to is None and isinstance(content, EmailContent):
-                sent_id = str(content.message["Message-ID"] or "") or None
+                sent_id = content.message_id or None
             await self._store.call(
                 lambda s: s.mark_sent(
                     delivery.id, self._clock(), sent_to=sent_to, message_id=sent_id

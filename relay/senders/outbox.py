@@ -32,6 +32,7 @@ class OutboxSender:
     only on the delivery id, so a repeated attempt overwrites rather than duplicates."""
 
     deadline_seconds: float | None = None  # local files: nothing remote to wait for
+    sends_flat_email = True  # writes an email's bytes, flattened in the render helper
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -63,7 +64,7 @@ class OutboxSender:
     def _write(self, content: EmailContent | SlackContent | TeamsContent, delivery_id: int) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         if isinstance(content, EmailContent):
-            data = flatten(content.message)
+            data = content.flat_for(utf8=False, eight_bit=True) or flatten(content.message)
         elif isinstance(content, TeamsContent):
             data = json.dumps(content.body(), ensure_ascii=False, indent=2).encode()
         else:
