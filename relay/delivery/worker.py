@@ -45,6 +45,11 @@ log = logging.getLogger("relay.worker")  # the published logger name (docs/opera
 _ACTION = TypeAdapter[Action](Action)
 CANCEL_WAIT_SECONDS = 5.0  # after the grace period, how long cancelled sends may take to end
 IDLE_POLL_SECONDS = 1.0  # picks up changes made by `relay retry` from another process
+# After a claim that looked past a full destination's queued deliveries for others and found
+# too few, claims within this long stop at the first delivery turned away: with a backlog for
+# one destination, looking past it reads the whole backlog, and a claim follows every send.
+# Deliveries to other destinations behind that backlog wait at most this long for a slot.
+FULL_SCAN_SECONDS = 0.05
 
 # Told each recorded outcome: (channel, "sent" | "retry" | "dead", seconds since the claim).
 Observer = Callable[[str, str, float], None]
@@ -114,13 +119,19 @@ class Context:
 
 
 def claim_with_context(
-    store: StoreProtocol, limit: int, now: float, admit: Callable[[dict[str, object]], bool]
+    store: StoreProtocol,
+    limit: int,
+    now: float,
+    admit: Callable[[dict[str, object]], bool],
+    *,
+    past_refused: bool = True,
 ) -> list[tuple[ClaimedDelivery, Context]]:
     """On the store's thread, in one call (one round trip instead of one more per delivery):
     claim what is due, and read the context of each email and Slack message (each read in a
     savepoint of its own; a failure is only missing context, never a failed send)."""
     claimed = []
-    for delivery in store.claim_due(limit=limit, now=now, admit=admit):
+    deliveries = store.claim_due(limit=limit, now=now, admit=admit, past_refused=past_refused)
+    for delivery in deliveries:
         context = Context()
         kind = delivery.action.get("type")
         if kind in WITH_HISTORY:
@@ -170,6 +181,7 @@ class Worker:
         self._rendered_snapshot: Snapshot | None = None
         self._render_generation = 0
         self._claimed_at: dict[int, float] = {}
+        self._full_scan_at = 0.0  # time.monotonic() from which a claim looks past refusals
         self._wake = asyncio.Event()
         self._settled = asyncio.Event()
         self._stopping = False
@@ -259,11 +271,18 @@ class Worker:
         now = self._clock()
         refused: list[int] = [0]  # deliveries due now that waited for their destination's room
         admit = self._admitter(refused)
+        started = time.monotonic()
+        full = started >= self._full_scan_at  # look past deliveries turned away
         # Not waiting for the disk: a claim only marks rows 'sending', which a restart puts
         # back to pending whether or not the claim reached the disk (recover_claimed).
         claimed = await self._store.call(
-            lambda s: claim_with_context(s, free, now, admit), durable=False
+            lambda s: claim_with_context(s, free, now, admit, past_refused=full), durable=False
         )
+        rescan = None  # a claim that stopped at a refusal: when to look past it again
+        if refused[0] and len(claimed) < free:
+            if full:
+                self._full_scan_at = started + FULL_SCAN_SECONDS
+            rescan = max(self._full_scan_at - time.monotonic(), 0.001)
         for delivery, context in claimed:
             task = asyncio.create_task(self._attempt(delivery, context))
             key = sender_key(delivery.action)
@@ -273,7 +292,9 @@ class Worker:
             task.add_done_callback(self._finished)
         # Fewer than asked: whatever is due now is claimed or waits for its destination to
         # have room (a finished send wakes the worker); only later due times matter.
-        await self._idle(after=now if len(claimed) < free else None, waiting=refused[0] > 0)
+        await self._idle(
+            after=now if len(claimed) < free else None, waiting=refused[0] > 0, within=rescan
+        )
 
     def _admitter(self, refused: list[int]) -> Callable[[dict[str, object]], bool]:
         """Admits a due delivery while its destination has fewer than ``per_destination`` in
@@ -323,16 +344,21 @@ class Worker:
                 del self._busy[key]
         self._wake.set()
 
-    async def _idle(self, after: float | None = None, *, waiting: bool = False) -> None:
+    async def _idle(
+        self, after: float | None = None, *, waiting: bool = False, within: float | None = None
+    ) -> None:
         """Wait for a wake-up or the next due time. ``waiting``: deliveries due now were
         turned away for room; if the sends that held it ended meanwhile, the wake-up they
-        gave makes the next step claim them, and nothing is settled yet."""
+        gave makes the next step claim them, and nothing is settled yet. ``within``: step
+        again after at most this many seconds (a claim that did not look past a refusal)."""
         next_due = await self._store.call(lambda s: s.next_due_at(after))
         if next_due is None and not self._inflight and not waiting:
             self._settled.set()
         timeout = IDLE_POLL_SECONDS
         if next_due is not None:
             timeout = min(max(next_due - self._clock(), 0.0), IDLE_POLL_SECONDS)
+        if within is not None:
+            timeout = min(timeout, within) if timeout > 0 else within
         if timeout <= 0 and len(self._inflight) < self._concurrency:
             return
         with contextlib.suppress(TimeoutError):
