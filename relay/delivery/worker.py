@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
+import json
 import logging
 import random
 import time
@@ -50,6 +52,7 @@ IDLE_POLL_SECONDS = 1.0  # picks up changes made by `relay retry` from another p
 # one destination, looking past it reads the whole backlog, and a claim follows every send.
 # Deliveries to other destinations behind that backlog wait at most this long for a slot.
 FULL_SCAN_SECONDS = 0.05
+ACTIONS_KEPT = 256  # validated actions the worker keeps (they are frozen values)
 
 # Told each recorded outcome: (channel, "sent" | "retry" | "dead", seconds since the claim).
 Observer = Callable[[str, str, float], None]
@@ -57,9 +60,15 @@ Observer = Callable[[str, str, float], None]
 
 def message_id(dedupe_key: str, from_address: str) -> str:
     """Stable per conversation, action and category: a resend dedupes downstream."""
-    domain = parseaddr(from_address)[1].rpartition("@")[2] or "relay.invalid"
+    domain = _domain(from_address)
     digest = hashlib.sha256(dedupe_key.encode()).hexdigest()[:32]
     return f"<{digest}@{domain}>"
+
+
+@functools.lru_cache(maxsize=64)
+def _domain(from_address: str) -> str:
+    """The domain of a From address (the same few for every delivery)."""
+    return parseaddr(from_address)[1].rpartition("@")[2] or "relay.invalid"
 
 
 def delivery_job(
@@ -181,6 +190,7 @@ class Worker:
         self._rendered_snapshot: Snapshot | None = None
         self._render_generation = 0
         self._claimed_at: dict[int, float] = {}
+        self._actions: dict[str, Action] = {}  # validated actions by their stored JSON
         self._full_scan_at = 0.0  # time.monotonic() from which a claim looks past refusals
         self._wake = asyncio.Event()
         self._settled = asyncio.Event()
@@ -384,12 +394,23 @@ class Worker:
             self.finished_attempts += 1
             self._progress.notify_all()
 
+    def _action(self, delivery: ClaimedDelivery) -> Action:
+        """The delivery's action, validated once per distinct stored action (the same few
+        rules plan them all; validating one checks every address in it)."""
+        key = json.dumps(delivery.action, sort_keys=True)
+        action = self._actions.get(key)
+        if action is None:
+            if len(self._actions) >= ACTIONS_KEPT:
+                self._actions.clear()
+            action = self._actions[key] = _ACTION.validate_python(delivery.action)
+        return action
+
     async def _render(
         self, snapshot: Snapshot, delivery: ClaimedDelivery, context: Context, *, flat: bool
     ) -> Content:
         """The content to send; a lead's email carries its links, its Slack post its buttons.
         ``flat``: the sender sends an email's bytes, so the render helper flattens it."""
-        action = _ACTION.validate_python(delivery.action)
+        action = self._action(delivery)
         lead_id = await self._lead_id(snapshot, delivery, action)
         content = await self._render_content(
             snapshot, delivery, action, lead_id, context, flat=flat
