@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
+import json
 import logging
 import random
 import time
@@ -45,6 +47,12 @@ log = logging.getLogger("relay.worker")  # the published logger name (docs/opera
 _ACTION = TypeAdapter[Action](Action)
 CANCEL_WAIT_SECONDS = 5.0  # after the grace period, how long cancelled sends may take to end
 IDLE_POLL_SECONDS = 1.0  # picks up changes made by `relay retry` from another process
+# After a claim that looked past a full destination's queued deliveries for others and found
+# too few, claims within this long stop at the first delivery turned away: with a backlog for
+# one destination, looking past it reads the whole backlog, and a claim follows every send.
+# Deliveries to other destinations behind that backlog wait at most this long for a slot.
+FULL_SCAN_SECONDS = 0.05
+ACTIONS_KEPT = 256  # validated actions the worker keeps (they are frozen values)
 
 # Told each recorded outcome: (channel, "sent" | "retry" | "dead", seconds since the claim).
 Observer = Callable[[str, str, float], None]
@@ -52,9 +60,15 @@ Observer = Callable[[str, str, float], None]
 
 def message_id(dedupe_key: str, from_address: str) -> str:
     """Stable per conversation, action and category: a resend dedupes downstream."""
-    domain = parseaddr(from_address)[1].rpartition("@")[2] or "relay.invalid"
+    domain = _domain(from_address)
     digest = hashlib.sha256(dedupe_key.encode()).hexdigest()[:32]
     return f"<{digest}@{domain}>"
+
+
+@functools.lru_cache(maxsize=64)
+def _domain(from_address: str) -> str:
+    """The domain of a From address (the same few for every delivery)."""
+    return parseaddr(from_address)[1].rpartition("@")[2] or "relay.invalid"
 
 
 def delivery_job(
@@ -114,13 +128,19 @@ class Context:
 
 
 def claim_with_context(
-    store: StoreProtocol, limit: int, now: float, admit: Callable[[dict[str, object]], bool]
+    store: StoreProtocol,
+    limit: int,
+    now: float,
+    admit: Callable[[dict[str, object]], bool],
+    *,
+    past_refused: bool = True,
 ) -> list[tuple[ClaimedDelivery, Context]]:
     """On the store's thread, in one call (one round trip instead of one more per delivery):
     claim what is due, and read the context of each email and Slack message (each read in a
     savepoint of its own; a failure is only missing context, never a failed send)."""
     claimed = []
-    for delivery in store.claim_due(limit=limit, now=now, admit=admit):
+    deliveries = store.claim_due(limit=limit, now=now, admit=admit, past_refused=past_refused)
+    for delivery in deliveries:
         context = Context()
         kind = delivery.action.get("type")
         if kind in WITH_HISTORY:
@@ -170,6 +190,8 @@ class Worker:
         self._rendered_snapshot: Snapshot | None = None
         self._render_generation = 0
         self._claimed_at: dict[int, float] = {}
+        self._actions: dict[str, Action] = {}  # validated actions by their stored JSON
+        self._full_scan_at = 0.0  # time.monotonic() from which a claim looks past refusals
         self._wake = asyncio.Event()
         self._settled = asyncio.Event()
         self._stopping = False
@@ -259,11 +281,18 @@ class Worker:
         now = self._clock()
         refused: list[int] = [0]  # deliveries due now that waited for their destination's room
         admit = self._admitter(refused)
+        started = time.monotonic()
+        full = started >= self._full_scan_at  # look past deliveries turned away
         # Not waiting for the disk: a claim only marks rows 'sending', which a restart puts
         # back to pending whether or not the claim reached the disk (recover_claimed).
         claimed = await self._store.call(
-            lambda s: claim_with_context(s, free, now, admit), durable=False
+            lambda s: claim_with_context(s, free, now, admit, past_refused=full), durable=False
         )
+        rescan = None  # a claim that stopped at a refusal: when to look past it again
+        if refused[0] and len(claimed) < free:
+            if full:
+                self._full_scan_at = started + FULL_SCAN_SECONDS
+            rescan = max(self._full_scan_at - time.monotonic(), 0.001)
         for delivery, context in claimed:
             task = asyncio.create_task(self._attempt(delivery, context))
             key = sender_key(delivery.action)
@@ -273,7 +302,9 @@ class Worker:
             task.add_done_callback(self._finished)
         # Fewer than asked: whatever is due now is claimed or waits for its destination to
         # have room (a finished send wakes the worker); only later due times matter.
-        await self._idle(after=now if len(claimed) < free else None, waiting=refused[0] > 0)
+        await self._idle(
+            after=now if len(claimed) < free else None, waiting=refused[0] > 0, within=rescan
+        )
 
     def _admitter(self, refused: list[int]) -> Callable[[dict[str, object]], bool]:
         """Admits a due delivery while its destination has fewer than ``per_destination`` in
@@ -323,16 +354,21 @@ class Worker:
                 del self._busy[key]
         self._wake.set()
 
-    async def _idle(self, after: float | None = None, *, waiting: bool = False) -> None:
+    async def _idle(
+        self, after: float | None = None, *, waiting: bool = False, within: float | None = None
+    ) -> None:
         """Wait for a wake-up or the next due time. ``waiting``: deliveries due now were
         turned away for room; if the sends that held it ended meanwhile, the wake-up they
-        gave makes the next step claim them, and nothing is settled yet."""
+        gave makes the next step claim them, and nothing is settled yet. ``within``: step
+        again after at most this many seconds (a claim that did not look past a refusal)."""
         next_due = await self._store.call(lambda s: s.next_due_at(after))
         if next_due is None and not self._inflight and not waiting:
             self._settled.set()
         timeout = IDLE_POLL_SECONDS
         if next_due is not None:
             timeout = min(max(next_due - self._clock(), 0.0), IDLE_POLL_SECONDS)
+        if within is not None:
+            timeout = min(timeout, within) if timeout > 0 else within
         if timeout <= 0 and len(self._inflight) < self._concurrency:
             return
         with contextlib.suppress(TimeoutError):
@@ -358,13 +394,27 @@ class Worker:
             self.finished_attempts += 1
             self._progress.notify_all()
 
+    def _action(self, delivery: ClaimedDelivery) -> Action:
+        """The delivery's action, validated once per distinct stored action (the same few
+        rules plan them all; validating one checks every address in it)."""
+        key = json.dumps(delivery.action, sort_keys=True)
+        action = self._actions.get(key)
+        if action is None:
+            if len(self._actions) >= ACTIONS_KEPT:
+                self._actions.clear()
+            action = self._actions[key] = _ACTION.validate_python(delivery.action)
+        return action
+
     async def _render(
-        self, snapshot: Snapshot, delivery: ClaimedDelivery, context: Context
+        self, snapshot: Snapshot, delivery: ClaimedDelivery, context: Context, *, flat: bool
     ) -> Content:
-        """The content to send; a lead's email carries its links, its Slack post its buttons."""
-        action = _ACTION.validate_python(delivery.action)
+        """The content to send; a lead's email carries its links, its Slack post its buttons.
+        ``flat``: the sender sends an email's bytes, so the render helper flattens it."""
+        action = self._action(delivery)
         lead_id = await self._lead_id(snapshot, delivery, action)
-        content = await self._render_content(snapshot, delivery, action, lead_id, context)
+        content = await self._render_content(
+            snapshot, delivery, action, lead_id, context, flat=flat
+        )
         # Buttons only where Slack's presses can be verified (a signing secret is set).
         signing = snapshot.settings.slack.signing_secret is not None
         if lead_id is not None and signing and isinstance(content, SlackContent):
@@ -378,6 +428,8 @@ class Worker:
         action: Action,
         lead_id: int | None,
         context: Context,
+        *,
+        flat: bool = False,
     ) -> Content:
         """Emails and Slack messages in the render pool when there is one; everything else
         in a thread, never on the event loop (a large conversation would stall intake)."""
@@ -411,6 +463,7 @@ class Worker:
             earlier=earlier,
             follow_up=follow_up,
             references=references,
+            flat=flat,
         )
         try:
             return await pool.render(job)
@@ -440,7 +493,8 @@ class Worker:
             if sender is None:
                 raise PermanentDeliveryError(f"no sender configured for {key!r}")
             try:
-                content = await self._render(snapshot, delivery, context)
+                flat = getattr(sender, "sends_flat_email", False)
+                content = await self._render(snapshot, delivery, context, flat=flat)
             except Exception as exc:
                 log.exception("delivery %d: rendering failed", delivery.id)
                 raise PermanentDeliveryError(f"rendering failed: {exc}") from exc
@@ -471,7 +525,7 @@ class Worker:
             # reference it (In-Reply-To, References); an outbox file or a skip is no email.
             sent_id = None
             if sent_to is None and isinstance(content, EmailContent):
-                sent_id = str(content.message["Message-ID"] or "") or None
+                sent_id = content.message_id or None
             await self._store.call(
                 lambda s: s.mark_sent(
                     delivery.id, self._clock(), sent_to=sent_to, message_id=sent_id

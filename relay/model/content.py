@@ -2,19 +2,86 @@
 
 from __future__ import annotations
 
+import email.policy
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.parser import BytesParser
 from typing import Any
 
 from relay.model.crm import CrmContent
 
 
-@dataclass(frozen=True)
-class EmailContent:
-    """A complete message (all headers set) and its envelope recipients (to + cc + bcc)."""
+@dataclass(frozen=True, slots=True)
+class FlatEmail:
+    """An email already flattened to the bytes sent and checked (``render.headers.flatten``,
+    8-bit bodies, SMTPUTF8 headers exactly when ``utf8``), with its Message-ID: what the
+    render helper hands back instead of the message object, which costs as much to pickle
+    and unpickle as it did to render."""
 
-    message: EmailMessage
-    recipients: tuple[str, ...]
+    data: bytes
+    utf8: bool
+    message_id: str
+
+
+class EmailContent:
+    """A complete message (all headers set) and its envelope recipients (to + cc + bcc).
+
+    ``flat``: the same message flattened and checked already (from the render helper); the
+    message object is then parsed back from those bytes only if something asks for it."""
+
+    __slots__ = ("_message", "flat", "recipients")
+
+    def __init__(
+        self,
+        message: EmailMessage | None = None,
+        recipients: tuple[str, ...] = (),
+        *,
+        flat: FlatEmail | None = None,
+    ) -> None:
+        if message is None and flat is None:
+            raise ValueError("an email needs its message or its flattened bytes")
+        self._message = message
+        self.recipients = recipients
+        self.flat = flat
+
+    @property
+    def message(self) -> EmailMessage:
+        if self._message is None:
+            assert self.flat is not None  # one of the two is always set (__init__)
+            parser = BytesParser(_class=EmailMessage, policy=email.policy.SMTP)
+            self._message = parser.parsebytes(self.flat.data)
+        return self._message
+
+    @property
+    def message_id(self) -> str:
+        """The Message-ID header ("" without one), without parsing a flattened message."""
+        if self.flat is not None:
+            return self.flat.message_id
+        return str(self.message["Message-ID"] or "")
+
+    def flat_for(self, *, utf8: bool, eight_bit: bool) -> bytes | None:
+        """The flattened bytes when they were made for these options, else None."""
+        flat = self.flat
+        if flat is not None and eight_bit and flat.utf8 == utf8:
+            return flat.data
+        return None
+
+    def with_flat(self, flat: FlatEmail) -> EmailContent:
+        """The same email carried as its flattened bytes only (what crosses processes)."""
+        return EmailContent(recipients=self.recipients, flat=flat)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Flattened: only the bytes cross a process boundary, never the message object.
+        if self.flat is not None:
+            return (_flat_email, (self.recipients, self.flat))
+        return (EmailContent, (self._message, self.recipients))
+
+    def __repr__(self) -> str:
+        return f"EmailContent(recipients={self.recipients!r}, message_id={self.message_id!r})"
+
+
+def _flat_email(recipients: tuple[str, ...], flat: FlatEmail) -> EmailContent:
+    return EmailContent(recipients=recipients, flat=flat)
 
 
 @dataclass(frozen=True)

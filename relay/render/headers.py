@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import email.policy
+import functools
 import io
 import re
 from collections.abc import Callable, Iterable
@@ -13,7 +14,6 @@ from email.errors import HeaderParseError, MessageError
 from email.generator import BytesGenerator
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
@@ -187,28 +187,50 @@ def flatten(message: EmailMessage, *, utf8: bool = False, eight_bit: bool = True
 
 def header_problem(message: EmailMessage, data: bytes) -> str | None:
     """None if the header block of ``data`` has exactly ``message``'s header fields (names in
-    order, addresses of From/To/Cc/Reply-To); else what differs."""
+    order, addresses of From/To/Cc/Reply-To); else what differs. The addresses are read from
+    the bytes as ``BytesHeaderParser`` reads them (each field's first occurrence, its lines
+    joined by the policy's ``header_source_parse``), each field's text parsed once per
+    process (``_sent_addresses``: From and To repeat from email to email)."""
     block, blank, _ = data.partition(b"\r\n\r\n")
     if not blank:
         return "no empty line ends the headers"
     names: list[str] = []
+    fields: dict[str, list[bytes]] = {}  # each address header's first occurrence, its lines
+    current: list[bytes] | None = None
     for line in block.split(b"\r\n"):
         if b"\r" in line or b"\n" in line:
             return "a bare CR or LF in the headers"
         if line[:1] in (b" ", b"\t") and names:
+            if current is not None:
+                current.append(line)
             continue  # a folded continuation of the field before
         field = _FIELD_LINE.match(line)
         if field is None:
             return f"a header line that is no field: {line[:60]!r}"
-        names.append(field.group(1).decode("ascii").lower())
+        name = field.group(1).decode("ascii").lower()
+        names.append(name)
+        current = None
+        if name in ADDRESS_HEADERS and name not in fields:
+            current = fields[name] = [line]
     wanted = [name.lower() for name in message]
     if names != wanted:
         return f"header fields {names} where {wanted} were set"
-    parsed = BytesHeaderParser(policy=email.policy.default).parsebytes(block + blank)
     for name in ADDRESS_HEADERS:
-        if name in wanted and _addresses(parsed[name]) != _addresses(message[name]):
-            return f"the {name} addresses changed when flattened"
+        if name in wanted:
+            sent = _sent_addresses(b"\r\n".join(fields[name]))
+            if list(sent) != _addresses(message[name]):
+                return f"the {name} addresses changed when flattened"
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _sent_addresses(field: bytes) -> tuple[str, ...]:
+    """The addresses a reader of the flattened field finds, as ``BytesHeaderParser`` with
+    the default policy reads it (ASCII with surrogate escapes, lines joined, then parsed)."""
+    lines = [line + "\r\n" for line in field.decode("ascii", "surrogateescape").split("\r\n")]
+    policy = email.policy.default
+    name, value = policy.header_source_parse(lines)
+    return tuple(_addresses(policy.header_fetch_parse(name, value)))
 
 
 def _addresses(header: object) -> list[str]:

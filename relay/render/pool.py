@@ -16,6 +16,7 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from email.utils import parseaddr
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -23,9 +24,10 @@ from relay.config.settings import EmailAction, RenderSettings, Settings, SlackAc
 from relay.intake.payload import parse
 from relay.leads.links import LeadLinks
 from relay.model.category import Category
-from relay.model.content import Content
+from relay.model.content import Content, EmailContent, FlatEmail
 from relay.render.dispatch import Job
 from relay.render.dispatch import render as dispatch
+from relay.render.headers import UnsafeHeaders, flatten
 
 if TYPE_CHECKING:  # helpers only: the relay's own process does not import the renderer
     from relay.render.renderer import Renderer
@@ -59,6 +61,8 @@ class RenderJob:
     follow_up: LeadLinks | None = None  # an email about a lead: its claim and done links
     # Message-IDs of the visitor's earlier emails that were sent (In-Reply-To, References).
     references: tuple[str, ...] = ()
+    # An email goes back as its flattened, checked bytes (the sender sends bytes: SMTP, outbox).
+    flat: bool = False
 
 
 class HelperRenderers:
@@ -139,7 +143,24 @@ def render(job: RenderJob) -> Content:
         follow_up=job.follow_up,
         references=job.references,
     )
-    return dispatch(dispatched, HELPER.renderer(job))
+    content = dispatch(dispatched, HELPER.renderer(job))
+    if job.flat and isinstance(content, EmailContent):
+        return flattened(content, job.from_address)
+    return content
+
+
+def flattened(content: EmailContent, from_address: str) -> EmailContent:
+    """The email as bytes for a server with 8BITMIME (SMTPUTF8 headers when the envelope
+    needs them), flattened and checked here, in the helper: only those bytes go back to the
+    relay's process. Headers that cannot be written safely leave the message as it is, and
+    the sender refuses it exactly as it would without this step."""
+    envelope = parseaddr(from_address)[1] or from_address
+    utf8 = not (envelope + "".join(content.recipients)).isascii()
+    try:
+        data = flatten(content.message, utf8=utf8, eight_bit=True)
+    except UnsafeHeaders:
+        return content
+    return content.with_flat(FlatEmail(data, utf8, content.message_id))
 
 
 def check_templates(settings: Settings) -> list[str]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from relay.model.content import Content, EmailContent, SlackContent, TeamsContent
@@ -13,14 +14,58 @@ from relay.model.errors import PermanentDeliveryError
 from relay.render.headers import UnsafeHeaders, flatten
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def _write_atomically(path: Path, data: bytes, directory: DirectorySync) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     tmp.replace(path)
-    fd = os.open(path.parent, os.O_RDONLY)
+    directory.sync()
+
+
+class DirectorySync:
+    """The fsync of one directory, shared by the writers waiting for it at the same time. A
+    rename is on disk once an fsync of its directory that started after the rename has
+    finished; each caller waits for such a one, and one fsync serves every caller that came
+    while the one before it ran (the outbox's files are written by several threads at once,
+    and each fsync competes with the store's commits for the disk)."""
+
+    def __init__(self, path: Path, fsync: Callable[[Path], None] | None = None) -> None:
+        self.path = path
+        self._fsync = fsync or _fsync_directory
+        self._changed = threading.Condition()
+        self.waiting = 0  # callers waiting for an fsync another caller runs
+        self._started = 0  # fsyncs started so far
+        self._finished = 0  # the newest fsync that finished without an error
+        self._running = False
+
+    def sync(self) -> None:
+        with self._changed:
+            wanted = self._started + 1  # the first to start after this call
+            while self._finished < wanted:
+                if self._running:
+                    self.waiting += 1
+                    self._changed.wait()
+                    self.waiting -= 1
+                    continue
+                self._running = True
+                self._started += 1
+                mine = self._started
+                try:
+                    self._changed.release()
+                    try:
+                        self._fsync(self.path)
+                    finally:
+                        self._changed.acquire()
+                    self._finished = mine
+                finally:
+                    self._running = False
+                    self._changed.notify_all()
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -32,9 +77,11 @@ class OutboxSender:
     only on the delivery id, so a repeated attempt overwrites rather than duplicates."""
 
     deadline_seconds: float | None = None  # local files: nothing remote to wait for
+    sends_flat_email = True  # writes an email's bytes, flattened in the render helper
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._directory_sync = DirectorySync(directory)
 
     def path_for(self, delivery_id: int, content: Content) -> Path:
         if isinstance(content, EmailContent):
@@ -63,7 +110,7 @@ class OutboxSender:
     def _write(self, content: EmailContent | SlackContent | TeamsContent, delivery_id: int) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         if isinstance(content, EmailContent):
-            data = flatten(content.message)
+            data = content.flat_for(utf8=False, eight_bit=True) or flatten(content.message)
         elif isinstance(content, TeamsContent):
             data = json.dumps(content.body(), ensure_ascii=False, indent=2).encode()
         else:
@@ -73,4 +120,4 @@ class OutboxSender:
                 "blocks": list(content.blocks),
             }
             data = json.dumps(payload, ensure_ascii=False, indent=2).encode()
-        _write_atomically(self.path_for(delivery_id, content), data)
+        _write_atomically(self.path_for(delivery_id, content), data, self._directory_sync)

@@ -35,6 +35,9 @@ class SmtpSender:
     """Sends over persistent connections pooled per destination (``SmtpPools``);
     STARTTLS/implicit TLS and AUTH from settings."""
 
+    # Sends an email's bytes: the render helper flattens and checks them (``EmailContent.flat``).
+    sends_flat_email = True
+
     def __init__(
         self,
         settings: SmtpSettings,
@@ -68,16 +71,22 @@ class SmtpSender:
 
         What aiosmtplib's send_message does, except that the bytes sent are the ones
         ``flatten`` checked: SMTPUTF8 for non-ASCII addresses, 8BITMIME when offered."""
-        async with self.pool.connection(self._login) as client:
+
+        async def transaction(client: aiosmtplib.SMTP) -> dict[str, aiosmtplib.SMTPResponse]:
             await _greet(client)
             utf8 = not (self._sender + "".join(recipients)).isascii()
             if utf8 and not client.supports_extension("smtputf8"):
                 raise aiosmtplib.SMTPNotSupported("non-ASCII addresses need SMTPUTF8")
             eight_bit = client.supports_extension("8bitmime")
             options = ["SMTPUTF8"] * utf8 + ["BODY=8BITMIME"] * eight_bit
-            data = flatten(content.message, utf8=utf8, eight_bit=eight_bit)
+            # Flattened and checked by the render helper when made for these options.
+            data = content.flat_for(utf8=utf8, eight_bit=eight_bit) or flatten(
+                content.message, utf8=utf8, eight_bit=eight_bit
+            )
             refused, _ = await client.sendmail(self._sender, recipients, data, mail_options=options)
-        return refused
+            return refused
+
+        return await self.pool.run(transaction, self._login)
 
     async def send(self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()) -> None:
         if not isinstance(content, EmailContent):

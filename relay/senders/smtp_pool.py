@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import aiosmtplib
 
@@ -16,6 +17,13 @@ log = logging.getLogger(__name__)
 
 Destination = tuple[object, ...]
 Login = Callable[[aiosmtplib.SMTP], Awaitable[object]]
+T = TypeVar("T")
+# A connection back in the pool for less than this is reused without a NOOP first: under load
+# connections come back every few milliseconds, and the NOOP was one of five round trips per
+# message. A send that finds such a connection closed is run again on a new one (``run``).
+TRUST_SECONDS = 2.0
+# What a connection the server closed meanwhile raises on its next command.
+STALE = (aiosmtplib.SMTPServerDisconnected, ConnectionError)
 
 
 def destination(settings: SmtpSettings) -> Destination:
@@ -59,7 +67,9 @@ class SmtpPool:
     is closed and replaced), or connects a new one. A client goes back to the pool only if the
     block using it finished without an exception; otherwise it is closed, because its state
     is unknown. Idle clients older than ``max_idle_seconds`` are closed instead of reused
-    (servers drop idle sessions after a few minutes).
+    (servers drop idle sessions after a few minutes). ``run()`` does the same for one
+    function, but reuses a client idle for less than ``trust_seconds`` without the NOOP, and
+    runs the function once more on a new connection if that client turns out closed.
     """
 
     def __init__(
@@ -68,9 +78,11 @@ class SmtpPool:
         *,
         max_idle: int = 4,
         max_idle_seconds: float = 60.0,
+        trust_seconds: float = TRUST_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._factory = factory
+        self._trust_seconds = trust_seconds
         self._max_idle = max_idle
         self._max_idle_seconds = max_idle_seconds
         self._clock = clock
@@ -81,12 +93,43 @@ class SmtpPool:
     @contextlib.asynccontextmanager
     async def connection(self, login: Login | None = None) -> AsyncIterator[aiosmtplib.SMTP]:
         """``login`` runs on a newly connected client (a reused one is logged in already)."""
-        smtp = await self._checkout(login)
+        smtp, _ = await self._checkout(login)
         try:
             yield smtp
         except BaseException as exc:
             await goodbye(smtp, exc)
             raise
+        await self._give_back(smtp)
+
+    async def run(
+        self, work: Callable[[aiosmtplib.SMTP], Awaitable[T]], login: Login | None = None
+    ) -> T:
+        """``work`` on a pooled client, as ``connection()`` would run it, except that a client
+        back for less than ``trust_seconds`` is taken without a NOOP. If such a client fails
+        as closed by the server (its first command finds the connection gone), ``work`` runs
+        once more on a new connection: at worst the message goes out twice, never not at all
+        (the server may have closed it after taking the message but before answering)."""
+        smtp, checked = await self._checkout(login, trust=True)
+        try:
+            result = await work(smtp)
+        except STALE as exc:
+            await goodbye(smtp, exc)
+            if checked:
+                raise
+            log.info("a pooled SMTP connection was closed by the server; sending on a new one")
+            smtp, _ = await self._checkout(login, fresh=True)
+            try:
+                result = await work(smtp)
+            except BaseException as again:
+                await goodbye(smtp, again)
+                raise
+        except BaseException as exc:
+            await goodbye(smtp, exc)
+            raise
+        await self._give_back(smtp)
+        return result
+
+    async def _give_back(self, smtp: aiosmtplib.SMTP) -> None:
         if self._closed or len(self._idle) >= self._max_idle or not smtp.is_connected:
             await goodbye(smtp)
         else:
@@ -99,19 +142,27 @@ class SmtpPool:
         for smtp, _ in idle:
             await goodbye(smtp)
 
-    async def _checkout(self, login: Login | None = None) -> aiosmtplib.SMTP:
-        while self._idle:
+    async def _checkout(
+        self, login: Login | None = None, *, trust: bool = False, fresh: bool = False
+    ) -> tuple[aiosmtplib.SMTP, bool]:
+        """A client, and whether it is known to work (new, or it answered a NOOP just now):
+        with ``trust`` one back for less than ``trust_seconds`` is not checked; ``fresh``: a
+        new connection whatever is idle."""
+        while self._idle and not fresh:
             smtp, since = self._idle.pop()
-            if self._clock() - since > self._max_idle_seconds or not smtp.is_connected:
+            idle = self._clock() - since
+            if idle > self._max_idle_seconds or not smtp.is_connected:
                 await goodbye(smtp)
                 continue
+            if trust and idle < self._trust_seconds:
+                return smtp, False
             try:
                 await smtp.noop()
             except (aiosmtplib.SMTPException, OSError) as exc:
                 log.info("dropping a pooled SMTP connection that failed NOOP: %s", exc)
                 await goodbye(smtp, exc)
                 continue
-            return smtp
+            return smtp, True
         smtp = self._factory()
         try:
             await smtp.connect()
@@ -121,7 +172,7 @@ class SmtpPool:
             await goodbye(smtp, exc)
             raise
         self.opened += 1
-        return smtp
+        return smtp, True
 
 
 async def goodbye(client: aiosmtplib.SMTP, failure: BaseException | None = None) -> None:

@@ -16,10 +16,17 @@ class Admission:
     one of those actions out in SQL. That relies on ``admit`` being monotone within a scan: it
     only counts deliveries up, so an action once turned away (its destination is full) stays
     turned away. A backlog for a full destination then costs one query, not a JSON parse (and
-    a Python row) per queued delivery on every claim."""
+    a Python row) per queued delivery on every claim.
 
-    def __init__(self, admit: Callable[[dict[str, Any]], bool]) -> None:
+    ``past_refused=False``: the scan ends at the first action turned away instead. Leaving
+    that action out still reads every queued delivery it has (in SQL, but all of them): with
+    one destination full and a backlog for it, that was a pass over the backlog per claim."""
+
+    def __init__(
+        self, admit: Callable[[dict[str, Any]], bool], *, past_refused: bool = True
+    ) -> None:
         self._admit = admit
+        self.past_refused = past_refused
         self.refused: list[str] = []
 
     def offer(self, action: str) -> bool:
@@ -41,7 +48,10 @@ def scan_due(fetch: FetchPage, limit: int, admission: Admission | None, ids: lis
     of what is still missing). Both stores' claims read through it."""
     at, last = float("-inf"), 0
     while len(ids) < limit:
-        page = DUE_PAGE if admission is not None else limit - len(ids)
+        page = limit - len(ids)  # without admission: exactly what is still missing
+        if admission is not None:
+            # Ending at the first refusal: at most one row more than is missing is needed.
+            page = DUE_PAGE if admission.past_refused else min(page + 1, DUE_PAGE)
         rows = fetch(at, last, [] if admission is None else admission.refused, page)
         turned_away = False
         for delivery_id, action, due in rows:
@@ -53,4 +63,6 @@ def scan_due(fetch: FetchPage, limit: int, admission: Admission | None, ids: lis
             if len(ids) >= limit:
                 break
         if not turned_away and len(rows) < page:
+            break
+        if turned_away and admission is not None and not admission.past_refused:
             break

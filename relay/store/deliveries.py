@@ -34,15 +34,17 @@ class DeliveryOps(StoreBase):
         now: float | None = None,
         *,
         admit: Callable[[dict[str, Any]], bool] | None = None,
+        past_refused: bool = True,
     ) -> list[ClaimedDelivery]:
         """Mark up to ``limit`` due deliveries 'sending' and count the attempt, atomically.
 
         With ``admit``, due deliveries are offered to it in order and only those whose action
-        it admits are claimed (per-destination limits); the others stay queued as they are."""
+        it admits are claimed (per-destination limits); the others stay queued as they are.
+        ``past_refused=False``: the scan ends at the first delivery ``admit`` turns away."""
         now = time.time() if now is None else now
         with self._transaction() as db:
             if admit is not None:  # the rows admit chose, by primary key
-                ids = self._admitted(db, now, limit, admit)
+                ids = self._admitted(db, now, limit, admit, past_refused)
                 source = queries.CLAIM_BY_ID_SOURCE
                 where, args = queries.ids_in("d.id", len(ids)), list[float](ids)
             else:
@@ -69,7 +71,11 @@ class DeliveryOps(StoreBase):
 
     @staticmethod
     def _admitted(
-        db: sqlite3.Connection, now: float, limit: int, admit: Callable[[dict[str, Any]], bool]
+        db: sqlite3.Connection,
+        now: float,
+        limit: int,
+        admit: Callable[[dict[str, Any]], bool],
+        past_refused: bool = True,
     ) -> list[int]:
         """The ids of the first ``limit`` due deliveries that ``admit`` accepts, in order; after
         each action it turns away, the scan goes on from there without that action."""
@@ -79,7 +85,7 @@ class DeliveryOps(StoreBase):
             query = queries.due_actions(len(refused))
             return db.execute(query, (now, at, last, *refused, page)).fetchall()
 
-        scan_due(fetch, limit, Admission(admit), ids)
+        scan_due(fetch, limit, Admission(admit, past_refused=past_refused), ids)
         return ids
 
     def next_due_at(self, after: float | None = None) -> float | None:

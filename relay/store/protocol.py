@@ -57,6 +57,7 @@ class StoreProtocol(Protocol):
         now: float | None = None,
         *,
         admit: Callable[[dict[str, Any]], bool] | None = None,
+        past_refused: bool = True,
     ) -> list[ClaimedDelivery]: ...
     def next_due_at(self, after: float | None = None) -> float | None: ...
     def mark_sent(

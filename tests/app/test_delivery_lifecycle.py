@@ -105,6 +105,31 @@ def test_a_backlog_for_a_full_destination_is_not_read_row_by_row(store: StorePro
     assert offered == ["full@shop.test"] + ["free@shop.test"] * 3
 
 
+def test_a_claim_told_not_to_look_past_a_refusal_ends_there(store: StoreProtocol) -> None:
+    """``past_refused=False`` (the worker's claims right after one that found only a full
+    destination's backlog): what is admitted before the first refusal is claimed, nothing
+    behind it is read; the next full claim finds the rest."""
+    store.accept(intake(channel_id=1, to="free@shop.test"), now=100)
+    for n in range(2, 6):
+        store.accept(intake(channel_id=n, to="full@shop.test"), now=101)
+    store.accept(intake(channel_id=6, to="free@shop.test"), now=102)
+    offered: list[str] = []
+
+    def room_for_free(action: dict[str, Any]) -> bool:
+        offered.append(action["to"][0])
+        return action["to"][0] == "free@shop.test"
+
+    claimed = store.claim_due(10, now=200, admit=room_for_free, past_refused=False)
+    assert [c.conversation_id for c in claimed] == [1]
+    assert offered == ["free@shop.test", "full@shop.test"]
+    offered.clear()
+    claimed = store.claim_due(10, now=200, admit=room_for_free)
+    assert [c.conversation_id for c in claimed] == [6]
+    assert offered == ["full@shop.test", "free@shop.test"]
+    rows = {row.conversation_id: row.status for row in store.deliveries()}
+    assert [n for n, status in sorted(rows.items()) if status == "pending"] == [2, 3, 4, 5]
+
+
 def test_a_released_send_goes_back_untouched(store: StoreProtocol) -> None:
     store.accept(intake(), now=100)
     [claimed] = store.claim_due(10, now=100)

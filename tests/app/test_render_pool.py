@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import email.policy
 import multiprocessing
 import os
+import pickle
+import re
 import resource
 from collections.abc import Callable
 from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -15,6 +21,7 @@ from litestar.testing import TestClient
 
 from relay.app import create_app
 from relay.config.settings import Settings
+from relay.model.content import EmailContent
 from tests.support.app import wait_settled
 from tests.support.data import TOKEN, body, sample
 from tests.support.slack import FakeSlack
@@ -209,3 +216,93 @@ async def test_helpers_that_cannot_start_mean_in_process_rendering_from_then_on(
         await pool.render(job)
     assert multiprocessing.active_children() == []
     pool.close()
+
+
+async def test_an_email_for_a_byte_sender_comes_back_flattened_and_checked() -> None:
+    """With ``flat`` the helper sends back the checked bytes, not the message object; they
+    are the email the in-process renderer makes, and the message is parsed from them."""
+    from relay.config.settings import EmailAction, RenderSettings  # noqa: PLC0415 -- local
+    from relay.render.headers import flatten  # noqa: PLC0415 -- local
+    from relay.render.pool import RenderJob, RenderPool  # noqa: PLC0415 -- local
+
+    data = sample("v1")
+    data["channel"]["isMissed"] = True
+    action = EmailAction(type="email", to=["sales@shop.test"], bcc=["boss@shop.test"])
+    job = RenderJob(
+        RenderSettings(), "Relay <r@shop.test>", body(data), "missed", action, "<m@shop.test>",
+    )  # fmt: skip
+    pool = RenderPool(1)
+    try:
+        whole = await pool.render(job)
+        flat = await pool.render(dataclasses.replace(job, flat=True))
+    finally:
+        pool.close()
+    assert isinstance(whole, EmailContent) and isinstance(flat, EmailContent)
+    assert whole.flat is None
+    assert flat.flat is not None
+    assert flat.flat.utf8 is False
+    assert flat.message_id == "<m@shop.test>"
+    assert flat.recipients == whole.recipients == ("sales@shop.test", "boss@shop.test")
+    # The same bytes `flatten` makes of the message object, but for the Date header (each
+    # email is dated when it is made); no Bcc header (the envelope carries it).
+    expected = flatten(whole.message)
+    assert without_date(flat.flat.data) == without_date(expected)
+    assert b"\r\nBcc:" not in flat.flat.data
+    # Only the bytes cross the process boundary; the message is parsed back on demand.
+    assert flat.flat.data in pickle.dumps(flat)
+    assert flat.message["Subject"] == whole.message["Subject"]
+    assert flat.flat_for(utf8=False, eight_bit=True) == flat.flat.data
+    # A server without 8BITMIME or with other SMTPUTF8 needs: flattened again, still readable.
+    assert flat.flat_for(utf8=False, eight_bit=False) is None
+    assert flat.flat_for(utf8=True, eight_bit=True) is None
+    seven_bit = flatten(flat.message, eight_bit=False)
+    assert seven_bit.isascii()
+    parsed = BytesParser(policy=email.policy.default).parsebytes(seven_bit)
+    assert isinstance(parsed, EmailMessage)
+    plain = parsed.get_body(preferencelist=("plain",))
+    original = whole.message.get_body(preferencelist=("plain",))
+    assert plain is not None and original is not None
+    assert plain.get_content().replace("\r\n", "\n") == original.get_content()
+
+
+def test_the_helper_flattens_with_smtputf8_only_for_a_non_ascii_envelope() -> None:
+    from relay.render.pool import flattened  # noqa: PLC0415 -- local
+
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["From"] = "R <r@shop.test>"
+    message["To"] = "sales@shop.test"
+    message["Subject"] = "hello"
+    message["Message-ID"] = "<m@shop.test>"
+    message.set_content("hello\n")
+    ascii_only = flattened(EmailContent(message, ("sales@shop.test",)), "R <r@shop.test>")
+    assert ascii_only.flat is not None
+    assert ascii_only.flat.utf8 is False
+    # A blind copy to a non-ASCII address: the envelope needs SMTPUTF8, so the bytes are made
+    # for it (the sender uses them only on a server that offers it).
+    recipients = ("sales@shop.test", "zoë@shop.test")
+    content = flattened(EmailContent(message, recipients), "R <r@shop.test>")
+    assert content.flat is not None
+    assert content.flat.utf8 is True
+    assert content.flat_for(utf8=True, eight_bit=True) == content.flat.data
+    assert content.flat_for(utf8=False, eight_bit=True) is None
+
+
+def test_headers_that_cannot_be_flattened_safely_stay_a_message_for_the_sender_to_refuse() -> None:
+    from relay.render.pool import flattened  # noqa: PLC0415 -- local
+
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["From"] = "R <r@shop.test>"
+    message["To"] = "sales@shop.test"
+    message["Subject"] = "Hi =?utf-8?q?x=0D=0ABcc:_v@evil.test?="
+    message.set_content("hello\n")
+    content = flattened(EmailContent(message, ("sales@shop.test",)), "R <r@shop.test>")
+    assert content.flat is None
+    assert content.message is message
+
+
+def without_date(data: bytes) -> bytes:
+    """The flattened email without its Date header, its MIME boundaries made the same."""
+    found = re.search(rb'boundary="([^"]+)"', data)
+    assert found is not None
+    data = data.replace(found.group(1), b"BOUNDARY")
+    return b"\r\n".join(line for line in data.split(b"\r\n") if not line.startswith(b"Date: "))

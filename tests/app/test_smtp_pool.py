@@ -3,10 +3,12 @@ broken connection replaced, failures still sorted into transient and permanent."
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
+import aiosmtplib
 import pytest
 
 from relay.config.settings import SmtpSettings
@@ -17,7 +19,7 @@ from relay.model.errors import (
     TransientDeliveryError,
 )
 from relay.senders.smtp import SmtpSender
-from relay.senders.smtp_pool import SmtpPools
+from relay.senders.smtp_pool import SmtpPool, SmtpPools, open_connection
 from tests.support.smtp import RecordingHandler, SmtpServer, free_port
 
 
@@ -26,10 +28,17 @@ class CountingHandler(RecordingHandler):
     """Also remembers which SMTP session (= TCP connection) carried each DATA."""
 
     sessions: list[Any] = field(default_factory=list)
+    servers: list[Any] = field(default_factory=list)  # the server side of each session
+    noops: int = 0
+
+    async def handle_NOOP(self, server: Any, session: Any, envelope: Any, arg: str) -> str:
+        self.noops += 1
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if not any(known is session for known in self.sessions):
             self.sessions.append(session)
+            self.servers.append(server)
         return await super().handle_DATA(server, session, envelope)
 
 
@@ -62,6 +71,16 @@ def sender_for(port: int, pools: SmtpPools) -> SmtpSender:
     return SmtpSender(settings, pool_size=2, pools=pools)
 
 
+class Clock:
+    """The pool's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 async def test_consecutive_messages_share_one_connection(
     server: SmtpServer, pools: SmtpPools
 ) -> None:
@@ -75,6 +94,63 @@ async def test_consecutive_messages_share_one_connection(
     assert len(handler.messages) == 10
     assert len(handler.sessions) == 1
     assert pool.opened == 1
+    # Back in the pool a moment ago: reused without a NOOP round trip first.
+    assert handler.noops == 0
+
+
+async def test_a_connection_idle_for_longer_is_checked_with_a_noop_first(
+    server: SmtpServer,
+) -> None:
+    clock = Clock()
+    settings = SmtpSettings(host="127.0.0.1", port=server.port, timeout_seconds=5)
+    pool = SmtpPool(lambda: open_connection(settings), trust_seconds=2.0, clock=clock)
+    handler = server.handler
+    assert isinstance(handler, CountingHandler)
+
+    async def send(n: int) -> None:
+        async def transaction(client: aiosmtplib.SMTP) -> None:
+            await client.sendmail(
+                "relay@example.test", ["team@example.test"], f"Subject: {n}\r\n\r\nbody\r\n"
+            )
+
+        await pool.run(transaction)
+
+    await send(1)
+    clock.now += 1.0
+    await send(2)
+    assert handler.noops == 0
+    clock.now += 2.5
+    await send(3)
+    await pool.close()
+    assert handler.noops == 1
+    assert len(handler.messages) == 3
+    assert pool.opened == 1
+
+
+async def test_a_trusted_connection_the_server_closed_is_replaced_and_the_message_sent_once(
+    server: SmtpServer, pools: SmtpPools
+) -> None:
+    sender = sender_for(server.port, pools)
+    await sender.send(email(1), delivery_id=1)
+    # The server ends the session between two sends: the client is not told before its next
+    # command (nothing was read from the socket in between).
+    handler = server.handler
+    assert isinstance(handler, CountingHandler)
+    (session,) = handler.servers
+    closed = threading.Event()
+
+    def close() -> None:
+        session.transport.close()
+        closed.set()
+
+    server.controller.loop.call_soon_threadsafe(close)
+    assert closed.wait(5)
+    await sender.send(email(2), delivery_id=2)
+    pool = sender.pool
+    await pools.close()
+    assert [m.message["Subject"] for m in handler.messages] == ["message 1", "message 2"]
+    assert pool.opened == 2
+    assert handler.noops == 0
 
 
 async def test_a_broken_pooled_connection_is_replaced(server: SmtpServer, pools: SmtpPools) -> None:

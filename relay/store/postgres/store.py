@@ -256,19 +256,21 @@ class PostgresStore:
         now: float | None = None,
         *,
         admit: Callable[[dict[str, Any]], bool] | None = None,
+        past_refused: bool = True,
     ) -> list[ClaimedDelivery]:
         """Lease up to ``limit`` due deliveries (and deliveries whose lease expired) to this
         relay, in due order, counting the attempt. Rows other relays are claiming at the same
         moment are skipped (``FOR UPDATE SKIP LOCKED``), so every delivery has one holder.
 
         With ``admit``, due deliveries are offered to it in order and only those whose action
-        it admits are claimed (per-destination limits); the others stay queued as they are."""
+        it admits are claimed (per-destination limits); the others stay queued as they are.
+        ``past_refused=False``: the scan ends at the first delivery ``admit`` turns away."""
         now = time.time() if now is None else now
         if limit <= 0:
             return []
         token = uuid.uuid4().hex
         with self._transaction() as db:
-            ids = self._choose(db, now, limit, admit)
+            ids = self._choose(db, now, limit, admit, past_refused)
             if not ids:
                 return []
             rows = db.execute(
@@ -308,13 +310,15 @@ class PostgresStore:
         now: float,
         limit: int,
         admit: Callable[[dict[str, Any]], bool] | None,
+        past_refused: bool = True,
     ) -> list[int]:
         """The ids to claim, locked: expired leases first, then due deliveries, in order.
         Without ``admit`` the first ``limit`` unlocked rows are locked as they are read; with
         it the candidates are read, offered to ``admit``, and only the admitted locked."""
         if admit is None:
             return PostgresStore._scan(db, now, limit, None, (q.EXPIRED_PAGE, q.DUE_PAGE))
-        chosen = PostgresStore._scan(db, now, limit, admit, (q.EXPIRED_SCAN, q.DUE_SCAN))
+        scans = (q.EXPIRED_SCAN, q.DUE_SCAN)
+        chosen = PostgresStore._scan(db, now, limit, admit, scans, past_refused=past_refused)
         if not chosen:
             return []
         rows = db.execute(q.LOCK_CHOSEN, {"ids": chosen, "now": now}).fetchall()
@@ -328,11 +332,13 @@ class PostgresStore:
         limit: int,
         admit: Callable[[dict[str, Any]], bool] | None,
         queries: tuple[str, str],
+        *,
+        past_refused: bool = True,
     ) -> list[int]:
         """Up to ``limit`` ids from each query in turn (``relay.store.admission.scan_due``):
         with ``admit``, those it accepts, one admission check across both queries."""
         ids: list[int] = []
-        admission = None if admit is None else Admission(admit)
+        admission = None if admit is None else Admission(admit, past_refused=past_refused)
         for query in queries:
 
             def fetch(
@@ -342,6 +348,8 @@ class PostgresStore:
                 return db.execute(query, params).fetchall()
 
             scan_due(fetch, limit, admission, ids)
+            if admission is not None and admission.refused and not past_refused:
+                break  # ended at a delivery turned away
         return ids
 
     def next_due_at(self, after: float | None = None) -> float | None:
