@@ -60,14 +60,20 @@ async def read_limited(receive: Receive, limit: int) -> tuple[bytes, bool] | Non
 
 
 async def answer(
-    send: Send, status: int, body: dict[str, Any], request_id: bytes | None = None
+    send: Send,
+    status: int,
+    body: dict[str, Any],
+    request_id: bytes | None = None,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
 ) -> None:
     """One JSON response, as Litestar would write it for a ``Response(body)``; with the
-    request's id in X-Request-ID when given (else the request-id middleware adds it)."""
+    request's id in X-Request-ID when given (else the request-id middleware adds it) and
+    the ``extra`` headers."""
     data = _json(body)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(data)).encode()),
+        *extra,
     ]
     if request_id is not None:
         headers.append((b"x-request-id", request_id))
@@ -214,7 +220,8 @@ async def hook(
         await answer(send, 404, {"status_code": 404, "detail": "Not Found"}, request_id)
         return
     if scope.get("method") != "POST":
-        await answer(send, 405, {"status_code": 405, "detail": "Method Not Allowed"}, request_id)
+        refusal = {"status_code": 405, "detail": "Method Not Allowed"}
+        await answer(send, 405, refusal, request_id, extra=((b"allow", b"POST"),))
         return
     remote = runtime.scope_client_address(scope)
     refused = gatekeep(runtime, token, remote)

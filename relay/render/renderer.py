@@ -32,6 +32,7 @@ from relay.render.view import (
     build_view,
     history_line,
     link,
+    one_line,
 )
 
 SUBJECT_TEMPLATE = "email/subject.txt.j2"
@@ -45,6 +46,12 @@ _SHARED_MARK = "<!--relay-shared-style-->"
 # importing that module: it imports slack_sdk (30-50 ms, ~2 MB), which is needed only to build
 # a Slack message (tests/app/test_startup_footprint.py holds the two equal).
 SLACK_TEMPLATES = ("alert",)
+
+
+def _raised(exc: Exception) -> str:
+    """A template's own failure (not a Jinja error: a division by zero, a recursive include)
+    as one line for `relay check` and the start-up refusal."""
+    return f"rendering it raised {type(exc).__name__}: {one_line(str(exc))}"
 
 
 def _utc_now() -> datetime:
@@ -377,6 +384,8 @@ class Renderer:
                 template.render(self._variables(conversation, category, view))
         except jinja2.TemplateError as exc:
             return [f"subject {subject!r}: {exc}"]
+        except Exception as exc:  # the template's own code raised (1/0 ...)
+            return [f"subject {subject!r}: {_raised(exc)}"]
         return []
 
     def inline_css(self, html: str) -> str:
@@ -443,7 +452,7 @@ class Renderer:
                 template = self._subject_env.from_string(action.subject)
                 self._subjects[action.subject] = template
             return template.render(variables)
-        except jinja2.TemplateError:
+        except Exception:  # a Jinja error or the template's own code raising
             # A broken rule subject must not stop delivery; check_subject() reports it up front.
             return default.render(variables)
 
@@ -475,4 +484,6 @@ class Renderer:
             return f"{exc.filename or path} line {exc.lineno}: {exc.message}"
         except jinja2.TemplateError as exc:
             return f"{path}: {exc}"
+        except Exception as exc:  # the template's own code raised (1/0 ...)
+            return f"{path}: {_raised(exc)}"
         return None

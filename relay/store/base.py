@@ -356,7 +356,8 @@ class WalSync:
     copier_type: type[LogCopier] = LogCopier
     # Copies on that thread between two on the store's thread, which let the log start over
     # (each costs two flushes with commits held): the log grows to about this many times
-    # CHECKPOINT_PAGES pages in between.
+    # CHECKPOINT_PAGES pages in between, plus what is committed while the copies run (under
+    # sustained load the file reached ~15,000 pages, docs/reliability.md).
     COPIES_PER_RESTART = 4
 
     def __init__(self, conn: sqlite3.Connection, wal: Path) -> None:

@@ -218,4 +218,5 @@ def test_the_hook_answers_only_post(client: TestClient[object]) -> None:
     for method in ("GET", "PUT", "DELETE"):
         answer = client.request(method, HOOK)
         assert answer.status_code == 405, method
+        assert answer.headers["allow"] == "POST", method  # RFC 9110, 15.5.6
         assert answer.json() == {"status_code": 405, "detail": "Method Not Allowed"}

@@ -398,3 +398,28 @@ def test_a_teams_card_names_the_visitors_group() -> None:
     assert "Sales CZ" in json.dumps(card)
     ungrouped = renderer_for().teams(with_content(visitor={"groupKey": None}), Category.MISSED)
     assert "Sales CZ" not in json.dumps(ungrouped.card)
+
+
+def test_check_reports_templates_that_raise_outside_jinja(tmp_path: Path) -> None:
+    """A template that divides by zero or recurses is a problem the check names, not a
+    traceback of `relay check` or `relay serve`; a rule subject that raises falls back."""
+    (tmp_path / "email").mkdir()
+    (tmp_path / "email" / "divides.html.j2").write_text("{{ 1/0 }}", encoding="utf-8")
+    (tmp_path / "email" / "divides.txt.j2").write_text("ok", encoding="utf-8")
+    (tmp_path / "email" / "recurses.html.j2").write_text(
+        '{% include "email/recurses.html.j2" %}', encoding="utf-8"
+    )
+    (tmp_path / "email" / "recurses.txt.j2").write_text("ok", encoding="utf-8")
+    renderer = Renderer(RenderSettings(templates_dir=tmp_path), from_address=FROM_ADDRESS)
+    problems = renderer.check([("email", "divides"), ("email", "recurses")])
+    assert len(problems) == 2
+    assert "email template 'divides' (html)" in problems[0]
+    assert "ZeroDivisionError" in problems[0]
+    assert "email template 'recurses' (html)" in problems[1]
+    assert "RecursionError" in problems[1]
+    bad = "{{ 1/0 }}"
+    assert "ZeroDivisionError" in "".join(renderer.check_subject(bad))
+    action = EmailAction(type="email", to=["a@shop.example"], subject=bad)
+    conversation = conversation_for(Category.MISSED)
+    message = renderer.email(conversation, Category.MISSED, action, message_id=MESSAGE_ID).message
+    assert message["Subject"].startswith("[Missed chat]")
