@@ -213,6 +213,7 @@ class Worker:
         # semaphore and one of all sends'.
         self._busy: Counter[str] = Counter()
         self._ahead_of: dict[asyncio.Task[None], str] = {}
+        self._in_send: set[asyncio.Task[None] | None] = set()  # holding their send slots
         self._send_slots: dict[str, asyncio.Semaphore] = {}
         self._sending = asyncio.Semaphore(concurrency)
         # On PostgreSQL, the claims' lease (``ahead_allowed``); None: no leases (SQLite).
@@ -260,12 +261,14 @@ class Worker:
             await self._progress.wait_for(lambda: self.finished_attempts >= count)
 
     async def stop(self, grace: float) -> None:
-        """Stop claiming; give in-flight sends ``grace`` seconds, then put the rest back."""
+        """Stop claiming; put back the deliveries claimed ahead that are not being sent yet,
+        give in-flight sends ``grace`` seconds, then put the rest back."""
         self._stopping = True
         self._wake.set()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._put_back_unsent()
         log.info(
             "worker stopping: waiting up to %g s for %d in-flight deliveries",
             grace,
@@ -285,6 +288,23 @@ class Worker:
             log.warning("shutdown: %d unfinished deliveries left pending", len(ids))
         if self._render_pool is not None:
             await asyncio.to_thread(self._render_pool.close)
+
+    async def _put_back_unsent(self) -> None:
+        """Cancel the deliveries still rendering or waiting for a connection (none of them
+        has begun its send) and make them pending again: only sends get the grace period."""
+        unsent = {
+            task: delivery_id
+            for task, delivery_id in self._inflight.items()
+            if task in self._ahead_of and task not in self._in_send and not task.done()
+        }
+        if not unsent:
+            return
+        for task in unsent:
+            task.cancel()
+        await asyncio.wait(list(unsent), timeout=CANCEL_WAIT_SECONDS)
+        ids = list(unsent.values())
+        await self._store.call(lambda s: s.release(ids))
+        log.info("shutdown: %d deliveries claimed ahead of their send left pending", len(ids))
 
     async def _run(self) -> None:
         recovered = False
@@ -630,7 +650,12 @@ class Worker:
             if slot is None:
                 slot = self._send_slots[key] = asyncio.Semaphore(self._per_destination)
             async with slot, self._sending:
-                return content, await self._send(sender, content, delivery)
+                task = asyncio.current_task()
+                self._in_send.add(task)  # a stop now gives it the grace period
+                try:
+                    return content, await self._send(sender, content, delivery)
+                finally:
+                    self._in_send.discard(task)
         finally:
             self._past_send(asyncio.current_task())
 
