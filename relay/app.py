@@ -116,6 +116,8 @@ def build_worker(
         per_destination=settings.delivery.per_destination_concurrency,
         observe=observe,
         render_pool=render_pool or new_render_pool(settings),
+        # Claims ahead of their send must not outlive their lease (PostgreSQL only).
+        lease_seconds=settings.storage.lease_seconds if settings.storage.url else None,
     )
 
 

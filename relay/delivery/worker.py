@@ -53,6 +53,19 @@ IDLE_POLL_SECONDS = 1.0  # picks up changes made by `relay retry` from another p
 # Deliveries to other destinations behind that backlog wait at most this long for a slot.
 FULL_SCAN_SECONDS = 0.05
 ACTIONS_KEPT = 256  # validated actions the worker keeps (they are frozen values)
+# Deliveries claimed ahead of their send: per destination up to CLAIM_AHEAD times its
+# connections (rendered and waiting for one), in all up to CLAIM_AHEAD times ``concurrency``;
+# the send itself holds a connection slot of its destination and one of ``concurrency``.
+CLAIM_AHEAD = 2
+# A delivery claimed ahead is sent within this many send deadlines of its claim (the longest
+# deadline of any destination): it waits for at most (CLAIM_AHEAD - 1) rounds of its
+# destination's sends, each of which waits at most (CLAIM_AHEAD - 1) rounds of all sends for a
+# slot of ``concurrency``, then its own turn for such a slot and its own send:
+# (CLAIM_AHEAD - 1) * CLAIM_AHEAD + (CLAIM_AHEAD - 1) + 1 = CLAIM_AHEAD ** 2 deadlines. On
+# PostgreSQL the worker claims ahead only while the lease outlasts that
+# (``ahead_allowed``); otherwise it claims no more than it can send at once, as a claim that
+# never waits for a slot is sent within one deadline (``relay.snapshot.lease_problem``).
+AHEAD_DEADLINES = CLAIM_AHEAD**2
 
 # Told each recorded outcome: (channel, "sent" | "retry" | "dead", seconds since the claim).
 Observer = Callable[[str, str, float], None]
@@ -127,6 +140,18 @@ class Context:
     references: tuple[str, ...] = ()
 
 
+def ahead_allowed(lease_seconds: float | None, deadlines: list[float | None]) -> bool:
+    """Whether deliveries may be claimed ahead of their send: always without leases (SQLite,
+    ``lease_seconds`` None); with leases only if the lease outlasts ``AHEAD_DEADLINES`` times
+    the longest send deadline (a sender without one: never)."""
+    if lease_seconds is None:
+        return True
+    if any(deadline is None for deadline in deadlines):
+        return False
+    longest = max((d for d in deadlines if d is not None), default=0.0)
+    return lease_seconds > AHEAD_DEADLINES * longest
+
+
 def claim_with_context(
     store: StoreProtocol,
     limit: int,
@@ -169,6 +194,7 @@ class Worker:
         jitter: Callable[[], float] = random.random,
         observe: Observer | None = None,
         render_pool: RenderPool | None = None,
+        lease_seconds: float | None = None,
     ) -> None:
         self._store = store
         self._snapshot = snapshot  # the current settings' senders and renderers
@@ -182,7 +208,17 @@ class Worker:
         # slot stays for the destinations that are not.
         self._failing_limit = max(concurrency - 1, 1)
         self._failing: set[str] = set()
-        self._busy: Counter[str] = Counter()  # in-flight deliveries by sender key
+        # Claimed deliveries not yet past their send, by sender key (``_ahead_of`` by task):
+        # what the destination caps count. Sends hold a slot of their destination's
+        # semaphore and one of all sends'.
+        self._busy: Counter[str] = Counter()
+        self._ahead_of: dict[asyncio.Task[None], str] = {}
+        self._in_send: set[asyncio.Task[None] | None] = set()  # holding their send slots
+        self._send_slots: dict[str, asyncio.Semaphore] = {}
+        self._sending = asyncio.Semaphore(concurrency)
+        # On PostgreSQL, the claims' lease (``ahead_allowed``); None: no leases (SQLite).
+        self._lease = lease_seconds
+        self._ahead_for: tuple[Snapshot, int] | None = None  # CLAIM_AHEAD or 1, by snapshot
         self._clock = clock
         self._jitter = jitter
         self._observer = observe
@@ -196,7 +232,6 @@ class Worker:
         self._settled = asyncio.Event()
         self._stopping = False
         self._inflight: dict[asyncio.Task[None], int] = {}
-        self._inflight_keys: dict[asyncio.Task[None], str] = {}
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Condition()
         self.finished_attempts = 0  # attempts whose outcome has been recorded
@@ -226,12 +261,14 @@ class Worker:
             await self._progress.wait_for(lambda: self.finished_attempts >= count)
 
     async def stop(self, grace: float) -> None:
-        """Stop claiming; give in-flight sends ``grace`` seconds, then put the rest back."""
+        """Stop claiming; put back the deliveries claimed ahead that are not being sent yet,
+        give in-flight sends ``grace`` seconds, then put the rest back."""
         self._stopping = True
         self._wake.set()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._put_back_unsent()
         log.info(
             "worker stopping: waiting up to %g s for %d in-flight deliveries",
             grace,
@@ -251,6 +288,23 @@ class Worker:
             log.warning("shutdown: %d unfinished deliveries left pending", len(ids))
         if self._render_pool is not None:
             await asyncio.to_thread(self._render_pool.close)
+
+    async def _put_back_unsent(self) -> None:
+        """Cancel the deliveries still rendering or waiting for a connection (none of them
+        has begun its send) and make them pending again: only sends get the grace period."""
+        unsent = {
+            task: delivery_id
+            for task, delivery_id in self._inflight.items()
+            if task in self._ahead_of and task not in self._in_send and not task.done()
+        }
+        if not unsent:
+            return
+        for task in unsent:
+            task.cancel()
+        await asyncio.wait(list(unsent), timeout=CANCEL_WAIT_SECONDS)
+        ids = list(unsent.values())
+        await self._store.call(lambda s: s.release(ids))
+        log.info("shutdown: %d deliveries claimed ahead of their send left pending", len(ids))
 
     async def _run(self) -> None:
         recovered = False
@@ -274,13 +328,14 @@ class Worker:
         self._wake.clear()
         if self._unrecorded:
             await self._requeue_unrecorded()
-        free = self._concurrency - len(self._inflight)
+        ahead = self._ahead()
+        free = self._concurrency * ahead - len(self._inflight)
         if free <= 0:
-            await self._idle()
+            await self._idle(known=True)
             return
         now = self._clock()
         refused: list[int] = [0]  # deliveries due now that waited for their destination's room
-        admit = self._admitter(refused)
+        admit = self._admitter(refused, ahead)
         started = time.monotonic()
         full = started >= self._full_scan_at  # look past deliveries turned away
         # Not waiting for the disk: a claim only marks rows 'sending', which a restart puts
@@ -297,27 +352,45 @@ class Worker:
             task = asyncio.create_task(self._attempt(delivery, context))
             key = sender_key(delivery.action)
             self._inflight[task] = delivery.id
-            self._inflight_keys[task] = key
+            self._ahead_of[task] = key
             self._busy[key] += 1
             task.add_done_callback(self._finished)
-        # Fewer than asked: whatever is due now is claimed or waits for its destination to
-        # have room (a finished send wakes the worker); only later due times matter.
+        # As many as asked: more may be due, and the next step claims as soon as a send ends
+        # (which wakes the worker), so no look at the due times now. Fewer than asked:
+        # whatever is due now is claimed or waits for its destination to have room (a
+        # finished send wakes the worker); only later due times matter.
         await self._idle(
-            after=now if len(claimed) < free else None, waiting=refused[0] > 0, within=rescan
+            after=now if len(claimed) < free else None,
+            waiting=refused[0] > 0,
+            within=rescan,
+            known=len(claimed) >= free,
         )
 
-    def _admitter(self, refused: list[int]) -> Callable[[dict[str, object]], bool]:
-        """Admits a due delivery while its destination has fewer than ``per_destination`` in
-        flight and, for a destination that last ran into its deadline, while all such
-        destinations together hold fewer than ``concurrency - 1``; counts those it admits,
-        and in ``refused[0]`` those it turns away (called in order on the store's thread)."""
+    def _ahead(self) -> int:
+        """How many times its send cap a destination may have claimed (``ahead_allowed``)."""
+        snapshot = self._snapshot()
+        if self._ahead_for is None or self._ahead_for[0] is not snapshot:
+            deadlines = [sender.deadline_seconds for sender in snapshot.senders.values()]
+            allowed = ahead_allowed(self._lease, deadlines)
+            self._ahead_for = (snapshot, CLAIM_AHEAD if allowed else 1)
+        return self._ahead_for[1]
+
+    def _admitter(self, refused: list[int], ahead: int) -> Callable[[dict[str, object]], bool]:
+        """Admits a due delivery while its destination has fewer than ``ahead`` times
+        ``per_destination`` claimed and not yet sent and, for a destination that last ran
+        into its deadline, while it has fewer than ``per_destination`` (nothing claimed
+        ahead) and all such destinations together hold fewer than ``concurrency - 1``; counts
+        those it admits, and in ``refused[0]`` those it turns away (called in order on the
+        store's thread)."""
         busy = Counter(self._busy)
         failing = frozenset(self._failing)
         failing_busy = [sum(busy[key] for key in failing)]
+        cap = self._per_destination * ahead
 
         def admit(action: dict[str, object]) -> bool:
             key = sender_key(action)
-            if busy[key] >= self._per_destination:
+            limit = self._per_destination if key in failing else cap
+            if busy[key] >= limit:
                 refused[0] += 1
                 return False
             if key in failing:
@@ -347,20 +420,38 @@ class Worker:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
-        key = self._inflight_keys.pop(task, None)
+        self._past_send(task)
+        self._wake.set()
+
+    def _past_send(self, task: asyncio.Task[None] | None) -> None:
+        """The delivery of ``task`` no longer counts against its destination's cap (its send
+        ended, or it never got that far); the next step may claim another."""
+        key = None if task is None else self._ahead_of.pop(task, None)
         if key is not None:
             self._busy[key] -= 1
             if self._busy[key] <= 0:
                 del self._busy[key]
-        self._wake.set()
+            self._wake.set()
 
     async def _idle(
-        self, after: float | None = None, *, waiting: bool = False, within: float | None = None
+        self,
+        after: float | None = None,
+        *,
+        waiting: bool = False,
+        within: float | None = None,
+        known: bool = False,
     ) -> None:
         """Wait for a wake-up or the next due time. ``waiting``: deliveries due now were
         turned away for room; if the sends that held it ended meanwhile, the wake-up they
         gave makes the next step claim them, and nothing is settled yet. ``within``: step
-        again after at most this many seconds (a claim that did not look past a refusal)."""
+        again after at most this many seconds (a claim that did not look past a refusal).
+        ``known``: the worker has as many deliveries as it may hold, so there is no room
+        until one of them ends (which wakes it): no look at the due times."""
+        if known and self._inflight:
+            timeout = IDLE_POLL_SECONDS if within is None else within
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            return
         next_due = await self._store.call(lambda s: s.next_due_at(after))
         if next_due is None and not self._inflight and not waiting:
             self._settled.set()
@@ -490,18 +581,7 @@ class Worker:
         key = sender_key(delivery.action)
         sender = snapshot.senders.get(key)
         try:
-            if sender is None:
-                raise PermanentDeliveryError(f"no sender configured for {key!r}")
-            try:
-                flat = getattr(sender, "sends_flat_email", False)
-                content = await self._render(snapshot, delivery, context, flat=flat)
-            except Exception as exc:
-                log.exception("delivery %d: rendering failed", delivery.id)
-                raise PermanentDeliveryError(f"rendering failed: {exc}") from exc
-            if isinstance(content, CrmContent):  # the object an earlier delivery created
-                known = await self._store.call(lambda s: s.known_external_ref(delivery.id))
-                content = replace(content, known_ref=known)
-            result = await self._send(sender, content, delivery)
+            content, result = await self._render_and_send(snapshot, sender, key, delivery, context)
         except TransientDeliveryError as exc:
             if isinstance(exc, DeliveryTimeout):
                 self._failing.add(key)
@@ -542,6 +622,42 @@ class Worker:
                 delivery.rule,
                 delivery.attempts,
             )
+
+    async def _render_and_send(
+        self,
+        snapshot: Snapshot,
+        sender: Sender | None,
+        key: str,
+        delivery: ClaimedDelivery,
+        context: Context,
+    ) -> tuple[Content, SendResult | None]:
+        """Render the delivery, then send it holding a connection slot of its destination:
+        only the send holds one; rendering, and recording the outcome afterwards, do not, so
+        the next delivery, rendered meanwhile, takes the slot as soon as the send ends."""
+        try:
+            if sender is None:
+                raise PermanentDeliveryError(f"no sender configured for {key!r}")
+            try:
+                flat = getattr(sender, "sends_flat_email", False)
+                content = await self._render(snapshot, delivery, context, flat=flat)
+            except Exception as exc:
+                log.exception("delivery %d: rendering failed", delivery.id)
+                raise PermanentDeliveryError(f"rendering failed: {exc}") from exc
+            if isinstance(content, CrmContent):  # the object an earlier delivery created
+                known = await self._store.call(lambda s: s.known_external_ref(delivery.id))
+                content = replace(content, known_ref=known)
+            slot = self._send_slots.get(key)
+            if slot is None:
+                slot = self._send_slots[key] = asyncio.Semaphore(self._per_destination)
+            async with slot, self._sending:
+                task = asyncio.current_task()
+                self._in_send.add(task)  # a stop now gives it the grace period
+                try:
+                    return content, await self._send(sender, content, delivery)
+                finally:
+                    self._in_send.discard(task)
+        finally:
+            self._past_send(asyncio.current_task())
 
     @staticmethod
     async def _send(

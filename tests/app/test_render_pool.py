@@ -306,3 +306,40 @@ def without_date(data: bytes) -> bytes:
     assert found is not None
     data = data.replace(found.group(1), b"BOUNDARY")
     return b"\r\n".join(line for line in data.split(b"\r\n") if not line.startswith(b"Date: "))
+
+
+async def test_renders_arriving_together_come_back_each_with_its_own_content_or_error() -> None:
+    """Jobs that arrive while the helper is busy go to it together: each caller still gets
+    its own email, and a job whose template is missing fails alone, with its own error."""
+    import asyncio  # noqa: PLC0415 -- local
+
+    from relay.config.settings import EmailAction, RenderSettings  # noqa: PLC0415 -- local
+    from relay.render.pool import BATCH_MAX, RenderJob, RenderPool  # noqa: PLC0415 -- local
+
+    action = EmailAction(type="email", to=["sales@shop.test"])
+    broken = EmailAction(type="email", to=["sales@shop.test"], template="no-such-template")
+
+    def job(n: int) -> RenderJob:
+        data = sample("v1")
+        data["channel"]["id"] = 9_000 + n
+        chosen = broken if n == 5 else action
+        return RenderJob(
+            RenderSettings(), "Relay <r@shop.test>", body(data), "missed", chosen, f"<{n}@x>"
+        )
+
+    count = 3 * BATCH_MAX
+    pool = RenderPool(1)
+    try:
+        outcomes = await asyncio.gather(
+            *(pool.render(job(n)) for n in range(count)), return_exceptions=True
+        )
+    finally:
+        pool.close()
+    failed = [n for n, outcome in enumerate(outcomes) if isinstance(outcome, BaseException)]
+    assert failed == [5]
+    assert "no-such-template" in str(outcomes[5]) + "".join(getattr(outcomes[5], "__notes__", []))
+    for n, outcome in enumerate(outcomes):
+        if n != 5:
+            assert isinstance(outcome, EmailContent)
+            assert outcome.message["Message-ID"] == f"<{n}@x>"
+    assert multiprocessing.active_children() == []
