@@ -84,6 +84,50 @@ def test_an_app_on_the_built_in_defaults_imports_no_sender_library(tmp_path: Pat
     assert imported.isdisjoint(SENDER_LIBRARIES), imported & set(SENDER_LIBRARIES)
 
 
+RUN_WORKER = """
+import asyncio, json, sys
+from relay.app import build_snapshot, build_worker, database_path
+from relay.config.settings import Settings
+from relay.runtime import Runtime
+from relay.senders.registry import SenderRegistry
+from relay.store import Store
+from relay.store.storethread import StoreThread
+
+async def run(settings):
+    database_path(settings).parent.mkdir(parents=True, exist_ok=True)
+    store = StoreThread(Store(database_path(settings)))
+    senders = SenderRegistry()
+    worker = build_worker(Runtime(build_snapshot(settings, senders), senders=senders), store)
+    worker.start()
+    await worker.settled()
+    await worker.stop(5)
+    await senders.close()
+    store.close()
+
+if __name__ == "__main__":  # the render helper imports this as its main module
+    asyncio.run(run(Settings(**json.loads(sys.argv[1]))))
+    print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_an_idle_worker_on_the_built_in_defaults_imports_no_sender_library(
+    tmp_path: Path,
+) -> None:
+    """The worker's steps (claims, the claim-ahead rule) read no deadline of a sender that is
+    built on first use: that would import the webhook sender's httpx in every relay."""
+    script = tmp_path / "run_worker.py"
+    script.write_text(RUN_WORKER, encoding="utf-8")
+    found = subprocess.run(
+        [sys.executable, str(script), json.dumps(base_sections(tmp_path / "state"))],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    imported = set(json.loads(found.stdout.splitlines()[-1]))
+    assert "relay.delivery.worker" in imported  # the worker ran
+    assert imported.isdisjoint(SENDER_LIBRARIES), imported & set(SENDER_LIBRARIES)
+
+
 def test_with_render_helpers_the_templates_are_checked_in_a_helper(tmp_path: Path) -> None:
     sections = base_sections(tmp_path / "state")
     sections["delivery"]["render_processes"] = 1
