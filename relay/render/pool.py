@@ -10,11 +10,9 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
-import pickle
 import signal
 import sys
 import threading
-import traceback
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -38,10 +36,6 @@ log = logging.getLogger("relay.renderpool")  # the published logger name (docs/o
 
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-# Jobs handed to the helpers in one call at most. Jobs that arrive while the helpers are busy
-# wait in the relay and go together: one pickling, one pipe write each way and one hop
-# through the executor's threads for the lot, instead of one per email.
-BATCH_MAX = 8
 
 
 class PoolUnavailable(Exception):
@@ -155,32 +149,6 @@ def render(job: RenderJob) -> Content:
     return content
 
 
-def render_batch(jobs: list[RenderJob]) -> list[Content | Exception]:
-    """Run in a helper process: each job's content, or the exception its rendering raised
-    (with the helper's traceback as a note), so that one job's failure is its own."""
-    outcomes: list[Content | Exception] = []
-    for job in jobs:
-        try:
-            outcomes.append(render(job))
-        except Exception as exc:
-            outcomes.append(_portable(exc))
-    return outcomes
-
-
-def _portable(exc: Exception) -> Exception:
-    """``exc`` with its traceback as a note, or a RuntimeError naming it if it cannot be
-    pickled back to the relay's process."""
-    note = "".join(traceback.format_exception(exc)).rstrip()
-    exc.add_note(f"in the render helper:\n{note}")
-    try:
-        pickle.loads(pickle.dumps(exc))  # noqa: S301 -- our own bytes, just made
-    except Exception:
-        portable = RuntimeError(f"{type(exc).__name__}: {exc}")
-        portable.add_note(f"in the render helper:\n{note}")
-        return portable
-    return exc
-
-
 def flattened(content: EmailContent, from_address: str) -> EmailContent:
     """The email as bytes for a server with 8BITMIME (SMTPUTF8 headers when the envelope
     needs them), flattened and checked here, in the helper: only those bytes go back to the
@@ -212,12 +180,7 @@ class RenderPool:
     at once; the first of them to notice takes the broken executor out of service (under one
     lock, so exactly one caller shuts each executor down, once) and the next render starts a
     new one. Every render that failed because a helper died raises ``PoolUnavailable``, so
-    the caller renders in-process: a helper's death is never a failure of the delivery.
-
-    Renders are handed over in batches (``BATCH_MAX``), at most ``processes + 1`` batches at
-    a time: one rendering in each helper and one waiting in the executor's queue, so a helper
-    that finishes one always has the next; jobs that arrive meanwhile wait in the relay and
-    go together when a batch comes back."""
+    the caller renders in-process: a helper's death is never a failure of the delivery."""
 
     def __init__(self, processes: int, niceness: int = 0) -> None:
         self.processes = processes
@@ -225,9 +188,6 @@ class RenderPool:
         self._pool: ProcessPoolExecutor | None = None
         self._disabled = False
         self._lock = threading.Lock()  # guards _pool: taking it out of service is one step
-        # On the event loop only: jobs not yet handed over, and batches handed over.
-        self._queued: list[tuple[RenderJob, asyncio.Future[Content]]] = []
-        self._batches: set[asyncio.Task[None]] = set()
 
     def _current(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -255,53 +215,11 @@ class RenderPool:
         forbids processes or semaphores, a helper that died). Rendering errors propagate."""
         if self._disabled:
             raise PoolUnavailable
-        future: asyncio.Future[Content] = asyncio.get_running_loop().create_future()
-        self._queued.append((job, future))
-        self._hand_over()
-        return await future
-
-    def _hand_over(self) -> None:
-        """Start a batch of the queued jobs while fewer than ``processes + 1`` are out."""
-        while self._queued and len(self._batches) <= self.processes:
-            batch, self._queued = self._queued[:BATCH_MAX], self._queued[BATCH_MAX:]
-            task = asyncio.create_task(self._run_batch(batch))
-            self._batches.add(task)
-            task.add_done_callback(self._batch_done)
-
-    def _batch_done(self, task: asyncio.Task[None]) -> None:
-        self._batches.discard(task)
-        self._hand_over()
-
-    async def _run_batch(self, batch: list[tuple[RenderJob, asyncio.Future[Content]]]) -> None:
-        """Each job's content, rendering error, or the batch's failure (``PoolUnavailable``,
-        a cancellation when the pool is closed) to each job's caller still waiting."""
-        try:
-            outcomes = await self._submit([job for job, _ in batch])
-        except asyncio.CancelledError:
-            for _, future in batch:
-                future.cancel()
-            raise
-        except Exception as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
-            if future.done():  # its caller was cancelled (the worker stopping)
-                continue
-            if isinstance(outcome, Exception):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
-
-    async def _submit(self, jobs: list[RenderJob]) -> list[Content | Exception]:
-        if self._disabled:
-            raise PoolUnavailable
         pool: ProcessPoolExecutor | None = None
         try:
             pool = self._current()
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(pool, partial(render_batch, jobs))
+            return await loop.run_in_executor(pool, partial(render, job))
         except BrokenProcessPool:
             assert pool is not None
             broken = self._take(pool)
@@ -311,7 +229,7 @@ class RenderPool:
             raise PoolUnavailable from None
         except RuntimeError:
             if pool is None or pool is self._pool:
-                raise  # not a retired executor refusing work
+                raise  # not a retired executor refusing work: the rendering's own error
             raise PoolUnavailable from None  # shut down meanwhile (the relay is stopping)
         except OSError as exc:
             log.warning("render helper processes unavailable (%s); rendering in-process", exc)
