@@ -9,6 +9,7 @@ from pathlib import Path
 
 from relay.model.content import ArchiveContent, Content, line_prefix
 from relay.model.errors import PermanentDeliveryError, TransientDeliveryError
+from relay.ops.fsync import sync_directory
 
 TAIL_BYTES = 256 * 1024
 
@@ -52,7 +53,7 @@ class ArchiveSender:
             finally:
                 os.close(fd)
             if created:
-                _fsync_dir(path.parent)
+                sync_directory(path.parent)
 
 
 def _already_written(fd: int, prefix: bytes) -> bool:
@@ -60,11 +61,3 @@ def _already_written(fd: int, prefix: bytes) -> bool:
     start = max(size - TAIL_BYTES, 0)
     tail = os.pread(fd, size - start, start)
     return (start == 0 and tail.startswith(prefix)) or b"\n" + prefix in tail
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

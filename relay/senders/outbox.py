@@ -11,6 +11,7 @@ from pathlib import Path
 
 from relay.model.content import Content, EmailContent, SlackContent, TeamsContent
 from relay.model.errors import PermanentDeliveryError
+from relay.ops.fsync import sync_directory
 from relay.render.headers import UnsafeHeaders, flatten
 
 
@@ -33,7 +34,7 @@ class DirectorySync:
 
     def __init__(self, path: Path, fsync: Callable[[Path], None] | None = None) -> None:
         self.path = path
-        self._fsync = fsync or _fsync_directory
+        self._fsync = fsync or sync_directory
         self._changed = threading.Condition()
         self.waiting = 0  # callers waiting for an fsync another caller runs
         self._started = 0  # fsyncs started so far
@@ -62,14 +63,6 @@ class DirectorySync:
                 finally:
                     self._running = False
                     self._changed.notify_all()
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class OutboxSender:

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from relay.model.errors import StoreError, StoreVersionError
+from relay.ops.fsync import sync_directory
 from relay.store import queries
 from relay.store.rows import RowWriter
 
@@ -260,14 +261,6 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return stat.st_dev, stat.st_ino
 
 
-def _sync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class LogCopier:
     """A thread that copies the write-ahead log into the database file on request, through a
     connection of its own with ``synchronous=FULL``: SQLite flushes the log before it copies
@@ -370,7 +363,7 @@ class WalSync:
             # its name must be on the disk before a flush of its content acknowledges
             # anything. SQLite does this at its first flush of a new log, which commits with
             # synchronous=OFF never make.
-            _sync_directory(wal.parent)
+            sync_directory(wal.parent)
         except OSError:
             os.close(self._fd)
             raise
