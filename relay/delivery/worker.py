@@ -368,9 +368,6 @@ class Worker:
 
     def _ahead(self) -> int:
         """How many times its send cap a destination may have claimed (``ahead_allowed``)."""
-        if self._lease is None:
-            return CLAIM_AHEAD  # no leases to outlive (SQLite); reading the senders' deadlines
-            # would build the ones deferred to first use (the webhook sender imports httpx)
         snapshot = self._snapshot()
         if self._ahead_for is None or self._ahead_for[0] is not snapshot:
             deadlines = [sender.deadline_seconds for sender in snapshot.senders.values()]

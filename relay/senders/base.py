@@ -10,6 +10,10 @@ from typing import Protocol
 
 from relay.model.content import Content
 
+# The total deadline of a webhook call whose action names no destination (its own URL); here,
+# not in relay.senders.webhook, so it is known without importing that module's HTTP client.
+WEBHOOK_TIMEOUT_SECONDS = 10.0
+
 
 def retry_after_seconds(
     value: str | None, now: float | None = None, *, default: float = 1.0

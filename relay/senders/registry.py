@@ -16,7 +16,7 @@ from relay.config.settings import (
     WebhookDestination,
 )
 from relay.senders.archive import ArchiveSender
-from relay.senders.base import Sender, SendResult
+from relay.senders.base import WEBHOOK_TIMEOUT_SECONDS, Sender, SendResult
 from relay.senders.outbox import OutboxSender
 
 if TYPE_CHECKING:
@@ -45,10 +45,12 @@ def _slack_configured(slack: SlackSettings) -> bool:
 
 class DeferredSender:
     """A sender built (and its module imported) on first use: the webhook sender of actions
-    that give their own URL exists in every relay, and is used by few."""
+    that give their own URL exists in every relay, and is used by few. Its deadline is given,
+    so that reading it (the worker's claim-ahead rule, the lease check) builds nothing."""
 
-    def __init__(self, build: Callable[[], Sender]) -> None:
+    def __init__(self, build: Callable[[], Sender], deadline_seconds: float | None) -> None:
         self._build = build
+        self.deadline_seconds = deadline_seconds
         self._sender: Sender | None = None
         self._lock = threading.Lock()
 
@@ -58,10 +60,6 @@ class DeferredSender:
             if self._sender is None:
                 self._sender = self._build()
             return self._sender
-
-    @property
-    def deadline_seconds(self) -> float | None:
-        return self.sender.deadline_seconds
 
     async def send(
         self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()
@@ -141,7 +139,7 @@ class SenderRegistry:
         return {
             "email": email(settings.smtp),
             "slack": slack(settings.slack),
-            "webhook": DeferredSender(_webhook_sender),
+            "webhook": DeferredSender(_webhook_sender, WEBHOOK_TIMEOUT_SECONDS),
             "archive": ArchiveSender(Path(settings.storage.state_dir)),
             **{f"email:{name}": email(smtp) for name, smtp in named.smtp.items()},
             **{f"slack:{name}": slack(config) for name, config in named.slack.items()},

@@ -18,9 +18,9 @@ from relay.model.errors import (
 )
 from relay.model.urls import redact_text, redact_url
 from relay.senders.answers import HTTPX_ERRORS, read_bounded, transport_failure
+from relay.senders.base import WEBHOOK_TIMEOUT_SECONDS as DEFAULT_TIMEOUT_SECONDS
 from relay.senders.base import retry_after_seconds as _retry_after_seconds
 
-DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_RETRY_AFTER_SECONDS = 5.0
 USER_AGENT = "smartsupp-relay"
 # Retry-After as seconds or an HTTP date, with this sender's default.
