@@ -10,7 +10,7 @@ import secrets
 import sys
 from collections.abc import Sequence
 from datetime import datetime
-from email.headerregistry import BaseHeader, HeaderRegistry
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime
@@ -214,7 +214,12 @@ LINESEP = b"\r\n"
 # interpreters with ``verify_generated_headers``): a new header line, or a bare CR or LF.
 _NEW_LINE = re.compile(rb"\r\n(?![ \t])|\r(?!\n)|(?<!\r)\n")
 # Values written as they are, when they fit on the header's line (``direct_fold``).
-_PRINTABLE = re.compile(r"[!-~]+(?: [!-~]+)*", re.ASCII)
+# Words of at most 60 characters: every word fits on a line of its own after a space.
+_WORDS = re.compile(r"[!-~]{1,60}(?: [!-~]{1,60})*", re.ASCII)
+_SPACE = re.compile("( )")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9'_-]*(?: [A-Za-z0-9][A-Za-z0-9'_-]*)*", re.ASCII)
+_PLAIN_USER = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*", re.ASCII)
+_PLAIN_DOMAIN = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*", re.ASCII)
 _MESSAGE_ID = re.compile(r"<[\w-]+(?:\.[\w-]+)*@[\w-]+(?:\.[\w-]+)*>", re.ASCII)
 # Headers the stdlib's registry parses as unstructured text.
 _UNSTRUCTURED = frozenset(
@@ -237,23 +242,61 @@ def unsafe_fold(folded: bytes) -> bool:
 def direct_fold(name: str, value: Any) -> bytes | None:
     """``name: value`` as the stdlib folds it, without parsing, or None where that takes
     the stdlib: a Date from a datetime (``DateHeader``: ``format_datetime``, one short
-    line); a printable ASCII value of single-spaced words, without encoded-word syntax,
-    of an unstructured header or a plain ``<id@domain>`` Message-ID, that fits on its
-    line (the parse tree's text is the value, written unfolded)."""
-    if isinstance(value, datetime):
-        if name.lower() != "date":
-            return None
-        return f"{name}: {format_datetime(value)}\r\n".encode("ascii")
-    if not isinstance(value, str) or len(name) + 2 + len(value) > _MAX_LINE:
-        return None
+    line); a plain ``<id@domain>`` Message-ID and a plain ``Name <user@domain>`` Reply-To
+    address that fit on their line; printable ASCII words, single-spaced, without
+    encoded-word syntax, of an unstructured header, folded at spaces as
+    ``_refold_parse_tree`` folds them (``_fold_words``)."""
     lowered = name.lower()
-    if lowered == "message-id":
-        simple = _MESSAGE_ID.fullmatch(value) is not None
-    else:
-        simple = lowered in _UNSTRUCTURED and _PRINTABLE.fullmatch(value) is not None
-    if not simple or "=?" in value:
+    text: str | None = None
+    if isinstance(value, datetime):
+        text = format_datetime(value) if lowered == "date" else None
+    elif isinstance(value, Address):
+        text = _plain_address(value) if lowered == "reply-to" else None
+    elif isinstance(value, str) and "=?" not in value:
+        if lowered in _UNSTRUCTURED and _WORDS.fullmatch(value):
+            return _fold_words(name, value)
+        text = value if lowered == "message-id" and _MESSAGE_ID.fullmatch(value) else None
+    if text is None or len(name) + 2 + len(text) > _MAX_LINE:
         return None
-    return f"{name}: {value}\r\n".encode("ascii")
+    return f"{name}: {text}\r\n".encode("ascii")
+
+
+def _plain_address(address: Address) -> str | None:
+    """``str(address)`` when it is a display name of plain words (or none) and a plain
+    ``user@domain``: the text the stdlib parses back to the same address and writes as it
+    is when it fits on its line."""
+    name, username, domain = address.display_name, address.username, address.domain
+    if not _PLAIN_USER.fullmatch(username) or not _PLAIN_DOMAIN.fullmatch(domain):
+        return None
+    if not name:
+        return f"{username}@{domain}"
+    if not _PLAIN_NAME.fullmatch(name):
+        return None
+    return f"{name} <{username}@{domain}>"
+
+
+def _fold_words(name: str, value: str) -> bytes | None:
+    """An unstructured header of ``_WORDS`` folded as ``_refold_parse_tree`` folds it: on
+    one line if it fits; else the whole value on a line of its own after the name if it
+    fits there; else word by word, each word that does not fit starting a new line with
+    the space before it."""
+    head = f"{name}: "
+    if len(value) <= _MAX_LINE - len(head):
+        return f"{head}{value}\r\n".encode("ascii")
+    if len(value) + 1 <= _MAX_LINE:
+        return f"{name}:\r\n {value}\r\n".encode("ascii")
+    lines = [head]
+    for piece in _SPACE.split(value):  # the words and the single spaces between them
+        if len(piece) <= _MAX_LINE - len(lines[-1]):
+            lines[-1] += piece
+            continue
+        space = " " if lines[-1].endswith(" ") else ""  # moved to the new line
+        if space:
+            lines[-1] = lines[-1][:-1]
+        elif not piece.isspace():
+            return None  # not a case this writes: the stdlib folds it
+        lines.append(space + piece)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
 class Encoded(NamedTuple):
@@ -286,8 +329,11 @@ class Draft:
         fields: list[tuple[str, Any]] = []
         self._folded: list[bytes] = []
         for name, given in [*headers, ("MIME-Version", builder.header("MIME-Version", "1.0"))]:
-            # Address headers parsed here: their addresses are checked in the bytes.
-            parsed = builder.parsed(name, given) if name.lower() in _ADDRESS_FIELDS else given
+            # Address headers as header objects (their addresses are checked in the bytes),
+            # but for a plain Reply-To address, written directly (``direct_fold``).
+            parsed = given
+            if name.lower() in _ADDRESS_FIELDS and not isinstance(given, Address):
+                parsed = builder.parsed(name, given)
             value, folded = builder.field(name, parsed)
             fields.append((name, value))
             self._folded.append(folded)
@@ -368,7 +414,11 @@ class Draft:
             return None
         data = b"".join(self._folded) + content_type + LINESEP + body
         addresses = {
-            name.lower(): builder.addresses(value)
+            name.lower(): (
+                [value.addr_spec.lower()]
+                if isinstance(value, Address)
+                else builder.addresses(value)
+            )
             for name, value in self.headers
             if name.lower() in _ADDRESS_FIELDS
         }

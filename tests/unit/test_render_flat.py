@@ -12,6 +12,8 @@ import random
 import re
 import string
 from datetime import UTC, datetime, timedelta, timezone
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any
@@ -235,8 +237,13 @@ def test_header_folds_written_directly_are_the_stdlib_folds() -> None:
         "".join(chooser.choice(alphabet) for _ in range(chooser.randrange(1, 90)))
         for _ in range(3_000)
     ]
-    words = ["".join(chooser.choice(string.ascii_letters) for _ in range(n)) for n in range(1, 12)]
-    values += [" ".join(chooser.choices(words, k=chooser.randrange(1, 14))) for _ in range(500)]
+    printable = string.ascii_letters + string.digits + string.punctuation
+    words = ["".join(chooser.choice(printable) for _ in range(n)) for n in range(1, 80)]
+    short = words[:12]
+    values += [" ".join(chooser.choices(short, k=chooser.randrange(1, 40))) for _ in range(1500)]
+    values += [" ".join(chooser.choices(words, k=chooser.randrange(1, 8))) for _ in range(1500)]
+    # Lengths around the line's end: one line, the whole value on the next, word by word.
+    values += [" ".join(["ab"] * n) + tail for n in range(20, 45) for tail in ("", " x", "yz")]
     values += [
         "<a.b@c.d>",
         "<a..b@c>",
@@ -267,7 +274,13 @@ def test_header_folds_written_directly_are_the_stdlib_folds() -> None:
             if written is not None:
                 direct += 1
                 assert written == stdlib_fold(name, value), (name, value)
-    assert direct > 1_000  # the cases the direct path is for were among them
+    assert direct > 3_000  # the cases the direct path is for were among them
+    folded = [
+        direct_fold("Subject", value) or b""
+        for value in values
+        if len(value) > 78 and direct_fold("Subject", value)
+    ]
+    assert len(folded) > 500 and all(b"\r\n " in value for value in folded)
     zones = (UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8)))
     for zone in zones:
         for day in range(0, 400, 7):
@@ -291,3 +304,28 @@ def test_every_boundary_folds_as_the_placeholder() -> None:
                 "Content-Type", policy.header_factory("Content-Type", value)
             )
             assert builder.boundary_header(subtype, boundary) == expected
+
+
+def test_reply_to_addresses_written_directly_are_the_stdlib_folds() -> None:
+    chooser = random.Random(5)  # noqa: S311 -- test data
+    names = [*HOSTILE_NAMES, "", "Dusan Kmet", "Ann O'Neil", "a-b_c 9", "x" * 60, "Ann " * 30]
+    names += ["".join(chooser.choices(string.ascii_letters + " .'-_", k=n)) for n in range(40)]
+    users = ["dusan", "a.b", "a+tag", "x_y-z", "a..b", ".a", "ü", "a b", "a" * 70]
+    domains = ["domain.com", "a-b.example", "x", "a..b", "[1.2.3.4]", "é.cz", "d" * 70]
+    direct = 0
+    for name in names:
+        for user in users:
+            for domain in domains:
+                try:
+                    address = Address(display_name=name, username=user, domain=domain)
+                except (ValueError, IndexError, HeaderParseError):
+                    continue
+                written = direct_fold("Reply-To", address)
+                if written is not None:
+                    direct += 1
+                    assert written == stdlib_fold("Reply-To", address), address
+                    header = email.policy.SMTP.header_factory("Reply-To", address)
+                    assert [a.addr_spec for a in header.addresses] == [address.addr_spec]
+    assert direct > 100
+    plain = Address(display_name="Ann", username="ann", domain="shop.example")
+    assert direct_fold("From", plain) is None  # only Reply-To is written this way
