@@ -104,12 +104,10 @@ class MimeBuilder:
         """``name: value`` folded as BytesGenerator writes it with ``email.policy.SMTP``
         (``value``: a header object, a string or a datetime, as ``EmailMessage`` takes them),
         with the value to set on a message object: a shared header object's bytes from the
-        cache; a Date, and a one-line printable ASCII value of an unstructured header or a
-        plain Message-ID that fits on its line, written as the stdlib writes them
-        (``direct_fold``; the value as it is); anything else parsed (the header object) and
-        folded by the stdlib, which raises ValueError for a value with a line break, as
-        ``EmailMessage`` does when it is set. Whether the bytes are safe is checked in
-        ``Draft.flat``."""
+        cache; the values ``direct_fold`` writes as the stdlib writes them (the value as it
+        is); anything else parsed (the header object) and folded by the stdlib, which raises
+        ValueError for a value with a line break, as ``EmailMessage`` does when it is set.
+        Whether the bytes are safe is checked in ``Draft.flat``."""
         cached = self._folded_bytes.get(id(value))
         if cached is not None:
             return value, cached
