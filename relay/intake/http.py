@@ -27,6 +27,7 @@ from relay.model.errors import PayloadError, PayloadTooLarge, StoreError
 from relay.ops.logs import REQUEST_ID, RequestIds, request_id
 from relay.runtime import Runtime
 from relay.store import Intake
+from relay.store.records import begin_seconds
 
 log = logging.getLogger("relay.api")  # the published logger name (docs/operations.md)
 HOOK_PATH = "/hooks/smartsupp"
@@ -147,6 +148,7 @@ def prepare(runtime: Runtime, body: bytes) -> Intake:
         category=category.value,
         planned=decision.planned,
         dropped=decision.dropped,
+        begin_at=begin_seconds(conversation.begin_at),
         lead=lead_facts(
             conversation,
             category,

@@ -50,8 +50,10 @@ def scan_due(fetch: FetchPage, limit: int, admission: Admission | None, ids: lis
     while len(ids) < limit:
         page = limit - len(ids)  # without admission: exactly what is still missing
         if admission is not None:
-            # Ending at the first refusal: at most one row more than is missing is needed.
-            page = DUE_PAGE if admission.past_refused else min(page + 1, DUE_PAGE)
+            # A page is read up to its first refusal (the next query starts there, without
+            # that action), so one row more than is missing is all a page can use: a larger
+            # one only reads (and turns into Python objects) rows that are never looked at.
+            page = min(page + 1, DUE_PAGE)
         rows = fetch(at, last, [] if admission is None else admission.refused, page)
         turned_away = False
         for delivery_id, action, due in rows:

@@ -34,6 +34,7 @@ class IntakeOps(StoreBase):
                 intake.category,
                 now,
                 intake.raw,
+                intake.begin_at,
                 intake.conv_key,
             ),
         ).fetchone()

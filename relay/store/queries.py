@@ -14,11 +14,11 @@ from __future__ import annotations
 # Insert a new version of a conversation; the next version number is computed inside the
 # INSERT, and an exact duplicate (same key and content hash) inserts nothing (no row back).
 # Parameters: conv_key, account_id, channel_id, content_hash, category, received_at, raw,
-# conv_key.
+# begin_at (the body's beginAt in Unix seconds, NULL: read from the body when needed), conv_key.
 INSERT_CONVERSATION_VERSION = (
     "INSERT INTO conversations (conv_key, account_id, channel_id, version, content_hash,"
-    " category, received_at, raw)"
-    " SELECT ?, ?, ?, COALESCE(MAX(version), 0) + 1, ?, ?, ?, ?"
+    " category, received_at, raw, begin_at)"
+    " SELECT ?, ?, ?, COALESCE(MAX(version), 0) + 1, ?, ?, ?, ?, ?"
     " FROM conversations WHERE conv_key = ?"
     " ON CONFLICT (conv_key, content_hash) DO NOTHING RETURNING id, version"
 )
@@ -44,8 +44,9 @@ INSERT_QUARANTINE = (
 # Read from the stored raw bodies (JSON; a body SQLite cannot read as JSON matches nothing). One
 # row per stored version, in the order stored, of at most the newest ?2 versions (a visitor with
 # thousands of stored chats costs no more than that): conv_key, category, begin time in Unix
-# seconds (the body's beginAt, else when it was received). Parameters: ?1 conversation id,
-# ?2 the most versions read.
+# seconds (the body's beginAt, else when it was received: the begin_at column written at
+# intake, read from the body itself only for a row without it, stored before migration 9 or
+# without a beginAt). Parameters: ?1 conversation id, ?2 the most versions read.
 # The visitor expressions below (CAST(json_extract(...'$.visitor.id') AS TEXT) and
 # lower(json_extract(...'$.visitor.email')) of the body read as JSON) are those of the
 # conversations_visitor_* indexes (migration 6): SQLite uses an index on an expression only
@@ -79,7 +80,7 @@ VISITOR_HISTORY = (
     " AND o.conv_key != cur.conv_key AND o.received_at <= cur.received_at"
     " ORDER BY o.id DESC LIMIT ?2))"
     " SELECT o.conv_key, o.category,"
-    " COALESCE(json_extract(CASE WHEN json_valid(CAST(o.raw AS TEXT))"
+    " COALESCE(o.begin_at, json_extract(CASE WHEN json_valid(CAST(o.raw AS TEXT))"
     " THEN CAST(o.raw AS TEXT) END, '$.beginAt') / 1000.0, o.received_at)"
     " FROM ids CROSS JOIN conversations o ON o.id = ids.id"
     " ORDER BY o.id"

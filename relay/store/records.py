@@ -22,6 +22,15 @@ class Intake:
     planned: tuple[PlannedDelivery, ...]
     dropped: bool = False  # no rule matched and the fallback is "drop" (for the log line)
     lead: LeadFacts | None = None  # stored in the same transaction (relay.store.leads)
+    # The body's beginAt in Unix seconds (``begin_seconds``), kept beside the body so a
+    # returning visitor's history reads no stored body; None: read from the body if needed.
+    begin_at: float | None = None
+
+
+def begin_seconds(begin_at_ms: int | None) -> float | None:
+    """A beginAt (milliseconds) in Unix seconds exactly as the stores compute it from a stored
+    body (the number as a double, divided by 1000.0), so the column and the body agree."""
+    return None if begin_at_ms is None else float(begin_at_ms) / 1000.0
 
 
 @dataclass(frozen=True)

@@ -177,7 +177,7 @@ def test_a_version_7_store_keeps_its_users_and_gains_signed_out_at_as_step_8(
     conn.close()
     store = Store(tmp_path / "old.db")
     try:
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == 8
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert store.console_users() == [("jana", 100.0)]
         assert [row.action for row in store.audit_log()] == ["login"]
         assert store.console_user_session("jana") == ("hash-1", None)

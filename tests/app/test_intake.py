@@ -12,7 +12,7 @@ from litestar.testing import TestClient
 from relay.app import create_app
 from relay.config.settings import Settings
 from tests.support.data import TOKEN, body, sample
-from tests.support.store import count_rows
+from tests.support.store import count_rows, select_rows
 
 # The store and the worker on each backend (tests/conftest.py: backend).
 pytestmark = pytest.mark.usefixtures("backend")
@@ -43,6 +43,9 @@ def test_missed_chat_is_stored_with_its_planned_delivery(settings: Settings) -> 
         # Stored by the time the answer arrives: read through a separate connection.
         assert rows(settings, "conversations") == 1
         assert rows(settings, "deliveries") == 1
+    # The body's beginAt in seconds beside it, for the visitor's later history.
+    begin = select_rows(settings, "SELECT begin_at FROM conversations")
+    assert begin == [{"begin_at": data["beginAt"] / 1000.0}]
 
 
 @pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded", None])

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from relay.model.errors import StoreVersionError
-from relay.store import Store
+from relay.store import Intake, Store
 from relay.store.base import MIGRATIONS, SCHEMA_VERSION, _statements
 
 
@@ -117,3 +118,39 @@ def test_a_migration_is_split_into_statements_strings_and_comments_kept_whole() 
         db.execute(statement)
     assert db.execute("SELECT x FROM a ORDER BY rowid").fetchall() == [("1;2",), ("last",)]
     db.close()
+
+
+def test_a_version_8_store_gains_the_begin_time_column_and_reads_older_rows_from_the_body(
+    tmp_path: Path,
+) -> None:
+    """Migration 9 adds conversations.begin_at in place: a row stored before it has none, and
+    the visitor's history reads that row's begin time from its body."""
+    path = tmp_path / "relay.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step in MIGRATIONS[:8]:
+        for statement in _statements(step):
+            conn.execute(statement)
+    body = json.dumps(
+        {"accountId": 208, "channel": {"id": 1}, "beginAt": 1427414400000, "visitor": {"id": 5}}
+    ).encode()
+    conn.execute(
+        "INSERT INTO conversations (id, conv_key, account_id, channel_id, version, content_hash,"
+        " category, received_at, raw) VALUES (1, '208-1', 208, 1, 1, 'h', 'missed', 2.0, ?)",
+        (body,),
+    )
+    conn.execute("PRAGMA user_version = 8")
+    conn.close()
+    store = Store(path)
+    try:
+        later = body.replace(b'"id": 1}', b'"id": 2}')
+        current = store.accept(
+            Intake(later, "208-2", 208, 2, "h2", "offline", (), begin_at=1427500800.0)
+        ).conversation_id
+        assert store.visitor_history(current) == (("missed", 1427414400.0),)
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    rows = conn.execute("SELECT id, begin_at FROM conversations ORDER BY id").fetchall()
+    conn.close()
+    assert rows == [(1, None), (2, 1427500800.0)]

@@ -279,3 +279,37 @@ def test_deliveries_a_claim_does_not_admit_stay_free_for_other_relays(
     with first.batch():
         assert first.claim_due(10, now=200, admit=lambda action: False) == []
         assert len(second.claim_due(10, now=200)) == 1  # not locked by the refusal
+
+
+def test_a_version_6_database_gains_the_begin_time_column_and_reads_older_rows_from_the_body(
+    postgres_url: str,
+) -> None:
+    """Step 7 adds conversations.begin_at in place: a row stored before it has none, and the
+    visitor's history reads that row's begin time from its body."""
+    body = json.dumps(
+        {"accountId": 7, "channel": {"id": 1}, "beginAt": 1427414400000, "visitor": {"id": 5}}
+    ).encode()
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for version, step in enumerate(MIGRATIONS[:6], start=1):
+            conn.execute(step.encode())
+            conn.execute("INSERT INTO schema_version VALUES (%s)", (version,))
+        conn.execute(
+            "INSERT INTO conversations (conv_key, account_id, channel_id, version, content_hash,"
+            " category, received_at, raw) VALUES ('7-1', 7, 1, 1, 'h', 'missed', 2, %s)",
+            (body,),
+        )
+    store = PostgresStore(postgres_url)
+    try:
+        later = body.replace(b'"id": 1}', b'"id": 2}')
+        current = store.accept(
+            Intake(later, "7-2", 7, 2, "h2", "offline", (), begin_at=1427500800.0)
+        ).conversation_id
+        assert store.visitor_history(current) == (("missed", 1427414400.0),)
+    finally:
+        store.close()
+    with psycopg.connect(postgres_url) as conn:
+        rows = conn.execute("SELECT id, begin_at FROM conversations ORDER BY id").fetchall()
+        versions = conn.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()
+    assert rows == [(1, None), (2, 1427500800.0)]
+    assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]

@@ -20,6 +20,7 @@ from relay.render.pool import RenderJob
 from relay.render.pool import render as pool_render
 from relay.store import Intake, StoreProtocol
 from relay.store.operator import VISITOR_ROWS
+from relay.store.records import begin_seconds
 from tests.support.render import (
     EMAIL_ACTION,
     FROM_ADDRESS,
@@ -39,7 +40,9 @@ def store(open_test_store: StoreOpener) -> StoreProtocol:
     return open_test_store()
 
 
-def keep(store: StoreProtocol, data: dict[str, Any]) -> int:
+def keep(store: StoreProtocol, data: dict[str, Any], *, begin: bool = True) -> int:
+    """Store ``data`` as the hook does, with its begin time beside it; ``begin=False``: as a
+    row stored before that column was (its begin time is read from the body)."""
     raw = json.dumps(data).encode()
     conversation = parse(raw)
     channel = conversation.channel.id
@@ -52,6 +55,7 @@ def keep(store: StoreProtocol, data: dict[str, Any]) -> int:
             content_hash=f"hash-{channel}",
             category=classify(conversation).value,
             planned=(),
+            begin_at=begin_seconds(conversation.begin_at) if begin else None,
         )
     )
     return accepted.conversation_id
@@ -202,6 +206,55 @@ def test_versions_of_the_same_chat_do_not_use_up_the_versions_read(
         ).conversation_id
     begin = chat(Category.OFFLINE, 1, 0)["beginAt"] / 1000.0
     assert store.visitor_history(current) == (("offline", begin),)
+
+
+def test_rows_with_and_without_the_kept_begin_time_give_the_same_history(
+    store: StoreProtocol,
+) -> None:
+    """The begin time kept at intake and the one read from a body without it (a row stored
+    before the column, or a body without beginAt: then when it was received) are the same."""
+    keep(store, chat(Category.MISSED, 1, 0), begin=False)
+    keep(store, chat(Category.OFFLINE, 2, 1))
+    no_begin = chat(Category.NORMAL, 3, 2)
+    del no_begin["beginAt"]
+    keep(store, no_begin)
+    current = keep(store, chat(Category.LOW_RATED, 4, 3))
+    earlier = store.visitor_history(current)
+    begin = [chat(Category.MISSED, 1, n)["beginAt"] / 1000.0 for n in (0, 1)]
+    assert earlier[:2] == (("missed", begin[0]), ("offline", begin[1]))
+    [(category, received)] = earlier[2:]
+    assert category == "normal"
+    assert begin[1] < received  # when it was received: now, years after the sample's beginAt
+
+
+def test_the_history_takes_the_kept_begin_time_without_reading_the_body(
+    store: StoreProtocol,
+) -> None:
+    """Where a row has its begin time, the history reads that and not the body's beginAt."""
+    data = chat(Category.MISSED, 1, 0)
+    raw = json.dumps(data).encode()
+    conversation = parse(raw)
+    store.accept(
+        Intake(
+            raw=raw,
+            conv_key=f"{conversation.account_id}-1",
+            account_id=conversation.account_id,
+            channel_id=1,
+            content_hash="hash-1",
+            category="missed",
+            planned=(),
+            begin_at=1234.5,
+        )
+    )
+    current = keep(store, chat(Category.OFFLINE, 2, 1))
+    assert store.visitor_history(current) == (("missed", 1234.5),)
+
+
+def test_begin_seconds_is_the_stores_reading_of_a_body() -> None:
+    """A beginAt in milliseconds as the stores divide it: the number as a double / 1000.0."""
+    assert begin_seconds(None) is None
+    assert begin_seconds(1427414400123) == 1427414400.123
+    assert begin_seconds(2**60 + 1) == float(2**60) / 1000.0
 
 
 def text_of(content: Content) -> str:

@@ -20,7 +20,7 @@ CHUNK = 500
 TABLES: dict[str, tuple[str, ...]] = {
     "conversations": (
         "id", "conv_key", "account_id", "channel_id", "version", "content_hash", "category",
-        "received_at", "raw",
+        "received_at", "raw", "begin_at",
     ),
     "deliveries": (
         "id", "conversation_id", "dedupe_key", "rule", "channel", "action", "category",

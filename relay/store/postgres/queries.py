@@ -10,11 +10,12 @@ NOTIFY_PAYLOAD = "SELECT pg_notify('relay_deliveries', %s)"
 # -- intake ------------------------------------------------------------------------------------
 # The next version is computed inside the INSERT; a conflict on (conv_key, content_hash) is an
 # exact duplicate, one on (conv_key, version) another relay numbering a version at the same
-# time: either way nothing is inserted, and the caller looks again.
+# time: either way nothing is inserted, and the caller looks again. begin_at: the body's beginAt
+# in Unix seconds, or NULL (read from the body when needed).
 INSERT_CONVERSATION = (
     "INSERT INTO conversations (conv_key, account_id, channel_id, version, content_hash,"
-    " category, received_at, raw)"
-    " SELECT %s, %s, %s, COALESCE(MAX(version), 0) + 1, %s, %s, %s, %s"
+    " category, received_at, raw, begin_at)"
+    " SELECT %s, %s, %s, COALESCE(MAX(version), 0) + 1, %s, %s, %s, %s, %s"
     " FROM conversations WHERE conv_key = %s"
     " ON CONFLICT DO NOTHING RETURNING id, version"
 )
@@ -188,7 +189,8 @@ LATEST_VERSION = "SELECT id FROM conversations WHERE conv_key = %s ORDER BY vers
 # stored before the given one and received no later, matched by visitor id when it has one,
 # else by email address (case-insensitive), read from the stored raw bodies (relay_json: NULL,
 # matching nothing, for a body that is not JSON). One row per stored version, in the order
-# stored: conv_key, category, begin time in Unix seconds (beginAt, else when it was received).
+# stored: conv_key, category, begin time in Unix seconds (beginAt, else when it was received;
+# the begin_at column written at intake, the body read only for a row without it).
 VISITOR_HISTORY = (
     "WITH cur AS (SELECT id, conv_key, account_id, received_at,"
     " relay_json(raw) -> 'visitor' ->> 'id' AS vid,"
@@ -197,20 +199,21 @@ VISITOR_HISTORY = (
     # The visitor expressions are those of the conversations_visitor_* indexes (migration 4);
     # at most the newest %(rows)s versions of the visitor are read (relay.store.operator).
     " others AS ("
-    " (SELECT o.id, o.conv_key, o.category, o.received_at, o.raw FROM conversations o JOIN cur"
+    " (SELECT o.id, o.conv_key, o.category, o.received_at, o.begin_at, o.raw"
+    " FROM conversations o JOIN cur"
     " ON o.account_id = cur.account_id AND (relay_json(o.raw) -> 'visitor' ->> 'id') = cur.vid"
     " WHERE cur.vid IS NOT NULL AND cur.vid <> '' AND o.id < cur.id"
     " AND o.conv_key <> cur.conv_key AND o.received_at <= cur.received_at"
     " ORDER BY o.id DESC LIMIT %(rows)s)"
     " UNION ALL"
-    " (SELECT o.id, o.conv_key, o.category, o.received_at, o.raw FROM conversations o JOIN cur"
-    " ON o.account_id = cur.account_id"
+    " (SELECT o.id, o.conv_key, o.category, o.received_at, o.begin_at, o.raw"
+    " FROM conversations o JOIN cur ON o.account_id = cur.account_id"
     " AND lower(relay_json(o.raw) -> 'visitor' ->> 'email') = cur.vemail"
     " WHERE cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail <> '' AND o.id < cur.id"
     " AND o.conv_key <> cur.conv_key AND o.received_at <= cur.received_at"
     " ORDER BY o.id DESC LIMIT %(rows)s))"
     " SELECT o.conv_key, o.category,"
-    " COALESCE(CASE WHEN jsonb_typeof(relay_json(o.raw) -> 'beginAt') = 'number'"
+    " COALESCE(o.begin_at, CASE WHEN jsonb_typeof(relay_json(o.raw) -> 'beginAt') = 'number'"
     " THEN (relay_json(o.raw) ->> 'beginAt')::double precision / 1000.0 END, o.received_at)"
     " FROM others o ORDER BY o.id"
 )

@@ -165,6 +165,10 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 6: as SQLite's step 8: when a console user last signed out (NULL: never).
     "ALTER TABLE console_users ADD COLUMN signed_out_at DOUBLE PRECISION;",
+    # 7: as SQLite's step 9: each conversation's begin time in Unix seconds (the body's
+    # beginAt), written at intake, so visitor_history reads no stored body (NULL in rows
+    # stored before and where a body has none: those are read from the body).
+    "ALTER TABLE conversations ADD COLUMN begin_at DOUBLE PRECISION;",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

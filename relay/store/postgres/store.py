@@ -185,6 +185,7 @@ class PostgresStore:
                     intake.category,
                     now,
                     intake.raw,
+                    intake.begin_at,
                     intake.conv_key,
                 ),
             ).fetchone()
