@@ -9,9 +9,8 @@ import email.utils
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
-
-import jinja2
 
 from relay.leads.model import Lead
 from relay.leads.schedule import DayFigures
@@ -20,6 +19,9 @@ from relay.model.content import EmailContent
 from relay.model.conversation import Conversation
 from relay.render.headers import envelope_addresses, header_safe, mailbox_list
 from relay.render.i18n import Translator
+
+if TYPE_CHECKING:
+    import jinja2
 
 MAX_OPEN_SHOWN = 60  # with the limits below, the digest stays well under 100 KB
 MAX_LOW_SHOWN = 20
