@@ -37,6 +37,7 @@ KEPT_OUT = (
     "argon2",  # console passwords: at the first login
     "relay.console.http",  # the console's pages and routes: at the first request for /console
     "ctypes",  # the render helper's prctl(): imported in the helper
+    "statistics",  # the daily digest's median and the console's statistics
     "pydantic.v1",  # Litestar's pydantic plugin: the handlers take and answer no models
     "litestar.plugins.pydantic",
     "attr",  # Litestar's attrs plugin, as above
