@@ -6,6 +6,7 @@ memory in every relay."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import httpx
@@ -60,7 +61,8 @@ def test_an_idle_relay_serve_on_the_defaults_imports_only_what_it_uses(tmp_path:
     (site / "sitecustomize.py").write_text(RECORD_MODULES, encoding="utf-8")
     recorded = tmp_path / "modules"
     recorded.mkdir()
-    env = {"PYTHONPATH": str(site), "FOOTPRINT_MODULES": str(recorded)}
+    paths = [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {"PYTHONPATH": os.pathsep.join(paths), "FOOTPRINT_MODULES": str(recorded)}
     with RelayProcess(config, port, env=env) as relay:
         missed = (SAMPLES / "missed-chat.json").read_bytes()  # the built-in rules email it
         assert httpx.post(relay.url, content=missed).status_code == 200
