@@ -5,7 +5,10 @@ Usage: .venv/bin/python bench/delivery.py [--messages 2000] [--repeat 3] [--conc
 Each run stores --messages new conversations (the sample missed chat with a new channel.id),
 each with one planned transcript email, then times one of:
   worker   the relay's Worker (relay.app.build_worker, the real store thread, renderer and
-           SmtpSender with its connection pool) from start until nothing is left to send;
+           SmtpSender with its connection pool) from start until nothing is left to send.
+           As `relay serve` does (relay.app.create_app), its render helper is started and
+           has checked the templates before the clock starts, i.e. before any delivery;
+           --cold-helper starts it with the first email instead, inside the timed window;
   naive    a loop that renders each delivery exactly as the worker does and calls
            aiosmtplib.send(), i.e. a new SMTP connection per message, one at a time;
   ceiling  the same messages rendered and flattened to bytes BEFORE the clock starts, then
@@ -34,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aiosmtplib
 from common import SmtpSink, machine, median, queue_conversations
 
-from relay.app import build_snapshot, build_worker, database_path
+from relay.app import build_snapshot, build_worker, database_path, new_render_pool
 from relay.config.settings import DeliverySettings, Settings
 from relay.delivery.worker import render_delivery
 from relay.model.content import EmailContent
@@ -57,10 +60,15 @@ def settings_for(state: Path, port: int, concurrency: int) -> Settings:
     )
 
 
-async def run_worker(settings: Settings) -> float:
+async def run_worker(settings: Settings, *, cold_helper: bool = False) -> float:
     store = StoreThread(Store(database_path(settings)))
     senders = SenderRegistry()
-    worker = build_worker(Runtime(build_snapshot(settings, senders), senders=senders), store)
+    # As relay.app.create_app: the helper starts with the relay and checks the templates
+    # (build_snapshot waits for its answer), before the worker's first delivery.
+    render_pool = None if cold_helper else new_render_pool(settings)
+    snapshot = build_snapshot(settings, senders, render_pool)
+    runtime = Runtime(snapshot=snapshot, senders=senders)
+    worker = build_worker(runtime, store, render_pool=render_pool)
     started = time.perf_counter()
     worker.start()
     await worker.settled()
@@ -145,7 +153,7 @@ def one_run(kind: str, args: argparse.Namespace, work: Path, index: int) -> floa
         planned = queue_conversations(settings, args.messages, same_visitor=args.visitors == "same")
         assert planned == args.messages, planned
         runners: dict[str, Callable[[], float]] = {
-            "worker": lambda: asyncio.run(run_worker(settings)),
+            "worker": lambda: asyncio.run(run_worker(settings, cold_helper=args.cold_helper)),
             "naive": lambda: asyncio.run(run_naive(settings, args.messages)),
             "ceiling": lambda: asyncio.run(run_ceiling(settings, args.messages, args.concurrency)),
             "render": lambda: asyncio.run(run_render_only(settings, args.messages)),
@@ -183,6 +191,12 @@ def main() -> None:
         " earlier chats of that visitor, read from all of them), or one visitor each",
     )
     parser.add_argument(
+        "--cold-helper",
+        action="store_true",
+        help="worker: start the render helper with the first email, inside the timed window"
+        " (default: before the clock, as `relay serve` starts it with the relay)",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         help="after the measured runs, one more worker run under py-spy: flame graph SVG here",
@@ -190,7 +204,7 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"{machine()}; messages={args.messages} concurrency={args.concurrency}"
-        f" visitors={args.visitors}"
+        f" visitors={args.visitors}" + (" cold-helper" if args.cold_helper else "")
     )
     kinds = args.only or ["naive", "ceiling", "worker", "render"]
     rates: dict[str, list[float]] = {k: [] for k in kinds}

@@ -125,4 +125,20 @@ def template_problems(settings: Settings) -> list[str]:
         problems.extend(f"{where}.template: {p}" for p in checked[wanted])
         if isinstance(action, EmailAction) and action.subject is not None:
             problems.extend(f"{where}.subject: {p}" for p in renderer.check_subject(action.subject))
+    if settings.follow_up.digest_at is not None:
+        problems.extend(f"follow_up.digest: {p}" for p in _digest_problems(settings))
     return problems
+
+
+def _digest_problems(settings: Settings) -> list[str]:
+    """The daily digest's templates (``relay.leads.digest``), when the digest is on."""
+    import time  # noqa: PLC0415 -- with the check only
+    from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+    from relay.leads import digest  # noqa: PLC0415 -- the relay renders in helpers
+    from relay.render.environment import email_environment  # noqa: PLC0415
+
+    window = settings.follow_up.business_hours
+    zone = window.zone if window is not None else ZoneInfo(settings.render.timezone)
+    environment = email_environment(settings.render.templates_dir)
+    return digest.template_problems(environment, settings.render.locale, zone, time.time())

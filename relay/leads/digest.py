@@ -12,11 +12,11 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from relay.leads.model import Lead
+from relay.leads.model import Lead, LeadState
 from relay.leads.schedule import DayFigures
 from relay.leads.texts import text
 from relay.model.content import EmailContent
-from relay.model.conversation import Conversation
+from relay.model.conversation import Channel, Conversation
 from relay.render.headers import envelope_addresses, header_safe, mailbox_list
 from relay.render.i18n import Translator
 
@@ -162,3 +162,48 @@ def render(
     message.set_content(plain)
     message.add_alternative(html, subtype="html")
     return EmailContent(message=message, recipients=tuple(envelope_addresses(to)))
+
+
+DIGEST_TEMPLATES = ("email/digest.html.j2", "email/digest.txt.j2")
+
+
+def check_inputs(now: float) -> tuple[DigestInput, ...]:
+    """Sample digests for ``relay check``: a quiet day (nothing open, no ratings, no claims)
+    and a busy one that fills every part (links, a cut-off list, a low rating, a median)."""
+    day = datetime.fromtimestamp(now, UTC).date()
+    quiet = DigestInput(day, now, (), DayFigures({}, (0,) * 24, None), ())
+    leads = [
+        (
+            Lead(n, f"k{n}", "missed", now - 3600 * n, LeadState.OPEN, visitor_name=f"V{n}"),
+            "https://relay.example/claim" if n % 2 else None,
+        )
+        for n in range(1, MAX_OPEN_SHOWN + 3)
+    ]
+    low = Conversation(account_id=1, channel=Channel(id=2, rating=1, rating_desc="slow <b>"))
+    figures = DayFigures({"missed": 3, "normal": 1}, tuple(range(24)), 95.0)
+    return quiet, DigestInput(day, now, leads, figures, (low,))
+
+
+def template_problems(
+    environment: jinja2.Environment, locale: str, zone: ZoneInfo, now: float
+) -> list[str]:
+    """Each digest template compiled and rendered with the sample digests ([] when both
+    render): the digest is sent long after start-up, so a broken one is found here."""
+    import jinja2  # noqa: PLC0415 -- imported with the caller's environment; see the module top
+
+    views = [build_view(data, locale, zone) for data in check_inputs(now)]
+    problems = []
+    for path in DIGEST_TEMPLATES:
+        try:
+            template = environment.get_template(path)
+            for view in views:
+                template.render(digest=view)
+        except jinja2.TemplateNotFound:
+            problems.append(f"{path} does not exist")
+        except jinja2.TemplateSyntaxError as exc:
+            problems.append(f"{exc.filename or path} line {exc.lineno}: {exc.message}")
+        except jinja2.TemplateError as exc:
+            problems.append(f"{path}: {exc}")
+        except Exception as exc:  # the template's own code raised (1/0 ...)
+            problems.append(f"{path}: rendering it raised {type(exc).__name__}: {exc}")
+    return problems

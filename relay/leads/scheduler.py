@@ -152,6 +152,13 @@ class FollowUpScheduler:
         except asyncio.CancelledError:
             await asyncio.shield(self._store.call(lambda s: s.release_digest_day(key)))
             raise
+        except Exception as exc:  # an overridden template that fails on this day's data
+            log.error(
+                "the follow-up digest of %s could not be made (%s: %s); trying again",
+                key, type(exc).__name__, exc,
+            )  # fmt: skip
+            await self._store.call(lambda s: s.release_digest_day(key))
+            return None
         log.info("follow-up digest of %s sent to %d recipients", key, len(settings.digest_to))
         return day
 

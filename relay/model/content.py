@@ -6,9 +6,21 @@ import email.policy
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesParser
-from typing import Any
+from typing import Any, Protocol
 
 from relay.model.crm import CrmContent
+
+
+class MessageSource(Protocol):
+    """What an email is made from before it is a message object (``render.mime.Draft``):
+    the message object, or the bytes sent to a server with 8BITMIME without SMTPUTF8,
+    written directly and checked (None when the check fails)."""
+
+    message_id: str
+
+    def message(self) -> EmailMessage: ...
+
+    def flat(self) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +39,11 @@ class EmailContent:
     """A complete message (all headers set) and its envelope recipients (to + cc + bcc).
 
     ``flat``: the same message flattened and checked already (from the render helper); the
-    message object is then parsed back from those bytes only if something asks for it."""
+    message object is then parsed back from those bytes only if something asks for it.
+    ``source``: what the renderer made the email from, which makes the message object when
+    something asks for it, and the bytes for a server with 8BITMIME without SMTPUTF8."""
 
-    __slots__ = ("_message", "flat", "recipients")
+    __slots__ = ("_message", "flat", "recipients", "source")
 
     def __init__(
         self,
@@ -37,17 +51,22 @@ class EmailContent:
         recipients: tuple[str, ...] = (),
         *,
         flat: FlatEmail | None = None,
+        source: MessageSource | None = None,
     ) -> None:
-        if message is None and flat is None:
-            raise ValueError("an email needs its message or its flattened bytes")
+        if message is None and flat is None and source is None:
+            raise ValueError("an email needs its message, its source or its flattened bytes")
         self._message = message
         self.recipients = recipients
         self.flat = flat
+        self.source = source
 
     @property
     def message(self) -> EmailMessage:
         if self._message is None:
-            assert self.flat is not None  # one of the two is always set (__init__)
+            if self.source is not None:
+                self._message = self.source.message()
+                return self._message
+            assert self.flat is not None  # one of the three is always set (__init__)
             parser = BytesParser(_class=EmailMessage, policy=email.policy.SMTP)
             self._message = parser.parsebytes(self.flat.data)
         return self._message
@@ -57,13 +76,25 @@ class EmailContent:
         """The Message-ID header ("" without one), without parsing a flattened message."""
         if self.flat is not None:
             return self.flat.message_id
+        if self.source is not None and self._message is None:
+            return self.source.message_id
         return str(self.message["Message-ID"] or "")
 
     def flat_for(self, *, utf8: bool, eight_bit: bool) -> bytes | None:
-        """The flattened bytes when they were made for these options, else None."""
+        """The flattened bytes when they were made for these options (or, without SMTPUTF8,
+        can be written from the source), else None."""
         flat = self.flat
         if flat is not None and eight_bit and flat.utf8 == utf8:
             return flat.data
+        # From the source only while the message object was never handed out (a caller
+        # may have changed it).
+        if flat is None and self.source is not None and self._message is None and eight_bit:
+            if utf8:
+                return None
+            data = self.source.flat()
+            if data is not None:
+                self.flat = FlatEmail(data, False, self.source.message_id)
+            return data
         return None
 
     def with_flat(self, flat: FlatEmail) -> EmailContent:
@@ -74,7 +105,7 @@ class EmailContent:
         # Flattened: only the bytes cross a process boundary, never the message object.
         if self.flat is not None:
             return (_flat_email, (self.recipients, self.flat))
-        return (EmailContent, (self._message, self.recipients))
+        return (EmailContent, (self.message, self.recipients))  # a source: its message
 
     def __repr__(self) -> str:
         return f"EmailContent(recipients={self.recipients!r}, message_id={self.message_id!r})"

@@ -8,7 +8,7 @@ import email.policy
 import functools
 import io
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from email.errors import HeaderParseError, MessageError
 from email.generator import BytesGenerator
@@ -134,7 +134,36 @@ def set_headers(
     references: Iterable[str] = (),
     parsed: Callable[[str, str], Any] | None = None,
 ) -> None:
-    """``references``: the Message-IDs of the emails about this visitor that were actually
+    """Set ``header_fields`` on ``message``, in order."""
+    fields = header_fields(
+        from_address=from_address,
+        to=to,
+        cc=cc,
+        reply_to=reply_to,
+        subject=subject,
+        message_id=message_id,
+        date=date,
+        references=references,
+        parsed=parsed,
+    )
+    for name, value in fields:
+        message[name] = value
+
+
+def header_fields(
+    *,
+    from_address: str,
+    to: Iterable[str],
+    cc: Iterable[str],
+    reply_to: Address | None,
+    subject: str,
+    message_id: str,
+    date: datetime,
+    references: Iterable[str] = (),
+    parsed: Callable[[str, str], Any] | None = None,
+) -> list[tuple[str, Any]]:
+    """An email's headers (name and value as ``EmailMessage`` takes them), in order.
+    ``references``: the Message-IDs of the emails about this visitor that were actually
     sent, oldest first; none for a first email (no thread to join). ``parsed`` gives the
     header object for a value that is the same in every email (From, recipients, the fixed
     headers), parsed once by its owner (``MimeBuilder.header``)."""
@@ -142,23 +171,26 @@ def set_headers(
     def same(name: str, value: str) -> Any:
         return value if parsed is None else parsed(name, value)
 
-    message["From"] = same("From", header_safe(from_address))
-    message["To"] = same("To", ", ".join(mailbox_list(to)))
+    fields: list[tuple[str, Any]] = [
+        ("From", same("From", header_safe(from_address))),
+        ("To", same("To", ", ".join(mailbox_list(to)))),
+    ]
     cc_list = mailbox_list(cc)
     if cc_list:
-        message["Cc"] = same("Cc", ", ".join(cc_list))
+        fields.append(("Cc", same("Cc", ", ".join(cc_list))))
     if reply_to is not None:
-        message["Reply-To"] = reply_to
-    message["Subject"] = subject_line(subject)
-    message["Date"] = date
-    message["Message-ID"] = header_safe(message_id)
+        fields.append(("Reply-To", reply_to))
+    fields.append(("Subject", subject_line(subject)))
+    fields.append(("Date", date))
+    fields.append(("Message-ID", header_safe(message_id)))
     thread = thread_references(references)
     if thread:
-        message["In-Reply-To"] = thread[-1]
-        message["References"] = " ".join(thread)
-    message["Auto-Submitted"] = same("Auto-Submitted", "auto-generated")
+        fields.append(("In-Reply-To", thread[-1]))
+        fields.append(("References", " ".join(thread)))
+    fields.append(("Auto-Submitted", same("Auto-Submitted", "auto-generated")))
     # Exchange/Outlook: no out-of-office or other automatic answers to this message.
-    message["X-Auto-Response-Suppress"] = same("X-Auto-Response-Suppress", "All")
+    fields.append(("X-Auto-Response-Suppress", same("X-Auto-Response-Suppress", "All")))
+    return fields
 
 
 def flatten(message: EmailMessage, *, utf8: bool = False, eight_bit: bool = True) -> bytes:
@@ -187,10 +219,23 @@ def flatten(message: EmailMessage, *, utf8: bool = False, eight_bit: bool = True
 
 def header_problem(message: EmailMessage, data: bytes) -> str | None:
     """None if the header block of ``data`` has exactly ``message``'s header fields (names in
-    order, addresses of From/To/Cc/Reply-To); else what differs. The addresses are read from
-    the bytes as ``BytesHeaderParser`` reads them (each field's first occurrence, its lines
-    joined by the policy's ``header_source_parse``), each field's text parsed once per
-    process (``_sent_addresses``: From and To repeat from email to email)."""
+    order, addresses of From/To/Cc/Reply-To); else what differs (``fields_problem``)."""
+    wanted = [name.lower() for name in message]
+    addresses = {
+        name: header_addresses(message[name]) for name in ADDRESS_HEADERS if name in wanted
+    }
+    return fields_problem(wanted, addresses, data)
+
+
+def fields_problem(
+    wanted: list[str], addresses: Mapping[str, list[str]], data: bytes
+) -> str | None:
+    """None if the header block of ``data`` has exactly the header fields ``wanted`` (lower
+    case, in order) and, for each address header among them, the ``addresses`` given
+    (lower case); else what differs. The addresses are read from the bytes as
+    ``BytesHeaderParser`` reads them (each field's first occurrence, its lines joined by the
+    policy's ``header_source_parse``), each field's text parsed once per process
+    (``_sent_addresses``: From and To repeat from email to email)."""
     block, blank, _ = data.partition(b"\r\n\r\n")
     if not blank:
         return "no empty line ends the headers"
@@ -212,13 +257,12 @@ def header_problem(message: EmailMessage, data: bytes) -> str | None:
         current = None
         if name in ADDRESS_HEADERS and name not in fields:
             current = fields[name] = [line]
-    wanted = [name.lower() for name in message]
     if names != wanted:
         return f"header fields {names} where {wanted} were set"
     for name in ADDRESS_HEADERS:
         if name in wanted:
             sent = _sent_addresses(b"\r\n".join(fields[name]))
-            if list(sent) != _addresses(message[name]):
+            if list(sent) != addresses.get(name):
                 return f"the {name} addresses changed when flattened"
     return None
 
@@ -230,8 +274,9 @@ def _sent_addresses(field: bytes) -> tuple[str, ...]:
     lines = [line + "\r\n" for line in field.decode("ascii", "surrogateescape").split("\r\n")]
     policy = email.policy.default
     name, value = policy.header_source_parse(lines)
-    return tuple(_addresses(policy.header_fetch_parse(name, value)))
+    return tuple(header_addresses(policy.header_fetch_parse(name, value)))
 
 
-def _addresses(header: object) -> list[str]:
+def header_addresses(header: object) -> list[str]:
+    """The addresses of a parsed address header, lower-cased ([] for any other)."""
     return [str(address.addr_spec).lower() for address in getattr(header, "addresses", ())]

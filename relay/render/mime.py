@@ -1,13 +1,22 @@
-"""The email's MIME tree built directly, with header objects parsed once per renderer."""
+"""The email's MIME tree built directly, with header objects parsed once per renderer, and
+its bytes written directly from the same parts (``Draft``), as BytesGenerator writes them."""
 
 from __future__ import annotations
 
 import binascii
 import email.policy
-from email.headerregistry import BaseHeader, HeaderRegistry
+import re
+import secrets
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
-from typing import Any
+from email.utils import format_datetime
+from typing import Any, NamedTuple
+
+from relay.render.headers import UNSENT_HEADERS, fields_problem, header_addresses
 
 
 class CachedRegistry(HeaderRegistry):
@@ -70,6 +79,11 @@ class MimeBuilder:
         # The folded length of each header object made here, by identity (they live as long
         # as this builder, so an identity is never reused): renderer.flattened_size.
         self.folded: dict[int, int] = {}
+        # The same headers' folded bytes, and their addresses (for the check of the bytes).
+        self._folded_bytes: dict[int, bytes] = {}
+        self._addresses: dict[int, list[str]] = {}
+        # A multipart's Content-Type with a placeholder boundary, folded (``boundary_header``).
+        self._boundary_headers: dict[str, bytes] = {}
 
     def header(self, name: str, value: str) -> Any:
         """The parsed header ``name: value``, made on first use."""
@@ -77,21 +91,82 @@ class MimeBuilder:
         found = self._headers.get(key)
         if found is None:
             found = self._headers[key] = self.policy.header_factory(name, value)
-            self.folded[id(found)] = len(self.policy.fold_binary(name, found))
+            folded = self._folded_bytes[id(found)] = self.policy.fold_binary(name, found)
+            self.folded[id(found)] = len(folded)
+            self._addresses[id(found)] = header_addresses(found)
         return found
+
+    def fold(self, name: str, value: Any) -> bytes:
+        """``name: value`` folded as BytesGenerator writes it (``field``)."""
+        return self.field(name, value)[1]
+
+    def field(self, name: str, value: Any) -> tuple[Any, bytes]:
+        """``name: value`` folded as BytesGenerator writes it with ``email.policy.SMTP``
+        (``value``: a header object, a string or a datetime, as ``EmailMessage`` takes them),
+        with the value to set on a message object: a shared header object's bytes from the
+        cache; the values ``direct_fold`` writes as the stdlib writes them (the value as it
+        is); anything else parsed (the header object) and folded by the stdlib, which raises
+        ValueError for a value with a line break, as ``EmailMessage`` does when it is set.
+        Whether the bytes are safe is checked in ``Draft.flat``."""
+        cached = self._folded_bytes.get(id(value))
+        if cached is not None:
+            return value, cached
+        direct = direct_fold(name, value)
+        if direct is not None:
+            return value, direct
+        header = self.parsed(name, value)
+        return header, self.policy.fold_binary(name, header)
+
+    def parsed(self, name: str, value: Any) -> Any:
+        """``value`` as the header object ``EmailMessage`` would store for it."""
+        if isinstance(getattr(value, "name", None), str):
+            return value
+        return self.policy.header_store_parse(name, value)[1]
+
+    def addresses(self, header: Any) -> list[str]:
+        """The addresses of a parsed address header, lower-cased (as ``header_problem``)."""
+        known = self._addresses.get(id(header))
+        return known if known is not None else header_addresses(header)
+
+    def boundary_header(self, subtype: str, boundary: str) -> bytes:
+        """``Content-Type: multipart/subtype; boundary="..."`` folded as ``Message.set_boundary``
+        and BytesGenerator make it. Every boundary made here has the same length and kinds of
+        characters (``new_boundary``), so the header is folded once per subtype, with a
+        placeholder, and the boundary put in its place."""
+        folded = self._boundary_headers.get(subtype)
+        if folded is None:
+            value = f'multipart/{subtype}; boundary="{PLACEHOLDER_BOUNDARY}"'
+            folded = self.fold("Content-Type", value)
+            if unsafe_fold(folded) or folded.count(PLACEHOLDER_BOUNDARY.encode("ascii")) != 1:
+                raise ValueError("the placeholder boundary was folded apart")
+            self._boundary_headers[subtype] = folded
+        if len(boundary) != len(PLACEHOLDER_BOUNDARY):
+            raise ValueError(f"a boundary of another length: {boundary!r}")
+        return folded.replace(PLACEHOLDER_BOUNDARY.encode("ascii"), boundary.encode("ascii"))
 
     def message(self) -> EmailMessage:
         return EmailMessage(policy=self.policy)
 
     def text_part(self, text: str, subtype: str, filename: str | None = None) -> EmailMessage:
+        return self.encoded_part(self.encoded(text, subtype, filename))
+
+    def encoded(self, text: str, subtype: str, filename: str | None = None) -> Encoded:
+        """A text part's header objects and its encoded body (``text_payload``)."""
         cte, payload = text_payload(text, self.policy.max_line_length or 78)
-        part = self.message()
-        part["Content-Type"] = self.header("Content-Type", f'text/{subtype}; charset="utf-8"')
-        part["Content-Transfer-Encoding"] = self.header("Content-Transfer-Encoding", cte)
+        headers = [
+            ("Content-Type", self.header("Content-Type", f'text/{subtype}; charset="utf-8"')),
+            ("Content-Transfer-Encoding", self.header("Content-Transfer-Encoding", cte)),
+        ]
         if filename is not None:
             disposition = f'attachment; filename="{filename}"'
-            part["Content-Disposition"] = self.header("Content-Disposition", disposition)
-        part.set_payload(payload)
+            headers.append(("Content-Disposition", self.header("Content-Disposition", disposition)))
+        return Encoded(tuple(headers), payload)
+
+    def encoded_part(self, encoded: Encoded) -> EmailMessage:
+        part = self.message()
+        for name, header in encoded.headers:
+            part[name] = header
+        part.set_payload(encoded.payload)
         return part
 
     def multipart(self, message: EmailMessage, subtype: str, parts: list[EmailMessage]) -> None:
@@ -113,3 +188,261 @@ class MimeBuilder:
         inner = self.message()
         self.multipart(inner, "alternative", parts)
         self.multipart(message, "mixed", [inner, self.text_part(attachment, "plain", filename)])
+
+    def draft(
+        self,
+        headers: Sequence[tuple[str, Any]],
+        text: str,
+        html: str,
+        attachment: str | None,
+        filename: str,
+    ) -> Draft:
+        """The email ``alternative`` makes from ``headers`` (name and value, in order, as
+        ``EmailMessage`` takes them) and these texts, before it is a message object."""
+        return Draft(self, headers, text=text, html=html, attachment=attachment, filename=filename)
+
+
+# BytesGenerator's boundaries: 15 "=", a random number of 19 digits, "==".
+_BOUNDARY_DIGITS = len(repr(sys.maxsize - 1))
+PLACEHOLDER_BOUNDARY = "=" * 15 + "0" * _BOUNDARY_DIGITS + "=="
+# Room the size estimate gives each boundary line (generous: boundaries are 36 characters).
+BOUNDARY_BYTES = 128
+LINESEP = b"\r\n"
+# A line end in a folded header that does not continue it (what BytesGenerator refuses on
+# interpreters with ``verify_generated_headers``): a new header line, or a bare CR or LF.
+_NEW_LINE = re.compile(rb"\r\n(?![ \t])|\r(?!\n)|(?<!\r)\n")
+# Values written as they are, when they fit on the header's line (``direct_fold``).
+# Words of at most 60 characters: every word fits on a line of its own after a space.
+_WORDS = re.compile(r"[!-~]{1,60}(?: [!-~]{1,60})*", re.ASCII)
+_SPACE = re.compile("( )")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9'_-]*(?: [A-Za-z0-9][A-Za-z0-9'_-]*)*", re.ASCII)
+_PLAIN_USER = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*", re.ASCII)
+_PLAIN_DOMAIN = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*", re.ASCII)
+_MESSAGE_ID = re.compile(r"<[\w-]+(?:\.[\w-]+)*@[\w-]+(?:\.[\w-]+)*>", re.ASCII)
+# Headers the stdlib's registry parses as unstructured text.
+_UNSTRUCTURED = frozenset(
+    ("subject", "in-reply-to", "references", "auto-submitted", "x-auto-response-suppress")
+)
+_MAX_LINE = 78  # email.policy.SMTP's max_line_length
+
+
+def new_boundary() -> str:
+    """A boundary as BytesGenerator makes one (``Generator._make_boundary``)."""
+    return "=" * 15 + f"{secrets.randbelow(sys.maxsize):0{_BOUNDARY_DIGITS}d}" + "=="
+
+
+def unsafe_fold(folded: bytes) -> bool:
+    """Whether a folded header has a line end that does not continue it, or none at its end
+    (what BytesGenerator refuses on interpreters with ``verify_generated_headers``)."""
+    return not folded.endswith(LINESEP) or _NEW_LINE.search(folded, 0, len(folded) - 2) is not None
+
+
+def direct_fold(name: str, value: Any) -> bytes | None:
+    """``name: value`` as the stdlib folds it, without parsing, or None where that takes
+    the stdlib: a Date from a datetime (``DateHeader``: ``format_datetime``, one short
+    line); a plain ``<id@domain>`` Message-ID and a plain ``Name <user@domain>`` Reply-To
+    address that fit on their line; printable ASCII words, single-spaced, without
+    encoded-word syntax, of an unstructured header, folded at spaces as
+    ``_refold_parse_tree`` folds them (``_fold_words``)."""
+    lowered = name.lower()
+    text: str | None = None
+    if isinstance(value, datetime):
+        text = format_datetime(value) if lowered == "date" else None
+    elif isinstance(value, Address):
+        text = _plain_address(value) if lowered == "reply-to" else None
+    elif isinstance(value, str) and "=?" not in value:
+        if lowered in _UNSTRUCTURED and _WORDS.fullmatch(value):
+            return _fold_words(name, value)
+        text = value if lowered == "message-id" and _MESSAGE_ID.fullmatch(value) else None
+    if text is None or len(name) + 2 + len(text) > _MAX_LINE:
+        return None
+    return f"{name}: {text}\r\n".encode("ascii")
+
+
+def _plain_address(address: Address) -> str | None:
+    """``str(address)`` when it is a display name of plain words (or none) and a plain
+    ``user@domain``: the text the stdlib parses back to the same address and writes as it
+    is when it fits on its line."""
+    name, username, domain = address.display_name, address.username, address.domain
+    if not _PLAIN_USER.fullmatch(username) or not _PLAIN_DOMAIN.fullmatch(domain):
+        return None
+    if not name:
+        return f"{username}@{domain}"
+    if not _PLAIN_NAME.fullmatch(name):
+        return None
+    return f"{name} <{username}@{domain}>"
+
+
+def _fold_words(name: str, value: str) -> bytes | None:
+    """An unstructured header of ``_WORDS`` folded as ``_refold_parse_tree`` folds it: on
+    one line if it fits; else the whole value on a line of its own after the name if it
+    fits there; else word by word, each word that does not fit starting a new line with
+    the space before it."""
+    head = f"{name}: "
+    if len(value) <= _MAX_LINE - len(head):
+        return f"{head}{value}\r\n".encode("ascii")
+    if len(value) + 1 <= _MAX_LINE:
+        return f"{name}:\r\n {value}\r\n".encode("ascii")
+    lines = [head]
+    for piece in _SPACE.split(value):  # the words and the single spaces between them
+        if len(piece) <= _MAX_LINE - len(lines[-1]):
+            lines[-1] += piece
+            continue
+        space = " " if lines[-1].endswith(" ") else ""  # moved to the new line
+        if space:
+            lines[-1] = lines[-1][:-1]
+        elif not piece.isspace():
+            return None  # not a case this writes: the stdlib folds it
+        lines.append(space + piece)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+class Encoded(NamedTuple):
+    """A text part: its header objects (name, object) and its encoded body."""
+
+    headers: tuple[tuple[str, Any], ...]
+    payload: str
+
+
+class Draft:
+    """One email's headers and encoded parts, from which both the message object
+    (``message``) and the bytes to send (``flat``) are made: the bytes directly, as
+    BytesGenerator writes the message with ``email.policy.SMTP`` (8-bit bodies, no
+    SMTPUTF8), without building and walking the message. The size estimate (``size``) is
+    ``renderer.flattened_size`` of the message, without making it."""
+
+    __slots__ = ("_builder", "_folded", "_parts", "headers", "message_id")
+
+    def __init__(
+        self,
+        builder: MimeBuilder,
+        headers: Sequence[tuple[str, Any]],
+        *,
+        text: str,
+        html: str,
+        attachment: str | None,
+        filename: str,
+    ) -> None:
+        self._builder = builder
+        fields: list[tuple[str, Any]] = []
+        self._folded: list[bytes] = []
+        for name, given in [*headers, ("MIME-Version", builder.header("MIME-Version", "1.0"))]:
+            # Address headers as header objects (their addresses are checked in the bytes),
+            # but for a plain Reply-To address, written directly (``direct_fold``).
+            parsed = given
+            if name.lower() in _ADDRESS_FIELDS and not isinstance(given, Address):
+                parsed = builder.parsed(name, given)
+            value, folded = builder.field(name, parsed)
+            fields.append((name, value))
+            self._folded.append(folded)
+        self.headers = tuple(fields)
+        parts = [builder.encoded(text, "plain"), builder.encoded(html, "html")]
+        if attachment is not None:
+            parts.append(builder.encoded(attachment, "plain", filename))
+        self._parts = tuple(parts)
+        self.message_id = self._message_id()
+
+    def _message_id(self) -> str:
+        """The Message-ID header's value as the message object gives it ("" without one)."""
+        for name, value in self.headers:
+            if name.lower() == "message-id":
+                if isinstance(value, str) and _MESSAGE_ID.fullmatch(value):
+                    return value
+                return str(self._builder.parsed(name, value))
+        return ""
+
+    def message(self) -> EmailMessage:
+        """The message object, exactly as ``MimeBuilder.alternative`` makes it."""
+        builder = self._builder
+        message = builder.message()
+        for name, value in self.headers:
+            message[name] = value
+        text, html, *attached = (builder.encoded_part(part) for part in self._parts)
+        if not attached:
+            builder.multipart(message, "alternative", [text, html])
+            return message
+        inner = builder.message()
+        builder.multipart(inner, "alternative", [text, html])
+        builder.multipart(message, "mixed", [inner, attached[0]])
+        return message
+
+    def size(self) -> int:
+        """``renderer.flattened_size(self.message(), builder.folded)``: at least the length
+        of the bytes sent, the same for the message object and for ``flat``."""
+        fold = self._builder.fold
+        parts = [self._part_size(part) for part in self._parts]
+        alternative = sum(parts[:2]) + 4 * BOUNDARY_BYTES
+        size = sum(map(len, self._folded)) + 2
+        if len(parts) == 2:
+            return size + len(fold("Content-Type", self._multipart("alternative"))) + alternative
+        inner = len(fold("Content-Type", self._multipart("alternative"))) + 2 + alternative
+        mixed = inner + parts[2] + 4 * BOUNDARY_BYTES
+        return size + len(fold("Content-Type", self._multipart("mixed"))) + mixed
+
+    def _multipart(self, subtype: str) -> Any:
+        return self._builder.header("Content-Type", f"multipart/{subtype}")
+
+    def _part_size(self, part: Encoded) -> int:
+        fold = self._builder.fold
+        size = sum(len(fold(name, header)) for name, header in part.headers) + 2
+        # Each line end becomes CRLF; a last line without one gets one.
+        body = part.payload
+        return size + len(body.encode("utf-8", "surrogateescape")) + body.count("\n") + 2
+
+    def flat(self) -> bytes | None:
+        """The bytes BytesGenerator makes of ``message()`` with ``email.policy.SMTP`` (but
+        for the random boundaries), checked as ``headers.flatten`` checks its bytes; None
+        if the check fails (the message object is then flattened and refused as before)."""
+        builder = self._builder
+        names = [name.lower() for name, _ in self.headers]
+        if any(name.lower() in names for name in UNSENT_HEADERS):
+            return None
+        if any(map(unsafe_fold, self._folded)):
+            return None
+        try:
+            text, html, *attached = map(self._part_bytes, self._parts)
+            alternative, inner = self._multipart_body([text, html])
+            if attached:
+                nested = builder.boundary_header("alternative", alternative) + LINESEP + inner
+                outer, body = self._multipart_body([nested, attached[0]])
+                content_type = builder.boundary_header("mixed", outer)
+            else:
+                content_type, body = builder.boundary_header("alternative", alternative), inner
+        except ValueError:
+            return None
+        data = b"".join(self._folded) + content_type + LINESEP + body
+        addresses = {
+            name.lower(): (
+                [value.addr_spec.lower()]
+                if isinstance(value, Address)
+                else builder.addresses(value)
+            )
+            for name, value in self.headers
+            if name.lower() in _ADDRESS_FIELDS
+        }
+        if fields_problem([*names, "content-type"], addresses, data) is not None:
+            return None
+        return data
+
+    def _part_bytes(self, part: Encoded) -> bytes:
+        fold = self._builder.fold
+        head = b"".join(fold(name, header) for name, header in part.headers)
+        # BytesGenerator writes each line with CRLF; the payload's line ends are LF only.
+        body = part.payload.encode("ascii", "surrogateescape").replace(b"\n", LINESEP)
+        return head + LINESEP + body
+
+    @staticmethod
+    def _multipart_body(parts: list[bytes]) -> tuple[str, bytes]:
+        """(boundary, body) of a multipart of ``parts``, as ``Generator._handle_multipart``
+        writes it; the boundary appears in none of the parts."""
+        joined = LINESEP.join(parts)
+        boundary = new_boundary()
+        while b"--" + boundary.encode("ascii") in joined:
+            boundary = new_boundary()
+        delimiter = b"--" + boundary.encode("ascii")
+        between = LINESEP + delimiter + LINESEP
+        body = delimiter + LINESEP + between.join(parts) + LINESEP + delimiter + b"--" + LINESEP
+        return boundary, body
+
+
+_ADDRESS_FIELDS = frozenset(("from", "to", "cc", "reply-to"))

@@ -152,15 +152,19 @@ def render(job: RenderJob) -> Content:
 
 def flattened(content: EmailContent, from_address: str) -> EmailContent:
     """The email as bytes for a server with 8BITMIME (SMTPUTF8 headers when the envelope
-    needs them), flattened and checked here, in the helper: only those bytes go back to the
+    needs them), flattened (``EmailContent.flat_for``: written directly from the renderer's
+    draft, without SMTPUTF8) and checked here, in the helper: only those bytes go back to the
     relay's process. Headers that cannot be written safely leave the message as it is, and
     the sender refuses it exactly as it would without this step."""
     envelope = parseaddr(from_address)[1] or from_address
     utf8 = not (envelope + "".join(content.recipients)).isascii()
-    try:
-        data = flatten(content.message, utf8=utf8, eight_bit=True)
-    except UnsafeHeaders:
-        return content
+    # Written directly from what the renderer made it from, where it can be.
+    data = content.flat_for(utf8=utf8, eight_bit=True)
+    if data is None:
+        try:
+            data = flatten(content.message, utf8=utf8, eight_bit=True)
+        except UnsafeHeaders:
+            return content
     return content.with_flat(FlatEmail(data, utf8, content.message_id))
 
 

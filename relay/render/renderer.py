@@ -186,7 +186,7 @@ class Renderer:
         References; none for a first email."""
         history = history_line(earlier, self._translator)
         limits = self._limits
-        content = self._email(
+        draft = self._email(
             conversation,
             category,
             action,
@@ -196,12 +196,12 @@ class Renderer:
             follow_up=follow_up,
             references=references,
         )
-        while flattened_size(content.message, self._mime.folded) > self._email_bytes:
+        while draft.size() > self._email_bytes:
             smaller = limits.smaller()
             if smaller is None:
                 break  # only an override template can be this large: send it as it is
             limits = smaller
-            content = self._email(
+            draft = self._email(
                 conversation,
                 category,
                 action,
@@ -211,7 +211,10 @@ class Renderer:
                 follow_up=follow_up,
                 references=references,
             )
-        return content
+        recipients = headers.envelope_addresses([*action.to, *action.cc, *action.bcc])
+        # The message object is made from the draft only if asked for; the render helper
+        # writes the bytes to send from it directly (``EmailContent.flat_for``).
+        return EmailContent(recipients=tuple(recipients), source=draft)
 
     def _email(
         self,
@@ -224,7 +227,7 @@ class Renderer:
         history: str | None,
         follow_up: LeadLinks | None = None,
         references: Sequence[str] = (),
-    ) -> EmailContent:
+    ) -> mime.Draft:
         links = follow_up_view(follow_up, self._translator.locale)
         paths = email_template_paths(action.template)
         view = self._view(conversation, category, limits, history)
@@ -247,9 +250,7 @@ class Renderer:
             variables["follow_up"] = links
             html = self._html(paths["html"], variables)
             text = self._template(paths["text"], self._email_env).render(variables)
-        message = self._mime.message()
-        headers.set_headers(
-            message,
+        fields = headers.header_fields(
             from_address=self._from_address,
             to=action.to,
             cc=action.cc,
@@ -262,9 +263,7 @@ class Renderer:
         )
         # multipart/alternative; with an attachment multipart/mixed around it, the whole
         # transcript as a text file.
-        self._mime.alternative(message, text, html, attachment, ATTACHMENT_NAME)
-        recipients = headers.envelope_addresses([*action.to, *action.cc, *action.bcc])
-        return EmailContent(message=message, recipients=tuple(recipients))
+        return self._mime.draft(fields, text, html, attachment, ATTACHMENT_NAME)
 
     def _view(
         self,

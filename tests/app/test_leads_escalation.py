@@ -267,3 +267,43 @@ async def test_a_failed_follow_up_pass_is_logged_and_the_loop_stops_cleanly(
     assert store.failed == ["leads"]
     assert "follow-up pass failed; trying again in" in caplog.text
     assert "database is locked" in caplog.text
+
+
+async def test_a_digest_whose_template_fails_on_the_day_s_data_is_released_and_made_later(
+    tmp_path: Path,
+    open_test_store: StoreOpener,
+    smtp_server: SmtpServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An overridden digest template that passes the check (its samples) but fails on one
+    day's data: the day is released, the failure logged, and a later pass sends it."""
+    templates = tmp_path / "templates"
+    (templates / "email").mkdir(parents=True)
+    text = templates / "email" / "digest.txt.j2"
+    text.write_text("{% if digest.open_items|length == 1 %}{{ 1/0 }}{% endif %}ok\n", "utf-8")
+    settings = Settings(
+        **base_sections(tmp_path / "state"),
+        smtp={"host": "127.0.0.1", "port": smtp_server.port, "from_address": "R <r@shop.test>"},
+        render={"templates_dir": str(templates)},
+        follow_up=follow_up(business_hours=OFFICE, digest_at="08:00", digest_to=["head@shop.test"]),
+    )
+    senders = SenderRegistry()
+    snapshot = build_snapshot(settings, senders)  # the check passes: no sample has one lead
+    clock = Clock(at(2026, 12, 3, 8, 0, 30))
+    thread = StoreThread(open_test_store())
+    try:
+        await thread.call(lambda s: s.accept(missed(1), now=at(2026, 12, 2, 9, 0)))
+        scheduler = FollowUpScheduler(thread, lambda: snapshot, clock=clock)
+        assert (await scheduler.run_once()).digest is None
+        assert await thread.call(lambda s: s.digest_days()) == set()  # released
+        text.write_text("fixed\n", "utf-8")
+        clock.now = at(2026, 12, 3, 8, 1)
+        assert (await scheduler.run_once()).digest is not None
+    finally:
+        thread.close()
+        await senders.close()
+    assert "the follow-up digest of 2026-12-03 could not be made (ZeroDivisionError" in caplog.text
+    (received,) = smtp_server.handler.wait_for(1)
+    assert (
+        received.message.get_body(preferencelist=("plain",)).get_content() == "fixed\r\n"
+    )  # SMTP line ends
