@@ -11,10 +11,8 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
 from relay.console.settings import ConsoleSettings
 from relay.ops.secretfile import check_secret, kept_secret
@@ -28,8 +26,14 @@ NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _SESSION = re.compile(
     r"^([A-Za-z0-9_-]{1,100})\.(\d{1,12})\.([A-Za-z0-9_-]{16,32})\.([A-Za-z0-9_-]{43})$"
 )
-# A hash to verify against when the user does not exist: the answer takes as long either way.
-_DUMMY = PasswordHasher().hash("relay console: no such user")
+
+
+@cache
+def _dummy() -> str:
+    """A hash to verify against when the user does not exist: the answer takes as long either
+    way. Made at the first login, not at import: argon2 takes tens of milliseconds and 64 MiB
+    for each hash, and a relay whose console nobody uses imports no argon2."""
+    return hash_password("relay console: no such user")
 
 
 def valid_name(name: str) -> bool:
@@ -38,13 +42,18 @@ def valid_name(name: str) -> bool:
 
 def hash_password(password: str) -> str:
     """An argon2id hash (argon2-cffi's defaults, RFC 9106's second recommended setting)."""
+    from argon2 import PasswordHasher  # noqa: PLC0415 -- see _dummy
+
     return PasswordHasher().hash(password)
 
 
 def password_ok(stored: str | None, password: str) -> bool:
     """Whether ``password`` matches ``stored`` (None: no such user; still one verification)."""
+    from argon2 import PasswordHasher  # noqa: PLC0415 -- see _dummy
+    from argon2.exceptions import InvalidHashError, VerificationError  # noqa: PLC0415 -- as above
+
     try:
-        return PasswordHasher().verify(stored or _DUMMY, password) and stored is not None
+        return PasswordHasher().verify(stored or _dummy(), password) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 

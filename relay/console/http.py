@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-import jinja2
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.exceptions import HTTPException
@@ -44,6 +43,8 @@ from relay.routing.explain_text import decision_lines, describe_action
 from relay.store import STATUSES
 
 if TYPE_CHECKING:
+    import jinja2
+
     from relay.runtime import Runtime
     from relay.store import StoreProtocol
 
@@ -194,6 +195,8 @@ class ConsoleEndpoints:
         key = str(render.templates_dir)
         found = self._environments.get(key)
         if found is None:
+            import jinja2  # noqa: PLC0415 -- on the first page: an idle relay imports no Jinja
+
             found = self._environments[key] = jinja2.Environment(
                 loader=loader(render.templates_dir),
                 autoescape=True,

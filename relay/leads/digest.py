@@ -9,9 +9,8 @@ import email.utils
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
-
-import jinja2
 
 from relay.leads.model import Lead, LeadState
 from relay.leads.schedule import DayFigures
@@ -20,6 +19,9 @@ from relay.model.content import EmailContent
 from relay.model.conversation import Channel, Conversation
 from relay.render.headers import envelope_addresses, header_safe, mailbox_list
 from relay.render.i18n import Translator
+
+if TYPE_CHECKING:
+    import jinja2
 
 MAX_OPEN_SHOWN = 60  # with the limits below, the digest stays well under 100 KB
 MAX_LOW_SHOWN = 20
@@ -187,6 +189,8 @@ def template_problems(
 ) -> list[str]:
     """Each digest template compiled and rendered with the sample digests ([] when both
     render): the digest is sent long after start-up, so a broken one is found here."""
+    import jinja2  # noqa: PLC0415 -- imported with the caller's environment; see the module top
+
     views = [build_view(data, locale, zone) for data in check_inputs(now)]
     problems = []
     for path in DIGEST_TEMPLATES:

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, unquote
 from zoneinfo import ZoneInfo
 
-import jinja2
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.handlers import HTTPRouteHandler
@@ -71,6 +70,8 @@ class LeadEndpoints:
         key = (locale, render.timezone, str(render.templates_dir))
         found = self._built.get(key)
         if found is None:
+            import jinja2  # noqa: PLC0415 -- on the first page: an idle relay imports no Jinja
+
             environment = jinja2.Environment(
                 loader=loader(render.templates_dir),
                 autoescape=True,

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
-
-import jinja2
 
 from relay.leads.model import Lead, Refused
 from relay.leads.texts import text
 from relay.render.i18n import Translator
+
+if TYPE_CHECKING:
+    import jinja2
 
 Tone = Literal["ok", "warn", "error"]
 

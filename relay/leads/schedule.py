@@ -4,7 +4,6 @@ timestamps, the settings and a clock value (the worker supplies ``now``)."""
 from __future__ import annotations
 
 import math
-import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -124,6 +123,8 @@ def day_figures(
     for category, at in conversations:
         if category in ("missed", "offline"):
             hours[datetime.fromtimestamp(at, zone).hour] += 1
+    import statistics  # noqa: PLC0415 -- for the daily digest only: 0.2 MiB an idle relay spares
+
     waits = [
         lead.claimed_at - lead.created_at
         for lead in leads

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -10,8 +10,10 @@ from relay.intake.payload import json_value
 from relay.model.category import Category
 from relay.model.content import ArchiveContent, WebhookContent, line_prefix
 from relay.model.conversation import Conversation
-from relay.render.templating import BodyTemplates
 from relay.routing.rules import ArchiveAction, WebhookAction
+
+if TYPE_CHECKING:
+    from relay.render.templating import BodyTemplates  # imports Jinja: the caller has one
 
 
 def template_variables(

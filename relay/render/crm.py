@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-
-from jinja2 import ChainableUndefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from functools import cache
+from typing import TYPE_CHECKING
 
 from relay.model.category import Category
 from relay.model.conversation import Conversation, SenderKind
 from relay.model.crm import CrmContent, Message, one_line
 from relay.routing.rules import CrmAction, HubSpotAction, PipedriveAction
 
-_ENV = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+if TYPE_CHECKING:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
 PHONE_VARIABLES = ("phone", "telephone", "tel", "mobile")
+
+
+@cache
+def _environment() -> ImmutableSandboxedEnvironment:
+    """Built on first use: a relay without CRM actions imports no Jinja in its process."""
+    from jinja2 import ChainableUndefined  # noqa: PLC0415 -- see above
+    from jinja2.sandbox import ImmutableSandboxedEnvironment  # noqa: PLC0415 -- see above
+
+    return ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
 
 
 def _when(moment: datetime | None) -> str:
@@ -34,7 +44,8 @@ def _link(action: CrmAction, conversation: Conversation) -> str | None:
     http(s) URL without spaces or quotes."""
     if action.link is None:
         return None
-    url = _ENV.from_string(action.link).render(
+    template = _environment().from_string(action.link)
+    url = template.render(
         account_id=conversation.account_id, chat_id=conversation.channel.id, key=conversation.key
     )
     if not url.startswith(("https://", "http://")) or any(c in url for c in " \t\r\n\"'<>"):
@@ -67,7 +78,7 @@ def render_crm(
         "category": category.value,
         "country": visitor.country or visitor.country_code,
     }
-    title = one_line(_ENV.from_string(template).render(**names)) if template else ""
+    title = one_line(_environment().from_string(template).render(**names)) if template else ""
     tags = tuple(getattr(action, "tags", ()))
     return CrmContent(
         system=action.type,

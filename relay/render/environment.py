@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
 from relay.render.slack_text import slack_escape
 from relay.render.view import is_greeting, url_spans
+
+# Jinja is imported by the functions that build environments: the relay's own process builds
+# none while idle (templates render in the render helper; the console and lead pages build
+# theirs on their first request).
+if TYPE_CHECKING:
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
 
 
 def _autoescape(template_name: str | None) -> bool:
@@ -56,6 +61,8 @@ def _slack_finalize(value: Any) -> Any:
 
 def loader(templates_dir: Path | None) -> jinja2.BaseLoader:
     """Override directory first (same names), then the templates shipped in ``relay.templates``."""
+    import jinja2  # noqa: PLC0415 -- see TYPE_CHECKING above
+
     builtin = jinja2.PackageLoader("relay.templates", "")
     if templates_dir is None:
         return builtin
@@ -71,6 +78,8 @@ def _common(environment: jinja2.Environment) -> jinja2.Environment:
 
 
 def email_environment(templates_dir: Path | None) -> jinja2.Environment:
+    import jinja2  # noqa: PLC0415 -- see TYPE_CHECKING above
+
     return _common(
         jinja2.Environment(
             loader=loader(templates_dir),
@@ -85,6 +94,8 @@ def email_environment(templates_dir: Path | None) -> jinja2.Environment:
 
 
 def slack_environment(templates_dir: Path | None) -> jinja2.Environment:
+    import jinja2  # noqa: PLC0415 -- see TYPE_CHECKING above
+
     return jinja2.Environment(
         loader=loader(templates_dir),
         # Slack output is not HTML; finalize applies Slack's own &, <, > escaping instead.
@@ -99,6 +110,9 @@ def slack_environment(templates_dir: Path | None) -> jinja2.Environment:
 
 def subject_environment() -> SandboxedEnvironment:
     """For user-supplied subject strings from the rules: sandboxed, no filesystem access."""
+    import jinja2  # noqa: PLC0415 -- see TYPE_CHECKING above
+    from jinja2.sandbox import SandboxedEnvironment  # noqa: PLC0415 -- as above
+
     return SandboxedEnvironment(
         loader=None,
         autoescape=False,

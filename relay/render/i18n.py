@@ -7,10 +7,6 @@ from datetime import date, datetime, timedelta, tzinfo
 from types import MappingProxyType
 from typing import Final, Literal
 
-from babel import Locale
-from babel.dates import format_date, format_skeleton, format_time, format_timedelta
-from babel.numbers import format_decimal
-
 _Unit = Literal["hour", "minute", "second"]
 
 # One dict per locale keeps every label reviewable in one place and needs no compile step;
@@ -279,6 +275,10 @@ class Translator:
         self.labels: Mapping[str, str] = MappingProxyType(
             {**TRANSLATIONS["en"], **TRANSLATIONS[self.locale]}
         )
+        # Babel (its import and locale data, ~1 MiB) is loaded by the first Translator: the
+        # relay's own process makes none while idle.
+        from babel import Locale  # noqa: PLC0415
+
         self._babel_locale = Locale.parse(self.locale)
         # Country names per code in en, cs and de (view.py's swapped city/country check).
         self._country_names: dict[str, frozenset[str]] = {}
@@ -319,6 +319,8 @@ class Translator:
         return found
 
     def number(self, value: int) -> str:
+        from babel.numbers import format_decimal  # noqa: PLC0415 -- see __init__
+
         return format_decimal(value, locale=self._babel_locale)
 
     def zone_name(self, moment: datetime) -> str:
@@ -341,6 +343,8 @@ class Translator:
         if found is None:
             if len(self._dates) >= DATES_KEPT:
                 self._dates.clear()
+            from babel.dates import format_date  # noqa: PLC0415 -- see __init__
+
             found = self._dates[day] = format_date(local, "medium", locale=self._babel_locale)
         return found
 
@@ -349,11 +353,15 @@ class Translator:
         key = (local.hour, local.minute)
         found = self._times.get(key)
         if found is None:
+            from babel.dates import format_time  # noqa: PLC0415 -- see __init__
+
             found = self._times[key] = format_time(local, "short", locale=self._babel_locale)
         return found
 
     def short_date_text(self, moment: datetime) -> str:
         """Day and month only: "12 Nov", "12. 11.", "12. Nov."."""
+        from babel.dates import format_skeleton  # noqa: PLC0415 -- see __init__
+
         return format_skeleton("MMMd", moment.astimezone(self.zone), locale=self._babel_locale)
 
     def time_text(self, moment: datetime) -> str:
@@ -370,6 +378,8 @@ class Translator:
         minutes, secs = divmod(rest, 60)
         parts: list[tuple[int, _Unit]] = [(hours, "hour"), (minutes, "minute"), (secs, "second")]
         shown = [(amount, unit) for amount, unit in parts if amount][:2] or [parts[-1]]
+        from babel.dates import format_timedelta  # noqa: PLC0415 -- see __init__
+
         return " ".join(
             format_timedelta(
                 timedelta(**{unit + "s": amount}),

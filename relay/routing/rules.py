@@ -8,8 +8,6 @@ from functools import cached_property
 from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jinja2 import TemplateSyntaxError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import (
     BeforeValidator,
     ConfigDict,
@@ -24,7 +22,6 @@ from relay.config.section import Section
 from relay.model.category import Category
 from relay.model.conversation import variable_text
 from relay.model.urls import http_url
-from relay.render.templating import BodyTemplates
 
 FALLBACK_RULE = "fallback"
 WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -216,6 +213,10 @@ class WebhookAction(Section):
     @classmethod
     def _template_compiles(cls, value: Any) -> Any:
         if isinstance(value, dict):
+            from jinja2 import TemplateSyntaxError  # noqa: PLC0415 -- Jinja only where templates are
+
+            from relay.render.templating import BodyTemplates  # noqa: PLC0415 -- imports Jinja
+
             try:
                 BodyTemplates().compile(value)
             except TemplateSyntaxError as exc:
@@ -243,6 +244,9 @@ DEFAULT_SUBJECT = "Smartsupp {{ category }} chat from {{ name or email or 'a vis
 
 def check_template(value: str) -> str:
     """A subject or title template must compile (sandboxed Jinja, values never re-parsed)."""
+    from jinja2 import TemplateSyntaxError  # noqa: PLC0415 -- Jinja only where templates are
+    from jinja2.sandbox import ImmutableSandboxedEnvironment  # noqa: PLC0415 -- as above
+
     try:
         ImmutableSandboxedEnvironment().parse(value)
     except TemplateSyntaxError as exc:

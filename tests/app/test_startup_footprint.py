@@ -25,14 +25,7 @@ from relay.senders.registry import SenderRegistry
 from relay.senders.smtp import SmtpSender
 from relay.senders.webhook import DEFAULT_TIMEOUT_SECONDS, WebhookSender
 from tests.support.data import base_sections
-
-# Libraries only a configured destination needs (SMTP, Graph, Slack, Teams, webhooks, CRMs).
-SENDER_LIBRARIES = ("httpx", "aiosmtplib", "aiohttp", "cryptography")
-
-# The relay's own process renders nothing on these settings: the templates are checked in the
-# render helper (which then renders the emails), so neither the renderer nor css-inline nor
-# slack_sdk's block models are imported.
-RENDER_LIBRARIES = ("relay.render.renderer", "css_inline", "slack_sdk")
+from tests.support.footprint import RENDER_LIBRARIES, SENDER_LIBRARIES
 
 BUILD_APP = """
 import json, sys
