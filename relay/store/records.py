@@ -29,8 +29,14 @@ class Intake:
 
 def begin_seconds(begin_at_ms: int | None) -> float | None:
     """A beginAt (milliseconds) in Unix seconds exactly as the stores compute it from a stored
-    body (the number as a double, divided by 1000.0), so the column and the body agree."""
-    return None if begin_at_ms is None else float(begin_at_ms) / 1000.0
+    body (the number as a double, divided by 1000.0), so the column and the body agree. None
+    for an integer no double holds (JSON's integers have no limit): the body is read then."""
+    if begin_at_ms is None:
+        return None
+    try:
+        return float(begin_at_ms) / 1000.0
+    except OverflowError:
+        return None
 
 
 @dataclass(frozen=True)

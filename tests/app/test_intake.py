@@ -117,6 +117,26 @@ def test_minimal_and_numeric_string_bodies_are_accepted(settings: Settings) -> N
     assert strings.json()["deliveries"] == 1
 
 
+def test_a_begin_time_no_float_holds_is_accepted_and_kept_in_the_body_only(
+    settings: Settings,
+) -> None:
+    # JSON integers have no limit; beginAt's seconds beside the body are a float (a double).
+    huge = ("1" + "0" * 400, "-1" + "0" * 400)
+    with TestClient(create_app(settings)) as client:
+        answers = [
+            client.post(
+                f"/hooks/smartsupp/{TOKEN}",
+                content=f'{{"accountId":1,"channel":{{"id":{n}}},"beginAt":{value}}}'.encode(),
+            )
+            for n, value in enumerate(huge)
+        ]
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert rows(settings, "quarantine") == 0
+    # No begin time beside them: the visitor history reads such a body as before.
+    begin = select_rows(settings, "SELECT begin_at FROM conversations ORDER BY id")
+    assert begin == [{"begin_at": None}, {"begin_at": None}]
+
+
 def test_healthz(settings: Settings) -> None:
     with TestClient(create_app(settings)) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
