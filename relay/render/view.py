@@ -268,10 +268,15 @@ def conversation_url(template: str | None, conversation: Conversation) -> str | 
 
 def history_line(earlier: Sequence[tuple[str, float]], t: Translator) -> str | None:
     """ "2 earlier conversations (1 missed on 12 Nov; last: Offline message on 20 Nov)" from
-    (category, Unix seconds) pairs of the visitor's earlier chats; None for a first visit."""
-    if not earlier:
+    (category, Unix seconds) pairs of the visitor's earlier chats; None for a first visit. A
+    chat whose stored begin time is no date (a beginAt far out of range) is left out."""
+    moments = [
+        (category, moment)
+        for category, when in earlier
+        if (moment := _utc_moment(when)) is not None
+    ]
+    if not moments:
         return None
-    moments = [(category, datetime.fromtimestamp(when, UTC)) for category, when in earlier]
     parts = []
     missed = [moment for category, moment in moments if category == Category.MISSED]
     if missed:
@@ -280,7 +285,17 @@ def history_line(earlier: Sequence[tuple[str, float]], t: Translator) -> str | N
     category, moment = max(moments, key=lambda pair: pair[1])
     label = t(f"category.{category}") if t.has(f"category.{category}") else category
     parts.append(t("history_last", category=label, date=t.short_date_text(moment)))
-    return f"{t.plural('history', len(earlier))} ({'; '.join(parts)})"
+    return f"{t.plural('history', len(moments))} ({'; '.join(parts)})"
+
+
+def _utc_moment(when: float) -> datetime | None:
+    """Unix seconds as a UTC datetime; None for a value no date holds in every time zone
+    (inf, NaN, beyond the years 2 to 9998: a zone's offset moves the years 1 and 9999 out)."""
+    try:
+        moment = datetime.fromtimestamp(when, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return moment if 1 < moment.year < 9999 else None
 
 
 def stars(rating: int) -> str:

@@ -328,3 +328,42 @@ def test_postgresql_can_read_a_visitors_conversations_by_index(postgres_url: str
             plan = "\n".join(row[0] for row in rows)
             assert "conversations_visitor_id" in plan, plan
             assert "conversations_visitor_email" in plan, plan
+
+
+def test_an_earlier_chat_whose_begin_time_no_date_holds_leaves_the_email_rendered(
+    store: StoreProtocol,
+) -> None:
+    """A stored beginAt far outside any date (the seconds the store reads are then too large
+    for a date, or infinite) is left out of the history line; the email is still made."""
+    keep(store, chat(Category.MISSED, 1, 0))
+    absurd = chat(Category.MISSED, 2, 1)
+    absurd["beginAt"] = 10**20  # milliseconds: 10**17 seconds, beyond year 9999
+    keep(store, absurd)
+    current = chat(Category.LOW_RATED, 3, 5)
+    current_id = keep(store, current)
+    earlier = store.visitor_history(current_id)
+    assert [category for category, _ in earlier] == ["missed", "missed"]
+    conversation = parse(json.dumps(current).encode())
+    renderer = renderer_for("en")  # Europe/London: 1 January of the year 1 is in the year 0
+    edges = (("offline", -62135596800.0), ("normal", 253402300799.0))  # years 1 and 9999
+    for when in (earlier, (*earlier, ("offline", float("inf")), ("normal", float("nan")), *edges)):
+        message = renderer.email(
+            conversation, Category.LOW_RATED, EMAIL_ACTION, message_id=MESSAGE_ID, earlier=when
+        ).message
+        text = message.get_body(("plain",))
+        assert text is not None
+        line = "1 earlier conversation (1 missed on Mar 27; last: Missed chat on Mar 27)"
+        assert line in str(text.get_content())
+        slack = renderer.slack(conversation, Category.LOW_RATED, SLACK_ACTION, earlier=when)
+        assert line in json.dumps(list(slack.blocks))
+    for only_absurd in (("missed", float("inf")),), (edges[0],), (edges[1],):
+        message = renderer.email(
+            conversation,
+            Category.LOW_RATED,
+            EMAIL_ACTION,
+            message_id=MESSAGE_ID,
+            earlier=only_absurd,
+        ).message
+        text = message.get_body(("plain",))
+        assert text is not None
+        assert "earlier conversation" not in str(text.get_content())
