@@ -211,31 +211,33 @@ def flatten(message: EmailMessage, *, utf8: bool = False, eight_bit: bool = True
     except MessageError as exc:  # HeaderWriteError on interpreters with the fix
         raise UnsafeHeaders(f"a header cannot be written safely: {exc}") from None
     data = buffer.getvalue()
-    problem = header_problem(outgoing, data)
+    problem = header_problem(outgoing, data, utf8=utf8)
     if problem:
         raise UnsafeHeaders(problem)
     return data
 
 
-def header_problem(message: EmailMessage, data: bytes) -> str | None:
+def header_problem(message: EmailMessage, data: bytes, *, utf8: bool = False) -> str | None:
     """None if the header block of ``data`` has exactly ``message``'s header fields (names in
     order, addresses of From/To/Cc/Reply-To); else what differs (``fields_problem``)."""
     wanted = [name.lower() for name in message]
     addresses = {
         name: header_addresses(message[name]) for name in ADDRESS_HEADERS if name in wanted
     }
-    return fields_problem(wanted, addresses, data)
+    return fields_problem(wanted, addresses, data, utf8=utf8)
 
 
 def fields_problem(
-    wanted: list[str], addresses: Mapping[str, list[str]], data: bytes
+    wanted: list[str], addresses: Mapping[str, list[str]], data: bytes, *, utf8: bool = False
 ) -> str | None:
     """None if the header block of ``data`` has exactly the header fields ``wanted`` (lower
     case, in order) and, for each address header among them, the ``addresses`` given
     (lower case); else what differs. The addresses are read from the bytes as
     ``BytesHeaderParser`` reads them (each field's first occurrence, its lines joined by the
     policy's ``header_source_parse``), each field's text parsed once per process
-    (``_sent_addresses``: From and To repeat from email to email)."""
+    (``_sent_addresses``: From and To repeat from email to email). ``utf8``: the bytes are
+    sent with SMTPUTF8, so a reader takes 8-bit header bytes as UTF-8 (an address such as
+    ``prodej@příklad.cz``); without it they are read as BytesHeaderParser reads them."""
     block, blank, _ = data.partition(b"\r\n\r\n")
     if not blank:
         return "no empty line ends the headers"
@@ -261,17 +263,19 @@ def fields_problem(
         return f"header fields {names} where {wanted} were set"
     for name in ADDRESS_HEADERS:
         if name in wanted:
-            sent = _sent_addresses(b"\r\n".join(fields[name]))
+            sent = _sent_addresses(b"\r\n".join(fields[name]), utf8)
             if list(sent) != addresses.get(name):
                 return f"the {name} addresses changed when flattened"
     return None
 
 
 @functools.lru_cache(maxsize=256)
-def _sent_addresses(field: bytes) -> tuple[str, ...]:
+def _sent_addresses(field: bytes, utf8: bool = False) -> tuple[str, ...]:
     """The addresses a reader of the flattened field finds, as ``BytesHeaderParser`` with
-    the default policy reads it (ASCII with surrogate escapes, lines joined, then parsed)."""
-    lines = [line + "\r\n" for line in field.decode("ascii", "surrogateescape").split("\r\n")]
+    the default policy reads it (ASCII with surrogate escapes, lines joined, then parsed);
+    ``utf8``: UTF-8 (an SMTPUTF8 message's headers), any other byte still a surrogate."""
+    text = field.decode("utf-8" if utf8 else "ascii", "surrogateescape")
+    lines = [line + "\r\n" for line in text.split("\r\n")]
     policy = email.policy.default
     name, value = policy.header_source_parse(lines)
     return tuple(header_addresses(policy.header_fetch_parse(name, value)))

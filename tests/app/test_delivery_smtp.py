@@ -238,3 +238,25 @@ def test_a_changed_version_in_the_same_category_sends_nothing_new_and_keeps_mess
         wait_settled(client)
     assert (changed["status"], changed["version"], changed["deliveries"]) == ("accepted", 2, 0)
     assert len(smtp_server.handler.messages) == 1
+
+
+def test_a_non_ascii_recipient_gets_the_email_through_a_server_with_smtputf8(
+    tmp_path: Path, storage_section: dict[str, Any], smtp_server: SmtpServer
+) -> None:
+    """An inbox at an internationalised address: the To header carries it as UTF-8 (SMTPUTF8),
+    which the check of the flattened headers reads as such, not as a changed address."""
+    _, settings = write_config(
+        tmp_path,
+        smtp={"host": "127.0.0.1", "port": smtp_server.port, "from_address": "relay@shop.test"},
+        routing={"sales_inbox": "Prodej <prodej@příklad.cz>"},
+        storage=storage_section,
+    )
+    with TestClient(create_app(settings)) as client:
+        client.post(HOOK, content=missed())
+        wait_settled(client)
+    [row] = deliveries(settings)
+    assert (row.status, row.last_error) == ("sent", None)
+    [received] = smtp_server.handler.wait_for(1)
+    assert received.rcpt_tos == ["prodej@příklad.cz"]
+    # As UTF-8 on the wire (the stdlib's parser would read those bytes as surrogates).
+    assert "\r\nTo: Prodej <prodej@příklad.cz>\r\n".encode() in received.data

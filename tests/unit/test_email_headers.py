@@ -75,3 +75,20 @@ def test_flatten_refuses_a_value_that_becomes_another_header() -> None:
     forged.replace_header("Subject", "=?utf-8?q?x=0D=0ABcc:_v@evil.test?=")
     with pytest.raises(UnsafeHeaders):
         flatten(forged)
+
+
+def test_smtputf8_bytes_are_read_as_utf8_and_a_changed_address_is_still_found() -> None:
+    wide = message()
+    wide.replace_header("To", "prodej@příklad.cz, Ops <ops@shop.test>")
+    data = flatten(wide, utf8=True)
+    assert "To: prodej@příklad.cz, Ops <ops@shop.test>\r\n".encode() in data
+    assert header_problem(wide, data, utf8=True) is None
+    # Read as a message without SMTPUTF8 is read, those bytes are no such address.
+    assert header_problem(wide, data) is not None
+    for forged in (
+        data.replace("příklad".encode(), "příkład".encode()),
+        data.replace(b"ops@shop.test", b"ceo@evil.test"),
+        data.replace("příklad.cz".encode(), b"p\xff.cz"),
+    ):
+        found = header_problem(wide, forged, utf8=True)
+        assert found is not None and "to addresses changed" in found
