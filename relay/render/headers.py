@@ -56,8 +56,11 @@ def header_safe(value: str | None) -> str:
 def display_name(name: str | None) -> str:
     """A visitor's name as a display name without RFC 5322 specials. Quoting would be enough
     in theory, but folding a long quoted name can drop the quotes (CPython's email package),
-    and "Eve, x <a@evil.test>" would then parse as more addresses than the visitor's."""
-    return clip(" ".join(_ADDRESS_SPECIALS.sub(" ", header_safe(name)).split()), DISPLAY_NAME_LIMIT)
+    and "Eve, x <a@evil.test>" would then parse as more addresses than the visitor's. Nor
+    does it start with ".": folded without its quotes, such a name is a phrase CPython's own
+    parser fails on (AttributeError or TypeError reading the header back)."""
+    words = " ".join(_ADDRESS_SPECIALS.sub(" ", header_safe(name)).split())
+    return clip(words.lstrip(". "), DISPLAY_NAME_LIMIT)
 
 
 def subject_line(text: str) -> str:
@@ -263,9 +266,21 @@ def fields_problem(
         return f"header fields {names} where {wanted} were set"
     for name in ADDRESS_HEADERS:
         if name in wanted:
-            sent = _sent_addresses(b"\r\n".join(fields[name]), utf8)
-            if list(sent) != addresses.get(name):
-                return f"the {name} addresses changed when flattened"
+            problem = _address_problem(name, b"\r\n".join(fields[name]), addresses, utf8)
+            if problem is not None:
+                return problem
+    return None
+
+
+def _address_problem(
+    name: str, field: bytes, addresses: Mapping[str, list[str]], utf8: bool
+) -> str | None:
+    try:
+        sent = _sent_addresses(field, utf8)
+    except Exception:  # CPython's parser fails on some folds (a quoted ".x" unquoted)
+        return f"the {name} addresses cannot be read back"
+    if list(sent) != addresses.get(name):
+        return f"the {name} addresses changed when flattened"
     return None
 
 

@@ -92,3 +92,18 @@ def test_smtputf8_bytes_are_read_as_utf8_and_a_changed_address_is_still_found() 
     ):
         found = header_problem(wide, forged, utf8=True)
         assert found is not None and "to addresses changed" in found
+
+
+def test_a_visitor_name_never_starts_with_a_dot_and_unreadable_addresses_are_a_problem() -> None:
+    for name in (".Bcc: e@evil.test" + "x" * 61, "." + "x" * 80, ". . .x", "...", " . J. R."):
+        assert not display_name(name).startswith((".", " ")), name
+    assert display_name("J. R. Bob.") == "J. R. Bob."
+    # Bytes CPython folds for a long quoted name starting with "." (its quotes dropped): its
+    # parser raises reading them back, which is a problem with the headers, not a crash.
+    built = message()
+    built["Reply-To"] = "x@shop.test"
+    data = built.as_bytes().replace(
+        b"Reply-To: x@shop.test", b"Reply-To:\r\n ." + b"x" * 80 + b"\r\n <x@shop.test>"
+    )
+    found = header_problem(built, data)
+    assert found == "the reply-to addresses cannot be read back"
