@@ -15,7 +15,7 @@ from datetime import date
 from zoneinfo import ZoneInfo
 
 from relay.intake.payload import parse
-from relay.leads import digest, schedule
+from relay.leads import schedule
 from relay.leads.links import links_for
 from relay.leads.model import Lead
 from relay.leads.settings import FollowUpSettings
@@ -163,6 +163,9 @@ class FollowUpScheduler:
         return day
 
     async def digest_email(self, snapshot: Snapshot, day: date, now: float) -> EmailContent:
+        # The digest's email and header modules, only where a digest is sent.
+        from relay.leads import digest  # noqa: PLC0415
+
         settings = snapshot.settings
         zone = self.zone(snapshot)
         start, end = schedule.day_bounds(date.fromordinal(day.toordinal() - 1), zone)
