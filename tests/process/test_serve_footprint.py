@@ -48,6 +48,10 @@ KEPT_OUT = (
     "email.generator",  # flattening: in the render helper
     "relay.render.headers",  # the header check of flattening, as above
     "relay.leads.digest",  # the daily digest's email: when one is sent
+    "relay.leads.pages",  # the lead pages: on the first request for one
+    "relay.render.environment",  # Jinja environments' filters: lead pages, digest, helper
+    "relay.render.view",  # the conversation's view for templates: in the render helper
+    "markupsafe",  # the filters' escaping, as above
 )
 
 
