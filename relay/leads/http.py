@@ -17,11 +17,10 @@ from litestar.params import FromPath
 
 from relay.leads import links
 from relay.leads.model import Lead, LeadState, Refused, claim, clean_name, clean_note, finish
-from relay.leads.pages import FormView, Pages, PageView
 from relay.leads.texts import pick_locale
-from relay.render.environment import loader
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the pages and their templates' loader: imported on the first page
+    from relay.leads.pages import Pages, PageView
     from relay.runtime import Runtime
     from relay.store import StoreProtocol
 
@@ -72,6 +71,9 @@ class LeadEndpoints:
         if found is None:
             import jinja2  # noqa: PLC0415 -- on the first page: an idle relay imports no Jinja
 
+            from relay.leads.pages import Pages  # noqa: PLC0415 -- as above
+            from relay.render.environment import loader  # noqa: PLC0415 -- as above
+
             environment = jinja2.Environment(
                 loader=loader(render.templates_dir),
                 autoescape=True,
@@ -99,6 +101,8 @@ class LeadEndpoints:
     def _form(
         self, p: Pages, link: links.LinkOk, lead: Lead, *, token: str, name: str, error: bool
     ) -> Response[str]:
+        from relay.leads.pages import FormView  # noqa: PLC0415 -- loaded with the pages
+
         nonce = links.new_nonce()
         claiming = link.action == "claim"
         form = FormView(

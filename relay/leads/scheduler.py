@@ -15,14 +15,13 @@ from datetime import date
 from zoneinfo import ZoneInfo
 
 from relay.intake.payload import parse
-from relay.leads import digest, schedule
+from relay.leads import schedule
 from relay.leads.links import links_for
 from relay.leads.model import Lead
 from relay.leads.settings import FollowUpSettings
 from relay.leads.texts import text
 from relay.model.content import EmailContent
 from relay.model.errors import DeliveryError
-from relay.render.environment import email_environment
 from relay.routing.decide import PlannedDelivery
 from relay.routing.rules import EmailAction, SlackAction
 from relay.snapshot import Snapshot
@@ -163,6 +162,10 @@ class FollowUpScheduler:
         return day
 
     async def digest_email(self, snapshot: Snapshot, day: date, now: float) -> EmailContent:
+        # The digest's email, header and template modules, only where a digest is sent.
+        from relay.leads import digest  # noqa: PLC0415
+        from relay.render.environment import email_environment  # noqa: PLC0415
+
         settings = snapshot.settings
         zone = self.zone(snapshot)
         start, end = schedule.day_bounds(date.fromordinal(day.toordinal() - 1), zone)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import email.policy
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.parser import BytesParser
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from relay.model.crm import CrmContent
+
+if TYPE_CHECKING:  # the message object is made on demand: email.policy's header registry
+    # is imported then, not by every process that passes content along
+    from email.message import EmailMessage
 
 
 class MessageSource(Protocol):
@@ -67,6 +68,10 @@ class EmailContent:
                 self._message = self.source.message()
                 return self._message
             assert self.flat is not None  # one of the three is always set (__init__)
+            import email.policy  # noqa: PLC0415 -- see TYPE_CHECKING above
+            from email.message import EmailMessage  # noqa: PLC0415
+            from email.parser import BytesParser  # noqa: PLC0415
+
             parser = BytesParser(_class=EmailMessage, policy=email.policy.SMTP)
             self._message = parser.parsebytes(self.flat.data)
         return self._message

@@ -26,7 +26,6 @@ from relay.model.category import Category
 from relay.model.content import Content, EmailContent, FlatEmail
 from relay.render.dispatch import Job
 from relay.render.dispatch import render as dispatch
-from relay.render.headers import UnsafeHeaders, flatten
 
 if TYPE_CHECKING:  # helpers only: the relay's own process does not import the renderer
     from relay.render.renderer import Renderer
@@ -156,6 +155,8 @@ def flattened(content: EmailContent, from_address: str) -> EmailContent:
     draft, without SMTPUTF8) and checked here, in the helper: only those bytes go back to the
     relay's process. Headers that cannot be written safely leave the message as it is, and
     the sender refuses it exactly as it would without this step."""
+    from relay.render.headers import UnsafeHeaders, flatten  # noqa: PLC0415 -- helpers only
+
     envelope = parseaddr(from_address)[1] or from_address
     utf8 = not (envelope + "".join(content.recipients)).isascii()
     # Written directly from what the renderer made it from, where it can be.

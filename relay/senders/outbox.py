@@ -12,7 +12,6 @@ from pathlib import Path
 from relay.model.content import Content, EmailContent, SlackContent, TeamsContent
 from relay.model.errors import PermanentDeliveryError
 from relay.ops.fsync import sync_directory
-from relay.render.headers import UnsafeHeaders, flatten
 
 
 def _write_atomically(path: Path, data: bytes, directory: DirectorySync) -> None:
@@ -95,15 +94,12 @@ class OutboxSender:
     async def send(self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()) -> None:
         if not isinstance(content, EmailContent | SlackContent | TeamsContent):
             raise PermanentDeliveryError(f"the outbox cannot hold {type(content).__name__}")
-        try:
-            await asyncio.to_thread(self._write, content, delivery_id)
-        except UnsafeHeaders as exc:
-            raise PermanentDeliveryError(f"email not written, unsafe headers: {exc}") from None
+        await asyncio.to_thread(self._write, content, delivery_id)
 
     def _write(self, content: EmailContent | SlackContent | TeamsContent, delivery_id: int) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         if isinstance(content, EmailContent):
-            data = content.flat_for(utf8=False, eight_bit=True) or flatten(content.message)
+            data = content.flat_for(utf8=False, eight_bit=True) or _flattened(content)
         elif isinstance(content, TeamsContent):
             data = json.dumps(content.body(), ensure_ascii=False, indent=2).encode()
         else:
@@ -114,3 +110,14 @@ class OutboxSender:
             }
             data = json.dumps(payload, ensure_ascii=False, indent=2).encode()
         _write_atomically(self.path_for(delivery_id, content), data, self._directory_sync)
+
+
+def _flattened(content: EmailContent) -> bytes:
+    """An email not flattened in the render helper (rendered in a thread of the relay's
+    process): the header check and the generator are imported only then."""
+    from relay.render.headers import UnsafeHeaders, flatten  # noqa: PLC0415
+
+    try:
+        return flatten(content.message)
+    except UnsafeHeaders as exc:
+        raise PermanentDeliveryError(f"email not written, unsafe headers: {exc}") from None

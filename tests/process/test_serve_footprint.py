@@ -43,6 +43,15 @@ KEPT_OUT = (
     "litestar.plugins.pydantic",
     "attr",  # Litestar's attrs plugin, as above
     "litestar.plugins.attrs",
+    "email.policy",  # the message object: made from the flattened bytes only when asked for
+    "email.headerregistry",  # with email.policy, as above
+    "email.generator",  # flattening: in the render helper
+    "relay.render.headers",  # the header check of flattening, as above
+    "relay.leads.digest",  # the daily digest's email: when one is sent
+    "relay.leads.pages",  # the lead pages: on the first request for one
+    "relay.render.environment",  # Jinja environments' filters: lead pages, digest, helper
+    "relay.render.view",  # the conversation's view for templates: in the render helper
+    "markupsafe",  # the filters' escaping, as above
 )
 
 
