@@ -15,9 +15,12 @@ from email.generator import BytesGenerator
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relay.render.view import clip, one_line
+
+if TYPE_CHECKING:
+    from relay.model.content import EmailContent
 
 SUBJECT_LIMIT = 120
 _ADDRESS_SPECIALS = re.compile(r'[()<>\[\]:;@\\,"]')
@@ -124,35 +127,6 @@ def thread_references(sent: Iterable[str]) -> list[str]:
     return list(found)
 
 
-def set_headers(
-    message: EmailMessage,
-    *,
-    from_address: str,
-    to: Iterable[str],
-    cc: Iterable[str],
-    reply_to: Address | None,
-    subject: str,
-    message_id: str,
-    date: datetime,
-    references: Iterable[str] = (),
-    parsed: Callable[[str, str], Any] | None = None,
-) -> None:
-    """Set ``header_fields`` on ``message``, in order."""
-    fields = header_fields(
-        from_address=from_address,
-        to=to,
-        cc=cc,
-        reply_to=reply_to,
-        subject=subject,
-        message_id=message_id,
-        date=date,
-        references=references,
-        parsed=parsed,
-    )
-    for name, value in fields:
-        message[name] = value
-
-
 def header_fields(
     *,
     from_address: str,
@@ -218,6 +192,16 @@ def flatten(message: EmailMessage, *, utf8: bool = False, eight_bit: bool = True
     if problem:
         raise UnsafeHeaders(problem)
     return data
+
+
+def email_bytes(content: EmailContent, *, utf8: bool = False, eight_bit: bool = True) -> bytes:
+    """The bytes to send ``content`` with these options: those the render helper wrote and
+    checked for them already (``EmailContent.flat_for``), else its message flattened and
+    checked here (``flatten``; UnsafeHeaders when it cannot be written safely)."""
+    found = content.flat_for(utf8=utf8, eight_bit=eight_bit)
+    if found is not None:
+        return found
+    return flatten(content.message, utf8=utf8, eight_bit=eight_bit)
 
 
 def header_problem(message: EmailMessage, data: bytes, *, utf8: bool = False) -> str | None:

@@ -175,20 +175,6 @@ class MimeBuilder:
         for part in parts:
             message.attach(part)
 
-    def alternative(
-        self, message: EmailMessage, text: str, html: str, attachment: str | None, filename: str
-    ) -> None:
-        """``message`` (its other headers set) as multipart/alternative of ``text`` and
-        ``html``, or, with ``attachment``, multipart/mixed of that and the text file."""
-        message["MIME-Version"] = self.header("MIME-Version", "1.0")
-        parts = [self.text_part(text, "plain"), self.text_part(html, "html")]
-        if attachment is None:
-            self.multipart(message, "alternative", parts)
-            return
-        inner = self.message()
-        self.multipart(inner, "alternative", parts)
-        self.multipart(message, "mixed", [inner, self.text_part(attachment, "plain", filename)])
-
     def draft(
         self,
         headers: Sequence[tuple[str, Any]],
@@ -197,8 +183,10 @@ class MimeBuilder:
         attachment: str | None,
         filename: str,
     ) -> Draft:
-        """The email ``alternative`` makes from ``headers`` (name and value, in order, as
-        ``EmailMessage`` takes them) and these texts, before it is a message object."""
+        """The email made from ``headers`` (name and value, in order, as ``EmailMessage``
+        takes them) and these texts, before it is a message object: multipart/alternative
+        of ``text`` and ``html``, or, with ``attachment``, multipart/mixed of that and the
+        text file."""
         return Draft(self, headers, text=text, html=html, attachment=attachment, filename=filename)
 
 
@@ -352,7 +340,8 @@ class Draft:
         return ""
 
     def message(self) -> EmailMessage:
-        """The message object, exactly as ``MimeBuilder.alternative`` makes it."""
+        """The message object: multipart/alternative of the text and HTML parts, or
+        multipart/mixed of that and the attached text file."""
         builder = self._builder
         message = builder.message()
         for name, value in self.headers:

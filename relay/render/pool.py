@@ -155,17 +155,14 @@ def flattened(content: EmailContent, from_address: str) -> EmailContent:
     draft, without SMTPUTF8) and checked here, in the helper: only those bytes go back to the
     relay's process. Headers that cannot be written safely leave the message as it is, and
     the sender refuses it exactly as it would without this step."""
-    from relay.render.headers import UnsafeHeaders, flatten  # noqa: PLC0415 -- helpers only
+    from relay.render.headers import UnsafeHeaders, email_bytes  # noqa: PLC0415 -- helpers only
 
     envelope = parseaddr(from_address)[1] or from_address
     utf8 = not (envelope + "".join(content.recipients)).isascii()
-    # Written directly from what the renderer made it from, where it can be.
-    data = content.flat_for(utf8=utf8, eight_bit=True)
-    if data is None:
-        try:
-            data = flatten(content.message, utf8=utf8, eight_bit=True)
-        except UnsafeHeaders:
-            return content
+    try:
+        data = email_bytes(content, utf8=utf8, eight_bit=True)
+    except UnsafeHeaders:
+        return content
     return content.with_flat(FlatEmail(data, utf8, content.message_id))
 
 

@@ -20,7 +20,7 @@ from relay.model.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from relay.render.headers import UnsafeHeaders, flatten
+from relay.render.headers import UnsafeHeaders, email_bytes
 from relay.senders.smtp_oauth2 import token_cache, xoauth2_login
 from relay.senders.smtp_pool import Login, SmtpPool, SmtpPools
 
@@ -82,9 +82,7 @@ class SmtpSender:
             eight_bit = client.supports_extension("8bitmime")
             options = ["SMTPUTF8"] * utf8 + ["BODY=8BITMIME"] * eight_bit
             # Flattened and checked by the render helper when made for these options.
-            data = content.flat_for(utf8=utf8, eight_bit=eight_bit) or flatten(
-                content.message, utf8=utf8, eight_bit=eight_bit
-            )
+            data = email_bytes(content, utf8=utf8, eight_bit=eight_bit)
             return await sendmail(client, self._sender, recipients, data, options)
 
         return await self.pool.run(transaction, self._login)
