@@ -40,10 +40,16 @@ def store(open_test_store: StoreOpener) -> StoreProtocol:
     return open_test_store()
 
 
-def keep(store: StoreProtocol, data: dict[str, Any], *, begin: bool = True) -> int:
+def keep(
+    store: StoreProtocol, data: dict[str, Any], *, begin: bool = True, begin_text: str = ""
+) -> int:
     """Store ``data`` as the hook does, with its begin time beside it; ``begin=False``: as a
-    row stored before that column was (its begin time is read from the body)."""
-    raw = json.dumps(data).encode()
+    row stored before that column was (its begin time is read from the body). ``begin_text``:
+    the beginAt number as written in the body (JSON text Python would not write)."""
+    text = json.dumps(data)
+    if begin_text:
+        text = text.replace(f'"beginAt": {data["beginAt"]}', f'"beginAt": {begin_text}', 1)
+    raw = text.encode()
     conversation = parse(raw)
     channel = conversation.channel.id
     accepted = store.accept(
@@ -367,3 +373,54 @@ def test_an_earlier_chat_whose_begin_time_no_date_holds_leaves_the_email_rendere
         text = message.get_body(("plain",))
         assert text is not None
         assert "earlier conversation" not in str(text.get_content())
+
+
+@pytest.mark.parametrize("digits", [400, 309])
+@pytest.mark.parametrize("sign", [1, -1])
+def test_an_earlier_chat_whose_begin_at_is_an_integer_of_hundreds_of_digits_is_left_out_alike(
+    store: StoreProtocol, digits: int, sign: int
+) -> None:
+    """A beginAt no double holds (accepted: no begin_at column is written, the body is read)
+    reads as an infinite begin time on both stores, as SQLite reads the JSON number, so the
+    visitor's history is read and that chat is left out of the line, not the whole history."""
+    keep(store, chat(Category.MISSED, 1, 0))
+    huge = chat(Category.MISSED, 2, 1)
+    huge["beginAt"] = sign * 10**digits
+    assert begin_seconds(huge["beginAt"]) is None  # as the hook stores it: the column is NULL
+    keep(store, huge)
+    keep(store, chat(Category.OFFLINE, 3, 3))
+    current = chat(Category.LOW_RATED, 4, 5)
+    current_id = keep(store, current)
+    earlier = store.visitor_history(current_id)
+    normal = [
+        ("missed", begin_seconds(chat(Category.MISSED, 1, 0)["beginAt"])),
+        ("offline", begin_seconds(chat(Category.OFFLINE, 3, 3)["beginAt"])),
+    ]
+    infinite = [("missed", sign * float("inf"))]
+    assert list(earlier) == (infinite + normal if sign < 0 else normal + infinite)
+    conversation = parse(json.dumps(current).encode())
+    message = (
+        renderer_for("en")
+        .email(
+            conversation, Category.LOW_RATED, EMAIL_ACTION, message_id=MESSAGE_ID, earlier=earlier
+        )
+        .message
+    )
+    text = message.get_body(("plain",))
+    assert text is not None
+    line = "2 earlier conversations (1 missed on Mar 27; last: Offline message on Mar 30)"
+    assert line in str(text.get_content())
+
+
+@pytest.mark.parametrize(
+    ("written", "seconds"),
+    [("1" + "0" * 400, float("inf")), ("-1" + "0" * 400, float("-inf")), ("1e-400", 0.0)],
+)
+def test_a_row_stored_before_the_begin_column_reads_an_out_of_range_begin_at_alike(
+    store: StoreProtocol, written: str, seconds: float
+) -> None:
+    """A row without the begin_at column is read from its body: a beginAt written beyond a
+    double's range reads as SQLite reads it (infinite; one too small for a double: 0)."""
+    keep(store, chat(Category.MISSED, 1, 0), begin=False, begin_text=written)
+    current_id = keep(store, chat(Category.OFFLINE, 2, 1))
+    assert store.visitor_history(current_id) == (("missed", seconds),)

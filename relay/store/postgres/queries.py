@@ -190,7 +190,12 @@ LATEST_VERSION = "SELECT id FROM conversations WHERE conv_key = %s ORDER BY vers
 # else by email address (case-insensitive), read from the stored raw bodies (relay_json: NULL,
 # matching nothing, for a body that is not JSON). One row per stored version, in the order
 # stored: conv_key, category, begin time in Unix seconds (beginAt, else when it was received;
-# the begin_at column written at intake, the body read only for a row without it).
+# the begin_at column written at intake, the body read only for a row without it). A beginAt
+# beyond any double (an integer of hundreds of digits: accepted, its column NULL) reads as
+# +-Infinity, as SQLite reads that JSON number, not as an error failing the whole history;
+# the history line leaves such a chat out (relay.render.view.history_line). One below the
+# smallest normal double (1e-400, in a body stored before the column) reads as 0, not as an
+# underflow error (SQLite: 0 or a subnormal, the same moment to within 1e-310 s).
 VISITOR_HISTORY = (
     "WITH cur AS (SELECT id, conv_key, account_id, received_at,"
     " relay_json(raw) -> 'visitor' ->> 'id' AS vid,"
@@ -213,8 +218,12 @@ VISITOR_HISTORY = (
     " AND o.conv_key <> cur.conv_key AND o.received_at <= cur.received_at"
     " ORDER BY o.id DESC LIMIT %(rows)s))"
     " SELECT o.conv_key, o.category,"
-    " COALESCE(o.begin_at, CASE WHEN jsonb_typeof(relay_json(o.raw) -> 'beginAt') = 'number'"
-    " THEN (relay_json(o.raw) ->> 'beginAt')::double precision / 1000.0 END, o.received_at)"
+    " COALESCE(o.begin_at, (SELECT CASE"
+    " WHEN abs(b.ms) < 2.2250738585072014e-308 THEN 0.0::double precision"
+    " WHEN abs(b.ms) <= 1.7976931348623157e308 THEN b.ms::double precision / 1000.0"
+    " WHEN b.ms > 0 THEN 'Infinity'::double precision ELSE '-Infinity'::double precision END"
+    " FROM (SELECT (relay_json(o.raw) ->> 'beginAt')::numeric AS ms"
+    " WHERE jsonb_typeof(relay_json(o.raw) -> 'beginAt') = 'number') b), o.received_at)"
     " FROM others o ORDER BY o.id"
 )
 # As the SQLite store's SENT_EMAIL_IDS: the Message-IDs of the emails really sent about the
