@@ -93,6 +93,43 @@ def day_bounds(day: date, zone: tzinfo) -> tuple[float, float]:
     return start.timestamp(), end.timestamp()
 
 
+# A digest that cannot be made (an overridden template failing on the day's data) is tried on
+# the next pass, then after twice the delay each time, up to an hour.
+DIGEST_RETRY_FIRST_SECONDS = 30.0
+DIGEST_RETRY_MAX_SECONDS = 3600.0
+# A pass may read the clock a little before the delay is over (it waits its 30 s on another
+# clock): a retry that many seconds early is due.
+DIGEST_RETRY_EARLY_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class DigestBackoff:
+    """The digest of ``day`` could not be made ``failures`` times in a row; the next attempt
+    is due at ``retry_at``."""
+
+    day: date
+    failures: int
+    retry_at: float
+    delay: float  # retry_at - the last failure
+
+
+def digest_failed(previous: DigestBackoff | None, day: date, now: float) -> DigestBackoff:
+    """After an attempt at ``now`` to make the digest of ``day`` failed: 30 s after the first
+    failure, doubling with each further failure for the same day, at most an hour."""
+    failures = previous.failures + 1 if previous is not None and previous.day == day else 1
+    doublings = min(failures - 1, 16)  # 30 s * 2**7 is beyond the hour already
+    delay = min(DIGEST_RETRY_FIRST_SECONDS * 2.0**doublings, DIGEST_RETRY_MAX_SECONDS)
+    return DigestBackoff(day, failures, now + delay, delay)
+
+
+def digest_retry_due(backoff: DigestBackoff | None, day: date, now: float) -> bool:
+    """May a pass at ``now`` try to make the digest of ``day``: no failure recorded for that
+    day, or its delay is over."""
+    if backoff is None or backoff.day != day:
+        return True
+    return now >= backoff.retry_at - DIGEST_RETRY_EARLY_SECONDS
+
+
 def digest_due(settings: FollowUpSettings, zone: tzinfo, now: float, sent: set[str]) -> date | None:
     """Today's local date if the digest time has passed today and today's digest is not
     recorded as sent; None otherwise (a missed earlier day is not sent late)."""

@@ -73,6 +73,10 @@ class FollowUpScheduler:
         self._wake = wake
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # The digest that could not be made, and the snapshot it failed with: a reload (a new
+        # snapshot) or a digest made starts over.
+        self._backoff: schedule.DigestBackoff | None = None
+        self._backoff_snapshot: Snapshot | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="relay-follow-up")
@@ -137,14 +141,22 @@ class FollowUpScheduler:
         day = schedule.digest_due(settings, zone, now, sent)
         if day is None:
             return None
+        if self._backoff_snapshot is not snapshot:
+            self._backoff, self._backoff_snapshot = None, None
+        if not schedule.digest_retry_due(self._backoff, day, now):
+            return None
         key = day.isoformat()
         if not await self._store.call(lambda s: s.take_digest_day(key, now)):
             return None  # another relay took it
+        made = False
         try:
             content = await self.digest_email(snapshot, day, now)
+            made = True
             sender = snapshot.senders["email"]
             await asyncio.wait_for(sender.send(content, delivery_id=0), timeout=120)
         except (DeliveryError, OSError, TimeoutError) as exc:
+            if made:
+                self._backoff = None
             log.warning("the follow-up digest of %s could not be sent (%s); trying again", key, exc)
             await self._store.call(lambda s: s.release_digest_day(key))
             return None
@@ -152,12 +164,16 @@ class FollowUpScheduler:
             await asyncio.shield(self._store.call(lambda s: s.release_digest_day(key)))
             raise
         except Exception as exc:  # an overridden template that fails on this day's data
+            backoff = schedule.digest_failed(self._backoff, day, now)
+            self._backoff, self._backoff_snapshot = backoff, snapshot
+            times = f", {backoff.failures} times in a row" if backoff.failures > 1 else ""
             log.error(
-                "the follow-up digest of %s could not be made (%s: %s); trying again",
-                key, type(exc).__name__, exc,
+                "the follow-up digest of %s could not be %s (%s: %s)%s; trying again in %g s",
+                key, "sent" if made else "made", type(exc).__name__, exc, times, backoff.delay,
             )  # fmt: skip
             await self._store.call(lambda s: s.release_digest_day(key))
             return None
+        self._backoff = None
         log.info("follow-up digest of %s sent to %d recipients", key, len(settings.digest_to))
         return day
 

@@ -5,6 +5,7 @@ daily digest sent once through aiosmtpd."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from datetime import datetime
 from pathlib import Path
@@ -307,3 +308,76 @@ async def test_a_digest_whose_template_fails_on_the_day_s_data_is_released_and_m
     assert (
         received.message.get_body(preferencelist=("plain",)).get_content() == "fixed\r\n"
     )  # SMTP line ends
+
+
+async def test_a_digest_that_cannot_be_made_is_tried_again_less_and_less_often_and_logged_then(
+    tmp_path: Path,
+    open_test_store: StoreOpener,
+    smtp_server: SmtpServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A digest whose template fails on the day's data is tried on the next pass, then after
+    a delay that doubles up to an hour; each attempt logs the error, the passes between do
+    not. A reload starts over (tried on the next pass), and so does the next day's digest."""
+    templates = tmp_path / "templates"
+    (templates / "email").mkdir(parents=True)
+    text = templates / "email" / "digest.txt.j2"
+    broken = "{% if digest.open_items|length == 1 %}{{ 1/0 }}{% endif %}ok\n"
+    text.write_text(broken, "utf-8")
+    settings = Settings(
+        **base_sections(tmp_path / "state"),
+        smtp={"host": "127.0.0.1", "port": smtp_server.port, "from_address": "R <r@shop.test>"},
+        render={"templates_dir": str(templates)},
+        follow_up=follow_up(business_hours=OFFICE, digest_at="08:00", digest_to=["head@shop.test"]),
+    )
+    senders = SenderRegistry()
+    snapshots = [build_snapshot(settings, senders)]
+    start = at(2026, 12, 3, 8, 0, 30)
+    clock = Clock(start)
+    thread = StoreThread(open_test_store())
+    caplog.set_level(logging.INFO, "relay.leads.scheduler")
+
+    def attempts() -> list[logging.LogRecord]:
+        return [
+            record
+            for record in caplog.records
+            if record.levelno == logging.ERROR and "could not be made" in record.getMessage()
+        ]
+
+    async def passes(until: float) -> list[float]:
+        """Passes every 30 s up to ``until`` (from ``start``); when each attempt was."""
+        seen, tried = len(attempts()), []
+        while clock.now - start < until:
+            assert (await scheduler.run_once()).digest is None
+            if len(attempts()) > seen:
+                seen = len(attempts())
+                tried.append(clock.now - start)
+            clock.now += 30
+        return tried
+
+    try:
+        await thread.call(lambda s: s.accept(missed(1), now=at(2026, 12, 2, 9, 0)))
+        scheduler = FollowUpScheduler(thread, lambda: snapshots[-1], clock=clock)
+        hour = 3600
+        assert await passes(3 * hour) == [0, 30, 90, 210, 450, 930, 1890, 3810, 7410]
+        messages = [record.getMessage() for record in attempts()]
+        assert "(ZeroDivisionError: division by zero); trying again in 30 s" in messages[0]
+        assert "2 times in a row; trying again in 60 s" in messages[1]
+        assert "9 times in a row; trying again in 3600 s" in messages[-1]
+        assert await thread.call(lambda s: s.digest_days()) == set()  # released each time
+        snapshots.append(build_snapshot(settings, senders))  # a reload
+        assert [t - 3 * hour for t in await passes(3 * hour + 120)] == [0, 30, 90]
+        text.write_text("fixed\n", "utf-8")
+        clock.now = start + 3 * hour + 205  # mended: made at the next backoff point, not before
+        assert (await scheduler.run_once()).digest is None
+        clock.now += 5
+        assert (await scheduler.run_once()).digest is not None
+        text.write_text(broken, "utf-8")
+        start = clock.now = at(2026, 12, 4, 8, 0, 30)  # the next day's digest: from the start
+        assert await passes(120) == [0, 30, 90]
+        assert "trying again in 30 s" in attempts()[-3].getMessage()
+    finally:
+        thread.close()
+        await senders.close()
+    (received,) = smtp_server.handler.wait_for(1)
+    assert received.message.get_body(preferencelist=("plain",)).get_content() == "fixed\r\n"

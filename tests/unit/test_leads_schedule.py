@@ -12,6 +12,8 @@ from relay.leads.schedule import (
     business_due_at,
     day_figures,
     digest_due,
+    digest_failed,
+    digest_retry_due,
     due_escalations,
     in_business,
 )
@@ -105,6 +107,27 @@ def test_the_digest_is_due_once_a_day_after_its_time() -> None:
     assert digest_due(daily, PRAGUE, at(2026, 12, 3, 8, 0), set()) == date(2026, 12, 3)
     assert digest_due(daily, PRAGUE, at(2026, 12, 3, 23, 0), {"2026-12-03"}) is None
     assert digest_due(settings(), PRAGUE, at(2026, 12, 3, 9, 0), set()) is None
+
+
+def test_a_digest_that_cannot_be_made_is_retried_after_a_delay_doubling_up_to_an_hour() -> None:
+    day, other = date(2026, 12, 3), date(2026, 12, 4)
+    backoff, delays, now = None, [], 1000.0
+    for _ in range(10):
+        backoff = digest_failed(backoff, day, now)
+        delays.append(backoff.delay)
+        assert backoff.retry_at == now + backoff.delay
+        now = backoff.retry_at
+    assert delays == [30, 60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]
+    assert backoff is not None and backoff.failures == 10
+    assert digest_failed(backoff, other, now) == replace(
+        backoff, day=other, failures=1, retry_at=now + 30, delay=30
+    )
+    assert digest_failed(replace(backoff, failures=10**6), day, now).delay == 3600
+    assert digest_retry_due(None, day, now)
+    assert digest_retry_due(backoff, other, now - 3600)  # another day's failures hold no day back
+    assert not digest_retry_due(backoff, day, backoff.retry_at - 1.5)
+    assert digest_retry_due(backoff, day, backoff.retry_at - 1.0)  # a pass a little early
+    assert digest_retry_due(backoff, day, backoff.retry_at + 1e6)
 
 
 def test_day_figures_count_by_category_and_hour_and_take_the_median_claim_time() -> None:
