@@ -25,6 +25,12 @@ from tests.support.store import deliveries
 pytestmark = pytest.mark.usefixtures("backend")
 
 HOOK = f"/hooks/smartsupp/{TOKEN}"
+# A delivery that failed is retried no sooner than half an hour later, so the row a test reads
+# after the first outcome is that outcome, not the next attempt's claim. The first retry waits
+# half to all of the smaller of the two settings, and the suite's base settings cap it at
+# 0.2 s (tests/support/data.py): a backoff_initial_seconds alone left 0.1-0.2 s, less than
+# the test's own read (a new connection) may take under load, so it found ("sending", 2).
+NO_RETRY_SOON = {"backoff_initial_seconds": 3600, "backoff_max_seconds": 3600}
 
 
 @dataclass
@@ -107,13 +113,14 @@ def test_a_webhook_answer_dripped_byte_by_byte_fails_transiently_at_the_deadline
         make_settings,
         drip,
         timeout=2.0,
-        delivery={"backoff_initial_seconds": 60, "shutdown_grace_seconds": 0.2},
+        delivery={**NO_RETRY_SOON, "shutdown_grace_seconds": 0.2},
     )
     with TestClient(create_app(settings)) as client:
         assert client.post(HOOK, content=conversation(1, missed=True)).status_code == 200
         wait_attempts(client, 1)
         [row] = deliveries(settings)
     assert (row.status, row.attempts) == ("retrying", 1)
+    assert row.next_attempt_at - row.updated_at >= 1800  # read before any retry could start
     assert row.last_error == "no complete answer within the 2 s deadline"
     assert drip.finished == 0
 
@@ -123,13 +130,14 @@ def test_a_slack_answer_dripped_byte_by_byte_fails_transiently_at_the_deadline(
 ) -> None:
     settings = make_settings(
         slack={"token": "xoxb-test", "api_url": drip.url("/api/"), "timeout_seconds": 2},
-        delivery={"backoff_initial_seconds": 60, "shutdown_grace_seconds": 0.2},
+        delivery={**NO_RETRY_SOON, "shutdown_grace_seconds": 0.2},
     )
     with TestClient(create_app(settings)) as client:
         assert client.post(HOOK, content=low_rated()).status_code == 200
         wait_attempts(client, 1)
         [row] = deliveries(settings)
     assert (row.status, row.attempts) == ("retrying", 1)
+    assert row.next_attempt_at - row.updated_at >= 1800  # read before any retry could start
     # The worker's deadline or slack-sdk's own total timeout, whichever fires first.
     assert row.last_error is not None
     assert row.last_error == "no complete answer within the 2 s deadline" or (
@@ -208,7 +216,7 @@ def test_two_slow_destinations_together_leave_a_slot_for_mail(
             {"name": "rest-by-email", "actions": [{"type": "email", "to": ["ops@shop.test"]}]},
         ],
         smtp={"host": "127.0.0.1", "port": smtp_server.port},
-        delivery={"concurrency": 4, "backoff_initial_seconds": 60, "shutdown_grace_seconds": 0.2},
+        delivery={"concurrency": 4, **NO_RETRY_SOON, "shutdown_grace_seconds": 0.2},
     )
     with TestClient(create_app(settings)) as client:
         for n in range(10):
@@ -232,7 +240,7 @@ def test_an_smtp_server_slow_at_every_step_fails_transiently_at_the_deadline(
         settings = make_settings(
             smtp={"host": "127.0.0.1", "port": server.port, "timeout_seconds": 2},
             routing={"sales_inbox": "sales@shop.test"},
-            delivery={"backoff_initial_seconds": 60, "shutdown_grace_seconds": 0.2},
+            delivery={**NO_RETRY_SOON, "shutdown_grace_seconds": 0.2},
         )
         with TestClient(create_app(settings)) as client:
             assert client.post(HOOK, content=conversation(1, missed=True)).status_code == 200
@@ -241,4 +249,5 @@ def test_an_smtp_server_slow_at_every_step_fails_transiently_at_the_deadline(
     finally:
         server.stop()
     assert (row.status, row.attempts) == ("retrying", 1)
+    assert row.next_attempt_at - row.updated_at >= 1800  # read before any retry could start
     assert row.last_error == "no complete answer within the 2 s deadline"
