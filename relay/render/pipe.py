@@ -29,8 +29,6 @@ READS_PER_WAKE = 16  # then the loop runs other callbacks before reading more
 CLOSE_WAIT_SECONDS = 5.0  # for the event loop to let go of a helper's socket when closing
 EXIT_WAIT_SECONDS = 2.0  # for a closed helper to end by itself (then it is killed)
 
-ids = itertools.count(1)  # job ids, unique in this process (next() holds the GIL)
-
 
 class PoolUnavailable(Exception):
     """The helper processes cannot render right now; render in-process instead."""
@@ -97,6 +95,7 @@ class Helper:
         self._control_lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)  # this helper's job ids, on its loop only (0: blocking)
         self._inbox = bytearray()
         self._outbox = bytearray()
         self._closed = False  # the jobs socket, closed by whichever thread let go of it
@@ -130,7 +129,7 @@ class Helper:
         if self.dead:
             raise PoolUnavailable
         assert self.loop is not None
-        job_id = next(ids)
+        job_id = next(self._ids)
         payload = pickle.dumps((job_id, function, argument), pickle.HIGHEST_PROTOCOL)
         future: asyncio.Future[Any] = self.loop.create_future()
         self._pending[job_id] = future
