@@ -116,8 +116,8 @@ class Helper:
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.loop is loop:
             return
-        if self.loop is not None:  # closed: its calls can never finish
-            self._fail_pending()
+        if self.loop is not None:  # closed, with whatever was in flight on it
+            self._pending.clear()
             self._inbox.clear()
             self._outbox.clear()
         self.loop = loop
@@ -242,19 +242,18 @@ class Helper:
     def _lost(self) -> None:
         """The helper died (or broke its socket): every call in flight falls back, and the
         helper is reaped off the event loop."""
-        if self.dead and self._closed:
-            return
-        self.dead = True
-        log.warning("a render helper process died; starting new ones")
-        self._let_go()
+        if not self._closed:
+            self.dead = True
+            log.warning("a render helper process died; starting new ones")
+            self._let_go()
+            with contextlib.suppress(OSError, ValueError):
+                self.process.kill()
+            assert self.loop is not None
+            # Reaped by a thread of the loop's executor (or, with that shut down, by the next
+            # look at the children: multiprocessing.active_children or the pool's close).
+            with contextlib.suppress(RuntimeError):
+                self.loop.run_in_executor(None, self.process.join)
         self._fail_pending()
-        with contextlib.suppress(OSError, ValueError):
-            self.process.kill()
-        assert self.loop is not None
-        # Reaped by a thread of the loop's executor (or, with that shut down, by the next
-        # look at the children: multiprocessing.active_children or the pool's close).
-        with contextlib.suppress(RuntimeError):
-            self.loop.run_in_executor(None, self.process.join)
 
     def _let_go(self) -> None:
         """Unregister and close the jobs socket; on the loop's thread (or with it stopped)."""
@@ -272,7 +271,8 @@ class Helper:
     def _fail_pending(self) -> None:
         pending, self._pending = self._pending, {}
         for future in pending.values():
-            if not future.done():
+            # A closed loop runs nothing more, so a call waiting on it never resumes.
+            if not future.done() and not future.get_loop().is_closed():
                 future.set_exception(PoolUnavailable())
                 self.noticed = True
 

@@ -11,8 +11,10 @@ import threading
 
 import pytest
 
+from relay.config.settings import EmailAction, RenderSettings
 from relay.render.pipe import Helper, PoolUnavailable, spawn_helper
-from relay.render.pool import start_helper
+from relay.render.pool import RenderJob, RenderPool, start_helper
+from tests.support.data import body, sample
 
 MiB = 1024 * 1024
 
@@ -127,4 +129,23 @@ def test_a_helper_used_only_from_threads_checks_and_closes_without_a_loop() -> N
         assert helper.loop is None
     finally:
         helper.close()
+    assert multiprocessing.active_children() == []
+
+
+def test_a_pool_renders_on_a_new_event_loop_after_the_first_one_closed() -> None:
+    """As bench scripts and tests run one ``asyncio.run`` after another with one pool: the
+    helper's socket is read by whichever loop renders next, once the one before is closed."""
+    job = RenderJob(
+        RenderSettings(), "Relay <r@shop.test>", body(sample("v1")), "normal",
+        EmailAction(type="email", to=["sales@shop.test"]), "<m@shop.test>",
+    )  # fmt: skip
+    pool = RenderPool(1)
+    try:
+        first = asyncio.run(pool.render(job))
+        (helper,) = multiprocessing.active_children()
+        second = asyncio.run(pool.render(job))
+        assert multiprocessing.active_children() == [helper]  # the same helper, not a new one
+        assert first.message["Subject"] == second.message["Subject"]
+    finally:
+        pool.close()
     assert multiprocessing.active_children() == []
