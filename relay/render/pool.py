@@ -1,5 +1,6 @@
 """Render emails and Slack messages in helper processes, so templating and CSS inlining run on
-another core than the HTTP intake and the senders."""
+another core than the HTTP intake and the senders. Jobs and results cross each helper's socket
+as length-prefixed pickles, written and read by the event loop itself (``relay.render.pipe``)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,8 @@ import os
 import signal
 import sys
 import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from email.utils import parseaddr
-from functools import partial
 from typing import TYPE_CHECKING
 
 from relay.config.settings import EmailAction, RenderSettings, Settings, SlackAction
@@ -26,6 +24,8 @@ from relay.model.category import Category
 from relay.model.content import Content, EmailContent, FlatEmail
 from relay.render.dispatch import Job
 from relay.render.dispatch import render as dispatch
+from relay.render.pipe import Helper, spawn_helper
+from relay.render.pipe import PoolUnavailable as PoolUnavailable  # noqa: PLC0414 -- re-exported
 
 if TYPE_CHECKING:  # helpers only: the relay's own process does not import the renderer
     from relay.render.renderer import Renderer
@@ -34,10 +34,6 @@ log = logging.getLogger("relay.renderpool")  # the published logger name (docs/o
 
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-
-class PoolUnavailable(Exception):
-    """The helper processes cannot render right now; render in-process instead."""
 
 
 @dataclass(frozen=True)
@@ -176,106 +172,86 @@ def check_templates(settings: Settings) -> list[str]:
 
 
 class RenderPool:
-    """``processes`` helper processes, started on first use with "spawn" (the relay's own
-    process runs threads, which do not survive a fork).
+    """``processes`` helper processes (``relay.render.pipe.Helper``), started on first use.
 
-    One executor at a time is current. When a helper dies, every render then in flight fails
-    at once; the first of them to notice takes the broken executor out of service (under one
-    lock, so exactly one caller shuts each executor down, once) and the next render starts a
-    new one. Every render that failed because a helper died raises ``PoolUnavailable``, so
-    the caller renders in-process: a helper's death is never a failure of the delivery."""
+    Renders go to the helper with the fewest jobs in flight, over its socket, read and
+    written by the event loop. When a helper dies, every render then in flight on it raises
+    ``PoolUnavailable`` at once, so the caller renders in-process (a helper's death is never
+    a failure of the delivery), and the next render starts a new helper in its place. A
+    helper that died with nothing in flight makes the first render or check after it fall
+    back instead."""
 
     def __init__(self, processes: int, niceness: int = 0) -> None:
         self.processes = processes
         self.niceness = niceness  # added to each helper's niceness (``start_helper``)
-        self._pool: ProcessPoolExecutor | None = None
+        self._helpers: list[Helper] = []
         self._disabled = False
-        self._lock = threading.Lock()  # guards _pool: taking it out of service is one step
+        self._lock = threading.Lock()  # guards _helpers: renders on the loop, checks, close
 
-    def _current(self) -> ProcessPoolExecutor:
+    def _helper(self, loop: asyncio.AbstractEventLoop | None) -> Helper:
+        """The helper to use next (on ``loop``, attached to it), starting helpers up to
+        ``processes``; OSError if one cannot start, ``PoolUnavailable`` if one was found dead
+        or none can serve ``loop`` (all attached to another loop that still runs)."""
         with self._lock:
-            if self._pool is None:
-                context = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(
-                    self.processes,
-                    mp_context=context,
-                    initializer=start_helper,
-                    initargs=(self.niceness,),
-                )
-            return self._pool
-
-    def _take(self, pool: ProcessPoolExecutor | None = None) -> ProcessPoolExecutor | None:
-        """Take ``pool`` (default: whichever is current) out of service; it is returned only
-        to the one caller that took it, who alone shuts it down."""
-        with self._lock:
-            if self._pool is None or (pool is not None and self._pool is not pool):
-                return None
-            taken, self._pool = self._pool, None
-            return taken
+            alive = [h for h in self._helpers if not h.dead]
+            if len(alive) < len(self._helpers):
+                # A helper died. When no call was in flight on it to fall back, this one
+                # does (as a call to a dead helper would); the next starts a new helper.
+                unnoticed = any(not h.noticed for h in self._helpers if h.dead)
+                self._helpers = alive
+                if unnoticed:
+                    raise PoolUnavailable
+            while len(self._helpers) < self.processes:
+                self._helpers.append(spawn_helper(start_helper, (self.niceness,)))
+            if loop is None:
+                return self._helpers[0]
+            usable = [h for h in self._helpers if h.usable_on(loop)]
+            if not usable:
+                raise PoolUnavailable
+            helper = min(usable, key=lambda h: h.in_flight)
+            helper.attach(loop)
+            return helper
 
     async def render(self, job: RenderJob) -> Content:
         """Render in a helper process; ``PoolUnavailable`` if none can run it (a sandbox that
-        forbids processes or semaphores, a helper that died). Rendering errors propagate."""
+        forbids processes, a helper that died). Rendering errors propagate."""
         if self._disabled:
             raise PoolUnavailable
-        pool: ProcessPoolExecutor | None = None
         try:
-            pool = self._current()
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(pool, partial(render, job))
-        except BrokenProcessPool:
-            assert pool is not None
-            broken = self._take(pool)
-            if broken is not None:
-                log.warning("a render helper process died; starting new ones")
-                await asyncio.to_thread(_shut_down, broken)
-            raise PoolUnavailable from None
-        except RuntimeError:
-            if pool is None or pool is self._pool:
-                raise  # not a retired executor refusing work: the rendering's own error
-            raise PoolUnavailable from None  # shut down meanwhile (the relay is stopping)
+            helper = self._helper(asyncio.get_running_loop())
         except OSError as exc:
             log.warning("render helper processes unavailable (%s); rendering in-process", exc)
             self._disabled = True
             raise PoolUnavailable from None
+        content: Content = await helper.call(render, job)
+        return content
 
     def check(self, settings: Settings) -> list[str]:
         """``check_templates(settings)`` in a helper process (starting the helpers if none
-        runs), waiting for its answer; ``PoolUnavailable`` if no helper can run it, as for
-        ``render``. ConfigError (bad render settings) propagates. Called where the relay
-        starts (its main thread) or reloads (a thread of the event loop's executor, which
-        lives as long as the loop: a helper started there dies with that thread)."""
+        runs), waiting for its answer on this thread; ``PoolUnavailable`` if no helper can run
+        it, as for ``render``. ConfigError (bad render settings) propagates. Called where the
+        relay starts (its main thread) or reloads (a thread of the event loop's executor,
+        which lives as long as the loop: a helper started there dies with that thread)."""
         if self._disabled:
             raise PoolUnavailable
-        pool: ProcessPoolExecutor | None = None
         try:
-            pool = self._current()
-            return pool.submit(check_templates, settings).result()
-        except BrokenProcessPool:
-            assert pool is not None
-            broken = self._take(pool)
-            if broken is not None:
-                log.warning("a render helper process died; starting new ones")
-                _shut_down(broken)
-            raise PoolUnavailable from None
-        except RuntimeError:
-            if pool is None or pool is self._pool:
-                raise
-            raise PoolUnavailable from None  # shut down meanwhile (the relay is stopping)
+            helper = self._helper(None)
         except OSError as exc:
             log.warning("render helper processes unavailable (%s); checking in-process", exc)
             self._disabled = True
             raise PoolUnavailable from None
+        try:
+            problems: list[str] = helper.call_blocking(check_templates, settings)
+        except PoolUnavailable:
+            log.warning("a render helper process died; starting new ones")
+            if helper.loop is None:  # no loop reads its socket: nobody else ends it
+                helper.close()
+            raise
+        return problems
 
     def close(self) -> None:
-        """Shut the helpers down; idempotent, and safe beside renders that retire a pool."""
-        pool = self._take()
-        if pool is not None:
-            _shut_down(pool)
-
-
-def _shut_down(pool: ProcessPoolExecutor) -> None:
-    try:
-        pool.shutdown(wait=True, cancel_futures=True)
-    except OSError as exc:  # a broken executor's cleanup; nothing is left to release
-        log.warning("render helpers ended untidily: %s", exc)
+        """End the helpers (from any thread); idempotent. A later render starts new ones."""
+        with self._lock:
+            helpers, self._helpers = self._helpers, []
+        for helper in helpers:
+            helper.close()

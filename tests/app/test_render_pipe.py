@@ -1,0 +1,151 @@
+"""The render pool's transport: jobs and results over a helper's socket, read and written by
+the event loop, several in flight, each result matched to its job; big frames both ways; a
+helper's death or close never leaves a call waiting, a process or a thread behind."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import threading
+
+import pytest
+
+from relay.config.settings import EmailAction, RenderSettings
+from relay.render.pipe import Helper, PoolUnavailable, spawn_helper
+from relay.render.pool import RenderJob, RenderPool, start_helper
+from tests.support.data import body, sample
+
+MiB = 1024 * 1024
+
+
+class Unpicklable(Exception):
+    """An exception whose instances cannot be pickled (a lock among its arguments)."""
+
+    def __init__(self) -> None:
+        super().__init__("cannot cross", threading.Lock())
+
+
+def fail_unpicklably(_: object) -> None:
+    raise Unpicklable
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def helper_on(loop: asyncio.AbstractEventLoop) -> Helper:
+    helper = spawn_helper(start_helper, (0,))
+    helper.attach(loop)
+    return helper
+
+
+async def test_many_jobs_in_flight_each_get_their_own_result_big_ones_included() -> None:
+    helper = helper_on(asyncio.get_running_loop())
+    try:
+        payloads = [os.urandom(n) for n in (0, 1, 5, 4096, 70_000, 300_000)] * 6
+        payloads += [os.urandom(3 * MiB), os.urandom(5 * MiB)]  # over any socket buffer
+        results = await asyncio.gather(*(helper.call(bytes, p) for p in payloads))
+        assert results == payloads
+        assert helper.in_flight == 0
+        # A big answer to a small job, and a small answer to a big one.
+        assert await helper.call(bytes, 6 * MiB) == bytes(6 * MiB)
+        assert await helper.call(len, os.urandom(4 * MiB)) == 4 * MiB
+    finally:
+        helper.close()
+    assert not helper.process.is_alive()
+    assert multiprocessing.active_children() == []
+
+
+async def test_an_error_in_the_helper_is_raised_to_its_caller_only() -> None:
+    helper = helper_on(asyncio.get_running_loop())
+    try:
+        failing = asyncio.ensure_future(helper.call(fail, "bad template"))
+        fine = asyncio.ensure_future(helper.call(bytes, b"fine"))
+        with pytest.raises(ValueError, match="bad template"):
+            await failing
+        assert await fine == b"fine"
+        # An exception that cannot cross the pipe arrives as a RuntimeError naming it.
+        with pytest.raises(RuntimeError, match="Unpicklable"):
+            await helper.call(fail_unpicklably, None)
+        assert helper.call_blocking(bytes, b"still serving") == b"still serving"
+        with pytest.raises(ValueError, match="blocking"):
+            helper.call_blocking(fail, "blocking")
+    finally:
+        helper.close()
+    assert multiprocessing.active_children() == []
+
+
+async def test_a_killed_helper_fails_every_call_in_flight_and_later_ones() -> None:
+    helper = helper_on(asyncio.get_running_loop())
+    try:
+        assert await helper.call(bytes, b"up") == b"up"
+        # Jobs bigger than the socket's buffer, still being written when the helper dies.
+        calls = [asyncio.ensure_future(helper.call(bytes, os.urandom(2 * MiB))) for _ in range(6)]
+        await asyncio.sleep(0)
+        helper.process.kill()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        assert all(isinstance(o, PoolUnavailable) for o in outcomes), outcomes
+        assert helper.dead and helper.noticed
+        assert helper.in_flight == 0
+        with pytest.raises(PoolUnavailable):
+            await helper.call(bytes, b"after")
+        with pytest.raises(PoolUnavailable):
+            helper.call_blocking(bytes, b"after")
+    finally:
+        helper.close()
+        helper.close()  # twice is harmless
+    assert multiprocessing.active_children() == []
+
+
+async def test_closing_from_another_thread_while_calls_wait_ends_them_and_the_helper() -> None:
+    """As the worker closes the pool when the relay stops (``asyncio.to_thread``): the loop
+    lets go of the socket, the waiting calls fall back, the helper ends; no thread is left."""
+    threads = set(threading.enumerate())
+    helper = helper_on(asyncio.get_running_loop())
+    assert await helper.call(bytes, b"up") == b"up"
+    payloads = [os.urandom(MiB) for _ in range(4)]
+    calls = [asyncio.ensure_future(helper.call(bytes, p)) for p in payloads]
+    await asyncio.sleep(0)
+    await asyncio.to_thread(helper.close)
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    for payload, outcome in zip(payloads, outcomes, strict=True):
+        assert outcome == payload or isinstance(outcome, PoolUnavailable)
+    assert helper.in_flight == 0
+    assert not helper.process.is_alive()
+    assert multiprocessing.active_children() == []
+    left = {t for t in threading.enumerate() if t not in threads}
+    assert all(t.name.startswith("asyncio_") for t in left), left  # the loop's own executor
+
+
+def test_a_helper_used_only_from_threads_checks_and_closes_without_a_loop() -> None:
+    helper = spawn_helper(start_helper, (0,))
+    try:
+        answers: list[bytes] = []
+        worker = threading.Thread(target=lambda: answers.append(helper.call_blocking(bytes, 3)))
+        worker.start()
+        worker.join()
+        assert answers == [bytes(3)]
+        assert helper.loop is None
+    finally:
+        helper.close()
+    assert multiprocessing.active_children() == []
+
+
+def test_a_pool_renders_on_a_new_event_loop_after_the_first_one_closed() -> None:
+    """As bench scripts and tests run one ``asyncio.run`` after another with one pool: the
+    helper's socket is read by whichever loop renders next, once the one before is closed."""
+    job = RenderJob(
+        RenderSettings(), "Relay <r@shop.test>", body(sample("v1")), "normal",
+        EmailAction(type="email", to=["sales@shop.test"]), "<m@shop.test>",
+    )  # fmt: skip
+    pool = RenderPool(1)
+    try:
+        first = asyncio.run(pool.render(job))
+        (helper,) = multiprocessing.active_children()
+        second = asyncio.run(pool.render(job))
+        assert multiprocessing.active_children() == [helper]  # the same helper, not a new one
+        assert first.message["Subject"] == second.message["Subject"]
+    finally:
+        pool.close()
+    assert multiprocessing.active_children() == []
