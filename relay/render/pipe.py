@@ -64,6 +64,11 @@ def serve(
                 answer = (job_id, False, exc)
             try:
                 data = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
+                if not answer[1]:
+                    # An exception can pickle and still not unpickle (an ``__init__`` whose
+                    # arguments are not its ``args``): that would make the relay give up on
+                    # this helper, so it is tried here, where failing costs one job only.
+                    pickle.loads(data)  # noqa: S301 -- just written
             except Exception as exc:
                 failure = RuntimeError(f"{type(answer[2]).__name__}: {answer[2]} ({exc})")
                 data = pickle.dumps((job_id, False, failure), pickle.HIGHEST_PROTOCOL)
@@ -222,9 +227,10 @@ class Helper:
                 break
             try:
                 # The relay's own helper, over a socket pair only the two processes hold.
-                answer = memoryview(inbox)[start + head : end]
-                job_id, ok, value = pickle.loads(answer)  # noqa: S301
-                answer.release()
+                # The view is released however loading ends: the inbox cannot be resized
+                # (nor cleared, as losing the helper does) while it is exported.
+                with memoryview(inbox) as whole, whole[start + head : end] as answer:
+                    job_id, ok, value = pickle.loads(answer)  # noqa: S301
             except Exception:  # a result this process cannot read: the helper is no use
                 log.exception("unreadable answer from a render helper")
                 self._lost()

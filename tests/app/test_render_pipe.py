@@ -128,3 +128,58 @@ def test_a_helper_used_only_from_threads_checks_and_closes_without_a_loop() -> N
     finally:
         helper.close()
     assert multiprocessing.active_children() == []
+
+
+class Unrebuildable(Exception):
+    """Pickles, but cannot be unpickled: its arguments are not those of its ``__init__``."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(f"{message} (line {line})")
+
+
+def fail_unrebuildably(_: object) -> None:
+    raise Unrebuildable("bad", 3)
+
+
+def refuse(message: str) -> None:
+    raise ValueError(message)
+
+
+class Unloadable:
+    """Pickles in the helper; unpickling it (in the relay) raises."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return refuse, ("cannot be loaded",)
+
+
+def unloadable(_: object) -> Unloadable:
+    return Unloadable()
+
+
+async def test_an_exception_that_cannot_be_rebuilt_arrives_as_a_runtime_error() -> None:
+    helper = helper_on(asyncio.get_running_loop())
+    try:
+        with pytest.raises(RuntimeError, match="Unrebuildable: bad"):
+            await helper.call(fail_unrebuildably, None)
+        with pytest.raises(RuntimeError, match="Unrebuildable: bad"):
+            helper.call_blocking(fail_unrebuildably, None)
+        assert await helper.call(bytes, b"still serving") == b"still serving"
+    finally:
+        helper.close()
+    assert multiprocessing.active_children() == []
+
+
+async def test_an_answer_the_relay_cannot_unpickle_fails_the_calls_and_ends_the_helper() -> None:
+    """The answer crossed the socket but cannot be read here: every call in flight falls
+    back (none waits for ever), and the helper, of no more use, is killed and reaped."""
+    helper = helper_on(asyncio.get_running_loop())
+    try:
+        unreadable = asyncio.ensure_future(helper.call(unloadable, None))
+        waiting = asyncio.ensure_future(helper.call(bytes, MiB))  # answered after it
+        outcomes = await asyncio.gather(unreadable, waiting, return_exceptions=True)
+        assert all(isinstance(o, PoolUnavailable) for o in outcomes), outcomes
+        assert helper.dead and helper.in_flight == 0
+    finally:
+        helper.close()
+    assert not helper.process.is_alive()
+    assert multiprocessing.active_children() == []
