@@ -144,13 +144,21 @@ class Helper:
         finally:
             self._pending.pop(job_id, None)
 
-    def call_blocking(self, function: Callable[[Any], Any], argument: Any) -> Any:
+    def call_blocking(
+        self, function: Callable[[Any], Any], argument: Any, deadline: float | None = None
+    ) -> Any:
         """``function(argument)`` in the helper, waiting for it on this thread; ``PoolUnavailable``
-        if the helper dies meanwhile."""
+        if the helper dies meanwhile, or does not answer within ``deadline`` seconds (then it
+        is killed: a helper that hangs is of no more use)."""
         with self._control_lock:
             try:
                 data = pickle.dumps((0, function, argument), pickle.HIGHEST_PROTOCOL)
                 self._control.send_bytes(data)
+                if deadline is not None and not self._control.poll(deadline):
+                    log.warning("a render helper did not answer within %g s; ending it", deadline)
+                    with contextlib.suppress(OSError, ValueError):
+                        self.process.kill()
+                    raise OSError
                 _, ok, value = pickle.loads(self._control.recv_bytes())  # noqa: S301 -- see serve
             except (EOFError, OSError):
                 self.dead = self.noticed = True
@@ -244,6 +252,15 @@ class Helper:
                     future.set_exception(value)
         if start:
             del inbox[:start]
+
+    def abandon(self, reason: str) -> None:
+        """On the loop's thread: give up on a helper that is alive but of no use (it hangs),
+        as on one that died: killed, reaped, every call in flight falls back (the caller's
+        own included, which counts as noticing it)."""
+        if not self._closed:
+            log.warning("%s; ending it", reason)
+        self.noticed = True
+        self._lost()
 
     def _lost(self) -> None:
         """The helper died (or broke its socket): every call in flight falls back, and the

@@ -34,6 +34,10 @@ log = logging.getLogger("relay.renderpool")  # the published logger name (docs/o
 
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# A render or template check not answered in this time means a hung helper (stopped, stuck in
+# the kernel): it is killed and the work done in-process. A render takes milliseconds, the
+# check of every template a second or two, a helper's start a few seconds on a busy machine.
+DEADLINE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -181,9 +185,12 @@ class RenderPool:
     helper that died with nothing in flight makes the first render or check after it fall
     back instead."""
 
-    def __init__(self, processes: int, niceness: int = 0) -> None:
+    def __init__(
+        self, processes: int, niceness: int = 0, deadline_seconds: float = DEADLINE_SECONDS
+    ) -> None:
         self.processes = processes
         self.niceness = niceness  # added to each helper's niceness (``start_helper``)
+        self.deadline_seconds = deadline_seconds  # for each render and check to be answered
         self._helpers: list[Helper] = []
         self._disabled = False
         self._lock = threading.Lock()  # guards _helpers: renders on the loop, checks, close
@@ -223,7 +230,14 @@ class RenderPool:
             log.warning("render helper processes unavailable (%s); rendering in-process", exc)
             self._disabled = True
             raise PoolUnavailable from None
-        content: Content = await helper.call(render, job)
+        try:
+            async with asyncio.timeout(self.deadline_seconds) as deadline:
+                content: Content = await helper.call(render, job)
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # the rendering's own error
+            helper.abandon(f"a render helper did not answer within {self.deadline_seconds:g} s")
+            raise PoolUnavailable from None
         return content
 
     def check(self, settings: Settings) -> list[str]:
@@ -241,7 +255,9 @@ class RenderPool:
             self._disabled = True
             raise PoolUnavailable from None
         try:
-            problems: list[str] = helper.call_blocking(check_templates, settings)
+            problems: list[str] = helper.call_blocking(
+                check_templates, settings, self.deadline_seconds
+            )
         except PoolUnavailable:
             log.warning("a render helper process died; starting new ones")
             if helper.loop is None:  # no loop reads its socket: nobody else ends it
