@@ -98,6 +98,9 @@ class Helper:
         self._jobs = jobs
         self._control = control
         self._control_lock = threading.Lock()
+        # One thread at a time waits for the process: of two, one would reap it and the
+        # other find no child (ECHILD), take it for alive and kill a PID that may be reused.
+        self._reap_lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)  # this helper's job ids, on its loop only (0: blocking)
@@ -277,7 +280,11 @@ class Helper:
         # Reaped by a thread of the loop's executor (or, with that shut down, by the next
         # look at the children: multiprocessing.active_children or the pool's close).
         with contextlib.suppress(RuntimeError):
-            self.loop.run_in_executor(None, self.process.join)
+            self.loop.run_in_executor(None, self._reap)
+
+    def _reap(self) -> None:
+        with self._reap_lock:
+            self.process.join()
 
     def _let_go(self) -> None:
         """Unregister and close the jobs socket; on the loop's thread (or with it stopped)."""
@@ -328,10 +335,11 @@ class Helper:
                         self._jobs.shutdown(socket.SHUT_RDWR)
         with self._control_lock:
             self._control.close()
-        self.process.join(EXIT_WAIT_SECONDS)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
+        with self._reap_lock:
+            self.process.join(EXIT_WAIT_SECONDS)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join()
 
     def _release(self) -> None:
         self._let_go()
