@@ -146,6 +146,10 @@ class Helper:
             return await future
         finally:
             self._pending.pop(job_id, None)
+            # An exception raised here holds this frame in its traceback, and the future
+            # holds the exception: without this, that cycle (and the helper, its process and
+            # descriptors with it) would wait for the cyclic garbage collector.
+            del future
 
     def call_blocking(
         self, function: Callable[[Any], Any], argument: Any, deadline: float | None = None
