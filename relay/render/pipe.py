@@ -109,6 +109,12 @@ class Helper:
         self._closed = False  # the jobs socket, closed by whichever thread let go of it
         self.dead = False
         self.noticed = False  # its death made a call fall back (PoolUnavailable)
+        # Seconds the helper may stay silent with calls in flight before it counts as hung
+        # (then ``abandon``): one timer per helper, not one per call, re-armed while answers
+        # come, so a long queue of jobs that are being answered is never taken for a hang.
+        self.deadline: float | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._heard = False  # an answer came since the watchdog was armed
 
     @property
     def in_flight(self) -> int:
@@ -141,6 +147,9 @@ class Helper:
         payload = pickle.dumps((job_id, function, argument), pickle.HIGHEST_PROTOCOL)
         future: asyncio.Future[Any] = self.loop.create_future()
         self._pending[job_id] = future
+        if self._watchdog is None and self.deadline is not None:
+            self._heard = False
+            self._watchdog = self.loop.call_later(self.deadline, self._watch)
         try:
             self._send(payload)
             return await future
@@ -251,6 +260,7 @@ class Helper:
                 self._lost()
                 return
             start = end
+            self._heard = True
             future = self._pending.pop(job_id, None)
             if future is not None and not future.done():
                 if ok:
@@ -259,6 +269,20 @@ class Helper:
                     future.set_exception(value)
         if start:
             del inbox[:start]
+            if not self._pending and self._watchdog is not None:  # nothing left to wait for
+                self._watchdog.cancel()
+                self._watchdog = None
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        if not self._pending or self.dead or self.deadline is None:
+            return
+        if not self._heard:
+            self.abandon(f"a render helper did not answer within {self.deadline:g} s")
+            return
+        self._heard = False
+        assert self.loop is not None
+        self._watchdog = self.loop.call_later(self.deadline, self._watch)
 
     def abandon(self, reason: str) -> None:
         """On the loop's thread: give up on a helper that is alive but of no use (it hangs),
@@ -295,6 +319,9 @@ class Helper:
         if self._closed:
             return
         self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         loop = self.loop
         if loop is not None and not loop.is_closed():
             loop.remove_reader(self._jobs.fileno())

@@ -34,9 +34,10 @@ log = logging.getLogger("relay.renderpool")  # the published logger name (docs/o
 
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-# A render or template check not answered in this time means a hung helper (stopped, stuck in
-# the kernel): it is killed and the work done in-process. A render takes milliseconds, the
-# check of every template a second or two, a helper's start a few seconds on a busy machine.
+# A helper silent this long with renders in flight, or a template check not answered in this
+# time, means a hung helper (stopped, stuck in the kernel): it is killed and the work done
+# in-process. A render takes milliseconds, the check of every template a second or two, a
+# helper's start a few seconds on a busy machine.
 DEADLINE_SECONDS = 60.0
 
 
@@ -190,7 +191,9 @@ class RenderPool:
     ) -> None:
         self.processes = processes
         self.niceness = niceness  # added to each helper's niceness (``start_helper``)
-        self.deadline_seconds = deadline_seconds  # for each render and check to be answered
+        # For a helper with renders in flight to answer one (else it counts as hung and is
+        # ended), and for each template check to be answered.
+        self.deadline_seconds = deadline_seconds
         self._helpers: list[Helper] = []
         self._disabled = False
         self._lock = threading.Lock()  # guards _helpers: renders on the loop, checks, close
@@ -217,6 +220,7 @@ class RenderPool:
                 raise PoolUnavailable
             helper = min(usable, key=lambda h: h.in_flight)
             helper.attach(loop)
+            helper.deadline = self.deadline_seconds
             return helper
 
     async def render(self, job: RenderJob) -> Content:
@@ -230,14 +234,7 @@ class RenderPool:
             log.warning("render helper processes unavailable (%s); rendering in-process", exc)
             self._disabled = True
             raise PoolUnavailable from None
-        try:
-            async with asyncio.timeout(self.deadline_seconds) as deadline:
-                content: Content = await helper.call(render, job)
-        except TimeoutError:
-            if not deadline.expired():
-                raise  # the rendering's own error
-            helper.abandon(f"a render helper did not answer within {self.deadline_seconds:g} s")
-            raise PoolUnavailable from None
+        content: Content = await helper.call(render, job)
         return content
 
     def check(self, settings: Settings) -> list[str]:
