@@ -134,6 +134,7 @@ class Helper:
             self._fail_pending()
             self._inbox.clear()
             self._outbox.clear()
+            self._watchdog = None  # a timer of the closed loop, which will never run
         self.loop = loop
         self._jobs.setblocking(False)
         loop.add_reader(self._jobs.fileno(), self._readable)
