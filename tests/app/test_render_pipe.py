@@ -8,6 +8,7 @@ import asyncio
 import gc
 import multiprocessing
 import os
+import signal
 import threading
 
 import pytest
@@ -211,4 +212,32 @@ async def test_dead_helpers_release_their_descriptors_without_the_garbage_collec
         assert len(os.listdir("/proc/self/fd")) - descriptors < 5
     finally:
         gc.enable()
+    assert multiprocessing.active_children() == []
+
+
+def test_a_helper_moved_to_a_new_event_loop_is_still_ended_when_it_hangs() -> None:
+    """The watchdog timer armed on a loop that closed never runs: the next loop arms its own."""
+    helper = spawn_helper(start_helper, (0,))
+    left: list[asyncio.Future[object]] = []
+
+    async def first() -> None:
+        helper.attach(asyncio.get_running_loop())
+        helper.deadline = 60.0
+        left.append(asyncio.ensure_future(helper.call(bytes, 1)))  # in flight when it ends
+        await asyncio.sleep(0)
+
+    async def second() -> None:
+        helper.attach(asyncio.get_running_loop())
+        helper.deadline = 0.5
+        os.kill(helper.process.pid, signal.SIGSTOP)
+        with pytest.raises(PoolUnavailable):
+            await helper.call(bytes, 2)
+
+    try:
+        asyncio.run(first())
+        asyncio.run(second())
+        assert helper.dead
+        assert [f.cancelled() for f in left] == [True]
+    finally:
+        helper.close()
     assert multiprocessing.active_children() == []
