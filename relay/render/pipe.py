@@ -64,6 +64,11 @@ def serve(
                 answer = (job_id, False, exc)
             try:
                 data = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
+                if not answer[1]:
+                    # An exception can pickle and still not unpickle (an ``__init__`` whose
+                    # arguments are not its ``args``): that would make the relay give up on
+                    # this helper, so it is tried here, where failing costs one job only.
+                    pickle.loads(data)  # noqa: S301 -- just written
             except Exception as exc:
                 failure = RuntimeError(f"{type(answer[2]).__name__}: {answer[2]} ({exc})")
                 data = pickle.dumps((job_id, False, failure), pickle.HIGHEST_PROTOCOL)
@@ -93,6 +98,9 @@ class Helper:
         self._jobs = jobs
         self._control = control
         self._control_lock = threading.Lock()
+        # One thread at a time waits for the process: of two, one would reap it and the
+        # other find no child (ECHILD), take it for alive and kill a PID that may be reused.
+        self._reap_lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)  # this helper's job ids, on its loop only (0: blocking)
@@ -101,6 +109,12 @@ class Helper:
         self._closed = False  # the jobs socket, closed by whichever thread let go of it
         self.dead = False
         self.noticed = False  # its death made a call fall back (PoolUnavailable)
+        # Seconds the helper may stay silent with calls in flight before it counts as hung
+        # (then ``abandon``): one timer per helper, not one per call, re-armed while answers
+        # come, so a long queue of jobs that are being answered is never taken for a hang.
+        self.deadline: float | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._heard = False  # an answer came since the watchdog was armed
 
     @property
     def in_flight(self) -> int:
@@ -120,6 +134,7 @@ class Helper:
             self._pending.clear()
             self._inbox.clear()
             self._outbox.clear()
+            self._watchdog = None  # a timer of the closed loop, which will never run
         self.loop = loop
         self._jobs.setblocking(False)
         loop.add_reader(self._jobs.fileno(), self._readable)
@@ -133,19 +148,34 @@ class Helper:
         payload = pickle.dumps((job_id, function, argument), pickle.HIGHEST_PROTOCOL)
         future: asyncio.Future[Any] = self.loop.create_future()
         self._pending[job_id] = future
+        if self._watchdog is None and self.deadline is not None:
+            self._heard = False
+            self._watchdog = self.loop.call_later(self.deadline, self._watch)
         try:
             self._send(payload)
             return await future
         finally:
             self._pending.pop(job_id, None)
+            # An exception raised here holds this frame in its traceback, and the future
+            # holds the exception: without this, that cycle (and the helper, its process and
+            # descriptors with it) would wait for the cyclic garbage collector.
+            del future
 
-    def call_blocking(self, function: Callable[[Any], Any], argument: Any) -> Any:
+    def call_blocking(
+        self, function: Callable[[Any], Any], argument: Any, deadline: float | None = None
+    ) -> Any:
         """``function(argument)`` in the helper, waiting for it on this thread; ``PoolUnavailable``
-        if the helper dies meanwhile."""
+        if the helper dies meanwhile, or does not answer within ``deadline`` seconds (then it
+        is killed: a helper that hangs is of no more use)."""
         with self._control_lock:
             try:
                 data = pickle.dumps((0, function, argument), pickle.HIGHEST_PROTOCOL)
                 self._control.send_bytes(data)
+                if deadline is not None and not self._control.poll(deadline):
+                    log.warning("a render helper did not answer within %g s; ending it", deadline)
+                    with contextlib.suppress(OSError, ValueError):
+                        self.process.kill()
+                    raise OSError
                 _, ok, value = pickle.loads(self._control.recv_bytes())  # noqa: S301 -- see serve
             except (EOFError, OSError):
                 self.dead = self.noticed = True
@@ -222,14 +252,16 @@ class Helper:
                 break
             try:
                 # The relay's own helper, over a socket pair only the two processes hold.
-                answer = memoryview(inbox)[start + head : end]
-                job_id, ok, value = pickle.loads(answer)  # noqa: S301
-                answer.release()
+                # The view is released however loading ends: the inbox cannot be resized
+                # (nor cleared, as losing the helper does) while it is exported.
+                with memoryview(inbox) as whole, whole[start + head : end] as answer:
+                    job_id, ok, value = pickle.loads(answer)  # noqa: S301
             except Exception:  # a result this process cannot read: the helper is no use
                 log.exception("unreadable answer from a render helper")
                 self._lost()
                 return
             start = end
+            self._heard = True
             future = self._pending.pop(job_id, None)
             if future is not None and not future.done():
                 if ok:
@@ -238,6 +270,29 @@ class Helper:
                     future.set_exception(value)
         if start:
             del inbox[:start]
+            if not self._pending and self._watchdog is not None:  # nothing left to wait for
+                self._watchdog.cancel()
+                self._watchdog = None
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        if not self._pending or self.dead or self.deadline is None:
+            return
+        if not self._heard:
+            self.abandon(f"a render helper did not answer within {self.deadline:g} s")
+            return
+        self._heard = False
+        assert self.loop is not None
+        self._watchdog = self.loop.call_later(self.deadline, self._watch)
+
+    def abandon(self, reason: str) -> None:
+        """On the loop's thread: give up on a helper that is alive but of no use (it hangs),
+        as on one that died: killed, reaped, every call in flight falls back (the caller's
+        own included, which counts as noticing it)."""
+        if not self._closed:
+            log.warning("%s; ending it", reason)
+        self.noticed = True
+        self._lost()
 
     def _lost(self) -> None:
         """The helper died (or broke its socket): every call in flight falls back, and the
@@ -252,14 +307,21 @@ class Helper:
             # Reaped by a thread of the loop's executor (or, with that shut down, by the next
             # look at the children: multiprocessing.active_children or the pool's close).
             with contextlib.suppress(RuntimeError):
-                self.loop.run_in_executor(None, self.process.join)
+                self.loop.run_in_executor(None, self._reap)
         self._fail_pending()
+
+    def _reap(self) -> None:
+        with self._reap_lock:
+            self.process.join()
 
     def _let_go(self) -> None:
         """Unregister and close the jobs socket; on the loop's thread (or with it stopped)."""
         if self._closed:
             return
         self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         loop = self.loop
         if loop is not None and not loop.is_closed():
             loop.remove_reader(self._jobs.fileno())
@@ -305,10 +367,11 @@ class Helper:
                         self._jobs.shutdown(socket.SHUT_RDWR)
         with self._control_lock:
             self._control.close()
-        self.process.join(EXIT_WAIT_SECONDS)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
+        with self._reap_lock:
+            self.process.join(EXIT_WAIT_SECONDS)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join()
 
     def _release(self) -> None:
         self._let_go()

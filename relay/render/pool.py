@@ -34,6 +34,11 @@ log = logging.getLogger("relay.renderpool")  # the published logger name (docs/o
 
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# A helper silent this long with renders in flight, or a template check not answered in this
+# time, means a hung helper (stopped, stuck in the kernel): it is killed and the work done
+# in-process. A render takes milliseconds, the check of every template a second or two, a
+# helper's start a few seconds on a busy machine.
+DEADLINE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -181,9 +186,14 @@ class RenderPool:
     helper that died with nothing in flight makes the first render or check after it fall
     back instead."""
 
-    def __init__(self, processes: int, niceness: int = 0) -> None:
+    def __init__(
+        self, processes: int, niceness: int = 0, deadline_seconds: float = DEADLINE_SECONDS
+    ) -> None:
         self.processes = processes
         self.niceness = niceness  # added to each helper's niceness (``start_helper``)
+        # For a helper with renders in flight to answer one (else it counts as hung and is
+        # ended), and for each template check to be answered.
+        self.deadline_seconds = deadline_seconds
         self._helpers: list[Helper] = []
         self._disabled = False
         self._lock = threading.Lock()  # guards _helpers: renders on the loop, checks, close
@@ -210,6 +220,7 @@ class RenderPool:
                 raise PoolUnavailable
             helper = min(usable, key=lambda h: h.in_flight)
             helper.attach(loop)
+            helper.deadline = self.deadline_seconds
             return helper
 
     async def render(self, job: RenderJob) -> Content:
@@ -241,7 +252,9 @@ class RenderPool:
             self._disabled = True
             raise PoolUnavailable from None
         try:
-            problems: list[str] = helper.call_blocking(check_templates, settings)
+            problems: list[str] = helper.call_blocking(
+                check_templates, settings, self.deadline_seconds
+            )
         except PoolUnavailable:
             log.warning("a render helper process died; starting new ones")
             if helper.loop is None:  # no loop reads its socket: nobody else ends it

@@ -5,8 +5,10 @@ helper's death or close never leaves a call waiting, a process or a thread behin
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 import os
+import signal
 import threading
 
 import pytest
@@ -148,4 +150,115 @@ def test_a_pool_renders_on_a_new_event_loop_after_the_first_one_closed() -> None
         assert first.message["Subject"] == second.message["Subject"]
     finally:
         pool.close()
+    assert multiprocessing.active_children() == []
+
+
+class Unrebuildable(Exception):
+    """Pickles, but cannot be unpickled: its arguments are not those of its ``__init__``."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(f"{message} (line {line})")
+
+
+def fail_unrebuildably(_: object) -> None:
+    raise Unrebuildable("bad", 3)
+
+
+def refuse(message: str) -> None:
+    raise ValueError(message)
+
+
+class Unloadable:
+    """Pickles in the helper; unpickling it (in the relay) raises."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return refuse, ("cannot be loaded",)
+
+
+def unloadable(_: object) -> Unloadable:
+    return Unloadable()
+
+
+async def test_an_exception_that_cannot_be_rebuilt_arrives_as_a_runtime_error() -> None:
+    helper = helper_on(asyncio.get_running_loop())
+    try:
+        with pytest.raises(RuntimeError, match="Unrebuildable: bad"):
+            await helper.call(fail_unrebuildably, None)
+        with pytest.raises(RuntimeError, match="Unrebuildable: bad"):
+            helper.call_blocking(fail_unrebuildably, None)
+        assert await helper.call(bytes, b"still serving") == b"still serving"
+    finally:
+        helper.close()
+    assert multiprocessing.active_children() == []
+
+
+async def test_an_answer_the_relay_cannot_unpickle_fails_the_calls_and_ends_the_helper() -> None:
+    """The answer crossed the socket but cannot be read here: every call in flight falls
+    back (none waits for ever), and the helper, of no more use, is killed and reaped."""
+    helper = helper_on(asyncio.get_running_loop())
+    try:
+        unreadable = asyncio.ensure_future(helper.call(unloadable, None))
+        waiting = asyncio.ensure_future(helper.call(bytes, MiB))  # answered after it
+        outcomes = await asyncio.gather(unreadable, waiting, return_exceptions=True)
+        assert all(isinstance(o, PoolUnavailable) for o in outcomes), outcomes
+        assert helper.dead and helper.in_flight == 0
+    finally:
+        helper.close()
+    assert not helper.process.is_alive()
+    assert multiprocessing.active_children() == []
+
+
+async def test_dead_helpers_release_their_descriptors_without_the_garbage_collector() -> None:
+    """A call that fell back must not tie its helper into a reference cycle (exception,
+    traceback, the call's frame, its future): each helper's sockets and pipes would then stay
+    open until the cyclic collector happens to run."""
+    loop = asyncio.get_running_loop()
+    first = helper_on(loop)  # what the first helper starts for good: the resource tracker
+    assert await first.call(bytes, 1) == bytes(1)
+    first.close()
+    descriptors = len(os.listdir("/proc/self/fd"))
+    gc.disable()
+    try:
+        for _ in range(10):
+            helper = helper_on(loop)
+            call = asyncio.ensure_future(helper.call(bytes, MiB))
+            await asyncio.sleep(0)
+            helper.process.kill()
+            with pytest.raises(PoolUnavailable):
+                await call
+            helper.close()
+        del helper, call
+        # Ten helpers held two descriptors each; a thread of the loop's executor may still
+        # be letting go of the last one.
+        assert len(os.listdir("/proc/self/fd")) - descriptors < 5
+    finally:
+        gc.enable()
+    assert multiprocessing.active_children() == []
+
+
+def test_a_helper_moved_to_a_new_event_loop_is_still_ended_when_it_hangs() -> None:
+    """The watchdog timer armed on a loop that closed never runs: the next loop arms its own."""
+    helper = spawn_helper(start_helper, (0,))
+    left: list[asyncio.Future[object]] = []
+
+    async def first() -> None:
+        helper.attach(asyncio.get_running_loop())
+        helper.deadline = 60.0
+        left.append(asyncio.ensure_future(helper.call(bytes, 1)))  # in flight when it ends
+        await asyncio.sleep(0)
+
+    async def second() -> None:
+        helper.attach(asyncio.get_running_loop())
+        helper.deadline = 0.5
+        os.kill(helper.process.pid, signal.SIGSTOP)
+        with pytest.raises(PoolUnavailable):
+            await helper.call(bytes, 2)
+
+    try:
+        asyncio.run(first())
+        asyncio.run(second())
+        assert helper.dead
+        assert [f.cancelled() for f in left] == [True]
+    finally:
+        helper.close()
     assert multiprocessing.active_children() == []

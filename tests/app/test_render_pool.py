@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import email.policy
 import multiprocessing
+import multiprocessing.connection
 import os
 import pickle
 import re
@@ -306,3 +307,47 @@ def without_date(data: bytes) -> bytes:
     assert found is not None
     data = data.replace(found.group(1), b"BOUNDARY")
     return b"\r\n".join(line for line in data.split(b"\r\n") if not line.startswith(b"Date: "))
+
+
+async def test_a_helper_that_stops_answering_is_ended_and_its_renders_fall_back(
+    tmp_path: Path,
+) -> None:
+    """A hung helper (SIGSTOP) cannot hold deliveries: past the pool's deadline every render
+    waiting on it raises ``PoolUnavailable`` (rendered in-process), the helper is killed and
+    reaped, and the next render starts a new one. The template check, likewise."""
+    import asyncio  # noqa: PLC0415 -- local
+    import signal  # noqa: PLC0415 -- local
+
+    from relay.config.settings import EmailAction, RenderSettings  # noqa: PLC0415 -- local
+    from relay.render.pool import PoolUnavailable, RenderJob, RenderPool  # noqa: PLC0415 -- local
+    from tests.support.data import base_sections  # noqa: PLC0415 -- local
+
+    data = sample("v1")
+    data["channel"]["isMissed"] = True
+    job = RenderJob(
+        RenderSettings(), "Relay <r@shop.test>", body(data), "missed",
+        EmailAction(type="email", to=["sales@shop.test"]), "<m@shop.test>",
+    )  # fmt: skip
+    settings = Settings(**base_sections(tmp_path / "state"))
+    pool = RenderPool(1)
+    try:
+        await pool.render(job)
+        for hang in ("render", "check"):
+            [helper] = multiprocessing.active_children()
+            pool.deadline_seconds = 0.5  # the helper is up: only a hung one misses it
+            os.kill(helper.pid, signal.SIGSTOP)
+            if hang == "render":
+                renders = [pool.render(job) for _ in range(3)]
+                outcomes = await asyncio.gather(*renders, return_exceptions=True)
+                assert all(isinstance(o, PoolUnavailable) for o in outcomes), outcomes
+            else:
+                with pytest.raises(PoolUnavailable):
+                    await asyncio.to_thread(pool.check, settings)
+            multiprocessing.connection.wait([helper.sentinel])  # killed, though stopped
+            pool.deadline_seconds = 60.0  # a new helper's start is not a hang
+            again = await pool.render(job)
+            assert again.message["Message-ID"] == "<m@shop.test>"
+            assert helper not in multiprocessing.active_children()
+    finally:
+        pool.close()
+    assert multiprocessing.active_children() == []
