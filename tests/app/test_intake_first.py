@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,6 +27,7 @@ from relay.store import STATUSES, Accepted, Intake, StoreProtocol
 from relay.store.storethread import StoreThread
 from tests.support.data import base_sections, body, sample
 from tests.support.faulty import ClaimRecordingStore
+from tests.support.holding_smtp import HoldingHandler
 from tests.support.smtp import SmtpServer
 from tests.support.store import StoreOpener
 
@@ -149,3 +151,62 @@ async def test_below_the_threshold_the_worker_claims_as_many_as_it_may_hold(
     got = [c for c in store.claims if c[1] > 0]
     assert got[0] == (CONCURRENCY * CLAIM_AHEAD, YIELD_AT - 1)
     assert len(smtp_server.handler.messages) == YIELD_AT - 1
+
+
+async def test_a_floor_claim_written_with_intakes_does_not_keep_the_worker_yielding(
+    tmp_path: Path, open_test_store: StoreOpener, senders: SenderRegistry
+) -> None:
+    """The worker's floor claim is written in the batch of the intakes it yielded to, and its
+    delivery is held by the server: once intake is quiet the worker's own look at the store
+    (a batch without intakes) ends the yield, and it sends more while that send is held."""
+    handler = HoldingHandler()
+    handler.holding.set()
+    server = SmtpServer(handler)
+    server.start()
+    try:
+        snapshot = build_snapshot(settings_for(tmp_path, server.port), senders)
+        store = ClaimRecordingStore(open_test_store())
+        thread = StoreThread(store)
+        worker = Worker(
+            thread,
+            lambda: snapshot,
+            policy=POLICY,
+            concurrency=CONCURRENCY,
+            yield_at_intakes=YIELD_AT,
+            yield_concurrency=1,
+            # Ahead of the intakes' clock: the claim queued before them finds them due.
+            clock=lambda: time.time() + 3600,
+        )
+        worker.start()
+        try:
+            await asyncio.wait_for(worker.settled(), 30)
+            async with held(thread):
+                accepting = asyncio.gather(
+                    *(thread.accept(intake(snapshot, n)) for n in range(YIELD_AT))
+                )
+                worker.wake()
+                # Each step of the worker sets ``yielding`` and then queues its claim, with
+                # no await between: once it is set, the claim waits with the intakes.
+                for _ in range(10_000):
+                    if worker.yielding:
+                        break
+                    await asyncio.sleep(0)
+                assert worker.yielding
+            await accepting
+            await asyncio.to_thread(handler.wait_held, 1)
+            claims = list(store.claims)
+            # The first send is still held: a second one began all the same.
+            await asyncio.to_thread(handler.wait_held, 2)
+            handler.release()
+            await asyncio.wait_for(worker.settled(), 30)
+            await worker.stop(0)
+        finally:
+            handler.release()
+            thread.close()
+    finally:
+        server.stop()
+    # The floor claim took one delivery, in the batch of the intakes it yielded to.
+    assert next(c for c in claims if c[1] > 0) == (1, 1)
+    assert len({m.message["Message-ID"] for m in handler.messages}) == YIELD_AT
+    rows = open_test_store().deliveries(STATUSES)
+    assert [row.status for row in rows] == ["sent"] * YIELD_AT
