@@ -287,7 +287,7 @@ class DeliverySettings(Section):
     # and not answered yet, or written in its newest batch), the worker holds at most
     # yield_concurrency deliveries, so the hook's answers get the CPU and the disk; a backlog
     # then drains at full speed as soon as intake is quieter. 0: the worker never yields.
-    yield_at_intakes: int = Field(default=8, ge=0)
+    yield_at_intakes: int = Field(default=16, ge=0)
     # Deliveries the worker holds (claimed, rendering, sending) while it yields: its floor.
     yield_concurrency: int = Field(default=1, ge=1, le=64)
 
