@@ -119,6 +119,8 @@ def build_worker(
         render_pool=render_pool or new_render_pool(settings),
         # Claims ahead of their send must not outlive their lease (PostgreSQL only).
         lease_seconds=settings.storage.lease_seconds if settings.storage.url else None,
+        yield_at_intakes=settings.delivery.yield_at_intakes,
+        yield_concurrency=settings.delivery.yield_concurrency,
     )
 
 

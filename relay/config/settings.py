@@ -283,6 +283,13 @@ class DeliverySettings(Section):
     # How much lower the helpers' CPU priority is than the relay's (nice(2)): when the CPU is
     # short, the hook's answers go first and rendering takes what is left; 0: the same.
     render_niceness: int = Field(default=10, ge=0, le=19)
+    # Intake first: while the store is busy with at least this many conversations (posted
+    # and not answered yet, or written in its newest batch), the worker holds at most
+    # yield_concurrency deliveries, so the hook's answers get the CPU and the disk; a backlog
+    # then drains at full speed as soon as intake is quieter. 0: the worker never yields.
+    yield_at_intakes: int = Field(default=16, ge=0)
+    # Deliveries the worker holds (claimed, rendering, sending) while it yields: its floor.
+    yield_concurrency: int = Field(default=1, ge=1, le=64)
 
 
 class ClassifySettings(Section):

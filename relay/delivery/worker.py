@@ -66,6 +66,9 @@ CLAIM_AHEAD = 2
 # (``ahead_allowed``); otherwise it claims no more than it can send at once, as a claim that
 # never waits for a slot is sent within one deadline (``relay.snapshot.lease_problem``).
 AHEAD_DEADLINES = CLAIM_AHEAD**2
+# A worker yielding to intake (``yield_at_intakes``) with its floor of deliveries in flight
+# looks at least this often whether intake has gone quiet, even while a slow send holds them.
+YIELD_POLL_SECONDS = 0.05
 
 # Told each recorded outcome: (channel, "sent" | "retry" | "dead", seconds since the claim).
 Observer = Callable[[str, str, float], None]
@@ -181,6 +184,10 @@ def claim_with_context(
     return claimed
 
 
+def _nothing(store: StoreProtocol) -> None:
+    """A store call that only takes its turn on the store's thread."""
+
+
 class Worker:
     def __init__(
         self,
@@ -195,6 +202,8 @@ class Worker:
         observe: Observer | None = None,
         render_pool: RenderPool | None = None,
         lease_seconds: float | None = None,
+        yield_at_intakes: int = 0,
+        yield_concurrency: int = 1,
     ) -> None:
         self._store = store
         self._snapshot = snapshot  # the current settings' senders and renderers
@@ -219,6 +228,13 @@ class Worker:
         # On PostgreSQL, the claims' lease (``ahead_allowed``); None: no leases (SQLite).
         self._lease = lease_seconds
         self._ahead_for: tuple[Snapshot, int] | None = None  # CLAIM_AHEAD or 1, by snapshot
+        # Intake first: while the store is busy with at least ``yield_at_intakes`` intakes
+        # (``StoreThread.intake_pressure``; 0: never), the worker holds at most
+        # ``yield_concurrency`` deliveries (at least 1: it never stops), so the CPU, the
+        # store thread and the disk go to the hook's answers; ``yielding``: the last step did.
+        self._yield_at = yield_at_intakes
+        self._yield_concurrency = max(yield_concurrency, 1)
+        self.yielding = False
         self._clock = clock
         self._jitter = jitter
         self._observer = observe
@@ -248,6 +264,11 @@ class Worker:
 
     def wake(self) -> None:
         self._settled.clear()
+        if self.yielding and len(self._inflight) >= self._yield_concurrency:
+            # Yielding to intake and holding its floor: the end of one of those deliveries
+            # wakes the worker anyway (``_finished``); a step per accepted intake would only
+            # find no room.
+            return
         self._wake.set()
 
     async def settled(self) -> None:
@@ -329,9 +350,20 @@ class Worker:
         if self._unrecorded:
             await self._requeue_unrecorded()
         ahead = self._ahead()
-        free = self._concurrency * ahead - len(self._inflight)
+        limit = self._concurrency * ahead
+        self.yielding = self._yield_at > 0 and self._store.intake_pressure() >= self._yield_at
+        if self.yielding:
+            limit = min(limit, self._yield_concurrency)
+        free = limit - len(self._inflight)
         if free <= 0:
-            await self._idle(known=True)
+            if not self.yielding:
+                await self._idle(known=True)
+                return
+            await self._idle(known=True, within=YIELD_POLL_SECONDS)
+            if not self._wake.is_set():
+                # Nothing ended meanwhile: a store call of its own, in a batch without
+                # intakes if intake has gone quiet, lets the next step see that.
+                await self._store.call(_nothing, durable=False)
             return
         now = self._clock()
         refused: list[int] = [0]  # deliveries due now that waited for their destination's room

@@ -82,6 +82,11 @@ class StoreThread:
         # The last failure logged with its traceback: the same failure again (a damaged page
         # fails every intake) is not logged again here; each request logs one line.
         self._failure_logged: str | None = None
+        # How busy intake is, for the delivery worker's rule "intake first"
+        # (``intake_pressure``): intakes not answered yet, counted on the event loop, and the
+        # intakes of the newest batch written (0 after a batch without any), by this thread.
+        self.intakes_waiting = 0
+        self.last_batch_intakes = 0
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="relay-store", daemon=True)
         self._thread.start()
@@ -89,6 +94,7 @@ class StoreThread:
     async def accept(self, intake: Intake) -> Accepted:
         loop = asyncio.get_running_loop()
         job = _Job(loop.create_future(), loop, intake=intake)
+        self.intakes_waiting += 1
         self._queue.put(job)
         try:
             result: Accepted = await job.future
@@ -97,7 +103,15 @@ class StoreThread:
         except sqlite3.DatabaseError as exc:
             # A damaged page or a full disk: the store cannot take it, said in one line.
             raise StoreError(f"the conversation could not be committed: {exc}") from exc
+        finally:
+            self.intakes_waiting -= 1
         return result
+
+    def intake_pressure(self) -> int:
+        """How many intakes the store is busy with: those not answered yet (queued, being
+        written or waiting for the flush), or those of the newest batch if more (it still
+        counts the intakes of a busy moment until a batch without intakes is written)."""
+        return max(self.intakes_waiting, self.last_batch_intakes)
 
     async def call(self, fn: Callable[[StoreProtocol], T], *, durable: bool = True) -> T:
         """``fn`` on the store's thread, in the next batch's transaction. ``durable=False``:
@@ -199,6 +213,7 @@ class StoreThread:
         try:
             with self.store.batch():
                 intakes = [job for job in batch if job.intake is not None]
+                self.last_batch_intakes = len(intakes)
                 if intakes:
                     outcomes += self._accept_intakes(intakes)
                 for job in batch:

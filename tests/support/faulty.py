@@ -1,5 +1,6 @@
-"""Fault injection at the seams: a store whose chosen operations fail, and a sender that
-fails with a chosen exception. Everything else is the real thing underneath."""
+"""Fault injection at the seams: a store whose chosen operations fail, a store that records
+the worker's claims, and a sender that fails with a chosen exception. Everything else is the
+real thing underneath."""
 
 from __future__ import annotations
 
@@ -46,6 +47,21 @@ class FaultyStore:
             return real(*args, **kwargs)
 
         return operation
+
+
+class ClaimRecordingStore(FaultyStore):
+    """A real store (through ``FaultyStore``) that records each ``claim_due``: the limit the
+    worker asked for and how many deliveries it got, in order (written on the store thread,
+    read by the test once the worker has settled)."""
+
+    def __init__(self, inner: StoreProtocol) -> None:
+        super().__init__(inner)
+        self.claims: list[tuple[int, int]] = []
+
+    def claim_due(self, limit: int, *args: Any, **kwargs: Any) -> Any:
+        claimed = self.inner.claim_due(limit, *args, **kwargs)
+        self.claims.append((limit, len(claimed)))
+        return claimed
 
 
 class FailingSender:

@@ -1,0 +1,212 @@
+"""Intake first: while the store is busy with intakes, the delivery worker holds only its floor
+of deliveries, and drains the backlog at full speed once intake is quiet. The real store
+thread over each backend, the real worker and a real aiosmtpd; the store's claims are recorded
+at the store's seam (tests/support/faulty.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.app import build_snapshot
+from relay.config.settings import Settings
+from relay.delivery.retry import RetryPolicy
+from relay.delivery.worker import CLAIM_AHEAD, Worker
+from relay.intake.http import prepare
+from relay.runtime import Runtime
+from relay.senders.registry import SenderRegistry
+from relay.snapshot import Snapshot
+from relay.store import STATUSES, Accepted, Intake, StoreProtocol
+from relay.store.storethread import StoreThread
+from tests.support.data import base_sections, body, sample
+from tests.support.faulty import ClaimRecordingStore
+from tests.support.holding_smtp import HoldingHandler
+from tests.support.smtp import SmtpServer
+from tests.support.store import StoreOpener
+
+# The store thread and the worker on each backend (tests/conftest.py: backend).
+pytestmark = pytest.mark.usefixtures("backend")
+
+POLICY = RetryPolicy(initial_seconds=0.05, max_seconds=0.2, max_age_seconds=3600)
+BY_EMAIL = [{"name": "all-by-email", "actions": [{"type": "email", "to": ["ops@shop.test"]}]}]
+CONCURRENCY = 4
+YIELD_AT = 3
+
+
+def settings_for(tmp_path: Path, port: int) -> Settings:
+    data: dict[str, Any] = base_sections(tmp_path / "state")
+    data["smtp"] = {"host": "127.0.0.1", "port": port, "from_address": "Relay <r@shop.test>"}
+    data["rules"] = BY_EMAIL
+    return Settings(**data)
+
+
+def intake(snapshot: Snapshot, n: int) -> Intake:
+    """Conversation ``n`` parsed, classified and routed as the hook would."""
+    data = sample("v1")
+    data["channel"]["id"] = 9_000 + n
+    return prepare(Runtime(snapshot=snapshot), body(data))
+
+
+@pytest.fixture
+async def senders() -> AsyncIterator[SenderRegistry]:
+    registry = SenderRegistry()
+    yield registry
+    await registry.close()
+
+
+@asynccontextmanager
+async def held(thread: StoreThread) -> AsyncIterator[None]:
+    """The store's thread busy with one call until the block ends: what is queued meanwhile
+    waits, and is written together in the next batch."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(store: StoreProtocol) -> None:
+        entered.set()
+        assert release.wait(30), "the test never let the store thread go"
+
+    holding = asyncio.ensure_future(thread.call(hold, durable=False))
+    assert await asyncio.to_thread(entered.wait, 30)
+    try:
+        yield
+    finally:
+        release.set()
+        await holding
+
+
+async def intakes_then_worker(
+    thread: StoreThread, snapshot: Snapshot, count: int
+) -> tuple[Worker, list[Accepted]]:
+    """``count`` intakes queued on the held store thread, then the worker started (its first
+    store call queued behind them): the worker's first step comes after the batch that
+    commits those intakes."""
+    worker = Worker(
+        thread,
+        lambda: snapshot,
+        policy=POLICY,
+        concurrency=CONCURRENCY,
+        yield_at_intakes=YIELD_AT,
+        yield_concurrency=1,
+    )
+    async with held(thread):
+        accepting = asyncio.gather(*(thread.accept(intake(snapshot, n)) for n in range(count)))
+        await asyncio.sleep(0)  # the accepts run up to their place in the store's queue
+        assert thread.intake_pressure() == count
+        worker.start()
+        await asyncio.sleep(0)  # the worker's first step queues its first store call
+    return worker, await accepting
+
+
+async def test_the_worker_claims_its_floor_while_intakes_wait_then_drains_in_full(
+    tmp_path: Path,
+    open_test_store: StoreOpener,
+    smtp_server: SmtpServer,
+    senders: SenderRegistry,
+) -> None:
+    snapshot = build_snapshot(settings_for(tmp_path, smtp_server.port), senders)
+    store = ClaimRecordingStore(open_test_store())
+    thread = StoreThread(store)
+    try:
+        worker, accepted = await intakes_then_worker(thread, snapshot, YIELD_AT + 2)
+        await asyncio.wait_for(worker.settled(), 30)
+        yielding_at_the_end = worker.yielding
+        await worker.stop(0)
+    finally:
+        thread.close()
+    assert [a.deliveries for a in accepted] == [1] * (YIELD_AT + 2)
+    # The first claim came right after the batch of intakes: one delivery, the floor.
+    got = [c for c in store.claims if c[1] > 0]
+    assert got[0] == (1, 1)
+    # Once no intake was waiting, the worker asked for as many as it may hold.
+    assert max(limit for limit, _ in got[1:]) > 1
+    assert not yielding_at_the_end  # intake quiet: no longer yielding
+    rows = open_test_store().deliveries(STATUSES)
+    assert [row.status for row in rows] == ["sent"] * (YIELD_AT + 2)
+    # Every delivery reached the server at least once.
+    received = {m.message["Message-ID"] for m in smtp_server.handler.messages}
+    assert len(received) == YIELD_AT + 2
+
+
+async def test_below_the_threshold_the_worker_claims_as_many_as_it_may_hold(
+    tmp_path: Path,
+    open_test_store: StoreOpener,
+    smtp_server: SmtpServer,
+    senders: SenderRegistry,
+) -> None:
+    snapshot = build_snapshot(settings_for(tmp_path, smtp_server.port), senders)
+    store = ClaimRecordingStore(open_test_store())
+    thread = StoreThread(store)
+    try:
+        worker, _ = await intakes_then_worker(thread, snapshot, YIELD_AT - 1)
+        await asyncio.wait_for(worker.settled(), 30)
+        await worker.stop(0)
+    finally:
+        thread.close()
+    got = [c for c in store.claims if c[1] > 0]
+    assert got[0] == (CONCURRENCY * CLAIM_AHEAD, YIELD_AT - 1)
+    assert len(smtp_server.handler.messages) == YIELD_AT - 1
+
+
+async def test_a_floor_claim_written_with_intakes_does_not_keep_the_worker_yielding(
+    tmp_path: Path, open_test_store: StoreOpener, senders: SenderRegistry
+) -> None:
+    """The worker's floor claim is written in the batch of the intakes it yielded to, and its
+    delivery is held by the server: once intake is quiet the worker's own look at the store
+    (a batch without intakes) ends the yield, and it sends more while that send is held."""
+    handler = HoldingHandler()
+    handler.holding.set()
+    server = SmtpServer(handler)
+    server.start()
+    try:
+        snapshot = build_snapshot(settings_for(tmp_path, server.port), senders)
+        store = ClaimRecordingStore(open_test_store())
+        thread = StoreThread(store)
+        worker = Worker(
+            thread,
+            lambda: snapshot,
+            policy=POLICY,
+            concurrency=CONCURRENCY,
+            yield_at_intakes=YIELD_AT,
+            yield_concurrency=1,
+            # Ahead of the intakes' clock: the claim queued before them finds them due.
+            clock=lambda: time.time() + 3600,
+        )
+        worker.start()
+        try:
+            await asyncio.wait_for(worker.settled(), 30)
+            async with held(thread):
+                accepting = asyncio.gather(
+                    *(thread.accept(intake(snapshot, n)) for n in range(YIELD_AT))
+                )
+                worker.wake()
+                # Each step of the worker sets ``yielding`` and then queues its claim, with
+                # no await between: once it is set, the claim waits with the intakes.
+                for _ in range(10_000):
+                    if worker.yielding:
+                        break
+                    await asyncio.sleep(0)
+                assert worker.yielding
+            await accepting
+            await asyncio.to_thread(handler.wait_held, 1)
+            claims = list(store.claims)
+            # The first send is still held: a second one began all the same.
+            await asyncio.to_thread(handler.wait_held, 2)
+            handler.release()
+            await asyncio.wait_for(worker.settled(), 30)
+            await worker.stop(0)
+        finally:
+            handler.release()
+            thread.close()
+    finally:
+        server.stop()
+    # The floor claim took one delivery, in the batch of the intakes it yielded to.
+    assert next(c for c in claims if c[1] > 0) == (1, 1)
+    assert len({m.message["Message-ID"] for m in handler.messages}) == YIELD_AT
+    rows = open_test_store().deliveries(STATUSES)
+    assert [row.status for row in rows] == ["sent"] * YIELD_AT
