@@ -22,8 +22,7 @@ from relay.leads.settings import FollowUpSettings
 from relay.leads.texts import text
 from relay.model.content import EmailContent
 from relay.model.errors import DeliveryError
-from relay.routing.decide import PlannedDelivery
-from relay.routing.rules import EmailAction, SlackAction
+from relay.routing.rules import EmailAction, PlannedDelivery, SlackAction
 from relay.snapshot import Snapshot
 from relay.store.storethread import StoreThread
 

@@ -3,7 +3,6 @@ with an explanation of every decision (the same structure decides and explains).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,26 +11,7 @@ from typing import Literal
 from relay.model.category import Category
 from relay.model.conversation import Conversation
 from relay.routing.matchers import Check, Facts, checks
-from relay.routing.rules import FALLBACK_RULE, AnyAction, Rule, RuleSet
-
-
-@dataclass(frozen=True)
-class PlannedDelivery:
-    """One action of one matching rule, to be carried out for one conversation."""
-
-    rule: str
-    action: AnyAction
-
-    @property
-    def channel(self) -> str:
-        return self.action.type
-
-    @property
-    def action_key(self) -> str:
-        """Identifies the action by content, so an edited rule is a different action."""
-        spec = f"{self.rule}\0{self.action.model_dump_json()}"
-        return hashlib.sha256(spec.encode()).hexdigest()[:16]
-
+from relay.routing.rules import PlannedDelivery, Rule, RuleSet
 
 Verdict = Literal["matched", "not matched", "not reached"]
 
@@ -106,7 +86,7 @@ def explain(
     outcomes: list[RuleOutcome] = []
     planned: list[PlannedDelivery] = []
     stopped_by: str | None = None
-    for rule in rule_set.rules:
+    for index, rule in enumerate(rule_set.rules):
         if stopped_by is not None:
             outcomes.append(RuleOutcome(rule, "not reached", ()))
             continue
@@ -114,12 +94,12 @@ def explain(
         matched = all(c.ok for c in found)
         outcomes.append(RuleOutcome(rule, "matched" if matched else "not matched", found))
         if matched:
-            planned.extend(PlannedDelivery(rule.name, action) for action in rule.actions)
+            planned.extend(rule_set.plans[index])
             if not rule.continue_:
                 stopped_by = rule.name
     fallback_used = not any(o.verdict == "matched" for o in outcomes) and bool(rule_set.fallback)
     if fallback_used:
-        planned.extend(PlannedDelivery(FALLBACK_RULE, action) for action in rule_set.fallback)
+        planned.extend(rule_set.fallback_plans)
     return Decision(
         category=category,
         at=when,

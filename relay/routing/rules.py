@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -365,6 +366,30 @@ class Rule(Section):
 
 
 @dataclass(frozen=True)
+class PlannedDelivery:
+    """One action of one matching rule, to be carried out for one conversation (a rule set
+    makes each once and every conversation the rule matches shares it)."""
+
+    rule: str
+    action: AnyAction
+
+    @property
+    def channel(self) -> str:
+        return self.action.type
+
+    @cached_property
+    def action_key(self) -> str:
+        """Identifies the action by content, so an edited rule is a different action."""
+        spec = f"{self.rule}\0{self.action.model_dump_json()}"
+        return hashlib.sha256(spec.encode()).hexdigest()[:16]
+
+    @cached_property
+    def action_json(self) -> str:
+        """The action as the stores keep it with each planned delivery."""
+        return self.action.model_dump_json(by_alias=True)
+
+
+@dataclass(frozen=True)
 class RuleSet:
     """The rules in order and what happens to a conversation none of them matches."""
 
@@ -374,3 +399,13 @@ class RuleSet:
     @property
     def drops_unmatched(self) -> bool:
         return not self.fallback
+
+    @cached_property
+    def plans(self) -> tuple[tuple[PlannedDelivery, ...], ...]:
+        """Each rule's deliveries (in the order of ``rules``), made once for every conversation
+        it matches: their action keys and stored JSON are computed once, not per intake."""
+        return tuple(tuple(PlannedDelivery(r.name, a) for a in r.actions) for r in self.rules)
+
+    @cached_property
+    def fallback_plans(self) -> tuple[PlannedDelivery, ...]:
+        return tuple(PlannedDelivery(FALLBACK_RULE, action) for action in self.fallback)

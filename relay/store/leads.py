@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 
 from relay.leads.model import Lead, LeadState, Refused
-from relay.routing.decide import PlannedDelivery
+from relay.routing.rules import PlannedDelivery
 from relay.store import queries
 from relay.store.base import WRITES, StoreBase
 from relay.store.rows import lead_from_row

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from relay.routing.decide import PlannedDelivery
+from relay.routing.rules import PlannedDelivery
 from relay.store import queries
 from relay.store.base import ACTIVE, COUNTED, WRITES, StoreBase
 from relay.store.records import DeliveryRow, QuarantineRow

@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from relay.leads.model import Lead, Refused
-from relay.routing.decide import PlannedDelivery
+from relay.routing.rules import PlannedDelivery
 from relay.store.records import (
     Accepted,
     AuditRow,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relay.leads.model import LeadFacts
-from relay.routing.decide import PlannedDelivery
+from relay.routing.rules import PlannedDelivery
 
 
 @dataclass(frozen=True)

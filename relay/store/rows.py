@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from relay.leads.model import Lead, LeadFacts, LeadState, answered_in_chat
-from relay.routing.decide import PlannedDelivery
+from relay.routing.rules import PlannedDelivery
 
 
 class Executes(Protocol):
@@ -45,7 +45,7 @@ class RowWriter:
             dedupe = f"{conv_key}/{category}/{plan.action_key}"
             if force:
                 dedupe += f"/replay-{now!r}-{index}"
-            action = plan.action.model_dump_json(by_alias=True)
+            action = plan.action_json
             params = (conversation_id, dedupe, plan.rule, plan.channel, action, category)
             created += db.execute(self.plan_delivery, (*params, now, now, now)).rowcount
         return created

@@ -7,8 +7,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from relay.routing.decide import PlannedDelivery
-from relay.routing.rules import EmailAction
+from relay.routing.rules import EmailAction, PlannedDelivery
 from relay.store import Intake, Store
 from relay.store.base import MIGRATIONS
 from tests.support.store import StoreOpener, bare_intake

@@ -17,7 +17,7 @@ from relay.app import create_app
 from relay.config.settings import EmailAction, Settings
 from relay.delivery.retry import GiveUp, RetryAt, RetryPolicy, decide
 from relay.delivery.worker import message_id
-from relay.routing.decide import PlannedDelivery
+from relay.routing.rules import PlannedDelivery
 from relay.senders.slack import retry_after_seconds
 from relay.store import Intake, StoreProtocol
 from tests.support.data import TOKEN, sample

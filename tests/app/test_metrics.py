@@ -14,8 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from relay.app import create_app, database_path
 from relay.config.settings import Settings
-from relay.routing.decide import PlannedDelivery
-from relay.routing.rules import EmailAction
+from relay.routing.rules import EmailAction, PlannedDelivery
 from relay.store import Intake, Store
 from relay.store.opening import postgres_url
 from relay.store.postgres import PostgresStore

@@ -14,8 +14,7 @@ from click.testing import CliRunner
 from relay.cli import main
 from relay.leads.model import LeadFacts, claim
 from relay.ops.statedir import lock_state_dir
-from relay.routing.decide import PlannedDelivery
-from relay.routing.rules import EmailAction
+from relay.routing.rules import EmailAction, PlannedDelivery
 from relay.store import STATUSES, Intake, Store
 from relay.store.postgres import PostgresStore
 from tests.support.config import write_config

@@ -14,8 +14,7 @@ import psycopg
 import pytest
 
 from relay.model.errors import StoreVersionError
-from relay.routing.decide import PlannedDelivery
-from relay.routing.rules import EmailAction
+from relay.routing.rules import EmailAction, PlannedDelivery
 from relay.store import Intake
 from relay.store.postgres import PostgresStore
 from relay.store.postgres.schema import MIGRATIONS, SCHEMA_VERSION

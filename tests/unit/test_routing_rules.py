@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,6 +71,25 @@ def test_rule_walk(
     assert decision.dropped is (planned == [])
     # route() is explain().planned: the explanation cannot disagree with the decision.
     assert route(conv, classify(conv), rule_set, now=NOW) == decision.planned
+
+
+def test_planned_deliveries_are_made_once_per_rule_set_with_the_stored_key_and_json() -> None:
+    """Every conversation a rule matches shares its planned deliveries; their action key and
+    stored JSON are what the stores wrote before they were computed once (the dedupe keys of
+    deliveries already stored go on matching)."""
+    conv = conversation()
+    rule_set = RuleSet((rule("first", YES, cont=True), rule("second", YES)), FALLBACK)
+    first = explain(conv, classify(conv), rule_set, now=NOW).planned
+    again = explain(conv, classify(conv), rule_set, now=NOW).planned
+    assert [p.rule for p in first] == ["first", "second"]
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    for plan in first:
+        spec = f"{plan.rule}\0{plan.action.model_dump_json()}"
+        assert plan.action_key == hashlib.sha256(spec.encode()).hexdigest()[:16]
+        assert plan.action_json == plan.action.model_dump_json(by_alias=True)
+    assert first[0].action_key != first[1].action_key  # the rule's name is part of the key
+    fallback = explain(conv, classify(conv), RuleSet((rule("no", NO),), FALLBACK), now=NOW)
+    assert [(p.rule, p.action) for p in fallback.planned] == [(FALLBACK_RULE, FALLBACK[0])]
 
 
 def test_not_reached_rules_name_the_rule_that_stopped() -> None:

@@ -16,7 +16,7 @@ from psycopg.rows import TupleRow
 
 from relay.leads.model import Lead, Refused
 from relay.model.errors import StoreError
-from relay.routing.decide import PlannedDelivery
+from relay.routing.rules import PlannedDelivery
 from relay.store.admission import Admission, scan_due
 from relay.store.base import ACTIVE, COUNTED
 from relay.store.console import audit_row, conversation_row, health_rows, search
