@@ -34,10 +34,11 @@ log = logging.getLogger("relay.renderpool")  # the published logger name (docs/o
 
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-# A helper silent this long with renders in flight, or a template check not answered in this
-# time, means a hung helper (stopped, stuck in the kernel): it is killed and the work done
-# in-process. A render takes milliseconds, the check of every template a second or two, a
-# helper's start a few seconds on a busy machine.
+# A helper silent this long with renders in flight (its watchdog looks every this many
+# seconds, so a hang is noticed this long to twice this long after its last answer), or a
+# template check not answered in this time, means a hung helper (stopped, stuck in the
+# kernel): it is killed and the work done in-process. A render takes milliseconds, the
+# check of every template a second or two, a helper's start a few seconds on a busy machine.
 DEADLINE_SECONDS = 60.0
 
 
