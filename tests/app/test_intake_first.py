@@ -103,6 +103,24 @@ async def intakes_then_worker(
     return worker, await accepting
 
 
+async def floor_claimed_with_intakes(
+    thread: StoreThread, worker: Worker, snapshot: Snapshot
+) -> None:
+    """``YIELD_AT`` intakes queued on the held store thread and the settled worker woken: it
+    yields, and its floor claim is written in the batch of those intakes."""
+    async with held(thread):
+        accepting = asyncio.gather(*(thread.accept(intake(snapshot, n)) for n in range(YIELD_AT)))
+        worker.wake()
+        # Each step of the worker sets ``yielding`` and then queues its claim, with no await
+        # between: once it is set, the claim waits with the intakes.
+        for _ in range(10_000):
+            if worker.yielding:
+                break
+            await asyncio.sleep(0)
+        assert worker.yielding
+    await accepting
+
+
 async def test_the_worker_claims_its_floor_while_intakes_wait_then_drains_in_full(
     tmp_path: Path,
     open_test_store: StoreOpener,
@@ -180,19 +198,7 @@ async def test_a_floor_claim_written_with_intakes_does_not_keep_the_worker_yield
         worker.start()
         try:
             await asyncio.wait_for(worker.settled(), 30)
-            async with held(thread):
-                accepting = asyncio.gather(
-                    *(thread.accept(intake(snapshot, n)) for n in range(YIELD_AT))
-                )
-                worker.wake()
-                # Each step of the worker sets ``yielding`` and then queues its claim, with
-                # no await between: once it is set, the claim waits with the intakes.
-                for _ in range(10_000):
-                    if worker.yielding:
-                        break
-                    await asyncio.sleep(0)
-                assert worker.yielding
-            await accepting
+            await floor_claimed_with_intakes(thread, worker, snapshot)
             await asyncio.to_thread(handler.wait_held, 1)
             claims = list(store.claims)
             # The first send is still held: a second one began all the same.
@@ -264,17 +270,7 @@ def test_after_claiming_its_floor_the_worker_looks_again_within_the_yield_poll(
         worker.start()
         try:
             await worker.settled()
-            async with held(thread):
-                accepting = asyncio.gather(
-                    *(thread.accept(intake(snapshot, n)) for n in range(YIELD_AT))
-                )
-                worker.wake()
-                for _ in range(10_000):  # the step sets ``yielding`` before queuing its claim
-                    if worker.yielding:
-                        break
-                    await asyncio.sleep(0)
-                assert worker.yielding
-            await accepting
+            await floor_claimed_with_intakes(thread, worker, snapshot)
             # The floor's send is held; the worker began waiting before that send started.
             await asyncio.to_thread(handler.wait_held, 1)
             loop.advance(2 * YIELD_POLL_SECONDS)
