@@ -181,7 +181,8 @@ class RenderPool:
     """``processes`` helper processes (``relay.render.pipe.Helper``), started on first use.
 
     Renders go to the helper with the fewest jobs in flight, over its socket, read and
-    written by the event loop. When a helper dies, every render then in flight on it raises
+    written by the event loop. When a helper dies, or hangs (answers no render for
+    ``deadline_seconds``: it is then killed), every render then in flight on it raises
     ``PoolUnavailable`` at once, so the caller renders in-process (a helper's death is never
     a failure of the delivery), and the next render starts a new helper in its place. A
     helper that died with nothing in flight makes the first render or check after it fall
