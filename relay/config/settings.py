@@ -288,8 +288,19 @@ class DeliverySettings(Section):
     # yield_concurrency deliveries, so the hook's answers get the CPU and the disk; a backlog
     # then drains at full speed as soon as intake is quieter. 0: the worker never yields.
     yield_at_intakes: int = Field(default=16, ge=0)
-    # Deliveries the worker holds (claimed, rendering, sending) while it yields: its floor.
+    # Deliveries the worker holds (claimed, rendering, sending) while it yields: its floor,
+    # at most concurrency (a floor above it would not yield at all).
     yield_concurrency: int = Field(default=1, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _floor_within_concurrency(self) -> DeliverySettings:
+        if self.yield_concurrency > self.concurrency:
+            raise ValueError(
+                f"yield_concurrency ({self.yield_concurrency}) must not exceed"
+                f" concurrency ({self.concurrency}): it is what the worker holds while it"
+                " yields to intake"
+            )
+        return self
 
 
 class ClassifySettings(Section):

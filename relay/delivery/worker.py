@@ -356,14 +356,10 @@ class Worker:
             limit = min(limit, self._yield_concurrency)
         free = limit - len(self._inflight)
         if free <= 0:
-            if not self.yielding:
+            if self.yielding:
+                await self._hold_floor()
+            else:
                 await self._idle(known=True)
-                return
-            await self._idle(known=True, within=YIELD_POLL_SECONDS)
-            if not self._wake.is_set():
-                # Nothing ended meanwhile: a store call of its own, in a batch without
-                # intakes if intake has gone quiet, lets the next step see that.
-                await self._store.call(_nothing, durable=False)
             return
         now = self._clock()
         refused: list[int] = [0]  # deliveries due now that waited for their destination's room
@@ -387,6 +383,9 @@ class Worker:
             self._ahead_of[task] = key
             self._busy[key] += 1
             task.add_done_callback(self._finished)
+        if self.yielding and len(claimed) >= free:
+            await self._hold_floor()  # its floor just claimed: look again as any yield does
+            return
         # As many as asked: more may be due, and the next step claims as soon as a send ends
         # (which wakes the worker), so no look at the due times now. Fewer than asked:
         # whatever is due now is claimed or waits for its destination to have room (a
@@ -397,6 +396,15 @@ class Worker:
             within=rescan,
             known=len(claimed) >= free,
         )
+
+    async def _hold_floor(self) -> None:
+        """Yielding to intake with its floor of deliveries in flight: wait for one of them to
+        end, at most ``YIELD_POLL_SECONDS`` (intake's wake-ups are not taken meanwhile)."""
+        await self._idle(known=True, within=YIELD_POLL_SECONDS)
+        if not self._wake.is_set():
+            # Nothing ended meanwhile: a store call of its own, in a batch without intakes
+            # if intake has gone quiet, lets the next step see that.
+            await self._store.call(_nothing, durable=False)
 
     def _ahead(self) -> int:
         """How many times its send cap a destination may have claimed (``ahead_allowed``)."""

@@ -111,7 +111,8 @@ class Helper:
         self.noticed = False  # its death made a call fall back (PoolUnavailable)
         # Seconds the helper may stay silent with calls in flight before it counts as hung
         # (then ``abandon``): one timer per helper, not one per call, re-armed while answers
-        # come, so a long queue of jobs that are being answered is never taken for a hang.
+        # come, so a long queue of jobs that are being answered is never taken for a hang
+        # (and a hang is noticed one to two deadlines after the last answer).
         self.deadline: float | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self._heard = False  # an answer came since the watchdog was armed

@@ -34,10 +34,11 @@ log = logging.getLogger("relay.renderpool")  # the published logger name (docs/o
 
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-# A helper silent this long with renders in flight, or a template check not answered in this
-# time, means a hung helper (stopped, stuck in the kernel): it is killed and the work done
-# in-process. A render takes milliseconds, the check of every template a second or two, a
-# helper's start a few seconds on a busy machine.
+# A helper silent this long with renders in flight (its watchdog looks every this many
+# seconds, so a hang is noticed this long to twice this long after its last answer), or a
+# template check not answered in this time, means a hung helper (stopped, stuck in the
+# kernel): it is killed and the work done in-process. A render takes milliseconds, the
+# check of every template a second or two, a helper's start a few seconds on a busy machine.
 DEADLINE_SECONDS = 60.0
 
 
@@ -180,7 +181,8 @@ class RenderPool:
     """``processes`` helper processes (``relay.render.pipe.Helper``), started on first use.
 
     Renders go to the helper with the fewest jobs in flight, over its socket, read and
-    written by the event loop. When a helper dies, every render then in flight on it raises
+    written by the event loop. When a helper dies, or hangs (answers no render for
+    ``deadline_seconds``: it is then killed), every render then in flight on it raises
     ``PoolUnavailable`` at once, so the caller renders in-process (a helper's death is never
     a failure of the delivery), and the next render starts a new helper in its place. A
     helper that died with nothing in flight makes the first render or check after it fall

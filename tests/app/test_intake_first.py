@@ -18,7 +18,7 @@ import pytest
 from relay.app import build_snapshot
 from relay.config.settings import Settings
 from relay.delivery.retry import RetryPolicy
-from relay.delivery.worker import CLAIM_AHEAD, Worker
+from relay.delivery.worker import CLAIM_AHEAD, IDLE_POLL_SECONDS, YIELD_POLL_SECONDS, Worker
 from relay.intake.http import prepare
 from relay.runtime import Runtime
 from relay.senders.registry import SenderRegistry
@@ -103,6 +103,24 @@ async def intakes_then_worker(
     return worker, await accepting
 
 
+async def floor_claimed_with_intakes(
+    thread: StoreThread, worker: Worker, snapshot: Snapshot
+) -> None:
+    """``YIELD_AT`` intakes queued on the held store thread and the settled worker woken: it
+    yields, and its floor claim is written in the batch of those intakes."""
+    async with held(thread):
+        accepting = asyncio.gather(*(thread.accept(intake(snapshot, n)) for n in range(YIELD_AT)))
+        worker.wake()
+        # Each step of the worker sets ``yielding`` and then queues its claim, with no await
+        # between: once it is set, the claim waits with the intakes.
+        for _ in range(10_000):
+            if worker.yielding:
+                break
+            await asyncio.sleep(0)
+        assert worker.yielding
+    await accepting
+
+
 async def test_the_worker_claims_its_floor_while_intakes_wait_then_drains_in_full(
     tmp_path: Path,
     open_test_store: StoreOpener,
@@ -180,19 +198,7 @@ async def test_a_floor_claim_written_with_intakes_does_not_keep_the_worker_yield
         worker.start()
         try:
             await asyncio.wait_for(worker.settled(), 30)
-            async with held(thread):
-                accepting = asyncio.gather(
-                    *(thread.accept(intake(snapshot, n)) for n in range(YIELD_AT))
-                )
-                worker.wake()
-                # Each step of the worker sets ``yielding`` and then queues its claim, with
-                # no await between: once it is set, the claim waits with the intakes.
-                for _ in range(10_000):
-                    if worker.yielding:
-                        break
-                    await asyncio.sleep(0)
-                assert worker.yielding
-            await accepting
+            await floor_claimed_with_intakes(thread, worker, snapshot)
             await asyncio.to_thread(handler.wait_held, 1)
             claims = list(store.claims)
             # The first send is still held: a second one began all the same.
@@ -210,3 +216,80 @@ async def test_a_floor_claim_written_with_intakes_does_not_keep_the_worker_yield
     assert len({m.message["Message-ID"] for m in handler.messages}) == YIELD_AT
     rows = open_test_store().deliveries(STATUSES)
     assert [row.status for row in rows] == ["sent"] * YIELD_AT
+
+
+class HandClock(asyncio.SelectorEventLoop):
+    """An event loop whose clock moves only when the test moves it (``advance``): a timer
+    fires once the test has moved the clock past it, however slow or fast the machine is.
+    ``run_free``: from then on the clock runs (for the clean-up's own timeouts)."""
+
+    def __init__(self) -> None:
+        self.hand = time.monotonic()
+        self.offset: float | None = None
+        super().__init__()
+
+    def time(self) -> float:
+        return self.hand if self.offset is None else time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.hand += seconds
+
+    def run_free(self) -> None:
+        if self.offset is None:
+            self.offset = self.hand - time.monotonic()
+
+
+def test_after_claiming_its_floor_the_worker_looks_again_within_the_yield_poll(
+    tmp_path: Path, open_test_store: StoreOpener
+) -> None:
+    """The worker claims its floor in the batch of the intakes it yields to, and that send is
+    held: intake then quiet, it looks at the store again after ``YIELD_POLL_SECONDS`` of the
+    loop's clock (the documented "at least every 50 ms"), not after ``IDLE_POLL_SECONDS``,
+    so twice the poll interval is enough for the next sends to begin."""
+    assert 2 * YIELD_POLL_SECONDS < IDLE_POLL_SECONDS  # else the test could not tell them apart
+    handler = HoldingHandler()
+    handler.holding.set()
+    server = SmtpServer(handler)
+    server.start()
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, HandClock)
+        senders = SenderRegistry()
+        snapshot = build_snapshot(settings_for(tmp_path, server.port), senders)
+        thread = StoreThread(open_test_store())
+        worker = Worker(
+            thread,
+            lambda: snapshot,
+            policy=POLICY,
+            concurrency=CONCURRENCY,
+            yield_at_intakes=YIELD_AT,
+            yield_concurrency=1,
+            clock=lambda: time.time() + 3600,  # the intakes are due at once
+        )
+        worker.start()
+        try:
+            await worker.settled()
+            await floor_claimed_with_intakes(thread, worker, snapshot)
+            # The floor's send is held; the worker began waiting before that send started.
+            await asyncio.to_thread(handler.wait_held, 1)
+            loop.advance(2 * YIELD_POLL_SECONDS)
+            # IDLE_POLL_SECONDS never passes on this clock: only the yield's poll can end it.
+            await asyncio.to_thread(handler.wait_held, 2, 10.0)
+            handler.release()
+            await worker.settled()
+        finally:
+            loop.run_free()
+            handler.release()
+            await worker.stop(0)
+            thread.close()
+            await senders.close()
+        rows = open_test_store().deliveries(STATUSES)
+        assert [row.status for row in rows] == ["sent"] * YIELD_AT
+
+    try:
+        with asyncio.Runner(loop_factory=HandClock) as runner:
+            runner.run(scenario())
+    finally:
+        handler.release()
+        server.stop()

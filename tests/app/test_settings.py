@@ -58,6 +58,10 @@ def test_secrets_directory(tmp_path: Path) -> None:
         ('[server]\nport = "high"\n', "server.port"),
         ("[[rules]]\nname = 'x'\nactions = []\n", "rule 'x': actions"),
         ("[server\n", "not valid TOML"),
+        (
+            "[delivery]\nconcurrency = 2\nyield_concurrency = 3\n",
+            "delivery: yield_concurrency (3) must not exceed concurrency (2)",
+        ),
     ],
 )
 def test_invalid_settings_name_the_key(tmp_path: Path, text: str, named: str) -> None:
