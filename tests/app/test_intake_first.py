@@ -11,47 +11,28 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from relay.app import build_snapshot
-from relay.config.settings import Settings
 from relay.delivery.retry import RetryPolicy
 from relay.delivery.worker import CLAIM_AHEAD, IDLE_POLL_SECONDS, YIELD_POLL_SECONDS, Worker
-from relay.intake.http import prepare
-from relay.runtime import Runtime
 from relay.senders.registry import SenderRegistry
 from relay.snapshot import Snapshot
-from relay.store import STATUSES, Accepted, Intake, StoreProtocol
+from relay.store import STATUSES, Accepted, StoreProtocol
 from relay.store.storethread import StoreThread
-from tests.support.data import base_sections, body, sample
 from tests.support.faulty import ClaimRecordingStore
 from tests.support.holding_smtp import HoldingHandler
 from tests.support.smtp import SmtpServer
 from tests.support.store import StoreOpener
+from tests.support.worker import email_settings, routed_intake
 
 # The store thread and the worker on each backend (tests/conftest.py: backend).
 pytestmark = pytest.mark.usefixtures("backend")
 
 POLICY = RetryPolicy(initial_seconds=0.05, max_seconds=0.2, max_age_seconds=3600)
-BY_EMAIL = [{"name": "all-by-email", "actions": [{"type": "email", "to": ["ops@shop.test"]}]}]
 CONCURRENCY = 4
 YIELD_AT = 3
-
-
-def settings_for(tmp_path: Path, port: int) -> Settings:
-    data: dict[str, Any] = base_sections(tmp_path / "state")
-    data["smtp"] = {"host": "127.0.0.1", "port": port, "from_address": "Relay <r@shop.test>"}
-    data["rules"] = BY_EMAIL
-    return Settings(**data)
-
-
-def intake(snapshot: Snapshot, n: int) -> Intake:
-    """Conversation ``n`` parsed, classified and routed as the hook would."""
-    data = sample("v1")
-    data["channel"]["id"] = 9_000 + n
-    return prepare(Runtime(snapshot=snapshot), body(data))
 
 
 @pytest.fixture
@@ -95,7 +76,9 @@ async def intakes_then_worker(
         yield_concurrency=1,
     )
     async with held(thread):
-        accepting = asyncio.gather(*(thread.accept(intake(snapshot, n)) for n in range(count)))
+        accepting = asyncio.gather(
+            *(thread.accept(routed_intake(snapshot, n)) for n in range(count))
+        )
         await asyncio.sleep(0)  # the accepts run up to their place in the store's queue
         assert thread.intake_pressure() == count
         worker.start()
@@ -109,7 +92,9 @@ async def floor_claimed_with_intakes(
     """``YIELD_AT`` intakes queued on the held store thread and the settled worker woken: it
     yields, and its floor claim is written in the batch of those intakes."""
     async with held(thread):
-        accepting = asyncio.gather(*(thread.accept(intake(snapshot, n)) for n in range(YIELD_AT)))
+        accepting = asyncio.gather(
+            *(thread.accept(routed_intake(snapshot, n)) for n in range(YIELD_AT))
+        )
         worker.wake()
         # Each step of the worker sets ``yielding`` and then queues its claim, with no await
         # between: once it is set, the claim waits with the intakes.
@@ -127,7 +112,7 @@ async def test_the_worker_claims_its_floor_while_intakes_wait_then_drains_in_ful
     smtp_server: SmtpServer,
     senders: SenderRegistry,
 ) -> None:
-    snapshot = build_snapshot(settings_for(tmp_path, smtp_server.port), senders)
+    snapshot = build_snapshot(email_settings(tmp_path, smtp_server.port), senders)
     store = ClaimRecordingStore(open_test_store())
     thread = StoreThread(store)
     try:
@@ -157,7 +142,7 @@ async def test_below_the_threshold_the_worker_claims_as_many_as_it_may_hold(
     smtp_server: SmtpServer,
     senders: SenderRegistry,
 ) -> None:
-    snapshot = build_snapshot(settings_for(tmp_path, smtp_server.port), senders)
+    snapshot = build_snapshot(email_settings(tmp_path, smtp_server.port), senders)
     store = ClaimRecordingStore(open_test_store())
     thread = StoreThread(store)
     try:
@@ -182,7 +167,7 @@ async def test_a_floor_claim_written_with_intakes_does_not_keep_the_worker_yield
     server = SmtpServer(handler)
     server.start()
     try:
-        snapshot = build_snapshot(settings_for(tmp_path, server.port), senders)
+        snapshot = build_snapshot(email_settings(tmp_path, server.port), senders)
         store = ClaimRecordingStore(open_test_store())
         thread = StoreThread(store)
         worker = Worker(
@@ -256,7 +241,7 @@ def test_after_claiming_its_floor_the_worker_looks_again_within_the_yield_poll(
         loop = asyncio.get_running_loop()
         assert isinstance(loop, HandClock)
         senders = SenderRegistry()
-        snapshot = build_snapshot(settings_for(tmp_path, server.port), senders)
+        snapshot = build_snapshot(email_settings(tmp_path, server.port), senders)
         thread = StoreThread(open_test_store())
         worker = Worker(
             thread,

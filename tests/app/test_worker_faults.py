@@ -18,41 +18,23 @@ from typing import Any
 import pytest
 
 from relay.app import build_snapshot
-from relay.config.settings import Settings
 from relay.delivery.retry import RetryPolicy
 from relay.delivery.worker import Worker
-from relay.intake.http import prepare
 from relay.model.errors import DeliveryError, StoreError
-from relay.runtime import Runtime
 from relay.senders.registry import SenderRegistry
 from relay.snapshot import Snapshot
-from relay.store import STATUSES, DeliveryRow, Intake, StoreProtocol
+from relay.store import STATUSES, DeliveryRow, StoreProtocol
 from relay.store.storethread import StoreThread
-from tests.support.data import base_sections, body, sample
 from tests.support.faulty import FailingSender, FaultyStore
 from tests.support.smtp import SmtpServer
 from tests.support.store import StoreOpener
+from tests.support.worker import email_settings, routed_intake
 
 # The faults are injected around the store, whichever engine is beneath: SQLite's suffices.
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 POLICY = RetryPolicy(initial_seconds=0.05, max_seconds=0.2, max_age_seconds=3600)
-BY_EMAIL = [{"name": "all-by-email", "actions": [{"type": "email", "to": ["ops@shop.test"]}]}]
 T0 = 1_800_000_000.0
-
-
-def settings_for(tmp_path: Path, port: int, **sections: Any) -> Settings:
-    data: dict[str, Any] = base_sections(tmp_path / "state")
-    data["smtp"] = {"host": "127.0.0.1", "port": port, "from_address": "Relay <r@shop.test>"}
-    data["rules"] = BY_EMAIL
-    return Settings(**{**data, **sections})
-
-
-def intake(snapshot: Snapshot, n: int = 1) -> Intake:
-    """Conversation ``n`` parsed, classified and routed as the hook would."""
-    data = sample("v1")
-    data["channel"]["id"] = 7_000 + n
-    return prepare(Runtime(snapshot=snapshot), body(data))
 
 
 @pytest.fixture
@@ -100,9 +82,9 @@ async def test_a_store_failure_in_the_worker_loop_is_logged_and_a_later_step_del
     senders: SenderRegistry,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    snapshot = build_snapshot(settings_for(tmp_path, smtp_server.port), senders)
+    snapshot = build_snapshot(email_settings(tmp_path, smtp_server.port), senders)
     store = FaultyStore(open_test_store())
-    store.accept(intake(snapshot))
+    store.accept(routed_intake(snapshot))
     store.fail("claim_due", sqlite3.OperationalError("database or disk is full"))
     async with working(store, snapshot) as worker:
         await attempts(worker, 1)
@@ -120,9 +102,9 @@ async def test_an_outcome_that_could_not_be_recorded_is_requeued_and_sent_again(
     senders: SenderRegistry,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    snapshot = build_snapshot(settings_for(tmp_path, smtp_server.port), senders)
+    snapshot = build_snapshot(email_settings(tmp_path, smtp_server.port), senders)
     store = FaultyStore(open_test_store())
-    store.accept(intake(snapshot))
+    store.accept(routed_intake(snapshot))
     store.fail("mark_sent", sqlite3.OperationalError("disk I/O error"))
     async with working(store, snapshot) as worker:
         await attempts(worker, 2)
@@ -140,9 +122,9 @@ async def test_an_outcome_that_could_not_be_recorded_is_requeued_and_sent_again(
 async def test_a_requeue_that_fails_is_tried_again_by_the_next_step(
     tmp_path: Path, open_test_store: StoreOpener, smtp_server: SmtpServer, senders: SenderRegistry
 ) -> None:
-    snapshot = build_snapshot(settings_for(tmp_path, smtp_server.port), senders)
+    snapshot = build_snapshot(email_settings(tmp_path, smtp_server.port), senders)
     store = FaultyStore(open_test_store())
-    store.accept(intake(snapshot))
+    store.accept(routed_intake(snapshot))
     store.fail("mark_sent", sqlite3.OperationalError("disk I/O error"))
     store.fail("mark_retry", sqlite3.OperationalError("disk I/O error"))
     async with working(store, snapshot) as worker:
@@ -155,9 +137,9 @@ async def test_a_requeue_that_fails_is_tried_again_by_the_next_step(
 async def test_a_delivery_failing_past_its_age_limit_is_given_up(
     tmp_path: Path, open_test_store: StoreOpener, smtp_server: SmtpServer, senders: SenderRegistry
 ) -> None:
-    snapshot = build_snapshot(settings_for(tmp_path, smtp_server.port), senders)
+    snapshot = build_snapshot(email_settings(tmp_path, smtp_server.port), senders)
     store = open_test_store()
-    store.accept(intake(snapshot), now=T0)
+    store.accept(routed_intake(snapshot), now=T0)
     smtp_server.handler.data_replies = ["451 4.3.0 Try again later"]
     # The first attempt happens 59 minutes after intake: the next one, two minutes later at
     # the soonest, would be past the hour.
@@ -179,15 +161,15 @@ async def test_a_delivery_whose_destination_is_no_longer_configured_is_dead(
 ) -> None:
     # Planned while the settings had a "crm" webhook; the relay now runs without it (the
     # destination was removed from the settings and the relay reloaded).
-    before = settings_for(
+    before = email_settings(
         tmp_path,
         smtp_server.port,
         destinations={"webhook": {"crm": {"url": "http://127.0.0.1:9/hook"}}},
         rules=[{"name": "to-crm", "actions": [{"type": "webhook", "destination": "crm"}]}],
     )
     store = open_test_store()
-    store.accept(intake(build_snapshot(before, senders)))
-    now = build_snapshot(settings_for(tmp_path, smtp_server.port), senders)
+    store.accept(routed_intake(build_snapshot(before, senders)))
+    now = build_snapshot(email_settings(tmp_path, smtp_server.port), senders)
     async with working(store, now) as worker:
         await attempts(worker, 1)
     [row] = rows(open_test_store)
@@ -201,9 +183,9 @@ async def test_without_visitor_history_the_email_still_goes_out(
     senders: SenderRegistry,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    snapshot = build_snapshot(settings_for(tmp_path, smtp_server.port), senders)
+    snapshot = build_snapshot(email_settings(tmp_path, smtp_server.port), senders)
     store = FaultyStore(open_test_store())
-    store.accept(intake(snapshot))
+    store.accept(routed_intake(snapshot))
     store.fail("visitor_history", StoreError("the store cannot read"))
     async with working(store, snapshot) as worker:
         await attempts(worker, 1)
@@ -229,11 +211,11 @@ async def test_a_sender_failure_of_no_known_kind_is_retried(
 ) -> None:
     error, recorded, unexpected = case
     # Nothing listens on port 9 (discard): the failing sender stands in for SMTP anyway.
-    snapshot = build_snapshot(settings_for(tmp_path, 9), senders)
+    snapshot = build_snapshot(email_settings(tmp_path, 9), senders)
     failing = FailingSender(error)
     snapshot = replace(snapshot, senders={**snapshot.senders, "email": failing})
     store = open_test_store()
-    store.accept(intake(snapshot))
+    store.accept(routed_intake(snapshot))
     with caplog.at_level(logging.WARNING, logger="relay.worker"):
         async with working(store, snapshot) as worker:
             await attempts(worker, 1)
