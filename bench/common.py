@@ -25,6 +25,18 @@ PYTHON = sys.executable
 RELAY = str(Path(sys.executable).with_name("relay"))
 
 
+def unit_python_environment(cache: Path) -> dict[str, str]:
+    """The ``Environment=PYTHON*`` variables systemd/relay.service runs the relay with, its
+    cache directory (``%C``) at ``cache``, and bytecode written (PYTHONDONTWRITEBYTECODE unset,
+    as under systemd)."""
+    env = {"PYTHONDONTWRITEBYTECODE": ""}
+    for line in (ROOT / "systemd" / "relay.service").read_text(encoding="utf-8").splitlines():
+        if line.startswith("Environment=PYTHON"):
+            name, value = line.removeprefix("Environment=").split("=", 1)
+            env[name] = value.replace("%C", str(cache))
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

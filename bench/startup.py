@@ -3,7 +3,10 @@ interpreter start and `python -c "import click"` in the same run (median of --re
 then the idle memory of a real `relay serve` on its built-in defaults (only its port and state
 directory and a known hook token set): VmRSS of the relay's process once /healthz answers
 and a second has passed, of the processes it started (render helpers), and of both; and the
-same after it wrote one missed chat's email (median of --serve-repeat starts)."""
+same after it wrote one missed chat's email (median of --serve-repeat starts). Then the same
+again with the Python environment of systemd/relay.service (PYTHONOPTIMIZE=2, its bytecode
+in a cache directory that one uncounted start fills first, as the service's first start
+does)."""
 
 from __future__ import annotations
 
@@ -16,7 +19,17 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import PYTHON, RELAY, TOKEN, free_port, process_tree, rss_kib, sample_body, server
+from common import (
+    PYTHON,
+    RELAY,
+    TOKEN,
+    free_port,
+    process_tree,
+    rss_kib,
+    sample_body,
+    server,
+    unit_python_environment,
+)
 
 
 def median_seconds(argv: list[str], repeat: int) -> tuple[float, float]:
@@ -38,10 +51,13 @@ def memory(pid: int) -> tuple[float, float]:
     return rss_kib(pid) / 1024, sum(rss_kib(child) for child in process_tree(pid)[1:]) / 1024
 
 
-def idle_rss(scratch: Path, repeat: int) -> None:
+def idle_rss(
+    scratch: Path, repeat: int, env: dict[str, str] | None = None, label: str = ""
+) -> None:
     """Start `relay serve` ``repeat`` times from an empty state directory; print the medians
     of its memory when idle, and after it has written one missed chat's email (to the outbox:
-    the built-in defaults have no SMTP server)."""
+    the built-in defaults have no SMTP server). ``env`` is added to its environment."""
+    scratch.mkdir(exist_ok=True)
     idle: list[tuple[float, float]] = []
     after: list[tuple[float, float]] = []
     ready = []
@@ -53,7 +69,8 @@ def idle_rss(scratch: Path, repeat: int) -> None:
             f'[server]\nport = {port}\nhook_token = "{TOKEN}"\n[storage]\nstate_dir = "{state}"\n'
         )
         start = time.perf_counter()
-        with server([RELAY, "serve", "--config", str(config)], port, scratch / "serve.log") as proc:
+        command = [RELAY, "serve", "--config", str(config)]
+        with server(command, port, scratch / "serve.log", env=env) as proc:
             ready.append(time.perf_counter() - start)
             time.sleep(1.0)  # let the threads started with the relay settle
             idle.append(memory(proc.pid))
@@ -72,10 +89,10 @@ def idle_rss(scratch: Path, repeat: int) -> None:
         helpers = statistics.median(h for _, h in found)
         together = statistics.median(r + h for r, h in found)
         print(
-            f"relay serve, {name:15} relay process {relay:5.1f} MiB, its helpers"
+            f"relay serve{label}, {name:15} relay process {relay:5.1f} MiB, its helpers"
             f" {helpers:5.1f} MiB, together {together:5.1f} MiB (VmRSS)"
         )
-    print(f"relay serve: /healthz answered after {statistics.median(ready) * 1000:.0f} ms")
+    print(f"relay serve{label}: /healthz answered after {statistics.median(ready) * 1000:.0f} ms")
 
 
 def main() -> None:
@@ -103,6 +120,9 @@ def main() -> None:
             )
         if args.serve_repeat:
             idle_rss(Path(scratch), args.serve_repeat)
+            unit = unit_python_environment(Path(scratch) / "cache")
+            idle_rss(Path(scratch) / "unit-first", 1, unit, " (unit, first start)")
+            idle_rss(Path(scratch) / "unit", args.serve_repeat, unit, " (unit)")
 
 
 if __name__ == "__main__":

@@ -30,3 +30,10 @@ def single(unit: dict[str, list[tuple[str, str]]], section: str, key: str) -> st
     found = values(unit, section, key)
     assert len(found) == 1, f"[{section}] {key}= appears {len(found)} times, expected once"
     return found[0]
+
+
+def python_environment(unit: dict[str, list[tuple[str, str]]], cache: str) -> dict[str, str]:
+    """The unit's ``Environment=PYTHON*`` variables, with its cache directory (``%C``) at
+    ``cache``: how the service's interpreter runs."""
+    env = dict(value.split("=", 1) for value in values(unit, "Service", "Environment"))
+    return {k: v.replace("%C", cache) for k, v in env.items() if k.startswith("PYTHON")}
