@@ -117,21 +117,26 @@ async def sendmail(
     connection, for the recipients the server refused (all refused: SMTPRecipientsRefused):
     MAIL (with the message's SIZE where the server offers it), RCPT per recipient, DATA, and
     RSET after a refusal. Unlike sendmail it does not copy the whole message once more to
-    count its SIZE (``wire_size``), nor parse each address once more before sending."""
+    count its SIZE (``wire_size``), nor parse each address once more before sending.
+
+    Its commands wait for their replies without a timeout of their own (each such timeout
+    was a timer and a ``wait_for`` per reply): every caller of ``SmtpSender.send`` bounds
+    the whole transaction with the sender's deadline (``deadline_seconds``, the worker's
+    ``_send``), which cancels it and closes the connection however the server stalls."""
     encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
     if client.supports_extension("size"):
         options = [f"size={wire_size(data)}", *options]
     refused: list[aiosmtplib.SMTPRecipientRefused] = []
     try:
-        await client.mail(sender, options=options, encoding=encoding)
+        await client.mail(sender, options=options, encoding=encoding, timeout=None)
         for recipient in recipients:
             try:
-                await client.rcpt(recipient, encoding=encoding)
+                await client.rcpt(recipient, encoding=encoding, timeout=None)
             except aiosmtplib.SMTPRecipientRefused as exc:
                 refused.append(exc)
         if len(refused) == len(recipients):
             raise aiosmtplib.SMTPRecipientsRefused(refused)
-        await client.data(data)
+        await client.data(data, timeout=None)
     except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
         # The envelope is reset, so the connection can take the next message.
         with contextlib.suppress(ConnectionError, aiosmtplib.SMTPResponseException):
