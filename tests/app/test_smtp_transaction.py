@@ -118,3 +118,20 @@ async def test_a_refused_message_resets_the_envelope_for_the_next_one(server: Sm
     await client.quit()
     [received] = server.handler.wait_for(1)
     assert received.data == message("six")
+
+
+async def test_a_message_with_bare_line_ends_arrives_as_aiosmtplib_itself_sends_it(
+    server: SmtpServer,
+) -> None:
+    data = b"Subject: bare\nTo: team@example.test\n\n.dot after LF\r.dot after CR\rend"
+    client = await connected(server)
+    refused = await sendmail(client, SENDER, ["team@example.test"], data, [])
+    await client.sendmail(SENDER, ["team@example.test"], data)
+    await client.quit()
+    assert refused == {}
+    ours, theirs = server.handler.wait_for(2)
+    assert ours.data == theirs.data
+    assert b".dot after LF\r\n.dot after CR\r\nend" in ours.data
+    handler = server.handler
+    assert isinstance(handler, OptionsHandler)
+    assert handler.mail_options[0] == handler.mail_options[1]  # the same SIZE
