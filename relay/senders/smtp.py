@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import ssl
 import time
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from email.utils import parseaddr
 
 import aiosmtplib
+from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import normalize_message_line_endings
 
 from relay.config.settings import SmtpSettings
@@ -118,9 +120,9 @@ async def sendmail(
     connection, for the recipients the server refused (all refused: SMTPRecipientsRefused):
     MAIL (with the message's SIZE where the server offers it), RCPT per recipient, DATA, and
     RSET after a refusal. Unlike sendmail it does not copy the whole message once more to
-    count its SIZE, nor parse each address once more before sending, and it makes what DATA
-    sends in one pass that leaves a message alone where it is already fit to send
-    (``data_payload``).
+    count its SIZE, nor parse each address once more for every message (``envelope_path``),
+    and it makes what DATA sends in one pass that leaves a message alone where it is already
+    fit to send (``data_payload``).
 
     Its commands wait for their replies without a timeout of their own (each such timeout
     was a timer and a ``wait_for`` per reply): every caller of ``SmtpSender.send`` bounds
@@ -132,12 +134,18 @@ async def sendmail(
         options = [f"size={size}", *options]
     refused: list[aiosmtplib.SMTPRecipientRefused] = []
     try:
-        await client.mail(sender, options=options, encoding=encoding, timeout=None)
+        words = [option.encode("ascii") for option in options]
+        path = envelope_path(sender, encoding)
+        reply = await client.execute_command(b"MAIL", b"FROM:" + path, *words, timeout=None)
+        if reply.code != aiosmtplib.SMTPStatus.completed:
+            raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
         for recipient in recipients:
-            try:
-                await client.rcpt(recipient, encoding=encoding, timeout=None)
-            except aiosmtplib.SMTPRecipientRefused as exc:
-                refused.append(exc)
+            path = envelope_path(recipient, encoding)
+            reply = await client.execute_command(b"RCPT", b"TO:" + path, timeout=None)
+            if reply.code not in RCPT_ACCEPTED:
+                refused.append(
+                    aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, recipient)
+                )
         if len(refused) == len(recipients):
             raise aiosmtplib.SMTPRecipientsRefused(refused)
         await _data(client, payload)
@@ -147,6 +155,18 @@ async def sendmail(
             await client.rset()
         raise
     return {exc.recipient: aiosmtplib.SMTPResponse(exc.code, exc.message) for exc in refused}
+
+
+# RCPT replies that accept the recipient (as aiosmtplib's SMTP.rcpt).
+RCPT_ACCEPTED = (aiosmtplib.SMTPStatus.completed, aiosmtplib.SMTPStatus.will_forward)
+
+
+@functools.lru_cache(maxsize=256)
+def envelope_path(address: str, encoding: str) -> bytes:
+    """``<address>`` as MAIL FROM and RCPT TO send it, made as aiosmtplib's SMTP.mail and
+    SMTP.rcpt make it (``quote_address``: parsed, refused with ValueError if it holds a
+    character unsafe on a command line), once per address: the same few every time."""
+    return quote_address(address).encode(encoding)
 
 
 async def _data(client: aiosmtplib.SMTP, payload: bytes) -> aiosmtplib.SMTPResponse:

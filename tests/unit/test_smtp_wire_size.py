@@ -1,13 +1,15 @@
 """The SMTP message size counted without copying the message equals aiosmtplib's count, and
-what DATA sends equals what aiosmtplib's own DATA sends."""
+what DATA, MAIL FROM and RCPT TO send equals what aiosmtplib's own commands send."""
 
 from __future__ import annotations
 
 import random
 
+import pytest
+from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
-from relay.senders.smtp import data_payload, wire_size
+from relay.senders.smtp import data_payload, envelope_path, wire_size
 
 PIECES = (b"\r\n", b"\r", b"\n", b"\n\r", b".", b"..\r\n", b"a", b"Subject: x", b"\xc3\xa9", b" ")
 
@@ -69,3 +71,16 @@ def test_random_messages_go_after_data_as_aiosmtplib_sends_them() -> None:
         payload, size = data_payload(data)
         assert payload == aiosmtplib_data(data), data
         assert size == len(normalize_message_line_endings(data)), data
+
+
+def test_envelope_paths_are_aiosmtplibs_and_keep_what_is_unsafe_off_the_command_line() -> None:
+    hostile = ["a@example.test\r\nRCPT TO:<b@example.test>", "a@example.test\nDATA"]
+    for address in ["team@example.test", "Team <team@example.test>", " t@example.test ", *hostile]:
+        path = envelope_path(address, "ascii")
+        assert path == quote_address(address).encode("ascii")
+        assert b"\r" not in path
+        assert b"\n" not in path
+    assert envelope_path("tým@example.test", "utf-8") == "<tým@example.test>".encode()
+    for unsafe in ["<a b@example.test>", '"" <a"b@example.test>']:
+        with pytest.raises(ValueError, match="not permitted in an SMTP mailbox"):
+            envelope_path(unsafe, "ascii")
