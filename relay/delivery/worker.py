@@ -18,6 +18,7 @@ from email.utils import parseaddr
 from pydantic import TypeAdapter
 
 from relay.config.settings import Action, EmailAction, SlackAction
+from relay.delivery.outcomes import OutcomeWriter
 from relay.delivery.retry import GiveUp, RetryPolicy, decide
 from relay.intake.payload import parse
 from relay.leads.links import LeadLinks, links_for
@@ -206,6 +207,10 @@ class Worker:
         yield_concurrency: int = 1,
     ) -> None:
         self._store = store
+        # Outcomes (sent, retry, dead, external ids) of deliveries that end together: one
+        # store call, one commit and one flush for them all, each still durable before its
+        # delivery counts as finished.
+        self._outcomes = OutcomeWriter(store)
         self._snapshot = snapshot  # the current settings' senders and renderers
         self._policy = policy
         self._concurrency = concurrency
@@ -638,7 +643,7 @@ class Worker:
             sent_to = "outbox" if isinstance(sender, OutboxSender) else None
             ref = result.external_ref if isinstance(result, SendResult) else None
             if ref is not None:  # first: a crash before mark_sent retries with this id
-                await self._store.call(lambda s: s.record_external_ref(delivery.id, ref))
+                await self._outcomes.write(lambda s: s.record_external_ref(delivery.id, ref))
             skipped = result.skipped if isinstance(result, SendResult) else None
             sent_to = "skipped" if skipped else sent_to
             # An email really sent keeps its Message-ID: later emails about the visitor
@@ -646,13 +651,15 @@ class Worker:
             sent_id = None
             if sent_to is None and isinstance(content, EmailContent):
                 sent_id = content.message_id or None
-            await self._store.call(
+            await self._outcomes.write(
                 lambda s: s.mark_sent(
                     delivery.id, self._clock(), sent_to=sent_to, message_id=sent_id
                 )
             )
             if skipped:  # after mark_sent, which clears the last error
-                await self._store.call(lambda s: s.record_external_ref(delivery.id, None, skipped))
+                await self._outcomes.write(
+                    lambda s: s.record_external_ref(delivery.id, None, skipped)
+                )
             self._observe(delivery, "outbox" if sent_to == "outbox" else "sent")
             log.info(
                 "delivery %d %s: channel=%s rule=%s attempt=%d",
@@ -737,7 +744,7 @@ class Worker:
         if isinstance(decision, GiveUp):
             await self._bury(delivery, f"{exc.message} ({decision.reason})", done)
             return
-        await self._store.call(
+        await self._outcomes.write(
             lambda s: s.mark_retry(delivery.id, decision.at, exc.message, done, now)
         )
         self._observe(delivery, "retry")
@@ -751,7 +758,9 @@ class Worker:
 
     async def _bury(self, delivery: ClaimedDelivery, error: str, done: tuple[str, ...]) -> None:
         all_done = (*delivery.done_recipients, *done)
-        await self._store.call(lambda s: s.mark_dead(delivery.id, error, all_done, self._clock()))
+        await self._outcomes.write(
+            lambda s: s.mark_dead(delivery.id, error, all_done, self._clock())
+        )
         self._observe(delivery, "dead")
         log.error(
             "delivery %d is dead after %d attempts: %s", delivery.id, delivery.attempts, error

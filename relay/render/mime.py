@@ -45,12 +45,18 @@ def smtp_policy() -> EmailPolicy[EmailMessage]:
     return email.policy.SMTP.clone(header_factory=CachedRegistry())
 
 
-def text_payload(text: str, max_line_length: int) -> tuple[str, str]:
+def text_payload(
+    text: str, max_line_length: int, qp_lines: dict[bytes, bytes] | None = None
+) -> tuple[str, str]:
     """(Content-Transfer-Encoding, encoded body) for UTF-8 ``text``, chosen as
     ``email.contentmanager`` chooses them for a policy that allows 8bit: 7bit for short ASCII
     lines, 8bit for short lines with other characters, else quoted-printable or base64,
     whichever is shorter for the first ten lines (for SMTP's CRLF line ends). Quoted-printable
-    comes from binascii (C), not the pure-Python quoprimime."""
+    comes from binascii (C), not the pure-Python quoprimime.
+
+    ``qp_lines``: quoted-printable lines already encoded, by line (``qp_line``): an email's
+    HTML is mostly its template's lines, the same in every email, and encoding it was the
+    larger part of this function's time."""
     lines = text.encode("utf-8").splitlines()
     body = b"\n".join(lines) + b"\n"
     if max(map(len, lines), default=0) <= max_line_length:
@@ -65,7 +71,28 @@ def text_payload(text: str, max_line_length: int) -> tuple[str, str]:
         step = max_line_length // 4 * 3
         chunks = (embedded[i : i + step] for i in range(0, len(embedded), step))
         return "base64", "".join(binascii.b2a_base64(c).decode("ascii") for c in chunks)
-    return "quoted-printable", binascii.b2a_qp(body, istext=True).decode("ascii")
+    if qp_lines is None:
+        return "quoted-printable", binascii.b2a_qp(body, istext=True).decode("ascii")
+    encoded = b"".join([qp_line(line, qp_lines) for line in lines])
+    return "quoted-printable", encoded.decode("ascii")
+
+
+# Quoted-printable lines a MimeBuilder keeps (a few emails' worth of template lines; the
+# conversations' own lines come and go): at most ~1 MB.
+QP_LINES_KEPT = 2048
+
+
+def qp_line(line: bytes, known: dict[bytes, bytes]) -> bytes:
+    """``binascii.b2a_qp(line + b"\n", istext=True)`` for a ``line`` without CR or LF, from
+    ``known`` when it was encoded before. Quoted-printable encodes each line on its own (a
+    line's soft breaks and its trailing white space depend on that line only), so the
+    lines' encodings joined are the encoding of the lines joined."""
+    encoded = known.get(line)
+    if encoded is None:
+        if len(known) >= QP_LINES_KEPT:
+            known.clear()
+        encoded = known[line] = binascii.b2a_qp(line + b"\n", istext=True)
+    return encoded
 
 
 class MimeBuilder:
@@ -84,6 +111,7 @@ class MimeBuilder:
         self._addresses: dict[int, list[str]] = {}
         # A multipart's Content-Type with a placeholder boundary, folded (``boundary_header``).
         self._boundary_headers: dict[str, bytes] = {}
+        self._qp_lines: dict[bytes, bytes] = {}  # ``text_payload``'s encoded lines
 
     def header(self, name: str, value: str) -> Any:
         """The parsed header ``name: value``, made on first use."""
@@ -152,7 +180,7 @@ class MimeBuilder:
 
     def encoded(self, text: str, subtype: str, filename: str | None = None) -> Encoded:
         """A text part's header objects and its encoded body (``text_payload``)."""
-        cte, payload = text_payload(text, self.policy.max_line_length or 78)
+        cte, payload = text_payload(text, self.policy.max_line_length or 78, self._qp_lines)
         headers = [
             ("Content-Type", self.header("Content-Type", f'text/{subtype}; charset="utf-8"')),
             ("Content-Transfer-Encoding", self.header("Content-Transfer-Encoding", cte)),

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import re
 import ssl
 import time
 from collections.abc import Callable
 from email.utils import parseaddr
 
 import aiosmtplib
+from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import normalize_message_line_endings
 
 from relay.config.settings import SmtpSettings
@@ -117,21 +120,35 @@ async def sendmail(
     connection, for the recipients the server refused (all refused: SMTPRecipientsRefused):
     MAIL (with the message's SIZE where the server offers it), RCPT per recipient, DATA, and
     RSET after a refusal. Unlike sendmail it does not copy the whole message once more to
-    count its SIZE (``wire_size``), nor parse each address once more before sending."""
+    count its SIZE, nor parse each address once more for every message (``envelope_path``),
+    and it makes what DATA sends in one pass that leaves a message alone where it is already
+    fit to send (``data_payload``).
+
+    Its commands wait for their replies without a timeout of their own (each such timeout
+    was a timer and a ``wait_for`` per reply): every caller of ``SmtpSender.send`` bounds
+    the whole transaction with the sender's deadline (``deadline_seconds``, the worker's
+    ``_send``), which cancels it and closes the connection however the server stalls."""
     encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
+    payload, size = data_payload(data)
     if client.supports_extension("size"):
-        options = [f"size={wire_size(data)}", *options]
+        options = [f"size={size}", *options]
     refused: list[aiosmtplib.SMTPRecipientRefused] = []
     try:
-        await client.mail(sender, options=options, encoding=encoding)
+        words = [option.encode("ascii") for option in options]
+        path = envelope_path(sender, encoding)
+        reply = await client.execute_command(b"MAIL", b"FROM:" + path, *words, timeout=None)
+        if reply.code != aiosmtplib.SMTPStatus.completed:
+            raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
         for recipient in recipients:
-            try:
-                await client.rcpt(recipient, encoding=encoding)
-            except aiosmtplib.SMTPRecipientRefused as exc:
-                refused.append(exc)
+            path = envelope_path(recipient, encoding)
+            reply = await client.execute_command(b"RCPT", b"TO:" + path, timeout=None)
+            if reply.code not in RCPT_ACCEPTED:
+                refused.append(
+                    aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, recipient)
+                )
         if len(refused) == len(recipients):
             raise aiosmtplib.SMTPRecipientsRefused(refused)
-        await client.data(data)
+        await _data(client, payload)
     except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
         # The envelope is reset, so the connection can take the next message.
         with contextlib.suppress(ConnectionError, aiosmtplib.SMTPResponseException):
@@ -140,14 +157,72 @@ async def sendmail(
     return {exc.recipient: aiosmtplib.SMTPResponse(exc.code, exc.message) for exc in refused}
 
 
-def wire_size(data: bytes) -> int:
-    """The message's size as DATA sends it (RFC 1870: every line end a CRLF, ending in one):
-    ``len(normalize_message_line_endings(data))``, counted without that copy when every CR and
-    LF in ``data`` is already part of a CRLF (the flattened emails always are)."""
+# RCPT replies that accept the recipient (as aiosmtplib's SMTP.rcpt).
+RCPT_ACCEPTED = (aiosmtplib.SMTPStatus.completed, aiosmtplib.SMTPStatus.will_forward)
+
+
+@functools.lru_cache(maxsize=256)
+def envelope_path(address: str, encoding: str) -> bytes:
+    """``<address>`` as MAIL FROM and RCPT TO send it, made as aiosmtplib's SMTP.mail and
+    SMTP.rcpt make it (``quote_address``: parsed, refused with ValueError if it holds a
+    character unsafe on a command line), once per address: the same few every time."""
+    return quote_address(address).encode(encoding)
+
+
+async def _data(client: aiosmtplib.SMTP, payload: bytes) -> aiosmtplib.SMTPResponse:
+    """DATA, then ``payload`` (``data_payload``: line ends, periods and the final line done),
+    as ``aiosmtplib.SMTP.data`` sends a message: SMTPDataError unless the server answers 354,
+    then 250; a connection lost meanwhile is closed (SMTPServerDisconnected)."""
+    start = await client.execute_command(b"DATA", timeout=None)
+    if start.code != aiosmtplib.SMTPStatus.start_input:
+        raise aiosmtplib.SMTPDataError(start.code, start.message)
+    protocol = client.protocol
+    try:
+        if protocol is None:
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        # Nothing awaited between the write and read_response, which expects the reply
+        # before the loop can hand it over: it is never taken for unsolicited data.
+        protocol.write(payload)
+        response = await protocol.read_response(timeout=None)
+    except aiosmtplib.SMTPServerDisconnected:
+        client.close()
+        raise
+    if response.code != aiosmtplib.SMTPStatus.completed:
+        raise aiosmtplib.SMTPDataError(response.code, response.message)
+    return response
+
+
+# A period at the start of a line, which DATA doubles (RFC 5321 4.5.2), as aiosmtplib does.
+_LEADING_PERIOD = re.compile(rb"(?m)^\.")
+
+
+def data_payload(data: bytes) -> tuple[bytes, int]:
+    """What DATA sends for the message ``data``, and the message's SIZE (RFC 1870): the same
+    bytes as aiosmtplib's ``execute_data_command`` makes of it (every line end a CRLF, the
+    message ending in one, each line beginning with a period given a second one, then the
+    line with the single period), and the length before the periods were doubled. Its two
+    passes over the whole message are skipped where they would change nothing: the
+    flattened emails end every line with a CRLF and seldom begin one with a period."""
+    normal = _normalized(data)
+    size = len(normal)
+    if normal.startswith(b".") or b"\n." in normal:
+        normal = _LEADING_PERIOD.sub(b"..", normal)
+    return normal + b".\r\n", size
+
+
+def _normalized(data: bytes) -> bytes:
+    """``normalize_message_line_endings(data)``, without its copy when every CR and LF in
+    ``data`` is already part of a CRLF."""
     pairs = data.count(b"\r\n")
     if data.count(b"\r") == pairs and data.count(b"\n") == pairs:
-        return len(data) + (0 if data.endswith(b"\r\n") else 2)
-    return len(normalize_message_line_endings(data))
+        return data if data.endswith(b"\r\n") else data + b"\r\n"
+    return normalize_message_line_endings(data)
+
+
+def wire_size(data: bytes) -> int:
+    """The message's size as DATA sends it (RFC 1870: every line end a CRLF, ending in one):
+    ``len(normalize_message_line_endings(data))``."""
+    return len(_normalized(data))
 
 
 async def _greet(client: aiosmtplib.SMTP) -> None:

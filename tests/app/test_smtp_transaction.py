@@ -22,10 +22,13 @@ class OptionsHandler(RecordingHandler):
 
     mail_options: list[list[str]] = field(default_factory=list)
     sessions: list[Any] = field(default_factory=list)
+    mail_replies: list[str] = field(default_factory=list)  # the next MAIL commands' replies
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, mail_options: Any
     ) -> str:
+        if self.mail_replies:
+            return self.mail_replies.pop(0)
         self.mail_options.append(list(mail_options))
         if not any(known is session for known in self.sessions):
             self.sessions.append(session)
@@ -118,3 +121,37 @@ async def test_a_refused_message_resets_the_envelope_for_the_next_one(server: Sm
     await client.quit()
     [received] = server.handler.wait_for(1)
     assert received.data == message("six")
+
+
+async def test_a_message_with_bare_line_ends_arrives_as_aiosmtplib_itself_sends_it(
+    server: SmtpServer,
+) -> None:
+    data = b"Subject: bare\nTo: team@example.test\n\n.dot after LF\r.dot after CR\rend"
+    client = await connected(server)
+    refused = await sendmail(client, SENDER, ["team@example.test"], data, [])
+    await client.sendmail(SENDER, ["team@example.test"], data)
+    await client.quit()
+    assert refused == {}
+    ours, theirs = server.handler.wait_for(2)
+    assert ours.data == theirs.data
+    assert b".dot after LF\r\n.dot after CR\r\nend" in ours.data
+    handler = server.handler
+    assert isinstance(handler, OptionsHandler)
+    assert handler.mail_options[0] == handler.mail_options[1]  # the same SIZE
+
+
+async def test_a_refused_sender_is_raised_and_the_connection_sends_the_next_message(
+    server: SmtpServer,
+) -> None:
+    handler = server.handler
+    assert isinstance(handler, OptionsHandler)
+    handler.mail_replies.append("550 5.7.1 sender not allowed")
+    client = await connected(server)
+    with pytest.raises(aiosmtplib.SMTPSenderRefused) as refused:
+        await sendmail(client, SENDER, ["team@example.test"], message("seven"), [])
+    assert (refused.value.code, refused.value.sender) == (550, SENDER)
+    assert await sendmail(client, SENDER, ["team@example.test"], message("eight"), []) == {}
+    await client.quit()
+    [received] = handler.wait_for(1)
+    assert received.data == message("eight")
+    assert len(handler.sessions) == 1

@@ -8,6 +8,7 @@ import copy
 import email.policy
 import json
 import pickle
+import random
 from email import message_from_bytes
 from email.message import EmailMessage
 
@@ -16,7 +17,7 @@ import pytest
 from relay.intake.payload import parse
 from relay.model.category import Category
 from relay.render.headers import flatten
-from relay.render.mime import MimeBuilder, text_payload
+from relay.render.mime import QP_LINES_KEPT, MimeBuilder, qp_line, text_payload
 from relay.render.renderer import flattened_size
 from tests.support.render import (
     EMAIL_ACTION,
@@ -146,3 +147,39 @@ def test_rendered_content_survives_pickling_for_the_render_pool() -> None:
         assert after.get_content() == before.get_content()
     copied.message["X-Test"] = "set after unpickling"  # its policy still makes headers
     assert copied.message["X-Test"] == "set after unpickling"
+
+
+QP_PIECES = (
+    "a",
+    " ",
+    "\t",
+    "=",
+    "é",
+    "\n",
+    "\r",
+    "\r\n",
+    ".",
+    "From ",
+    "\x00",
+    "x" * 90,
+    '<td style="a">',
+)
+
+
+def test_quoted_printable_from_known_lines_is_the_whole_bodys_encoding() -> None:
+    rng = random.Random(21)  # noqa: S311 -- test data
+    texts = [*TEXTS.values()]
+    texts += [
+        "".join(rng.choice(QP_PIECES) for _ in range(rng.randrange(0, 60))) for _ in range(3000)
+    ]
+    known: dict[bytes, bytes] = {}
+    for text in texts * 2:  # the second time from what the first encoded
+        assert text_payload(text, 78, known) == text_payload(text, 78), repr(text)
+    assert 0 < len(known) <= QP_LINES_KEPT
+
+
+def test_known_quoted_printable_lines_are_bounded() -> None:
+    known: dict[bytes, bytes] = {}
+    for n in range(QP_LINES_KEPT * 2 + 5):
+        assert qp_line(b"=%d" % n, known) == b"=3D%d\n" % n
+        assert len(known) <= QP_LINES_KEPT
