@@ -120,12 +120,14 @@ def test_properties_match_the_relay_service(root: Path) -> None:
     unit = parse_unit(UNIT.read_text(encoding="utf-8"))
     shared = ("DynamicUser", "User", "Group", "ConfigurationDirectory", "StateDirectory")
     shared += ("StateDirectoryMode", "UMask", "LoadCredential", "SetCredential")
+    shared += ("CacheDirectory", "CacheDirectoryMode")
     for key in shared:
         assert [v for k, v in given if k == key] == values(unit, "Service", key), key
     text = CTL.read_text(encoding="utf-8")
     for assignment in values(unit, "Service", "Environment"):
-        # %S is /var/lib for a system service; systemd-run takes the path itself.
-        assert f"--setenv={assignment.replace('%S', '/var/lib')} " in text
+        # %S is /var/lib and %C /var/cache for a system service; systemd-run takes the paths.
+        path = assignment.replace("%S", "/var/lib").replace("%C", "/var/cache")
+        assert f"--setenv={path} " in text
 
 
 @pytest.mark.slow
