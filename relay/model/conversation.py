@@ -6,7 +6,7 @@ import enum
 import json
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -81,10 +81,16 @@ class Variable(_Wire, frozen=True):
         return variable_text(self.value)
 
 
+# A visitor id or email is looked up (the visitor's earlier chats, leads): no real one comes
+# near this many characters (an address has at most 254), and PostgreSQL cannot index a much
+# longer one (2,704 bytes an entry), so a body with one is refused as malformed.
+VisitorKey = Annotated[str, msgspec.Meta(max_length=512)]
+
+
 class Visitor(_Wire, frozen=True):
-    id: int | str | None = None
+    id: int | VisitorKey | None = None
     name: str | None = None
-    email: str | None = None
+    email: VisitorKey | None = None
     note: str | None = None
     group: str | int | None = None
     group_key: str | int | None = None

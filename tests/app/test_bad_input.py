@@ -220,3 +220,27 @@ def test_the_hook_answers_only_post(client: TestClient[object]) -> None:
         assert answer.status_code == 405, method
         assert answer.headers["allow"] == "POST", method  # RFC 9110, 15.5.6
         assert answer.json() == {"status_code": 405, "detail": "Method Not Allowed"}
+
+
+# 1,000 characters of 3 bytes each that hardly compress: no real visitor id or email is
+# anywhere near as long (an address has at most 254), and PostgreSQL cannot index it (an
+# index entry holds at most 2,704 bytes), which made the store refuse the whole chat.
+HUGE = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(1000))
+
+
+@pytest.mark.parametrize("field", ["id", "email"])
+def test_a_visitor_id_or_email_longer_than_any_real_one_is_refused_on_every_store(
+    make_settings: Callable[..., Settings], field: str
+) -> None:
+    settings = make_settings()
+    raw = json.dumps({"accountId": 1, "channel": {"id": 2}, "visitor": {field: HUGE}}).encode()
+    with TestClient(create_app(settings)) as client:
+        response = client.post(HOOK, content=raw)
+        fitting = {"accountId": 1, "channel": {"id": 3}, "visitor": {field: HUGE[:512]}}
+        accepted = client.post(HOOK, content=json.dumps(fitting).encode())
+    assert response.status_code == 400, response.text
+    answer = response.json()
+    assert f"visitor.{field}" in answer["message"] and "512" in answer["message"]
+    [row] = quarantine(settings)
+    assert row.id == answer["quarantine_id"] and row.body == raw
+    assert accepted.status_code == 200, accepted.text
