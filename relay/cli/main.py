@@ -49,20 +49,25 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-@click.group(context_settings={"max_content_width": 100})
+@click.group(
+    context_settings={"max_content_width": 100},
+    help="Receive Smartsupp conversations and route them to email and Slack.",
+)
 @click.version_option(package_name="smartsupp-relay", prog_name="relay")
 def main() -> None:
-    """Receive Smartsupp conversations and route them to email and Slack."""
+    pass
 
 
-@main.command(short_help="Run the HTTP server and the delivery worker.")
+@main.command(
+    short_help="Run the HTTP server and the delivery worker.",
+    help="Run the HTTP server and the delivery worker.",
+)
 @config_option
 @click.option("--host", default=None, help="Listen on this address (default: [server] host).")
 @click.option(
     "--port", type=click.IntRange(1, 65535), default=None, help="Port (default: [server] port)."
 )
 def serve(config_path: Path | None, host: str | None, port: int | None) -> None:
-    """Run the HTTP server and the delivery worker."""
     import signal  # noqa: PLC0415
     import threading  # noqa: PLC0415
 
@@ -186,10 +191,12 @@ def _exit_after_graceful_stop(signum: int, frame: FrameType | None) -> None:
     sys.exit(0)
 
 
-@main.command(short_help="Validate settings; show where each action goes.")
+@main.command(
+    short_help="Validate settings; show where each action goes.",
+    help="Validate settings, rules and templates, and say where each action's output goes.",
+)
 @config_option
 def check(config_path: Path | None) -> None:
-    """Validate settings, rules and templates, and say where each action's output goes."""
     from relay.config.destinations import mode, preset_notes, targets  # noqa: PLC0415
     from relay.snapshot import template_problems  # noqa: PLC0415
 
@@ -230,7 +237,10 @@ def check(config_path: Path | None) -> None:
         )
 
 
-@main.command(short_help="Render what PAYLOAD would send; send nothing.")
+@main.command(
+    short_help="Render what PAYLOAD would send; send nothing.",
+    help="Show the category and matching rules for PAYLOAD and write what would be sent.",
+)
 @click.argument("payload", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @config_option
 @click.option(
@@ -240,7 +250,6 @@ def check(config_path: Path | None) -> None:
     help="Directory for the rendered output (default: a new temporary directory).",
 )
 def preview(payload: Path, config_path: Path | None, out: Path | None) -> None:
-    """Show the category and matching rules for PAYLOAD and write what would be sent."""
     import tempfile  # noqa: PLC0415
 
     from relay.cli.routes import write_preview  # noqa: PLC0415
@@ -282,7 +291,14 @@ def preview(payload: Path, config_path: Path | None, out: Path | None) -> None:
     click.echo(f"written to {out}")
 
 
-@main.command("send-test", short_help="Send one real test email / Slack message.")
+@main.command(
+    "send-test",
+    short_help="Send one real test email / Slack message.",
+    help=(
+        "Send one real test email (and Slack message, Teams card) through the configured path\n"
+        "and print exactly what the server answered; with --crm, check every CRM destination too."
+    ),
+)
 @config_option
 @click.option("--to", "to", default=None, help="Send one test email to this address.")
 @click.option("--channel", default=None, help="Also post one test Slack message here.")
@@ -295,8 +311,6 @@ def preview(payload: Path, config_path: Path | None, out: Path | None) -> None:
 def send_test(
     config_path: Path | None, to: str | None, channel: str | None, crm: bool, teams: bool
 ) -> None:
-    """Send one real test email (and Slack message, Teams card) through the configured path
-    and print exactly what the server answered; with --crm, check every CRM destination too."""
     import asyncio  # noqa: PLC0415
 
     from relay.cli.sendtest import check_crm, send_test_messages  # noqa: PLC0415
@@ -327,12 +341,14 @@ def _open_store(settings: Settings) -> StoreProtocol:
         raise click.ClickException(str(exc)) from None
 
 
-@main.command(short_help="Delivery counts and undelivered deliveries.")
+@main.command(
+    short_help="Delivery counts and undelivered deliveries.",
+    help="Delivery counts, and every pending, retrying or dead delivery with its last error.",
+)
 @config_option
 @click.option("--all", "show_all", is_flag=True, help="Also list sent deliveries.")
 @click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
 def queue(config_path: Path | None, show_all: bool, limit: int) -> None:
-    """Delivery counts, and every pending, retrying or dead delivery with its last error."""
     settings = _load(config_path)
     store = _open_store(settings)
     try:
@@ -371,13 +387,17 @@ def queue(config_path: Path | None, show_all: bool, limit: int) -> None:
         click.echo(f"... {listed - len(rows)} more not shown (--limit)")
 
 
-@main.command(short_help="Try deliveries (IDs or --dead) again now.")
+@main.command(
+    short_help="Try deliveries (IDs or --dead) again now.",
+    help=(
+        "Schedule deliveries (by ID, or all dead ones) for an immediate new attempt. A requeued\n"
+        "delivery starts afresh: attempts, backoff and the age limit count from now."
+    ),
+)
 @config_option
 @click.argument("delivery_ids", type=int, nargs=-1)
 @click.option("--dead", "all_dead", is_flag=True, help="Retry every dead delivery.")
 def retry(config_path: Path | None, delivery_ids: tuple[int, ...], all_dead: bool) -> None:
-    """Schedule deliveries (by ID, or all dead ones) for an immediate new attempt. A requeued
-    delivery starts afresh: attempts, backoff and the age limit count from now."""
     from relay.store import RETRYABLE  # noqa: PLC0415
 
     if not delivery_ids and not all_dead:
@@ -402,14 +422,19 @@ def retry(config_path: Path | None, delivery_ids: tuple[int, ...], all_dead: boo
         sys.exit(1)
 
 
-@main.command(short_help="Route a stored conversation again, deliver it.")
+@main.command(
+    short_help="Route a stored conversation again, deliver it.",
+    help=(
+        "Route a stored conversation again with the current rules and deliver it again.\n"
+        "\n"
+        "CONVERSATION is a stored conversation's numeric id, or its key"
+        ' "<accountId>-<channelId>"\n'
+        "(the newest version is replayed)."
+    ),
+)
 @config_option
 @click.argument("conversation")
 def replay(config_path: Path | None, conversation: str) -> None:
-    """Route a stored conversation again with the current rules and deliver it again.
-
-    CONVERSATION is a stored conversation's numeric id, or its key "<accountId>-<channelId>"
-    (the newest version is replayed)."""
     from relay.intake.pipeline import take  # noqa: PLC0415
 
     settings = _load(config_path)
@@ -433,7 +458,10 @@ def replay(config_path: Path | None, conversation: str) -> None:
     )
 
 
-@main.command(short_help="List leads to follow up and who took them.")
+@main.command(
+    short_help="List leads to follow up and who took them.",
+    help="List the leads (missed chats and offline messages to follow up), oldest first.",
+)
 @config_option
 @click.option(
     "--state",
@@ -444,7 +472,6 @@ def replay(config_path: Path | None, conversation: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON array.")
 @click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True)
 def leads(config_path: Path | None, state: str | None, as_json: bool, limit: int) -> None:
-    """List the leads (missed chats and offline messages to follow up), oldest first."""
     from relay.leads import listing  # noqa: PLC0415
 
     store = _open_store(_load(config_path))
@@ -459,11 +486,14 @@ def leads(config_path: Path | None, state: str | None, as_json: bool, limit: int
         click.echo(line)
 
 
-@main.group(invoke_without_command=True, short_help="List refused bodies; show one.")
+@main.group(
+    invoke_without_command=True,
+    short_help="List refused bodies; show one.",
+    help="List refused bodies kept for inspection.",
+)
 @config_option
 @click.pass_context
 def quarantine(ctx: click.Context, config_path: Path | None) -> None:
-    """List refused bodies kept for inspection."""
     ctx.obj = config_path
     if ctx.invoked_subcommand is not None:
         return
@@ -481,12 +511,11 @@ def quarantine(ctx: click.Context, config_path: Path | None) -> None:
         )
 
 
-@quarantine.command("show")
+@quarantine.command("show", help="Print one refused body and why it was refused.")
 @click.argument("entry_id", type=int)
 @config_option
 @click.pass_obj
 def quarantine_show(group_config: Path | None, entry_id: int, config_path: Path | None) -> None:
-    """Print one refused body and why it was refused."""
     store = _open_store(_load(config_path or group_config))
     row = store.quarantine_entry(entry_id)
     store.close()
@@ -497,7 +526,13 @@ def quarantine_show(group_config: Path | None, entry_id: int, config_path: Path 
     click.echo(row.body.decode("utf-8", errors="replace"))
 
 
-@main.command(short_help="Delete conversations past the retention period.")
+@main.command(
+    short_help="Delete conversations past the retention period.",
+    help=(
+        "Delete conversations (and the personal data they carry) older than the retention period.\n"
+        "Conversations with deliveries still pending are kept."
+    ),
+)
 @config_option
 @click.option(
     "--older-than",
@@ -507,8 +542,6 @@ def quarantine_show(group_config: Path | None, entry_id: int, config_path: Path 
     help="Days (default: storage.retention_days).",
 )
 def purge(config_path: Path | None, days: float | None) -> None:
-    """Delete conversations (and the personal data they carry) older than the retention period.
-    Conversations with deliveries still pending are kept."""
     from rich.console import Console  # noqa: PLC0415 -- only purge shows a progress bar
     from rich.progress import Progress  # noqa: PLC0415 -- only purge shows a progress bar
 
@@ -546,17 +579,24 @@ def purge(config_path: Path | None, days: float | None) -> None:
     )
 
 
-@main.group(short_help="Add or remove console users.")
+@main.group(
+    short_help="Add or remove console users.",
+    help="Console users (docs/console.md): the console is off until one exists.",
+)
 def user() -> None:
-    """Console users (docs/console.md): the console is off until one exists."""
+    pass
 
 
-@user.command("add")
+@user.command(
+    "add",
+    help=(
+        "Add NAME, or set a new password for NAME; the password is read from standard input\n"
+        "(its first line), and stored as an argon2 hash."
+    ),
+)
 @config_option
 @click.argument("name")
 def user_add(config_path: Path | None, name: str) -> None:
-    """Add NAME, or set a new password for NAME; the password is read from standard input
-    (its first line), and stored as an argon2 hash."""
     from relay.console.auth import hash_password, valid_name  # noqa: PLC0415
 
     if not valid_name(name):
@@ -574,11 +614,10 @@ def user_add(config_path: Path | None, name: str) -> None:
     click.echo(f"user {name} {'added' if created else 'has a new password'}")
 
 
-@user.command("remove")
+@user.command("remove", help="Remove NAME: their sessions end at their next request.")
 @config_option
 @click.argument("name")
 def user_remove(config_path: Path | None, name: str) -> None:
-    """Remove NAME: their sessions end at their next request."""
     store = _open_user_store(_load(config_path))
     try:
         removed = store.remove_console_user(name)
@@ -601,7 +640,14 @@ def _open_user_store(settings: Settings) -> StoreProtocol:
         raise click.ClickException(str(exc)) from None
 
 
-@main.command(short_help="Upgrade the store's schema, or copy SQLite into PostgreSQL.")
+@main.command(
+    short_help="Upgrade the store's schema, or copy SQLite into PostgreSQL.",
+    help=(
+        "Bring the configured store to this relay's schema version (relays also do this when\n"
+        "they start). With --to-postgres: copy the SQLite store (conversations, deliveries with\n"
+        "their state, quarantine) into PostgreSQL, then compare the counts. Stop the relay first."
+    ),
+)
 @config_option
 @click.option(
     "--to-postgres",
@@ -612,9 +658,6 @@ def _open_user_store(settings: Settings) -> StoreProtocol:
     " database (password: in the URL, or the config's storage.password).",
 )
 def migrate(config_path: Path | None, to_postgres: str | None) -> None:
-    """Bring the configured store to this relay's schema version (relays also do this when
-    they start). With --to-postgres: copy the SQLite store (conversations, deliveries with
-    their state, quarantine) into PostgreSQL, then compare the counts. Stop the relay first."""
     from relay.ops.statedir import lock_state_dir  # noqa: PLC0415
 
     settings = _load(config_path)

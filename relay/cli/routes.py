@@ -29,12 +29,19 @@ def parse_at(value: str | None) -> float | None:
     return moment.timestamp()
 
 
-@click.group()
+@click.group(help="Inspect routing rules.")
 def routes() -> None:
-    """Inspect routing rules."""
+    pass
 
 
-@routes.command("test", short_help="Which rules PAYLOAD matches, and why.")
+@routes.command(
+    "test",
+    short_help="Which rules PAYLOAD matches, and why.",
+    help=(
+        "Show, for each rule, whether PAYLOAD matches and why, and the resulting actions.\n"
+        "Uses the same decision code as the running relay; nothing is sent or stored."
+    ),
+)
 @click.argument("payload", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--at",
@@ -50,8 +57,6 @@ def routes() -> None:
     help="Settings file (TOML). Default: $RELAY_CONFIG, else built-in defaults.",
 )
 def routes_test(payload: Path, at_text: str | None, config_path: Path | None) -> None:
-    """Show, for each rule, whether PAYLOAD matches and why, and the resulting actions.
-    Uses the same decision code as the running relay; nothing is sent or stored."""
     # Imported here: ``relay --help`` loads this module and should stay quick.
     from relay.config.settings import load_settings  # noqa: PLC0415
     from relay.intake.pipeline import take  # noqa: PLC0415

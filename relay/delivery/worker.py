@@ -36,7 +36,7 @@ from relay.model.errors import (
 from relay.render.dispatch import Job, render
 from relay.render.pool import PoolUnavailable, RenderJob, RenderPool
 from relay.routing.rules import AnyAction, TeamsAction
-from relay.senders.base import Sender, SendResult
+from relay.senders.base import Sender, SendResult, send_within_deadline
 from relay.senders.outbox import OutboxSender
 from relay.senders.registry import sender_key
 from relay.snapshot import Snapshot
@@ -700,34 +700,13 @@ class Worker:
                 task = asyncio.current_task()
                 self._in_send.add(task)  # a stop now gives it the grace period
                 try:
-                    return content, await self._send(sender, content, delivery)
+                    return content, await send_within_deadline(
+                        sender, content, delivery_id=delivery.id, skip=delivery.done_recipients
+                    )
                 finally:
                     self._in_send.discard(task)
         finally:
             self._past_send(asyncio.current_task())
-
-    @staticmethod
-    async def _send(
-        sender: Sender, content: Content, delivery: ClaimedDelivery
-    ) -> SendResult | None:
-        """Send within the sender's deadline: past it the send is cancelled (connections
-        closed) and counts as a transient failure, however the destination dribbles."""
-        deadline = sender.deadline_seconds
-        if deadline is None:
-            return await sender.send(
-                content, delivery_id=delivery.id, skip=delivery.done_recipients
-            )
-        scope = asyncio.timeout(deadline)
-        try:
-            async with scope:
-                return await sender.send(
-                    content, delivery_id=delivery.id, skip=delivery.done_recipients
-                )
-        except TimeoutError:
-            if not scope.expired():
-                raise  # the sender's own timeout, sorted like any other sender failure
-            message = f"no complete answer within the {deadline:g} s deadline"
-            raise DeliveryTimeout(message) from None
 
     async def _retry_or_bury(self, delivery: ClaimedDelivery, exc: TransientDeliveryError) -> None:
         done = (*delivery.done_recipients, *exc.done)

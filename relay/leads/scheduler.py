@@ -23,6 +23,7 @@ from relay.leads.texts import text
 from relay.model.content import EmailContent
 from relay.model.errors import DeliveryError
 from relay.routing.rules import EmailAction, PlannedDelivery, SlackAction
+from relay.senders.base import send_within_deadline
 from relay.snapshot import Snapshot
 from relay.store.storethread import StoreThread
 
@@ -152,7 +153,8 @@ class FollowUpScheduler:
             content = await self.digest_email(snapshot, day, now)
             made = True
             sender = snapshot.senders["email"]
-            await asyncio.wait_for(sender.send(content, delivery_id=0), timeout=120)
+            # Bounded by the sender's deadline, as the worker's sends are.
+            await send_within_deadline(sender, content, delivery_id=0)
         except (DeliveryError, OSError, TimeoutError) as exc:
             if made:
                 self._backoff = None

@@ -78,15 +78,21 @@ def text_payload(
 
 
 # Quoted-printable lines a MimeBuilder keeps (a few emails' worth of template lines; the
-# conversations' own lines come and go): at most ~1 MB.
+# conversations' own lines come and go), each of at most QP_LINE_KEPT_LONGEST bytes: a
+# longer line is encoded every time, so that a conversation of long distinct lines cannot
+# make the kept lines grow to QP_LINES_KEPT times their length. At most ~2 MB.
 QP_LINES_KEPT = 2048
+QP_LINE_KEPT_LONGEST = 256
 
 
 def qp_line(line: bytes, known: dict[bytes, bytes]) -> bytes:
     """``binascii.b2a_qp(line + b"\n", istext=True)`` for a ``line`` without CR or LF, from
-    ``known`` when it was encoded before. Quoted-printable encodes each line on its own (a
+    ``known`` when it was encoded before (a line longer than ``QP_LINE_KEPT_LONGEST`` is
+    neither looked up nor kept). Quoted-printable encodes each line on its own (a
     line's soft breaks and its trailing white space depend on that line only), so the
     lines' encodings joined are the encoding of the lines joined."""
+    if len(line) > QP_LINE_KEPT_LONGEST:
+        return binascii.b2a_qp(line + b"\n", istext=True)
     encoded = known.get(line)
     if encoded is None:
         if len(known) >= QP_LINES_KEPT:

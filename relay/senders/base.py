@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 from relay.model.content import Content
+from relay.model.errors import DeliveryTimeout
 
 # The total deadline of a webhook call whose action names no destination (its own URL); here,
 # not in relay.senders.webhook, so it is known without importing that module's HTTP client.
@@ -63,3 +65,24 @@ class Sender(Protocol):
     async def send(
         self, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()
     ) -> SendResult | None: ...
+
+
+async def send_within_deadline(
+    sender: Sender, content: Content, *, delivery_id: int, skip: tuple[str, ...] = ()
+) -> SendResult | None:
+    """``sender.send`` within the sender's deadline: past it the send is cancelled
+    (connections closed) and raises ``DeliveryTimeout``, however the destination dribbles or
+    stalls. Every send goes through here: the SMTP transaction has no timeout of its own per
+    reply (``relay.senders.smtp.sendmail``)."""
+    deadline = sender.deadline_seconds
+    if deadline is None:
+        return await sender.send(content, delivery_id=delivery_id, skip=skip)
+    scope = asyncio.timeout(deadline)
+    try:
+        async with scope:
+            return await sender.send(content, delivery_id=delivery_id, skip=skip)
+    except TimeoutError:
+        if not scope.expired():
+            raise  # the sender's own timeout, sorted like any other sender failure
+        message = f"no complete answer within the {deadline:g} s deadline"
+        raise DeliveryTimeout(message) from None

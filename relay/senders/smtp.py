@@ -126,8 +126,10 @@ async def sendmail(
 
     Its commands wait for their replies without a timeout of their own (each such timeout
     was a timer and a ``wait_for`` per reply): every caller of ``SmtpSender.send`` bounds
-    the whole transaction with the sender's deadline (``deadline_seconds``, the worker's
-    ``_send``), which cancels it and closes the connection however the server stalls."""
+    the whole transaction with the sender's deadline (``deadline_seconds``: the worker and
+    the follow-up digest through ``relay.senders.base.send_within_deadline``, `relay
+    send-test` with the same value), which cancels it and closes the connection however the
+    server stalls."""
     encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
     payload, size = data_payload(data)
     if client.supports_extension("size"):

@@ -249,6 +249,48 @@ async def test_a_digest_the_mail_server_defers_is_sent_by_a_later_pass(
     assert smtp_server.handler.attempts == 2
 
 
+async def test_a_digest_the_mail_server_never_answers_fails_at_the_sender_s_deadline(
+    tmp_path: Path,
+    open_test_store: StoreOpener,
+    smtp_server: SmtpServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The SMTP transaction waits for its replies under the sender's deadline only (no
+    timeout of its own per reply), so the digest's send is bounded by that deadline as the
+    worker's sends are: the day is released at it, and a later pass sends the digest."""
+    settings = Settings(
+        **base_sections(tmp_path / "state"),
+        smtp={
+            "host": "127.0.0.1",
+            "port": smtp_server.port,
+            "from_address": "R <r@shop.test>",
+            "timeout_seconds": 1,
+        },
+        follow_up=follow_up(business_hours=OFFICE, digest_at="08:00", digest_to=["head@shop.test"]),
+    )
+    senders = SenderRegistry()
+    snapshot = build_snapshot(settings, senders)
+    clock = Clock(at(2026, 12, 3, 8, 0, 30))
+    smtp_server.handler.data_stalls = 1
+    thread = StoreThread(open_test_store())
+    try:
+        await thread.call(lambda s: s.accept(missed(1), now=at(2026, 12, 2, 9, 0)))
+        scheduler = FollowUpScheduler(thread, lambda: snapshot, clock=clock)
+        assert (await scheduler.run_once()).digest is None  # stalled: the day is released
+        clock.now = at(2026, 12, 3, 8, 1)
+        assert (await scheduler.run_once()).digest is not None
+    finally:
+        thread.close()
+        await senders.close()
+    assert (
+        "the follow-up digest of 2026-12-03 could not be sent"
+        " (no complete answer within the 1 s deadline)" in caplog.text
+    )
+    (received,) = smtp_server.handler.wait_for(1)
+    assert received.rcpt_tos == ["head@shop.test"]
+    assert smtp_server.handler.attempts == 2
+
+
 async def test_a_failed_follow_up_pass_is_logged_and_the_loop_stops_cleanly(
     tmp_path: Path, open_test_store: StoreOpener, caplog: pytest.LogCaptureFixture
 ) -> None:

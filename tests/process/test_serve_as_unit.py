@@ -7,7 +7,9 @@ cached instead of compiling it again."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -110,3 +112,38 @@ def test_relay_serve_with_the_units_python_environment(tmp_path: Path) -> None:
     assert all(".opt-2." in path.name for path in first)
     # The second start found every file of the first one valid and rewrote none of them.
     assert {path: second[path] for path in first} == first
+
+
+# Every command's help text, by command path, as click shows it (``relay X --help``).
+HELP_TEXTS = """
+import json, click
+from relay.cli import main
+def walk(command, path):
+    yield " ".join(path), command.help or "", command.short_help or ""
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from walk(sub, [*path, name])
+print(json.dumps(list(walk(main, ["relay"]))))
+"""
+
+
+def help_texts(env: dict[str, str]) -> list[list[str]]:
+    shown = subprocess.run(
+        [sys.executable, "-c", HELP_TEXTS],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(shown.stdout)  # type: ignore[no-any-return]
+
+
+def test_every_commands_help_reads_the_same_with_the_units_python_environment(
+    tmp_path: Path,
+) -> None:
+    """`relay-ctl ... --help` runs `relay` as the unit does (PYTHONOPTIMIZE=2: no
+    docstrings): each command still says what it does."""
+    plain = help_texts({"PYTHONOPTIMIZE": ""})
+    assert len(plain) > 10 and all(text for _, text, _ in plain), plain
+    assert help_texts(unit_environment(tmp_path / "cache")) == plain

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -27,9 +28,11 @@ class Received:
 
 @dataclass
 class RecordingHandler:
-    """Answers DATA with the next scripted reply ("451 ...", "550 ...") and then 250."""
+    """Answers DATA with the next scripted reply ("451 ...", "550 ...") and then 250; the
+    first ``data_stalls`` messages get no answer at all (the server stalls after the data)."""
 
     data_replies: list[str] = field(default_factory=list)
+    data_stalls: int = 0
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     messages: list[Received] = field(default_factory=list)
     attempts: int = 0
@@ -47,6 +50,12 @@ class RecordingHandler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.arrived:
             self.attempts += 1
+            stall = self.data_stalls > 0
+            self.data_stalls -= stall
+            self.arrived.notify_all()
+        if stall:
+            await asyncio.Event().wait()  # until the server stops
+        with self.arrived:
             if self.data_replies:
                 reply = self.data_replies.pop(0)
                 self.arrived.notify_all()

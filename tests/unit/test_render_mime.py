@@ -4,6 +4,7 @@ never below the real size, and content that survives the render pool's pickling.
 
 from __future__ import annotations
 
+import binascii
 import copy
 import email.policy
 import json
@@ -17,7 +18,13 @@ import pytest
 from relay.intake.payload import parse
 from relay.model.category import Category
 from relay.render.headers import flatten
-from relay.render.mime import QP_LINES_KEPT, MimeBuilder, qp_line, text_payload
+from relay.render.mime import (
+    QP_LINE_KEPT_LONGEST,
+    QP_LINES_KEPT,
+    MimeBuilder,
+    qp_line,
+    text_payload,
+)
 from relay.render.renderer import flattened_size
 from tests.support.render import (
     EMAIL_ACTION,
@@ -183,3 +190,14 @@ def test_known_quoted_printable_lines_are_bounded() -> None:
     for n in range(QP_LINES_KEPT * 2 + 5):
         assert qp_line(b"=%d" % n, known) == b"=3D%d\n" % n
         assert len(known) <= QP_LINES_KEPT
+
+
+def test_known_quoted_printable_lines_stay_small_however_long_the_lines() -> None:
+    """Hostile conversations of long distinct lines (each one encoded quoted-printable)
+    leave the builder's kept lines within a few MB, not QP_LINES_KEPT times the longest."""
+    known: dict[bytes, bytes] = {}
+    for n in range(QP_LINES_KEPT):  # as many as are kept before they are cleared
+        long = b"%d " % n + "é= \t".encode() * 1_000
+        for line in (long, long[:QP_LINE_KEPT_LONGEST], long[: QP_LINE_KEPT_LONGEST + 1]):
+            assert qp_line(line, known) == binascii.b2a_qp(line + b"\n", istext=True)
+    assert sum(len(line) + len(encoded) for line, encoded in known.items()) <= 2_500_000
