@@ -75,9 +75,11 @@ class Connection:
 
 
 def sink_times(path: Path) -> list[float]:
+    """The sink's times so far: only whole lines (the sink may be writing the last one)."""
     if not path.exists():
         return []
-    return [float(line.split()[1]) for line in path.read_bytes().splitlines() if line.strip()]
+    whole = path.read_bytes().rpartition(b"\n")[0]
+    return [float(line.split()[1]) for line in whole.splitlines() if line.strip()]
 
 
 async def background(port: int, rate: float, connections: int, stop: asyncio.Event) -> int:
