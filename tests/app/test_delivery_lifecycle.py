@@ -19,11 +19,11 @@ from relay.delivery.retry import GiveUp, RetryAt, RetryPolicy, decide
 from relay.delivery.worker import message_id
 from relay.routing.rules import PlannedDelivery
 from relay.senders.slack import retry_after_seconds
-from relay.store import Intake, StoreProtocol
+from relay.store import StoreProtocol
 from tests.support.data import TOKEN, sample
 from tests.support.holding_smtp import HoldingHandler
 from tests.support.smtp import SmtpServer
-from tests.support.store import StoreOpener, deliveries
+from tests.support.store import StoreOpener, deliveries, emailed_intake
 
 
 @pytest.fixture
@@ -31,23 +31,8 @@ def store(open_test_store: StoreOpener) -> StoreProtocol:
     return open_test_store()
 
 
-def intake(
-    channel_id: int = 1, category: str = "missed", text: str = "", to: str = "sales@shop.test"
-) -> Intake:
-    action = EmailAction(type="email", to=[to])
-    return Intake(
-        raw=json.dumps({"accountId": 7, "channel": {"id": channel_id}, "t": text}).encode(),
-        conv_key=f"7-{channel_id}",
-        account_id=7,
-        channel_id=channel_id,
-        content_hash=f"hash-{channel_id}-{text}",
-        category=category,
-        planned=(PlannedDelivery(rule="r", action=action),),
-    )
-
-
 def test_an_interrupted_send_is_requeued_and_counted(store: StoreProtocol) -> None:
-    store.accept(intake(), now=100)
+    store.accept(emailed_intake(), now=100)
     [claimed] = store.claim_due(10, now=100)
     assert claimed.attempts == 1
     assert store.claim_due(10, now=100) == []  # claimed rows are not handed out twice
@@ -64,7 +49,7 @@ def test_a_claim_takes_only_what_admit_accepts_and_leaves_the_rest_queued(
 ) -> None:
     for n in range(1, 6):
         to = "a@shop.test" if n % 2 else "b@shop.test"
-        store.accept(intake(channel_id=n, to=to), now=100 + n)
+        store.accept(emailed_intake(channel_id=n, to=to), now=100 + n)
     offered: list[str] = []
 
     def one_each(action: dict[str, Any]) -> bool:
@@ -91,9 +76,9 @@ def test_a_backlog_for_a_full_destination_is_not_read_row_by_row(store: StorePro
     """600 deliveries to a full destination (more than one page of the scan) ahead of three
     to another: the claim finds the three, offering the full destination's action once."""
     for n in range(1, 601):
-        store.accept(intake(channel_id=n, to="full@shop.test"), now=100)
+        store.accept(emailed_intake(channel_id=n, to="full@shop.test"), now=100)
     for n in range(601, 604):
-        store.accept(intake(channel_id=n, to="free@shop.test"), now=101)
+        store.accept(emailed_intake(channel_id=n, to="free@shop.test"), now=101)
     offered: list[str] = []
 
     def room_for_free(action: dict[str, Any]) -> bool:
@@ -109,10 +94,10 @@ def test_a_claim_told_not_to_look_past_a_refusal_ends_there(store: StoreProtocol
     """``past_refused=False`` (the worker's claims right after one that found only a full
     destination's backlog): what is admitted before the first refusal is claimed, nothing
     behind it is read; the next full claim finds the rest."""
-    store.accept(intake(channel_id=1, to="free@shop.test"), now=100)
+    store.accept(emailed_intake(channel_id=1, to="free@shop.test"), now=100)
     for n in range(2, 6):
-        store.accept(intake(channel_id=n, to="full@shop.test"), now=101)
-    store.accept(intake(channel_id=6, to="free@shop.test"), now=102)
+        store.accept(emailed_intake(channel_id=n, to="full@shop.test"), now=101)
+    store.accept(emailed_intake(channel_id=6, to="free@shop.test"), now=102)
     offered: list[str] = []
 
     def room_for_free(action: dict[str, Any]) -> bool:
@@ -131,7 +116,7 @@ def test_a_claim_told_not_to_look_past_a_refusal_ends_there(store: StoreProtocol
 
 
 def test_a_released_send_goes_back_untouched(store: StoreProtocol) -> None:
-    store.accept(intake(), now=100)
+    store.accept(emailed_intake(), now=100)
     [claimed] = store.claim_due(10, now=100)
     store.release([claimed.id], now=150)
     [row] = store.deliveries()
@@ -146,10 +131,10 @@ def test_a_released_send_goes_back_untouched(store: StoreProtocol) -> None:
 
 
 def test_versions_plan_each_action_once_per_category(store: StoreProtocol) -> None:
-    first = store.accept(intake(text="a"))
-    same = store.accept(intake(text="a"))
-    changed = store.accept(intake(text="b"))
-    recategorised = store.accept(intake(text="c", category="low-rated"))
+    first = store.accept(emailed_intake(text="a"))
+    same = store.accept(emailed_intake(text="a"))
+    changed = store.accept(emailed_intake(text="b"))
+    recategorised = store.accept(emailed_intake(text="c", category="low-rated"))
     assert (first.version, first.deliveries) == (1, 1)
     assert (same.duplicate, same.version, same.deliveries) == (True, 1, 0)
     assert (changed.duplicate, changed.version, changed.deliveries) == (False, 2, 0)
@@ -159,7 +144,7 @@ def test_versions_plan_each_action_once_per_category(store: StoreProtocol) -> No
 def test_a_crm_id_is_kept_and_found_by_later_versions_of_the_same_action(
     store: StoreProtocol,
 ) -> None:
-    first = store.accept(intake(text="a"), now=100)
+    first = store.accept(emailed_intake(text="a"), now=100)
     [one] = store.deliveries(conversation_id=first.conversation_id)
     assert store.known_external_ref(one.id) is None
     store.record_external_ref(one.id, "ticket-1")
@@ -169,7 +154,7 @@ def test_a_crm_id_is_kept_and_found_by_later_versions_of_the_same_action(
     assert noted is not None
     assert noted.last_error == "no email: nothing created"
     # A later version in another category plans the same action again: it finds the id.
-    later = store.accept(intake(text="b", category="low-rated"), now=101)
+    later = store.accept(emailed_intake(text="b", category="low-rated"), now=101)
     [two] = store.deliveries(conversation_id=later.conversation_id)
     assert store.known_external_ref(two.id) == "ticket-1"
     store.record_external_ref(two.id, "ticket-2")
@@ -181,9 +166,11 @@ def test_a_crm_id_is_kept_and_found_by_later_versions_of_the_same_action(
     other_action = PlannedDelivery(
         rule="r", action=EmailAction(type="email", to=["other@shop.test"])
     )
-    third = store.accept(replace(intake(text="c", category="offline"), planned=(other_action,)))
+    third = store.accept(
+        replace(emailed_intake(text="c", category="offline"), planned=(other_action,))
+    )
     [three] = store.deliveries(conversation_id=third.conversation_id)
-    elsewhere = store.accept(intake(channel_id=2, text="a"), now=102)
+    elsewhere = store.accept(emailed_intake(channel_id=2, text="a"), now=102)
     [four] = store.deliveries(conversation_id=elsewhere.conversation_id)
     assert store.known_external_ref(three.id) is None
     assert store.known_external_ref(four.id) is None

@@ -5,37 +5,21 @@ failing one undoes only its own changes."""
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 
-from relay.config.settings import EmailAction
 from relay.delivery.outcomes import OutcomeWriter
-from relay.model.category import Category
-from relay.routing.rules import PlannedDelivery
-from relay.store import STATUSES, ClaimedDelivery, Intake, StoreProtocol
+from relay.store import STATUSES, ClaimedDelivery, StoreProtocol
 from relay.store.storethread import StoreThread
+from tests.support.store import emailed_intake
 
 NOW = 1_800_000_000.0
-
-
-def intake(n: int) -> Intake:
-    action = EmailAction(type="email", to=[f"team{n}@shop.test"])
-    return Intake(
-        raw=json.dumps({"accountId": 7, "channel": {"id": n}}).encode(),
-        conv_key=f"7-{n}",
-        account_id=7,
-        channel_id=n,
-        content_hash=f"hash-{n}",
-        category=Category.MISSED.value,
-        planned=(PlannedDelivery(rule="r", action=action),),
-    )
 
 
 async def claimed(store_thread: StoreThread, count: int) -> list[ClaimedDelivery]:
     def claim(store: StoreProtocol) -> list[ClaimedDelivery]:
         for n in range(1, count + 1):
-            store.accept(intake(n), now=NOW)
+            store.accept(emailed_intake(n, to=f"team{n}@shop.test"), now=NOW)
         return store.claim_due(count, now=NOW)
 
     found = await store_thread.call(claim)

@@ -14,26 +14,13 @@ import psycopg
 import pytest
 
 from relay.model.errors import StoreVersionError
-from relay.routing.rules import EmailAction, PlannedDelivery
 from relay.store import Intake
 from relay.store.postgres import PostgresStore
 from relay.store.postgres.schema import MIGRATIONS, SCHEMA_VERSION
+from tests.support.store import emailed_intake
 
 T = TypeVar("T")
 LEASE = 60.0
-
-
-def intake(channel_id: int, text: str = "") -> Intake:
-    action = EmailAction(type="email", to=["sales@shop.test"])
-    return Intake(
-        raw=json.dumps({"accountId": 7, "channel": {"id": channel_id}, "t": text}).encode(),
-        conv_key=f"7-{channel_id}",
-        account_id=7,
-        channel_id=channel_id,
-        content_hash=f"hash-{channel_id}-{text}",
-        category="missed",
-        planned=(PlannedDelivery(rule="r", action=action),),
-    )
 
 
 @pytest.fixture
@@ -67,7 +54,7 @@ def test_a_lease_blocks_other_relays_until_it_expires_then_one_takes_it_over(
     relays: Callable[[], PostgresStore],
 ) -> None:
     first, second = relays(), relays()
-    first.accept(intake(1), now=100)
+    first.accept(emailed_intake(1), now=100)
     [held] = first.claim_due(10, now=100)
     assert second.claim_due(10, now=100 + LEASE - 1) == []  # the lease holds
     assert second.recover_claimed(now=100 + LEASE - 1) == 0  # another relay's live lease
@@ -86,8 +73,8 @@ def test_a_restarted_relay_recovers_what_it_held_and_only_that(
     relays: Callable[[], PostgresStore], postgres_url: str
 ) -> None:
     mine, other = relays(), relays()
-    mine.accept(intake(1), now=100)
-    mine.accept(intake(2), now=100)
+    mine.accept(emailed_intake(1), now=100)
+    mine.accept(emailed_intake(2), now=100)
     [a] = mine.claim_due(1, now=100)
     [b] = other.claim_due(1, now=100)
     restarted = PostgresStore(postgres_url, holder=mine.holder, lease_seconds=LEASE)
@@ -104,7 +91,7 @@ def test_relays_claiming_at_once_never_share_a_delivery(
 ) -> None:
     stores = [relays() for _ in range(4)]
     for n in range(40):
-        stores[0].accept(intake(n), now=100)
+        stores[0].accept(emailed_intake(n), now=100)
 
     def drain(n: int) -> list[int]:
         ids: list[int] = []
@@ -121,7 +108,9 @@ def test_identical_intakes_on_several_relays_store_one_conversation(
     relays: Callable[[], PostgresStore],
 ) -> None:
     stores = [relays() for _ in range(6)]
-    accepted = together(len(stores), lambda n: stores[n].accept(intake(1, "same"), now=100))
+    accepted = together(
+        len(stores), lambda n: stores[n].accept(emailed_intake(1, text="same"), now=100)
+    )
     assert sorted(a.duplicate for a in accepted) == [False] + [True] * 5
     assert len({a.conversation_id for a in accepted}) == 1
     assert len(stores[0].deliveries()) == 1
@@ -131,7 +120,9 @@ def test_changed_intakes_on_several_relays_get_distinct_versions(
     relays: Callable[[], PostgresStore],
 ) -> None:
     stores = [relays() for _ in range(6)]
-    accepted = together(len(stores), lambda n: stores[n].accept(intake(1, f"t{n}"), now=100))
+    accepted = together(
+        len(stores), lambda n: stores[n].accept(emailed_intake(1, text=f"t{n}"), now=100)
+    )
     assert sorted(a.version for a in accepted) == [1, 2, 3, 4, 5, 6]
     assert not any(a.duplicate for a in accepted)
     assert len(stores[0].deliveries()) == 1  # one action per category, whatever the version
@@ -169,7 +160,7 @@ def test_a_version_1_database_loses_parsed_and_gains_external_ref_keeping_its_ro
     store = PostgresStore(postgres_url)
     try:
         assert store.conversation_raw(1) == (b"{}", "missed", "7-1")
-        assert store.accept(intake(1, "later")).version == 2
+        assert store.accept(emailed_intake(1, text="later")).version == 2
         [delivery] = store.deliveries()
         store.record_external_ref(delivery.id, "note-1")
         assert store.known_external_ref(delivery.id) == "note-1"
@@ -230,7 +221,7 @@ def test_intake_and_retry_now_wake_every_listening_relay(
     listener = idle.listen(lambda: woken.put("woken"))
     assert listener.listening.wait(10)
     assert woken.get(timeout=10) == "woken"  # on connecting: whatever came meanwhile is due
-    busy.accept(intake(1), now=100)
+    busy.accept(emailed_intake(1), now=100)
     assert woken.get(timeout=10) == "woken"
     [claimed] = busy.claim_due(1, now=100)
     busy.mark_dead(claimed.id, "550 no such user", now=101)
@@ -253,7 +244,7 @@ def test_a_listener_listens_again_after_losing_the_server(
         )
     assert woken.get(timeout=10) == "woken"  # connected again
     assert listener.listening.wait(10)
-    busy.accept(intake(1), now=100)
+    busy.accept(emailed_intake(1), now=100)
     assert woken.get(timeout=10) == "woken"
 
 
@@ -262,7 +253,7 @@ def test_a_claim_in_progress_is_skipped_not_waited_for(
 ) -> None:
     first, second = relays(), relays()
     for n in range(3):
-        first.accept(intake(n), now=100 + n)
+        first.accept(emailed_intake(n), now=100 + n)
     with first.batch():  # the first relay's claim is not committed yet
         [taken] = first.claim_due(1, now=200)
         others = second.claim_due(10, now=200)  # SKIP LOCKED: no wait, no double claim
@@ -274,7 +265,7 @@ def test_deliveries_a_claim_does_not_admit_stay_free_for_other_relays(
     relays: Callable[[], PostgresStore],
 ) -> None:
     first, second = relays(), relays()
-    first.accept(intake(1), now=100)
+    first.accept(emailed_intake(1), now=100)
     with first.batch():
         assert first.claim_due(10, now=200, admit=lambda action: False) == []
         assert len(second.claim_due(10, now=200)) == 1  # not locked by the refusal

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from relay.config.settings import Settings
+from relay.config.settings import EmailAction, Settings
 from relay.model.category import Category
+from relay.routing.rules import PlannedDelivery
 from relay.store import STATUSES, DeliveryRow, Intake, QuarantineRow, Store, StoreProtocol
 from relay.store.opening import database_path, open_store, postgres_url
 
@@ -86,6 +88,23 @@ def select_rows(settings: Settings, query: str) -> list[dict[str, Any]]:
 
     with psycopg.connect(url, row_factory=dict_row) as conn:
         return list(conn.execute(query.encode()).fetchall())
+
+
+def emailed_intake(
+    channel_id: int = 1, category: str = "missed", text: str = "", to: str = "sales@shop.test"
+) -> Intake:
+    """Conversation "7-<channel_id>" (``text`` makes a new version of it) with one planned
+    email to ``to``."""
+    action = EmailAction(type="email", to=[to])
+    return Intake(
+        raw=json.dumps({"accountId": 7, "channel": {"id": channel_id}, "t": text}).encode(),
+        conv_key=f"7-{channel_id}",
+        account_id=7,
+        channel_id=channel_id,
+        content_hash=f"hash-{channel_id}-{text}",
+        category=category,
+        planned=(PlannedDelivery(rule="r", action=action),),
+    )
 
 
 def bare_intake(n: int, raw: Any = b"{}") -> Intake:
