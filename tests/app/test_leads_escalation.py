@@ -216,36 +216,45 @@ async def test_the_digest_is_sent_once_at_its_time_even_across_a_restart(
     assert "Zmeškané chaty podle hodiny" in html
 
 
+async def fails_then_sent(
+    tmp_path: Path, open_test_store: StoreOpener, smtp_server: SmtpServer, **smtp: object
+) -> None:
+    """A pass at 08:00:30 whose digest send fails (the server as the test set it up) releases
+    the day; the pass at 08:01 sends the digest to head@shop.test."""
+    settings = Settings(
+        **base_sections(tmp_path / "state"),
+        smtp={"host": "127.0.0.1", "port": smtp_server.port, "from_address": "R <r@shop.test>"}
+        | smtp,
+        follow_up=follow_up(business_hours=OFFICE, digest_at="08:00", digest_to=["head@shop.test"]),
+    )
+    senders = SenderRegistry()
+    snapshot = build_snapshot(settings, senders)
+    clock = Clock(at(2026, 12, 3, 8, 0, 30))
+    thread = StoreThread(open_test_store())
+    try:
+        await thread.call(lambda s: s.accept(missed(1), now=at(2026, 12, 2, 9, 0)))
+        scheduler = FollowUpScheduler(thread, lambda: snapshot, clock=clock)
+        assert (await scheduler.run_once()).digest is None  # failed: the day is released
+        clock.now = at(2026, 12, 3, 8, 1)
+        assert (await scheduler.run_once()).digest is not None
+    finally:
+        thread.close()
+        await senders.close()
+    (received,) = smtp_server.handler.wait_for(1)
+    assert received.rcpt_tos == ["head@shop.test"]
+
+
 async def test_a_digest_the_mail_server_defers_is_sent_by_a_later_pass(
     tmp_path: Path,
     open_test_store: StoreOpener,
     smtp_server: SmtpServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings = Settings(
-        **base_sections(tmp_path / "state"),
-        smtp={"host": "127.0.0.1", "port": smtp_server.port, "from_address": "R <r@shop.test>"},
-        follow_up=follow_up(business_hours=OFFICE, digest_at="08:00", digest_to=["head@shop.test"]),
-    )
-    senders = SenderRegistry()
-    snapshot = build_snapshot(settings, senders)
-    clock = Clock(at(2026, 12, 3, 8, 0, 30))
     smtp_server.handler.data_replies = ["451 4.3.0 Try again later"]
-    thread = StoreThread(open_test_store())
-    try:
-        await thread.call(lambda s: s.accept(missed(1), now=at(2026, 12, 2, 9, 0)))
-        scheduler = FollowUpScheduler(thread, lambda: snapshot, clock=clock)
-        assert (await scheduler.run_once()).digest is None  # deferred: the day is released
-        clock.now = at(2026, 12, 3, 8, 1)
-        assert (await scheduler.run_once()).digest is not None
-    finally:
-        thread.close()
-        await senders.close()
+    await fails_then_sent(tmp_path, open_test_store, smtp_server)
     assert "the follow-up digest of 2026-12-03 could not be sent (SMTP server deferred" in (
         caplog.text
     )
-    (received,) = smtp_server.handler.wait_for(1)
-    assert received.rcpt_tos == ["head@shop.test"]
     assert smtp_server.handler.attempts == 2
 
 
@@ -258,36 +267,12 @@ async def test_a_digest_the_mail_server_never_answers_fails_at_the_sender_s_dead
     """The SMTP transaction waits for its replies under the sender's deadline only (no
     timeout of its own per reply), so the digest's send is bounded by that deadline as the
     worker's sends are: the day is released at it, and a later pass sends the digest."""
-    settings = Settings(
-        **base_sections(tmp_path / "state"),
-        smtp={
-            "host": "127.0.0.1",
-            "port": smtp_server.port,
-            "from_address": "R <r@shop.test>",
-            "timeout_seconds": 1,
-        },
-        follow_up=follow_up(business_hours=OFFICE, digest_at="08:00", digest_to=["head@shop.test"]),
-    )
-    senders = SenderRegistry()
-    snapshot = build_snapshot(settings, senders)
-    clock = Clock(at(2026, 12, 3, 8, 0, 30))
     smtp_server.handler.data_stalls = 1
-    thread = StoreThread(open_test_store())
-    try:
-        await thread.call(lambda s: s.accept(missed(1), now=at(2026, 12, 2, 9, 0)))
-        scheduler = FollowUpScheduler(thread, lambda: snapshot, clock=clock)
-        assert (await scheduler.run_once()).digest is None  # stalled: the day is released
-        clock.now = at(2026, 12, 3, 8, 1)
-        assert (await scheduler.run_once()).digest is not None
-    finally:
-        thread.close()
-        await senders.close()
+    await fails_then_sent(tmp_path, open_test_store, smtp_server, timeout_seconds=1)
     assert (
         "the follow-up digest of 2026-12-03 could not be sent"
         " (no complete answer within the 1 s deadline)" in caplog.text
     )
-    (received,) = smtp_server.handler.wait_for(1)
-    assert received.rcpt_tos == ["head@shop.test"]
     assert smtp_server.handler.attempts == 2
 
 
