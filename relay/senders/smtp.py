@@ -221,12 +221,6 @@ def _normalized(data: bytes) -> bytes:
     return normalize_message_line_endings(data)
 
 
-def wire_size(data: bytes) -> int:
-    """The message's size as DATA sends it (RFC 1870: every line end a CRLF, ending in one):
-    ``len(normalize_message_line_endings(data))``."""
-    return len(_normalized(data))
-
-
 async def _greet(client: aiosmtplib.SMTP) -> None:
     """EHLO (HELO if refused) unless this connection has greeted already: the server's
     extensions decide how the message is flattened."""
