@@ -153,6 +153,73 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def thread_cpu_ticks(pids: Sequence[int]) -> dict[tuple[int, int], int]:
+    """User + system CPU ticks of every thread of ``pids`` so far, by (pid, thread id)."""
+    found = {}
+    for pid in pids:
+        for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+            with contextlib.suppress(OSError, ValueError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                found[(pid, int(stat.parent.name))] = int(fields[11]) + int(fields[12])
+    return found
+
+
+def system_cpu_ticks() -> list[int]:
+    """The machine's CPU ticks so far by state: user nice system idle iowait irq softirq steal."""
+    with open("/proc/stat", encoding="ascii") as f:
+        return [int(x) for x in f.readline().split()[1:9]]
+
+
+class CpuWindow:
+    """CPU time per unit of work of the threads of some processes over a timed window, and
+    the machine's share of each CPU state: ``start()``, then ``report(count, labels)``."""
+
+    STATES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+    def __init__(self, pids: dict[int, str]) -> None:
+        self.pids = pids  # pid -> what it is ("relay", "sink"); children counted as "<name> child"
+        self._threads: dict[tuple[int, int], int] = {}
+        self._system: list[int] = []
+
+    def _all(self) -> dict[int, str]:
+        found = {}
+        for pid, name in self.pids.items():
+            for index, member in enumerate(process_tree(pid)):
+                found[member] = name if index == 0 else f"{name} child {member}"
+        return found
+
+    def start(self) -> None:
+        self._threads = thread_cpu_ticks(list(self._all()))
+        self._system = system_cpu_ticks()
+
+    def report(self, count: int, thread_names: dict[int, str]) -> list[str]:
+        """One line per thread that used CPU (µs per unit of work, busiest first), then the
+        machine's states; ``thread_names``: names of thread ids known to the caller."""
+        ticks_us = 1e6 / os.sysconf("SC_CLK_TCK")
+        owners = self._all()
+        after = thread_cpu_ticks(list(owners))
+        used = sorted(
+            ((ticks - self._threads.get(key, 0), key) for key, ticks in after.items()),
+            reverse=True,
+        )
+        lines = []
+        total = 0.0
+        for ticks, (pid, tid) in used:
+            if ticks <= 0:
+                continue
+            total += ticks * ticks_us / count
+            name = thread_names.get(tid, "main thread" if tid == pid else f"thread {tid}")
+            lines.append(f"{ticks * ticks_us / count:7.0f} µs  {owners[pid]}: {name}")
+        lines.append(f"{total:7.0f} µs  in all")
+        system = [b - a for a, b in zip(self._system, system_cpu_ticks(), strict=True)]
+        share = " ".join(
+            f"{state} {100 * t / max(sum(system), 1):.0f}%"
+            for state, t in zip(self.STATES, system, strict=True)
+        )
+        lines.append(f"machine: {share}")
+        return lines
+
+
 def need_wrk() -> str:
     found = shutil.which("wrk")
     if found is None:

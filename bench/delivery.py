@@ -1,6 +1,6 @@
 """Delivery: emails/s of the relay's worker against a naive loop and an SMTP ceiling.
 
-Usage: .venv/bin/python bench/delivery.py [--messages 2000] [--repeat 3] [--concurrency 8]
+Usage: .venv/bin/python bench/delivery.py [--messages 2000] [--repeat 3] [--concurrency 8] [--cpu]
 
 Each run stores --messages new conversations (the sample missed chat with a new channel.id),
 each with one planned transcript email, then times one of:
@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiosmtplib
-from common import SmtpSink, machine, median, queue_conversations
+from common import CpuWindow, SmtpSink, machine, median, queue_conversations
 
 from relay.app import build_snapshot, build_worker, database_path, new_render_pool
 from relay.config.settings import DeliverySettings, Settings
@@ -60,7 +62,9 @@ def settings_for(state: Path, port: int, concurrency: int) -> Settings:
     )
 
 
-async def run_worker(settings: Settings, *, cold_helper: bool = False) -> float:
+async def run_worker(
+    settings: Settings, *, cold_helper: bool = False, cpu: CpuWindow | None = None
+) -> float:
     store = StoreThread(Store(database_path(settings)))
     senders = SenderRegistry()
     # As relay.app.create_app: the helper starts with the relay and checks the templates
@@ -69,10 +73,17 @@ async def run_worker(settings: Settings, *, cold_helper: bool = False) -> float:
     snapshot = build_snapshot(settings, senders, render_pool)
     runtime = Runtime(snapshot=snapshot, senders=senders)
     worker = build_worker(runtime, store, render_pool=render_pool)
+    if cpu is not None:
+        cpu.start()
     started = time.perf_counter()
     worker.start()
     await worker.settled()
     elapsed = time.perf_counter() - started
+    if cpu is not None:
+        names = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+        names[os.getpid()] = "event loop"
+        sent = (await store.call(lambda s: s.counts()))["sent"]
+        print("\n".join(f"    {line}" for line in cpu.report(sent, names)), flush=True)
     await worker.stop(5)
     await senders.close()
     counts = await store.call(lambda s: s.counts())
@@ -152,8 +163,12 @@ def one_run(kind: str, args: argparse.Namespace, work: Path, index: int) -> floa
         settings = settings_for(state, sink.port, args.concurrency)
         planned = queue_conversations(settings, args.messages, same_visitor=args.visitors == "same")
         assert planned == args.messages, planned
+        assert sink.proc is not None
+        cpu = CpuWindow({os.getpid(): "relay", sink.proc.pid: "sink"}) if args.cpu else None
         runners: dict[str, Callable[[], float]] = {
-            "worker": lambda: asyncio.run(run_worker(settings, cold_helper=args.cold_helper)),
+            "worker": lambda: asyncio.run(
+                run_worker(settings, cold_helper=args.cold_helper, cpu=cpu)
+            ),
             "naive": lambda: asyncio.run(run_naive(settings, args.messages)),
             "ceiling": lambda: asyncio.run(run_ceiling(settings, args.messages, args.concurrency)),
             "render": lambda: asyncio.run(run_render_only(settings, args.messages)),
@@ -195,6 +210,12 @@ def main() -> None:
         action="store_true",
         help="worker: start the render helper with the first email, inside the timed window"
         " (default: before the clock, as `relay serve` starts it with the relay)",
+    )
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="worker: print the CPU time per email of each thread of the relay, its render"
+        " helper and the SMTP sink over the timed window, and the machine's idle share",
     )
     parser.add_argument(
         "--profile",
