@@ -52,12 +52,14 @@ from relay.store.storethread import StoreThread
 RECIPIENT = "team@example.test"
 
 
-def settings_for(state: Path, port: int, concurrency: int) -> Settings:
+def settings_for(
+    state: Path, port: int, concurrency: int, per_destination: int | None = None
+) -> Settings:
     return Settings(
         server={"hook_token": "bench-token"},
         storage={"state_dir": str(state)},
         smtp={"host": "127.0.0.1", "port": port, "from_address": "Relay <relay@example.test>"},
-        delivery={"concurrency": concurrency},
+        delivery={"concurrency": concurrency, "per_destination_concurrency": per_destination},
         rules=[{"name": "everything-by-email", "actions": [{"type": "email", "to": [RECIPIENT]}]}],
     )
 
@@ -160,7 +162,7 @@ def one_run(kind: str, args: argparse.Namespace, work: Path, index: int) -> floa
     state = work / f"{kind}-{index}"
     ids_file = work / f"{kind}-{index}.ids"
     with SmtpSink(ids_file) as sink:
-        settings = settings_for(state, sink.port, args.concurrency)
+        settings = settings_for(state, sink.port, args.concurrency, args.per_destination)
         planned = queue_conversations(settings, args.messages, same_visitor=args.visitors == "same")
         assert planned == args.messages, planned
         assert sink.proc is not None
@@ -196,6 +198,11 @@ def main() -> None:
         type=int,
         default=DeliverySettings().concurrency,
         help="worker and ceiling (default: the relay's default delivery.concurrency)",
+    )
+    parser.add_argument(
+        "--per-destination",
+        type=int,
+        help="worker: [delivery] per_destination_concurrency (default: the relay's default)",
     )
     parser.add_argument("--only", choices=["naive", "ceiling", "worker", "render"], action="append")
     parser.add_argument(

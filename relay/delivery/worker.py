@@ -20,6 +20,7 @@ from pydantic import TypeAdapter
 from relay.config.settings import Action, EmailAction, SlackAction
 from relay.delivery.outcomes import OutcomeWriter
 from relay.delivery.retry import GiveUp, RetryPolicy, decide
+from relay.delivery.slots import SendSlots, SlotRule
 from relay.intake.payload import parse
 from relay.leads.links import LeadLinks, links_for
 from relay.leads.slack import with_buttons
@@ -214,9 +215,12 @@ class Worker:
         self._snapshot = snapshot  # the current settings' senders and renderers
         self._policy = policy
         self._concurrency = concurrency
-        # In flight at once to one destination (sender key): a slow destination keeps at most
-        # this many slots, the others go on with the rest. Default: half the slots.
-        self._per_destination = min(per_destination or max(concurrency // 2, 1), concurrency)
+        # In flight at once to one destination (sender key): its share of the slots, which a
+        # slow destination keeps at most while the others go on with the rest; unset, half
+        # the slots, and idle ones borrowed up to all but one while no other destination's
+        # send waits (``SlotRule.of``).
+        self._slot_rule = SlotRule.of(concurrency, per_destination)
+        self._per_destination = self._slot_rule.share
         # Destinations whose last send ran into its deadline (until one succeeds): together
         # they hold at most all slots but one, so however many destinations are slow, one
         # slot stays for the destinations that are not.
@@ -228,8 +232,7 @@ class Worker:
         self._busy: Counter[str] = Counter()
         self._ahead_of: dict[asyncio.Task[None], str] = {}
         self._in_send: set[asyncio.Task[None] | None] = set()  # holding their send slots
-        self._send_slots: dict[str, asyncio.Semaphore] = {}
-        self._sending = asyncio.Semaphore(concurrency)
+        self._send_slots = SendSlots(self._slot_rule, failing=self._failing)
         # On PostgreSQL, the claims' lease (``ahead_allowed``); None: no leases (SQLite).
         self._lease = lease_seconds
         self._ahead_for: tuple[Snapshot, int] | None = None  # CLAIM_AHEAD or 1, by snapshot
@@ -288,8 +291,11 @@ class Worker:
 
     async def stop(self, grace: float) -> None:
         """Stop claiming; put back the deliveries claimed ahead that are not being sent yet,
-        give in-flight sends ``grace`` seconds, then put the rest back."""
+        give in-flight sends ``grace`` seconds, then put the rest back. No send starts once
+        this is called, so a slot that a send frees meanwhile is not taken by a delivery
+        claimed ahead: those all go back to pending."""
         self._stopping = True
+        self._send_slots.close()
         self._wake.set()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -421,16 +427,19 @@ class Worker:
         return self._ahead_for[1]
 
     def _admitter(self, refused: list[int], ahead: int) -> Callable[[dict[str, object]], bool]:
-        """Admits a due delivery while its destination has fewer than ``ahead`` times
-        ``per_destination`` claimed and not yet sent and, for a destination that last ran
-        into its deadline, while it has fewer than ``per_destination`` (nothing claimed
-        ahead) and all such destinations together hold fewer than ``concurrency - 1``; counts
-        those it admits, and in ``refused[0]`` those it turns away (called in order on the
-        store's thread)."""
+        """Admits a due delivery while its destination has fewer than ``ahead`` times its
+        send slots claimed and not yet sent (its share; without leases, the most it may
+        borrow up to) and, for a destination that last ran into its deadline, while it has
+        fewer than its share (nothing claimed ahead) and all such destinations together hold
+        fewer than ``concurrency - 1``; counts those it admits, and in ``refused[0]`` those
+        it turns away (called in order on the store's thread). With leases (PostgreSQL) a
+        destination claims ahead only for its share, so that a delivery claimed ahead is
+        still sent within ``AHEAD_DEADLINES`` (a borrowed slot is not guaranteed)."""
         busy = Counter(self._busy)
         failing = frozenset(self._failing)
         failing_busy = [sum(busy[key] for key in failing)]
-        cap = self._per_destination * ahead
+        slots = self._slot_rule.ceiling if self._lease is None else self._per_destination
+        cap = slots * ahead
 
         def admit(action: dict[str, object]) -> bool:
             key = sender_key(action)
@@ -693,10 +702,7 @@ class Worker:
             if isinstance(content, CrmContent):  # the object an earlier delivery created
                 known = await self._store.call(lambda s: s.known_external_ref(delivery.id))
                 content = replace(content, known_ref=known)
-            slot = self._send_slots.get(key)
-            if slot is None:
-                slot = self._send_slots[key] = asyncio.Semaphore(self._per_destination)
-            async with slot, self._sending:
+            async with self._send_slots.slot(key):
                 task = asyncio.current_task()
                 self._in_send.add(task)  # a stop now gives it the grace period
                 try:

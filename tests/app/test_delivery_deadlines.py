@@ -146,40 +146,54 @@ def test_a_slack_answer_dripped_byte_by_byte_fails_transiently_at_the_deadline(
     assert drip.finished == 0
 
 
+@pytest.mark.parametrize(
+    "limits",
+    [(2, 2, 2), (None, 2, 3)],
+    ids=["a cap of 2", "unset: a share of 2, borrowing up to 3"],
+)
 def test_deliveries_hanging_on_a_slow_destination_leave_room_for_the_others(
     make_settings: Callable[..., Settings],
     drip: DripServer,
     smtp_server: SmtpServer,
     smtp_handler: RecordingHandler,
+    limits: tuple[int | None, int, int],
 ) -> None:
     """Five deliveries to a destination that takes minutes to answer (its deadline is far
     off) and then one email: the email is sent while they hang, because one destination may
-    hold only half of the worker's 4 slots."""
+    hold only its share of the worker's 4 slots (``per_destination_concurrency``) or, when
+    that is unset, borrow idle ones up to all but one."""
+    per_destination, share, most = limits  # the setting, its share, the most it may hold
     settings = slow_webhook_settings(
         make_settings,
         drip,
         timeout=120.0,
         smtp={"host": "127.0.0.1", "port": smtp_server.port},
-        delivery={"concurrency": 4, "shutdown_grace_seconds": 0.2},
+        delivery={
+            "concurrency": 4,
+            "per_destination_concurrency": per_destination,
+            "shutdown_grace_seconds": 0.2,
+        },
     )
+    # Where the worker claims ahead (no lease on SQLite; on PostgreSQL the default 300 s
+    # lease is shorter than 4 x the webhook's 120 s deadline, so not there) it claims twice
+    # the slots it may use (on SQLite, those it may borrow too); otherwise its share only.
+    ahead = ahead_allowed(
+        None if settings.storage.url is None else settings.storage.lease_seconds, [120.0]
+    )
+    claimed = min(most * CLAIM_AHEAD, 5) if ahead else share
+    hanging_expected = most if ahead else share
     with TestClient(create_app(settings)) as client:
         for n in range(5):
             assert client.post(HOOK, content=conversation(n, missed=True)).status_code == 200
-        drip.wait_for(2)
+        drip.wait_for(hanging_expected)
         assert client.post(HOOK, content=conversation(99, missed=False)).status_code == 200
         [email] = smtp_handler.wait_for(1, timeout=20)
         wait_attempts(client, 1)  # the email's outcome, the only one recorded so far
         rows = deliveries(settings)
         hanging = drip.requests
     assert email.rcpt_tos == ["ops@shop.test"]
-    assert hanging == 2  # the per-destination limit, not the worker's 4
-    # Claimed: the two sends and, where the worker claims ahead (no lease on SQLite; on
-    # PostgreSQL the default 300 s lease is shorter than 4 x the webhook's 120 s deadline, so
-    # not there), two more rendered and waiting for a connection; the rest still pending.
-    ahead = ahead_allowed(
-        None if settings.storage.url is None else settings.storage.lease_seconds, [120.0]
-    )
-    claimed = 2 * CLAIM_AHEAD if ahead else 2
+    assert hanging == hanging_expected  # the destination's limit, not the worker's 4
+    # Claimed: the sends and those rendered and waiting for a connection; the rest pending.
     by_status = sorted((row.rule, row.status) for row in rows)
     assert by_status == [
         *[("missed-to-slow-webhook", "pending")] * (5 - claimed),

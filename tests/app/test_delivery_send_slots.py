@@ -92,22 +92,31 @@ def stored_first(settings: Settings) -> None:
         store.close()
 
 
-def gated_settings(make_settings: Callable[..., Settings], server: SmtpServer) -> Settings:
+def gated_settings(
+    make_settings: Callable[..., Settings], server: SmtpServer, per_destination: int | None = CAP
+) -> Settings:
+    """Concurrency 4; ``per_destination_concurrency`` CAP (a hard cap) unless told otherwise."""
     return make_settings(
         smtp={"host": "127.0.0.1", "port": server.port},
-        delivery={"concurrency": 4, "shutdown_grace_seconds": 20},
+        delivery={
+            "concurrency": 4,
+            "per_destination_concurrency": per_destination,
+            "shutdown_grace_seconds": 20,
+        },
         rules=[{"name": "all-by-email", "actions": [{"type": "email", "to": ["ops@shop.test"]}]}],
     )
 
 
-def claimed_ahead(settings: Settings, client: TestClient[Any]) -> int:
-    """How many deliveries of the one destination the worker holds at most: its cap, times
-    CLAIM_AHEAD where the worker claims ahead (always on SQLite; on PostgreSQL where the
-    lease outlasts CLAIM_AHEAD**2 send deadlines)."""
+def claimed_ahead(settings: Settings, client: TestClient[Any], slots: int = CAP) -> int:
+    """How many deliveries of the one destination the worker holds at most: the ``slots`` it
+    may use, times CLAIM_AHEAD where the worker claims ahead (always on SQLite; on PostgreSQL
+    where the lease outlasts CLAIM_AHEAD**2 send deadlines, and then for its share, CAP)."""
     senders = runtime(client).snapshot.senders.values()
     lease = None if settings.storage.url is None else settings.storage.lease_seconds
     allowed = ahead_allowed(lease, [sender.deadline_seconds for sender in senders])
-    return CAP * CLAIM_AHEAD if allowed else CAP
+    if lease is not None:
+        slots = CAP
+    return slots * CLAIM_AHEAD if allowed else slots
 
 
 def message_ids(handler: RecordingHandler) -> list[str]:
@@ -131,6 +140,35 @@ def test_sends_stay_within_the_cap_while_more_are_claimed_and_rendered_ahead(
         wait_settled(client)
     assert CLAIM_AHEAD > 1
     assert handler.peak == CAP  # the cap reached, never passed, with more claimed behind it
+    ids = message_ids(handler)
+    assert len(ids) == CONVERSATIONS
+    assert len(set(ids)) == CONVERSATIONS
+    assert {row.status for row in deliveries(settings)} == {"sent"}
+
+
+def test_alone_a_destination_borrows_idle_slots_up_to_all_but_one(
+    make_settings: Callable[..., Settings], gated: SmtpServer
+) -> None:
+    """``per_destination_concurrency`` unset: a share of 2 of the 4 slots, and with no other
+    destination waiting the one destination borrows idle slots up to 3, never the fourth;
+    more are claimed behind them (on SQLite for the 3, on PostgreSQL for its share). On
+    PostgreSQL with a lease too short to claim ahead it claims, and so sends, its share
+    only: a delivery claimed for a borrowed slot could wait past its lease."""
+    handler = gated.handler
+    assert isinstance(handler, GatedHandler)
+    settings = gated_settings(make_settings, gated, per_destination=None)
+    stored_first(settings)
+    with TestClient(create_app(settings)) as client:
+        holding = claimed_ahead(settings, client, slots=CAP + 1)
+        most = CAP if holding == CAP else CAP + 1
+        handler.wait_open(most)
+        statuses = sorted(row.status for row in deliveries(settings))
+        assert statuses.count("sending") == holding
+        assert statuses.count("pending") == CONVERSATIONS - holding
+        handler.gate.set()
+        wait_settled(client)
+    assert holding > CAP or settings.storage.url is not None
+    assert handler.peak == most  # borrowed up to all but one, never the last slot
     ids = message_ids(handler)
     assert len(ids) == CONVERSATIONS
     assert len(set(ids)) == CONVERSATIONS

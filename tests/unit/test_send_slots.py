@@ -1,0 +1,212 @@
+"""Send slots: each destination's share, borrowing idle slots up to all but one while no other
+destination waits, the order waiting sends start in, cancellation and close."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from relay.delivery.slots import SendSlots, SlotRule, may_start
+
+EIGHT = SlotRule.of(8, None)  # share 4, borrowing up to 7
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "per_destination", "expected"),
+    [
+        (8, None, SlotRule(8, 4, 7)),
+        (4, None, SlotRule(4, 2, 3)),
+        (3, None, SlotRule(3, 1, 2)),
+        (2, None, SlotRule(2, 1, 1)),
+        (1, None, SlotRule(1, 1, 1)),
+        (8, 4, SlotRule(8, 4, 4)),  # set: a hard cap, never borrowing
+        (8, 8, SlotRule(8, 8, 8)),
+        (4, 9, SlotRule(4, 4, 4)),
+    ],
+)
+def test_the_rule_of_the_settings(
+    concurrency: int, per_destination: int | None, expected: SlotRule
+) -> None:
+    assert SlotRule.of(concurrency, per_destination) == expected
+
+
+@pytest.mark.parametrize(
+    ("running", "others_waiting", "failing", "expected"),
+    [
+        ({}, False, False, True),
+        ({"a": 3}, True, True, True),  # within its share, whatever else
+        ({"a": 4}, False, False, True),  # borrowing
+        ({"a": 6}, False, False, True),  # the seventh: one slot stays free
+        ({"a": 7}, False, False, False),  # never the last slot
+        ({"a": 4}, True, False, False),  # another destination waits
+        ({"a": 4}, False, True, False),  # ran into its deadline
+        ({"a": 5, "b": 2}, False, False, False),  # borrowing would take the last free slot
+        ({"a": 4, "b": 2}, False, False, True),
+        ({"a": 2, "b": 6}, True, True, False),  # all 8 in use: not even its share
+    ],
+)
+def test_may_start(
+    running: dict[str, int], others_waiting: bool, failing: bool, expected: bool
+) -> None:
+    allowed = may_start(EIGHT, "a", running, others_waiting=others_waiting, failing=failing)
+    assert allowed is expected
+
+
+class Sends:
+    """Sends holding their slots until released, on one event loop."""
+
+    def __init__(self, slots: SendSlots) -> None:
+        self.slots = slots
+        self.started: list[str] = []
+        self._release: dict[int, asyncio.Event] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def send(self, key: str) -> int:
+        """A send to ``key`` asks for a slot; its number, to release or cancel it."""
+        number = len(self.tasks)
+        done = self._release[number] = asyncio.Event()
+
+        async def run() -> None:
+            async with self.slots.slot(key):
+                self.started.append(f"{key}{number}")
+                await done.wait()
+
+        self.tasks.append(asyncio.create_task(run()))
+        return number
+
+    def release(self, number: int) -> None:
+        self._release[number].set()
+
+    async def settle(self) -> None:
+        for _ in range(5):  # let every woken task take its step
+            await asyncio.sleep(0)
+
+
+async def test_alone_a_destination_borrows_up_to_all_but_one() -> None:
+    sends = Sends(SendSlots(EIGHT))
+    for _ in range(9):
+        sends.send("a")
+    await sends.settle()
+    assert len(sends.started) == 7
+    assert dict(sends.slots.running) == {"a": 7}
+    sends.release(0)
+    await sends.settle()
+    assert sends.started[-1] == "a7"  # the oldest waiting
+    assert dict(sends.slots.running) == {"a": 7}
+
+
+async def test_a_waiting_destination_stops_the_borrowing_and_gets_the_freed_slots() -> None:
+    sends = Sends(SendSlots(EIGHT))
+    borrowed = [sends.send("a") for _ in range(7)]
+    more_a = [sends.send("a") for _ in range(3)]
+    await sends.settle()
+    b = [sends.send("b") for _ in range(3)]
+    await sends.settle()
+    assert sends.started[-1] == "b10"  # the one free slot, at once
+    assert dict(sends.slots.running) == {"a": 7, "b": 1}
+    sends.release(borrowed[0])
+    await sends.settle()
+    # The freed slot goes to b, which waited after the a's behind it: a waits for its share.
+    assert sends.started[-1] == "b11"
+    assert dict(sends.slots.running) == {"a": 6, "b": 2}
+    sends.release(borrowed[1])
+    sends.release(borrowed[2])
+    await sends.settle()
+    assert dict(sends.slots.running) == {"a": 4, "b": 3}  # a back to its share, b has all it asked
+    sends.release(borrowed[3])
+    await sends.settle()
+    assert sends.started[-1] == f"a{more_a[0]}"  # within its share again, the oldest a first
+    assert dict(sends.slots.running) == {"a": 4, "b": 3}
+    for number in b:
+        sends.release(number)
+    await sends.settle()
+    # b is done and nothing else waits for another destination: a borrows again, up to 7.
+    assert dict(sends.slots.running) == {"a": 6}
+    assert sends.started[-2:] == [f"a{more_a[1]}", f"a{more_a[2]}"]
+
+
+async def test_a_destination_that_ran_into_its_deadline_keeps_to_its_share() -> None:
+    failing = {"slow"}
+    sends = Sends(SendSlots(EIGHT, failing=failing))
+    for _ in range(6):
+        sends.send("slow")
+    await sends.settle()
+    assert dict(sends.slots.running) == {"slow": 4}
+    failing.clear()  # a send to it succeeded: it may borrow again, from the next decision
+    sends.send("other")
+    sends.release(0)
+    await sends.settle()
+    assert dict(sends.slots.running) == {"slow": 5, "other": 1}
+
+
+async def test_a_set_cap_is_never_passed() -> None:
+    sends = Sends(SendSlots(SlotRule.of(8, 2)))
+    for _ in range(5):
+        sends.send("a")
+    await sends.settle()
+    assert dict(sends.slots.running) == {"a": 2}
+
+
+async def test_a_cancelled_waiter_no_longer_stops_the_borrowing() -> None:
+    """b ran into its deadline and holds its share: its next send waits, and while it does,
+    a may not borrow. Once that send is cancelled (a stop, say), a borrows at once."""
+    sends = Sends(SendSlots(SlotRule(8, 2, 7), failing={"b"}))
+    for key in "aabb":
+        sends.send(key)
+    await sends.settle()
+    waiting_b = sends.send("b")
+    waiting_a = sends.send("a")
+    await sends.settle()
+    assert dict(sends.slots.running) == {"a": 2, "b": 2}
+    sends.tasks[waiting_b].cancel()
+    await sends.settle()
+    assert sends.started[-1] == f"a{waiting_a}"
+    assert dict(sends.slots.running) == {"a": 3, "b": 2}
+
+
+async def test_a_send_cancelled_as_it_was_given_a_slot_gives_it_back() -> None:
+    sends = Sends(SendSlots(SlotRule.of(2, None)))  # share 1, ceiling 1
+    first = sends.send("a")
+    second = sends.send("a")
+    await sends.settle()
+    sends.release(first)  # grants the slot to the second ...
+    sends.tasks[second].cancel()  # ... which is cancelled before it runs again
+    await sends.settle()
+    assert sends.tasks[second].cancelled()
+    assert dict(sends.slots.running) == {}
+    assert sends.started == ["a0"]
+    third = sends.send("a")
+    await sends.settle()
+    assert sends.started == ["a0", f"a{third}"]
+
+
+async def test_cancelled_while_waiting_leaves_nothing_behind() -> None:
+    sends = Sends(SendSlots(SlotRule.of(2, None)))  # share 1, ceiling 1
+    first = sends.send("a")
+    second = sends.send("a")
+    await sends.settle()
+    sends.tasks[second].cancel()
+    await sends.settle()
+    assert sends.tasks[second].cancelled()
+    sends.release(first)
+    await sends.settle()
+    assert dict(sends.slots.running) == {}
+    assert sends.started == ["a0"]
+
+
+async def test_after_close_no_send_starts() -> None:
+    sends = Sends(SendSlots(SlotRule.of(2, None)))
+    first = sends.send("a")
+    second = sends.send("a")
+    await sends.settle()
+    sends.slots.close()
+    sends.release(first)
+    third = sends.send("b")
+    await sends.settle()
+    assert sends.started == ["a0"]
+    assert dict(sends.slots.running) == {}
+    for number in (second, third):
+        sends.tasks[number].cancel()
+    await sends.settle()
+    assert all(task.done() for task in sends.tasks)
