@@ -20,6 +20,7 @@ from relay.config.settings import Settings
 from relay.model.content import EmailContent, TeamsContent
 from relay.model.errors import DeliveryError
 from relay.model.urls import redact_url
+from relay.senders.base import send_within_deadline
 from relay.senders.graph import GraphSender
 from relay.senders.smtp import classify_failure, envelope_sender
 from relay.senders.smtp_oauth2 import token_cache, xoauth2_login
@@ -54,11 +55,9 @@ async def send_graph(settings: Settings, to: str) -> Result:
     try:
         sender = GraphSender(smtp)
         content = EmailContent(test_email(settings, to), (to,))
-        await asyncio.wait_for(sender.send(content, delivery_id=0), smtp.timeout_seconds)
-    except DeliveryError as exc:
+        await send_within_deadline(sender, content, delivery_id=0)
+    except DeliveryError as exc:  # its deadline passed (DeliveryTimeout) included
         return Result(what, False, exc.message)
-    except TimeoutError:
-        return Result(what, False, f"no answer within {smtp.timeout_seconds:g} s")
     issued = f"token from {redact_url(sender.tokens.credentials.token_url)}"
     return Result(what, True, f"sendMail accepted the message (202); {issued}")
 
@@ -184,11 +183,9 @@ async def send_teams(settings: Settings) -> Result:
     try:
         sender = TeamsSender(teams)
         content = TeamsContent(TEST_CARD)
-        await asyncio.wait_for(sender.send(content, delivery_id=0), teams.timeout_seconds)
-    except DeliveryError as exc:
+        await send_within_deadline(sender, content, delivery_id=0)
+    except DeliveryError as exc:  # its deadline passed (DeliveryTimeout) included
         return Result(what, False, exc.message)
-    except TimeoutError:
-        return Result(what, False, f"no answer within {teams.timeout_seconds:g} s")
     return Result(what, True, "the webhook accepted the card")
 
 

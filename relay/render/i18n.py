@@ -15,6 +15,7 @@ _Unit = Literal["hour", "minute", "second"]
 # Longer durations are shown as unknown (timedelta and Babel cannot hold absurd ones).
 MAX_DURATION_SECONDS = 100 * 365 * 86400
 DATES_KEPT = 1024  # formatted dates a Translator remembers before it starts again
+DURATIONS_KEPT = 4096  # formatted durations (whole seconds) it remembers, likewise
 
 _EN: Final[dict[str, str]] = {
     "category.offline": "Offline message",
@@ -286,6 +287,9 @@ class Translator:
         # Formatted dates by day and times by minute of the day (bounded: DATES_KEPT, 1,440).
         self._dates: dict[date, str] = {}
         self._times: dict[tuple[int, int], str] = {}
+        # Formatted durations by whole seconds (bounded: DURATIONS_KEPT): a chat's duration
+        # and response times are mostly short, and repeat from email to email.
+        self._durations: dict[int, str] = {}
 
     def __call__(self, key: str, **values: object) -> str:
         template = self.labels.get(key, key)
@@ -374,6 +378,14 @@ class Translator:
         if seconds is None or not 0 <= seconds <= MAX_DURATION_SECONDS:
             return None  # unknown, or too absurd for a timedelta (a body's garbage)
         total = round(seconds)
+        found = self._durations.get(total)
+        if found is None:
+            if len(self._durations) >= DURATIONS_KEPT:
+                self._durations.clear()
+            found = self._durations[total] = self._duration(total)
+        return found
+
+    def _duration(self, total: int) -> str:
         hours, rest = divmod(total, 3600)
         minutes, secs = divmod(rest, 60)
         parts: list[tuple[int, _Unit]] = [(hours, "hour"), (minutes, "minute"), (secs, "second")]

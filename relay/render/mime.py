@@ -46,7 +46,10 @@ def smtp_policy() -> EmailPolicy[EmailMessage]:
 
 
 def text_payload(
-    text: str, max_line_length: int, qp_lines: dict[bytes, bytes] | None = None
+    text: str,
+    max_line_length: int,
+    qp_lines: dict[bytes, bytes] | None = None,
+    qp_long_lines: dict[bytes, bytes] | None = None,
 ) -> tuple[str, str]:
     """(Content-Transfer-Encoding, encoded body) for UTF-8 ``text``, chosen as
     ``email.contentmanager`` chooses them for a policy that allows 8bit: 7bit for short ASCII
@@ -56,7 +59,8 @@ def text_payload(
 
     ``qp_lines``: quoted-printable lines already encoded, by line (``qp_line``): an email's
     HTML is mostly its template's lines, the same in every email, and encoding it was the
-    larger part of this function's time."""
+    larger part of this function's time; ``qp_long_lines``: the same for longer lines
+    (``qp_line``), such as an HTML template's lines with their CSS inlined."""
     lines = text.encode("utf-8").splitlines()
     body = b"\n".join(lines) + b"\n"
     if max(map(len, lines), default=0) <= max_line_length:
@@ -73,29 +77,43 @@ def text_payload(
         return "base64", "".join(binascii.b2a_base64(c).decode("ascii") for c in chunks)
     if qp_lines is None:
         return "quoted-printable", binascii.b2a_qp(body, istext=True).decode("ascii")
-    encoded = b"".join([qp_line(line, qp_lines) for line in lines])
+    # Most lines were encoded before: looked up here, without a call per line (an
+    # encoded line is never empty: it ends with its LF).
+    known = qp_lines.get
+    encoded = b"".join([known(line) or qp_line(line, qp_lines, qp_long_lines) for line in lines])
     return "quoted-printable", encoded.decode("ascii")
 
 
 # Quoted-printable lines a MimeBuilder keeps (a few emails' worth of template lines; the
-# conversations' own lines come and go), each of at most QP_LINE_KEPT_LONGEST bytes: a
-# longer line is encoded every time, so that a conversation of long distinct lines cannot
-# make the kept lines grow to QP_LINES_KEPT times their length. At most ~2 MB.
+# conversations' own lines come and go): QP_LINES_KEPT lines of at most QP_LINE_KEPT_LONGEST
+# bytes, and QP_LONG_LINES_KEPT longer ones of at most QP_LONG_LINE_KEPT_LONGEST bytes (an
+# HTML template's lines with their CSS inlined: a few hundred bytes each, the same in every
+# email). A longer line is encoded every time, so that a conversation of long distinct lines
+# cannot make the kept lines grow to QP_LINES_KEPT times their length. At most ~3 MB.
 QP_LINES_KEPT = 2048
 QP_LINE_KEPT_LONGEST = 256
+QP_LONG_LINES_KEPT = 64
+QP_LONG_LINE_KEPT_LONGEST = 4096
 
 
-def qp_line(line: bytes, known: dict[bytes, bytes]) -> bytes:
+def qp_line(
+    line: bytes, known: dict[bytes, bytes], long_known: dict[bytes, bytes] | None = None
+) -> bytes:
     """``binascii.b2a_qp(line + b"\n", istext=True)`` for a ``line`` without CR or LF, from
     ``known`` when it was encoded before (a line longer than ``QP_LINE_KEPT_LONGEST`` is
-    neither looked up nor kept). Quoted-printable encodes each line on its own (a
+    neither looked up nor kept there, but in ``long_known`` when given, up to
+    ``QP_LONG_LINE_KEPT_LONGEST``). Quoted-printable encodes each line on its own (a
     line's soft breaks and its trailing white space depend on that line only), so the
     lines' encodings joined are the encoding of the lines joined."""
     if len(line) > QP_LINE_KEPT_LONGEST:
-        return binascii.b2a_qp(line + b"\n", istext=True)
+        if long_known is None or len(line) > QP_LONG_LINE_KEPT_LONGEST:
+            return binascii.b2a_qp(line + b"\n", istext=True)
+        known, kept = long_known, QP_LONG_LINES_KEPT
+    else:
+        kept = QP_LINES_KEPT
     encoded = known.get(line)
     if encoded is None:
-        if len(known) >= QP_LINES_KEPT:
+        if len(known) >= kept:
             known.clear()
         encoded = known[line] = binascii.b2a_qp(line + b"\n", istext=True)
     return encoded
@@ -118,6 +136,7 @@ class MimeBuilder:
         # A multipart's Content-Type with a placeholder boundary, folded (``boundary_header``).
         self._boundary_headers: dict[str, bytes] = {}
         self._qp_lines: dict[bytes, bytes] = {}  # ``text_payload``'s encoded lines
+        self._qp_long_lines: dict[bytes, bytes] = {}  # and its longer ones
 
     def header(self, name: str, value: str) -> Any:
         """The parsed header ``name: value``, made on first use."""
@@ -186,7 +205,9 @@ class MimeBuilder:
 
     def encoded(self, text: str, subtype: str, filename: str | None = None) -> Encoded:
         """A text part's header objects and its encoded body (``text_payload``)."""
-        cte, payload = text_payload(text, self.policy.max_line_length or 78, self._qp_lines)
+        cte, payload = text_payload(
+            text, self.policy.max_line_length or 78, self._qp_lines, self._qp_long_lines
+        )
         headers = [
             ("Content-Type", self.header("Content-Type", f'text/{subtype}; charset="utf-8"')),
             ("Content-Transfer-Encoding", self.header("Content-Transfer-Encoding", cte)),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -159,13 +160,19 @@ def flattened(content: EmailContent, from_address: str) -> EmailContent:
     the sender refuses it exactly as it would without this step."""
     from relay.render.headers import UnsafeHeaders, email_bytes  # noqa: PLC0415 -- helpers only
 
-    envelope = parseaddr(from_address)[1] or from_address
-    utf8 = not (envelope + "".join(content.recipients)).isascii()
+    utf8 = not (_envelope_sender(from_address) + "".join(content.recipients)).isascii()
     try:
         data = email_bytes(content, utf8=utf8, eight_bit=True)
     except UnsafeHeaders:
         return content
     return content.with_flat(FlatEmail(data, utf8, content.message_id))
+
+
+# A bounded cache: the From addresses are the settings' own, the same few for every email.
+@functools.lru_cache(maxsize=64)
+def _envelope_sender(from_address: str) -> str:
+    """The envelope sender of a From address (the address as given when it parses to none)."""
+    return parseaddr(from_address)[1] or from_address
 
 
 def check_templates(settings: Settings) -> list[str]:

@@ -38,6 +38,7 @@ from relay.render.view import (
 SUBJECT_TEMPLATE = "email/subject.txt.j2"
 _BOUNDARY_BYTES = 128  # generous: the generated boundaries are about 40 characters
 ATTACHMENT_NAME = "transcript.txt"
+ENVELOPES_KEPT = 256  # recipient lists a Renderer remembers the envelope of (``_envelope``)
 # A <style data-shared> block is never inlined (Renderer.inline_css): a comment stands in for
 # it while css-inline runs.
 _SHARED_STYLE = re.compile(r"<style data-shared>.*?</style>", re.DOTALL)
@@ -153,6 +154,7 @@ class Renderer:
         self._mime = mime.MimeBuilder()
         self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
         self.bodies = BodyTemplates()  # webhook body templates, compiled on first use
+        self._envelopes: dict[tuple[str, ...], tuple[str, ...]] = {}  # ``_envelope``
         self._templates: dict[str, jinja2.Template] = {}
         self._subjects: dict[str, jinja2.Template] = {}
         # HTML templates with their CSS inlined once, here; the rest are inlined per email.
@@ -211,10 +213,20 @@ class Renderer:
                 follow_up=follow_up,
                 references=references,
             )
-        recipients = headers.envelope_addresses([*action.to, *action.cc, *action.bcc])
         # The message object is made from the draft only if asked for; the render helper
         # writes the bytes to send from it directly (``EmailContent.flat_for``).
-        return EmailContent(recipients=tuple(recipients), source=draft)
+        return EmailContent(recipients=self._envelope(action), source=draft)
+
+    def _envelope(self, action: EmailAction) -> tuple[str, ...]:
+        """``envelope_addresses`` of the action's recipients, worked out once per list of
+        recipients (the rules' own: the same for every email of an action)."""
+        given = (*action.to, *action.cc, *action.bcc)
+        found = self._envelopes.get(given)
+        if found is None:
+            if len(self._envelopes) >= ENVELOPES_KEPT:
+                self._envelopes.clear()
+            found = self._envelopes[given] = tuple(headers.envelope_addresses(given))
+        return found
 
     def _email(
         self,

@@ -72,9 +72,9 @@ async def send_within_deadline(
 ) -> SendResult | None:
     """``sender.send`` within the sender's deadline: past it the send is cancelled
     (connections closed) and raises ``DeliveryTimeout``, however the destination dribbles or
-    stalls. The worker's and the daily digest's sends go through here (``relay send-test``
-    bounds its own with the same setting): the SMTP transaction has no timeout of its own per
-    reply (``relay.senders.smtp.sendmail``)."""
+    stalls. The worker's, the daily digest's and ``relay send-test``'s Graph and Teams sends
+    go through here: the SMTP transaction has no timeout of its own per reply
+    (``relay.senders.smtp.sendmail``)."""
     deadline = sender.deadline_seconds
     if deadline is None:
         return await sender.send(content, delivery_id=delivery_id, skip=skip)

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from relay.cli import main
 from tests.support.config import to_toml
 from tests.support.data import base_sections
+from tests.support.drip import DripServer
 from tests.support.graph import GRAPH_SCOPE, FakeGraph
 from tests.support.oauth import CLIENT_ID, CLIENT_SECRET, SCOPE, FakeTokenEndpoint, XOAuth2Handler
 from tests.support.slack import FakeSlack, Reply
@@ -199,6 +200,28 @@ def test_send_test_says_when_the_teams_webhook_cannot_be_reached(tmp_path: Path)
     teams = result.output.splitlines()[1]
     assert teams.startswith("FAILED Teams card via the Workflows webhook: ")
     assert "connection failed" in teams
+
+
+def test_send_test_gives_up_on_a_dripping_teams_webhook_at_its_deadline(tmp_path: Path) -> None:
+    """A webhook that answers a byte at a time, each well within any per-read timeout: the
+    whole post is bounded by ``[teams] timeout_seconds``, as the worker's sends are."""
+    drip = DripServer(interval=0.2)
+    drip.start()
+    try:
+        teams = {"webhook_url": drip.url("/teams"), "timeout_seconds": 1.0}
+        data = {**base_sections(tmp_path / "state"), "teams": teams}
+        config = tmp_path / "relay.toml"
+        config.write_text(to_toml(data), encoding="utf-8")
+        command = ["send-test", "--config", str(config), "--to", "owner@shop.test", "--teams"]
+        result = CliRunner().invoke(main, command)
+        finished = drip.finished
+    finally:
+        drip.stop()
+    assert result.exit_code == 1
+    assert result.output.splitlines()[1] == (
+        "FAILED Teams card via the Workflows webhook: no complete answer within the 1 s deadline"
+    )
+    assert finished == 0
 
 
 def test_send_test_refuses_an_address_that_is_not_one(tmp_path: Path) -> None:

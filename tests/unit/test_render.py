@@ -18,6 +18,7 @@ from relay.intake.payload import parse
 from relay.model.category import Category, classify
 from relay.model.conversation import Channel, Conversation, Message
 from relay.model.errors import ConfigError
+from relay.render.headers import envelope_addresses
 from relay.render.renderer import Renderer
 from tests.support.render import (
     EMAIL_ACTION,
@@ -423,3 +424,24 @@ def test_check_reports_templates_that_raise_outside_jinja(tmp_path: Path) -> Non
     conversation = conversation_for(Category.MISSED)
     message = renderer.email(conversation, Category.MISSED, action, message_id=MESSAGE_ID).message
     assert message["Subject"].startswith("[Missed chat]")
+
+
+def test_envelope_recipients_are_worked_out_per_action_as_before() -> None:
+    """The envelope a renderer remembers per list of recipients is ``envelope_addresses``
+    of that action's own recipients, email after email."""
+    renderer = renderer_for()
+    actions = [
+        EMAIL_ACTION,
+        EmailAction(type="email", to=["Sales <SALES@shop.example>"], cc=["sales@shop.example"]),
+        EmailAction(
+            type="email", to=["A <a@shop.example>"], bcc=["zoë@shop.example", "A@SHOP.example"]
+        ),
+        EmailAction(type="email", to=["b@shop.example"], cc=['"Ann, B" <c@shop.example>']),
+        EmailAction(type="email", to=["b@shop.example", "c@shop.example"]),
+        EmailAction(type="email", to=["b@shop.example"], cc=["c@shop.example"]),
+    ]
+    conversation = conversation_for(Category.MISSED)
+    for action in actions * 2:
+        content = renderer.email(conversation, Category.MISSED, action, message_id="<m@x>")
+        expected = envelope_addresses([*action.to, *action.cc, *action.bcc])
+        assert content.recipients == tuple(expected)

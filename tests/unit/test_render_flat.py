@@ -334,3 +334,31 @@ def test_reply_to_addresses_written_directly_are_the_stdlib_folds() -> None:
     assert direct > 100
     plain = Address(display_name="Ann", username="ann", domain="shop.example")
     assert direct_fold("From", plain) is None  # only Reply-To is written this way
+
+
+def test_a_renderer_that_rendered_many_emails_writes_each_as_a_new_one_would() -> None:
+    """What a renderer keeps from email to email (quoted-printable lines, durations,
+    envelopes, header folds) changes no byte: the sample cases and every third hostile one,
+    rendered in turn on one renderer per locale (twice, the second time from what the
+    first kept), give the bytes a renderer that never rendered before gives them."""
+    chosen = [
+        case for n, case in enumerate(CASES) if not case[0].startswith("hostile") or n % 3 == 0
+    ]
+    warm = {locale: renderer_for(locale) for locale in ("en", "cs", "de")}
+    expected: dict[str, bytes] = {}
+    for name, renderer, conversation, category, options in chosen:
+        fresh = renderer_for(renderer._translator.locale).email(
+            conversation, category, EMAIL_ACTION, message_id=MESSAGE_ID, **options
+        )
+        flat = flattened(fresh, FROM_ADDRESS).flat
+        assert flat is not None
+        expected[name] = same_boundaries(flat.data)
+    for _ in range(2):
+        for name, renderer, conversation, category, options in chosen:
+            again = warm[renderer._translator.locale].email(
+                conversation, category, EMAIL_ACTION, message_id=MESSAGE_ID, **options
+            )
+            assert again.recipients == tuple(EMAIL_ACTION.to + EMAIL_ACTION.cc), name
+            flat = flattened(again, FROM_ADDRESS).flat
+            assert flat is not None, name
+            assert same_boundaries(flat.data) == expected[name], name

@@ -21,6 +21,8 @@ from relay.render.headers import flatten
 from relay.render.mime import (
     QP_LINE_KEPT_LONGEST,
     QP_LINES_KEPT,
+    QP_LONG_LINE_KEPT_LONGEST,
+    QP_LONG_LINES_KEPT,
     MimeBuilder,
     qp_line,
     text_payload,
@@ -201,3 +203,52 @@ def test_known_quoted_printable_lines_stay_small_however_long_the_lines() -> Non
         for line in (long, long[:QP_LINE_KEPT_LONGEST], long[: QP_LINE_KEPT_LONGEST + 1]):
             assert qp_line(line, known) == binascii.b2a_qp(line + b"\n", istext=True)
     assert sum(len(line) + len(encoded) for line, encoded in known.items()) <= 2_500_000
+
+
+def test_quoted_printable_from_known_long_lines_is_the_whole_bodys_encoding() -> None:
+    """Long lines kept apart (an HTML template's lines with their CSS inlined) give the
+    same bodies as encoding each body whole, from the first email to the last, for the
+    rendered emails' HTML and for lines around every length limit."""
+    rng = random.Random(22)  # noqa: S311 -- test data
+    renderer = renderer_for()
+    htmls = []
+    for category in Category:
+        content = renderer.email(
+            conversation_for(category), category, EMAIL_ACTION, message_id=MESSAGE_ID
+        )
+        html = content.message.get_body(("html",))
+        assert html is not None
+        htmls.append(html.get_content())
+    sizes = (
+        QP_LINE_KEPT_LONGEST,
+        QP_LINE_KEPT_LONGEST + 1,
+        QP_LONG_LINE_KEPT_LONGEST,
+        QP_LONG_LINE_KEPT_LONGEST + 1,
+    )
+    texts = [*htmls, *TEXTS.values()]
+    for _ in range(300):
+        pieces = "".join(rng.choice(QP_PIECES) for _ in range(rng.randrange(0, 40)))
+        texts.append((pieces * (1 + rng.choice(sizes) // max(len(pieces), 1)))[: rng.choice(sizes)])
+    known: dict[bytes, bytes] = {}
+    long_known: dict[bytes, bytes] = {}
+    for text in texts * 2:  # the second time from what the first encoded
+        assert text_payload(text, 78, known, long_known) == text_payload(text, 78), repr(text)
+    assert 0 < len(long_known) <= QP_LONG_LINES_KEPT
+    assert all(QP_LINE_KEPT_LONGEST < len(line) <= QP_LONG_LINE_KEPT_LONGEST for line in long_known)
+    assert all(len(line) <= QP_LINE_KEPT_LONGEST for line in known)
+
+
+def test_known_long_quoted_printable_lines_are_bounded() -> None:
+    """However many distinct long lines a hostile conversation has, at most
+    QP_LONG_LINES_KEPT are kept, each of at most QP_LONG_LINE_KEPT_LONGEST bytes."""
+    known: dict[bytes, bytes] = {}
+    long_known: dict[bytes, bytes] = {}
+    for n in range(QP_LONG_LINES_KEPT * 4 + 3):
+        line = b"%d " % n + "é= \t".encode() * (QP_LONG_LINE_KEPT_LONGEST // 5)
+        for piece in (line, line[: QP_LINE_KEPT_LONGEST + 1], line + b"x" * 100):
+            expected = binascii.b2a_qp(piece + b"\n", istext=True)
+            assert qp_line(piece, known, long_known) == expected
+            assert len(long_known) <= QP_LONG_LINES_KEPT
+    assert not known
+    assert all(len(line) <= QP_LONG_LINE_KEPT_LONGEST for line in long_known)
+    assert sum(len(line) + len(encoded) for line, encoded in long_known.items()) <= 1_500_000

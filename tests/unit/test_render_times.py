@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from babel.dates import format_date, format_time
 
-from relay.render.i18n import DATES_KEPT, Translator
+from relay.render.i18n import DATES_KEPT, DURATIONS_KEPT, Translator
 
 
 @pytest.mark.parametrize("locale", ["en", "cs", "de"])
@@ -44,3 +44,24 @@ def test_country_names_in_each_language_and_made_up_codes_are_not_remembered() -
     assert t.country_names("CZ") is cz  # a known code is remembered
     assert t.country_names("QQ") == frozenset()  # no locale names it
     assert t._country_names.keys() == {"CZ"}  # the visitor's made-up code took no memory
+
+
+@pytest.mark.parametrize("locale", ["en", "cs", "de"])
+def test_remembered_durations_equal_the_formatted_ones(locale: str) -> None:
+    t = Translator(locale, ZoneInfo("UTC"))
+    fresh = Translator(locale, ZoneInfo("UTC"))
+    values = [*range(0, 200), 59.4, 59.5, 60.49, 3599, 3600, 3661, 86_399, 90_061, 10**9]
+    for _ in range(2):  # formatted, then remembered
+        for seconds in values:
+            expected = fresh._duration(round(seconds))
+            assert t.duration(seconds) == expected
+            assert Translator(locale, ZoneInfo("UTC")).duration(seconds) == expected
+    assert t.duration(-1) is None and t.duration(None) is None
+    assert t.duration(float("nan")) is None and t.duration(float("inf")) is None
+
+
+def test_remembered_durations_are_bounded() -> None:
+    t = Translator("en", ZoneInfo("UTC"))
+    for seconds in range(DURATIONS_KEPT * 2 + 5):
+        assert t.duration(seconds) == t._duration(seconds)
+    assert len(t._durations) <= DURATIONS_KEPT
