@@ -70,6 +70,27 @@ async def test_a_failing_call_undoes_its_own_writes_only(
     assert committed(open_test_store, kept.conversation_id)
 
 
+async def test_a_failing_operation_before_any_write_of_its_call_undoes_its_own_only(
+    store_thread: StoreThread, open_test_store: StoreOpener
+) -> None:
+    """Operations nested in a savepoint that has written nothing yet (on SQLite they open no
+    savepoint of their own): each failure undoes exactly its writes, a second failure after
+    the first as well, and the call goes on and commits what it writes next."""
+
+    def fail_twice_then_write(store: StoreProtocol) -> int:
+        for n in (4, 5):
+            with pytest.raises(RuntimeError, match="after writing"), store.batch():
+                store.accept(bare_intake(n))
+                raise RuntimeError("after writing")
+        return store.accept(bare_intake(6)).conversation_id
+
+    kept = await store_thread.call(fail_twice_then_write)
+    assert committed(open_test_store, kept)
+    for n in (4, 5):
+        again = await store_thread.accept(bare_intake(n))
+        assert not again.duplicate  # the failed operations' conversations were not kept
+
+
 def test_an_error_that_rolls_back_the_whole_batch_fails_the_rest_of_it(tmp_path: Path) -> None:
     path = tmp_path / "relay.db"
     store = Store(path)
