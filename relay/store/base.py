@@ -7,7 +7,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from relay.model.errors import StoreError, StoreVersionError
@@ -586,3 +586,9 @@ class StoreBase:
         """Run several operations with one commit (one fsync): group commit."""
         with self._transaction():
             yield
+
+    def reading(self) -> AbstractContextManager[None]:
+        """Reads inside a batch whose failure must leave the batch usable: nothing to open
+        here, as a failed SELECT changes nothing and leaves the transaction as it was (an
+        error that ends the whole transaction ends it with or without a savepoint)."""
+        return nullcontext()

@@ -91,6 +91,24 @@ async def test_a_failing_operation_before_any_write_of_its_call_undoes_its_own_o
         assert not again.duplicate  # the failed operations' conversations were not kept
 
 
+async def test_a_read_failing_inside_reading_leaves_the_batch_usable(
+    store_thread: StoreThread, open_test_store: StoreOpener
+) -> None:
+    """What the worker's claim does with a context read that fails: the writes before and
+    after it are committed (PostgreSQL needs a savepoint for that, SQLite does not)."""
+
+    def write_fail_read_write(store: StoreProtocol) -> tuple[int, int]:
+        first = store.accept(bare_intake(7)).conversation_id
+        assert isinstance(store, Store | PostgresStore)
+        with pytest.raises(Exception, match=r"no such table|does not exist"), store.reading():
+            store._conn.execute("SELECT * FROM no_such_table")
+        return first, store.accept(bare_intake(8)).conversation_id
+
+    first, second = await store_thread.call(write_fail_read_write)
+    assert committed(open_test_store, first)
+    assert committed(open_test_store, second)
+
+
 def test_an_error_that_rolls_back_the_whole_batch_fails_the_rest_of_it(tmp_path: Path) -> None:
     path = tmp_path / "relay.db"
     store = Store(path)
