@@ -3,7 +3,9 @@ operation undoes only its own changes."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -12,7 +14,7 @@ import pytest
 from relay.store import Store, StoreProtocol
 from relay.store.postgres import PostgresStore
 from relay.store.storethread import StoreThread
-from tests.support.store import StoreOpener, bare_intake
+from tests.support.store import StoreOpener, bare_intake, held
 
 ORPHAN_DELIVERY = (
     "INSERT INTO deliveries (conversation_id, dedupe_key, rule, channel, action, category,"
@@ -107,6 +109,59 @@ async def test_a_read_failing_inside_reading_leaves_the_batch_usable(
     first, second = await store_thread.call(write_fail_read_write)
     assert committed(open_test_store, first)
     assert committed(open_test_store, second)
+
+
+async def test_calls_written_together_each_undo_their_own_writes_only(
+    store_thread: StoreThread, open_test_store: StoreOpener
+) -> None:
+    """Calls queued while the store's thread is busy share the next batch: each one in a
+    savepoint of its own there."""
+
+    def write(n: int, *, fail: bool = False) -> Callable[[StoreProtocol], int]:
+        def call(store: StoreProtocol) -> int:
+            accepted = store.accept(bare_intake(n)).conversation_id
+            if fail:
+                raise RuntimeError("after writing")
+            return accepted
+
+        return call
+
+    async with held(store_thread):
+        together = asyncio.gather(
+            store_thread.call(write(11)),
+            store_thread.call(write(12, fail=True)),
+            store_thread.call(write(13)),
+            return_exceptions=True,
+        )
+        await asyncio.sleep(0)  # queued behind the held call
+    first, failed, last = await together
+    assert isinstance(failed, RuntimeError)
+    assert isinstance(first, int)
+    assert isinstance(last, int)
+    assert committed(open_test_store, first)
+    assert committed(open_test_store, last)
+    again = await store_thread.accept(bare_intake(12))
+    assert not again.duplicate  # the failed call's conversation was not kept
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_call_alone_whose_error_ends_the_transaction_gets_that_error(
+    store_thread: StoreThread, open_test_store: StoreOpener
+) -> None:
+    """A call alone in its batch runs in the batch's transaction itself: an error that makes
+    SQLite end the whole transaction reaches its caller as it is, and the store goes on."""
+    path = store_thread.store.path  # type: ignore[attr-defined] # SQLite's file
+    other = sqlite3.connect(path)
+    other.execute(
+        "CREATE TRIGGER refuse_66 BEFORE INSERT ON conversations WHEN NEW.conv_key = '1-66'"
+        " BEGIN SELECT RAISE(ROLLBACK, 'refused by trigger'); END"
+    )
+    other.commit()
+    other.close()
+    with pytest.raises(sqlite3.IntegrityError, match="refused by trigger"):
+        await store_thread.call(lambda s: s.accept(bare_intake(66)))
+    later = await store_thread.accept(bare_intake(3))
+    assert committed(open_test_store, later.conversation_id)
 
 
 def test_an_error_that_rolls_back_the_whole_batch_fails_the_rest_of_it(tmp_path: Path) -> None:
