@@ -224,9 +224,11 @@ class StoreThread:
         """Everything queued meanwhile, intakes and the worker's bookkeeping alike, in one
         transaction; each caller learns its result only after that commit."""
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
-        problem = self._sync_problem or self.store.file_problem()
-        if problem is not None:
-            self._refuse(batch, problem)
+        # The files are checked after the commit, which is what counts (a file gone before it
+        # fails the batch there alike): checking them before as well cost two more stat
+        # calls per batch.
+        if self._sync_problem is not None:
+            self._refuse(batch, self._sync_problem)
             return
         # A call alone in its batch needs no savepoint of its own: its failure rolls the
         # whole transaction back, which undoes exactly its changes (a statement saved twice
