@@ -166,8 +166,8 @@ def claim_with_context(
     past_refused: bool = True,
 ) -> list[tuple[ClaimedDelivery, Context]]:
     """On the store's thread, in one call (one round trip instead of one more per delivery):
-    claim what is due, and read the context of each email and Slack message (each read in a
-    savepoint of its own; a failure is only missing context, never a failed send)."""
+    claim what is due, and read the context of each email and Slack message (each apart, in
+    ``reading``: a failure is only missing context, never a failed send)."""
     claimed = []
     deliveries = store.claim_due(limit=limit, now=now, admit=admit, past_refused=past_refused)
     for delivery in deliveries:
@@ -175,7 +175,7 @@ def claim_with_context(
         kind = delivery.action.get("type")
         if kind in WITH_HISTORY:
             try:
-                with store.batch():
+                with store.reading():
                     context = Context(
                         store.visitor_history(delivery.conversation_id),
                         store.sent_email_ids(delivery.id) if kind == "email" else (),

@@ -18,6 +18,9 @@ class Admission:
     turned away. A backlog for a full destination then costs one query, not a JSON parse (and
     a Python row) per queued delivery on every claim.
 
+    ``admit`` must not change the action it is given: deliveries with the same action text
+    are offered the same parsed dict.
+
     ``past_refused=False``: the scan ends at the first action turned away instead. Leaving
     that action out still reads every queued delivery it has (in SQL, but all of them): with
     one destination full and a backlog for it, that was a pass over the backlog per claim."""
@@ -28,9 +31,14 @@ class Admission:
         self._admit = admit
         self.past_refused = past_refused
         self.refused: list[str] = []
+        # Each action text read once per scan: the due deliveries share the same few actions.
+        self._parsed: dict[str, dict[str, Any]] = {}
 
     def offer(self, action: str) -> bool:
-        if self._admit(json.loads(action)):
+        parsed = self._parsed.get(action)
+        if parsed is None:
+            parsed = self._parsed[action] = json.loads(action)
+        if self._admit(parsed):
             return True
         self.refused.append(action)
         return False

@@ -7,7 +7,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from relay.model.errors import StoreError, StoreVersionError
@@ -474,7 +474,9 @@ class StoreBase:
         if problems:
             self._conn.close()
             raise StoreError(damaged(path, problems))
-        self._savepoints = 0
+        # The savepoints open, innermost last: (name, the connection's total_changes when it
+        # was opened); names by depth, so the same few statement texts repeat.
+        self._savepoints: list[tuple[str, int]] = []
         self._open = False  # inside a transaction this object began (and must end)
         # The files this connection writes to, by device and inode (the write-ahead log once
         # it exists): commits into a file that was deleted or replaced would be lost.
@@ -531,13 +533,28 @@ class StoreBase:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A transaction; inside ``batch()`` a savepoint, so a failing operation undoes only
         its own changes and the batch commits once. A failed COMMIT is rolled back: the
-        connection never stays inside a transaction that nothing will commit."""
+        connection never stays inside a transaction that nothing will commit.
+
+        Nested directly in a savepoint that has changed no row yet (the store's thread opens
+        one per call, the outcome writer one per write, and the store's methods their own),
+        no savepoint of its own is opened: rolling back to the enclosing one undoes exactly
+        what this one changed, and that one stays open for what its caller does next."""
         if self._open:
             if not self._conn.in_transaction:  # an earlier error rolled the whole batch back
                 raise sqlite3.OperationalError("the transaction was rolled back by an error in it")
-            self._savepoints += 1
-            name = f"op{self._savepoints}"
+            changes = self._conn.total_changes
+            if self._savepoints and self._savepoints[-1][1] == changes:
+                enclosing = self._savepoints[-1][0]
+                try:
+                    yield self._conn
+                except BaseException:
+                    if self._conn.in_transaction:  # SQLite may have rolled back everything
+                        self._conn.execute(f"ROLLBACK TO {enclosing}")
+                    raise
+                return
+            name = f"op{len(self._savepoints) + 1}"
             self._conn.execute(f"SAVEPOINT {name}")
+            self._savepoints.append((name, changes))
             try:
                 yield self._conn
             except BaseException:
@@ -545,6 +562,8 @@ class StoreBase:
                     self._conn.execute(f"ROLLBACK TO {name}")
                     self._conn.execute(f"RELEASE {name}")
                 raise
+            finally:
+                self._savepoints.pop()
             self._conn.execute(f"RELEASE {name}")
             return
         self._conn.execute("BEGIN IMMEDIATE")
@@ -560,9 +579,16 @@ class StoreBase:
             raise
         finally:
             self._open = False
+            self._savepoints.clear()
 
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Run several operations with one commit (one fsync): group commit."""
         with self._transaction():
             yield
+
+    def reading(self) -> AbstractContextManager[None]:
+        """Reads inside a batch whose failure must leave the batch usable: nothing to open
+        here, as a failed SELECT changes nothing and leaves the transaction as it was (an
+        error that ends the whole transaction ends it with or without a savepoint)."""
+        return nullcontext()

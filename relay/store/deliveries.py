@@ -63,7 +63,7 @@ class DeliveryOps(StoreBase):
                 attempts=row[6] + 1,
                 created_at=row[7],
                 dedupe_key=row[8],
-                done_recipients=tuple(json.loads(row[9])),
+                done_recipients=() if row[9] == "[]" else tuple(json.loads(row[9])),
                 raw=row[10],
             )
             for row in rows

@@ -52,6 +52,24 @@ def _resolve_many(outcomes: _Outcomes) -> None:
         loop.call_soon_threadsafe(apply, items)
 
 
+class _CallFailed(Exception):
+    """Rolls back the transaction of a call alone in its batch, which raised ``error``."""
+
+    def __init__(self, job: _Job, error: Exception) -> None:
+        super().__init__(str(error))
+        self.job = job
+        self.error = error
+
+
+def _call_alone(job: _Job, store: StoreProtocol) -> tuple[_Job, Any, BaseException | None]:
+    """``job``'s call in the batch's transaction itself; its failure raises ``_CallFailed``."""
+    assert job.call is not None
+    try:
+        return job, job.call(store), None
+    except Exception as exc:
+        raise _CallFailed(job, exc) from exc
+
+
 class StoreThread:
     """Serialises all store access on one thread.
 
@@ -206,17 +224,25 @@ class StoreThread:
         """Everything queued meanwhile, intakes and the worker's bookkeeping alike, in one
         transaction; each caller learns its result only after that commit."""
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
-        problem = self._sync_problem or self.store.file_problem()
-        if problem is not None:
-            self._refuse(batch, problem)
+        # The files are checked after the commit, which is what counts (a file gone before it
+        # fails the batch there alike): checking them before as well cost two more stat
+        # calls per batch.
+        if self._sync_problem is not None:
+            self._refuse(batch, self._sync_problem)
             return
+        # A call alone in its batch needs no savepoint of its own: its failure rolls the
+        # whole transaction back, which undoes exactly its changes (a statement saved twice
+        # per batch; most of the worker's batches hold one call).
+        alone = batch[0] if len(batch) == 1 and batch[0].call is not None else None
         try:
             with self.store.batch():
                 intakes = [job for job in batch if job.intake is not None]
                 self.last_batch_intakes = len(intakes)
                 if intakes:
                     outcomes += self._accept_intakes(intakes)
-                for job in batch:
+                if alone is not None:
+                    outcomes.append(_call_alone(alone, self.store))
+                for job in batch if alone is None else ():
                     if job.call is None:
                         continue
                     try:
@@ -225,6 +251,8 @@ class StoreThread:
                         outcomes.append((job, result, None))
                     except Exception as exc:
                         outcomes.append((job, None, exc))
+        except _CallFailed as failed:  # rolled back: the call's own error, nothing logged
+            outcomes = [(failed.job, None, failed.error)]
         except Exception as exc:
             self._log_failure(exc, "commit of a batch of %d store operations failed", len(batch))
             outcomes = [(job, None, exc) for job in batch]

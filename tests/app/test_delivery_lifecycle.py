@@ -44,6 +44,17 @@ def test_an_interrupted_send_is_requeued_and_counted(store: StoreProtocol) -> No
     assert again.attempts == 2
 
 
+def test_a_claim_carries_the_recipients_done_so_far(store: StoreProtocol) -> None:
+    store.accept(emailed_intake(1), now=100)
+    store.accept(emailed_intake(2), now=100)
+    first, second = store.claim_due(10, now=100)
+    assert (first.done_recipients, second.done_recipients) == ((), ())
+    store.mark_retry(first.id, 200, "451 later", ("b@shop.test", "a@shop.test"), now=100)
+    store.mark_retry(second.id, 200, "451 later", (), now=100)
+    again = {claimed.id: claimed.done_recipients for claimed in store.claim_due(10, now=200)}
+    assert again == {first.id: ("a@shop.test", "b@shop.test"), second.id: ()}
+
+
 def test_a_claim_takes_only_what_admit_accepts_and_leaves_the_rest_queued(
     store: StoreProtocol,
 ) -> None:

@@ -6,10 +6,8 @@ at the store's seam (tests/support/faulty.py)."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -19,12 +17,12 @@ from relay.delivery.retry import RetryPolicy
 from relay.delivery.worker import CLAIM_AHEAD, IDLE_POLL_SECONDS, YIELD_POLL_SECONDS, Worker
 from relay.senders.registry import SenderRegistry
 from relay.snapshot import Snapshot
-from relay.store import STATUSES, Accepted, StoreProtocol
+from relay.store import STATUSES, Accepted
 from relay.store.storethread import StoreThread
 from tests.support.faulty import ClaimRecordingStore
 from tests.support.holding_smtp import HoldingHandler
 from tests.support.smtp import SmtpServer
-from tests.support.store import StoreOpener
+from tests.support.store import StoreOpener, held
 from tests.support.worker import email_settings, routed_intake
 
 # The store thread and the worker on each backend (tests/conftest.py: backend).
@@ -40,25 +38,6 @@ async def senders() -> AsyncIterator[SenderRegistry]:
     registry = SenderRegistry()
     yield registry
     await registry.close()
-
-
-@asynccontextmanager
-async def held(thread: StoreThread) -> AsyncIterator[None]:
-    """The store's thread busy with one call until the block ends: what is queued meanwhile
-    waits, and is written together in the next batch."""
-    entered, release = threading.Event(), threading.Event()
-
-    def hold(store: StoreProtocol) -> None:
-        entered.set()
-        assert release.wait(30), "the test never let the store thread go"
-
-    holding = asyncio.ensure_future(thread.call(hold, durable=False))
-    assert await asyncio.to_thread(entered.wait, 30)
-    try:
-        yield
-    finally:
-        release.set()
-        await holding
 
 
 async def intakes_then_worker(

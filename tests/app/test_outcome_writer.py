@@ -82,6 +82,34 @@ async def test_a_failing_outcome_undoes_only_its_own_changes_and_raises_for_its_
     }
 
 
+async def test_a_failing_outcome_first_in_its_store_call_undoes_only_its_own_changes(
+    store_thread: StoreThread,
+) -> None:
+    first, second, third = await claimed(store_thread, 3)
+    writer = OutcomeWriter(store_thread)
+
+    def dead_then_failing(store: StoreProtocol) -> None:
+        store.mark_dead(second.id, "half written", (), NOW + 1)
+        raise ValueError("the outcome failed halfway")
+
+    results = await asyncio.gather(
+        writer.write(lambda s: s.mark_sent(first.id, NOW + 1)),
+        writer.write(dead_then_failing),  # first of the next call: nothing written before it
+        writer.write(lambda s: s.mark_sent(third.id, NOW + 1)),
+        return_exceptions=True,
+    )
+    assert results[0] is None
+    assert isinstance(results[1], ValueError)
+    assert results[2] is None
+    assert writer.calls == 2
+    found = await store_thread.call(statuses)
+    assert found == {
+        first.id: ("sent", None),
+        second.id: ("sending", None),  # its own write undone: a restart requeues it
+        third.id: ("sent", None),
+    }
+
+
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_a_store_that_refuses_the_call_fails_every_outcome_in_it(
     store_thread: StoreThread,

@@ -3,7 +3,9 @@ operation undoes only its own changes."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -12,7 +14,7 @@ import pytest
 from relay.store import Store, StoreProtocol
 from relay.store.postgres import PostgresStore
 from relay.store.storethread import StoreThread
-from tests.support.store import StoreOpener, bare_intake
+from tests.support.store import StoreOpener, bare_intake, held
 
 ORPHAN_DELIVERY = (
     "INSERT INTO deliveries (conversation_id, dedupe_key, rule, channel, action, category,"
@@ -68,6 +70,98 @@ async def test_a_failing_call_undoes_its_own_writes_only(
     again = await store_thread.accept(bare_intake(2))
     assert not again.duplicate  # the failed call's conversation was not kept
     assert committed(open_test_store, kept.conversation_id)
+
+
+async def test_a_failing_operation_before_any_write_of_its_call_undoes_its_own_only(
+    store_thread: StoreThread, open_test_store: StoreOpener
+) -> None:
+    """Operations nested in a savepoint that has written nothing yet (on SQLite they open no
+    savepoint of their own): each failure undoes exactly its writes, a second failure after
+    the first as well, and the call goes on and commits what it writes next."""
+
+    def fail_twice_then_write(store: StoreProtocol) -> int:
+        for n in (4, 5):
+            with pytest.raises(RuntimeError, match="after writing"), store.batch():
+                store.accept(bare_intake(n))
+                raise RuntimeError("after writing")
+        return store.accept(bare_intake(6)).conversation_id
+
+    kept = await store_thread.call(fail_twice_then_write)
+    assert committed(open_test_store, kept)
+    for n in (4, 5):
+        again = await store_thread.accept(bare_intake(n))
+        assert not again.duplicate  # the failed operations' conversations were not kept
+
+
+async def test_a_read_failing_inside_reading_leaves_the_batch_usable(
+    store_thread: StoreThread, open_test_store: StoreOpener
+) -> None:
+    """What the worker's claim does with a context read that fails: the writes before and
+    after it are committed (PostgreSQL needs a savepoint for that, SQLite does not)."""
+
+    def write_fail_read_write(store: StoreProtocol) -> tuple[int, int]:
+        first = store.accept(bare_intake(7)).conversation_id
+        assert isinstance(store, Store | PostgresStore)
+        with pytest.raises(Exception, match=r"no such table|does not exist"), store.reading():
+            store._conn.execute("SELECT * FROM no_such_table")
+        return first, store.accept(bare_intake(8)).conversation_id
+
+    first, second = await store_thread.call(write_fail_read_write)
+    assert committed(open_test_store, first)
+    assert committed(open_test_store, second)
+
+
+async def test_calls_written_together_each_undo_their_own_writes_only(
+    store_thread: StoreThread, open_test_store: StoreOpener
+) -> None:
+    """Calls queued while the store's thread is busy share the next batch: each one in a
+    savepoint of its own there."""
+
+    def write(n: int, *, fail: bool = False) -> Callable[[StoreProtocol], int]:
+        def call(store: StoreProtocol) -> int:
+            accepted = store.accept(bare_intake(n)).conversation_id
+            if fail:
+                raise RuntimeError("after writing")
+            return accepted
+
+        return call
+
+    async with held(store_thread):
+        together = asyncio.gather(
+            store_thread.call(write(11)),
+            store_thread.call(write(12, fail=True)),
+            store_thread.call(write(13)),
+            return_exceptions=True,
+        )
+        await asyncio.sleep(0)  # queued behind the held call
+    first, failed, last = await together
+    assert isinstance(failed, RuntimeError)
+    assert isinstance(first, int)
+    assert isinstance(last, int)
+    assert committed(open_test_store, first)
+    assert committed(open_test_store, last)
+    again = await store_thread.accept(bare_intake(12))
+    assert not again.duplicate  # the failed call's conversation was not kept
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_call_alone_whose_error_ends_the_transaction_gets_that_error(
+    store_thread: StoreThread, open_test_store: StoreOpener
+) -> None:
+    """A call alone in its batch runs in the batch's transaction itself: an error that makes
+    SQLite end the whole transaction reaches its caller as it is, and the store goes on."""
+    path = store_thread.store.path  # type: ignore[attr-defined] # SQLite's file
+    other = sqlite3.connect(path)
+    other.execute(
+        "CREATE TRIGGER refuse_66 BEFORE INSERT ON conversations WHEN NEW.conv_key = '1-66'"
+        " BEGIN SELECT RAISE(ROLLBACK, 'refused by trigger'); END"
+    )
+    other.commit()
+    other.close()
+    with pytest.raises(sqlite3.IntegrityError, match="refused by trigger"):
+        await store_thread.call(lambda s: s.accept(bare_intake(66)))
+    later = await store_thread.accept(bare_intake(3))
+    assert committed(open_test_store, later.conversation_id)
 
 
 def test_an_error_that_rolls_back_the_whole_batch_fails_the_rest_of_it(tmp_path: Path) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
-from contextlib import closing
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ from relay.model.category import Category
 from relay.routing.rules import PlannedDelivery
 from relay.store import STATUSES, DeliveryRow, Intake, QuarantineRow, Store, StoreProtocol
 from relay.store.opening import database_path, open_store, postgres_url
+from relay.store.storethread import StoreThread
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -118,3 +122,22 @@ def bare_intake(n: int, raw: Any = b"{}") -> Intake:
         category=Category.NORMAL.value,
         planned=(),
     )
+
+
+@asynccontextmanager
+async def held(thread: StoreThread) -> AsyncIterator[None]:
+    """The store's thread busy with one call until the block ends: what is queued meanwhile
+    waits, and is written together in the next batch."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(store: StoreProtocol) -> None:
+        entered.set()
+        assert release.wait(30), "the test never let the store thread go"
+
+    holding = asyncio.ensure_future(thread.call(hold, durable=False))
+    assert await asyncio.to_thread(entered.wait, 30)
+    try:
+        yield
+    finally:
+        release.set()
+        await holding

@@ -56,3 +56,20 @@ def test_without_looking_past_a_refusal_the_scan_ends_there() -> None:
     admission = Admission(lambda action: action["destination"] != "full", past_refused=False)
     scan_due(rows, 3, admission, ids)
     assert ids == [1]
+
+
+def test_every_delivery_is_offered_though_each_action_text_is_parsed_once_per_scan() -> None:
+    """admit still counts each delivery (the destination caps rely on it), with the action
+    parsed as before."""
+    seen: list[dict[str, Any]] = []
+
+    def admit(action: dict[str, Any]) -> bool:
+        seen.append(action)
+        return True
+
+    rows = Rows(queue("a", "a", "b", "a"))
+    ids: list[int] = []
+    scan_due(rows, 4, Admission(admit), ids)
+    assert ids == [1, 2, 3, 4]
+    assert [action["destination"] for action in seen] == ["a", "a", "b", "a"]
+    assert seen == [json.loads(text) for _, text, _ in queue("a", "a", "b", "a")]

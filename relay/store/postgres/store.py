@@ -150,6 +150,13 @@ class PostgresStore:
         with self._transaction():
             yield
 
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Reads inside a batch whose failure must leave the batch usable: a savepoint, as any
+        error aborts a PostgreSQL transaction until it is rolled back to one."""
+        with self._transaction():
+            yield
+
     def _read(self) -> Connection:
         """The connection for a read outside a transaction, opened again if it was lost."""
         if self._conn.closed or self._conn.broken:
