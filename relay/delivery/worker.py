@@ -186,6 +186,21 @@ def claim_with_context(
     return claimed
 
 
+def claim_and_look_ahead(
+    store: StoreProtocol,
+    limit: int,
+    now: float,
+    admit: Callable[[dict[str, object]], bool],
+    *,
+    past_refused: bool = True,
+) -> tuple[list[tuple[ClaimedDelivery, Context]], float | None]:
+    """``claim_with_context``, and when it claims fewer than ``limit``, in the same store call
+    (one round trip instead of two per step), when the earliest delivery due after ``now`` is
+    (``next_due_at``; None if none, or if the claim took as many as asked)."""
+    claimed = claim_with_context(store, limit, now, admit, past_refused=past_refused)
+    return claimed, store.next_due_at(now) if len(claimed) < limit else None
+
+
 def _nothing(store: StoreProtocol) -> None:
     """A store call that only takes its turn on the store's thread."""
 
@@ -379,8 +394,9 @@ class Worker:
         full = started >= self._full_scan_at  # look past deliveries turned away
         # Not waiting for the disk: a claim only marks rows 'sending', which a restart puts
         # back to pending whether or not the claim reached the disk (recover_claimed).
-        claimed = await self._store.call(
-            lambda s: claim_with_context(s, free, now, admit, past_refused=full), durable=False
+        # Fewer than asked: the next due time is read in the same call, for ``_idle``.
+        claimed, next_due = await self._store.call(
+            lambda s: claim_and_look_ahead(s, free, now, admit, past_refused=full), durable=False
         )
         rescan = None  # a claim that stopped at a refusal: when to look past it again
         if refused[0] and len(claimed) < free:
@@ -402,10 +418,10 @@ class Worker:
         # whatever is due now is claimed or waits for its destination to have room (a
         # finished send wakes the worker); only later due times matter.
         await self._idle(
-            after=now if len(claimed) < free else None,
             waiting=refused[0] > 0,
             within=rescan,
             known=len(claimed) >= free,
+            next_due=next_due,
         )
 
     async def _hold_floor(self) -> None:
@@ -489,24 +505,27 @@ class Worker:
 
     async def _idle(
         self,
-        after: float | None = None,
         *,
         waiting: bool = False,
         within: float | None = None,
         known: bool = False,
+        next_due: float | None = None,
     ) -> None:
         """Wait for a wake-up or the next due time. ``waiting``: deliveries due now were
         turned away for room; if the sends that held it ended meanwhile, the wake-up they
         gave makes the next step claim them, and nothing is settled yet. ``within``: step
         again after at most this many seconds (a claim that did not look past a refusal).
         ``known``: the worker has as many deliveries as it may hold, so there is no room
-        until one of them ends (which wakes it): no look at the due times."""
-        if known and self._inflight:
-            timeout = IDLE_POLL_SECONDS if within is None else within
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-            return
-        next_due = await self._store.call(lambda s: s.next_due_at(after))
+        until one of them ends (which wakes it): no look at the due times. Otherwise
+        ``next_due``: the next due time after the claim just made, read with it
+        (``claim_and_look_ahead``); anything that changes it later (an outcome recorded, an
+        intake accepted) wakes the worker."""
+        if known:
+            if self._inflight:
+                timeout = IDLE_POLL_SECONDS if within is None else within
+                await self._wait_for_wake(timeout)
+                return
+            next_due = await self._store.call(lambda s: s.next_due_at(None))
         if next_due is None and not self._inflight and not waiting:
             self._settled.set()
         timeout = IDLE_POLL_SECONDS
@@ -516,8 +535,16 @@ class Worker:
             timeout = min(timeout, within) if timeout > 0 else within
         if timeout <= 0 and len(self._inflight) < self._concurrency:
             return
+        await self._wait_for_wake(timeout or IDLE_POLL_SECONDS)
+
+    async def _wait_for_wake(self, seconds: float) -> None:
+        """Until woken, at most ``seconds`` (a timer on this task: no task of its own
+        for the wait, as ``asyncio.wait_for`` would make)."""
+        if self._wake.is_set():
+            return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=timeout or IDLE_POLL_SECONDS)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     def _observe(self, delivery: ClaimedDelivery, outcome: str) -> None:
         claimed_at = self._claimed_at.pop(delivery.id, None)
