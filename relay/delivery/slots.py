@@ -58,7 +58,9 @@ class SendSlots:
     holds one for a send to destination ``key``. Waiting sends start in the order they came
     whenever the rule lets them (one held back by its destination's share does not hold up
     another destination's); ``failing``: the destinations that last ran into their
-    deadline (the worker's own set, read at each decision), which never borrow."""
+    deadline (the worker's own set, read at each decision), which never borrow; the worker
+    changes it only while the send that changes it holds its slot, so the release that
+    follows decides by it (a change is not looked at before the next release)."""
 
     def __init__(self, rule: SlotRule, failing: Collection[str] = frozenset()) -> None:
         self.rule = rule

@@ -637,8 +637,6 @@ class Worker:
         try:
             content, result = await self._render_and_send(snapshot, sender, key, delivery, context)
         except TransientDeliveryError as exc:
-            if isinstance(exc, DeliveryTimeout):
-                self._failing.add(key)
             await self._retry_or_bury(delivery, exc)
         except PermanentDeliveryError as exc:
             await self._bury(delivery, exc.message, exc.done)
@@ -648,7 +646,6 @@ class Worker:
             log.exception("delivery %d: unexpected sender failure", delivery.id)
             await self._retry_or_bury(delivery, TransientDeliveryError(repr(exc)))
         else:
-            self._failing.discard(key)
             sent_to = "outbox" if isinstance(sender, OutboxSender) else None
             ref = result.external_ref if isinstance(result, SendResult) else None
             if ref is not None:  # first: a crash before mark_sent retries with this id
@@ -705,12 +702,19 @@ class Worker:
             async with self._send_slots.slot(key):
                 task = asyncio.current_task()
                 self._in_send.add(task)  # a stop now gives it the grace period
+                # The destination counts as failing, or no longer, before the slot goes back:
+                # the slot rule decides who takes it by the send that just ended.
                 try:
-                    return content, await send_within_deadline(
+                    result = await send_within_deadline(
                         sender, content, delivery_id=delivery.id, skip=delivery.done_recipients
                     )
+                except DeliveryTimeout:
+                    self._failing.add(key)
+                    raise
                 finally:
                     self._in_send.discard(task)
+                self._failing.discard(key)
+                return content, result
         finally:
             self._past_send(asyncio.current_task())
 

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from relay.snapshot import Snapshot
 from relay.store import STATUSES, DeliveryRow, StoreProtocol
 from relay.store.storethread import StoreThread
 from tests.support.faulty import FailingSender, FaultyStore
+from tests.support.held import HeldSender
 from tests.support.smtp import SmtpServer
 from tests.support.store import StoreOpener
 from tests.support.worker import email_settings, routed_intake
@@ -34,6 +36,8 @@ from tests.support.worker import email_settings, routed_intake
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 POLICY = RetryPolicy(initial_seconds=0.05, max_seconds=0.2, max_age_seconds=3600)
+# A failed delivery not retried within the test: what runs is what was claimed first.
+NO_RETRY_SOON = RetryPolicy(initial_seconds=3600, max_seconds=3600, max_age_seconds=7200)
 T0 = 1_800_000_000.0
 
 
@@ -223,3 +227,60 @@ async def test_a_sender_failure_of_no_known_kind_is_retried(
     assert (row.status, row.last_error) == ("retrying", recorded)
     assert failing.calls >= 1
     assert ("unexpected sender failure" in caplog.text) is unexpected
+
+
+async def rendered(worker: Worker) -> None:
+    """Return once every delivery the worker has claimed so far is rendered and waiting for a
+    send slot: with the event loop's executor on one thread (``held_destination``) the
+    renders run in the order the deliveries were claimed, and a job handed to it now runs
+    after them; the tasks they resume go on to their slot before this one resumes."""
+    await asyncio.to_thread(lambda: None)
+
+
+async def held_destination(
+    tmp_path: Path, open_test_store: StoreOpener, senders: SenderRegistry
+) -> tuple[StoreProtocol, Snapshot, HeldSender]:
+    """Six emails to one destination whose sends the test ends one by one; renders on one
+    thread of the event loop's executor (``rendered``)."""
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))
+    snapshot = build_snapshot(email_settings(tmp_path, 9), senders)
+    held = HeldSender()
+    snapshot = replace(snapshot, senders={**snapshot.senders, "email": held})
+    store = open_test_store()
+    for n in range(6):
+        store.accept(routed_intake(snapshot, n))
+    return store, snapshot, held
+
+
+async def test_the_slot_of_a_send_that_ran_into_its_deadline_is_not_borrowed_again(
+    tmp_path: Path, open_test_store: StoreOpener, senders: SenderRegistry
+) -> None:
+    """Concurrency 4, ``per_destination_concurrency`` unset: alone, the destination borrows
+    up to 3 slots (its share is 2). When one of those sends runs into its deadline, the
+    destination counts as failing before the slot goes back, so the send waiting behind
+    does not borrow it for another deadline: the destination is down to its share."""
+    store, snapshot, held = await held_destination(tmp_path, open_test_store, senders)
+    async with working(store, snapshot, concurrency=4, policy=NO_RETRY_SOON) as worker:
+        await held.wait_started(3)
+        await rendered(worker)
+        held.time_out()
+        await attempts(worker, 1)  # the slot went back well before the outcome was recorded
+        assert (held.started, len(held.held)) == (3, 2)
+
+
+async def test_once_a_send_to_a_failing_destination_succeeds_it_borrows_again_at_once(
+    tmp_path: Path, open_test_store: StoreOpener, senders: SenderRegistry
+) -> None:
+    """A failing destination at its share (2 of 4) with deliveries waiting: a send to it
+    succeeds, so it no longer counts as failing when its slot goes back, and the waiting
+    sends take that slot and borrow the idle one, instead of leaving it idle until the next
+    send ends (a whole deadline, for a slow destination)."""
+    store, snapshot, held = await held_destination(tmp_path, open_test_store, senders)
+    async with working(store, snapshot, concurrency=4, policy=NO_RETRY_SOON) as worker:
+        await held.wait_started(3)
+        await rendered(worker)
+        held.time_out()
+        await attempts(worker, 1)
+        held.succeed()
+        await attempts(worker, 2)
+        assert len(held.held) == 3  # up to all but one of the 4 slots again
