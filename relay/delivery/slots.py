@@ -94,18 +94,23 @@ class SendSlots:
         if not any(k == key for k, _ in self._waiting) and self._startable(key):
             self.running[key] += 1
             return
-        waiter = asyncio.get_running_loop().create_future()
-        entry = (key, waiter)
-        self._waiting.append(entry)
-        try:
-            await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self._release(key)  # granted as it was cancelled: give the slot back
-            else:
-                self._waiting.remove(entry)
-                self._grant()  # its absence may let a borrower go on
-            raise
+        while True:
+            waiter = asyncio.get_running_loop().create_future()
+            entry = (key, waiter)
+            self._waiting.append(entry)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._release(key)  # granted as it was cancelled: give the slot back
+                else:
+                    self._waiting.remove(entry)
+                    self._grant()  # its absence may let a borrower go on
+                raise
+            if not self._closed:
+                return
+            # Granted just before ``close``, which came first: no send starts after it.
+            self._release(key)
 
     def _release(self, key: str) -> None:
         self.running[key] -= 1

@@ -210,3 +210,30 @@ async def test_after_close_no_send_starts() -> None:
         sends.tasks[number].cancel()
     await sends.settle()
     assert all(task.done() for task in sends.tasks)
+
+
+async def test_a_send_given_a_slot_just_before_close_does_not_start() -> None:
+    """A send ends and its slot goes to the one waiting; the stop closes the slots before
+    that one has run again: it does not start, but waits (to be cancelled) like the rest."""
+    slots = SendSlots(SlotRule.of(2, None))  # share 1, ceiling 1
+    end = asyncio.Event()
+
+    async def ends_as_the_stop_begins() -> None:
+        async with slots.slot("a"):
+            await end.wait()
+        slots.close()  # the slot went to the waiting send, which has not run since
+
+    first = asyncio.create_task(ends_as_the_stop_begins())
+    sends = Sends(slots)
+    await sends.settle()
+    waiting = sends.send("a")
+    await sends.settle()
+    end.set()
+    await first
+    await sends.settle()
+    assert sends.started == []
+    assert dict(slots.running) == {}
+    sends.tasks[waiting].cancel()
+    await sends.settle()
+    assert sends.tasks[waiting].cancelled()
+    assert dict(slots.running) == {}
