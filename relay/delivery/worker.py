@@ -57,7 +57,7 @@ FULL_SCAN_SECONDS = 0.05
 ACTIONS_KEPT = 256  # validated actions the worker keeps (they are frozen values)
 # Deliveries claimed ahead of their send: per destination up to CLAIM_AHEAD times its
 # connections (rendered and waiting for one), in all up to CLAIM_AHEAD times ``concurrency``;
-# the send itself holds a connection slot of its destination and one of ``concurrency``.
+# the send itself holds one of the ``concurrency`` send slots (``SendSlots``).
 CLAIM_AHEAD = 2
 # A delivery claimed ahead is sent within this many send deadlines of its claim (the longest
 # deadline of any destination): it waits for at most (CLAIM_AHEAD - 1) rounds of its
@@ -227,8 +227,7 @@ class Worker:
         self._failing_limit = max(concurrency - 1, 1)
         self._failing: set[str] = set()
         # Claimed deliveries not yet past their send, by sender key (``_ahead_of`` by task):
-        # what the destination caps count. Sends hold a slot of their destination's
-        # semaphore and one of all sends'.
+        # what the destination caps count. Sends hold a slot of ``_send_slots``.
         self._busy: Counter[str] = Counter()
         self._ahead_of: dict[asyncio.Task[None], str] = {}
         self._in_send: set[asyncio.Task[None] | None] = set()  # holding their send slots
