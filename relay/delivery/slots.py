@@ -39,13 +39,18 @@ def may_start(
     *,
     others_waiting: bool,
     failing: bool,
+    failing_running: int = 0,
 ) -> bool:
     """Whether a send to ``key`` may start now, with ``running`` sends in flight by
     destination: within its share whenever a slot is free; beyond it (borrowing) only up
     to the ceiling, for a destination not ``failing``, while no send to another destination
-    waits (``others_waiting``), and with a slot left free after it."""
+    waits (``others_waiting``), and with a slot left free after it. A ``failing``
+    destination starts none while the failing ones together have ``failing_running`` sends
+    in flight, all slots but one (deliveries claimed before it ran into its deadline)."""
     in_all = sum(running.values())
     if in_all >= rule.total:
+        return False
+    if failing and failing_running >= max(rule.total - 1, 1):
         return False
     mine = running.get(key, 0)
     if mine < rule.share:
@@ -58,7 +63,8 @@ class SendSlots:
     holds one for a send to destination ``key``. Waiting sends start in the order they came
     whenever the rule lets them (one held back by its destination's share does not hold up
     another destination's); ``failing``: the destinations that last ran into their
-    deadline (the worker's own set, read at each decision), which never borrow; the worker
+    deadline (the worker's own set, read at each decision), which never borrow and together
+    hold at most all slots but one; the worker
     changes it only while the send that changes it holds its slot, so the release that
     follows decides by it (a change is not looked at before the next release)."""
 
@@ -86,8 +92,14 @@ class SendSlots:
         if self._closed:
             return False
         others = any(k != key and not f.done() for k, f in self._waiting)
+        failing = key in self._failing
         return may_start(
-            self.rule, key, self.running, others_waiting=others, failing=key in self._failing
+            self.rule,
+            key,
+            self.running,
+            others_waiting=others,
+            failing=failing,
+            failing_running=sum(self.running[k] for k in self._failing) if failing else 0,
         )
 
     async def _acquire(self, key: str) -> None:

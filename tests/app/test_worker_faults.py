@@ -284,3 +284,42 @@ async def test_once_a_send_to_a_failing_destination_succeeds_it_borrows_again_at
         held.succeed()
         await attempts(worker, 2)
         assert len(held.held) == 3  # up to all but one of the 4 slots again
+
+
+async def test_failing_destinations_together_leave_a_slot_with_deliveries_claimed_before(
+    tmp_path: Path, open_test_store: StoreOpener, senders: SenderRegistry
+) -> None:
+    """Two destinations with a cap of 2 of the 4 slots each, both sends held and one more
+    delivery of each claimed behind them. Both run into their deadline: the deliveries
+    claimed before that may not take the slots the timed-out sends gave back beyond
+    ``concurrency - 1`` for failing destinations together, so one slot stays free for the
+    destinations that are not slow."""
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))
+    hooks = {name: {"url": f"http://127.0.0.1:9/{name}"} for name in "ab"}
+    actions = [{"type": "webhook", "destination": name} for name in "ab"]
+    settings = email_settings(
+        tmp_path,
+        9,
+        destinations={"webhook": hooks},
+        rules=[{"name": "both-webhooks", "actions": actions}],
+    )
+    snapshot = build_snapshot(settings, senders)
+    held = {name: HeldSender() for name in "ab"}
+    snapshot = replace(
+        snapshot,
+        senders={**snapshot.senders, **{f"webhook:{name}": held[name] for name in "ab"}},
+    )
+    store = open_test_store()
+    for n in range(3):
+        store.accept(routed_intake(snapshot, n))
+    options = {"concurrency": 4, "per_destination": 2, "policy": NO_RETRY_SOON}
+    async with working(store, snapshot, **options) as worker:
+        for sender in held.values():
+            await sender.wait_started(2)
+        await rendered(worker)
+        held["a"].time_out()
+        await attempts(worker, 1)
+        held["b"].time_out()
+        await attempts(worker, 2)
+        assert [held[name].started for name in "ab"] == [3, 2]
+        assert sum(len(sender.held) for sender in held.values()) == 3

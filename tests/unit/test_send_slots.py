@@ -237,3 +237,20 @@ async def test_a_send_given_a_slot_just_before_close_does_not_start() -> None:
     await sends.settle()
     assert sends.tasks[waiting].cancelled()
     assert dict(slots.running) == {}
+
+
+@pytest.mark.parametrize(
+    ("running", "failing_running", "expected"),
+    [
+        ({"a": 3, "b": 3}, 6, True),  # failing ones hold 6: the seventh is theirs
+        ({"a": 3, "b": 4}, 7, False),  # all but one held by failing ones: the last stays free
+        ({"a": 3, "c": 4}, 3, True),  # c is not failing
+    ],
+)
+def test_failing_destinations_together_leave_one_slot(
+    running: dict[str, int], failing_running: int, expected: bool
+) -> None:
+    allowed = may_start(
+        EIGHT, "a", running, others_waiting=False, failing=True, failing_running=failing_running
+    )
+    assert allowed is expected
