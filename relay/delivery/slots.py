@@ -63,14 +63,21 @@ class SendSlots:
     holds one for a send to destination ``key``. Waiting sends start in the order they came
     whenever the rule lets them (one held back by its destination's share does not hold up
     another destination's); ``failing``: the destinations that last ran into their
-    deadline (the worker's own set, read at each decision), which never borrow and together
-    hold at most all slots but one; the worker
-    changes it only while the send that changes it holds its slot, so the release that
-    follows decides by it (a change is not looked at before the next release)."""
+    deadline (the worker's own set, read at each decision), which never borrow and, with
+    ``failing_together``, together hold at most all slots but one. The worker changes it
+    only while the send that changes it holds its slot, so the release that follows decides
+    by it (a change is not looked at before the next release)."""
 
-    def __init__(self, rule: SlotRule, failing: Collection[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        rule: SlotRule,
+        failing: Collection[str] = frozenset(),
+        *,
+        failing_together: bool = True,
+    ) -> None:
         self.rule = rule
         self._failing = failing
+        self._failing_together = failing_together
         self.running: Counter[str] = Counter()
         self._waiting: deque[tuple[str, asyncio.Future[None]]] = deque()
         self._closed = False
@@ -99,7 +106,11 @@ class SendSlots:
             self.running,
             others_waiting=others,
             failing=failing,
-            failing_running=sum(self.running[k] for k in self._failing) if failing else 0,
+            failing_running=(
+                sum(self.running[k] for k in self._failing)
+                if failing and self._failing_together
+                else 0
+            ),
         )
 
     async def _acquire(self, key: str) -> None:

@@ -231,7 +231,12 @@ class Worker:
         self._busy: Counter[str] = Counter()
         self._ahead_of: dict[asyncio.Task[None], str] = {}
         self._in_send: set[asyncio.Task[None] | None] = set()  # holding their send slots
-        self._send_slots = SendSlots(self._slot_rule, failing=self._failing)
+        # Failing destinations together start no send beyond all slots but one, even of
+        # deliveries claimed before they failed; not with leases (PostgreSQL): a claim held
+        # back for a slot could outlast its lease, which only ``AHEAD_DEADLINES`` covers.
+        self._send_slots = SendSlots(
+            self._slot_rule, failing=self._failing, failing_together=lease_seconds is None
+        )
         # On PostgreSQL, the claims' lease (``ahead_allowed``); None: no leases (SQLite).
         self._lease = lease_seconds
         self._ahead_for: tuple[Snapshot, int] | None = None  # CLAIM_AHEAD or 1, by snapshot

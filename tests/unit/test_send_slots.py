@@ -254,3 +254,18 @@ def test_failing_destinations_together_leave_one_slot(
         EIGHT, "a", running, others_waiting=False, failing=True, failing_running=failing_running
     )
     assert allowed is expected
+
+
+@pytest.mark.parametrize(
+    ("together", "expected"), [(True, {"a": 4, "b": 3}), (False, {"a": 4, "b": 4})]
+)
+async def test_failing_destinations_leave_a_slot_unless_told_not_to(
+    together: bool, expected: dict[str, int]
+) -> None:
+    """Failing destinations within their shares: together at most 7 of 8 slots, unless
+    ``failing_together`` is off (the worker on PostgreSQL, for its leases)."""
+    sends = Sends(SendSlots(EIGHT, failing={"a", "b"}, failing_together=together))
+    for key in "aaaabbbb":
+        sends.send(key)
+    await sends.settle()
+    assert dict(sends.slots.running) == expected
