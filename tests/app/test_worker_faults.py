@@ -1,8 +1,9 @@
 """The delivery worker when its store or a sender fails: a store error in the worker's loop,
 an outcome that could not be recorded (requeued, sent again), a delivery past its age limit,
-a sender that is no longer configured, and failures no sender should raise. Store faults
-come from a fault-injecting store around the real one (tests/support/faulty.py), sends go to
-a real aiosmtpd."""
+a sender that is no longer configured, failures no sender should raise, and sends that run
+into their deadline (the send slots they leave). Store faults come from a fault-injecting
+store around the real one (tests/support/faulty.py); sends go to a real aiosmtpd, or to a
+sender that fails as told (tests/support/faulty.py, tests/support/held.py)."""
 
 from __future__ import annotations
 
