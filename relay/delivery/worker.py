@@ -55,8 +55,9 @@ IDLE_POLL_SECONDS = 1.0  # picks up changes made by `relay retry` from another p
 # Deliveries to other destinations behind that backlog wait at most this long for a slot.
 FULL_SCAN_SECONDS = 0.05
 ACTIONS_KEPT = 256  # validated actions the worker keeps (they are frozen values)
-# Deliveries claimed ahead of their send: per destination up to CLAIM_AHEAD times its
-# connections (rendered and waiting for one), in all up to CLAIM_AHEAD times ``concurrency``;
+# Deliveries claimed ahead of their send: per destination up to CLAIM_AHEAD times its share
+# of the connections, without leases plus one for each it may borrow (rendered and waiting
+# for one), in all up to CLAIM_AHEAD times ``concurrency``;
 # the send itself holds one of the ``concurrency`` send slots (``SendSlots``).
 CLAIM_AHEAD = 2
 # A delivery claimed ahead is sent within this many send deadlines of its claim (the longest
@@ -432,18 +433,20 @@ class Worker:
 
     def _admitter(self, refused: list[int], ahead: int) -> Callable[[dict[str, object]], bool]:
         """Admits a due delivery while its destination has fewer than ``ahead`` times its
-        send slots claimed and not yet sent (its share; without leases, the most it may
-        borrow up to) and, for a destination that last ran into its deadline, while it has
-        fewer than its share (nothing claimed ahead) and all such destinations together hold
-        fewer than ``concurrency - 1``; counts those it admits, and in ``refused[0]`` those
-        it turns away (called in order on the store's thread). With leases (PostgreSQL) a
-        destination claims ahead only for its share, so that a delivery claimed ahead is
-        still sent within ``AHEAD_DEADLINES`` (a borrowed slot is not guaranteed)."""
+        share claimed and not yet sent, plus without leases one for each slot it may borrow
+        (claimed ahead for those too, a backlog that borrows took all claims but a few, and
+        another destination could not claim its share) and, for a destination that last ran
+        into its deadline, while it has fewer than its share (nothing claimed ahead) and all
+        such destinations together hold fewer than ``concurrency - 1``; counts those it
+        admits, and in ``refused[0]`` those it turns away (called in order on the store's
+        thread). With leases (PostgreSQL) a destination claims ahead only for its share, so
+        that a delivery claimed ahead is still sent within ``AHEAD_DEADLINES`` (a borrowed
+        slot is not guaranteed)."""
         busy = Counter(self._busy)
         failing = frozenset(self._failing)
         failing_busy = [sum(busy[key] for key in failing)]
-        slots = self._slot_rule.ceiling if self._lease is None else self._per_destination
-        cap = slots * ahead
+        rule = self._slot_rule
+        cap = rule.share * ahead + (rule.ceiling - rule.share if self._lease is None else 0)
 
         def admit(action: dict[str, object]) -> bool:
             key = sender_key(action)

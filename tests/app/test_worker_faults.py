@@ -324,3 +324,38 @@ async def test_failing_destinations_together_leave_a_slot_with_deliveries_claime
         await attempts(worker, 2)
         assert [held[name].started for name in "ab"] == [3, 2]
         assert sum(len(sender.held) for sender in held.values()) == 3
+
+
+async def test_a_backlog_that_borrows_leaves_another_destination_claims_for_its_share(
+    tmp_path: Path, open_test_store: StoreOpener, senders: SenderRegistry
+) -> None:
+    """Concurrency 8, ``per_destination_concurrency`` unset: twenty emails borrow up to 7
+    slots, and four deliveries to a webhook arrive behind them. The emails' sends end one
+    by one: the webhook's deliveries get their share of 4 slots, which they can only have
+    if the worker claimed them; the emails' backlog must not hold the claims they need."""
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))
+    hooks = {"webhook": {"b": {"url": "http://127.0.0.1:9/b"}}}
+    settings = email_settings(tmp_path, 9, destinations=hooks)
+    to_b = [{"name": "to-b", "actions": [{"type": "webhook", "destination": "b"}]}]
+    routed_to_b = build_snapshot(
+        email_settings(tmp_path, 9, destinations=hooks, rules=to_b), senders
+    )
+    emails, webhook = HeldSender(), HeldSender()
+    snapshot = build_snapshot(settings, senders)
+    snapshot = replace(
+        snapshot, senders={**snapshot.senders, "email": emails, "webhook:b": webhook}
+    )
+    store = open_test_store()
+    for n in range(20):
+        store.accept(routed_intake(snapshot, n))
+    for n in range(4):
+        store.accept(routed_intake(routed_to_b, 100 + n))
+    async with working(store, snapshot, concurrency=8, policy=NO_RETRY_SOON) as worker:
+        await emails.wait_started(7)
+        await webhook.wait_started(1)  # the slot left free
+        await rendered(worker)
+        for count in range(1, 4):
+            emails.succeed()
+            await attempts(worker, count)
+            await rendered(worker)
+        assert len(webhook.held) == 4
