@@ -39,13 +39,18 @@ def may_start(
     *,
     others_waiting: bool,
     failing: bool,
+    failing_running: int = 0,
 ) -> bool:
     """Whether a send to ``key`` may start now, with ``running`` sends in flight by
     destination: within its share whenever a slot is free; beyond it (borrowing) only up
     to the ceiling, for a destination not ``failing``, while no send to another destination
-    waits (``others_waiting``), and with a slot left free after it."""
+    waits (``others_waiting``), and with a slot left free after it. A ``failing``
+    destination starts none while the failing ones together have ``failing_running`` sends
+    in flight, all slots but one (deliveries claimed before it ran into its deadline)."""
     in_all = sum(running.values())
     if in_all >= rule.total:
+        return False
+    if failing and failing_running >= max(rule.total - 1, 1):
         return False
     mine = running.get(key, 0)
     if mine < rule.share:
@@ -58,11 +63,21 @@ class SendSlots:
     holds one for a send to destination ``key``. Waiting sends start in the order they came
     whenever the rule lets them (one held back by its destination's share does not hold up
     another destination's); ``failing``: the destinations that last ran into their
-    deadline (the worker's own set, read at each decision), which never borrow."""
+    deadline (the worker's own set, read at each decision), which never borrow and, with
+    ``failing_together``, together hold at most all slots but one. The worker changes it
+    only while the send that changes it holds its slot, so the release that follows decides
+    by it (a change is not looked at before the next release)."""
 
-    def __init__(self, rule: SlotRule, failing: Collection[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        rule: SlotRule,
+        failing: Collection[str] = frozenset(),
+        *,
+        failing_together: bool = True,
+    ) -> None:
         self.rule = rule
         self._failing = failing
+        self._failing_together = failing_together
         self.running: Counter[str] = Counter()
         self._waiting: deque[tuple[str, asyncio.Future[None]]] = deque()
         self._closed = False
@@ -84,26 +99,41 @@ class SendSlots:
         if self._closed:
             return False
         others = any(k != key and not f.done() for k, f in self._waiting)
+        failing = key in self._failing
         return may_start(
-            self.rule, key, self.running, others_waiting=others, failing=key in self._failing
+            self.rule,
+            key,
+            self.running,
+            others_waiting=others,
+            failing=failing,
+            failing_running=(
+                sum(self.running[k] for k in self._failing)
+                if failing and self._failing_together
+                else 0
+            ),
         )
 
     async def _acquire(self, key: str) -> None:
         if not any(k == key for k, _ in self._waiting) and self._startable(key):
             self.running[key] += 1
             return
-        waiter = asyncio.get_running_loop().create_future()
-        entry = (key, waiter)
-        self._waiting.append(entry)
-        try:
-            await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self._release(key)  # granted as it was cancelled: give the slot back
-            else:
-                self._waiting.remove(entry)
-                self._grant()  # its absence may let a borrower go on
-            raise
+        while True:
+            waiter = asyncio.get_running_loop().create_future()
+            entry = (key, waiter)
+            self._waiting.append(entry)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._release(key)  # granted as it was cancelled: give the slot back
+                else:
+                    self._waiting.remove(entry)
+                    self._grant()  # its absence may let a borrower go on
+                raise
+            if not self._closed:
+                return
+            # Granted just before ``close``, which came first: no send starts after it.
+            self._release(key)
 
     def _release(self, key: str) -> None:
         self.running[key] -= 1

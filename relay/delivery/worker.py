@@ -55,9 +55,10 @@ IDLE_POLL_SECONDS = 1.0  # picks up changes made by `relay retry` from another p
 # Deliveries to other destinations behind that backlog wait at most this long for a slot.
 FULL_SCAN_SECONDS = 0.05
 ACTIONS_KEPT = 256  # validated actions the worker keeps (they are frozen values)
-# Deliveries claimed ahead of their send: per destination up to CLAIM_AHEAD times its
-# connections (rendered and waiting for one), in all up to CLAIM_AHEAD times ``concurrency``;
-# the send itself holds a connection slot of its destination and one of ``concurrency``.
+# Deliveries claimed ahead of their send: per destination up to CLAIM_AHEAD times its share
+# of the connections, without leases plus one for each it may borrow (rendered and waiting
+# for one), in all up to CLAIM_AHEAD times ``concurrency``;
+# the send itself holds one of the ``concurrency`` send slots (``SendSlots``).
 CLAIM_AHEAD = 2
 # A delivery claimed ahead is sent within this many send deadlines of its claim (the longest
 # deadline of any destination): it waits for at most (CLAIM_AHEAD - 1) rounds of its
@@ -242,12 +243,16 @@ class Worker:
         self._failing_limit = max(concurrency - 1, 1)
         self._failing: set[str] = set()
         # Claimed deliveries not yet past their send, by sender key (``_ahead_of`` by task):
-        # what the destination caps count. Sends hold a slot of their destination's
-        # semaphore and one of all sends'.
+        # what the destination caps count. Sends hold a slot of ``_send_slots``.
         self._busy: Counter[str] = Counter()
         self._ahead_of: dict[asyncio.Task[None], str] = {}
         self._in_send: set[asyncio.Task[None] | None] = set()  # holding their send slots
-        self._send_slots = SendSlots(self._slot_rule, failing=self._failing)
+        # Failing destinations together start no send beyond all slots but one, even of
+        # deliveries claimed before they failed; not with leases (PostgreSQL): a claim held
+        # back for a slot could outlast its lease, which only ``AHEAD_DEADLINES`` covers.
+        self._send_slots = SendSlots(
+            self._slot_rule, failing=self._failing, failing_together=lease_seconds is None
+        )
         # On PostgreSQL, the claims' lease (``ahead_allowed``); None: no leases (SQLite).
         self._lease = lease_seconds
         self._ahead_for: tuple[Snapshot, int] | None = None  # CLAIM_AHEAD or 1, by snapshot
@@ -444,18 +449,20 @@ class Worker:
 
     def _admitter(self, refused: list[int], ahead: int) -> Callable[[dict[str, object]], bool]:
         """Admits a due delivery while its destination has fewer than ``ahead`` times its
-        send slots claimed and not yet sent (its share; without leases, the most it may
-        borrow up to) and, for a destination that last ran into its deadline, while it has
-        fewer than its share (nothing claimed ahead) and all such destinations together hold
-        fewer than ``concurrency - 1``; counts those it admits, and in ``refused[0]`` those
-        it turns away (called in order on the store's thread). With leases (PostgreSQL) a
-        destination claims ahead only for its share, so that a delivery claimed ahead is
-        still sent within ``AHEAD_DEADLINES`` (a borrowed slot is not guaranteed)."""
+        share claimed and not yet sent, plus without leases one for each slot it may borrow
+        (claimed ahead for those too, a backlog that borrows took all claims but a few, and
+        another destination could not claim its share) and, for a destination that last ran
+        into its deadline, while it has fewer than its share (nothing claimed ahead) and all
+        such destinations together hold fewer than ``concurrency - 1``; counts those it
+        admits, and in ``refused[0]`` those it turns away (called in order on the store's
+        thread). With leases (PostgreSQL) a destination claims ahead only for its share, so
+        that a delivery claimed ahead is still sent within ``AHEAD_DEADLINES`` (a borrowed
+        slot is not guaranteed)."""
         busy = Counter(self._busy)
         failing = frozenset(self._failing)
         failing_busy = [sum(busy[key] for key in failing)]
-        slots = self._slot_rule.ceiling if self._lease is None else self._per_destination
-        cap = slots * ahead
+        rule = self._slot_rule
+        cap = rule.share * ahead + (rule.ceiling - rule.share if self._lease is None else 0)
 
         def admit(action: dict[str, object]) -> bool:
             key = sender_key(action)
@@ -664,8 +671,6 @@ class Worker:
         try:
             content, result = await self._render_and_send(snapshot, sender, key, delivery, context)
         except TransientDeliveryError as exc:
-            if isinstance(exc, DeliveryTimeout):
-                self._failing.add(key)
             await self._retry_or_bury(delivery, exc)
         except PermanentDeliveryError as exc:
             await self._bury(delivery, exc.message, exc.done)
@@ -675,7 +680,6 @@ class Worker:
             log.exception("delivery %d: unexpected sender failure", delivery.id)
             await self._retry_or_bury(delivery, TransientDeliveryError(repr(exc)))
         else:
-            self._failing.discard(key)
             sent_to = "outbox" if isinstance(sender, OutboxSender) else None
             ref = result.external_ref if isinstance(result, SendResult) else None
             if ref is not None:  # first: a crash before mark_sent retries with this id
@@ -732,12 +736,19 @@ class Worker:
             async with self._send_slots.slot(key):
                 task = asyncio.current_task()
                 self._in_send.add(task)  # a stop now gives it the grace period
+                # The destination counts as failing, or no longer, before the slot goes back:
+                # the slot rule decides who takes it by the send that just ended.
                 try:
-                    return content, await send_within_deadline(
+                    result = await send_within_deadline(
                         sender, content, delivery_id=delivery.id, skip=delivery.done_recipients
                     )
+                except DeliveryTimeout:
+                    self._failing.add(key)
+                    raise
                 finally:
                     self._in_send.discard(task)
+                self._failing.discard(key)
+                return content, result
         finally:
             self._past_send(asyncio.current_task())
 

@@ -1,8 +1,9 @@
 """The delivery worker when its store or a sender fails: a store error in the worker's loop,
 an outcome that could not be recorded (requeued, sent again), a delivery past its age limit,
-a sender that is no longer configured, and failures no sender should raise. Store faults
-come from a fault-injecting store around the real one (tests/support/faulty.py), sends go to
-a real aiosmtpd."""
+a sender that is no longer configured, failures no sender should raise, and sends that run
+into their deadline (the send slots they leave). Store faults come from a fault-injecting
+store around the real one (tests/support/faulty.py); sends go to a real aiosmtpd, or to a
+sender that fails as told (tests/support/faulty.py, tests/support/held.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +28,7 @@ from relay.snapshot import Snapshot
 from relay.store import STATUSES, DeliveryRow, StoreProtocol
 from relay.store.storethread import StoreThread
 from tests.support.faulty import FailingSender, FaultyStore
+from tests.support.held import HeldSender
 from tests.support.smtp import SmtpServer
 from tests.support.store import StoreOpener
 from tests.support.worker import email_settings, routed_intake
@@ -34,6 +37,8 @@ from tests.support.worker import email_settings, routed_intake
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 POLICY = RetryPolicy(initial_seconds=0.05, max_seconds=0.2, max_age_seconds=3600)
+# A failed delivery not retried within the test: what runs is what was claimed first.
+NO_RETRY_SOON = RetryPolicy(initial_seconds=3600, max_seconds=3600, max_age_seconds=7200)
 T0 = 1_800_000_000.0
 
 
@@ -223,3 +228,134 @@ async def test_a_sender_failure_of_no_known_kind_is_retried(
     assert (row.status, row.last_error) == ("retrying", recorded)
     assert failing.calls >= 1
     assert ("unexpected sender failure" in caplog.text) is unexpected
+
+
+async def rendered(worker: Worker) -> None:
+    """Return once every delivery the worker has claimed so far is rendered and waiting for a
+    send slot: with the event loop's executor on one thread (``held_destination``) the
+    renders run in the order the deliveries were claimed, and a job handed to it now runs
+    after them; the tasks they resume go on to their slot before this one resumes."""
+    await asyncio.to_thread(lambda: None)
+
+
+async def held_destination(
+    tmp_path: Path, open_test_store: StoreOpener, senders: SenderRegistry
+) -> tuple[StoreProtocol, Snapshot, HeldSender]:
+    """Six emails to one destination whose sends the test ends one by one; renders on one
+    thread of the event loop's executor (``rendered``)."""
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))
+    snapshot = build_snapshot(email_settings(tmp_path, 9), senders)
+    held = HeldSender()
+    snapshot = replace(snapshot, senders={**snapshot.senders, "email": held})
+    store = open_test_store()
+    for n in range(6):
+        store.accept(routed_intake(snapshot, n))
+    return store, snapshot, held
+
+
+async def test_the_slot_of_a_send_that_ran_into_its_deadline_is_not_borrowed_again(
+    tmp_path: Path, open_test_store: StoreOpener, senders: SenderRegistry
+) -> None:
+    """Concurrency 4, ``per_destination_concurrency`` unset: alone, the destination borrows
+    up to 3 slots (its share is 2). When one of those sends runs into its deadline, the
+    destination counts as failing before the slot goes back, so the send waiting behind
+    does not borrow it for another deadline: the destination is down to its share."""
+    store, snapshot, held = await held_destination(tmp_path, open_test_store, senders)
+    async with working(store, snapshot, concurrency=4, policy=NO_RETRY_SOON) as worker:
+        await held.wait_started(3)
+        await rendered(worker)
+        held.time_out()
+        await attempts(worker, 1)  # the slot went back well before the outcome was recorded
+        assert (held.started, len(held.held)) == (3, 2)
+
+
+async def test_once_a_send_to_a_failing_destination_succeeds_it_borrows_again_at_once(
+    tmp_path: Path, open_test_store: StoreOpener, senders: SenderRegistry
+) -> None:
+    """A failing destination at its share (2 of 4) with deliveries waiting: a send to it
+    succeeds, so it no longer counts as failing when its slot goes back, and the waiting
+    sends take that slot and borrow the idle one, instead of leaving it idle until the next
+    send ends (a whole deadline, for a slow destination)."""
+    store, snapshot, held = await held_destination(tmp_path, open_test_store, senders)
+    async with working(store, snapshot, concurrency=4, policy=NO_RETRY_SOON) as worker:
+        await held.wait_started(3)
+        await rendered(worker)
+        held.time_out()
+        await attempts(worker, 1)
+        held.succeed()
+        await attempts(worker, 2)
+        assert len(held.held) == 3  # up to all but one of the 4 slots again
+
+
+async def test_failing_destinations_together_leave_a_slot_with_deliveries_claimed_before(
+    tmp_path: Path, open_test_store: StoreOpener, senders: SenderRegistry
+) -> None:
+    """Two destinations with a cap of 2 of the 4 slots each, both sends held and one more
+    delivery of each claimed behind them. Both run into their deadline: the deliveries
+    claimed before that may not take the slots the timed-out sends gave back beyond
+    ``concurrency - 1`` for failing destinations together, so one slot stays free for the
+    destinations that are not slow."""
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))
+    hooks = {name: {"url": f"http://127.0.0.1:9/{name}"} for name in "ab"}
+    actions = [{"type": "webhook", "destination": name} for name in "ab"]
+    settings = email_settings(
+        tmp_path,
+        9,
+        destinations={"webhook": hooks},
+        rules=[{"name": "both-webhooks", "actions": actions}],
+    )
+    snapshot = build_snapshot(settings, senders)
+    held = {name: HeldSender() for name in "ab"}
+    snapshot = replace(
+        snapshot,
+        senders={**snapshot.senders, **{f"webhook:{name}": held[name] for name in "ab"}},
+    )
+    store = open_test_store()
+    for n in range(3):
+        store.accept(routed_intake(snapshot, n))
+    options = {"concurrency": 4, "per_destination": 2, "policy": NO_RETRY_SOON}
+    async with working(store, snapshot, **options) as worker:
+        for sender in held.values():
+            await sender.wait_started(2)
+        await rendered(worker)
+        held["a"].time_out()
+        await attempts(worker, 1)
+        held["b"].time_out()
+        await attempts(worker, 2)
+        assert [held[name].started for name in "ab"] == [3, 2]
+        assert sum(len(sender.held) for sender in held.values()) == 3
+
+
+async def test_a_backlog_that_borrows_leaves_another_destination_claims_for_its_share(
+    tmp_path: Path, open_test_store: StoreOpener, senders: SenderRegistry
+) -> None:
+    """Concurrency 8, ``per_destination_concurrency`` unset: twenty emails borrow up to 7
+    slots, and four deliveries to a webhook arrive behind them. The emails' sends end one
+    by one: the webhook's deliveries get their share of 4 slots, which they can only have
+    if the worker claimed them; the emails' backlog must not hold the claims they need."""
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))
+    hooks = {"webhook": {"b": {"url": "http://127.0.0.1:9/b"}}}
+    settings = email_settings(tmp_path, 9, destinations=hooks)
+    to_b = [{"name": "to-b", "actions": [{"type": "webhook", "destination": "b"}]}]
+    routed_to_b = build_snapshot(
+        email_settings(tmp_path, 9, destinations=hooks, rules=to_b), senders
+    )
+    emails, webhook = HeldSender(), HeldSender()
+    snapshot = build_snapshot(settings, senders)
+    snapshot = replace(
+        snapshot, senders={**snapshot.senders, "email": emails, "webhook:b": webhook}
+    )
+    store = open_test_store()
+    for n in range(20):
+        store.accept(routed_intake(snapshot, n))
+    for n in range(4):
+        store.accept(routed_intake(routed_to_b, 100 + n))
+    async with working(store, snapshot, concurrency=8, policy=NO_RETRY_SOON) as worker:
+        await emails.wait_started(7)
+        await webhook.wait_started(1)  # the slot left free
+        await rendered(worker)
+        for count in range(1, 4):
+            emails.succeed()
+            await attempts(worker, count)
+            await rendered(worker)
+        assert len(webhook.held) == 4

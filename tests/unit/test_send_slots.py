@@ -210,3 +210,62 @@ async def test_after_close_no_send_starts() -> None:
         sends.tasks[number].cancel()
     await sends.settle()
     assert all(task.done() for task in sends.tasks)
+
+
+async def test_a_send_given_a_slot_just_before_close_does_not_start() -> None:
+    """A send ends and its slot goes to the one waiting; the stop closes the slots before
+    that one has run again: it does not start, but waits (to be cancelled) like the rest."""
+    slots = SendSlots(SlotRule.of(2, None))  # share 1, ceiling 1
+    end = asyncio.Event()
+
+    async def ends_as_the_stop_begins() -> None:
+        async with slots.slot("a"):
+            await end.wait()
+        slots.close()  # the slot went to the waiting send, which has not run since
+
+    first = asyncio.create_task(ends_as_the_stop_begins())
+    sends = Sends(slots)
+    await sends.settle()
+    waiting = sends.send("a")
+    await sends.settle()
+    end.set()
+    await first
+    await sends.settle()
+    assert sends.started == []
+    assert dict(slots.running) == {}
+    sends.tasks[waiting].cancel()
+    await sends.settle()
+    assert sends.tasks[waiting].cancelled()
+    assert dict(slots.running) == {}
+
+
+@pytest.mark.parametrize(
+    ("running", "failing_running", "expected"),
+    [
+        ({"a": 3, "b": 3}, 6, True),  # failing ones hold 6: the seventh is theirs
+        ({"a": 3, "b": 4}, 7, False),  # all but one held by failing ones: the last stays free
+        ({"a": 3, "c": 4}, 3, True),  # c is not failing
+    ],
+)
+def test_failing_destinations_together_leave_one_slot(
+    running: dict[str, int], failing_running: int, expected: bool
+) -> None:
+    allowed = may_start(
+        EIGHT, "a", running, others_waiting=False, failing=True, failing_running=failing_running
+    )
+    assert allowed is expected
+
+
+@pytest.mark.parametrize(
+    ("together", "expected"), [(True, {"a": 4, "b": 3}), (False, {"a": 4, "b": 4})]
+)
+async def test_failing_destinations_leave_a_slot_unless_told_not_to(
+    together: bool, expected: dict[str, int]
+) -> None:
+    """Failing destinations within their shares: together at most 7 of 8 slots, unless
+    ``failing_together`` is off (the worker on PostgreSQL, for its leases)."""
+    sends = Sends(SendSlots(EIGHT, failing={"a", "b"}, failing_together=together))
+    for key in "aaaabbbb":
+        sends.send(key)
+    await sends.settle()
+    assert dict(sends.slots.running) == expected
