@@ -80,10 +80,12 @@ def _common(environment: jinja2.Environment) -> jinja2.Environment:
 def email_environment(templates_dir: Path | None) -> jinja2.Environment:
     import jinja2  # noqa: PLC0415 -- see TYPE_CHECKING above
 
+    from relay.render.jinja_environment import PlainGlobalsEnvironment  # noqa: PLC0415 -- as jinja2
+
     return _common(
-        jinja2.Environment(
+        PlainGlobalsEnvironment(
             loader=loader(templates_dir),
-            autoescape=_autoescape,  # noqa: S701 -- escapes all but *.txt.j2 (plain text)
+            autoescape=_autoescape,  # escapes all but *.txt.j2 (plain text)
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
@@ -96,10 +98,12 @@ def email_environment(templates_dir: Path | None) -> jinja2.Environment:
 def slack_environment(templates_dir: Path | None) -> jinja2.Environment:
     import jinja2  # noqa: PLC0415 -- see TYPE_CHECKING above
 
-    return jinja2.Environment(
+    from relay.render.jinja_environment import PlainGlobalsEnvironment  # noqa: PLC0415 -- as jinja2
+
+    return PlainGlobalsEnvironment(
         loader=loader(templates_dir),
         # Slack output is not HTML; finalize applies Slack's own &, <, > escaping instead.
-        autoescape=False,  # noqa: S701 -- see above
+        autoescape=False,  # see above
         undefined=jinja2.StrictUndefined,
         finalize=_slack_finalize,
         trim_blocks=True,
