@@ -9,7 +9,7 @@ import re
 import secrets
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
@@ -147,6 +147,8 @@ class MimeBuilder:
         # A multipart's Content-Type with a placeholder boundary, folded (``boundary_header``).
         self._boundary_headers: dict[str, bytes] = {}
         self._qp_lines: dict[bytes, bytes] = {}  # ``text_payload``'s encoded lines
+        # The last Date folded (``_date_fold``): its second and UTC offset, and its bytes.
+        self._last_date: tuple[tuple[datetime, timedelta | None], bytes | None] | None = None
         self._qp_long_lines: dict[bytes, bytes] = {}  # and its longer ones
 
     def header(self, name: str, value: str) -> Any:
@@ -175,11 +177,26 @@ class MimeBuilder:
         cached = self._folded_bytes.get(id(value))
         if cached is not None:
             return value, cached
-        direct = direct_fold(name, value)
+        if name == "Date" and isinstance(value, datetime):
+            direct = self._date_fold(value)
+        else:
+            direct = direct_fold(name, value)
         if direct is not None:
             return value, direct
         header = self.parsed(name, value)
         return header, self.policy.fold_binary(name, header)
+
+    def _date_fold(self, value: datetime) -> bytes | None:
+        """``direct_fold("Date", value)``, remembered for the last second seen (the emails
+        made in one second share it): ``format_datetime`` writes the local date and time to
+        the second and the UTC offset, nothing else of the datetime."""
+        key = (value.replace(microsecond=0, tzinfo=None), value.utcoffset())
+        last = self._last_date
+        if last is not None and last[0] == key:
+            return last[1]
+        folded = direct_fold("Date", value)
+        self._last_date = (key, folded)
+        return folded
 
     def parsed(self, name: str, value: Any) -> Any:
         """``value`` as the header object ``EmailMessage`` would store for it."""
