@@ -25,7 +25,10 @@ def _autoescape(template_name: str | None) -> bool:
 
 def nl2br(text: object) -> Markup:
     """Escape ``text`` and turn its line breaks into ``<br>``."""
-    lines = str(text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    whole = str(text)
+    if "\n" not in whole and "\r" not in whole:
+        return escape(whole)  # one line: what joining its only line would give
+    lines = whole.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     return Markup("<br>\n").join(escape(line) for line in lines)
 
 
