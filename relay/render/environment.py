@@ -25,7 +25,10 @@ def _autoescape(template_name: str | None) -> bool:
 
 def nl2br(text: object) -> Markup:
     """Escape ``text`` and turn its line breaks into ``<br>``."""
-    lines = str(text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    whole = str(text)
+    if "\n" not in whole and "\r" not in whole:
+        return escape(whole)  # one line: what joining its only line would give
+    lines = whole.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     return Markup("<br>\n").join(escape(line) for line in lines)
 
 
@@ -80,10 +83,12 @@ def _common(environment: jinja2.Environment) -> jinja2.Environment:
 def email_environment(templates_dir: Path | None) -> jinja2.Environment:
     import jinja2  # noqa: PLC0415 -- see TYPE_CHECKING above
 
+    from relay.render.jinja_environment import PlainGlobalsEnvironment  # noqa: PLC0415 -- as jinja2
+
     return _common(
-        jinja2.Environment(
+        PlainGlobalsEnvironment(
             loader=loader(templates_dir),
-            autoescape=_autoescape,  # noqa: S701 -- escapes all but *.txt.j2 (plain text)
+            autoescape=_autoescape,  # escapes all but *.txt.j2 (plain text)
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
@@ -96,10 +101,12 @@ def email_environment(templates_dir: Path | None) -> jinja2.Environment:
 def slack_environment(templates_dir: Path | None) -> jinja2.Environment:
     import jinja2  # noqa: PLC0415 -- see TYPE_CHECKING above
 
-    return jinja2.Environment(
+    from relay.render.jinja_environment import PlainGlobalsEnvironment  # noqa: PLC0415 -- as jinja2
+
+    return PlainGlobalsEnvironment(
         loader=loader(templates_dir),
         # Slack output is not HTML; finalize applies Slack's own &, <, > escaping instead.
-        autoescape=False,  # noqa: S701 -- see above
+        autoescape=False,  # see above
         undefined=jinja2.StrictUndefined,
         finalize=_slack_finalize,
         trim_blocks=True,

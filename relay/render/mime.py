@@ -9,7 +9,7 @@ import re
 import secrets
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
@@ -62,26 +62,37 @@ def text_payload(
     larger part of this function's time; ``qp_long_lines``: the same for longer lines
     (``qp_line``), such as an HTML template's lines with their CSS inlined."""
     lines = text.encode("utf-8").splitlines()
-    body = b"\n".join(lines) + b"\n"
     if max(map(len, lines), default=0) <= max_line_length:
+        body = b"\n".join(lines) + b"\n"
         if body.isascii():
             return "7bit", body.decode("ascii")
         return "8bit", body.decode("ascii", "surrogateescape")
-    sniff = b"\n".join(lines[:10]) + b"\n"
-    if len(binascii.b2a_qp(sniff, istext=True)) > len(binascii.b2a_base64(sniff)):
-        # As email.contentmanager: the policy's line ends inside the encoded body (so the
-        # decoded text has CRLF, as the stdlib's has), 76-character lines.
-        embedded = b"\r\n".join(lines) + b"\r\n"
-        step = max_line_length // 4 * 3
-        chunks = (embedded[i : i + step] for i in range(0, len(embedded), step))
-        return "base64", "".join(binascii.b2a_base64(c).decode("ascii") for c in chunks)
     if qp_lines is None:
+        sniff = b"\n".join(lines[:10]) + b"\n"
+        if len(binascii.b2a_qp(sniff, istext=True)) > len(binascii.b2a_base64(sniff)):
+            return "base64", _base64_body(lines, max_line_length)
+        body = b"\n".join(lines) + b"\n"
         return "quoted-printable", binascii.b2a_qp(body, istext=True).decode("ascii")
     # Most lines were encoded before: looked up here, without a call per line (an
-    # encoded line is never empty: it ends with its LF).
+    # encoded line is never empty: it ends with its LF). The first ten decide as the sniff
+    # above: their encodings joined are the sniff's encoding (``qp_line``), and base64 makes
+    # 4 characters of every 3 bytes (or part of them) and a newline.
     known = qp_lines.get
-    encoded = b"".join([known(line) or qp_line(line, qp_lines, qp_long_lines) for line in lines])
-    return "quoted-printable", encoded.decode("ascii")
+    encoded = [known(line) or qp_line(line, qp_lines, qp_long_lines) for line in lines[:10]]
+    sniffed = sum(map(len, lines[:10])) + len(lines[:10])
+    if sum(map(len, encoded)) > (sniffed + 2) // 3 * 4 + 1:
+        return "base64", _base64_body(lines, max_line_length)
+    encoded += [known(line) or qp_line(line, qp_lines, qp_long_lines) for line in lines[10:]]
+    return "quoted-printable", b"".join(encoded).decode("ascii")
+
+
+def _base64_body(lines: list[bytes], max_line_length: int) -> str:
+    """As email.contentmanager: the policy's line ends inside the encoded body (so the
+    decoded text has CRLF, as the stdlib's has), 76-character lines."""
+    embedded = b"\r\n".join(lines) + b"\r\n"
+    step = max_line_length // 4 * 3
+    chunks = (embedded[i : i + step] for i in range(0, len(embedded), step))
+    return "".join(binascii.b2a_base64(c).decode("ascii") for c in chunks)
 
 
 # Quoted-printable lines a MimeBuilder keeps (a few emails' worth of template lines; the
@@ -136,6 +147,8 @@ class MimeBuilder:
         # A multipart's Content-Type with a placeholder boundary, folded (``boundary_header``).
         self._boundary_headers: dict[str, bytes] = {}
         self._qp_lines: dict[bytes, bytes] = {}  # ``text_payload``'s encoded lines
+        # The last Date folded (``_date_fold``): its second and UTC offset, and its bytes.
+        self._last_date: tuple[tuple[datetime, timedelta | None], bytes | None] | None = None
         self._qp_long_lines: dict[bytes, bytes] = {}  # and its longer ones
 
     def header(self, name: str, value: str) -> Any:
@@ -164,11 +177,26 @@ class MimeBuilder:
         cached = self._folded_bytes.get(id(value))
         if cached is not None:
             return value, cached
-        direct = direct_fold(name, value)
+        if name == "Date" and isinstance(value, datetime):
+            direct = self._date_fold(value)
+        else:
+            direct = direct_fold(name, value)
         if direct is not None:
             return value, direct
         header = self.parsed(name, value)
         return header, self.policy.fold_binary(name, header)
+
+    def _date_fold(self, value: datetime) -> bytes | None:
+        """``direct_fold("Date", value)``, remembered for the last second seen (the emails
+        made in one second share it): ``format_datetime`` writes the local date and time to
+        the second and the UTC offset, nothing else of the datetime."""
+        key = (value.replace(microsecond=0, tzinfo=None), value.utcoffset())
+        last = self._last_date
+        if last is not None and last[0] == key:
+            return last[1]
+        folded = direct_fold("Date", value)
+        self._last_date = (key, folded)
+        return folded
 
     def parsed(self, name: str, value: Any) -> Any:
         """``value`` as the header object ``EmailMessage`` would store for it."""
@@ -277,7 +305,12 @@ def new_boundary() -> str:
 def unsafe_fold(folded: bytes) -> bool:
     """Whether a folded header has a line end that does not continue it, or none at its end
     (what BytesGenerator refuses on interpreters with ``verify_generated_headers``)."""
-    return not folded.endswith(LINESEP) or _NEW_LINE.search(folded, 0, len(folded) - 2) is not None
+    if not folded.endswith(LINESEP):
+        return True
+    end = len(folded) - 2
+    if folded.find(b"\r", 0, end) < 0 and folded.find(b"\n", 0, end) < 0:
+        return False  # one line (most headers): nothing the search below could find
+    return _NEW_LINE.search(folded, 0, end) is not None
 
 
 def direct_fold(name: str, value: Any) -> bytes | None:

@@ -531,9 +531,9 @@ def build_view(
     variables = tuple(
         islice(
             (
-                FieldView(clip(one_line(variable.label) or key, field), clip(variable.text, field))
+                FieldView(clip(one_line(variable.label) or key, field), clip(text, field))
                 for key, variable in visitor.variable_items.items()
-                if variable.text != ""
+                if (text := variable.text) != ""  # JSON for a value that is no string
             ),
             limits.items,
         )

@@ -17,6 +17,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -362,3 +363,29 @@ def test_a_renderer_that_rendered_many_emails_writes_each_as_a_new_one_would() -
             flat = flattened(again, FROM_ADDRESS).flat
             assert flat is not None, name
             assert same_boundaries(flat.data) == expected[name], name
+
+
+def test_a_date_folded_by_one_builder_is_the_date_folded_afresh() -> None:
+    """The builder remembers the last Date it folded (its second and UTC offset): every
+    Date, in turn on one builder, folds as ``direct_fold`` folds it alone (as the stdlib
+    writes it): within one second and across seconds, the same instant in other zones,
+    both sides of a repeated hour, and a naive datetime."""
+    london = ZoneInfo("Europe/London")
+    start = datetime(2026, 10, 25, 0, 59, 59, 999_999, tzinfo=UTC)
+    moments = [start + timedelta(microseconds=step * 250_001) for step in range(12)]
+    moments += [
+        m.astimezone(timezone(timedelta(hours=h, minutes=30)))
+        for m in moments[:4]
+        for h in (-3, 0, 5)
+    ]
+    moments += [
+        datetime(2026, 10, 25, 1, 30, 5, micro, tzinfo=london, fold=f)
+        for f in (0, 1, 0)
+        for micro in (0, 7)
+    ]
+    moments += [datetime(2026, 10, 25, 1, 30, 5), datetime(2026, 10, 25, 1, 30, 5, 1)]
+    builder = MimeBuilder()
+    for moment in moments * 2:
+        value, folded = builder.field("Date", moment)
+        assert value is moment
+        assert folded == direct_fold("Date", moment), moment

@@ -10,6 +10,7 @@ import email.policy
 import json
 import pickle
 import random
+import re
 from email import message_from_bytes
 from email.message import EmailMessage
 
@@ -26,6 +27,7 @@ from relay.render.mime import (
     MimeBuilder,
     qp_line,
     text_payload,
+    unsafe_fold,
 )
 from relay.render.renderer import flattened_size
 from tests.support.render import (
@@ -252,3 +254,48 @@ def test_known_long_quoted_printable_lines_are_bounded() -> None:
     assert not known
     assert all(len(line) <= QP_LONG_LINE_KEPT_LONGEST for line in long_known)
     assert sum(len(line) + len(encoded) for line, encoded in long_known.items()) <= 1_500_000
+
+
+def test_the_choice_of_base64_from_known_lines_is_the_sniffs() -> None:
+    """With known lines, quoted-printable or base64 is chosen from the first ten lines'
+    kept encodings and base64's length worked out, exactly as encoding the sniff chooses:
+    bodies of fewer, exactly and more than ten lines, around the point where the two are
+    as long (each "é" is 2 bytes, 6 quoted-printable characters), hostile pieces included."""
+    rng = random.Random(23)  # noqa: S311 -- test data
+    texts = []
+    for _ in range(2000):
+        count = rng.choice((1, 2, 9, 10, 11, 30))
+        share = rng.random()
+        lines = [
+            "".join(
+                "é" if rng.random() < share else rng.choice(QP_PIECES)
+                for _ in range(rng.randrange(1, 120))
+            )
+            for _ in range(count)
+        ]
+        texts.append("\n".join(lines))
+    chosen = set()
+    known: dict[bytes, bytes] = {}
+    long_known: dict[bytes, bytes] = {}
+    for text in texts * 2:  # the second time from what the first encoded
+        expected = text_payload(text, 78)
+        assert text_payload(text, 78, known, long_known) == expected, repr(text)
+        chosen.add(expected[0])
+    assert {"base64", "quoted-printable"} <= chosen
+
+
+_OLD_NEW_LINE = re.compile(rb"\r\n(?![ \t])|\r(?!\n)|(?<!\r)\n")
+
+
+def test_a_fold_is_unsafe_exactly_where_the_search_finds_a_new_line() -> None:
+    """``unsafe_fold`` (one-line headers answered without the search) says what the search
+    over the whole fold says, for random folds of CR, LF, spaces, tabs and text."""
+    rng = random.Random(24)  # noqa: S311 -- test data
+    pieces = (b"\r", b"\n", b"\r\n", b"\r\n ", b"\r\n\t", b" ", b"\t", b"a", b"Subject: x")
+    folds = [b"", b"\r\n", b"X: y\r\n", b"X: y\r\n z\r\n", b"X: y\r\nBcc: e\r\n", b"X: y"]
+    for _ in range(5000):
+        fold = b"".join(rng.choice(pieces) for _ in range(rng.randrange(0, 8)))
+        folds += [fold, fold + b"\r\n"]
+    for fold in folds:
+        expected = not fold.endswith(b"\r\n") or bool(_OLD_NEW_LINE.search(fold, 0, len(fold) - 2))
+        assert unsafe_fold(fold) is expected, fold
