@@ -256,6 +256,9 @@ class Worker:
         # On PostgreSQL, the claims' lease (``ahead_allowed``); None: no leases (SQLite).
         self._lease = lease_seconds
         self._ahead_for: tuple[Snapshot, int] | None = None  # CLAIM_AHEAD or 1, by snapshot
+        # The last step's claim ended and took fewer than it had room for: the end of a
+        # delivery it counted makes no more room for what is due (``_finished``).
+        self._room_left = False
         # Intake first: while the store is busy with at least ``yield_at_intakes`` intakes
         # (``StoreThread.intake_pressure``; 0: never), the worker holds at most
         # ``yield_concurrency`` deliveries (at least 1: it never stops), so the CPU, the
@@ -378,6 +381,7 @@ class Worker:
     async def _step(self) -> None:
         """Claim what is due and start sending it, or wait until something may be due."""
         self._wake.clear()
+        self._room_left = False
         if self._unrecorded:
             await self._requeue_unrecorded()
         ahead = self._ahead()
@@ -415,6 +419,7 @@ class Worker:
             self._ahead_of[task] = key
             self._busy[key] += 1
             task.add_done_callback(self._finished)
+        self._room_left = len(claimed) < free
         if self.yielding and len(claimed) >= free:
             await self._hold_floor()  # its floor just claimed: look again as any yield does
             return
@@ -496,9 +501,17 @@ class Worker:
             log.warning("delivery %d requeued: its last outcome was not recorded", delivery.id)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
+        """A delivery ended. It wakes the worker only if that can change what a step does:
+        the last step filled its room or has not ended its claim (now there is more), no
+        other delivery is held (the step sees whether all is settled), or an outcome was not
+        recorded (the step requeues it). Otherwise the last step counted this delivery and
+        still claimed all that was due and admitted: the end of its send (``_past_send``)
+        freed its destination's room, and a retry's due time wakes the worker when it is
+        recorded (``_retry_or_bury``), so a step now would claim nothing."""
         self._inflight.pop(task, None)
         self._past_send(task)
-        self._wake.set()
+        if not self._room_left or not self._inflight or self._unrecorded:
+            self._wake.set()
 
     def _past_send(self, task: asyncio.Task[None] | None) -> None:
         """The delivery of ``task`` no longer counts against its destination's cap (its send
@@ -525,7 +538,7 @@ class Worker:
         ``known``: the worker has as many deliveries as it may hold, so there is no room
         until one of them ends (which wakes it): no look at the due times. Otherwise
         ``next_due``: the next due time after the claim just made, read with it
-        (``claim_and_look_ahead``); anything that changes it later (an outcome recorded, an
+        (``claim_and_look_ahead``); anything that changes it later (a retry recorded, an
         intake accepted) wakes the worker."""
         if known:
             if self._inflight:
@@ -770,6 +783,7 @@ class Worker:
         await self._outcomes.write(
             lambda s: s.mark_retry(delivery.id, decision.at, exc.message, done, now)
         )
+        self._wake.set()  # a new due time, which the next step's look ahead reads
         self._observe(delivery, "retry")
         log.warning(
             "delivery %d failed (attempt %d), retry in %.1f s: %s",
