@@ -67,6 +67,7 @@ class Run:
     server_cpu: float
     wrk_cpu: float
     stored: int | None
+    sent: int | None = None  # deliveries sent (to the outbox) by the end, shutdown included
 
 
 def wrk(
@@ -135,10 +136,11 @@ def measure(
         server_cpu = tree_cpu_seconds(proc.pid) - cpu_before
         if spy is not None:
             spy.wait()
-    stored = None
+    stored = sent = None
     if app == "relay":
         with sqlite3.connect(state / "relay.db") as db:
             (stored,) = db.execute("SELECT COUNT(*) FROM conversations").fetchone()
+            (sent,) = db.execute("SELECT COUNT(*) FROM deliveries WHERE status = 'sent'").fetchone()
     errors = sum(int(result[k]) for k in ("connect", "read", "write", "status", "timeout"))
     seconds = result["duration_us"] / 1e6
     return Run(
@@ -151,6 +153,7 @@ def measure(
         server_cpu=server_cpu,
         wrk_cpu=wrk_cpu,
         stored=stored,
+        sent=sent,
     )
 
 
@@ -195,6 +198,7 @@ def main() -> None:
                 run = measure(app, args, work, index)
                 runs.append(run)
                 stored = "" if run.stored is None else f" stored={run.stored}"
+                stored += "" if not run.sent else f" sent={run.sent}"
                 print(
                     f"  run {index + 1} {app:<5} {run.rps:6.0f} req/s  p50 {run.p50_ms:6.2f} ms"
                     f"  p99 {run.p99_ms:6.2f} ms  requests={run.requests} errors={run.errors}"
