@@ -236,11 +236,9 @@ class Worker:
         # the slots, and idle ones borrowed up to all but one while no other destination's
         # send waits (``SlotRule.of``).
         self._slot_rule = SlotRule.of(concurrency, per_destination)
-        self._per_destination = self._slot_rule.share
         # Destinations whose last send ran into its deadline (until one succeeds): together
-        # they hold at most all slots but one, so however many destinations are slow, one
-        # slot stays for the destinations that are not.
-        self._failing_limit = max(concurrency - 1, 1)
+        # they hold at most all slots but one (``SlotRule.failing_limit``), so however many
+        # destinations are slow, one slot stays for the destinations that are not.
         self._failing: set[str] = set()
         # Claimed deliveries not yet past their send, by sender key (``_ahead_of`` by task):
         # what the destination caps count. Sends hold a slot of ``_send_slots``.
@@ -471,12 +469,12 @@ class Worker:
 
         def admit(action: dict[str, object]) -> bool:
             key = sender_key(action)
-            limit = self._per_destination if key in failing else cap
+            limit = rule.share if key in failing else cap
             if busy[key] >= limit:
                 refused[0] += 1
                 return False
             if key in failing:
-                if failing_busy[0] >= self._failing_limit:
+                if failing_busy[0] >= rule.failing_limit:
                     refused[0] += 1
                     return False
                 failing_busy[0] += 1
