@@ -55,10 +55,11 @@ IDLE_POLL_SECONDS = 1.0  # picks up changes made by `relay retry` from another p
 # Deliveries to other destinations behind that backlog wait at most this long for a slot.
 FULL_SCAN_SECONDS = 0.05
 ACTIONS_KEPT = 256  # validated actions the worker keeps (they are frozen values)
-# Deliveries claimed ahead of their send: per destination up to CLAIM_AHEAD times its share
-# of the connections, without leases plus one for each it may borrow (rendered and waiting
-# for one), in all up to CLAIM_AHEAD times ``concurrency``;
-# the send itself holds one of the ``concurrency`` send slots (``SendSlots``).
+# Deliveries claimed ahead of their send (rendered and waiting for a send slot): per
+# destination up to CLAIM_AHEAD times its share of the slots, plus without leases (SQLite)
+# one for each slot it may borrow, and only its share once it ran into its deadline; in all
+# up to CLAIM_AHEAD times ``concurrency`` (``_admitter``). The send itself holds one of the
+# ``concurrency`` send slots (``SendSlots``).
 CLAIM_AHEAD = 2
 # A delivery claimed ahead is sent within this many send deadlines of its claim (the longest
 # deadline of any destination): it waits for at most (CLAIM_AHEAD - 1) rounds of its
@@ -442,7 +443,7 @@ class Worker:
             await self._store.call(_nothing, durable=False)
 
     def _ahead(self) -> int:
-        """How many times its send cap a destination may have claimed (``ahead_allowed``)."""
+        """How many times its share a destination may have claimed (``ahead_allowed``)."""
         snapshot = self._snapshot()
         if self._ahead_for is None or self._ahead_for[0] is not snapshot:
             deadlines = [sender.deadline_seconds for sender in snapshot.senders.values()]
