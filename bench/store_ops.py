@@ -5,13 +5,14 @@ Usage: .venv/bin/python bench/store_ops.py [--messages 2000] [--repeat 3]
 Stores --messages conversations (one visitor each, one planned transcript email each, as
 bench/delivery.py --visitors distinct does), opens the store as the store thread does
 (defer_sync, the log copied on a thread of its own), then for every email, on this thread
-alone: a claim of one delivery with its context (claim_with_context, in a transaction and
-the savepoint the store thread gives each call), then its outcome (mark_sent through the
-outcome writer's _write_all, likewise), each followed by the store thread's checks
-(file_problem before and after, checkpoint). Reported: this thread's CPU time per email
-(time.thread_time), median of the repetitions, each on a fresh store. Without the queues,
-threads, flushes and wake-ups around them (bench/delivery.py --cpu measures those too), so
-the store's own work is seen with far less noise than on a busy machine.
+alone: a claim of one delivery with its context (claim_with_context, in a transaction of
+its own, as the store thread runs a call alone in its batch: without a savepoint), then its
+outcome (mark_sent through the outcome writer's _write_all, likewise), each followed by the
+store thread's checks (file_problem after the commit, checkpoint). Reported: this thread's
+CPU time per email (time.thread_time), median of the repetitions, each on a fresh store.
+Without the queues, threads, flushes and wake-ups around them (bench/delivery.py --cpu
+measures those too), so the store's own work is seen with far less noise than on a busy
+machine.
 """
 
 from __future__ import annotations
@@ -53,9 +54,9 @@ def one_run(messages: int, work: Path) -> float:
     wal.copy_on_a_thread()
 
     def batch(fn: Callable[[StoreProtocol], Any]) -> Any:
-        """As StoreThread._process runs one call: checks, transaction, savepoint, checks."""
-        assert store.file_problem() is None
-        with store.batch(), store.batch():
+        """As StoreThread._process runs a call alone in its batch: its transaction (no
+        savepoint: ``_call_alone``), then the checks after the commit."""
+        with store.batch():
             result = fn(store)
         assert store.file_problem() is None
         wal.checkpoint()

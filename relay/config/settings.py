@@ -272,8 +272,9 @@ class DeliverySettings(Section):
     # At most this many of those to one destination (SMTP server, Slack workspace, webhook),
     # so a slow one cannot take every slot: a hard cap. None: half of concurrency (at least 1)
     # as each destination's share, and idle slots lent up to concurrency - 1 while no send to
-    # another destination waits (relay.delivery.slots). However it is set, destinations whose
-    # last send ran into its deadline hold at most concurrency - 1.
+    # another destination waits (relay.delivery.slots; on PostgreSQL only where the lease
+    # allows claims ahead). However it is set, destinations whose last send ran into its
+    # deadline hold at most concurrency - 1.
     per_destination_concurrency: int | None = Field(default=None, ge=1, le=64)
     backoff_initial_seconds: float = Field(default=1.0, gt=0)
     backoff_max_seconds: float = Field(default=900.0, gt=0)

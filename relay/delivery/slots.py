@@ -20,6 +20,12 @@ class SlotRule:
     share: int
     ceiling: int
 
+    @property
+    def failing_limit(self) -> int:
+        """The sends the destinations that last ran into their deadline may have in flight
+        together: all slots but one (with one slot in all, that one)."""
+        return max(self.total - 1, 1)
+
     @classmethod
     def of(cls, concurrency: int, per_destination: int | None) -> SlotRule:
         """``[delivery]``'s rule: ``per_destination_concurrency`` when it is set, a hard cap;
@@ -50,7 +56,7 @@ def may_start(
     in_all = sum(running.values())
     if in_all >= rule.total:
         return False
-    if failing and failing_running >= max(rule.total - 1, 1):
+    if failing and failing_running >= rule.failing_limit:
         return False
     mine = running.get(key, 0)
     if mine < rule.share:

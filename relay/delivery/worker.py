@@ -55,10 +55,11 @@ IDLE_POLL_SECONDS = 1.0  # picks up changes made by `relay retry` from another p
 # Deliveries to other destinations behind that backlog wait at most this long for a slot.
 FULL_SCAN_SECONDS = 0.05
 ACTIONS_KEPT = 256  # validated actions the worker keeps (they are frozen values)
-# Deliveries claimed ahead of their send: per destination up to CLAIM_AHEAD times its share
-# of the connections, without leases plus one for each it may borrow (rendered and waiting
-# for one), in all up to CLAIM_AHEAD times ``concurrency``;
-# the send itself holds one of the ``concurrency`` send slots (``SendSlots``).
+# Deliveries claimed ahead of their send (rendered and waiting for a send slot): per
+# destination up to CLAIM_AHEAD times its share of the slots, plus without leases (SQLite)
+# one for each slot it may borrow, and only its share once it ran into its deadline; in all
+# up to CLAIM_AHEAD times ``concurrency`` (``_admitter``). The send itself holds one of the
+# ``concurrency`` send slots (``SendSlots``).
 CLAIM_AHEAD = 2
 # A delivery claimed ahead is sent within this many send deadlines of its claim (the longest
 # deadline of any destination): it waits for at most (CLAIM_AHEAD - 1) rounds of its
@@ -236,11 +237,9 @@ class Worker:
         # the slots, and idle ones borrowed up to all but one while no other destination's
         # send waits (``SlotRule.of``).
         self._slot_rule = SlotRule.of(concurrency, per_destination)
-        self._per_destination = self._slot_rule.share
         # Destinations whose last send ran into its deadline (until one succeeds): together
-        # they hold at most all slots but one, so however many destinations are slow, one
-        # slot stays for the destinations that are not.
-        self._failing_limit = max(concurrency - 1, 1)
+        # they hold at most all slots but one (``SlotRule.failing_limit``), so however many
+        # destinations are slow, one slot stays for the destinations that are not.
         self._failing: set[str] = set()
         # Claimed deliveries not yet past their send, by sender key (``_ahead_of`` by task):
         # what the destination caps count. Sends hold a slot of ``_send_slots``.
@@ -444,7 +443,7 @@ class Worker:
             await self._store.call(_nothing, durable=False)
 
     def _ahead(self) -> int:
-        """How many times its send cap a destination may have claimed (``ahead_allowed``)."""
+        """How many times its share a destination may have claimed (``ahead_allowed``)."""
         snapshot = self._snapshot()
         if self._ahead_for is None or self._ahead_for[0] is not snapshot:
             deadlines = [sender.deadline_seconds for sender in snapshot.senders.values()]
@@ -471,12 +470,12 @@ class Worker:
 
         def admit(action: dict[str, object]) -> bool:
             key = sender_key(action)
-            limit = self._per_destination if key in failing else cap
+            limit = rule.share if key in failing else cap
             if busy[key] >= limit:
                 refused[0] += 1
                 return False
             if key in failing:
-                if failing_busy[0] >= self._failing_limit:
+                if failing_busy[0] >= rule.failing_limit:
                     refused[0] += 1
                     return False
                 failing_busy[0] += 1

@@ -147,9 +147,9 @@ class MimeBuilder:
         # A multipart's Content-Type with a placeholder boundary, folded (``boundary_header``).
         self._boundary_headers: dict[str, bytes] = {}
         self._qp_lines: dict[bytes, bytes] = {}  # ``text_payload``'s encoded lines
+        self._qp_long_lines: dict[bytes, bytes] = {}  # and its longer ones
         # The last Date folded (``_date_fold``): its second and UTC offset, and its bytes.
         self._last_date: tuple[tuple[datetime, timedelta | None], bytes | None] | None = None
-        self._qp_long_lines: dict[bytes, bytes] = {}  # and its longer ones
 
     def header(self, name: str, value: str) -> Any:
         """The parsed header ``name: value``, made on first use."""

@@ -536,9 +536,12 @@ class StoreBase:
         connection never stays inside a transaction that nothing will commit.
 
         Nested directly in a savepoint that has changed no row yet (the store's thread opens
-        one per call, the outcome writer one per write, and the store's methods their own),
-        no savepoint of its own is opened: rolling back to the enclosing one undoes exactly
-        what this one changed, and that one stays open for what its caller does next."""
+        one per call of a batch of several, the outcome writer one per write, and the store's
+        methods their own), no savepoint of its own is opened: rolling back to the enclosing
+        one undoes exactly what this one changed, and that one stays open for what its caller
+        does next. "No row yet" is read from ``total_changes``, which counts the rows written
+        by INSERT, UPDATE and DELETE only: inside a batch the store writes nothing else (its
+        tables are made and migrated when it opens, outside any batch)."""
         if self._open:
             if not self._conn.in_transaction:  # an earlier error rolled the whole batch back
                 raise sqlite3.OperationalError("the transaction was rolled back by an error in it")

@@ -93,6 +93,28 @@ async def test_a_failing_operation_before_any_write_of_its_call_undoes_its_own_o
         assert not again.duplicate  # the failed operations' conversations were not kept
 
 
+async def test_a_failing_operation_after_a_sibling_wrote_undoes_its_own_writes_only(
+    store_thread: StoreThread, open_test_store: StoreOpener
+) -> None:
+    """The other way round: in a savepoint whose first operation wrote (on SQLite with no
+    savepoint of its own, as the enclosing one had written nothing), a later operation that
+    fails undoes its own writes only, not its sibling's."""
+
+    def write_then_fail_next(store: StoreProtocol) -> int:
+        with store.batch():
+            first = store.accept(bare_intake(9)).conversation_id
+            with pytest.raises(RuntimeError, match="after writing"), store.batch():
+                store.accept(bare_intake(10))
+                raise RuntimeError("after writing")
+        return first
+
+    first = await store_thread.call(write_then_fail_next)
+    assert committed(open_test_store, first)
+    again = await store_thread.accept(bare_intake(10))
+    assert not again.duplicate  # the failed operation's conversation was not kept
+    assert (await store_thread.accept(bare_intake(9))).duplicate  # its sibling's was
+
+
 async def test_a_read_failing_inside_reading_leaves_the_batch_usable(
     store_thread: StoreThread, open_test_store: StoreOpener
 ) -> None:

@@ -31,6 +31,22 @@ def test_the_rule_of_the_settings(
     assert SlotRule.of(concurrency, per_destination) == expected
 
 
+@pytest.mark.parametrize("per_destination", [None, 1, 4, 64])
+def test_failing_destinations_together_are_held_to_all_slots_but_one(
+    per_destination: int | None,
+) -> None:
+    """One limit, read by the worker's claims and by the slots alike: what the worker
+    worked out for itself before, ``max(concurrency - 1, 1)``, whatever the share."""
+    for concurrency in range(1, 65):
+        rule = SlotRule.of(concurrency, per_destination)
+        assert rule.failing_limit == max(concurrency - 1, 1)
+        for together in range(concurrency + 1):
+            allowed = may_start(
+                rule, "a", {}, others_waiting=False, failing=True, failing_running=together
+            )
+            assert allowed is (together < max(concurrency - 1, 1))
+
+
 @pytest.mark.parametrize(
     ("running", "others_waiting", "failing", "expected"),
     [
