@@ -140,16 +140,24 @@ async def senders() -> AsyncIterator[SenderRegistry]:
     await registry.close()
 
 
+def recorded_worker(
+    tmp_path: Path, open_test_store: StoreOpener, port: int, senders: SenderRegistry, count: int
+) -> tuple[Worker, BracketingStoreThread, list[str]]:
+    """A worker (concurrency 4) over a recording store holding ``count`` routed intakes, each
+    with one email to the SMTP server on ``port``; its store thread brackets each call."""
+    snapshot = build_snapshot(email_settings(tmp_path, port), senders)
+    log: list[str] = []
+    store = RecordingStore(open_test_store(), log)
+    for n in range(count):
+        store.inner.accept(routed_intake(snapshot, n))
+    thread = BracketingStoreThread(store, log)
+    return Worker(thread, lambda: snapshot, policy=POLICY, concurrency=4), thread, log
+
+
 async def test_a_claim_that_gets_fewer_than_asked_reads_the_next_due_time_in_the_same_call(
     tmp_path: Path, open_test_store: StoreOpener, smtp_server: SmtpServer, senders: SenderRegistry
 ) -> None:
-    snapshot = build_snapshot(email_settings(tmp_path, smtp_server.port), senders)
-    log: list[str] = []
-    store = RecordingStore(open_test_store(), log)
-    for n in range(3):
-        store.inner.accept(routed_intake(snapshot, n))
-    thread = BracketingStoreThread(store, log)
-    worker = Worker(thread, lambda: snapshot, policy=POLICY, concurrency=4)
+    worker, thread, log = recorded_worker(tmp_path, open_test_store, smtp_server.port, senders, 3)
     try:
         worker.start()
         await asyncio.wait_for(worker.settled(), 30)
@@ -173,13 +181,7 @@ async def test_a_recorded_outcome_wakes_no_step_while_the_last_one_had_room_left
     still had room, so no step follows the outcome: no claim until the held send ends."""
     handler = holding.handler
     assert isinstance(handler, HoldsTheFirst)
-    snapshot = build_snapshot(email_settings(tmp_path, holding.port), senders)
-    log: list[str] = []
-    store = RecordingStore(open_test_store(), log)
-    for n in range(2):
-        store.inner.accept(routed_intake(snapshot, n))
-    thread = BracketingStoreThread(store, log)
-    worker = Worker(thread, lambda: snapshot, policy=POLICY, concurrency=4)
+    worker, thread, log = recorded_worker(tmp_path, open_test_store, holding.port, senders, 2)
     try:
         worker.start()
         await asyncio.wait_for(worker.attempted(1), 30)
@@ -204,13 +206,7 @@ async def test_a_recorded_retry_wakes_a_step_that_reads_its_due_time(
     handler = holding.handler
     assert isinstance(handler, HoldsTheFirst)
     handler.data_replies.append("451 try again later")
-    snapshot = build_snapshot(email_settings(tmp_path, holding.port), senders)
-    log: list[str] = []
-    store = RecordingStore(open_test_store(), log)
-    for n in range(2):
-        store.inner.accept(routed_intake(snapshot, n))
-    thread = BracketingStoreThread(store, log)
-    worker = Worker(thread, lambda: snapshot, policy=POLICY, concurrency=4)
+    worker, thread, log = recorded_worker(tmp_path, open_test_store, holding.port, senders, 2)
     try:
         worker.start()
         await asyncio.wait_for(worker.attempted(1), 30)
