@@ -166,13 +166,9 @@ async def test_calls_written_together_each_undo_their_own_writes_only(
     assert not again.duplicate  # the failed call's conversation was not kept
 
 
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-async def test_a_call_alone_whose_error_ends_the_transaction_gets_that_error(
-    store_thread: StoreThread, open_test_store: StoreOpener
-) -> None:
-    """A call alone in its batch runs in the batch's transaction itself: an error that makes
-    SQLite end the whole transaction reaches its caller as it is, and the store goes on."""
-    path = store_thread.store.path  # type: ignore[attr-defined] # SQLite's file
+def refuse_conversation_66(path: Path) -> None:
+    """A trigger (made over another connection) that RAISE(ROLLBACK)s the insert of
+    conversation 1-66: SQLite then ends the whole transaction, not the statement."""
     other = sqlite3.connect(path)
     other.execute(
         "CREATE TRIGGER refuse_66 BEFORE INSERT ON conversations WHEN NEW.conv_key = '1-66'"
@@ -180,6 +176,16 @@ async def test_a_call_alone_whose_error_ends_the_transaction_gets_that_error(
     )
     other.commit()
     other.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_call_alone_whose_error_ends_the_transaction_gets_that_error(
+    store_thread: StoreThread, open_test_store: StoreOpener
+) -> None:
+    """A call alone in its batch runs in the batch's transaction itself: an error that makes
+    SQLite end the whole transaction reaches its caller as it is, and the store goes on."""
+    path = store_thread.store.path  # type: ignore[attr-defined] # SQLite's file
+    refuse_conversation_66(path)
     with pytest.raises(sqlite3.IntegrityError, match="refused by trigger"):
         await store_thread.call(lambda s: s.accept(bare_intake(66)))
     later = await store_thread.accept(bare_intake(3))
@@ -191,13 +197,7 @@ def test_an_error_that_rolls_back_the_whole_batch_fails_the_rest_of_it(tmp_path:
     store = Store(path)
     # A trigger that RAISE(ROLLBACK)s: SQLite then ends the whole transaction, not the
     # statement (as a full disk or an interrupted statement may).
-    other = sqlite3.connect(path)
-    other.execute(
-        "CREATE TRIGGER refuse_66 BEFORE INSERT ON conversations WHEN NEW.conv_key = '1-66'"
-        " BEGIN SELECT RAISE(ROLLBACK, 'refused by trigger'); END"
-    )
-    other.commit()
-    other.close()
+    refuse_conversation_66(path)
     try:
         batch = pytest.raises(sqlite3.OperationalError, match="rolled back by an error")
         with batch, store.batch():  # the commit at its end fails too
