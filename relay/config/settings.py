@@ -283,9 +283,11 @@ class DeliverySettings(Section):
     # Helper processes that render emails and Slack messages, so rendering uses another core
     # than intake and sending; 0 renders in the relay's own process.
     render_processes: int = Field(default=1, ge=0, le=16)
-    # How much lower the helpers' CPU priority is than the relay's (nice(2)): when the CPU is
-    # short, the hook's answers go first and rendering takes what is left; 0: the same.
-    render_niceness: int = Field(default=10, ge=0, le=19)
+    # How much lower the helpers' CPU priority is than the relay's (nice(2)); 0: the same.
+    # The hook's answers go first by yield_at_intakes below, whatever this is; a niceness
+    # makes rendering give way to every other process as well (a mail server on the same
+    # machine included), so deliveries wait whenever the CPU is short.
+    render_niceness: int = Field(default=0, ge=0, le=19)
     # Intake first: while the store is busy with at least this many conversations (posted
     # and not answered yet, or written in its newest batch), the worker holds at most
     # yield_concurrency deliveries, so the hook's answers get the CPU and the disk; a backlog
