@@ -121,6 +121,7 @@ def build_worker(
         lease_seconds=settings.storage.lease_seconds if settings.storage.url else None,
         yield_at_intakes=settings.delivery.yield_at_intakes,
         yield_concurrency=settings.delivery.yield_concurrency,
+        yield_per_second=settings.delivery.yield_per_second,
     )
 
 

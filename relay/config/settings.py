@@ -296,6 +296,10 @@ class DeliverySettings(Section):
     # Deliveries the worker holds (claimed, rendering, sending) while it yields: its floor,
     # at most concurrency (a floor above it would not yield at all).
     yield_concurrency: int = Field(default=1, ge=1, le=64)
+    # Deliveries the worker starts a second at most while it yields (its floor's pace): what
+    # delivery keeps of the CPU, the store's thread and the disk while intake is busy. Once
+    # intake is quieter, no pace.
+    yield_per_second: float = Field(default=20.0, gt=0, le=10_000)
 
     @model_validator(mode="after")
     def _floor_within_concurrency(self) -> DeliverySettings:

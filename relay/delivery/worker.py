@@ -223,6 +223,7 @@ class Worker:
         lease_seconds: float | None = None,
         yield_at_intakes: int = 0,
         yield_concurrency: int = 1,
+        yield_per_second: float | None = None,
     ) -> None:
         self._store = store
         # Outcomes (sent, retry, dead, external ids) of deliveries that end together: one
@@ -264,6 +265,11 @@ class Worker:
         # store thread and the disk go to the hook's answers; ``yielding``: the last step did.
         self._yield_at = yield_at_intakes
         self._yield_concurrency = max(yield_concurrency, 1)
+        # ...and starts at most ``yield_per_second`` of them a second (None: as fast as its
+        # floor frees up): the next claim while yielding waits until ``_paced_until`` (the
+        # event loop's clock), after a claim of n deliveries n / yield_per_second later.
+        self._yield_pace = None if yield_per_second is None else 1.0 / yield_per_second
+        self._paced_until = 0.0
         self.yielding = False
         self._clock = clock
         self._jitter = jitter
@@ -294,12 +300,20 @@ class Worker:
 
     def wake(self) -> None:
         self._settled.clear()
-        if self.yielding and len(self._inflight) >= self._yield_concurrency:
-            # Yielding to intake and holding its floor: the end of one of those deliveries
-            # wakes the worker anyway (``_finished``); a step per accepted intake would only
-            # find no room.
+        if self.yielding and (
+            len(self._inflight) >= self._yield_concurrency or self._paced_for() > 0
+        ):
+            # Yielding to intake and holding its floor, or paced: the end of one of those
+            # deliveries wakes the worker anyway (``_finished``), and so does the end of the
+            # pause (``_hold_floor``); a step per accepted intake would only find no room.
             return
         self._wake.set()
+
+    def _paced_for(self) -> float:
+        """Seconds until the worker, yielding to intake, may claim again (0 or less: now)."""
+        if self._yield_pace is None:
+            return 0.0
+        return self._paced_until - asyncio.get_running_loop().time()
 
     async def settled(self) -> None:
         """Return once nothing is pending, retrying or in flight (used by tests and benches)."""
@@ -388,6 +402,10 @@ class Worker:
         self.yielding = self._yield_at > 0 and self._store.intake_pressure() >= self._yield_at
         if self.yielding:
             limit = min(limit, self._yield_concurrency)
+            paced = self._paced_for()
+            if paced > 0:
+                await self._hold_floor(paced)
+                return
         free = limit - len(self._inflight)
         if free <= 0:
             if self.yielding:
@@ -419,6 +437,9 @@ class Worker:
             self._busy[key] += 1
             task.add_done_callback(self._finished)
         self._room_left = len(claimed) < free
+        if self.yielding and claimed and self._yield_pace is not None:
+            loop_now = asyncio.get_running_loop().time()
+            self._paced_until = loop_now + len(claimed) * self._yield_pace
         if self.yielding and len(claimed) >= free:
             await self._hold_floor()  # its floor just claimed: look again as any yield does
             return
@@ -433,14 +454,20 @@ class Worker:
             next_due=next_due,
         )
 
-    async def _hold_floor(self) -> None:
+    async def _hold_floor(self, paced: float | None = None) -> None:
         """Yielding to intake with its floor of deliveries in flight: wait for one of them to
-        end, at most ``YIELD_POLL_SECONDS`` (intake's wake-ups are not taken meanwhile)."""
-        await self._idle(known=True, within=YIELD_POLL_SECONDS)
-        if not self._wake.is_set():
-            # Nothing ended meanwhile: a store call of its own, in a batch without intakes
-            # if intake has gone quiet, lets the next step see that.
-            await self._store.call(_nothing, durable=False)
+        end, at most ``YIELD_POLL_SECONDS`` (intake's wake-ups are not taken meanwhile).
+        ``paced``: the seconds left of its pause after its last claim: wait that long, or
+        ``YIELD_POLL_SECONDS`` if less, whether or not a delivery ends meanwhile."""
+        if paced is not None:
+            await asyncio.sleep(min(paced, YIELD_POLL_SECONDS))
+        else:
+            await self._idle(known=True, within=YIELD_POLL_SECONDS)
+            if self._wake.is_set():
+                return
+        # Nothing ended meanwhile, or paused: a store call of its own, in a batch without
+        # intakes if intake has gone quiet, lets the next step see that.
+        await self._store.call(_nothing, durable=False)
 
     def _ahead(self) -> int:
         """How many times its share a destination may have claimed (``ahead_allowed``)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -257,3 +257,119 @@ def test_after_claiming_its_floor_the_worker_looks_again_within_the_yield_poll(
     finally:
         handler.release()
         server.stop()
+
+
+class BusyIntake(StoreThread):
+    """The real store thread, with how busy intake is set by the test (``pressure``) instead of
+    counted: the worker's one reading of it (``intake_pressure``) is the seam."""
+
+    pressure = 0
+
+    def intake_pressure(self) -> int:
+        return self.pressure
+
+
+async def claims_settle(thread: StoreThread) -> None:
+    """Whatever the worker was about to ask of the store is asked and answered: the loop gets
+    its turns, then a store call queued after any such claim comes back."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+    await thread.call(lambda store: None, durable=False)
+
+
+def paced_run(
+    tmp_path: Path,
+    open_test_store: StoreOpener,
+    smtp_server: SmtpServer,
+    per_second: float | None,
+    scenario: Callable[[HandClock, BusyIntake, Worker], Awaitable[None]],
+) -> ClaimRecordingStore:
+    """Three deliveries queued, then the worker started on a hand-moved clock while intake is
+    busy (``YIELD_AT`` intakes), yielding with a floor of one and ``per_second``; runs
+    ``scenario``, then lets intake go quiet and the worker drain the rest. The claims made."""
+    store = ClaimRecordingStore(open_test_store())
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, HandClock)
+        senders = SenderRegistry()
+        snapshot = build_snapshot(email_settings(tmp_path, smtp_server.port), senders)
+        thread = BusyIntake(store)
+        worker = Worker(
+            thread,
+            lambda: snapshot,
+            policy=POLICY,
+            concurrency=CONCURRENCY,
+            yield_at_intakes=YIELD_AT,
+            yield_concurrency=1,
+            yield_per_second=per_second,
+        )
+        try:
+            for n in range(3):
+                await thread.accept(routed_intake(snapshot, n))
+            thread.pressure = YIELD_AT
+            worker.start()
+            await scenario(loop, thread, worker)
+            thread.pressure = 0
+            loop.advance(YIELD_POLL_SECONDS)  # the yield's next look sees intake quiet
+            await worker.settled()
+        finally:
+            loop.run_free()
+            await worker.stop(0)
+            thread.close()
+            await senders.close()
+
+    with asyncio.Runner(loop_factory=HandClock) as runner:
+        runner.run(run())
+    rows = open_test_store().deliveries(STATUSES)
+    assert [row.status for row in rows] == ["sent"] * 3
+    return store
+
+
+def test_while_yielding_the_worker_starts_its_floor_no_faster_than_its_pace(
+    tmp_path: Path, open_test_store: StoreOpener, smtp_server: SmtpServer
+) -> None:
+    """At 10 a second, the floor's next claim waits 0.1 s of the loop's clock after the last,
+    however soon its delivery ends and however many intakes wake the worker meanwhile; once
+    intake is quiet the worker claims as many as it may hold without waiting for the pace."""
+    seen: list[list[tuple[int, int]]] = []
+
+    async def scenario(loop: HandClock, thread: BusyIntake, worker: Worker) -> None:
+        await worker.attempted(1)
+        for _ in range(5):
+            worker.wake()  # as accepted intakes do
+        await claims_settle(thread)
+        seen.append([c for c in store_claims(thread) if c[1] > 0])
+        loop.advance(0.06)  # not yet the pace: the yield's look only
+        await claims_settle(thread)
+        seen.append([c for c in store_claims(thread) if c[1] > 0])
+        loop.advance(0.05)  # past 0.1 s after the first claim
+        await worker.attempted(2)
+        seen.append([c for c in store_claims(thread) if c[1] > 0])
+
+    store = paced_run(tmp_path, open_test_store, smtp_server, 10.0, scenario)
+    assert seen == [[(1, 1)], [(1, 1)], [(1, 1), (1, 1)]]
+    # Intake quiet: the last delivery in a claim for as many as the worker may hold.
+    last = [c for c in store.claims if c[1] > 0][-1]
+    assert last == (CONCURRENCY * CLAIM_AHEAD, 1)
+    assert len(smtp_server.handler.messages) == 3
+
+
+def test_without_a_pace_the_floor_is_claimed_again_as_soon_as_its_delivery_ends(
+    tmp_path: Path, open_test_store: StoreOpener, smtp_server: SmtpServer
+) -> None:
+    """The same run unpaced: the second floor claim comes with the loop's clock standing."""
+    seen: list[list[tuple[int, int]]] = []
+
+    async def scenario(loop: HandClock, thread: BusyIntake, worker: Worker) -> None:
+        await worker.attempted(2)
+        seen.append([c for c in store_claims(thread) if c[1] > 0])
+
+    paced_run(tmp_path, open_test_store, smtp_server, None, scenario)
+    assert seen == [[(1, 1), (1, 1)]]
+
+
+def store_claims(thread: StoreThread) -> list[tuple[int, int]]:
+    store = thread.store
+    assert isinstance(store, ClaimRecordingStore)
+    return list(store.claims)
