@@ -440,8 +440,10 @@ class Worker:
         if self.yielding and claimed and self._yield_pace is not None:
             loop_now = asyncio.get_running_loop().time()
             self._paced_until = loop_now + len(claimed) * self._yield_pace
-        if self.yielding and len(claimed) >= free:
-            await self._hold_floor()  # its floor just claimed: look again as any yield does
+        if self.yielding and (len(claimed) >= free or (claimed and self._yield_pace)):
+            # Its floor just claimed, or paced (``wake`` takes no intake's wake-up until the
+            # pause is over, and nothing else would end it): look again as any yield does.
+            await self._hold_floor()
             return
         # As many as asked: more may be due, and the next step claims as soon as a send ends
         # (which wakes the worker), so no look at the due times now. Fewer than asked:

@@ -373,3 +373,64 @@ def store_claims(thread: StoreThread) -> list[tuple[int, int]]:
     store = thread.store
     assert isinstance(store, ClaimRecordingStore)
     return list(store.claims)
+
+
+def test_a_partial_floor_claim_while_paced_looks_again_once_the_pause_is_over(
+    tmp_path: Path, open_test_store: StoreOpener
+) -> None:
+    """A floor of two paced at 10 a second: the worker claims the one delivery due (its send
+    held by the server), then an accepted intake wakes it during the pause, a wake-up it does
+    not take while paced. It looks again by itself once the pause and the yield's poll are
+    over: the second send begins with the loop's clock moved only that far, never as far as
+    ``IDLE_POLL_SECONDS``."""
+    pause = 0.1
+    assert pause + YIELD_POLL_SECONDS < IDLE_POLL_SECONDS  # else the test could not tell
+    handler = HoldingHandler()
+    handler.holding.set()
+    server = SmtpServer(handler)
+    server.start()
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, HandClock)
+        senders = SenderRegistry()
+        snapshot = build_snapshot(email_settings(tmp_path, server.port), senders)
+        thread = BusyIntake(open_test_store())
+        worker = Worker(
+            thread,
+            lambda: snapshot,
+            policy=POLICY,
+            concurrency=CONCURRENCY,
+            yield_at_intakes=YIELD_AT,
+            yield_concurrency=2,
+            yield_per_second=1 / pause,
+        )
+        try:
+            await thread.accept(routed_intake(snapshot, 0))
+            thread.pressure = YIELD_AT
+            worker.start()
+            await asyncio.to_thread(handler.wait_held, 1)
+            await thread.accept(routed_intake(snapshot, 1))
+            worker.wake()  # as the hook does once an intake is accepted
+            await claims_settle(thread)
+            loop.advance(pause + YIELD_POLL_SECONDS)
+            await asyncio.to_thread(handler.wait_held, 2, 10.0)
+            handler.release()
+            thread.pressure = 0
+            await worker.settled()
+        finally:
+            loop.run_free()
+            handler.release()
+            await worker.stop(0)
+            thread.close()
+            await senders.close()
+        rows = open_test_store().deliveries(STATUSES)
+        assert [row.status for row in rows] == ["sent"] * 2
+
+    try:
+        with asyncio.Runner(loop_factory=HandClock) as runner:
+            runner.run(scenario())
+    finally:
+        handler.release()
+        server.stop()
+    assert len({m.message["Message-ID"] for m in handler.messages}) == 2
