@@ -460,13 +460,14 @@ class Worker:
         """Yielding to intake with its floor of deliveries in flight: wait for one of them to
         end, at most ``YIELD_POLL_SECONDS`` (intake's wake-ups are not taken meanwhile).
         ``paced``: the seconds left of its pause after its last claim: wait that long, or
-        ``YIELD_POLL_SECONDS`` if less, whether or not a delivery ends meanwhile."""
+        ``YIELD_POLL_SECONDS`` if less, or until woken (a stop, a delivery's end: the next
+        step then waits out the rest of the pause)."""
         if paced is not None:
-            await asyncio.sleep(min(paced, YIELD_POLL_SECONDS))
+            await self._wait_for_wake(min(paced, YIELD_POLL_SECONDS))
         else:
             await self._idle(known=True, within=YIELD_POLL_SECONDS)
-            if self._wake.is_set():
-                return
+        if self._wake.is_set():
+            return
         # Nothing ended meanwhile, or paused: a store call of its own, in a batch without
         # intakes if intake has gone quiet, lets the next step see that.
         await self._store.call(_nothing, durable=False)

@@ -6,6 +6,7 @@ at the store's seam (tests/support/faulty.py)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -434,3 +435,53 @@ def test_a_partial_floor_claim_while_paced_looks_again_once_the_pause_is_over(
         handler.release()
         server.stop()
     assert len({m.message["Message-ID"] for m in handler.messages}) == 2
+
+
+def test_a_stop_during_the_pause_ends_the_worker_at_once_and_leaves_the_rest_pending(
+    tmp_path: Path, open_test_store: StoreOpener, smtp_server: SmtpServer
+) -> None:
+    """At one delivery every 10 s while intake is busy: the first is sent, and the worker is
+    paused with the loop's clock standing. A stop ends it without waiting for the pause (or
+    the clock), and the second delivery, never claimed, stays pending: nothing lost, nothing
+    sent twice."""
+    stopped = threading.Event()
+    in_time: list[bool] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, HandClock)
+        senders = SenderRegistry()
+        snapshot = build_snapshot(email_settings(tmp_path, smtp_server.port), senders)
+        thread = BusyIntake(open_test_store())
+        worker = Worker(
+            thread,
+            lambda: snapshot,
+            policy=POLICY,
+            concurrency=CONCURRENCY,
+            yield_at_intakes=YIELD_AT,
+            yield_concurrency=1,
+            yield_per_second=0.1,
+        )
+        stopping: asyncio.Future[None] | None = None
+        try:
+            for n in range(2):
+                await thread.accept(routed_intake(snapshot, n))
+            thread.pressure = YIELD_AT
+            worker.start()
+            await worker.attempted(1)
+            await claims_settle(thread)
+            stopping = asyncio.ensure_future(worker.stop(0))
+            stopping.add_done_callback(lambda _: stopped.set())
+            in_time.append(await asyncio.to_thread(stopped.wait, 10.0))
+        finally:
+            loop.run_free()
+            await (stopping if stopping is not None else worker.stop(0))
+            thread.close()
+            await senders.close()
+
+    with asyncio.Runner(loop_factory=HandClock) as runner:
+        runner.run(scenario())
+    assert in_time == [True]  # with the loop's clock still standing
+    rows = open_test_store().deliveries(STATUSES)
+    assert sorted(row.status for row in rows) == ["pending", "sent"]
+    assert len(smtp_server.handler.messages) == 1
