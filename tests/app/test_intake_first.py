@@ -284,9 +284,12 @@ def paced_run(
     smtp_server: SmtpServer,
     per_second: float | None,
     scenario: Callable[[HandClock, BusyIntake, Worker], Awaitable[None]],
+    *,
+    floor: int = 1,
+    count: int = 3,
 ) -> ClaimRecordingStore:
-    """Three deliveries queued, then the worker started on a hand-moved clock while intake is
-    busy (``YIELD_AT`` intakes), yielding with a floor of one and ``per_second``; runs
+    """``count`` deliveries queued, then the worker started on a hand-moved clock while intake
+    is busy (``YIELD_AT`` intakes), yielding with ``floor`` and ``per_second``; runs
     ``scenario``, then lets intake go quiet and the worker drain the rest. The claims made."""
     store = ClaimRecordingStore(open_test_store())
 
@@ -302,11 +305,11 @@ def paced_run(
             policy=POLICY,
             concurrency=CONCURRENCY,
             yield_at_intakes=YIELD_AT,
-            yield_concurrency=1,
+            yield_concurrency=floor,
             yield_per_second=per_second,
         )
         try:
-            for n in range(3):
+            for n in range(count):
                 await thread.accept(routed_intake(snapshot, n))
             thread.pressure = YIELD_AT
             worker.start()
@@ -323,7 +326,7 @@ def paced_run(
     with asyncio.Runner(loop_factory=HandClock) as runner:
         runner.run(run())
     rows = open_test_store().deliveries(STATUSES)
-    assert [row.status for row in rows] == ["sent"] * 3
+    assert [row.status for row in rows] == ["sent"] * count
     return store
 
 
@@ -343,6 +346,7 @@ def test_while_yielding_the_worker_starts_its_floor_no_faster_than_its_pace(
         seen.append([c for c in store_claims(thread) if c[1] > 0])
         loop.advance(0.06)  # not yet the pace: the yield's look only
         await claims_settle(thread)
+        await claims_settle(thread)  # and the claim that look would have let it queue
         seen.append([c for c in store_claims(thread) if c[1] > 0])
         loop.advance(0.05)  # past 0.1 s after the first claim
         await worker.attempted(2)
@@ -354,6 +358,32 @@ def test_while_yielding_the_worker_starts_its_floor_no_faster_than_its_pace(
     last = [c for c in store.claims if c[1] > 0][-1]
     assert last == (CONCURRENCY * CLAIM_AHEAD, 1)
     assert len(smtp_server.handler.messages) == 3
+
+
+def test_a_claim_of_n_pauses_the_floor_for_n_over_its_pace(
+    tmp_path: Path, open_test_store: StoreOpener, smtp_server: SmtpServer
+) -> None:
+    """A floor of two at 10 a second: its claim of two deliveries holds the next claim for
+    0.2 s of the loop's clock (two starts at 10 a second), not 0.1 s, however soon both end."""
+    seen: list[list[tuple[int, int]]] = []
+
+    async def scenario(loop: HandClock, thread: BusyIntake, worker: Worker) -> None:
+        await worker.attempted(2)
+        await claims_settle(thread)
+        seen.append([c for c in store_claims(thread) if c[1] > 0])
+        loop.advance(0.15)  # past the pace of one start: still paused
+        # Twice: the first lets the paused worker's own store call come back, the second
+        # the claim it would queue right after it.
+        await claims_settle(thread)
+        await claims_settle(thread)
+        seen.append([c for c in store_claims(thread) if c[1] > 0])
+        loop.advance(0.06)  # past 0.2 s after the claim
+        await worker.attempted(4)
+        seen.append([c for c in store_claims(thread) if c[1] > 0])
+
+    paced_run(tmp_path, open_test_store, smtp_server, 10.0, scenario, floor=2, count=5)
+    assert seen == [[(2, 2)], [(2, 2)], [(2, 2), (2, 2)]]
+    assert len(smtp_server.handler.messages) == 5
 
 
 def test_without_a_pace_the_floor_is_claimed_again_as_soon_as_its_delivery_ends(
