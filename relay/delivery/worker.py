@@ -440,8 +440,10 @@ class Worker:
         if self.yielding and claimed and self._yield_pace is not None:
             loop_now = asyncio.get_running_loop().time()
             self._paced_until = loop_now + len(claimed) * self._yield_pace
-        if self.yielding and len(claimed) >= free:
-            await self._hold_floor()  # its floor just claimed: look again as any yield does
+        if self.yielding and (len(claimed) >= free or (claimed and self._yield_pace)):
+            # Its floor just claimed, or paced (``wake`` takes no intake's wake-up until the
+            # pause is over, and nothing else would end it): look again as any yield does.
+            await self._hold_floor()
             return
         # As many as asked: more may be due, and the next step claims as soon as a send ends
         # (which wakes the worker), so no look at the due times now. Fewer than asked:
@@ -458,13 +460,14 @@ class Worker:
         """Yielding to intake with its floor of deliveries in flight: wait for one of them to
         end, at most ``YIELD_POLL_SECONDS`` (intake's wake-ups are not taken meanwhile).
         ``paced``: the seconds left of its pause after its last claim: wait that long, or
-        ``YIELD_POLL_SECONDS`` if less, whether or not a delivery ends meanwhile."""
+        ``YIELD_POLL_SECONDS`` if less, or until woken (a stop, a delivery's end: the next
+        step then waits out the rest of the pause)."""
         if paced is not None:
-            await asyncio.sleep(min(paced, YIELD_POLL_SECONDS))
+            await self._wait_for_wake(min(paced, YIELD_POLL_SECONDS))
         else:
             await self._idle(known=True, within=YIELD_POLL_SECONDS)
-            if self._wake.is_set():
-                return
+        if self._wake.is_set():
+            return
         # Nothing ended meanwhile, or paused: a store call of its own, in a batch without
         # intakes if intake has gone quiet, lets the next step see that.
         await self._store.call(_nothing, durable=False)

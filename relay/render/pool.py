@@ -93,9 +93,9 @@ HELPER = HelperRenderers()
 
 def start_helper(niceness: int) -> None:
     """Run first in every helper: lower its CPU priority by ``niceness`` (``[delivery]
-    render_niceness``, 0 by default: rendering then gives way to every other process when the
-    CPU is short; intake goes first by the worker's own yield either way), and tie its life
-    to the relay's."""
+    render_niceness``, 0 by default; above 0 rendering gives way to every other process when
+    the CPU is short; intake goes first by the worker's own yield either way), and tie its
+    life to the relay's."""
     if niceness:
         with contextlib.suppress(OSError):  # a limit on niceness leaves the priority as it is
             os.nice(niceness)

@@ -6,6 +6,7 @@ at the store's seam (tests/support/faulty.py)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -283,9 +284,12 @@ def paced_run(
     smtp_server: SmtpServer,
     per_second: float | None,
     scenario: Callable[[HandClock, BusyIntake, Worker], Awaitable[None]],
+    *,
+    floor: int = 1,
+    count: int = 3,
 ) -> ClaimRecordingStore:
-    """Three deliveries queued, then the worker started on a hand-moved clock while intake is
-    busy (``YIELD_AT`` intakes), yielding with a floor of one and ``per_second``; runs
+    """``count`` deliveries queued, then the worker started on a hand-moved clock while intake
+    is busy (``YIELD_AT`` intakes), yielding with ``floor`` and ``per_second``; runs
     ``scenario``, then lets intake go quiet and the worker drain the rest. The claims made."""
     store = ClaimRecordingStore(open_test_store())
 
@@ -301,11 +305,11 @@ def paced_run(
             policy=POLICY,
             concurrency=CONCURRENCY,
             yield_at_intakes=YIELD_AT,
-            yield_concurrency=1,
+            yield_concurrency=floor,
             yield_per_second=per_second,
         )
         try:
-            for n in range(3):
+            for n in range(count):
                 await thread.accept(routed_intake(snapshot, n))
             thread.pressure = YIELD_AT
             worker.start()
@@ -322,7 +326,7 @@ def paced_run(
     with asyncio.Runner(loop_factory=HandClock) as runner:
         runner.run(run())
     rows = open_test_store().deliveries(STATUSES)
-    assert [row.status for row in rows] == ["sent"] * 3
+    assert [row.status for row in rows] == ["sent"] * count
     return store
 
 
@@ -342,6 +346,7 @@ def test_while_yielding_the_worker_starts_its_floor_no_faster_than_its_pace(
         seen.append([c for c in store_claims(thread) if c[1] > 0])
         loop.advance(0.06)  # not yet the pace: the yield's look only
         await claims_settle(thread)
+        await claims_settle(thread)  # and the claim that look would have let it queue
         seen.append([c for c in store_claims(thread) if c[1] > 0])
         loop.advance(0.05)  # past 0.1 s after the first claim
         await worker.attempted(2)
@@ -353,6 +358,32 @@ def test_while_yielding_the_worker_starts_its_floor_no_faster_than_its_pace(
     last = [c for c in store.claims if c[1] > 0][-1]
     assert last == (CONCURRENCY * CLAIM_AHEAD, 1)
     assert len(smtp_server.handler.messages) == 3
+
+
+def test_a_claim_of_n_pauses_the_floor_for_n_over_its_pace(
+    tmp_path: Path, open_test_store: StoreOpener, smtp_server: SmtpServer
+) -> None:
+    """A floor of two at 10 a second: its claim of two deliveries holds the next claim for
+    0.2 s of the loop's clock (two starts at 10 a second), not 0.1 s, however soon both end."""
+    seen: list[list[tuple[int, int]]] = []
+
+    async def scenario(loop: HandClock, thread: BusyIntake, worker: Worker) -> None:
+        await worker.attempted(2)
+        await claims_settle(thread)
+        seen.append([c for c in store_claims(thread) if c[1] > 0])
+        loop.advance(0.15)  # past the pace of one start: still paused
+        # Twice: the first lets the paused worker's own store call come back, the second
+        # the claim it would queue right after it.
+        await claims_settle(thread)
+        await claims_settle(thread)
+        seen.append([c for c in store_claims(thread) if c[1] > 0])
+        loop.advance(0.06)  # past 0.2 s after the claim
+        await worker.attempted(4)
+        seen.append([c for c in store_claims(thread) if c[1] > 0])
+
+    paced_run(tmp_path, open_test_store, smtp_server, 10.0, scenario, floor=2, count=5)
+    assert seen == [[(2, 2)], [(2, 2)], [(2, 2), (2, 2)]]
+    assert len(smtp_server.handler.messages) == 5
 
 
 def test_without_a_pace_the_floor_is_claimed_again_as_soon_as_its_delivery_ends(
@@ -373,3 +404,114 @@ def store_claims(thread: StoreThread) -> list[tuple[int, int]]:
     store = thread.store
     assert isinstance(store, ClaimRecordingStore)
     return list(store.claims)
+
+
+def test_a_partial_floor_claim_while_paced_looks_again_once_the_pause_is_over(
+    tmp_path: Path, open_test_store: StoreOpener
+) -> None:
+    """A floor of two paced at 10 a second: the worker claims the one delivery due (its send
+    held by the server), then an accepted intake wakes it during the pause, a wake-up it does
+    not take while paced. It looks again by itself once the pause and the yield's poll are
+    over: the second send begins with the loop's clock moved only that far, never as far as
+    ``IDLE_POLL_SECONDS``."""
+    pause = 0.1
+    assert pause + YIELD_POLL_SECONDS < IDLE_POLL_SECONDS  # else the test could not tell
+    handler = HoldingHandler()
+    handler.holding.set()
+    server = SmtpServer(handler)
+    server.start()
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, HandClock)
+        senders = SenderRegistry()
+        snapshot = build_snapshot(email_settings(tmp_path, server.port), senders)
+        thread = BusyIntake(open_test_store())
+        worker = Worker(
+            thread,
+            lambda: snapshot,
+            policy=POLICY,
+            concurrency=CONCURRENCY,
+            yield_at_intakes=YIELD_AT,
+            yield_concurrency=2,
+            yield_per_second=1 / pause,
+        )
+        try:
+            await thread.accept(routed_intake(snapshot, 0))
+            thread.pressure = YIELD_AT
+            worker.start()
+            await asyncio.to_thread(handler.wait_held, 1)
+            await thread.accept(routed_intake(snapshot, 1))
+            worker.wake()  # as the hook does once an intake is accepted
+            await claims_settle(thread)
+            loop.advance(pause + YIELD_POLL_SECONDS)
+            await asyncio.to_thread(handler.wait_held, 2, 10.0)
+            handler.release()
+            thread.pressure = 0
+            await worker.settled()
+        finally:
+            loop.run_free()
+            handler.release()
+            await worker.stop(0)
+            thread.close()
+            await senders.close()
+        rows = open_test_store().deliveries(STATUSES)
+        assert [row.status for row in rows] == ["sent"] * 2
+
+    try:
+        with asyncio.Runner(loop_factory=HandClock) as runner:
+            runner.run(scenario())
+    finally:
+        handler.release()
+        server.stop()
+    assert len({m.message["Message-ID"] for m in handler.messages}) == 2
+
+
+def test_a_stop_during_the_pause_ends_the_worker_at_once_and_leaves_the_rest_pending(
+    tmp_path: Path, open_test_store: StoreOpener, smtp_server: SmtpServer
+) -> None:
+    """At one delivery every 10 s while intake is busy: the first is sent, and the worker is
+    paused with the loop's clock standing. A stop ends it without waiting for the pause (or
+    the clock), and the second delivery, never claimed, stays pending: nothing lost, nothing
+    sent twice."""
+    stopped = threading.Event()
+    in_time: list[bool] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, HandClock)
+        senders = SenderRegistry()
+        snapshot = build_snapshot(email_settings(tmp_path, smtp_server.port), senders)
+        thread = BusyIntake(open_test_store())
+        worker = Worker(
+            thread,
+            lambda: snapshot,
+            policy=POLICY,
+            concurrency=CONCURRENCY,
+            yield_at_intakes=YIELD_AT,
+            yield_concurrency=1,
+            yield_per_second=0.1,
+        )
+        stopping: asyncio.Future[None] | None = None
+        try:
+            for n in range(2):
+                await thread.accept(routed_intake(snapshot, n))
+            thread.pressure = YIELD_AT
+            worker.start()
+            await worker.attempted(1)
+            await claims_settle(thread)
+            stopping = asyncio.ensure_future(worker.stop(0))
+            stopping.add_done_callback(lambda _: stopped.set())
+            in_time.append(await asyncio.to_thread(stopped.wait, 10.0))
+        finally:
+            loop.run_free()
+            await (stopping if stopping is not None else worker.stop(0))
+            thread.close()
+            await senders.close()
+
+    with asyncio.Runner(loop_factory=HandClock) as runner:
+        runner.run(scenario())
+    assert in_time == [True]  # with the loop's clock still standing
+    rows = open_test_store().deliveries(STATUSES)
+    assert sorted(row.status for row in rows) == ["pending", "sent"]
+    assert len(smtp_server.handler.messages) == 1
