@@ -303,9 +303,10 @@ class Worker:
         if self.yielding and (
             len(self._inflight) >= self._yield_concurrency or self._paced_for() > 0
         ):
-            # Yielding to intake and holding its floor, or paced: the end of one of those
-            # deliveries wakes the worker anyway (``_finished``), and so does the end of the
-            # pause (``_hold_floor``); a step per accepted intake would only find no room.
+            # Yielding to intake and holding its floor, or paused by its pace: a step per
+            # accepted intake would only find no room or the pause. The end of a delivery it
+            # holds wakes the worker (``_finished``), and ``_hold_floor`` looks again by
+            # itself once the pause or the yield's poll is over.
             return
         self._wake.set()
 
@@ -437,12 +438,14 @@ class Worker:
             self._busy[key] += 1
             task.add_done_callback(self._finished)
         self._room_left = len(claimed) < free
-        if self.yielding and claimed and self._yield_pace is not None:
+        pace = self._yield_pace if self.yielding and claimed else None
+        if pace is not None:
             loop_now = asyncio.get_running_loop().time()
-            self._paced_until = loop_now + len(claimed) * self._yield_pace
-        if self.yielding and (len(claimed) >= free or (claimed and self._yield_pace)):
-            # Its floor just claimed, or paced (``wake`` takes no intake's wake-up until the
-            # pause is over, and nothing else would end it): look again as any yield does.
+            self._paced_until = loop_now + len(claimed) * pace
+        if self.yielding and (len(claimed) >= free or pace is not None):
+            # Its floor just claimed, or paused by its pace (``wake`` then takes no intake's
+            # wake-up, so ``_idle`` could wait all of ``IDLE_POLL_SECONDS``): look again
+            # within the yield's poll, as any yield does.
             await self._hold_floor()
             return
         # As many as asked: more may be due, and the next step claims as soon as a send ends
@@ -457,19 +460,19 @@ class Worker:
         )
 
     async def _hold_floor(self, paced: float | None = None) -> None:
-        """Yielding to intake with its floor of deliveries in flight: wait for one of them to
-        end, at most ``YIELD_POLL_SECONDS`` (intake's wake-ups are not taken meanwhile).
-        ``paced``: the seconds left of its pause after its last claim: wait that long, or
-        ``YIELD_POLL_SECONDS`` if less, or until woken (a stop, a delivery's end: the next
-        step then waits out the rest of the pause)."""
+        """Yielding to intake, holding its floor or paused by its pace: wait until woken (a
+        stop, or a delivery's end that ``_finished`` passes on), at most ``YIELD_POLL_SECONDS``
+        or ``paced`` (the seconds left of the pause) if less; intake's wake-ups are not taken
+        meanwhile (``wake``). Not woken: one store call of its own before the next step, which
+        then waits out the rest of any pause."""
         if paced is not None:
             await self._wait_for_wake(min(paced, YIELD_POLL_SECONDS))
         else:
             await self._idle(known=True, within=YIELD_POLL_SECONDS)
         if self._wake.is_set():
             return
-        # Nothing ended meanwhile, or paused: a store call of its own, in a batch without
-        # intakes if intake has gone quiet, lets the next step see that.
+        # Not woken: a store call of its own, in a batch without intakes if intake has gone
+        # quiet, lets the next step see that.
         await self._store.call(_nothing, durable=False)
 
     def _ahead(self) -> int:

@@ -25,6 +25,14 @@ from tests.support.holding_smtp import HoldingHandler
 from tests.support.smtp import SmtpServer
 from tests.support.store import StoreOpener, held
 from tests.support.worker import email_settings, routed_intake
+from tests.support.yielding import (
+    BusyIntake,
+    HandClock,
+    claims_settle,
+    claims_that_took,
+    hand_clock,
+    run_on_hand_clock,
+)
 
 # The store thread and the worker on each backend (tests/conftest.py: backend).
 pytestmark = pytest.mark.usefixtures("backend")
@@ -32,6 +40,28 @@ pytestmark = pytest.mark.usefixtures("backend")
 POLICY = RetryPolicy(initial_seconds=0.05, max_seconds=0.2, max_age_seconds=3600)
 CONCURRENCY = 4
 YIELD_AT = 3
+
+
+def yielding_worker(
+    thread: StoreThread,
+    snapshot: Snapshot,
+    *,
+    floor: int = 1,
+    per_second: float | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Worker:
+    """The worker these tests run: yielding to intake from ``YIELD_AT`` intakes with ``floor``
+    and, if given, ``per_second``; not started."""
+    return Worker(
+        thread,
+        lambda: snapshot,
+        policy=POLICY,
+        concurrency=CONCURRENCY,
+        clock=clock,
+        yield_at_intakes=YIELD_AT,
+        yield_concurrency=floor,
+        yield_per_second=per_second,
+    )
 
 
 @pytest.fixture
@@ -47,14 +77,7 @@ async def intakes_then_worker(
     """``count`` intakes queued on the held store thread, then the worker started (its first
     store call queued behind them): the worker's first step comes after the batch that
     commits those intakes."""
-    worker = Worker(
-        thread,
-        lambda: snapshot,
-        policy=POLICY,
-        concurrency=CONCURRENCY,
-        yield_at_intakes=YIELD_AT,
-        yield_concurrency=1,
-    )
+    worker = yielding_worker(thread, snapshot)
     async with held(thread):
         accepting = asyncio.gather(
             *(thread.accept(routed_intake(snapshot, n)) for n in range(count))
@@ -150,16 +173,8 @@ async def test_a_floor_claim_written_with_intakes_does_not_keep_the_worker_yield
         snapshot = build_snapshot(email_settings(tmp_path, server.port), senders)
         store = ClaimRecordingStore(open_test_store())
         thread = StoreThread(store)
-        worker = Worker(
-            thread,
-            lambda: snapshot,
-            policy=POLICY,
-            concurrency=CONCURRENCY,
-            yield_at_intakes=YIELD_AT,
-            yield_concurrency=1,
-            # Ahead of the intakes' clock: the claim queued before them finds them due.
-            clock=lambda: time.time() + 3600,
-        )
+        # Ahead of the intakes' clock: the claim queued before them finds them due.
+        worker = yielding_worker(thread, snapshot, clock=lambda: time.time() + 3600)
         worker.start()
         try:
             await asyncio.wait_for(worker.settled(), 30)
@@ -183,27 +198,6 @@ async def test_a_floor_claim_written_with_intakes_does_not_keep_the_worker_yield
     assert [row.status for row in rows] == ["sent"] * YIELD_AT
 
 
-class HandClock(asyncio.SelectorEventLoop):
-    """An event loop whose clock moves only when the test moves it (``advance``): a timer
-    fires once the test has moved the clock past it, however slow or fast the machine is.
-    ``run_free``: from then on the clock runs (for the clean-up's own timeouts)."""
-
-    def __init__(self) -> None:
-        self.hand = time.monotonic()
-        self.offset: float | None = None
-        super().__init__()
-
-    def time(self) -> float:
-        return self.hand if self.offset is None else time.monotonic() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.hand += seconds
-
-    def run_free(self) -> None:
-        if self.offset is None:
-            self.offset = self.hand - time.monotonic()
-
-
 def test_after_claiming_its_floor_the_worker_looks_again_within_the_yield_poll(
     tmp_path: Path, open_test_store: StoreOpener
 ) -> None:
@@ -218,20 +212,12 @@ def test_after_claiming_its_floor_the_worker_looks_again_within_the_yield_poll(
     server.start()
 
     async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        assert isinstance(loop, HandClock)
+        loop = hand_clock()
         senders = SenderRegistry()
         snapshot = build_snapshot(email_settings(tmp_path, server.port), senders)
         thread = StoreThread(open_test_store())
-        worker = Worker(
-            thread,
-            lambda: snapshot,
-            policy=POLICY,
-            concurrency=CONCURRENCY,
-            yield_at_intakes=YIELD_AT,
-            yield_concurrency=1,
-            clock=lambda: time.time() + 3600,  # the intakes are due at once
-        )
+        # Ahead of the intakes' clock: they are due at once.
+        worker = yielding_worker(thread, snapshot, clock=lambda: time.time() + 3600)
         worker.start()
         try:
             await worker.settled()
@@ -253,29 +239,10 @@ def test_after_claiming_its_floor_the_worker_looks_again_within_the_yield_poll(
         assert [row.status for row in rows] == ["sent"] * YIELD_AT
 
     try:
-        with asyncio.Runner(loop_factory=HandClock) as runner:
-            runner.run(scenario())
+        run_on_hand_clock(scenario())
     finally:
         handler.release()
         server.stop()
-
-
-class BusyIntake(StoreThread):
-    """The real store thread, with how busy intake is set by the test (``pressure``) instead of
-    counted: the worker's one reading of it (``intake_pressure``) is the seam."""
-
-    pressure = 0
-
-    def intake_pressure(self) -> int:
-        return self.pressure
-
-
-async def claims_settle(thread: StoreThread) -> None:
-    """Whatever the worker was about to ask of the store is asked and answered: the loop gets
-    its turns, then a store call queued after any such claim comes back."""
-    for _ in range(50):
-        await asyncio.sleep(0)
-    await thread.call(lambda store: None, durable=False)
 
 
 def paced_run(
@@ -294,20 +261,11 @@ def paced_run(
     store = ClaimRecordingStore(open_test_store())
 
     async def run() -> None:
-        loop = asyncio.get_running_loop()
-        assert isinstance(loop, HandClock)
+        loop = hand_clock()
         senders = SenderRegistry()
         snapshot = build_snapshot(email_settings(tmp_path, smtp_server.port), senders)
         thread = BusyIntake(store)
-        worker = Worker(
-            thread,
-            lambda: snapshot,
-            policy=POLICY,
-            concurrency=CONCURRENCY,
-            yield_at_intakes=YIELD_AT,
-            yield_concurrency=floor,
-            yield_per_second=per_second,
-        )
+        worker = yielding_worker(thread, snapshot, floor=floor, per_second=per_second)
         try:
             for n in range(count):
                 await thread.accept(routed_intake(snapshot, n))
@@ -323,8 +281,7 @@ def paced_run(
             thread.close()
             await senders.close()
 
-    with asyncio.Runner(loop_factory=HandClock) as runner:
-        runner.run(run())
+    run_on_hand_clock(run())
     rows = open_test_store().deliveries(STATUSES)
     assert [row.status for row in rows] == ["sent"] * count
     return store
@@ -343,14 +300,14 @@ def test_while_yielding_the_worker_starts_its_floor_no_faster_than_its_pace(
         for _ in range(5):
             worker.wake()  # as accepted intakes do
         await claims_settle(thread)
-        seen.append([c for c in store_claims(thread) if c[1] > 0])
+        seen.append(claims_that_took(thread))
         loop.advance(0.06)  # not yet the pace: the yield's look only
         await claims_settle(thread)
         await claims_settle(thread)  # and the claim that look would have let it queue
-        seen.append([c for c in store_claims(thread) if c[1] > 0])
+        seen.append(claims_that_took(thread))
         loop.advance(0.05)  # past 0.1 s after the first claim
         await worker.attempted(2)
-        seen.append([c for c in store_claims(thread) if c[1] > 0])
+        seen.append(claims_that_took(thread))
 
     store = paced_run(tmp_path, open_test_store, smtp_server, 10.0, scenario)
     assert seen == [[(1, 1)], [(1, 1)], [(1, 1), (1, 1)]]
@@ -370,16 +327,16 @@ def test_a_claim_of_n_pauses_the_floor_for_n_over_its_pace(
     async def scenario(loop: HandClock, thread: BusyIntake, worker: Worker) -> None:
         await worker.attempted(2)
         await claims_settle(thread)
-        seen.append([c for c in store_claims(thread) if c[1] > 0])
+        seen.append(claims_that_took(thread))
         loop.advance(0.15)  # past the pace of one start: still paused
         # Twice: the first lets the paused worker's own store call come back, the second
         # the claim it would queue right after it.
         await claims_settle(thread)
         await claims_settle(thread)
-        seen.append([c for c in store_claims(thread) if c[1] > 0])
+        seen.append(claims_that_took(thread))
         loop.advance(0.06)  # past 0.2 s after the claim
         await worker.attempted(4)
-        seen.append([c for c in store_claims(thread) if c[1] > 0])
+        seen.append(claims_that_took(thread))
 
     paced_run(tmp_path, open_test_store, smtp_server, 10.0, scenario, floor=2, count=5)
     assert seen == [[(2, 2)], [(2, 2)], [(2, 2), (2, 2)]]
@@ -394,16 +351,10 @@ def test_without_a_pace_the_floor_is_claimed_again_as_soon_as_its_delivery_ends(
 
     async def scenario(loop: HandClock, thread: BusyIntake, worker: Worker) -> None:
         await worker.attempted(2)
-        seen.append([c for c in store_claims(thread) if c[1] > 0])
+        seen.append(claims_that_took(thread))
 
     paced_run(tmp_path, open_test_store, smtp_server, None, scenario)
     assert seen == [[(1, 1), (1, 1)]]
-
-
-def store_claims(thread: StoreThread) -> list[tuple[int, int]]:
-    store = thread.store
-    assert isinstance(store, ClaimRecordingStore)
-    return list(store.claims)
 
 
 def test_a_partial_floor_claim_while_paced_looks_again_once_the_pause_is_over(
@@ -422,20 +373,11 @@ def test_a_partial_floor_claim_while_paced_looks_again_once_the_pause_is_over(
     server.start()
 
     async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        assert isinstance(loop, HandClock)
+        loop = hand_clock()
         senders = SenderRegistry()
         snapshot = build_snapshot(email_settings(tmp_path, server.port), senders)
         thread = BusyIntake(open_test_store())
-        worker = Worker(
-            thread,
-            lambda: snapshot,
-            policy=POLICY,
-            concurrency=CONCURRENCY,
-            yield_at_intakes=YIELD_AT,
-            yield_concurrency=2,
-            yield_per_second=1 / pause,
-        )
+        worker = yielding_worker(thread, snapshot, floor=2, per_second=1 / pause)
         try:
             await thread.accept(routed_intake(snapshot, 0))
             thread.pressure = YIELD_AT
@@ -459,8 +401,7 @@ def test_a_partial_floor_claim_while_paced_looks_again_once_the_pause_is_over(
         assert [row.status for row in rows] == ["sent"] * 2
 
     try:
-        with asyncio.Runner(loop_factory=HandClock) as runner:
-            runner.run(scenario())
+        run_on_hand_clock(scenario())
     finally:
         handler.release()
         server.stop()
@@ -478,20 +419,11 @@ def test_a_stop_during_the_pause_ends_the_worker_at_once_and_leaves_the_rest_pen
     in_time: list[bool] = []
 
     async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        assert isinstance(loop, HandClock)
+        loop = hand_clock()
         senders = SenderRegistry()
         snapshot = build_snapshot(email_settings(tmp_path, smtp_server.port), senders)
         thread = BusyIntake(open_test_store())
-        worker = Worker(
-            thread,
-            lambda: snapshot,
-            policy=POLICY,
-            concurrency=CONCURRENCY,
-            yield_at_intakes=YIELD_AT,
-            yield_concurrency=1,
-            yield_per_second=0.1,
-        )
+        worker = yielding_worker(thread, snapshot, per_second=0.1)
         stopping: asyncio.Future[None] | None = None
         try:
             for n in range(2):
@@ -509,8 +441,7 @@ def test_a_stop_during_the_pause_ends_the_worker_at_once_and_leaves_the_rest_pen
             thread.close()
             await senders.close()
 
-    with asyncio.Runner(loop_factory=HandClock) as runner:
-        runner.run(scenario())
+    run_on_hand_clock(scenario())
     assert in_time == [True]  # with the loop's clock still standing
     rows = open_test_store().deliveries(STATUSES)
     assert sorted(row.status for row in rows) == ["pending", "sent"]
