@@ -293,8 +293,8 @@ class DeliverySettings(Section):
     # yield_concurrency deliveries, so the hook's answers get the CPU and the disk; a backlog
     # then drains at full speed as soon as intake is quieter. 0: the worker never yields.
     yield_at_intakes: int = Field(default=16, ge=0)
-    # Deliveries the worker holds (claimed, rendering, sending) while it yields: its floor,
-    # at most concurrency (a floor above it would not yield at all).
+    # Deliveries the worker holds (claimed, rendering, sending, being recorded) while it
+    # yields: its floor, at most concurrency (a floor above it would not yield at all).
     yield_concurrency: int = Field(default=1, ge=1, le=64)
     # Deliveries the worker starts a second at most while it yields (its floor's pace): what
     # delivery keeps of the CPU, the store's thread and the disk while intake is busy. Once
