@@ -445,8 +445,10 @@ class Worker:
         if self.yielding and (len(claimed) >= free or pace is not None):
             # Its floor just claimed, or paused by its pace (``wake`` then takes no intake's
             # wake-up, so ``_idle`` could wait all of ``IDLE_POLL_SECONDS``): look again
-            # within the yield's poll, as any yield does.
-            await self._hold_floor()
+            # within the yield's poll, as any yield does, and with room left in its floor as
+            # soon as the pause is over if that is sooner.
+            room = pace is not None and len(claimed) < free
+            await self._hold_floor(self._paced_for() if room else None)
             return
         # As many as asked: more may be due, and the next step claims as soon as a send ends
         # (which wakes the worker), so no look at the due times now. Fewer than asked:

@@ -446,3 +446,52 @@ def test_a_stop_during_the_pause_ends_the_worker_at_once_and_leaves_the_rest_pen
     rows = open_test_store().deliveries(STATUSES)
     assert sorted(row.status for row in rows) == ["pending", "sent"]
     assert len(smtp_server.handler.messages) == 1
+
+
+def test_a_partial_floor_claim_at_a_fast_pace_looks_again_when_its_pause_ends(
+    tmp_path: Path, open_test_store: StoreOpener
+) -> None:
+    """As above at 100 a second: the pause (10 ms) is shorter than the yield's poll, and the
+    worker looks again when the pause is over, not only at the poll: the second send begins
+    with the loop's clock moved by the pause alone."""
+    pause = 0.01
+    assert pause < YIELD_POLL_SECONDS  # else the test could not tell them apart
+    handler = HoldingHandler()
+    handler.holding.set()
+    server = SmtpServer(handler)
+    server.start()
+
+    async def scenario() -> None:
+        loop = hand_clock()
+        senders = SenderRegistry()
+        snapshot = build_snapshot(email_settings(tmp_path, server.port), senders)
+        thread = BusyIntake(open_test_store())
+        worker = yielding_worker(thread, snapshot, floor=2, per_second=1 / pause)
+        try:
+            await thread.accept(routed_intake(snapshot, 0))
+            thread.pressure = YIELD_AT
+            worker.start()
+            await asyncio.to_thread(handler.wait_held, 1)
+            await thread.accept(routed_intake(snapshot, 1))
+            worker.wake()  # as the hook does once an intake is accepted
+            await claims_settle(thread)
+            loop.advance(pause)
+            await asyncio.to_thread(handler.wait_held, 2, 10.0)
+            handler.release()
+            thread.pressure = 0
+            await worker.settled()
+        finally:
+            loop.run_free()
+            handler.release()
+            await worker.stop(0)
+            thread.close()
+            await senders.close()
+        rows = open_test_store().deliveries(STATUSES)
+        assert [row.status for row in rows] == ["sent"] * 2
+
+    try:
+        run_on_hand_clock(scenario())
+    finally:
+        handler.release()
+        server.stop()
+    assert len({m.message["Message-ID"] for m in handler.messages}) == 2
