@@ -357,16 +357,26 @@ def test_without_a_pace_the_floor_is_claimed_again_as_soon_as_its_delivery_ends(
     assert seen == [[(1, 1), (1, 1)]]
 
 
+@pytest.mark.parametrize(
+    ("pause", "moved"),
+    [
+        # 10 a second: the pause is longer than the yield's poll, which looks first.
+        (0.1, 0.1 + YIELD_POLL_SECONDS),
+        # 100 a second: the pause is shorter; the worker looks when it is over.
+        (0.01, 0.01),
+    ],
+    ids=["slow-pace", "fast-pace"],
+)
 def test_a_partial_floor_claim_while_paced_looks_again_once_the_pause_is_over(
-    tmp_path: Path, open_test_store: StoreOpener
+    tmp_path: Path, open_test_store: StoreOpener, pause: float, moved: float
 ) -> None:
-    """A floor of two paced at 10 a second: the worker claims the one delivery due (its send
-    held by the server), then an accepted intake wakes it during the pause, a wake-up it does
-    not take while paced. It looks again by itself once the pause and the yield's poll are
-    over: the second send begins with the loop's clock moved only that far, never as far as
-    ``IDLE_POLL_SECONDS``."""
-    pause = 0.1
-    assert pause + YIELD_POLL_SECONDS < IDLE_POLL_SECONDS  # else the test could not tell
+    """A floor of two paced at 1 / ``pause`` a second: the worker claims the one delivery due
+    (its send held by the server), then an accepted intake wakes it during the pause, a
+    wake-up it does not take while paced. It looks again by itself once the pause is over
+    (and the yield's poll, if that comes later): the second send begins with the loop's
+    clock moved only that far (``moved``), never as far as ``IDLE_POLL_SECONDS``."""
+    assert moved < IDLE_POLL_SECONDS  # else the test could not tell
+    assert pause >= YIELD_POLL_SECONDS or moved < YIELD_POLL_SECONDS  # nor the poll's look
     handler = HoldingHandler()
     handler.holding.set()
     server = SmtpServer(handler)
@@ -386,7 +396,7 @@ def test_a_partial_floor_claim_while_paced_looks_again_once_the_pause_is_over(
             await thread.accept(routed_intake(snapshot, 1))
             worker.wake()  # as the hook does once an intake is accepted
             await claims_settle(thread)
-            loop.advance(pause + YIELD_POLL_SECONDS)
+            loop.advance(moved)
             await asyncio.to_thread(handler.wait_held, 2, 10.0)
             handler.release()
             thread.pressure = 0
@@ -446,52 +456,3 @@ def test_a_stop_during_the_pause_ends_the_worker_at_once_and_leaves_the_rest_pen
     rows = open_test_store().deliveries(STATUSES)
     assert sorted(row.status for row in rows) == ["pending", "sent"]
     assert len(smtp_server.handler.messages) == 1
-
-
-def test_a_partial_floor_claim_at_a_fast_pace_looks_again_when_its_pause_ends(
-    tmp_path: Path, open_test_store: StoreOpener
-) -> None:
-    """As above at 100 a second: the pause (10 ms) is shorter than the yield's poll, and the
-    worker looks again when the pause is over, not only at the poll: the second send begins
-    with the loop's clock moved by the pause alone."""
-    pause = 0.01
-    assert pause < YIELD_POLL_SECONDS  # else the test could not tell them apart
-    handler = HoldingHandler()
-    handler.holding.set()
-    server = SmtpServer(handler)
-    server.start()
-
-    async def scenario() -> None:
-        loop = hand_clock()
-        senders = SenderRegistry()
-        snapshot = build_snapshot(email_settings(tmp_path, server.port), senders)
-        thread = BusyIntake(open_test_store())
-        worker = yielding_worker(thread, snapshot, floor=2, per_second=1 / pause)
-        try:
-            await thread.accept(routed_intake(snapshot, 0))
-            thread.pressure = YIELD_AT
-            worker.start()
-            await asyncio.to_thread(handler.wait_held, 1)
-            await thread.accept(routed_intake(snapshot, 1))
-            worker.wake()  # as the hook does once an intake is accepted
-            await claims_settle(thread)
-            loop.advance(pause)
-            await asyncio.to_thread(handler.wait_held, 2, 10.0)
-            handler.release()
-            thread.pressure = 0
-            await worker.settled()
-        finally:
-            loop.run_free()
-            handler.release()
-            await worker.stop(0)
-            thread.close()
-            await senders.close()
-        rows = open_test_store().deliveries(STATUSES)
-        assert [row.status for row in rows] == ["sent"] * 2
-
-    try:
-        run_on_hand_clock(scenario())
-    finally:
-        handler.release()
-        server.stop()
-    assert len({m.message["Message-ID"] for m in handler.messages}) == 2
