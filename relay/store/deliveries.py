@@ -11,7 +11,7 @@ from typing import Any
 from relay.store import queries
 from relay.store.admission import Admission, scan_due
 from relay.store.base import StoreBase
-from relay.store.operator import VISITOR_ROWS
+from relay.store.operator import VISITOR_ROWS, visitor_match
 from relay.store.records import ClaimedDelivery
 
 
@@ -144,7 +144,18 @@ class DeliveryOps(StoreBase):
         """The Message-IDs of the emails really sent about the visitor of this delivery's
         conversation (not this delivery's own), oldest first, at most the newest ``limit``:
         what its email may name in In-Reply-To and References."""
-        params = (delivery_id, VISITOR_ROWS, limit)
+        found = self._conn.execute(queries.DELIVERY_VISITOR, (delivery_id,)).fetchone()
+        if found is None:
+            return ()
+        conv_key, account, vid, vemail = found
+        params = {
+            "id": delivery_id,
+            "conv_key": conv_key,
+            "account": account,
+            **visitor_match(vid, vemail),
+            "rows": VISITOR_ROWS,
+            "limit": limit,
+        }
         rows = self._conn.execute(queries.SENT_EMAIL_IDS, params).fetchall()
         return tuple(str(row[0]) for row in reversed(rows))
 

@@ -35,7 +35,6 @@ class IntakeOps(StoreBase):
                 now,
                 intake.raw,
                 intake.begin_at,
-                intake.conv_key,
             ),
         ).fetchone()
         if inserted is None:

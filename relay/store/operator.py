@@ -20,6 +20,13 @@ RETRYABLE = ("pending", "retrying", "dead")
 VISITOR_ROWS = 200
 
 
+def visitor_match(vid: str | None, vemail: str | None) -> dict[str, str | None]:
+    """How SENT_EMAIL_IDS matches a visitor (``:vid``, ``:vemail``), as ``visitor_history``
+    picks its query: by visitor id when the body has one, else by email address; an empty
+    id or address matches no one, and None (NULL) nothing."""
+    return {"vid": vid, "vemail": vemail if vid is None else None}
+
+
 def earlier_chats(rows: Iterable[Sequence[Any]], limit: int) -> tuple[tuple[str, float], ...]:
     """``visitor_history`` from its query's rows (conv_key, category, begin time; one per
     stored version, in the order stored): per chat the latest version's category and the first
@@ -115,9 +122,24 @@ class OperatorOps(StoreBase):
         the same email address), received no later than ``conversation_id``: one
         (category of the latest version, begin time in Unix seconds) per chat, oldest first,
         at most the newest ``limit``."""
-        params = (conversation_id, VISITOR_ROWS)
-        rows = self._conn.execute(queries.VISITOR_HISTORY, params).fetchall()
-        return earlier_chats(rows, limit)
+        found = self._conn.execute(queries.VISITOR_OF, (conversation_id,)).fetchone()
+        if found is None:
+            return ()
+        account, conv_key, received, vid, vemail = found
+        if vid is not None:  # by visitor id; an empty one matches no one
+            query, visitor = queries.VISITOR_VERSIONS_BY_ID, vid
+        else:  # else by email address, likewise
+            query, visitor = queries.VISITOR_VERSIONS_BY_EMAIL, vemail
+        params = {
+            "account": account,
+            "visitor": visitor,
+            "id": conversation_id,
+            "conv_key": conv_key,
+            "received": received,
+            "rows": VISITOR_ROWS,
+        }
+        rows = self._conn.execute(query, params).fetchall()  # newest first
+        return earlier_chats(reversed(rows), limit)
 
     def conversations_older_than(self, cutoff: float) -> list[int]:
         """Conversations received before ``cutoff`` with nothing left to deliver."""

@@ -9,17 +9,44 @@ Only ``?`` placeholders are ever put into the text (the listed id sets of ``clai
 
 from __future__ import annotations
 
+# A stored body's visitor id (as text) and email address (lower case), read as JSON: NULL for
+# a body that is not JSON or has neither. Written into conversations.visitor_id and
+# visitor_email at intake, and by migration 10 for the rows stored before it, always by these
+# expressions, so a visitor matches across versions written before and after.
+VISITOR_ID_OF = (
+    "CAST(json_extract(CASE WHEN json_valid(CAST({raw} AS TEXT)) THEN CAST({raw} AS TEXT) END,"
+    " '$.visitor.id') AS TEXT)"
+)
+VISITOR_EMAIL_OF = (
+    "lower(json_extract(CASE WHEN json_valid(CAST({raw} AS TEXT)) THEN CAST({raw} AS TEXT) END,"
+    " '$.visitor.email'))"
+)
+
+# A stored body's begin time in Unix seconds as SQLite reads it (beginAt / 1000.0; NULL for
+# none; +-Infinity for an integer no double holds, 0.0 below the smallest one): what
+# relay.store.records.begin_seconds makes of the same number, for the bodies it cannot read.
+BEGIN_OF = (
+    "json_extract(CASE WHEN json_valid(CAST({raw} AS TEXT)) THEN CAST({raw} AS TEXT) END,"
+    " '$.beginAt') / 1000.0"
+)
+
 # -- intake --------------------------------------------------------------------------------
 
 # Insert a new version of a conversation; the next version number is computed inside the
 # INSERT, and an exact duplicate (same key and content hash) inserts nothing (no row back).
-# Parameters: conv_key, account_id, channel_id, content_hash, category, received_at, raw,
-# begin_at (the body's beginAt in Unix seconds, NULL: read from the body when needed), conv_key.
+# Its visitor id and email address are read from the body here (VISITOR_ID_OF and
+# VISITOR_EMAIL_OF), and so is its begin time where the caller has none (BEGIN_OF), as
+# migration 10 filled them in for the rows stored before.
+# Parameters: ?1 conv_key, ?2 account_id, ?3 channel_id, ?4 content_hash, ?5 category,
+# ?6 received_at, ?7 raw, ?8 begin_at (the body's beginAt in Unix seconds; NULL where the
+# caller could not read it).
 INSERT_CONVERSATION_VERSION = (
-    "INSERT INTO conversations (conv_key, account_id, channel_id, version, content_hash,"
-    " category, received_at, raw, begin_at)"
-    " SELECT ?, ?, ?, COALESCE(MAX(version), 0) + 1, ?, ?, ?, ?, ?"
-    " FROM conversations WHERE conv_key = ?"
+    "INSERT INTO conversations (conv_key, account_id, channel_id, version, content_hash,"  # noqa: S608 -- constants
+    " category, received_at, raw, begin_at, visitor_id, visitor_email)"
+    " SELECT ?1, ?2, ?3, COALESCE(MAX(version), 0) + 1, ?4, ?5, ?6, ?7,"
+    f" COALESCE(?8, {BEGIN_OF.format(raw='?7')}),"
+    f" {VISITOR_ID_OF.format(raw='?7')}, {VISITOR_EMAIL_OF.format(raw='?7')}"
+    " FROM conversations WHERE conv_key = ?1"
     " ON CONFLICT (conv_key, content_hash) DO NOTHING RETURNING id, version"
 )
 
@@ -39,52 +66,30 @@ INSERT_QUARANTINE = (
     " VALUES (?, ?, ?, ?, ?, ?)"
 )
 
-# The same visitor's conversations in the same account, stored before the given one and
-# received no later: its visitor id when it has one, else its email address (case-insensitive).
-# Read from the stored raw bodies (JSON; a body SQLite cannot read as JSON matches nothing). One
-# row per stored version, in the order stored, of at most the newest ?2 versions (a visitor with
-# thousands of stored chats costs no more than that): conv_key, category, begin time in Unix
-# seconds (the body's beginAt, else when it was received: the begin_at column written at
-# intake, read from the body itself only for a row without it, stored before migration 9 or
-# without a beginAt). Parameters: ?1 conversation id, ?2 the most versions read.
-# The visitor expressions below (CAST(json_extract(...'$.visitor.id') AS TEXT) and
-# lower(json_extract(...'$.visitor.email')) of the body read as JSON) are those of the
-# conversations_visitor_* indexes (migration 6): SQLite uses an index on an expression only
-# where a query repeats it, so they are written out the same way here. Each index ends in the
-# rowid, so the newest versions are read backwards from the given one, never all of them.
-VISITOR_HISTORY = (
-    "WITH cur AS (SELECT id, conv_key, account_id, received_at,"
-    " CAST(json_extract(CASE WHEN json_valid(CAST(raw AS TEXT)) THEN CAST(raw AS TEXT) END,"
-    " '$.visitor.id') AS TEXT) AS vid,"
-    " lower(json_extract(CASE WHEN json_valid(CAST(raw AS TEXT)) THEN CAST(raw AS TEXT) END,"
-    " '$.visitor.email')) AS vemail"
-    " FROM conversations WHERE id = ?1),"
-    # The ids alone, from the index: the newest ?2 earlier versions of other chats (the given
-    # chat's own versions are left out before the limit, as on PostgreSQL).
-    " ids AS ("
-    " SELECT * FROM (SELECT o.id FROM cur CROSS JOIN conversations o"
-    " INDEXED BY conversations_visitor_id"
-    " ON o.account_id = cur.account_id AND CAST(json_extract(CASE WHEN"
-    " json_valid(CAST(o.raw AS TEXT)) THEN CAST(o.raw AS TEXT) END, '$.visitor.id') AS TEXT)"
-    " = cur.vid"
-    " WHERE cur.vid IS NOT NULL AND cur.vid != '' AND o.id < cur.id"
-    " AND o.conv_key != cur.conv_key AND o.received_at <= cur.received_at"
-    " ORDER BY o.id DESC LIMIT ?2)"
-    " UNION ALL"
-    " SELECT * FROM (SELECT o.id FROM cur CROSS JOIN conversations o"
-    " INDEXED BY conversations_visitor_email"
-    " ON o.account_id = cur.account_id AND lower(json_extract(CASE WHEN"
-    " json_valid(CAST(o.raw AS TEXT)) THEN CAST(o.raw AS TEXT) END, '$.visitor.email'))"
-    " = cur.vemail"
-    " WHERE cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail != '' AND o.id < cur.id"
-    " AND o.conv_key != cur.conv_key AND o.received_at <= cur.received_at"
-    " ORDER BY o.id DESC LIMIT ?2))"
-    " SELECT o.conv_key, o.category,"
-    " COALESCE(o.begin_at, json_extract(CASE WHEN json_valid(CAST(o.raw AS TEXT))"
-    " THEN CAST(o.raw AS TEXT) END, '$.beginAt') / 1000.0, o.received_at)"
-    " FROM ids CROSS JOIN conversations o ON o.id = ids.id"
-    " ORDER BY o.id"
+# The visitor of one stored conversation, as VISITOR_VERSIONS_* look it up:
+# account_id, conv_key, received_at, visitor_id, visitor_email. Parameter: conversation id.
+VISITOR_OF = (
+    "SELECT account_id, conv_key, received_at, visitor_id, visitor_email"
+    " FROM conversations WHERE id = ?"
 )
+
+# The same visitor's conversations in the same account, stored before the given one and
+# received no later, by visitor id (_BY_ID, :visitor) or email address (_BY_EMAIL, lower case):
+# one row per stored version, NEWEST FIRST, of at most the newest :rows versions (a visitor
+# with thousands of stored chats costs no more than that), the given chat's own versions left
+# out before that limit: conv_key, category, begin time in Unix seconds (begin_at, the body's
+# beginAt; else when it was received). The conversations_visitor_* indexes (migration 10)
+# hold every column read, in the order read: only the versions returned are read, from the
+# index alone. Parameters: :account, :visitor, :id, :conv_key, :received, :rows.
+_VISITOR_VERSIONS = (
+    "SELECT conv_key, category, COALESCE(begin_at, received_at)"
+    " FROM conversations INDEXED BY conversations_{column}"
+    " WHERE {column} != '' AND account_id = :account AND {column} = :visitor"
+    " AND id < :id AND conv_key != :conv_key AND received_at <= :received"
+    " ORDER BY id DESC LIMIT :rows"
+)
+VISITOR_VERSIONS_BY_ID = _VISITOR_VERSIONS.format(column="visitor_id")
+VISITOR_VERSIONS_BY_EMAIL = _VISITOR_VERSIONS.format(column="visitor_email")
 
 # Drop the oldest quarantined bodies beyond the newest N rows.
 TRIM_QUARANTINE_ROWS = (
@@ -174,42 +179,37 @@ MARK_SENT = (
     " sent_to = ?, external_ref = COALESCE(?, external_ref) WHERE id = ?"
 )
 
-# The Message-IDs of the emails really sent (not to the outbox) about the visitor of a
-# delivery's conversation, other than that delivery's own: the same account and the same
-# chat (any version), or the same visitor id, else the same email address (as
-# VISITOR_HISTORY matches a visitor, with the expressions of the conversations_visitor_*
-# indexes so that only that visitor's newest ?2 conversations are read), newest first.
-# Parameters: ?1 delivery id, ?2 the most conversations read, ?3 limit.
+# The visitor of a delivery's conversation, as SENT_EMAIL_IDS looks it up: conv_key,
+# account_id, visitor_id, visitor_email. Parameter: delivery id.
+DELIVERY_VISITOR = (
+    "SELECT c.conv_key, c.account_id, c.visitor_id, c.visitor_email"
+    " FROM deliveries d JOIN conversations c ON c.id = d.conversation_id WHERE d.id = ?"
+)
+
+# The Message-IDs of the emails really sent (not to the outbox) about a visitor, other than
+# the given delivery's own (:id), newest first, at most :limit: of the same chat (:conv_key,
+# any version) and of the visitor's newest :rows conversations in the same account, by
+# visitor id (:vid) or email address (:vemail; NULL for the one not matched by, as
+# relay.store.operator.visitor_match says). Both the visitor's conversations
+# (conversations_visitor_*) and their sent emails (deliveries_sent_email, migration 10) are
+# read from indexes made for this.
 SENT_EMAIL_IDS = (
-    "WITH cur AS (SELECT d.id AS did, c.conv_key, c.account_id,"
-    " CAST(json_extract(CASE WHEN json_valid(CAST(c.raw AS TEXT)) THEN CAST(c.raw AS TEXT) END,"
-    " '$.visitor.id') AS TEXT) AS vid,"
-    " lower(json_extract(CASE WHEN json_valid(CAST(c.raw AS TEXT)) THEN CAST(c.raw AS TEXT) END,"
-    " '$.visitor.email')) AS vemail"
-    " FROM deliveries d JOIN conversations c ON c.id = d.conversation_id WHERE d.id = ?1),"
-    " convs AS ("
-    " SELECT o.id FROM conversations o JOIN cur ON o.conv_key = cur.conv_key"
+    "WITH convs AS ("
+    " SELECT id FROM conversations WHERE conv_key = :conv_key"
     " UNION"
-    " SELECT * FROM (SELECT o.id FROM cur CROSS JOIN conversations o"
-    " INDEXED BY conversations_visitor_id"
-    " ON o.account_id = cur.account_id AND CAST(json_extract(CASE WHEN"
-    " json_valid(CAST(o.raw AS TEXT)) THEN CAST(o.raw AS TEXT) END, '$.visitor.id') AS TEXT)"
-    " = cur.vid"
-    " WHERE cur.vid IS NOT NULL AND cur.vid != '' ORDER BY o.id DESC LIMIT ?2)"
+    " SELECT * FROM (SELECT o.id FROM conversations o INDEXED BY conversations_visitor_id"
+    " WHERE o.visitor_id != '' AND o.account_id = :account AND o.visitor_id = :vid"
+    " ORDER BY o.id DESC LIMIT :rows)"
     " UNION"
-    " SELECT * FROM (SELECT o.id FROM cur CROSS JOIN conversations o"
-    " INDEXED BY conversations_visitor_email"
-    " ON o.account_id = cur.account_id AND lower(json_extract(CASE WHEN"
-    " json_valid(CAST(o.raw AS TEXT)) THEN CAST(o.raw AS TEXT) END, '$.visitor.email'))"
-    " = cur.vemail"
-    " WHERE cur.vid IS NULL AND cur.vemail IS NOT NULL AND cur.vemail != ''"
-    " ORDER BY o.id DESC LIMIT ?2))"
-    # CROSS JOIN keeps that order: the visitor's conversations first, then their deliveries.
-    " SELECT s.external_ref FROM cur CROSS JOIN convs CROSS JOIN deliveries s"
+    " SELECT * FROM (SELECT o.id FROM conversations o INDEXED BY conversations_visitor_email"
+    " WHERE o.visitor_email != '' AND o.account_id = :account AND o.visitor_email = :vemail"
+    " ORDER BY o.id DESC LIMIT :rows))"
+    # CROSS JOIN keeps that order: the visitor's conversations first, then their sent emails.
+    " SELECT s.external_ref FROM convs CROSS JOIN deliveries s INDEXED BY deliveries_sent_email"
     " ON s.conversation_id = convs.id"
     " WHERE s.channel = 'email' AND s.status = 'sent' AND s.sent_to IS NULL"
-    " AND s.external_ref IS NOT NULL AND s.id != cur.did"
-    " ORDER BY s.updated_at DESC, s.id DESC LIMIT ?3"
+    " AND s.external_ref IS NOT NULL AND s.id != :id"
+    " ORDER BY s.updated_at DESC, s.id DESC LIMIT :limit"
 )
 
 # Record a failed attempt to be tried again at a given time, with the recipients done so far.

@@ -117,7 +117,7 @@ def test_minimal_and_numeric_string_bodies_are_accepted(settings: Settings) -> N
     assert strings.json()["deliveries"] == 1
 
 
-def test_a_begin_time_no_float_holds_is_accepted_and_kept_in_the_body_only(
+def test_a_begin_time_no_float_holds_is_accepted_with_no_finite_begin_time_beside_it(
     settings: Settings,
 ) -> None:
     # JSON integers have no limit; beginAt's seconds beside the body are a float (a double).
@@ -132,9 +132,14 @@ def test_a_begin_time_no_float_holds_is_accepted_and_kept_in_the_body_only(
         ]
     assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
     assert rows(settings, "quarantine") == 0
-    # No begin time beside them: the visitor history reads such a body as before.
     begin = select_rows(settings, "SELECT begin_at FROM conversations ORDER BY id")
-    assert begin == [{"begin_at": None}, {"begin_at": None}]
+    if settings.storage.url is None:
+        # SQLite keeps its own reading of the number beside the body, as the visitor history
+        # read it from the body before: beyond any double, +-Infinity.
+        assert begin == [{"begin_at": float("inf")}, {"begin_at": float("-inf")}]
+    else:
+        # No begin time beside them: PostgreSQL's visitor history reads such a body.
+        assert begin == [{"begin_at": None}, {"begin_at": None}]
 
 
 def test_healthz(settings: Settings) -> None:

@@ -124,7 +124,8 @@ def test_a_version_8_store_gains_the_begin_time_column_and_reads_older_rows_from
     tmp_path: Path,
 ) -> None:
     """Migration 9 adds conversations.begin_at in place: a row stored before it has none, and
-    the visitor's history reads that row's begin time from its body."""
+    migration 10 fills it in from its body, so the visitor's history has that row's begin
+    time."""
     path = tmp_path / "relay.db"
     conn = sqlite3.connect(path, isolation_level=None)
     for step in MIGRATIONS[:8]:
@@ -153,4 +154,86 @@ def test_a_version_8_store_gains_the_begin_time_column_and_reads_older_rows_from
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     rows = conn.execute("SELECT id, begin_at FROM conversations ORDER BY id").fetchall()
     conn.close()
-    assert rows == [(1, None), (2, 1427500800.0)]
+    # Migration 10 has filled in the begin time of the row stored without it, from its body.
+    assert rows == [(1, 1427414400.0), (2, 1427500800.0)]
+
+
+def test_a_version_9_store_gains_the_visitor_columns_and_finds_its_visitors_as_before(
+    tmp_path: Path,
+) -> None:
+    """Migration 10 fills each stored row's visitor id and email in from its body, so a
+    visitor's chats and sent emails stored before it are found by the new indexes: by id,
+    by email address (any case) for a visitor without an id, and none for a body that is
+    not JSON; a version written after it matches the ones written before."""
+    path = tmp_path / "relay.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step in MIGRATIONS[:9]:
+        for statement in _statements(step):
+            conn.execute(statement)
+    bodies = {
+        1: {"accountId": 208, "channel": {"id": 1}, "beginAt": 1427414400000, "visitor": {"id": 5}},
+        2: {"accountId": 208, "channel": {"id": 2}, "visitor": {"email": "Jana@Example.CZ"}},
+    }
+    rows = [(n, json.dumps(body).encode()) for n, body in bodies.items()] + [(3, b"\xff not JSON")]
+    for n, raw in rows:
+        conn.execute(
+            "INSERT INTO conversations (id, conv_key, account_id, channel_id, version,"
+            " content_hash, category, received_at, raw) VALUES (?, ?, 208, ?, 1, 'h', 'missed',"
+            " 2.0, ?)",
+            (n, f"208-{n}", n, raw),
+        )
+        conn.execute(
+            "INSERT INTO deliveries (id, conversation_id, dedupe_key, rule, channel, action,"
+            " category, status, attempts, created_at, next_attempt_at, updated_at,"
+            " external_ref) VALUES (?, ?, ?, 'r', 'email', '{}', 'missed', 'sent', 1, 1.0, 1.0,"
+            " 1.0, ?)",
+            (n, n, f"k{n}", f"<sent-{n}@relay>"),
+        )
+    conn.execute("PRAGMA user_version = 9")
+    conn.close()
+    store = Store(path)
+    try:
+        later = {**bodies[1], "channel": {"id": 4}}
+        by_id = store.accept(
+            Intake(json.dumps(later).encode(), "208-4", 208, 4, "h4", "offline", ())
+        ).conversation_id
+        by_email = store.accept(
+            Intake(
+                json.dumps({**bodies[2], "channel": {"id": 5}}).encode(),
+                "208-5",
+                208,
+                5,
+                "h5",
+                "offline",
+                (),
+            )
+        ).conversation_id
+        assert store.visitor_history(by_id) == (("missed", 1427414400.0),)
+        assert store.visitor_history(by_email) == (("missed", 2.0),)  # no beginAt: received
+        assert store.visitor_history(3) == ()
+        assert store.sent_email_ids(1) == ()
+        assert store.sent_email_ids(3) == ()
+        for delivery, conversation in ((6, by_id), (7, by_email)):
+            store._conn.execute(
+                "INSERT INTO deliveries (id, conversation_id, dedupe_key, rule, channel, action,"
+                " category, created_at, next_attempt_at, updated_at) VALUES (?, ?, ?, 'r',"
+                " 'email', '{}', 'offline', 3.0, 3.0, 3.0)",
+                (delivery, conversation, f"k{delivery}"),
+            )
+        assert store.sent_email_ids(6) == ("<sent-1@relay>",)
+        assert store.sent_email_ids(7) == ("<sent-2@relay>",)
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    visitors = conn.execute(
+        "SELECT id, visitor_id, visitor_email FROM conversations ORDER BY id"
+    ).fetchall()
+    conn.close()
+    assert visitors == [
+        (1, "5", None),
+        (2, None, "jana@example.cz"),
+        (3, None, None),
+        (4, "5", None),
+        (5, None, "jana@example.cz"),
+    ]

@@ -292,9 +292,11 @@ def test_the_render_pool_job_and_the_dispatch_carry_the_earlier_conversations() 
 
 
 def test_sqlite_reads_a_visitors_conversations_by_index(tmp_path: Path) -> None:
-    """The history and the sent Message-IDs look the visitor up in the conversations_visitor_*
-    indexes and the deliveries by conversation: the plan names no scan of a whole table (a
-    query that stops repeating the indexed expressions would read every stored body)."""
+    """The history reads the visitor's versions from the conversations_visitor_* indexes alone
+    (covering: no table row but a body without its begin time), and the sent Message-IDs find
+    the visitor's conversations there and their sent emails in deliveries_sent_email: the
+    plans name no scan of a whole table (a query that stops matching an index's columns or
+    its WHERE would read every stored body)."""
     from relay.store import queries  # noqa: PLC0415
     from relay.store.base import migrate  # noqa: PLC0415
 
@@ -302,17 +304,29 @@ def test_sqlite_reads_a_visitors_conversations_by_index(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode=WAL")
     migrate(conn, path)
-    history, sent = (1, 200), (1, 200, 10)
-    for query, params in ((queries.VISITOR_HISTORY, history), (queries.SENT_EMAIL_IDS, sent)):
-        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query, params)]
-        assert any("conversations_visitor_id" in step for step in plan), plan
-        assert any("conversations_visitor_email" in step for step in plan), plan
-        scans = [step for step in plan if step.startswith("SCAN")]
-        # Only the one-row CTE and the (at most 200) ids read from the indexes are scanned.
-        allowed = {"SCAN cur", "SCAN ids", "SCAN convs"}
-        assert all(step in allowed or step.startswith("SCAN (subquery") for step in scans), plan
-    plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + queries.SENT_EMAIL_IDS, sent)]
-    assert any("deliveries_conversation" in step for step in plan), plan
+    visitor = {"account": 1, "conv_key": "1-1", "rows": 200, "id": 9}
+    history = {**visitor, "visitor": "v", "received": 1.0}
+    sent = {**visitor, "vid": "v", "vemail": None, "limit": 10}
+    plans = {
+        name: [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query, params)]
+        for name, query, params in (
+            ("by id", queries.VISITOR_VERSIONS_BY_ID, history),
+            ("by email", queries.VISITOR_VERSIONS_BY_EMAIL, history),
+            ("sent", queries.SENT_EMAIL_IDS, sent),
+        )
+    }
+    for index, name in (("visitor_id", "by id"), ("visitor_email", "by email")):
+        # Read from the index alone, in its order: no table row, no sort.
+        step = f"SEARCH conversations USING COVERING INDEX conversations_{index} "
+        assert len(plans[name]) == 1 and plans[name][0].startswith(step), plans
+        assert any(f"INDEX conversations_{index} " in step for step in plans["sent"]), plans
+    assert any("INDEX deliveries_sent_email " in step for step in plans["sent"]), plans
+    # Only the (at most 200) conversations read from the indexes are scanned.
+    scans = [step for step in plans["sent"] if step.startswith("SCAN")]
+    assert all(step == "SCAN convs" or "subquery" in step for step in scans), plans
+    for query in (queries.VISITOR_OF, queries.DELIVERY_VISITOR):
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query, (1,))]
+        assert all(step.startswith("SEARCH") for step in plan), plan
     conn.close()
 
 
