@@ -16,6 +16,7 @@ _Unit = Literal["hour", "minute", "second"]
 MAX_DURATION_SECONDS = 100 * 365 * 86400
 DATES_KEPT = 1024  # formatted dates a Translator remembers before it starts again
 DURATIONS_KEPT = 4096  # formatted durations (whole seconds) it remembers, likewise
+NUMBERS_KEPT = 1024  # formatted counts it remembers, likewise
 
 _EN: Final[dict[str, str]] = {
     "category.offline": "Offline message",
@@ -290,6 +291,10 @@ class Translator:
         # Formatted durations by whole seconds (bounded: DURATIONS_KEPT): a chat's duration
         # and response times are mostly short, and repeat from email to email.
         self._durations: dict[int, str] = {}
+        # Formatted counts and day-and-month dates (bounded: NUMBERS_KEPT, DATES_KEPT): the
+        # returning visitor's line formats both for every email and Slack message.
+        self._numbers: dict[int, str] = {}
+        self._short_dates: dict[date, str] = {}
 
     def __call__(self, key: str, **values: object) -> str:
         template = self.labels.get(key, key)
@@ -323,9 +328,16 @@ class Translator:
         return found
 
     def number(self, value: int) -> str:
-        from babel.numbers import format_decimal  # noqa: PLC0415 -- see __init__
+        """A count in the locale's digits and grouping, formatted once per value (at most
+        NUMBERS_KEPT are kept)."""
+        found = self._numbers.get(value)
+        if found is None:
+            if len(self._numbers) >= NUMBERS_KEPT:
+                self._numbers.clear()
+            from babel.numbers import format_decimal  # noqa: PLC0415 -- see __init__
 
-        return format_decimal(value, locale=self._babel_locale)
+            found = self._numbers[value] = format_decimal(value, locale=self._babel_locale)
+        return found
 
     def zone_name(self, moment: datetime) -> str:
         """The display zone's abbreviation at ``moment`` ("CET", "BST", "UTC", "+03")."""
@@ -363,10 +375,19 @@ class Translator:
         return found
 
     def short_date_text(self, moment: datetime) -> str:
-        """Day and month only: "12 Nov", "12. 11.", "12. Nov."."""
-        from babel.dates import format_skeleton  # noqa: PLC0415 -- see __init__
+        """Day and month only: "12 Nov", "12. 11.", "12. Nov.", formatted once per local day
+        (at most DATES_KEPT days are kept)."""
+        local = moment.astimezone(self.zone)
+        day = local.date()
+        found = self._short_dates.get(day)
+        if found is None:
+            if len(self._short_dates) >= DATES_KEPT:
+                self._short_dates.clear()
+            from babel.dates import format_skeleton  # noqa: PLC0415 -- see __init__
 
-        return format_skeleton("MMMd", moment.astimezone(self.zone), locale=self._babel_locale)
+            found = format_skeleton("MMMd", local, locale=self._babel_locale)
+            self._short_dates[day] = found
+        return found
 
     def time_text(self, moment: datetime) -> str:
         """Short time with the zone: "16:33 CET"."""

@@ -1,5 +1,5 @@
-"""The translator's remembered dates and times are exactly what Babel formats, across a
-daylight-saving change, and the remembered dates stay bounded."""
+"""The translator's remembered dates, times, durations and counts are exactly what Babel
+formats, across a daylight-saving change, and what it remembers stays bounded."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from babel.dates import format_date, format_time
+from babel.dates import format_date, format_skeleton, format_time
+from babel.numbers import format_decimal
 
-from relay.render.i18n import DATES_KEPT, DURATIONS_KEPT, Translator
+from relay.render.i18n import DATES_KEPT, DURATIONS_KEPT, NUMBERS_KEPT, Translator
 
 
 @pytest.mark.parametrize("locale", ["en", "cs", "de"])
@@ -26,6 +27,7 @@ def test_remembered_dates_and_times_equal_babel_across_a_dst_change(locale: str)
             assert t.time_text(moment) == time
             assert t.date_text(moment) == date
             assert t.datetime_text(moment) == f"{date} {time}"
+            assert t.short_date_text(moment) == format_skeleton("MMMd", local, locale=locale)
 
 
 def test_remembered_dates_are_bounded() -> None:
@@ -35,6 +37,10 @@ def test_remembered_dates_are_bounded() -> None:
         moment = start + timedelta(days=day)
         assert t.date_text(moment) == format_date(moment, "medium", locale="en")
     assert len(t._dates) <= DATES_KEPT
+    for day in range(DATES_KEPT * 2 + 5):
+        moment = start + timedelta(days=day)
+        assert t.short_date_text(moment) == format_skeleton("MMMd", moment, locale="en")
+    assert len(t._short_dates) <= DATES_KEPT
 
 
 def test_country_names_in_each_language_and_made_up_codes_are_not_remembered() -> None:
@@ -65,3 +71,18 @@ def test_remembered_durations_are_bounded() -> None:
     for seconds in range(DURATIONS_KEPT * 2 + 5):
         assert t.duration(seconds) == t._duration(seconds)
     assert len(t._durations) <= DURATIONS_KEPT
+
+
+@pytest.mark.parametrize("locale", ["en", "cs", "de"])
+def test_remembered_counts_equal_babel_and_are_bounded(locale: str) -> None:
+    """Counts (the returning visitor's line, plural forms) as Babel writes them in the
+    locale, grouping included, the same when remembered; at most NUMBERS_KEPT are kept."""
+    t = Translator(locale, ZoneInfo("UTC"))
+    values = [0, 1, 2, 5, 21, 999, 1000, 12345, 10**7]
+    for _ in range(2):  # formatted, then remembered
+        for value in values:
+            assert t.number(value) == format_decimal(value, locale=locale)
+    assert t.number(12345) != "12345"  # grouped in every one of the three locales
+    for value in range(NUMBERS_KEPT * 2 + 5):
+        assert t.number(value) == format_decimal(value, locale=locale)
+    assert len(t._numbers) <= NUMBERS_KEPT
