@@ -291,9 +291,11 @@ class Translator:
         # Formatted durations by whole seconds (bounded: DURATIONS_KEPT): a chat's duration
         # and response times are mostly short, and repeat from email to email.
         self._durations: dict[int, str] = {}
-        # Formatted counts and day-and-month dates (bounded: NUMBERS_KEPT, DATES_KEPT): the
-        # returning visitor's line formats both for every email and Slack message.
+        # Formatted counts, their plural forms and day-and-month dates (bounded: NUMBERS_KEPT,
+        # DATES_KEPT): the returning visitor's line needs all three for every email and Slack
+        # message.
         self._numbers: dict[int, str] = {}
+        self._plural_forms: dict[int, str] = {}  # CLDR plural form by count, likewise
         self._short_dates: dict[date, str] = {}
 
     def __call__(self, key: str, **values: object) -> str:
@@ -307,7 +309,11 @@ class Translator:
 
     def plural(self, key: str, count: int) -> str:
         """``key.one`` / ``key.few`` / ``key.other`` chosen by the locale's CLDR plural rules."""
-        form = self._babel_locale.plural_form(count)
+        form = self._plural_forms.get(count)
+        if form is None:  # the CLDR rule, evaluated once per count (at most NUMBERS_KEPT)
+            if len(self._plural_forms) >= NUMBERS_KEPT:
+                self._plural_forms.clear()
+            form = self._plural_forms[count] = self._babel_locale.plural_form(count)
         chosen = f"{key}.{form}" if f"{key}.{form}" in self.labels else f"{key}.other"
         return self(chosen, count=self.number(count))
 

@@ -74,7 +74,7 @@ def test_remembered_durations_are_bounded() -> None:
 
 
 @pytest.mark.parametrize("locale", ["en", "cs", "de"])
-def test_remembered_counts_equal_babel_and_are_bounded(locale: str) -> None:
+def test_remembered_counts_and_plural_forms_equal_babel_and_are_bounded(locale: str) -> None:
     """Counts (the returning visitor's line, plural forms) as Babel writes them in the
     locale, grouping included, the same when remembered; at most NUMBERS_KEPT are kept."""
     t = Translator(locale, ZoneInfo("UTC"))
@@ -86,3 +86,11 @@ def test_remembered_counts_equal_babel_and_are_bounded(locale: str) -> None:
     for value in range(NUMBERS_KEPT * 2 + 5):
         assert t.number(value) == format_decimal(value, locale=locale)
     assert len(t._numbers) <= NUMBERS_KEPT
+    babel = t._babel_locale
+    for count in [*values, *range(NUMBERS_KEPT * 2 + 5)]:
+        form = babel.plural_form(count)
+        expected = t(f"history.{form}" if t.has(f"history.{form}") else "history.other")
+        assert t.plural("history", count) == expected.format(
+            count=format_decimal(count, locale=locale)
+        )
+    assert len(t._plural_forms) <= NUMBERS_KEPT
