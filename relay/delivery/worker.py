@@ -56,10 +56,11 @@ IDLE_POLL_SECONDS = 1.0  # picks up changes made by `relay retry` from another p
 FULL_SCAN_SECONDS = 0.05
 ACTIONS_KEPT = 256  # validated actions the worker keeps (they are frozen values)
 # Deliveries claimed ahead of their send (rendered and waiting for a send slot): per
-# destination up to CLAIM_AHEAD times its share of the slots, plus without leases (SQLite)
-# one for each slot it may borrow, and only its share once it ran into its deadline; in all
-# up to CLAIM_AHEAD times ``concurrency`` (``_admitter``). The send itself holds one of the
-# ``concurrency`` send slots (``SendSlots``).
+# destination up to CLAIM_AHEAD times its share of the slots, and without leases (SQLite) as
+# many again for each slot it may borrow, and only its share once it ran into its deadline;
+# in all up to CLAIM_AHEAD times ``concurrency`` and the slots one destination may borrow
+# (``claim_room``, ``_admitter``). The send itself holds one of the ``concurrency`` send slots
+# (``SendSlots``).
 CLAIM_AHEAD = 2
 # A delivery claimed ahead is sent within this many send deadlines of its claim (the longest
 # deadline of any destination): it waits for at most (CLAIM_AHEAD - 1) rounds of its
@@ -157,6 +158,19 @@ def ahead_allowed(lease_seconds: float | None, deadlines: list[float | None]) ->
         return False
     longest = max((d for d in deadlines if d is not None), default=0.0)
     return lease_seconds > AHEAD_DEADLINES * longest
+
+
+def claim_room(rule: SlotRule, ahead: int, *, leases: bool) -> tuple[int, int]:
+    """How many deliveries the worker holds from their claim to the end of their send, per
+    destination and in all: its share of the slots ``ahead`` times for each destination, and
+    ``concurrency`` ``ahead`` times in all; without leases (SQLite) also ``ahead`` for each
+    slot one destination may borrow, in both. A destination that borrows then keeps as many
+    deliveries rendered and waiting as it has sends (one claimed for each send that will end),
+    and every other destination still finds room for its share ``ahead`` times. With leases
+    (PostgreSQL) nothing is claimed for a borrowed slot: that slot is not guaranteed, and a
+    delivery claimed for it could wait past its lease (``AHEAD_DEADLINES``)."""
+    borrowed = 0 if leases else rule.ceiling - rule.share
+    return (rule.share + borrowed) * ahead, (rule.total + borrowed) * ahead
 
 
 def claim_with_context(
@@ -399,7 +413,7 @@ class Worker:
         if self._unrecorded:
             await self._requeue_unrecorded()
         ahead = self._ahead()
-        limit = self._concurrency * ahead
+        _, limit = claim_room(self._slot_rule, ahead, leases=self._lease is not None)
         self.yielding = self._yield_at > 0 and self._store.intake_pressure() >= self._yield_at
         if self.yielding:
             limit = min(limit, self._yield_concurrency)
@@ -487,21 +501,20 @@ class Worker:
         return self._ahead_for[1]
 
     def _admitter(self, refused: list[int], ahead: int) -> Callable[[dict[str, object]], bool]:
-        """Admits a due delivery while its destination has fewer than ``ahead`` times its
-        share claimed and not yet sent, plus without leases one for each slot it may borrow
-        (claimed ahead for those too, a backlog that borrows took all claims but a few, and
-        another destination could not claim its share) and, for a destination that last ran
+        """Admits a due delivery while its destination has fewer claimed and not yet sent
+        than ``claim_room`` gives it (``ahead`` times its share, and without leases ``ahead``
+        times each slot it may borrow) and, for a destination that last ran
         into its deadline, while it has fewer than its share (nothing claimed ahead) and all
         such destinations together hold fewer than ``concurrency - 1``; counts those it
         admits, and in ``refused[0]`` those it turns away (called in order on the store's
         thread). With leases (PostgreSQL) a destination claims ahead only for its share, so
         that a delivery claimed ahead is still sent within ``AHEAD_DEADLINES`` (a borrowed
-        slot is not guaranteed)."""
+        slot is not guaranteed): ``claim_room``."""
         busy = Counter(self._busy)
         failing = frozenset(self._failing)
         failing_busy = [sum(busy[key] for key in failing)]
         rule = self._slot_rule
-        cap = rule.share * ahead + (rule.ceiling - rule.share if self._lease is None else 0)
+        cap, _ = claim_room(rule, ahead, leases=self._lease is not None)
 
         def admit(action: dict[str, object]) -> bool:
             key = sender_key(action)

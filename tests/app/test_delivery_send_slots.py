@@ -110,14 +110,14 @@ def gated_settings(
 def claimed_ahead(settings: Settings, client: TestClient[Any], borrowed: int = 0) -> int:
     """How many deliveries of the one destination the worker holds at most: its share CAP
     times CLAIM_AHEAD where the worker claims ahead (always on SQLite; on PostgreSQL where
-    the lease outlasts CLAIM_AHEAD**2 send deadlines), plus on SQLite one for each of the
-    ``borrowed`` slots it may borrow; CAP where it does not claim ahead."""
+    the lease outlasts CLAIM_AHEAD**2 send deadlines), and on SQLite CLAIM_AHEAD for each of
+    the ``borrowed`` slots it may borrow too; CAP where it does not claim ahead."""
     senders = runtime(client).snapshot.senders.values()
     lease = None if settings.storage.url is None else settings.storage.lease_seconds
     allowed = ahead_allowed(lease, [sender.deadline_seconds for sender in senders])
     if lease is not None:
         borrowed = 0
-    return CAP * CLAIM_AHEAD + borrowed if allowed else CAP
+    return (CAP + borrowed) * CLAIM_AHEAD if allowed else CAP
 
 
 def message_ids(handler: RecordingHandler) -> list[str]:
@@ -152,7 +152,7 @@ def test_alone_a_destination_borrows_idle_slots_up_to_all_but_one(
 ) -> None:
     """``per_destination_concurrency`` unset: a share of 2 of the 4 slots, and with no other
     destination waiting the one destination borrows idle slots up to 3, never the fourth;
-    more are claimed behind them (twice its share, on SQLite and one for the slot it
+    more are claimed behind them (twice its share, and on SQLite twice the slot it
     borrows). On
     PostgreSQL with a lease too short to claim ahead it claims, and so sends, its share
     only: a delivery claimed for a borrowed slot could wait past its lease."""

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from relay.delivery.slots import SendSlots, SlotRule, may_start
+from relay.delivery.worker import claim_room
 
 EIGHT = SlotRule.of(8, None)  # share 4, borrowing up to 7
 
@@ -285,3 +286,28 @@ async def test_failing_destinations_leave_a_slot_unless_told_not_to(
         sends.send(key)
     await sends.settle()
     assert dict(sends.slots.running) == expected
+
+
+def test_claim_room_covers_borrowed_slots_and_leaves_others_their_share() -> None:
+    """Without leases a destination claims ``ahead`` times every slot it may use (its share
+    and those it may borrow), and the worker's total grows by the same borrowed room, so any
+    other destination still finds ``ahead`` times its share; with leases, or with a hard cap
+    (nothing to borrow), only the share is claimed ahead, as before."""
+    default = SlotRule.of(8, None)  # share 4, borrows up to 7
+    assert claim_room(default, 2, leases=False) == (14, 22)
+    assert claim_room(default, 2, leases=True) == (8, 16)
+    assert claim_room(default, 1, leases=True) == (4, 8)  # no claim ahead at all
+    assert claim_room(SlotRule.of(8, 3), 2, leases=False) == (6, 16)  # a hard cap of 3
+    for concurrency in range(1, 33):
+        for per_destination in (None, *range(1, concurrency + 1)):
+            rule = SlotRule.of(concurrency, per_destination)
+            for leases in (False, True):
+                for ahead in (1, 2, 3):
+                    mine, in_all = claim_room(rule, ahead, leases=leases)
+                    assert mine >= rule.share * ahead
+                    if per_destination is None and concurrency > 1:
+                        # what one destination holds leaves the others ahead times a share
+                        assert in_all - mine >= rule.share * ahead, (rule, ahead, leases)
+                    if not leases:
+                        # one claimed for each send it may have at once, ahead times
+                        assert mine == rule.ceiling * ahead
