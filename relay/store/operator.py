@@ -20,7 +20,7 @@ RETRYABLE = ("pending", "retrying", "dead")
 VISITOR_ROWS = 200
 
 
-def visitor_match(vid: str | None, vemail: str | None) -> dict[str, str | None]:
+def visitor_match(vid: bytes | None, vemail: bytes | None) -> dict[str, bytes | None]:
     """How SENT_EMAIL_IDS matches a visitor (``:vid``, ``:vemail``), as ``visitor_history``
     picks its query: by visitor id when the body has one, else by email address; an empty
     id or address matches no one, and None (NULL) nothing."""

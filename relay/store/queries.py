@@ -68,9 +68,12 @@ INSERT_QUARANTINE = (
 
 # The visitor of one stored conversation, as VISITOR_VERSIONS_* look it up:
 # account_id, conv_key, received_at, visitor_id, visitor_email. Parameter: conversation id.
+# The visitor's id and email address are read as their bytes (BLOB) and compared as text again
+# (CAST(:visitor AS TEXT)): a body's JSON can hold text that is not UTF-8 (a lone surrogate
+# escape such as "\ud800"), which Python cannot decode, and the bytes match exactly.
 VISITOR_OF = (
-    "SELECT account_id, conv_key, received_at, visitor_id, visitor_email"
-    " FROM conversations WHERE id = ?"
+    "SELECT account_id, conv_key, received_at, CAST(visitor_id AS BLOB),"
+    " CAST(visitor_email AS BLOB) FROM conversations WHERE id = ?"
 )
 
 # The same visitor's conversations in the same account, stored before the given one and
@@ -84,7 +87,7 @@ VISITOR_OF = (
 _VISITOR_VERSIONS = (
     "SELECT conv_key, category, COALESCE(begin_at, received_at)"
     " FROM conversations INDEXED BY conversations_{column}"
-    " WHERE {column} != '' AND account_id = :account AND {column} = :visitor"
+    " WHERE {column} != '' AND account_id = :account AND {column} = CAST(:visitor AS TEXT)"
     " AND id < :id AND conv_key != :conv_key AND received_at <= :received"
     " ORDER BY id DESC LIMIT :rows"
 )
@@ -180,9 +183,9 @@ MARK_SENT = (
 )
 
 # The visitor of a delivery's conversation, as SENT_EMAIL_IDS looks it up: conv_key,
-# account_id, visitor_id, visitor_email. Parameter: delivery id.
+# account_id, visitor_id, visitor_email (their bytes, as VISITOR_OF). Parameter: delivery id.
 DELIVERY_VISITOR = (
-    "SELECT c.conv_key, c.account_id, c.visitor_id, c.visitor_email"
+    "SELECT c.conv_key, c.account_id, CAST(c.visitor_id AS BLOB), CAST(c.visitor_email AS BLOB)"
     " FROM deliveries d JOIN conversations c ON c.id = d.conversation_id WHERE d.id = ?"
 )
 
@@ -198,11 +201,13 @@ SENT_EMAIL_IDS = (
     " SELECT id FROM conversations WHERE conv_key = :conv_key"
     " UNION"
     " SELECT * FROM (SELECT o.id FROM conversations o INDEXED BY conversations_visitor_id"
-    " WHERE o.visitor_id != '' AND o.account_id = :account AND o.visitor_id = :vid"
+    " WHERE o.visitor_id != '' AND o.account_id = :account"
+    " AND o.visitor_id = CAST(:vid AS TEXT)"
     " ORDER BY o.id DESC LIMIT :rows)"
     " UNION"
     " SELECT * FROM (SELECT o.id FROM conversations o INDEXED BY conversations_visitor_email"
-    " WHERE o.visitor_email != '' AND o.account_id = :account AND o.visitor_email = :vemail"
+    " WHERE o.visitor_email != '' AND o.account_id = :account"
+    " AND o.visitor_email = CAST(:vemail AS TEXT)"
     " ORDER BY o.id DESC LIMIT :rows))"
     # CROSS JOIN keeps that order: the visitor's conversations first, then their sent emails.
     " SELECT s.external_ref FROM convs CROSS JOIN deliveries s INDEXED BY deliveries_sent_email"

@@ -218,3 +218,48 @@ def test_a_stop_while_deliveries_wait_for_a_connection_loses_nothing_and_sends_n
     assert len(ids) == CONVERSATIONS
     assert len(set(ids)) == CONVERSATIONS
     assert {row.status for row in deliveries(settings)} == {"sent"}
+
+
+def test_a_stop_while_a_borrowing_destination_holds_its_claims_ahead_loses_nothing(
+    make_settings: Callable[..., Settings], gated: SmtpServer
+) -> None:
+    """As above with ``per_destination_concurrency`` unset: the one destination borrows a slot
+    and (on SQLite) holds twice each slot it may use. Stopped then, the borrowed send ends
+    within the grace period like the others, every delivery claimed for a borrowed slot and
+    not yet sending is put back pending, and a new start sends each email exactly once."""
+    handler = gated.handler
+    assert isinstance(handler, GatedHandler)
+    settings = gated_settings(make_settings, gated, per_destination=None)
+    stored_first(settings)
+    with TestClient(create_app(settings)) as client:
+        holding = claimed_ahead(settings, client, borrowed=1)
+        most = CAP if holding == CAP else CAP + 1
+        handler.wait_open(most)
+        worker = runtime(client).worker
+        stopping: list[asyncio.Task[None]] = []
+
+        async def begin_stop() -> None:
+            stopping.append(asyncio.create_task(worker.stop(20.0)))
+            await asyncio.sleep(0)
+
+        async def end_stop() -> None:
+            await asyncio.wait_for(stopping[0], 30)
+
+        held = sorted(row.status for row in deliveries(settings)).count("sending")
+        client.blocking_portal.call(begin_stop)
+        handler.gate.set()
+        client.blocking_portal.call(end_stop)
+        assert not worker.running
+        first_run = len(handler.messages)
+        statuses = sorted(row.status for row in deliveries(settings))
+    assert held == holding
+    assert holding == (CAP + 1) * CLAIM_AHEAD or settings.storage.url is not None
+    assert first_run == most  # the sends held, borrowed one included, not those claimed ahead
+    assert statuses.count("sent") == most
+    assert statuses.count("pending") == CONVERSATIONS - most
+    with TestClient(create_app(settings)) as client:
+        wait_settled(client)
+    ids = message_ids(handler)
+    assert len(ids) == CONVERSATIONS
+    assert len(set(ids)) == CONVERSATIONS
+    assert {row.status for row in deliveries(settings)} == {"sent"}

@@ -18,7 +18,7 @@ from relay.render.dispatch import Job
 from relay.render.dispatch import render as dispatch
 from relay.render.pool import RenderJob
 from relay.render.pool import render as pool_render
-from relay.store import Intake, StoreProtocol
+from relay.store import Intake, Store, StoreProtocol
 from relay.store.operator import VISITOR_ROWS
 from relay.store.records import begin_seconds
 from tests.support.render import (
@@ -438,3 +438,35 @@ def test_a_row_stored_before_the_begin_column_reads_an_out_of_range_begin_at_ali
     keep(store, chat(Category.MISSED, 1, 0), begin=False, begin_text=written)
     current_id = keep(store, chat(Category.OFFLINE, 2, 1))
     assert store.visitor_history(current_id) == (("missed", seconds),)
+
+
+@pytest.mark.parametrize("field", ["id", "email"])
+def test_a_visitor_whose_id_or_email_is_a_lone_surrogate_is_matched_without_an_error(
+    open_test_store: StoreOpener, field: str
+) -> None:
+    """A visitor id or email written as a lone UTF-16 surrogate escape (JSON Python reads, and
+    SQLite reads as text that is not UTF-8) gives no error: SQLite matches it as any other, as
+    before the visitor columns were, for the history and the sent Message-IDs alike;
+    PostgreSQL cannot read such a body as JSON, so there it matches nothing (as it always did)."""
+    store = open_test_store()
+    odd = "\ud800"
+    visitor = {"id": odd} if field == "id" else {"id": None, "email": odd}
+    keep(store, chat(Category.MISSED, 1, 0, **visitor))
+    keep(store, chat(Category.NORMAL, 2, 1, id=None, email="someone@example.com"))
+    current_id = keep(store, chat(Category.OFFLINE, 3, 2, **visitor))
+    begin = chat(Category.MISSED, 1, 0)["beginAt"] / 1000.0
+    found = (("missed", begin),) if open_test_store.backend == "sqlite" else ()
+    assert store.visitor_history(current_id) == found
+    if open_test_store.backend != "sqlite":
+        return
+    assert isinstance(store, Store)
+    for delivery, conversation, ref in ((1, 1, "<sent-1@relay>"), (2, current_id, None)):
+        store._conn.execute(
+            "INSERT INTO deliveries (id, conversation_id, dedupe_key, rule, channel, action,"
+            " category, status, attempts, created_at, next_attempt_at, updated_at,"
+            " external_ref) VALUES (?, ?, ?, 'r', 'email', '{}', 'missed', ?, 1, 1.0, 1.0,"
+            " 1.0, ?)",
+            (delivery, conversation, f"k{delivery}", "sent" if ref else "pending", ref),
+        )
+    assert store.sent_email_ids(2) == ("<sent-1@relay>",)
+    assert store.sent_email_ids(1) == ()
