@@ -10,17 +10,22 @@ from relay.store.base import StoreBase
 from relay.store.records import AuditRow, ConversationRow, DestinationHealth
 
 
+def shown(value: object) -> str | None:
+    """A visitor's name or email address as read from a stored body: text, a number, or text
+    as its bytes (SQLite, ``queries._BODY_TEXT``), whose bytes that are not UTF-8 show as the
+    replacement character."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
 def conversation_row(row: Sequence[Any]) -> ConversationRow:
     """A ConversationRow from ``queries._CONVERSATION_COLUMNS`` (the PostgreSQL store's too)."""
     cid, key, version, category, received, name, email = row
     return ConversationRow(
-        int(cid),
-        str(key),
-        int(version),
-        str(category),
-        float(received),
-        None if name is None else str(name),
-        None if email is None else str(email),
+        int(cid), str(key), int(version), str(category), float(received), shown(name), shown(email)
     )
 
 
@@ -34,7 +39,7 @@ def search(rows: Iterable[Sequence[Any]], text: str, limit: int) -> list[Convers
     for row in rows:
         if len(found) == limit:
             break
-        if any(needle in ("" if v is None else str(v)).casefold() for v in (row[5], row[6])):
+        if any(needle in (shown(v) or "").casefold() for v in (row[5], row[6])):
             found.append(conversation_row(row))
     return found
 

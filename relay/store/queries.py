@@ -450,12 +450,17 @@ AUDIT_LOG = (
 
 # A stored conversation as the console lists it: id, conv_key, version, category, received_at,
 # visitor name, visitor email (read from the raw body; NULL where it is not JSON).
+# The visitor's name and email address as the body gives them, text as its bytes (BLOB): a
+# lone surrogate escape ("\ud800", JSON the hook accepts) comes back from json_extract as text
+# that is not UTF-8, which Python cannot read as text (relay.store.console.shown decodes it).
+_BODY_TEXT = (
+    "(SELECT CASE WHEN typeof(v) = 'text' THEN CAST(v AS BLOB) ELSE v END FROM"
+    " (SELECT CASE WHEN json_valid(CAST(c.raw AS TEXT))"
+    " THEN json_extract(CAST(c.raw AS TEXT), '$.visitor.{field}') END AS v))"
+)
 _CONVERSATION_COLUMNS = (
-    "SELECT c.id, c.conv_key, c.version, c.category, c.received_at,"
-    " CASE WHEN json_valid(CAST(c.raw AS TEXT))"
-    " THEN json_extract(CAST(c.raw AS TEXT), '$.visitor.name') END AS vname,"
-    " CASE WHEN json_valid(CAST(c.raw AS TEXT))"
-    " THEN json_extract(CAST(c.raw AS TEXT), '$.visitor.email') END AS vemail"
+    "SELECT c.id, c.conv_key, c.version, c.category, c.received_at,"  # noqa: S608 -- constants
+    f" {_BODY_TEXT.format(field='name')} AS vname, {_BODY_TEXT.format(field='email')} AS vemail"
     " FROM conversations c"
 )
 # The newest version of each conversation received in [start, end), of a category (NULL: any),

@@ -4,6 +4,7 @@ parse, replay and the rules test on pasted input, dates and filters that are not
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -387,3 +388,30 @@ def test_a_corrected_body_is_accepted_its_deliveries_sent_and_the_entry_dropped(
     assert open_store(settings).quarantined() == []
     audit = open_store(settings).audit_log()[0]
     assert (audit.action, audit.detail) == ("reaccept", "conversation 208-55039 (corrected)")
+
+
+def test_a_visitor_name_or_email_that_is_not_utf8_as_stored_is_listed_not_a_500(
+    start: Callable[..., Console],
+) -> None:
+    """A visitor's name or email written as a lone surrogate escape ("\\ud800": JSON the hook
+    accepts) is text SQLite's JSON functions give back as bytes that are not UTF-8: the
+    conversation list, its search and the conversation's page still answer, showing the
+    replacement character where those bytes are."""
+    client, settings, _ = start()
+    add_user(settings)
+    data = sample("v1")
+    data["channel"]["id"] = 7
+    data["visitor"]["name"] = "Jana \ud800"
+    data["visitor"]["email"] = "jana\ud800@example.com"
+    raw = json.dumps(data).encode()  # ensure_ascii: the surrogate as its \ud800 escape
+    assert b"\\ud800" in raw
+    assert client.post(f"/hooks/smartsupp/{TOKEN}", content=raw).status_code == 200
+    login(client)
+    listed = client.get("/console/conversations")
+    assert listed.status_code == 200, listed.text
+    found = client.get("/console/conversations?q=jana")
+    assert found.status_code == 200 and "Jana \ufffd" in found.text
+    row = re.search(r'href="/console/conversations/(\d+)"', found.text)
+    assert row is not None, found.text
+    page = client.get(f"/console/conversations/{row.group(1)}")
+    assert page.status_code == 200 and "Jana \ufffd" in page.text
