@@ -293,10 +293,10 @@ def test_the_render_pool_job_and_the_dispatch_carry_the_earlier_conversations() 
 
 def test_sqlite_reads_a_visitors_conversations_by_index(tmp_path: Path) -> None:
     """The history reads the visitor's versions from the conversations_visitor_* indexes alone
-    (covering: no table row but a body without its begin time), and the sent Message-IDs find
-    the visitor's conversations there and their sent emails in deliveries_sent_email: the
-    plans name no scan of a whole table (a query that stops matching an index's columns or
-    its WHERE would read every stored body)."""
+    (covering: no table row, no body), and the sent Message-IDs find the visitor's
+    conversations there and their sent emails in deliveries_sent_email: the plans name no
+    scan of a whole table (a query that stops matching an index's columns or its WHERE would
+    read every stored body)."""
     from relay.store import queries  # noqa: PLC0415
     from relay.store.base import migrate  # noqa: PLC0415
 
