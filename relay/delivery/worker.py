@@ -56,16 +56,17 @@ IDLE_POLL_SECONDS = 1.0  # picks up changes made by `relay retry` from another p
 FULL_SCAN_SECONDS = 0.05
 ACTIONS_KEPT = 256  # validated actions the worker keeps (they are frozen values)
 # Deliveries claimed ahead of their send (rendered and waiting for a send slot): per
-# destination up to CLAIM_AHEAD times its share of the slots, and without leases (SQLite) as
-# many again for each slot it may borrow, and only its share once it ran into its deadline;
-# in all up to CLAIM_AHEAD times ``concurrency`` and the slots one destination may borrow
-# (``claim_room``, ``_admitter``). The send itself holds one of the ``concurrency`` send slots
-# (``SendSlots``).
+# destination up to CLAIM_AHEAD times its share of the slots, and without leases (SQLite)
+# CLAIM_AHEAD more for each slot it may borrow, and only its share once it ran into its
+# deadline; in all up to CLAIM_AHEAD times the sum of ``concurrency`` and the slots one
+# destination may borrow (``claim_room``, ``_admitter``). The send itself holds one of the
+# ``concurrency`` send slots (``SendSlots``).
 CLAIM_AHEAD = 2
-# A delivery claimed ahead is sent within this many send deadlines of its claim (the longest
-# deadline of any destination): it waits for at most (CLAIM_AHEAD - 1) rounds of its
-# destination's sends, each of which waits at most (CLAIM_AHEAD - 1) rounds of all sends for a
-# slot of ``concurrency``, then its own turn for such a slot and its own send:
+# With leases (nothing claimed ahead for a borrowed slot: ``claim_room``), a delivery claimed
+# ahead is sent within this many send deadlines of its claim (the longest deadline of any
+# destination): it waits for at most (CLAIM_AHEAD - 1) rounds of its destination's sends,
+# each of which waits at most (CLAIM_AHEAD - 1) rounds of all sends for a slot of
+# ``concurrency``, then its own turn for such a slot and its own send:
 # (CLAIM_AHEAD - 1) * CLAIM_AHEAD + (CLAIM_AHEAD - 1) + 1 = CLAIM_AHEAD ** 2 deadlines. On
 # PostgreSQL the worker claims ahead only while the lease outlasts that
 # (``ahead_allowed``); otherwise it claims no more than it can send at once, as a claim that
@@ -161,14 +162,15 @@ def ahead_allowed(lease_seconds: float | None, deadlines: list[float | None]) ->
 
 
 def claim_room(rule: SlotRule, ahead: int, *, leases: bool) -> tuple[int, int]:
-    """How many deliveries the worker holds from their claim to the end of their send, per
-    destination and in all: its share of the slots ``ahead`` times for each destination, and
-    ``concurrency`` ``ahead`` times in all; without leases (SQLite) also ``ahead`` for each
-    slot one destination may borrow, in both. A destination that borrows then keeps as many
-    deliveries rendered and waiting as it has sends (one claimed for each send that will end),
-    and every other destination still finds room for its share ``ahead`` times. With leases
-    (PostgreSQL) nothing is claimed for a borrowed slot: that slot is not guaranteed, and a
-    delivery claimed for it could wait past its lease (``AHEAD_DEADLINES``)."""
+    """How many deliveries the worker may hold, per destination from their claim to the end
+    of their send, and in all until their outcome is recorded: its share of the slots
+    ``ahead`` times for each destination, and ``concurrency`` ``ahead`` times in all; without
+    leases (SQLite) also ``ahead`` for each slot one destination may borrow, in both: a
+    destination that borrows all it may then keeps ``ahead - 1`` deliveries rendered and
+    waiting for each of its sends, and another destination still finds room for its share
+    ``ahead`` times. With leases (PostgreSQL) nothing is claimed for a borrowed slot: that
+    slot is not guaranteed, and a delivery claimed for it could wait past its lease
+    (``AHEAD_DEADLINES``)."""
     borrowed = 0 if leases else rule.ceiling - rule.share
     return (rule.share + borrowed) * ahead, (rule.total + borrowed) * ahead
 
@@ -503,10 +505,10 @@ class Worker:
     def _admitter(self, refused: list[int], ahead: int) -> Callable[[dict[str, object]], bool]:
         """Admits a due delivery while its destination has fewer claimed and not yet sent
         than ``claim_room`` gives it (``ahead`` times its share, and without leases ``ahead``
-        times each slot it may borrow) and, for a destination that last ran
-        into its deadline, while it has fewer than its share (nothing claimed ahead) and all
-        such destinations together hold fewer than ``concurrency - 1``; counts those it
-        admits, and in ``refused[0]`` those it turns away (called in order on the store's
+        for each slot it may borrow) and, for a destination that last ran into its deadline,
+        while it has fewer than its share (nothing claimed ahead) and all such destinations
+        together hold fewer than ``SlotRule.failing_limit`` (all slots but one); counts those
+        it admits, and in ``refused[0]`` those it turns away (called in order on the store's
         thread). With leases (PostgreSQL) a destination claims ahead only for its share, so
         that a delivery claimed ahead is still sent within ``AHEAD_DEADLINES`` (a borrowed
         slot is not guaranteed): ``claim_room``."""

@@ -16,7 +16,7 @@ _Unit = Literal["hour", "minute", "second"]
 MAX_DURATION_SECONDS = 100 * 365 * 86400
 DATES_KEPT = 1024  # formatted dates a Translator remembers before it starts again
 DURATIONS_KEPT = 4096  # formatted durations (whole seconds) it remembers, likewise
-NUMBERS_KEPT = 1024  # formatted counts it remembers, likewise
+NUMBERS_KEPT = 1024  # formatted counts, and plural forms by count, it remembers, likewise
 
 _EN: Final[dict[str, str]] = {
     "category.offline": "Offline message",
@@ -292,8 +292,8 @@ class Translator:
         # and response times are mostly short, and repeat from email to email.
         self._durations: dict[int, str] = {}
         # Formatted counts, their plural forms and day-and-month dates (bounded: NUMBERS_KEPT,
-        # DATES_KEPT): the returning visitor's line needs all three for every email and Slack
-        # message.
+        # DATES_KEPT): a returning visitor's line needs all three in every email and Slack
+        # message about that visitor.
         self._numbers: dict[int, str] = {}
         self._plural_forms: dict[int, str] = {}  # CLDR plural form by count, likewise
         self._short_dates: dict[date, str] = {}

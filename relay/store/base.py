@@ -130,10 +130,10 @@ CREATE TABLE slack_requests (   -- signatures of Slack interactivity requests se
     at         REAL NOT NULL
 );
 """,
-    # 6: the visitor of each stored body, indexed per account (the expressions of
-    # queries.VISITOR_ID_OF and VISITOR_EMAIL_OF): visitor_history, read for every email and Slack
-    # delivery, finds a returning visitor's chats without reading every stored body. (Migration 10
-    # replaces these with indexes on columns holding the same expressions' values.)
+    # 6: the visitor of each stored body, indexed per account (the expressions now named
+    # queries.VISITOR_ID_OF and VISITOR_EMAIL_OF), so that a returning visitor's chats were
+    # found without reading every stored body. Migration 10 drops these for indexes on
+    # columns holding the same expressions' values.
     """
 CREATE INDEX conversations_visitor_id ON conversations (account_id,
     CAST(json_extract(CASE WHEN json_valid(CAST(raw AS TEXT)) THEN CAST(raw AS TEXT) END,
@@ -175,17 +175,19 @@ CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, id);
     # 9: each conversation's begin time in Unix seconds (the body's beginAt), written at
     # intake: visitor_history, read for every email and Slack delivery claimed, took it from
     # each of up to 200 stored bodies with json_extract, most of that read's time. NULL in
-    # rows stored before (and where a body has no beginAt): those are read from the body.
+    # rows stored before, and where a body has no beginAt or one no double holds; migration
+    # 10 fills in those a body has (queries.BEGIN_OF), and the intake has done so since.
     "ALTER TABLE conversations ADD COLUMN begin_at REAL;",
     # 10: each conversation's visitor id and email address in columns of their own, written at
     # intake and filled in here for the rows stored before, by the same expressions
     # (queries.VISITOR_ID_OF, VISITOR_EMAIL_OF), and begin_at filled in from the body where
     # migration 9 or the hook left it NULL (queries.BEGIN_OF, which the history read from the
-    # body until now; NULL stays NULL only for a body without one). The visitor indexes (instead of
-    # migration 6's on expressions) hold every column the visitor's history reads but the
-    # body, so it reads no table row, and an index of the emails really sent lets the
+    # body until now; NULL stays NULL only for a body without one). The visitor indexes
+    # (instead of migration 6's on expressions) hold every column the visitor's history
+    # reads, so it reads no table row, and an index of the emails really sent lets the
     # Message-IDs a returning visitor's email refers to be found without reading the
-    # deliveries. Both were read for every email and Slack delivery claimed.
+    # deliveries: the history is read for every email and Slack delivery claimed, the
+    # Message-IDs for every email.
     f"""
 ALTER TABLE conversations ADD COLUMN visitor_id TEXT;
 ALTER TABLE conversations ADD COLUMN visitor_email TEXT;

@@ -21,9 +21,10 @@ VISITOR_ROWS = 200
 
 
 def visitor_match(vid: bytes | None, vemail: bytes | None) -> dict[str, bytes | None]:
-    """How SENT_EMAIL_IDS matches a visitor (``:vid``, ``:vemail``), as ``visitor_history``
-    picks its query: by visitor id when the body has one, else by email address; an empty
-    id or address matches no one, and None (NULL) nothing."""
+    """SENT_EMAIL_IDS's ``:vid`` and ``:vemail`` for a conversation's visitor_id and
+    visitor_email (their bytes, as DELIVERY_VISITOR reads them): by visitor id when the
+    conversation has one, else by email address (the other None, which matches nothing), as
+    ``visitor_history`` picks its query; an empty id or address matches no one."""
     return {"vid": vid, "vemail": vemail if vid is None else None}
 
 

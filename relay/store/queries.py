@@ -9,8 +9,8 @@ Only ``?`` placeholders are ever put into the text (the listed id sets of ``clai
 
 from __future__ import annotations
 
-# A stored body's visitor id (as text) and email address (lower case), read as JSON: NULL for
-# a body that is not JSON or has neither. Written into conversations.visitor_id and
+# A stored body's visitor id (as text) and email address (lower case), read as JSON: each NULL
+# for a body that is not JSON or has no such value. Written into conversations.visitor_id and
 # visitor_email at intake, and by migration 10 for the rows stored before it, always by these
 # expressions, so a visitor matches across versions written before and after.
 VISITOR_ID_OF = (
@@ -23,8 +23,9 @@ VISITOR_EMAIL_OF = (
 )
 
 # A stored body's begin time in Unix seconds as SQLite reads it (beginAt / 1000.0; NULL for
-# none; +-Infinity for an integer no double holds, 0.0 below the smallest one): what
-# relay.store.records.begin_seconds makes of the same number, for the bodies it cannot read.
+# none; +-Infinity for an integer no double holds, 0.0 below the smallest one): the same as
+# relay.store.records.begin_seconds makes of a number it can read, and read instead where it
+# gives None.
 BEGIN_OF = (
     "json_extract(CASE WHEN json_valid(CAST({raw} AS TEXT)) THEN CAST({raw} AS TEXT) END,"
     " '$.beginAt') / 1000.0"
@@ -82,8 +83,10 @@ VISITOR_OF = (
 # with thousands of stored chats costs no more than that), the given chat's own versions left
 # out before that limit: conv_key, category, begin time in Unix seconds (begin_at, the body's
 # beginAt; else when it was received). The conversations_visitor_* indexes (migration 10)
-# hold every column read, in the order read: only the versions returned are read, from the
-# index alone. Parameters: :account, :visitor, :id, :conv_key, :received, :rows.
+# hold every column read, ordered by id within the visitor: the visitor's entries are read
+# from the index alone, newest first, until :rows match (the given chat's own versions and
+# any received later are passed over), never a table row.
+# Parameters: :account, :visitor, :id, :conv_key, :received, :rows.
 _VISITOR_VERSIONS = (
     "SELECT conv_key, category, COALESCE(begin_at, received_at)"
     " FROM conversations INDEXED BY conversations_{column}"
@@ -192,8 +195,8 @@ DELIVERY_VISITOR = (
 # The Message-IDs of the emails really sent (not to the outbox) about a visitor, other than
 # the given delivery's own (:id), newest first, at most :limit: of the same chat (:conv_key,
 # any version) and of the visitor's newest :rows conversations in the same account, by
-# visitor id (:vid) or email address (:vemail; NULL for the one not matched by, as
-# relay.store.operator.visitor_match says). Both the visitor's conversations
+# visitor id (:vid) or else email address (:vemail), the other NULL, which matches nothing
+# (relay.store.operator.visitor_match). Both the visitor's conversations
 # (conversations_visitor_*) and their sent emails (deliveries_sent_email, migration 10) are
 # read from indexes made for this.
 SENT_EMAIL_IDS = (

@@ -23,7 +23,8 @@ class Intake:
     dropped: bool = False  # no rule matched and the fallback is "drop" (for the log line)
     lead: LeadFacts | None = None  # stored in the same transaction (relay.store.leads)
     # The body's beginAt in Unix seconds (``begin_seconds``), kept beside the body so a
-    # returning visitor's history reads no stored body; None: read from the body if needed.
+    # returning visitor's history reads no stored body; None: read from the body instead,
+    # by SQLite's INSERT (queries.BEGIN_OF) or by PostgreSQL's history.
     begin_at: float | None = None
 
 

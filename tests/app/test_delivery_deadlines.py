@@ -176,7 +176,8 @@ def test_deliveries_hanging_on_a_slow_destination_leave_room_for_the_others(
     )
     # Where the worker claims ahead (no lease on SQLite; on PostgreSQL the default 300 s
     # lease is shorter than 4 x the webhook's 120 s deadline, so not there) it claims twice
-    # its share and twice each slot it may borrow; otherwise its share only.
+    # its share and two more for each slot it may borrow (twice all it may use, ``most``);
+    # otherwise its share only.
     ahead = ahead_allowed(
         None if settings.storage.url is None else settings.storage.lease_seconds, [120.0]
     )

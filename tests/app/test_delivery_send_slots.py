@@ -152,10 +152,9 @@ def test_alone_a_destination_borrows_idle_slots_up_to_all_but_one(
 ) -> None:
     """``per_destination_concurrency`` unset: a share of 2 of the 4 slots, and with no other
     destination waiting the one destination borrows idle slots up to 3, never the fourth;
-    more are claimed behind them (twice its share, and on SQLite twice the slot it
-    borrows). On
-    PostgreSQL with a lease too short to claim ahead it claims, and so sends, its share
-    only: a delivery claimed for a borrowed slot could wait past its lease."""
+    more are claimed behind them (twice its share, and on SQLite two more for the slot it
+    borrows). On PostgreSQL with a lease too short to claim ahead it claims, and so sends,
+    its share only: a delivery claimed for a borrowed slot could wait past its lease."""
     handler = gated.handler
     assert isinstance(handler, GatedHandler)
     settings = gated_settings(make_settings, gated, per_destination=None)

@@ -99,6 +99,17 @@ def test_a_version_2_store_loses_only_the_unread_parsed_column(tmp_path: Path) -
     assert "raw" in columns
 
 
+def store_at(path: Path, version: int) -> sqlite3.Connection:
+    """A store file with the first ``version`` migrations applied and its user_version set,
+    left open in autocommit for the rows a test writes as that version would have."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step in MIGRATIONS[:version]:
+        for statement in _statements(step):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {version}")
+    return conn
+
+
 def test_a_migration_is_split_into_statements_strings_and_comments_kept_whole() -> None:
     script = (
         "CREATE TABLE a (x TEXT DEFAULT ';');\n"
@@ -120,17 +131,14 @@ def test_a_migration_is_split_into_statements_strings_and_comments_kept_whole() 
     db.close()
 
 
-def test_a_version_8_store_gains_the_begin_time_column_and_reads_older_rows_from_the_body(
+def test_a_version_8_store_gains_the_begin_time_column_filled_in_from_older_bodies(
     tmp_path: Path,
 ) -> None:
     """Migration 9 adds conversations.begin_at in place: a row stored before it has none, and
     migration 10 fills it in from its body, so the visitor's history has that row's begin
     time."""
     path = tmp_path / "relay.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for step in MIGRATIONS[:8]:
-        for statement in _statements(step):
-            conn.execute(statement)
+    conn = store_at(path, 8)
     body = json.dumps(
         {"accountId": 208, "channel": {"id": 1}, "beginAt": 1427414400000, "visitor": {"id": 5}}
     ).encode()
@@ -139,7 +147,6 @@ def test_a_version_8_store_gains_the_begin_time_column_and_reads_older_rows_from
         " category, received_at, raw) VALUES (1, '208-1', 208, 1, 1, 'h', 'missed', 2.0, ?)",
         (body,),
     )
-    conn.execute("PRAGMA user_version = 8")
     conn.close()
     store = Store(path)
     try:
@@ -166,10 +173,7 @@ def test_a_version_9_store_gains_the_visitor_columns_and_finds_its_visitors_as_b
     by email address (any case) for a visitor without an id, and none for a body that is
     not JSON; a version written after it matches the ones written before."""
     path = tmp_path / "relay.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for step in MIGRATIONS[:9]:
-        for statement in _statements(step):
-            conn.execute(statement)
+    conn = store_at(path, 9)
     bodies = {
         1: {"accountId": 208, "channel": {"id": 1}, "beginAt": 1427414400000, "visitor": {"id": 5}},
         2: {"accountId": 208, "channel": {"id": 2}, "visitor": {"email": "Jana@Example.CZ"}},
@@ -189,7 +193,6 @@ def test_a_version_9_store_gains_the_visitor_columns_and_finds_its_visitors_as_b
             " 1.0, ?)",
             (n, n, f"k{n}", f"<sent-{n}@relay>"),
         )
-    conn.execute("PRAGMA user_version = 9")
     conn.close()
     store = Store(path)
     try:

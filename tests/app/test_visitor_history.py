@@ -43,9 +43,11 @@ def store(open_test_store: StoreOpener) -> StoreProtocol:
 def keep(
     store: StoreProtocol, data: dict[str, Any], *, begin: bool = True, begin_text: str = ""
 ) -> int:
-    """Store ``data`` as the hook does, with its begin time beside it; ``begin=False``: as a
-    row stored before that column was (its begin time is read from the body). ``begin_text``:
-    the beginAt number as written in the body (JSON text Python would not write)."""
+    """Store ``data`` as the hook does, with its begin time beside it; ``begin=False``: with
+    none, as a row stored before that column was (SQLite's intake then reads it from the
+    body, as its migration 10 did for such rows; PostgreSQL's history reads the body).
+    ``begin_text``: the beginAt number as written in the body (JSON text Python would not
+    write)."""
     text = json.dumps(data)
     if begin_text:
         text = text.replace(f'"beginAt": {data["beginAt"]}', f'"beginAt": {begin_text}', 1)
@@ -217,8 +219,9 @@ def test_versions_of_the_same_chat_do_not_use_up_the_versions_read(
 def test_rows_with_and_without_the_kept_begin_time_give_the_same_history(
     store: StoreProtocol,
 ) -> None:
-    """The begin time kept at intake and the one read from a body without it (a row stored
-    before the column, or a body without beginAt: then when it was received) are the same."""
+    """The begin time kept at intake and the one read from the body where the caller gives
+    none (as for a row stored before the column; a body without beginAt: then when it was
+    received) are the same."""
     keep(store, chat(Category.MISSED, 1, 0), begin=False)
     keep(store, chat(Category.OFFLINE, 2, 1))
     no_begin = chat(Category.NORMAL, 3, 2)
@@ -293,10 +296,10 @@ def test_the_render_pool_job_and_the_dispatch_carry_the_earlier_conversations() 
 
 def test_sqlite_reads_a_visitors_conversations_by_index(tmp_path: Path) -> None:
     """The history reads the visitor's versions from the conversations_visitor_* indexes alone
-    (covering: no table row but a body without its begin time), and the sent Message-IDs find
-    the visitor's conversations there and their sent emails in deliveries_sent_email: the
-    plans name no scan of a whole table (a query that stops matching an index's columns or
-    its WHERE would read every stored body)."""
+    (covering: no table row, no body), and the sent Message-IDs find the visitor's
+    conversations there and their sent emails in deliveries_sent_email: the plans name no
+    scan of a whole table (a query that stops matching an index's columns or its WHERE would
+    read every stored body)."""
     from relay.store import queries  # noqa: PLC0415
     from relay.store.base import migrate  # noqa: PLC0415
 
@@ -394,13 +397,14 @@ def test_an_earlier_chat_whose_begin_time_no_date_holds_leaves_the_email_rendere
 def test_an_earlier_chat_whose_begin_at_is_an_integer_of_hundreds_of_digits_is_left_out_alike(
     store: StoreProtocol, digits: int, sign: int
 ) -> None:
-    """A beginAt no double holds (accepted: no begin_at column is written, the body is read)
-    reads as an infinite begin time on both stores, as SQLite reads the JSON number, so the
+    """A beginAt no double holds (accepted: the hook gives no begin time, and the body's is
+    read, by SQLite's intake or PostgreSQL's history) reads as an infinite begin time on both
+    stores, as SQLite reads the JSON number, so the
     visitor's history is read and that chat is left out of the line, not the whole history."""
     keep(store, chat(Category.MISSED, 1, 0))
     huge = chat(Category.MISSED, 2, 1)
     huge["beginAt"] = sign * 10**digits
-    assert begin_seconds(huge["beginAt"]) is None  # as the hook stores it: the column is NULL
+    assert begin_seconds(huge["beginAt"]) is None  # as the hook passes it: no begin time
     keep(store, huge)
     keep(store, chat(Category.OFFLINE, 3, 3))
     current = chat(Category.LOW_RATED, 4, 5)
@@ -433,8 +437,9 @@ def test_an_earlier_chat_whose_begin_at_is_an_integer_of_hundreds_of_digits_is_l
 def test_a_row_stored_before_the_begin_column_reads_an_out_of_range_begin_at_alike(
     store: StoreProtocol, written: str, seconds: float
 ) -> None:
-    """A row without the begin_at column is read from its body: a beginAt written beyond a
-    double's range reads as SQLite reads it (infinite; one too small for a double: 0)."""
+    """A row given no begin time (as one stored before the column) takes it from its body
+    (SQLite's intake, PostgreSQL's history): a beginAt written beyond a double's range reads
+    as SQLite reads it (infinite; one too small for a double: 0)."""
     keep(store, chat(Category.MISSED, 1, 0), begin=False, begin_text=written)
     current_id = keep(store, chat(Category.OFFLINE, 2, 1))
     assert store.visitor_history(current_id) == (("missed", seconds),)

@@ -185,17 +185,18 @@ RETRY_DEAD = _RESET + " WHERE status = 'dead'"
 RETRY_ONE = _RESET + " WHERE id = %(id)s AND status IN ('pending', 'retrying', 'dead')"
 CONVERSATION_RAW = "SELECT raw, category, conv_key FROM conversations WHERE id = %s"
 LATEST_VERSION = "SELECT id FROM conversations WHERE conv_key = %s ORDER BY version DESC LIMIT 1"
-# As the SQLite store's VISITOR_HISTORY: the same visitor's conversations in the same account,
-# stored before the given one and received no later, matched by visitor id when it has one,
-# else by email address (case-insensitive), read from the stored raw bodies (relay_json: NULL,
-# matching nothing, for a body that is not JSON). One row per stored version, in the order
-# stored: conv_key, category, begin time in Unix seconds (beginAt, else when it was received;
-# the begin_at column written at intake, the body read only for a row without it). A beginAt
-# beyond any double (an integer of hundreds of digits: accepted, its column NULL) reads as
-# +-Infinity, as SQLite reads that JSON number, not as an error failing the whole history;
-# the history line leaves such a chat out (relay.render.view.history_line). One below the
-# smallest normal double (1e-400, in a body stored before the column) reads as 0, not as an
-# underflow error (SQLite: 0 or a subnormal, the same moment to within 1e-310 s).
+# As the SQLite store's VISITOR_VERSIONS_BY_ID and _BY_EMAIL: the same visitor's conversations
+# in the same account, stored before the given one and received no later, matched by visitor id
+# when it has one, else by email address (case-insensitive), read from the stored raw bodies
+# (relay_json: NULL, matching nothing, for a body that is not JSON). One row per stored version,
+# in the order stored (SQLite's: newest first): conv_key, category, begin time in Unix seconds
+# (beginAt, else when it was received; the begin_at column written at intake, the body read
+# only for a row without it). A beginAt beyond any double (an integer of hundreds of digits:
+# accepted, its column NULL) reads as +-Infinity, as SQLite reads that JSON number, not as an
+# error failing the whole history; the history line leaves such a chat out
+# (relay.render.view.history_line). One below the smallest normal double (1e-400, in a body
+# stored before the column) reads as 0, not as an underflow error (SQLite: 0 or a subnormal,
+# the same moment to within 1e-310 s).
 VISITOR_HISTORY = (
     "WITH cur AS (SELECT id, conv_key, account_id, received_at,"
     " relay_json(raw) -> 'visitor' ->> 'id' AS vid,"
