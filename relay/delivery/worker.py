@@ -423,7 +423,11 @@ class Worker:
             if paced > 0:
                 await self._hold_floor(paced)
                 return
-        free = limit - len(self._inflight)
+        room = limit - len(self._inflight)
+        # At most ``concurrency`` in one claim: the store call that claims them, reading each
+        # one's context, holds back the intakes queued behind it; the rest of the room is
+        # claimed by the next step, at once (below).
+        free = min(room, self._concurrency)
         if free <= 0:
             if self.yielding:
                 await self._hold_floor()
@@ -463,9 +467,11 @@ class Worker:
             # wake-up, so ``_idle`` could wait all of ``IDLE_POLL_SECONDS``): look again
             # within the yield's poll, as any yield does, and with room left in its floor as
             # soon as the pause is over if that is sooner.
-            room = pace is not None and len(claimed) < free
-            await self._hold_floor(self._paced_for() if room else None)
+            partial = pace is not None and len(claimed) < free
+            await self._hold_floor(self._paced_for() if partial else None)
             return
+        if len(claimed) >= free and free < room:
+            return  # a full claim with more room: the next step claims on at once
         # As many as asked: more may be due, and the next step claims as soon as a send ends
         # (which wakes the worker), so no look at the due times now. Fewer than asked:
         # whatever is due now is claimed or waits for its destination to have room (a

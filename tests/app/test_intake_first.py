@@ -47,9 +47,6 @@ pytestmark = pytest.mark.usefixtures("backend")
 POLICY = RetryPolicy(initial_seconds=0.05, max_seconds=0.2, max_age_seconds=3600)
 CONCURRENCY = 4
 YIELD_AT = 3
-# As many deliveries as the worker may hold in all: without leases (these workers have none,
-# on both stores), its claims ahead for the slots one destination may borrow too.
-HOLDS = claim_room(SlotRule.of(CONCURRENCY, None), CLAIM_AHEAD, leases=False)[1]
 
 
 def yielding_worker(
@@ -149,7 +146,7 @@ async def test_the_worker_claims_its_floor_while_intakes_wait_then_drains_in_ful
     assert len(received) == YIELD_AT + 2
 
 
-async def test_below_the_threshold_the_worker_claims_as_many_as_it_may_hold(
+async def test_below_the_threshold_the_worker_makes_a_full_claim(
     tmp_path: Path,
     open_test_store: StoreOpener,
     smtp_server: SmtpServer,
@@ -165,8 +162,47 @@ async def test_below_the_threshold_the_worker_claims_as_many_as_it_may_hold(
     finally:
         thread.close()
     got = [c for c in store.claims if c[1] > 0]
-    assert got[0] == (HOLDS, YIELD_AT - 1)
+    assert got[0] == (CONCURRENCY, YIELD_AT - 1)  # a full claim, not the floor
     assert len(smtp_server.handler.messages) == YIELD_AT - 1
+
+
+async def test_a_claim_takes_at_most_concurrency_and_the_next_step_claims_on_at_once(
+    tmp_path: Path, open_test_store: StoreOpener, senders: SenderRegistry
+) -> None:
+    """Twelve deliveries to one destination, its sends held by the server: each claim asks
+    for at most ``concurrency`` (the store call that claims them, reading each one's context,
+    holds back the intakes queued behind it), and the worker claims on at once, without
+    waiting for a send to end, until the destination holds all ``claim_room`` gives it."""
+    handler = HoldingHandler()
+    handler.holding.set()
+    server = SmtpServer(handler)
+    server.start()
+    try:
+        snapshot = build_snapshot(email_settings(tmp_path, server.port), senders)
+        store = ClaimRecordingStore(open_test_store())
+        for n in range(12):
+            store.accept(routed_intake(snapshot, n))
+        thread = StoreThread(store)
+        worker = yielding_worker(thread, snapshot)
+        worker.start()
+        try:
+            await asyncio.to_thread(handler.wait_held, 1)
+            # The second claim was queued when the first one's answer came back, before any
+            # of its sends could start: a store call queued now comes back after it.
+            await thread.call(lambda store: None, durable=False)
+            claims = claims_that_took(thread)
+            handler.release()
+            await asyncio.wait_for(worker.settled(), 30)
+            await worker.stop(0)
+        finally:
+            handler.release()
+            thread.close()
+    finally:
+        server.stop()
+    mine, _ = claim_room(SlotRule.of(CONCURRENCY, None), CLAIM_AHEAD, leases=False)
+    assert mine > CONCURRENCY  # more than one claim's worth
+    assert claims == [(CONCURRENCY, CONCURRENCY), (CONCURRENCY, mine - CONCURRENCY)]
+    assert len({m.message["Message-ID"] for m in handler.messages}) == 12
 
 
 async def test_a_floor_claim_written_with_intakes_does_not_keep_the_worker_yielding(
@@ -321,9 +357,9 @@ def test_while_yielding_the_worker_starts_its_floor_no_faster_than_its_pace(
 
     store = paced_run(tmp_path, open_test_store, smtp_server, 10.0, scenario)
     assert seen == [[(1, 1)], [(1, 1)], [(1, 1), (1, 1)]]
-    # Intake quiet: the last delivery in a claim for as many as the worker may hold.
+    # Intake quiet: the last delivery in a full claim, not the floor.
     last = [c for c in store.claims if c[1] > 0][-1]
-    assert last == (HOLDS, 1)
+    assert last == (CONCURRENCY, 1)
     assert len(smtp_server.handler.messages) == 3
 
 
