@@ -3,8 +3,10 @@
 The store's methods (``IntakeOps``, ``DeliveryOps``, ``OperatorOps``, ``LeadOps``) say what
 they mean and run these; a store on another database implements the same methods with its own
 statements.
-Only ``?`` placeholders are ever put into the text (the listed id sets of ``claim_due`` and
-``deliveries``). Transaction control (BEGIN, SAVEPOINT, COMMIT) is ``StoreBase._transaction``'s.
+Values are always bound as parameters (``?``, ``?N`` or ``:name``); what is put into the text
+at run time is only more ``?`` placeholders (the listed id sets of ``claim_due`` and
+``deliveries``), and at import only this module's own fragments (``VISITOR_ID_OF`` and the
+like). Transaction control (BEGIN, SAVEPOINT, COMMIT) is ``StoreBase._transaction``'s.
 """
 
 from __future__ import annotations
