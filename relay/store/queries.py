@@ -453,8 +453,6 @@ AUDIT_LOG = (
     "SELECT id, at, actor, action, target, detail FROM console_audit ORDER BY id DESC LIMIT ?"
 )
 
-# A stored conversation as the console lists it: id, conv_key, version, category, received_at,
-# visitor name, visitor email (read from the raw body; NULL where it is not JSON).
 # The visitor's name and email address as the body gives them, text as its bytes (BLOB): a
 # lone surrogate escape ("\ud800", JSON the hook accepts) comes back from json_extract as text
 # that is not UTF-8, which Python cannot read as text (relay.store.console.shown decodes it).
@@ -463,6 +461,8 @@ _BODY_TEXT = (
     " (SELECT CASE WHEN json_valid(CAST(c.raw AS TEXT))"
     " THEN json_extract(CAST(c.raw AS TEXT), '$.visitor.{field}') END AS v))"
 )
+# A stored conversation as the console lists it: id, conv_key, version, category, received_at,
+# visitor name, visitor email (read from the raw body; NULL where it is not JSON).
 _CONVERSATION_COLUMNS = (
     "SELECT c.id, c.conv_key, c.version, c.category, c.received_at,"  # noqa: S608 -- constants
     f" {_BODY_TEXT.format(field='name')} AS vname, {_BODY_TEXT.format(field='email')} AS vemail"
