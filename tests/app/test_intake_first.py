@@ -6,10 +6,12 @@ at the store's seam (tests/support/faulty.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -166,13 +168,25 @@ async def test_below_the_threshold_the_worker_makes_a_full_claim(
     assert len(smtp_server.handler.messages) == YIELD_AT - 1
 
 
-async def test_a_claim_takes_at_most_concurrency_and_the_next_step_claims_on_at_once(
-    tmp_path: Path, open_test_store: StoreOpener, senders: SenderRegistry
-) -> None:
-    """Twelve deliveries to one destination, its sends held by the server: each claim asks
-    for at most ``concurrency`` (the store call that claims them, reading each one's context,
-    holds back the intakes queued behind it), and the worker claims on at once, without
-    waiting for a send to end, until the destination holds all ``claim_room`` gives it."""
+class HeldSends(NamedTuple):
+    handler: HoldingHandler
+    snapshot: Snapshot
+    thread: StoreThread
+    worker: Worker
+
+
+@contextlib.asynccontextmanager
+async def held_sends(
+    tmp_path: Path,
+    open_test_store: StoreOpener,
+    senders: SenderRegistry,
+    *,
+    stored: int = 0,
+    clock: Callable[[], float] = time.time,
+) -> AsyncIterator[HeldSends]:
+    """A real SMTP server that holds its reply to every DATA, ``stored`` deliveries to it
+    accepted first, and the yielding worker started on a ``ClaimRecordingStore``; on leaving,
+    the held sends are released and the worker settles and stops."""
     handler = HoldingHandler()
     handler.holding.set()
     server = SmtpServer(handler)
@@ -180,17 +194,13 @@ async def test_a_claim_takes_at_most_concurrency_and_the_next_step_claims_on_at_
     try:
         snapshot = build_snapshot(email_settings(tmp_path, server.port), senders)
         store = ClaimRecordingStore(open_test_store())
-        for n in range(12):
+        for n in range(stored):
             store.accept(routed_intake(snapshot, n))
         thread = StoreThread(store)
-        worker = yielding_worker(thread, snapshot)
+        worker = yielding_worker(thread, snapshot, clock=clock)
         worker.start()
         try:
-            await asyncio.to_thread(handler.wait_held, 1)
-            # The second claim was queued when the first one's answer came back, before any
-            # of its sends could start: a store call queued now comes back after it.
-            await thread.call(lambda store: None, durable=False)
-            claims = claims_that_took(thread)
+            yield HeldSends(handler, snapshot, thread, worker)
             handler.release()
             await asyncio.wait_for(worker.settled(), 30)
             await worker.stop(0)
@@ -199,10 +209,25 @@ async def test_a_claim_takes_at_most_concurrency_and_the_next_step_claims_on_at_
             thread.close()
     finally:
         server.stop()
+
+
+async def test_a_claim_takes_at_most_concurrency_and_the_next_step_claims_on_at_once(
+    tmp_path: Path, open_test_store: StoreOpener, senders: SenderRegistry
+) -> None:
+    """Twelve deliveries to one destination, its sends held by the server: each claim asks
+    for at most ``concurrency`` (the store call that claims them, reading each one's context,
+    holds back the intakes queued behind it), and the worker claims on at once, without
+    waiting for a send to end, until the destination holds all ``claim_room`` gives it."""
+    async with held_sends(tmp_path, open_test_store, senders, stored=12) as run:
+        await asyncio.to_thread(run.handler.wait_held, 1)
+        # The second claim was queued when the first one's answer came back, before any of
+        # its sends could start: a store call queued now comes back after it.
+        await run.thread.call(lambda store: None, durable=False)
+        claims = claims_that_took(run.thread)
     mine, _ = claim_room(SlotRule.of(CONCURRENCY, None), CLAIM_AHEAD, leases=False)
     assert mine > CONCURRENCY  # more than one claim's worth
     assert claims == [(CONCURRENCY, CONCURRENCY), (CONCURRENCY, mine - CONCURRENCY)]
-    assert len({m.message["Message-ID"] for m in handler.messages}) == 12
+    assert len({m.message["Message-ID"] for m in run.handler.messages}) == 12
 
 
 async def test_a_floor_claim_written_with_intakes_does_not_keep_the_worker_yielding(
@@ -211,35 +236,19 @@ async def test_a_floor_claim_written_with_intakes_does_not_keep_the_worker_yield
     """The worker's floor claim is written in the batch of the intakes it yielded to, and its
     delivery is held by the server: once intake is quiet the worker's own look at the store
     (a batch without intakes) ends the yield, and it sends more while that send is held."""
-    handler = HoldingHandler()
-    handler.holding.set()
-    server = SmtpServer(handler)
-    server.start()
-    try:
-        snapshot = build_snapshot(email_settings(tmp_path, server.port), senders)
-        store = ClaimRecordingStore(open_test_store())
-        thread = StoreThread(store)
-        # Ahead of the intakes' clock: the claim queued before them finds them due.
-        worker = yielding_worker(thread, snapshot, clock=lambda: time.time() + 3600)
-        worker.start()
-        try:
-            await asyncio.wait_for(worker.settled(), 30)
-            await floor_claimed_with_intakes(thread, worker, snapshot)
-            await asyncio.to_thread(handler.wait_held, 1)
-            claims = list(store.claims)
-            # The first send is still held: a second one began all the same.
-            await asyncio.to_thread(handler.wait_held, 2)
-            handler.release()
-            await asyncio.wait_for(worker.settled(), 30)
-            await worker.stop(0)
-        finally:
-            handler.release()
-            thread.close()
-    finally:
-        server.stop()
+    # The worker's clock ahead of the intakes': the claim queued before them finds them due.
+    async with held_sends(
+        tmp_path, open_test_store, senders, clock=lambda: time.time() + 3600
+    ) as run:
+        await asyncio.wait_for(run.worker.settled(), 30)
+        await floor_claimed_with_intakes(run.thread, run.worker, run.snapshot)
+        await asyncio.to_thread(run.handler.wait_held, 1)
+        claims = claims_that_took(run.thread)
+        # The first send is still held: a second one began all the same.
+        await asyncio.to_thread(run.handler.wait_held, 2)
     # The floor claim took one delivery, in the batch of the intakes it yielded to.
-    assert next(c for c in claims if c[1] > 0) == (1, 1)
-    assert len({m.message["Message-ID"] for m in handler.messages}) == YIELD_AT
+    assert claims[0] == (1, 1)
+    assert len({m.message["Message-ID"] for m in run.handler.messages}) == YIELD_AT
     rows = open_test_store().deliveries(STATUSES)
     assert [row.status for row in rows] == ["sent"] * YIELD_AT
 
