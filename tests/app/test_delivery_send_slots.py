@@ -176,6 +176,41 @@ def test_alone_a_destination_borrows_idle_slots_up_to_all_but_one(
     assert {row.status for row in deliveries(settings)} == {"sent"}
 
 
+def stopped_while_held(
+    client: TestClient[Any], settings: Settings, handler: GatedHandler
+) -> tuple[int, list[str]]:
+    """Stop the worker while the server holds its sends, then let those end within the grace
+    period: how many messages reached the server, and the deliveries' statuses after."""
+    worker = runtime(client).worker
+    stopping: list[asyncio.Task[None]] = []
+
+    async def begin_stop() -> None:
+        """Stop claiming before any held send ends (its end would wake a claim): the stop's
+        first step, before it awaits anything, is to claim no more."""
+        stopping.append(asyncio.create_task(worker.stop(20.0)))
+        await asyncio.sleep(0)
+
+    async def end_stop() -> None:
+        await asyncio.wait_for(stopping[0], 30)
+
+    client.blocking_portal.call(begin_stop)
+    handler.gate.set()
+    client.blocking_portal.call(end_stop)
+    assert not worker.running
+    return len(handler.messages), sorted(row.status for row in deliveries(settings))
+
+
+def restarted_sends_each_once(settings: Settings, handler: GatedHandler) -> None:
+    """A new start sends the rest: every conversation's email reached the server exactly
+    once, and every delivery is sent."""
+    with TestClient(create_app(settings)) as client:
+        wait_settled(client)
+    ids = message_ids(handler)
+    assert len(ids) == CONVERSATIONS
+    assert len(set(ids)) == CONVERSATIONS
+    assert {row.status for row in deliveries(settings)} == {"sent"}
+
+
 def test_a_stop_while_deliveries_wait_for_a_connection_loses_nothing_and_sends_nothing_twice(
     make_settings: Callable[..., Settings], gated: SmtpServer
 ) -> None:
@@ -189,34 +224,12 @@ def test_a_stop_while_deliveries_wait_for_a_connection_loses_nothing_and_sends_n
     with TestClient(create_app(settings)) as client:
         handler.wait_open(CAP)
         holding = claimed_ahead(settings, client)
-        worker = runtime(client).worker
-        stopping: list[asyncio.Task[None]] = []
-
-        async def begin_stop() -> None:
-            """Stop claiming before any held send ends (its end would wake a claim): the
-            stop's first step, before it awaits anything, is to claim no more."""
-            stopping.append(asyncio.create_task(worker.stop(20.0)))
-            await asyncio.sleep(0)
-
-        async def end_stop() -> None:
-            await asyncio.wait_for(stopping[0], 30)
-
-        client.blocking_portal.call(begin_stop)
-        handler.gate.set()
-        client.blocking_portal.call(end_stop)
-        assert not worker.running
-        first_run = len(handler.messages)
-        statuses = sorted(row.status for row in deliveries(settings))
+        first_run, statuses = stopped_while_held(client, settings, handler)
     assert holding == CAP * CLAIM_AHEAD or settings.storage.url is not None
     assert first_run == CAP  # the sends held, not those claimed ahead of them
     assert statuses.count("sent") == CAP
     assert statuses.count("pending") == CONVERSATIONS - CAP
-    with TestClient(create_app(settings)) as client:
-        wait_settled(client)
-    ids = message_ids(handler)
-    assert len(ids) == CONVERSATIONS
-    assert len(set(ids)) == CONVERSATIONS
-    assert {row.status for row in deliveries(settings)} == {"sent"}
+    restarted_sends_each_once(settings, handler)
 
 
 def test_a_stop_while_a_borrowing_destination_holds_its_claims_ahead_loses_nothing(
@@ -234,31 +247,11 @@ def test_a_stop_while_a_borrowing_destination_holds_its_claims_ahead_loses_nothi
         holding = claimed_ahead(settings, client, borrowed=1)
         most = CAP if holding == CAP else CAP + 1
         handler.wait_open(most)
-        worker = runtime(client).worker
-        stopping: list[asyncio.Task[None]] = []
-
-        async def begin_stop() -> None:
-            stopping.append(asyncio.create_task(worker.stop(20.0)))
-            await asyncio.sleep(0)
-
-        async def end_stop() -> None:
-            await asyncio.wait_for(stopping[0], 30)
-
         held = sorted(row.status for row in deliveries(settings)).count("sending")
-        client.blocking_portal.call(begin_stop)
-        handler.gate.set()
-        client.blocking_portal.call(end_stop)
-        assert not worker.running
-        first_run = len(handler.messages)
-        statuses = sorted(row.status for row in deliveries(settings))
+        first_run, statuses = stopped_while_held(client, settings, handler)
     assert held == holding
     assert holding == (CAP + 1) * CLAIM_AHEAD or settings.storage.url is not None
     assert first_run == most  # the sends held, borrowed one included, not those claimed ahead
     assert statuses.count("sent") == most
     assert statuses.count("pending") == CONVERSATIONS - most
-    with TestClient(create_app(settings)) as client:
-        wait_settled(client)
-    ids = message_ids(handler)
-    assert len(ids) == CONVERSATIONS
-    assert len(set(ids)) == CONVERSATIONS
-    assert {row.status for row in deliveries(settings)} == {"sent"}
+    restarted_sends_each_once(settings, handler)
