@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from datetime import date, datetime, timedelta, tzinfo
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Final, Generic, Literal, TypeVar
 
 _Unit = Literal["hour", "minute", "second"]
 
@@ -17,6 +17,32 @@ MAX_DURATION_SECONDS = 100 * 365 * 86400
 DATES_KEPT = 1024  # formatted dates a Translator remembers before it starts again
 DURATIONS_KEPT = 4096  # formatted durations (whole seconds) it remembers, likewise
 NUMBERS_KEPT = 1024  # formatted counts, and plural forms by count, it remembers, likewise
+
+K = TypeVar("K", bound=Hashable)
+
+
+class Remembered(Generic[K]):
+    """Texts made once per key (Babel is the slow part), at most ``bound`` of them kept: when
+    full, all are forgotten and it starts again. One per Translator and kind of text."""
+
+    __slots__ = ("_bound", "_texts")
+
+    def __init__(self, bound: int) -> None:
+        self._bound = bound
+        self._texts: dict[K, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def get(self, key: K, make: Callable[[], str]) -> str:
+        """The text for ``key``, made by ``make`` the first time."""
+        found = self._texts.get(key)
+        if found is None:
+            if len(self._texts) >= self._bound:
+                self._texts.clear()
+            found = self._texts[key] = make()
+        return found
+
 
 _EN: Final[dict[str, str]] = {
     "category.offline": "Offline message",
@@ -285,18 +311,17 @@ class Translator:
         # Country names per code in en, cs and de (view.py's swapped city/country check).
         self._country_names: dict[str, frozenset[str]] = {}
         self._known_locales = tuple(Locale.parse(name) for name in ("en", "cs", "de"))
-        # Formatted dates by day and times by minute of the day (bounded: DATES_KEPT, 1,440).
-        self._dates: dict[date, str] = {}
-        self._times: dict[tuple[int, int], str] = {}
-        # Formatted durations by whole seconds (bounded: DURATIONS_KEPT): a chat's duration
-        # and response times are mostly short, and repeat from email to email.
-        self._durations: dict[int, str] = {}
-        # Formatted counts, their plural forms and day-and-month dates (bounded: NUMBERS_KEPT,
-        # DATES_KEPT): a returning visitor's line needs all three in every email and Slack
-        # message about that visitor.
-        self._numbers: dict[int, str] = {}
-        self._plural_forms: dict[int, str] = {}  # CLDR plural form by count, likewise
-        self._short_dates: dict[date, str] = {}
+        # Formatted dates by day and times by minute of the day (1,440 of them).
+        self._dates: Remembered[date] = Remembered(DATES_KEPT)
+        self._times: Remembered[tuple[int, int]] = Remembered(24 * 60)
+        # Formatted durations by whole seconds: a chat's duration and response times are
+        # mostly short, and repeat from email to email.
+        self._durations: Remembered[int] = Remembered(DURATIONS_KEPT)
+        # Formatted counts, their CLDR plural forms and day-and-month dates: a returning
+        # visitor's line needs all three in every email and Slack message about that visitor.
+        self._numbers: Remembered[int] = Remembered(NUMBERS_KEPT)
+        self._plural_forms: Remembered[int] = Remembered(NUMBERS_KEPT)
+        self._short_dates: Remembered[date] = Remembered(DATES_KEPT)
 
     def __call__(self, key: str, **values: object) -> str:
         template = self.labels.get(key, key)
@@ -309,11 +334,7 @@ class Translator:
 
     def plural(self, key: str, count: int) -> str:
         """``key.one`` / ``key.few`` / ``key.other`` chosen by the locale's CLDR plural rules."""
-        form = self._plural_forms.get(count)
-        if form is None:  # the CLDR rule, evaluated once per count (at most NUMBERS_KEPT)
-            if len(self._plural_forms) >= NUMBERS_KEPT:
-                self._plural_forms.clear()
-            form = self._plural_forms[count] = self._babel_locale.plural_form(count)
+        form = self._plural_forms.get(count, lambda: self._babel_locale.plural_form(count))
         chosen = f"{key}.{form}" if f"{key}.{form}" in self.labels else f"{key}.other"
         return self(chosen, count=self.number(count))
 
@@ -336,14 +357,13 @@ class Translator:
     def number(self, value: int) -> str:
         """A count in the locale's digits and grouping, formatted once per value (at most
         NUMBERS_KEPT are kept)."""
-        found = self._numbers.get(value)
-        if found is None:
-            if len(self._numbers) >= NUMBERS_KEPT:
-                self._numbers.clear()
+
+        def formatted() -> str:
             from babel.numbers import format_decimal  # noqa: PLC0415 -- see __init__
 
-            found = self._numbers[value] = format_decimal(value, locale=self._babel_locale)
-        return found
+            return format_decimal(value, locale=self._babel_locale)
+
+        return self._numbers.get(value, formatted)
 
     def zone_name(self, moment: datetime) -> str:
         """The display zone's abbreviation at ``moment`` ("CET", "BST", "UTC", "+03")."""
@@ -360,40 +380,35 @@ class Translator:
     def _date(self, local: datetime) -> str:
         """The medium date of a local time, formatted once per day (Babel is the slow part);
         at most DATES_KEPT days are kept."""
-        day = local.date()
-        found = self._dates.get(day)
-        if found is None:
-            if len(self._dates) >= DATES_KEPT:
-                self._dates.clear()
+
+        def formatted() -> str:
             from babel.dates import format_date  # noqa: PLC0415 -- see __init__
 
-            found = self._dates[day] = format_date(local, "medium", locale=self._babel_locale)
-        return found
+            return format_date(local, "medium", locale=self._babel_locale)
+
+        return self._dates.get(local.date(), formatted)
 
     def _time(self, local: datetime) -> str:
         """The short time of day of a local time, formatted once per minute of the day."""
-        key = (local.hour, local.minute)
-        found = self._times.get(key)
-        if found is None:
+
+        def formatted() -> str:
             from babel.dates import format_time  # noqa: PLC0415 -- see __init__
 
-            found = self._times[key] = format_time(local, "short", locale=self._babel_locale)
-        return found
+            return format_time(local, "short", locale=self._babel_locale)
+
+        return self._times.get((local.hour, local.minute), formatted)
 
     def short_date_text(self, moment: datetime) -> str:
         """Day and month only: "12 Nov", "12. 11.", "12. Nov.", formatted once per local day
         (at most DATES_KEPT days are kept)."""
         local = moment.astimezone(self.zone)
-        day = local.date()
-        found = self._short_dates.get(day)
-        if found is None:
-            if len(self._short_dates) >= DATES_KEPT:
-                self._short_dates.clear()
+
+        def formatted() -> str:
             from babel.dates import format_skeleton  # noqa: PLC0415 -- see __init__
 
-            found = format_skeleton("MMMd", local, locale=self._babel_locale)
-            self._short_dates[day] = found
-        return found
+            return format_skeleton("MMMd", local, locale=self._babel_locale)
+
+        return self._short_dates.get(local.date(), formatted)
 
     def time_text(self, moment: datetime) -> str:
         """Short time with the zone: "16:33 CET"."""
@@ -405,12 +420,7 @@ class Translator:
         if seconds is None or not 0 <= seconds <= MAX_DURATION_SECONDS:
             return None  # unknown, or too absurd for a timedelta (a body's garbage)
         total = round(seconds)
-        found = self._durations.get(total)
-        if found is None:
-            if len(self._durations) >= DURATIONS_KEPT:
-                self._durations.clear()
-            found = self._durations[total] = self._duration(total)
-        return found
+        return self._durations.get(total, lambda: self._duration(total))
 
     def _duration(self, total: int) -> str:
         hours, rest = divmod(total, 3600)
