@@ -267,8 +267,9 @@ class TeamsSettings(Section):
 
 class DeliverySettings(Section):
     # Sends in flight at once; the worker holds up to twice as many deliveries (claimed and
-    # rendered ahead of a free connection, or having their outcome recorded), and on SQLite
-    # two more for each slot one destination may borrow (relay.delivery.worker.claim_room).
+    # rendered ahead of a free connection, or having their outcome recorded), on SQLite three
+    # times as many and three more for each slot one destination may borrow, refilling a
+    # destination a round of its slots at a time (relay.delivery.worker.claim_room).
     concurrency: int = Field(default=8, ge=1, le=64)
     # At most this many of those to one destination (SMTP server, Slack workspace, webhook),
     # so a slow one cannot take every slot: a hard cap. None: half of concurrency (at least 1)

@@ -62,6 +62,14 @@ ACTIONS_KEPT = 256  # validated actions the worker keeps (they are frozen values
 # destination may borrow (``claim_room``, ``_admitter``). The send itself holds one of the
 # ``concurrency`` send slots (``SendSlots``).
 CLAIM_AHEAD = 2
+# Without leases (SQLite) one round more: a destination holds up to CLAIM_ROUNDS times the
+# slots it may use, and is refilled a round at a time: the end of one of its sends wakes the
+# worker for it only once it is down to one round below that (``refill_mark``), so a claim
+# takes a round at once instead of one delivery after every send (a fraction of the store
+# calls and commits per email in a backlog) and a round is always rendered ahead of the
+# sends. No lease bounds how long those wait; a stop puts them back, a restart after a crash
+# requeues them.
+CLAIM_ROUNDS = CLAIM_AHEAD + 1
 # With leases (nothing claimed ahead for a borrowed slot: ``claim_room``), a delivery claimed
 # ahead is sent within this many send deadlines of its claim (the longest deadline of any
 # destination): it waits for at most (CLAIM_AHEAD - 1) rounds of its destination's sends,
@@ -159,6 +167,24 @@ def ahead_allowed(lease_seconds: float | None, deadlines: list[float | None]) ->
         return False
     longest = max((d for d in deadlines if d is not None), default=0.0)
     return lease_seconds > AHEAD_DEADLINES * longest
+
+
+def rounds_ahead(lease_seconds: float | None, deadlines: list[float | None]) -> int:
+    """How many times the slots it may use a destination may have claimed (``claim_room``'s
+    ``ahead``): ``CLAIM_ROUNDS`` without leases (SQLite), ``CLAIM_AHEAD`` with leases where
+    ``ahead_allowed``, else 1 (nothing claimed ahead)."""
+    if lease_seconds is None:
+        return CLAIM_ROUNDS
+    return CLAIM_AHEAD if ahead_allowed(lease_seconds, deadlines) else 1
+
+
+def refill_mark(rule: SlotRule, ahead: int, *, leases: bool) -> int:
+    """The most a destination may hold (claimed and not yet past their send) for the end of
+    one of its sends to wake the worker to claim more for it: without leases one round
+    (``rule.ceiling``, the sends it may have at once) below its ``claim_room``, so that the
+    claim then takes a whole round; with leases one below, so every send's end does."""
+    cap, _ = claim_room(rule, ahead, leases=leases)
+    return cap - 1 if leases else max(cap - rule.ceiling, 0)
 
 
 def claim_room(rule: SlotRule, ahead: int, *, leases: bool) -> tuple[int, int]:
@@ -275,6 +301,9 @@ class Worker:
         # The last step's claim ended and took fewer than it had room for: the end of a
         # delivery it counted makes no more room for what is due (``_finished``).
         self._room_left = False
+        # The last step's claim took all it asked for and had more room: the next one goes on
+        # claiming for the same destinations past their refill mark (``_admitter``).
+        self._filling = False
         # Intake first: while the store is busy with at least ``yield_at_intakes`` intakes
         # (``StoreThread.intake_pressure``; 0: never), the worker holds at most
         # ``yield_concurrency`` deliveries (at least 1: it never stops), so the CPU, the
@@ -436,7 +465,9 @@ class Worker:
             return
         now = self._clock()
         refused: list[int] = [0]  # deliveries due now that waited for their destination's room
-        admit = self._admitter(refused, ahead)
+        # A step that goes on with a full claim fills on past the refill mark (``_admitter``).
+        filling, self._filling = self._filling, False
+        admit = self._admitter(refused, ahead, filling=filling)
         started = time.monotonic()
         full = started >= self._full_scan_at  # look past deliveries turned away
         # Not waiting for the disk: a claim only marks rows 'sending', which a restart puts
@@ -471,6 +502,7 @@ class Worker:
             await self._hold_floor(self._paced_for() if partial else None)
             return
         if len(claimed) >= free and free < room:
+            self._filling = True
             return  # a full claim with more room: the next step claims on at once
         # As many as asked: more may be due, and the next step claims as soon as a send ends
         # (which wakes the worker), so no look at the due times now. Fewer than asked:
@@ -500,34 +532,47 @@ class Worker:
         await self._store.call(_nothing, durable=False)
 
     def _ahead(self) -> int:
-        """How many times its share a destination may have claimed (``ahead_allowed``)."""
+        """How many times the slots it may use a destination may have claimed
+        (``rounds_ahead``)."""
         snapshot = self._snapshot()
         if self._ahead_for is None or self._ahead_for[0] is not snapshot:
             deadlines = [sender.deadline_seconds for sender in snapshot.senders.values()]
-            allowed = ahead_allowed(self._lease, deadlines)
-            self._ahead_for = (snapshot, CLAIM_AHEAD if allowed else 1)
+            self._ahead_for = (snapshot, rounds_ahead(self._lease, deadlines))
         return self._ahead_for[1]
 
-    def _admitter(self, refused: list[int], ahead: int) -> Callable[[dict[str, object]], bool]:
+    def _mark(self, key: str, ahead: int) -> int:
+        """``refill_mark`` for destination ``key``; one that last ran into its deadline holds
+        only its share (nothing claimed ahead), and any room it has is claimed."""
+        if key in self._failing:
+            return self._slot_rule.share - 1
+        return refill_mark(self._slot_rule, ahead, leases=self._lease is not None)
+
+    def _admitter(
+        self, refused: list[int], ahead: int, *, filling: bool = False
+    ) -> Callable[[dict[str, object]], bool]:
         """Admits a due delivery while its destination has fewer claimed and not yet sent
         than ``claim_room`` gives it (``ahead`` times its share, and without leases ``ahead``
         for each slot it may borrow) and, for a destination that last ran into its deadline,
         while it has fewer than its share (nothing claimed ahead) and all such destinations
-        together hold fewer than ``SlotRule.failing_limit`` (all slots but one); counts those
-        it admits, and in ``refused[0]`` those it turns away (called in order on the store's
-        thread). With leases (PostgreSQL) a destination claims ahead only for its share, so
-        that a delivery claimed ahead is still sent within ``AHEAD_DEADLINES`` (a borrowed
-        slot is not guaranteed): ``claim_room``."""
+        together hold fewer than ``SlotRule.failing_limit`` (all slots but one); unless
+        ``filling`` (the step goes on after a full claim), only for a destination that held
+        no more than its ``refill_mark`` as the claim began (without leases, a round at a
+        time); counts those it admits, and in ``refused[0]`` those it turns away (called in
+        order on the store's thread). With leases (PostgreSQL) a destination claims ahead only
+        for its share, so that a delivery claimed ahead is still sent within
+        ``AHEAD_DEADLINES`` (a borrowed slot is not guaranteed): ``claim_room``."""
         busy = Counter(self._busy)
+        held = dict(busy)  # at the claim's start, for the refill mark
         failing = frozenset(self._failing)
         failing_busy = [sum(busy[key] for key in failing)]
         rule = self._slot_rule
         cap, _ = claim_room(rule, ahead, leases=self._lease is not None)
+        mark = cap if filling else refill_mark(rule, ahead, leases=self._lease is not None)
 
         def admit(action: dict[str, object]) -> bool:
             key = sender_key(action)
             limit = rule.share if key in failing else cap
-            if busy[key] >= limit:
+            if busy[key] >= limit or held.get(key, 0) > mark:
                 refused[0] += 1
                 return False
             if key in failing:
@@ -570,13 +615,16 @@ class Worker:
 
     def _past_send(self, task: asyncio.Task[None] | None) -> None:
         """The delivery of ``task`` no longer counts against its destination's cap (its send
-        ended, or it never got that far); the next step may claim another."""
+        ended, or it never got that far); once the destination is down to its refill mark
+        (``_mark``), the next step may claim more for it, so this wakes the worker."""
         key = None if task is None else self._ahead_of.pop(task, None)
         if key is not None:
             self._busy[key] -= 1
-            if self._busy[key] <= 0:
+            left = self._busy[key]
+            if left <= 0:
                 del self._busy[key]
-            self._wake.set()
+            if left <= self._mark(key, self._ahead()):
+                self._wake.set()
 
     async def _idle(
         self,

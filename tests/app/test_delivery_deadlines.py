@@ -14,7 +14,7 @@ from litestar.testing import TestClient
 
 from relay.app import create_app
 from relay.config.settings import Settings
-from relay.delivery.worker import CLAIM_AHEAD, ahead_allowed
+from relay.delivery.worker import rounds_ahead
 from tests.support.app import runtime
 from tests.support.data import TOKEN, sample
 from tests.support.drip import DripServer
@@ -175,13 +175,13 @@ def test_deliveries_hanging_on_a_slow_destination_leave_room_for_the_others(
         },
     )
     # Where the worker claims ahead (no lease on SQLite; on PostgreSQL the default 300 s
-    # lease is shorter than 4 x the webhook's 120 s deadline, so not there) it claims twice
-    # its share and two more for each slot it may borrow (twice all it may use, ``most``);
-    # otherwise its share only.
-    ahead = ahead_allowed(
+    # lease is shorter than 4 x the webhook's 120 s deadline, so not there) it claims
+    # several times all it may use (``most``): all five here; otherwise its share only.
+    rounds = rounds_ahead(
         None if settings.storage.url is None else settings.storage.lease_seconds, [120.0]
     )
-    claimed = min(most * CLAIM_AHEAD, 5) if ahead else share
+    ahead = rounds > 1
+    claimed = min(most * rounds, 5) if ahead else share
     hanging_expected = most if ahead else share
     with TestClient(create_app(settings)) as client:
         for n in range(5):

@@ -17,7 +17,7 @@ from litestar.testing import TestClient
 
 from relay.app import build_snapshot, create_app
 from relay.config.settings import Settings
-from relay.delivery.worker import CLAIM_AHEAD, ahead_allowed
+from relay.delivery.worker import CLAIM_AHEAD, CLAIM_ROUNDS, rounds_ahead
 from relay.intake.http import prepare
 from relay.runtime import Runtime
 from relay.store.opening import open_store
@@ -108,16 +108,16 @@ def gated_settings(
 
 
 def claimed_ahead(settings: Settings, client: TestClient[Any], borrowed: int = 0) -> int:
-    """How many deliveries of the one destination the worker holds at most: its share CAP
-    times CLAIM_AHEAD where the worker claims ahead (always on SQLite; on PostgreSQL where
-    the lease outlasts CLAIM_AHEAD**2 send deadlines), and on SQLite CLAIM_AHEAD for each of
-    the ``borrowed`` slots it may borrow too; CAP where it does not claim ahead."""
+    """How many deliveries of the one destination the worker holds at most: the slots it
+    may use (its share CAP, and on SQLite the ``borrowed`` slots too) CLAIM_ROUNDS times on
+    SQLite, CLAIM_AHEAD times on PostgreSQL where the lease outlasts CLAIM_AHEAD**2 send
+    deadlines; CAP where it does not claim ahead."""
     senders = runtime(client).snapshot.senders.values()
     lease = None if settings.storage.url is None else settings.storage.lease_seconds
-    allowed = ahead_allowed(lease, [sender.deadline_seconds for sender in senders])
+    rounds = rounds_ahead(lease, [sender.deadline_seconds for sender in senders])
     if lease is not None:
         borrowed = 0
-    return (CAP + borrowed) * CLAIM_AHEAD if allowed else CAP
+    return (CAP + borrowed) * rounds
 
 
 def message_ids(handler: RecordingHandler) -> list[str]:
@@ -152,9 +152,10 @@ def test_alone_a_destination_borrows_idle_slots_up_to_all_but_one(
 ) -> None:
     """``per_destination_concurrency`` unset: a share of 2 of the 4 slots, and with no other
     destination waiting the one destination borrows idle slots up to 3, never the fourth;
-    more are claimed behind them (twice its share, and on SQLite two more for the slot it
-    borrows). On PostgreSQL with a lease too short to claim ahead it claims, and so sends,
-    its share only: a delivery claimed for a borrowed slot could wait past its lease."""
+    more are claimed behind them (on SQLite CLAIM_ROUNDS times the 3 slots it may use, on
+    PostgreSQL twice its share). On PostgreSQL with a lease too short to claim ahead it
+    claims, and so sends, its share only: a delivery claimed for a borrowed slot could wait
+    past its lease."""
     handler = gated.handler
     assert isinstance(handler, GatedHandler)
     settings = gated_settings(make_settings, gated, per_destination=None)
@@ -225,7 +226,7 @@ def test_a_stop_while_deliveries_wait_for_a_connection_loses_nothing_and_sends_n
         handler.wait_open(CAP)
         holding = claimed_ahead(settings, client)
         first_run, statuses = stopped_while_held(client, settings, handler)
-    assert holding == CAP * CLAIM_AHEAD or settings.storage.url is not None
+    assert holding == CAP * CLAIM_ROUNDS or settings.storage.url is not None
     assert first_run == CAP  # the sends held, not those claimed ahead of them
     assert statuses.count("sent") == CAP
     assert statuses.count("pending") == CONVERSATIONS - CAP
@@ -236,9 +237,10 @@ def test_a_stop_while_a_borrowing_destination_holds_its_claims_ahead_loses_nothi
     make_settings: Callable[..., Settings], gated: SmtpServer
 ) -> None:
     """As above with ``per_destination_concurrency`` unset: the one destination borrows a slot
-    and (on SQLite) holds twice each slot it may use. Stopped then, the borrowed send ends
-    within the grace period like the others, every delivery claimed for a borrowed slot and
-    not yet sending is put back pending, and a new start sends each email exactly once."""
+    and (on SQLite) holds CLAIM_ROUNDS times each slot it may use. Stopped then, the
+    borrowed send ends within the grace period like the others, every delivery claimed for a
+    borrowed slot and not yet sending is put back pending, and a new start sends each email
+    exactly once."""
     handler = gated.handler
     assert isinstance(handler, GatedHandler)
     settings = gated_settings(make_settings, gated, per_destination=None)
@@ -250,7 +252,7 @@ def test_a_stop_while_a_borrowing_destination_holds_its_claims_ahead_loses_nothi
         held = sorted(row.status for row in deliveries(settings)).count("sending")
         first_run, statuses = stopped_while_held(client, settings, handler)
     assert held == holding
-    assert holding == (CAP + 1) * CLAIM_AHEAD or settings.storage.url is not None
+    assert holding == (CAP + 1) * CLAIM_ROUNDS or settings.storage.url is not None
     assert first_run == most  # the sends held, borrowed one included, not those claimed ahead
     assert statuses.count("sent") == most
     assert statuses.count("pending") == CONVERSATIONS - most

@@ -19,11 +19,12 @@ from relay.app import build_snapshot
 from relay.delivery.retry import RetryPolicy
 from relay.delivery.slots import SlotRule
 from relay.delivery.worker import (
-    CLAIM_AHEAD,
+    CLAIM_ROUNDS,
     IDLE_POLL_SECONDS,
     YIELD_POLL_SECONDS,
     Worker,
     claim_room,
+    refill_mark,
 )
 from relay.senders.registry import SenderRegistry
 from relay.snapshot import Snapshot
@@ -218,15 +219,54 @@ async def test_a_claim_takes_at_most_concurrency_and_the_next_step_claims_on_at_
     for at most ``concurrency`` (the store call that claims them, reading each one's context,
     holds back the intakes queued behind it), and the worker claims on at once, without
     waiting for a send to end, until the destination holds all ``claim_room`` gives it."""
+    mine, _ = claim_room(SlotRule.of(CONCURRENCY, None), CLAIM_ROUNDS, leases=False)
+    assert CONCURRENCY < mine < 12  # more than one claim's worth, fewer than all
+    full, rest = divmod(mine, CONCURRENCY)
+    expected = [(CONCURRENCY, CONCURRENCY)] * full + ([(CONCURRENCY, rest)] if rest else [])
     async with held_sends(tmp_path, open_test_store, senders, stored=12) as run:
         await asyncio.to_thread(run.handler.wait_held, 1)
         # The second claim was queued when the first one's answer came back, before any of
-        # its sends could start: a store call queued now comes back after it.
-        await run.thread.call(lambda store: None, durable=False)
+        # its sends could start: a store call queued now comes back after it. Each claim's
+        # answer is handled (and the next claim queued) before that store call's: one more
+        # store call for each claim after the second.
+        for _ in expected[1:]:
+            await run.thread.call(lambda store: None, durable=False)
         claims = claims_that_took(run.thread)
-    mine, _ = claim_room(SlotRule.of(CONCURRENCY, None), CLAIM_AHEAD, leases=False)
-    assert mine > CONCURRENCY  # more than one claim's worth
-    assert claims == [(CONCURRENCY, CONCURRENCY), (CONCURRENCY, mine - CONCURRENCY)]
+    assert claims == expected
+    assert len({m.message["Message-ID"] for m in run.handler.messages}) == 12
+
+
+async def test_a_destination_is_refilled_a_round_at_a_time(
+    tmp_path: Path, open_test_store: StoreOpener, senders: SenderRegistry
+) -> None:
+    """Twelve deliveries to one destination that may use 3 slots (a share of 2, one
+    borrowed): it holds CLAIM_ROUNDS rounds of them, 9, while its sends are held. A send's
+    end then claims nothing while it holds more than its refill mark, one round below; the
+    end that brings it down to the mark claims a whole round, not one delivery per send."""
+    rule = SlotRule.of(CONCURRENCY, None)
+    mine, _ = claim_room(rule, CLAIM_ROUNDS, leases=False)
+    assert refill_mark(rule, CLAIM_ROUNDS, leases=False) == mine - rule.ceiling
+    assert 12 - mine == rule.ceiling  # one round left behind the first fill
+    full, rest = divmod(mine, CONCURRENCY)
+    first_fill = [(CONCURRENCY, CONCURRENCY)] * full + [(CONCURRENCY, rest)]
+
+    async def claims_after_attempts(count: int) -> list[tuple[int, int]]:
+        # A send's end that wakes the worker has it queue its claim before that send's
+        # outcome is written: a store call queued after the outcome comes back after both.
+        await run.worker.attempted(count)
+        await run.thread.call(lambda store: None, durable=False)
+        return claims_that_took(run.thread)
+
+    async with held_sends(tmp_path, open_test_store, senders, stored=12) as run:
+        await asyncio.to_thread(run.handler.wait_held, rule.ceiling)
+        for _ in first_fill[1:]:  # as in the test above: the first fill's claims are back
+            await run.thread.call(lambda store: None, durable=False)
+        assert claims_that_took(run.thread) == first_fill
+        run.handler.let_through(1)
+        assert await claims_after_attempts(1) == first_fill  # 8 held, above the mark
+        run.handler.let_through(rule.ceiling - 1)
+        refilled = await claims_after_attempts(rule.ceiling)  # down to the mark: a round
+    assert refilled == [*first_fill, (CONCURRENCY, rule.ceiling)]
     assert len({m.message["Message-ID"] for m in run.handler.messages}) == 12
 
 

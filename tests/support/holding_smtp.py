@@ -21,6 +21,7 @@ class HoldingHandler(RecordingHandler):
     holding: threading.Event = field(default_factory=threading.Event)
     released: threading.Event = field(default_factory=threading.Event)
     held: int = 0
+    passes: int = 0  # held replies that may go now, one each (``let_through``)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.arrived:
@@ -35,8 +36,20 @@ class HoldingHandler(RecordingHandler):
                 self.held += 1
             self.arrived.notify_all()
         if hold:
-            await asyncio.to_thread(self.released.wait)
+            await asyncio.to_thread(self._held_until_let_go)
         return "250 Message accepted"
+
+    def _held_until_let_go(self) -> None:
+        with self.arrived:
+            self.arrived.wait_for(lambda: self.released.is_set() or self.passes > 0)
+            if not self.released.is_set():
+                self.passes -= 1
+
+    def let_through(self, count: int = 1) -> None:
+        """Answer ``count`` held DATA replies (those held now or next), the others still held."""
+        with self.arrived:
+            self.passes += count
+            self.arrived.notify_all()
 
     def wait_held(self, count: int = 1, timeout: float = 20.0) -> None:
         with self.arrived:
@@ -46,3 +59,5 @@ class HoldingHandler(RecordingHandler):
     def release(self) -> None:
         self.holding.clear()
         self.released.set()
+        with self.arrived:
+            self.arrived.notify_all()

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from relay.delivery.slots import SendSlots, SlotRule, may_start
-from relay.delivery.worker import claim_room
+from relay.delivery.worker import CLAIM_AHEAD, CLAIM_ROUNDS, claim_room, refill_mark, rounds_ahead
 
 EIGHT = SlotRule.of(8, None)  # share 4, borrowing up to 7
 
@@ -311,3 +311,29 @@ def test_claim_room_covers_borrowed_slots_and_leaves_others_their_share() -> Non
                     if not leases:
                         # one claimed for each send it may have at once, ahead times
                         assert mine == rule.ceiling * ahead
+
+
+def test_without_leases_a_destination_is_refilled_a_round_at_a_time() -> None:
+    """Without leases the worker claims CLAIM_ROUNDS rounds of a destination's slots, and a
+    send's end wakes it for that destination only once it is down to one round below that,
+    so the claim then takes a whole round; with leases (``CLAIM_AHEAD`` rounds where the
+    lease allows, else one) every send's end does, as any room is claimed."""
+    default = SlotRule.of(8, None)  # share 4, borrows up to 7
+    assert rounds_ahead(None, [30.0, None]) == CLAIM_ROUNDS == CLAIM_AHEAD + 1
+    assert rounds_ahead(300.0, [30.0]) == CLAIM_AHEAD  # 300 s > 4 x 30 s
+    assert rounds_ahead(300.0, [120.0]) == 1
+    assert rounds_ahead(300.0, [None]) == 1  # a sender without a deadline
+    assert refill_mark(default, CLAIM_ROUNDS, leases=False) == 14  # 21 held at most
+    assert refill_mark(default, CLAIM_AHEAD, leases=True) == 7  # 8 held at most
+    assert refill_mark(SlotRule.of(8, 3), CLAIM_ROUNDS, leases=False) == 6  # 9 at most
+    for concurrency in range(1, 33):
+        for per_destination in (None, *range(1, concurrency + 1)):
+            rule = SlotRule.of(concurrency, per_destination)
+            mine, _ = claim_room(rule, CLAIM_ROUNDS, leases=False)
+            mark = refill_mark(rule, CLAIM_ROUNDS, leases=False)
+            # a whole round of room at the mark, and more than a round still held there
+            assert mine - mark == rule.ceiling
+            assert mark > rule.ceiling
+            for ahead in (1, CLAIM_AHEAD):
+                held, _ = claim_room(rule, ahead, leases=True)
+                assert refill_mark(rule, ahead, leases=True) == held - 1
