@@ -304,6 +304,11 @@ class Worker:
         # The last step's claim took all it asked for and had more room: the next one goes on
         # claiming for the same destinations past their refill mark (``_admitter``).
         self._filling = False
+        # A claim is under way; the destinations whose send ended meanwhile down to their
+        # refill mark, which wake the worker once it is back only if it did not refill them.
+        self._claiming = False
+        self._refills: set[str] = set()
+        self._ended_meanwhile = False  # deliveries ended while it is under way
         # Intake first: while the store is busy with at least ``yield_at_intakes`` intakes
         # (``StoreThread.intake_pressure``; 0: never), the worker holds at most
         # ``yield_concurrency`` deliveries (at least 1: it never stops), so the CPU, the
@@ -470,24 +475,13 @@ class Worker:
         admit = self._admitter(refused, ahead, filling=filling)
         started = time.monotonic()
         full = started >= self._full_scan_at  # look past deliveries turned away
-        # Not waiting for the disk: a claim only marks rows 'sending', which a restart puts
-        # back to pending whether or not the claim reached the disk (recover_claimed).
         # Fewer than asked: the next due time is read in the same call, for ``_idle``.
-        claimed, next_due = await self._store.call(
-            lambda s: claim_and_look_ahead(s, free, now, admit, past_refused=full), durable=False
-        )
+        claimed, next_due = await self._claim(free, now, admit, full=full)
         rescan = None  # a claim that stopped at a refusal: when to look past it again
         if refused[0] and len(claimed) < free:
             if full:
                 self._full_scan_at = started + FULL_SCAN_SECONDS
             rescan = max(self._full_scan_at - time.monotonic(), 0.001)
-        for delivery, context in claimed:
-            task = asyncio.create_task(self._attempt(delivery, context))
-            key = sender_key(delivery.action)
-            self._inflight[task] = delivery.id
-            self._ahead_of[task] = key
-            self._busy[key] += 1
-            task.add_done_callback(self._finished)
         self._room_left = len(claimed) < free
         pace = self._yield_pace if self.yielding and claimed else None
         if pace is not None:
@@ -514,6 +508,36 @@ class Worker:
             known=len(claimed) >= free,
             next_due=next_due,
         )
+
+    async def _claim(
+        self, free: int, now: float, admit: Callable[[dict[str, object]], bool], *, full: bool
+    ) -> tuple[list[tuple[ClaimedDelivery, Context]], float | None]:
+        """Claim up to ``free`` deliveries due at ``now`` that ``admit`` lets in (looking past
+        its refusals if ``full``), in one store call, and start an attempt for each; with the
+        next due time when it took fewer (``claim_and_look_ahead``). The sends that end while
+        it is under way are looked at once it is back (``_claimed_meanwhile``)."""
+        self._claiming = True
+        claimed: list[tuple[ClaimedDelivery, Context]] = []
+        filled = True  # a failed claim: any delivery that ended meanwhile wakes the worker
+        try:
+            # Not waiting for the disk: a claim only marks rows 'sending', which a restart
+            # puts back to pending whether or not the claim reached the disk
+            # (recover_claimed).
+            claimed, next_due = await self._store.call(
+                lambda s: claim_and_look_ahead(s, free, now, admit, past_refused=full),
+                durable=False,
+            )
+            for delivery, context in claimed:
+                task = asyncio.create_task(self._attempt(delivery, context))
+                key = sender_key(delivery.action)
+                self._inflight[task] = delivery.id
+                self._ahead_of[task] = key
+                self._busy[key] += 1
+                task.add_done_callback(self._finished)
+            filled = len(claimed) >= free
+        finally:
+            self._claimed_meanwhile(filled=filled)
+        return claimed, next_due
 
     async def _hold_floor(self, paced: float | None = None) -> None:
         """Yielding to intake, holding its floor or paused by its pace: wait until woken (a
@@ -602,15 +626,20 @@ class Worker:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         """A delivery ended. It wakes the worker only if that can change what a step does:
-        the last step filled its room or has not ended its claim (now there is more), no
-        other delivery is held (the step sees whether all is settled), or an outcome was not
-        recorded (the step requeues it). Otherwise the last step counted this delivery and
+        the last step filled its room, or its claim under way turns out to take all it asked
+        for (now there is more: ``_claimed_meanwhile``), no other delivery is held (the step
+        sees whether all is settled), or an outcome was not recorded (the step requeues it).
+        Otherwise the last step counted this delivery and
         still claimed all that was due and admitted: the end of its send (``_past_send``)
         freed its destination's room, and a retry's due time wakes the worker when it is
         recorded (``_retry_or_bury``), so a step now would claim nothing."""
         self._inflight.pop(task, None)
         self._past_send(task)
-        if not self._room_left or not self._inflight or self._unrecorded:
+        if not self._inflight or self._unrecorded:
+            self._wake.set()
+        elif self._claiming:
+            self._ended_meanwhile = True
+        elif not self._room_left:
             self._wake.set()
 
     def _past_send(self, task: asyncio.Task[None] | None) -> None:
@@ -623,8 +652,26 @@ class Worker:
             left = self._busy[key]
             if left <= 0:
                 del self._busy[key]
-            if left <= self._mark(key, self._ahead()):
+            if left > self._mark(key, self._ahead()):
+                return
+            if self._claiming:  # the claim under way may refill it: looked at once it is back
+                self._refills.add(key)
+            else:
                 self._wake.set()
+
+    def _claimed_meanwhile(self, *, filled: bool) -> None:
+        """The claim is back (or failed): the deliveries that ended while it was under way
+        wake the worker now if it took all it asked for (``filled``: the room they freed is
+        more), and a destination whose send ended meanwhile wakes it if it is still down to
+        its refill mark. Otherwise a step would only find them at their mark or above and
+        the room taken, and claim nothing."""
+        self._claiming = False
+        ahead = self._ahead()
+        refill = any(self._busy.get(key, 0) <= self._mark(key, ahead) for key in self._refills)
+        if refill or (filled and self._ended_meanwhile):
+            self._wake.set()
+        self._refills.clear()
+        self._ended_meanwhile = False
 
     async def _idle(
         self,
