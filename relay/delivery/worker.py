@@ -42,6 +42,7 @@ from relay.senders.outbox import OutboxSender
 from relay.senders.registry import sender_key
 from relay.snapshot import Snapshot
 from relay.store import ClaimedDelivery, StoreProtocol
+from relay.store.operator import History
 from relay.store.storethread import StoreThread
 
 log = logging.getLogger("relay.worker")  # the published logger name (docs/operations.md)
@@ -142,8 +143,6 @@ def render_delivery(
     return render(job, snapshot.renderer(snapshot.from_address(action)))
 
 
-# A visitor's earlier conversations: (category, Unix seconds), oldest first.
-History = tuple[tuple[str, float], ...]
 # Emails and Slack messages show the visitor's earlier conversations.
 WITH_HISTORY = frozenset({"email", "slack"})
 
@@ -211,18 +210,30 @@ def claim_with_context(
 ) -> list[tuple[ClaimedDelivery, Context]]:
     """On the store's thread, in one call (one round trip instead of one more per delivery):
     claim what is due, and read the context of each email and Slack message (each apart, in
-    ``reading``: a failure is only missing context, never a failed send)."""
+    ``reading``: a failure is only missing context, never a failed send). Their visitor
+    histories are read together first (``visitor_histories``: conversations of one visitor
+    share one read); if that fails, each delivery's is read on its own."""
     claimed = []
     deliveries = store.claim_due(limit=limit, now=now, admit=admit, past_refused=past_refused)
+    wanted = [d.conversation_id for d in deliveries if d.action.get("type") in WITH_HISTORY]
+    histories: dict[int, History] = {}
+    if len(wanted) > 1:
+        try:
+            with store.reading():
+                histories = store.visitor_histories(wanted)
+        except Exception as exc:  # either store's errors: each read on its own below
+            log.warning("visitor histories of %d deliveries (%s)", len(wanted), exc)
     for delivery in deliveries:
         context = Context()
         kind = delivery.action.get("type")
         if kind in WITH_HISTORY:
             try:
                 with store.reading():
+                    history = histories.get(delivery.conversation_id)
+                    if history is None:
+                        history = store.visitor_history(delivery.conversation_id)
                     context = Context(
-                        store.visitor_history(delivery.conversation_id),
-                        store.sent_email_ids(delivery.id) if kind == "email" else (),
+                        history, store.sent_email_ids(delivery.id) if kind == "email" else ()
                     )
             except Exception as exc:  # either store's errors: only context, never a failed send
                 log.warning("delivery %d: no visitor history (%s)", delivery.id, exc)

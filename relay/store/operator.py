@@ -28,7 +28,32 @@ def visitor_match(vid: bytes | None, vemail: bytes | None) -> dict[str, bytes | 
     return {"vid": vid, "vemail": vemail if vid is None else None}
 
 
-def earlier_chats(rows: Iterable[Sequence[Any]], limit: int) -> tuple[tuple[str, float], ...]:
+# A visitor's earlier conversations: (category, Unix seconds), oldest first.
+History = tuple[tuple[str, float], ...]
+VERSIONS_PAGE = 256  # versions read at a time by ``visitor_histories``
+
+
+class ReadAhead:
+    """The rows of a cursor, read a page at a time as far as any reader asks and kept for
+    the next reader, which starts again from the first."""
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+        self._rows: list[Any] = []
+        self._ended = False
+
+    def __iter__(self) -> Iterator[Any]:
+        yield from self._rows
+        read = len(self._rows)
+        while not self._ended:
+            page = self._cursor.fetchmany(VERSIONS_PAGE)
+            self._ended = len(page) < VERSIONS_PAGE
+            self._rows.extend(page)
+            yield from self._rows[read:]
+            read = len(self._rows)
+
+
+def earlier_chats(rows: Iterable[Sequence[Any]], limit: int) -> History:
     """``visitor_history`` from its query's rows (conv_key, category, begin time; one per
     stored version, in the order stored): per chat the latest version's category and the first
     version's begin time, oldest first, at most the newest ``limit``."""
@@ -116,9 +141,7 @@ class OperatorOps(StoreBase):
         row = self._conn.execute(queries.QUARANTINE_ENTRY, (entry_id,)).fetchone()
         return None if row is None else QuarantineRow(*row)
 
-    def visitor_history(
-        self, conversation_id: int, limit: int = 20
-    ) -> tuple[tuple[str, float], ...]:
+    def visitor_history(self, conversation_id: int, limit: int = 20) -> History:
         """The same visitor's earlier conversations in the same account (same visitor id, else
         the same email address), received no later than ``conversation_id``: one
         (category of the latest version, begin time in Unix seconds) per chat, oldest first,
@@ -141,6 +164,54 @@ class OperatorOps(StoreBase):
         }
         rows = self._conn.execute(query, params).fetchall()  # newest first
         return earlier_chats(reversed(rows), limit)
+
+    def visitor_histories(
+        self, conversation_ids: Sequence[int], limit: int = 20
+    ) -> dict[int, History]:
+        """``visitor_history`` of each conversation, the same for each; those that share a
+        visitor (a claim of several chats of one returning visitor) share one read of its
+        versions (VISITOR_VERSIONS_BEFORE_*), as far as each one needs: newest first, each
+        takes the first ``VISITOR_ROWS`` stored before it that are not of its own chat and
+        were received no later, as its own query would."""
+        found: dict[int, tuple[str, float]] = {}
+        groups: dict[tuple[Any, bool, Any], list[int]] = {}
+        histories: dict[int, History] = {}
+        for conversation_id in dict.fromkeys(conversation_ids):
+            row = self._conn.execute(queries.VISITOR_OF, (conversation_id,)).fetchone()
+            if row is None:
+                histories[conversation_id] = ()
+                continue
+            account, conv_key, received, vid, vemail = row
+            by_id = vid is not None  # by visitor id, else by email address (visitor_history)
+            groups.setdefault((account, by_id, vid if by_id else vemail), []).append(
+                conversation_id
+            )
+            found[conversation_id] = (conv_key, received)
+        for (account, by_id, visitor), members in groups.items():
+            if len(members) == 1:
+                histories[members[0]] = self.visitor_history(members[0], limit)
+                continue
+            query = (
+                queries.VISITOR_VERSIONS_BEFORE_BY_ID
+                if by_id
+                else queries.VISITOR_VERSIONS_BEFORE_BY_EMAIL
+            )
+            params = {"account": account, "visitor": visitor, "id": max(members)}
+            cursor = self._conn.execute(query, params)
+            try:
+                versions = ReadAhead(cursor)
+                for conversation_id in members:
+                    conv_key, received = found[conversation_id]
+                    taken = []
+                    for version_id, key, at, category, begin in versions:
+                        if version_id < conversation_id and key != conv_key and at <= received:
+                            taken.append((key, category, begin))
+                            if len(taken) == VISITOR_ROWS:
+                                break
+                    histories[conversation_id] = earlier_chats(reversed(taken), limit)
+            finally:
+                cursor.close()
+        return histories
 
     def conversations_older_than(self, cutoff: float) -> list[int]:
         """Conversations received before ``cutoff`` with nothing left to deliver."""

@@ -99,6 +99,21 @@ _VISITOR_VERSIONS = (
 VISITOR_VERSIONS_BY_ID = _VISITOR_VERSIONS.format(column="visitor_id")
 VISITOR_VERSIONS_BY_EMAIL = _VISITOR_VERSIONS.format(column="visitor_email")
 
+# The same for several conversations of one visitor at once (``visitor_histories``): the
+# visitor's versions stored before :id (the newest of those conversations), NEWEST FIRST,
+# with no limit and none passed over: the store reads them only as far as each conversation
+# needs, and passes over each one's own chat and later receipts in Python, as the query above
+# does. From the same index alone: id, conv_key, received_at, category, begin time.
+# Parameters: :account, :visitor, :id.
+_VISITOR_VERSIONS_BEFORE = (
+    "SELECT id, conv_key, received_at, category, COALESCE(begin_at, received_at)"
+    " FROM conversations INDEXED BY conversations_{column}"
+    " WHERE {column} != '' AND account_id = :account AND {column} = CAST(:visitor AS TEXT)"
+    " AND id < :id ORDER BY id DESC"
+)
+VISITOR_VERSIONS_BEFORE_BY_ID = _VISITOR_VERSIONS_BEFORE.format(column="visitor_id")
+VISITOR_VERSIONS_BEFORE_BY_EMAIL = _VISITOR_VERSIONS_BEFORE.format(column="visitor_email")
+
 # Drop the oldest quarantined bodies beyond the newest N rows.
 TRIM_QUARANTINE_ROWS = (
     "DELETE FROM quarantine WHERE id <= (SELECT id FROM quarantine"

@@ -48,25 +48,27 @@ def keep(
     body, as its migration 10 did for such rows; PostgreSQL's history reads the body).
     ``begin_text``: the beginAt number as written in the body (JSON text Python would not
     write)."""
+    return store.accept(intake_of(data, begin=begin, begin_text=begin_text)).conversation_id
+
+
+def intake_of(data: dict[str, Any], *, begin: bool = True, begin_text: str = "") -> Intake:
+    """``keep``'s intake of ``data``."""
     text = json.dumps(data)
     if begin_text:
         text = text.replace(f'"beginAt": {data["beginAt"]}', f'"beginAt": {begin_text}', 1)
     raw = text.encode()
     conversation = parse(raw)
     channel = conversation.channel.id
-    accepted = store.accept(
-        Intake(
-            raw=raw,
-            conv_key=f"{conversation.account_id}-{channel}",
-            account_id=conversation.account_id,
-            channel_id=channel,
-            content_hash=f"hash-{channel}",
-            category=classify(conversation).value,
-            planned=(),
-            begin_at=begin_seconds(conversation.begin_at) if begin else None,
-        )
+    return Intake(
+        raw=raw,
+        conv_key=f"{conversation.account_id}-{channel}",
+        account_id=conversation.account_id,
+        channel_id=channel,
+        content_hash=f"hash-{channel}",
+        category=classify(conversation).value,
+        planned=(),
+        begin_at=begin_seconds(conversation.begin_at) if begin else None,
     )
-    return accepted.conversation_id
 
 
 def chat(category: Category, channel: int, days_later: int, **visitor: Any) -> dict[str, Any]:
@@ -216,6 +218,70 @@ def test_versions_of_the_same_chat_do_not_use_up_the_versions_read(
     assert store.visitor_history(current) == (("offline", begin),)
 
 
+def test_histories_read_together_are_each_as_read_alone(store: StoreProtocol) -> None:
+    """``visitor_histories`` gives each conversation what ``visitor_history`` gives it, for
+    any set of them: a visitor with more chats than the store reads (VISITOR_ROWS, across
+    the pages it reads ahead), a chat stored again more often than that, visitors found by
+    email address, one with an empty id, conversations of several visitors at once, an
+    unknown conversation id, and the same id twice."""
+    by_id = [
+        keep(store, chat(Category.MISSED if n % 3 else Category.NORMAL, n, n))
+        for n in range(1, VISITOR_ROWS + 70)
+    ]
+    raw = json.dumps(chat(Category.MISSED, 5_000, 400)).encode()
+    conversation = parse(raw)
+    versions = [
+        store.accept(
+            Intake(
+                raw=raw,
+                conv_key=f"{conversation.account_id}-5000",
+                account_id=conversation.account_id,
+                channel_id=5_000,
+                content_hash=f"hash-5000-v{version}",
+                category="missed",
+                planned=(),
+            )
+        ).conversation_id
+        for version in range(VISITOR_ROWS + 5)
+    ]
+    after = [keep(store, chat(Category.OFFLINE, 6_000 + n, 500 + n)) for n in range(3)]
+    by_email = [
+        keep(store, chat(Category.OFFLINE, 7_000 + n, n, id=None, email="a@example.com"))
+        for n in range(4)
+    ]
+    empty = [keep(store, chat(Category.NORMAL, 8_000 + n, n, id="")) for n in range(3)]
+    # Received at the same time: each one's history holds only those stored before it.
+    same_time = [
+        accepted.conversation_id
+        for accepted in store.accept_many(
+            [intake_of(chat(Category.MISSED, 9_000 + n, n, id="b")) for n in range(4)]
+        )
+    ]
+    everyone = [*by_id, *versions, *after, *by_email, *empty, *same_time]
+    subsets = [
+        everyone,
+        by_id[-40:],
+        [by_id[0], by_id[100], by_id[-1], versions[3], versions[-1], after[1]],
+        [*by_email, *empty, by_id[7]],
+        [versions[-1], versions[-2], after[0], by_email[0], by_email[0], 999_999],
+        same_time,
+    ]
+    for ids in subsets:
+        together = store.visitor_histories(ids)
+        assert together == {i: store.visitor_history(i) for i in ids}
+        assert together == {i: store.visitor_history(i) for i in dict.fromkeys(ids)}
+    assert store.visitor_histories([by_id[-1], by_id[-2]], limit=3) == {
+        i: store.visitor_history(i, limit=3) for i in (by_id[-1], by_id[-2])
+    }
+    assert len(store.visitor_history(by_id[-1])) == 20  # the histories compared are not empty
+    assert [len(store.visitor_history(i)) for i in same_time] == [0, 1, 2, 3]
+    assert store.visitor_history(after[2])[-1] == (
+        "offline",
+        chat(Category.OFFLINE, 1, 501)["beginAt"] / 1000.0,
+    )
+    assert store.visitor_histories([]) == {}
+
+
 def test_rows_with_and_without_the_kept_begin_time_give_the_same_history(
     store: StoreProtocol,
 ) -> None:
@@ -310,11 +376,14 @@ def test_sqlite_reads_a_visitors_conversations_by_index(tmp_path: Path) -> None:
     visitor = {"account": 1, "conv_key": "1-1", "rows": 200, "id": 9}
     history = {**visitor, "visitor": "v", "received": 1.0}
     sent = {**visitor, "vid": "v", "vemail": None, "limit": 10}
+    together = {"account": 1, "visitor": "v", "id": 9}
     plans = {
         name: [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query, params)]
         for name, query, params in (
             ("by id", queries.VISITOR_VERSIONS_BY_ID, history),
             ("by email", queries.VISITOR_VERSIONS_BY_EMAIL, history),
+            ("by id, several", queries.VISITOR_VERSIONS_BEFORE_BY_ID, together),
+            ("by email, several", queries.VISITOR_VERSIONS_BEFORE_BY_EMAIL, together),
             ("sent", queries.SENT_EMAIL_IDS, sent),
         )
     }
@@ -322,6 +391,8 @@ def test_sqlite_reads_a_visitors_conversations_by_index(tmp_path: Path) -> None:
         # Read from the index alone, in its order: no table row, no sort.
         step = f"SEARCH conversations USING COVERING INDEX conversations_{index} "
         assert len(plans[name]) == 1 and plans[name][0].startswith(step), plans
+        assert len(plans[f"{name}, several"]) == 1, plans
+        assert plans[f"{name}, several"][0].startswith(step), plans
         assert any(f"INDEX conversations_{index} " in step for step in plans["sent"]), plans
     assert any("INDEX deliveries_sent_email " in step for step in plans["sent"]), plans
     # Only the (at most 200) conversations read from the indexes are scanned.

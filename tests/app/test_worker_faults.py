@@ -200,6 +200,29 @@ async def test_without_visitor_history_the_email_still_goes_out(
     assert len(smtp_server.handler.messages) == 1
 
 
+async def test_when_the_histories_read_together_fail_each_is_read_on_its_own(
+    tmp_path: Path,
+    open_test_store: StoreOpener,
+    smtp_server: SmtpServer,
+    senders: SenderRegistry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two emails about one visitor claimed together: their histories are read in one call
+    (``visitor_histories``); when that fails, each one's is read on its own and both go out."""
+    snapshot = build_snapshot(email_settings(tmp_path, smtp_server.port), senders)
+    store = FaultyStore(open_test_store())
+    store.accept(routed_intake(snapshot, 1))
+    store.accept(routed_intake(snapshot, 2))
+    store.fail("visitor_histories", StoreError("the store cannot read"))
+    async with working(store, snapshot) as worker:
+        await attempts(worker, 2)
+    assert [row.status for row in rows(open_test_store)] == ["sent", "sent"]
+    assert store.failed == ["visitor_histories"]
+    assert "visitor histories of 2 deliveries (the store cannot read)" in caplog.text
+    assert "no visitor history" not in caplog.text
+    assert len(smtp_server.handler.messages) == 2
+
+
 # A bug in a sender: retried (it may be passing), logged with its traceback.
 A_BUG = (lambda: KeyError("token"), "KeyError('token')", True)
 # A delivery error that says neither transient nor permanent: treated as transient.

@@ -562,6 +562,12 @@ class PostgresStore:
         rows = self._read().execute(q.VISITOR_HISTORY, params).fetchall()
         return earlier_chats(rows, limit)
 
+    def visitor_histories(
+        self, conversation_ids: Sequence[int], limit: int = 20
+    ) -> dict[int, tuple[tuple[str, float], ...]]:
+        """``visitor_history`` of each conversation, one query each."""
+        return {cid: self.visitor_history(cid, limit) for cid in conversation_ids}
+
     def conversations_older_than(self, cutoff: float) -> list[int]:
         """Conversations received before ``cutoff`` with nothing left to deliver."""
         return [int(row[0]) for row in self._read().execute(q.OLDER_THAN, (cutoff,)).fetchall()]
