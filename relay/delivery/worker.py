@@ -512,10 +512,12 @@ class Worker:
         if len(claimed) >= free and free < room:
             self._filling = True
             return  # a full claim with more room: the next step claims on at once
-        # As many as asked: more may be due, and the next step claims as soon as a send ends
-        # (which wakes the worker), so no look at the due times now. Fewer than asked:
-        # whatever is due now is claimed or waits for its destination to have room (a
-        # finished send wakes the worker); only later due times matter.
+        # As many as asked: more may be due, and the next step claims as soon as a delivery
+        # it holds ends (which wakes the worker: ``_finished``), so no look at the due times
+        # now. Fewer than asked: whatever is due now is claimed or waits for its destination
+        # to have room (the send that brings it down to its refill mark wakes the worker, and
+        # a claim that turned some away looks again within ``rescan``); only later due times
+        # matter.
         await self._idle(
             waiting=refused[0] > 0,
             within=rescan,
