@@ -52,16 +52,18 @@ CANCEL_WAIT_SECONDS = 5.0  # after the grace period, how long cancelled sends ma
 IDLE_POLL_SECONDS = 1.0  # picks up changes made by `relay retry` from another process
 # After a claim that looked past a full destination's queued deliveries for others and found
 # too few, claims within this long stop at the first delivery turned away: with a backlog for
-# one destination, looking past it reads the whole backlog, and a claim follows every send.
+# one destination, looking past it reads the whole backlog, and claims follow one another (one
+# after every send, on SQLite after every round of them: ``refill_mark``).
 # Deliveries to other destinations behind that backlog wait at most this long for a slot.
 FULL_SCAN_SECONDS = 0.05
 ACTIONS_KEPT = 256  # validated actions the worker keeps (they are frozen values)
 # Deliveries claimed ahead of their send (rendered and waiting for a send slot): per
-# destination up to CLAIM_AHEAD times its share of the slots, and without leases (SQLite)
-# CLAIM_AHEAD more for each slot it may borrow, and only its share once it ran into its
-# deadline; in all up to CLAIM_AHEAD times the sum of ``concurrency`` and the slots one
-# destination may borrow (``claim_room``, ``_admitter``). The send itself holds one of the
-# ``concurrency`` send slots (``SendSlots``).
+# destination up to ``ahead`` times its share of the slots (``rounds_ahead``: CLAIM_AHEAD with
+# leases where ``ahead_allowed``, CLAIM_ROUNDS below without leases), and without leases
+# (SQLite) as many for each slot it may borrow, and only its share once it ran into its
+# deadline; in all up to ``ahead`` times the sum of ``concurrency`` and (without leases) the
+# slots one destination may borrow (``claim_room``, ``_admitter``). The send itself holds one
+# of the ``concurrency`` send slots (``SendSlots``).
 CLAIM_AHEAD = 2
 # Without leases (SQLite) one round more: a destination holds up to CLAIM_ROUNDS times the
 # slots it may use, and is refilled a round at a time: the end of one of its sends wakes the
@@ -308,12 +310,13 @@ class Worker:
         )
         # On PostgreSQL, the claims' lease (``ahead_allowed``); None: no leases (SQLite).
         self._lease = lease_seconds
-        self._ahead_for: tuple[Snapshot, int] | None = None  # CLAIM_AHEAD or 1, by snapshot
+        # ``rounds_ahead`` by snapshot: CLAIM_ROUNDS, CLAIM_AHEAD or 1.
+        self._ahead_for: tuple[Snapshot, int] | None = None
         # The last step's claim ended and took fewer than it had room for: the end of a
         # delivery it counted makes no more room for what is due (``_finished``).
         self._room_left = False
         # The last step's claim took all it asked for and had more room: the next one goes on
-        # claiming for the same destinations past their refill mark (``_admitter``).
+        # claiming past the destinations' refill marks, up to their room (``_admitter``).
         self._filling = False
         # A claim is under way; the destinations whose send ended meanwhile down to their
         # refill mark, which wake the worker once it is back only if it did not refill them.
@@ -509,10 +512,12 @@ class Worker:
         if len(claimed) >= free and free < room:
             self._filling = True
             return  # a full claim with more room: the next step claims on at once
-        # As many as asked: more may be due, and the next step claims as soon as a send ends
-        # (which wakes the worker), so no look at the due times now. Fewer than asked:
-        # whatever is due now is claimed or waits for its destination to have room (a
-        # finished send wakes the worker); only later due times matter.
+        # As many as asked: more may be due, and the next step claims as soon as a delivery
+        # it holds ends (which wakes the worker: ``_finished``), so no look at the due times
+        # now. Fewer than asked: whatever is due now is claimed or waits for its destination
+        # to have room (the send that brings it down to its refill mark wakes the worker, and
+        # a claim that turned some away looks again within ``rescan``); only later due times
+        # matter.
         await self._idle(
             waiting=refused[0] > 0,
             within=rescan,
@@ -640,10 +645,11 @@ class Worker:
         the last step filled its room, or its claim under way turns out to take all it asked
         for (now there is more: ``_claimed_meanwhile``), no other delivery is held (the step
         sees whether all is settled), or an outcome was not recorded (the step requeues it).
-        Otherwise the last step counted this delivery and
-        still claimed all that was due and admitted: the end of its send (``_past_send``)
-        freed its destination's room, and a retry's due time wakes the worker when it is
-        recorded (``_retry_or_bury``), so a step now would claim nothing."""
+        Otherwise the last step counted this delivery and still claimed all that was due and
+        admitted: the end of its send (``_past_send``) freed its destination's room and woke
+        the worker if that brought it down to its refill mark, and a retry's due time wakes
+        the worker when it is recorded (``_retry_or_bury``), so a step now would claim
+        nothing."""
         self._inflight.pop(task, None)
         self._past_send(task)
         if not self._inflight or self._unrecorded:
@@ -656,7 +662,8 @@ class Worker:
     def _past_send(self, task: asyncio.Task[None] | None) -> None:
         """The delivery of ``task`` no longer counts against its destination's cap (its send
         ended, or it never got that far); once the destination is down to its refill mark
-        (``_mark``), the next step may claim more for it, so this wakes the worker."""
+        (``_mark``), the next step may claim more for it, so this wakes the worker (during a
+        claim, once it is back: ``_claimed_meanwhile``)."""
         key = None if task is None else self._ahead_of.pop(task, None)
         if key is not None:
             self._busy[key] -= 1

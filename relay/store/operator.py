@@ -65,6 +65,33 @@ def earlier_chats(rows: Iterable[Sequence[Any]], limit: int) -> History:
     return tuple(ordered[-limit:])
 
 
+def history_from(
+    versions: Iterable[Sequence[Any]],
+    conversation_id: int,
+    conv_key: str,
+    received: float,
+    limit: int,
+) -> History | None:
+    """``visitor_history`` of ``conversation_id`` (of chat ``conv_key``, received at
+    ``received``) from its visitor's ``versions`` (VISITOR_VERSIONS_BEFORE_*: id, conv_key,
+    received_at, category, begin time; newest first): the first ``VISITOR_ROWS`` stored before
+    it that are not of its own chat and were received no later, as its own query takes. None
+    once more than ``VISITOR_ROWS`` stored after it were passed over (its own query starts
+    at its place)."""
+    taken = []
+    newer = 0  # versions stored after it, which its own query never reads
+    for version_id, key, at, category, begin in versions:
+        if version_id >= conversation_id:
+            newer += 1
+            if newer > VISITOR_ROWS:
+                return None
+        elif key != conv_key and at <= received:
+            taken.append((key, category, begin))
+            if len(taken) == VISITOR_ROWS:
+                break
+    return earlier_chats(reversed(taken), limit)
+
+
 class OperatorOps(StoreBase):
     def counts(self) -> dict[str, int]:
         """Deliveries by status (``COUNTED``); ``sent`` counts real sends only and ``outbox``
@@ -147,8 +174,10 @@ class OperatorOps(StoreBase):
         (category of the latest version, begin time in Unix seconds) per chat, oldest first,
         at most the newest ``limit``."""
         found = self._conn.execute(queries.VISITOR_OF, (conversation_id,)).fetchone()
-        if found is None:
-            return ()
+        return () if found is None else self._history(conversation_id, found, limit)
+
+    def _history(self, conversation_id: int, found: Sequence[Any], limit: int) -> History:
+        """``visitor_history`` of ``conversation_id`` with its VISITOR_OF row ``found``."""
         account, conv_key, received, vid, vemail = found
         if vid is not None:  # by visitor id; an empty one matches no one
             query, visitor = queries.VISITOR_VERSIONS_BY_ID, vid
@@ -172,8 +201,11 @@ class OperatorOps(StoreBase):
         visitor (a claim of several chats of one returning visitor) share one read of its
         versions (VISITOR_VERSIONS_BEFORE_*), as far as each one needs: newest first, each
         takes the first ``VISITOR_ROWS`` stored before it that are not of its own chat and
-        were received no later, as its own query would."""
-        found: dict[int, tuple[str, float]] = {}
+        were received no later, as its own query would. One with more than ``VISITOR_ROWS``
+        of the visitor's versions stored after it up to the newest (an old retry claimed
+        with new chats of a visitor with many) runs its own query instead, so the shared
+        read never goes that far past what the conversations' own queries read."""
+        found: dict[int, Sequence[Any]] = {}
         groups: dict[tuple[Any, bool, Any], list[int]] = {}
         histories: dict[int, History] = {}
         for conversation_id in dict.fromkeys(conversation_ids):
@@ -181,15 +213,15 @@ class OperatorOps(StoreBase):
             if row is None:
                 histories[conversation_id] = ()
                 continue
-            account, conv_key, received, vid, vemail = row
+            account, _, _, vid, vemail = row
             by_id = vid is not None  # by visitor id, else by email address (visitor_history)
             groups.setdefault((account, by_id, vid if by_id else vemail), []).append(
                 conversation_id
             )
-            found[conversation_id] = (conv_key, received)
+            found[conversation_id] = row
         for (account, by_id, visitor), members in groups.items():
             if len(members) == 1:
-                histories[members[0]] = self.visitor_history(members[0], limit)
+                histories[members[0]] = self._history(members[0], found[members[0]], limit)
                 continue
             query = (
                 queries.VISITOR_VERSIONS_BEFORE_BY_ID
@@ -201,14 +233,11 @@ class OperatorOps(StoreBase):
             try:
                 versions = ReadAhead(cursor)
                 for conversation_id in members:
-                    conv_key, received = found[conversation_id]
-                    taken = []
-                    for version_id, key, at, category, begin in versions:
-                        if version_id < conversation_id and key != conv_key and at <= received:
-                            taken.append((key, category, begin))
-                            if len(taken) == VISITOR_ROWS:
-                                break
-                    histories[conversation_id] = earlier_chats(reversed(taken), limit)
+                    row = found[conversation_id]
+                    history = history_from(versions, conversation_id, row[1], row[2], limit)
+                    if history is None:  # far behind the newest: read from its place
+                        history = self._history(conversation_id, row, limit)
+                    histories[conversation_id] = history
             finally:
                 cursor.close()
         return histories

@@ -18,8 +18,8 @@ from relay.render.dispatch import Job
 from relay.render.dispatch import render as dispatch
 from relay.render.pool import RenderJob
 from relay.render.pool import render as pool_render
-from relay.store import Intake, Store, StoreProtocol
-from relay.store.operator import VISITOR_ROWS
+from relay.store import Intake, Store, StoreProtocol, operator
+from relay.store.operator import VERSIONS_PAGE, VISITOR_ROWS
 from relay.store.records import begin_seconds
 from tests.support.render import (
     EMAIL_ACTION,
@@ -282,6 +282,35 @@ def test_histories_read_together_are_each_as_read_alone(store: StoreProtocol) ->
     assert store.visitor_histories([]) == {}
 
 
+def test_histories_read_together_read_no_further_than_a_page_past_their_own_queries(
+    open_test_store: StoreOpener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Conversations of a visitor with many chats claimed together, two of them far behind
+    the newest (an old retry): the shared read of its versions stops within
+    ``VISITOR_ROWS`` past what its own query reads for each, and those far behind run their
+    own query; every history is still as read alone."""
+    if open_test_store.backend != "sqlite":
+        pytest.skip("PostgreSQL reads each history with its own query")
+    store = open_test_store()
+    kept = [keep(store, chat(Category.MISSED, n, n)) for n in range(1, 3 * VISITOR_ROWS)]
+    reads: list[operator.ReadAhead] = []
+
+    class Counted(operator.ReadAhead):
+        def __init__(self, cursor: sqlite3.Cursor) -> None:
+            super().__init__(cursor)
+            reads.append(self)
+
+    monkeypatch.setattr(operator, "ReadAhead", Counted)
+    ids = [kept[0], kept[VISITOR_ROWS], kept[-2], kept[-1]]
+    assert store.visitor_histories(ids) == {i: store.visitor_history(i) for i in ids}
+    assert all(len(store.visitor_history(i)) == 20 for i in ids[1:])
+    [read] = reads
+    # The newest two need VISITOR_ROWS + 1 versions: one page, not the hundreds of versions
+    # between them and the two far behind.
+    assert VISITOR_ROWS + 1 <= VERSIONS_PAGE
+    assert len(read._rows) <= VERSIONS_PAGE
+
+
 def test_rows_with_and_without_the_kept_begin_time_give_the_same_history(
     store: StoreProtocol,
 ) -> None:
@@ -527,12 +556,14 @@ def test_a_visitor_whose_id_or_email_is_a_lone_surrogate_is_matched_without_an_e
     store = open_test_store()
     odd = "\ud800"
     visitor = {"id": odd} if field == "id" else {"id": None, "email": odd}
-    keep(store, chat(Category.MISSED, 1, 0, **visitor))
+    first_id = keep(store, chat(Category.MISSED, 1, 0, **visitor))
     keep(store, chat(Category.NORMAL, 2, 1, id=None, email="someone@example.com"))
     current_id = keep(store, chat(Category.OFFLINE, 3, 2, **visitor))
     begin = chat(Category.MISSED, 1, 0)["beginAt"] / 1000.0
     found = (("missed", begin),) if open_test_store.backend == "sqlite" else ()
     assert store.visitor_history(current_id) == found
+    # Read together, as the worker reads a claim's: grouped by those bytes, the same.
+    assert store.visitor_histories([first_id, current_id]) == {first_id: (), current_id: found}
     if open_test_store.backend != "sqlite":
         return
     assert isinstance(store, Store)

@@ -221,6 +221,10 @@ async def test_when_the_histories_read_together_fail_each_is_read_on_its_own(
     assert "visitor histories of 2 deliveries (the store cannot read)" in caplog.text
     assert "no visitor history" not in caplog.text
     assert len(smtp_server.handler.messages) == 2
+    # Each history really read: the second conversation's email names the first.
+    parts = [m.message.get_body(("plain",)) for m in smtp_server.handler.messages]
+    texts = [str(part.get_content()) for part in parts if part is not None]
+    assert sum("1 earlier conversation" in text for text in texts) == 1
 
 
 # A bug in a sender: retried (it may be passing), logged with its traceback.
