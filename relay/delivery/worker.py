@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -581,10 +582,12 @@ class Worker:
         return self._ahead_for[1]
 
     def _mark(self, key: str, ahead: int) -> int:
-        """``refill_mark`` for destination ``key``; one that last ran into its deadline holds
-        only its share (nothing claimed ahead), and any room it has is claimed."""
+        """``refill_mark`` for destination ``key``. For one that last ran into its deadline,
+        every send's end wakes the worker, as before the refill: that end also makes room
+        under the failing destinations' joint limit (``SlotRule.failing_limit``), which
+        another failing destination may be waiting for."""
         if key in self._failing:
-            return self._slot_rule.share - 1
+            return sys.maxsize
         return refill_mark(self._slot_rule, ahead, leases=self._lease is not None)
 
     def _admitter(
