@@ -20,12 +20,19 @@ RETRYABLE = ("pending", "retrying", "dead")
 VISITOR_ROWS = 200
 
 
+def by_visitor(vid: bytes | None, vemail: bytes | None) -> tuple[bool, bytes | None]:
+    """(by visitor id?, the id or email address) a conversation is matched with its visitor's
+    others by, from its visitor_id and visitor_email (their bytes, as VISITOR_OF and
+    DELIVERY_VISITOR read them): by visitor id when it has one, else by email address; an
+    empty id or address matches no one."""
+    return (True, vid) if vid is not None else (False, vemail)
+
+
 def visitor_match(vid: bytes | None, vemail: bytes | None) -> dict[str, bytes | None]:
     """SENT_EMAIL_IDS's ``:vid`` and ``:vemail`` for a conversation's visitor_id and
-    visitor_email (their bytes, as DELIVERY_VISITOR reads them): by visitor id when the
-    conversation has one, else by email address (the other None, which matches nothing), as
-    ``visitor_history`` picks its query; an empty id or address matches no one."""
-    return {"vid": vid, "vemail": vemail if vid is None else None}
+    visitor_email: the one ``by_visitor`` picks, the other None (which matches nothing)."""
+    by_id, visitor = by_visitor(vid, vemail)
+    return {"vid": visitor if by_id else None, "vemail": None if by_id else visitor}
 
 
 # A visitor's earlier conversations: (category, Unix seconds), oldest first.
@@ -179,10 +186,8 @@ class OperatorOps(StoreBase):
     def _history(self, conversation_id: int, found: Sequence[Any], limit: int) -> History:
         """``visitor_history`` of ``conversation_id`` with its VISITOR_OF row ``found``."""
         account, conv_key, received, vid, vemail = found
-        if vid is not None:  # by visitor id; an empty one matches no one
-            query, visitor = queries.VISITOR_VERSIONS_BY_ID, vid
-        else:  # else by email address, likewise
-            query, visitor = queries.VISITOR_VERSIONS_BY_EMAIL, vemail
+        by_id, visitor = by_visitor(vid, vemail)
+        query = queries.VISITOR_VERSIONS_BY_ID if by_id else queries.VISITOR_VERSIONS_BY_EMAIL
         params = {
             "account": account,
             "visitor": visitor,
@@ -214,10 +219,7 @@ class OperatorOps(StoreBase):
                 histories[conversation_id] = ()
                 continue
             account, _, _, vid, vemail = row
-            by_id = vid is not None  # by visitor id, else by email address (visitor_history)
-            groups.setdefault((account, by_id, vid if by_id else vemail), []).append(
-                conversation_id
-            )
+            groups.setdefault((account, *by_visitor(vid, vemail)), []).append(conversation_id)
             found[conversation_id] = row
         for (account, by_id, visitor), members in groups.items():
             if len(members) == 1:

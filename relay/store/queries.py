@@ -89,12 +89,16 @@ VISITOR_OF = (
 # from the index alone, newest first, until :rows match (the given chat's own versions and
 # any received later are passed over), never a table row.
 # Parameters: :account, :visitor, :id, :conv_key, :received, :rows.
-_VISITOR_VERSIONS = (
-    "SELECT conv_key, category, COALESCE(begin_at, received_at)"
+# _VISITOR_ENTRIES: the visitor's entries in its index before :id (both queries below).
+_VISITOR_ENTRIES = (
     " FROM conversations INDEXED BY conversations_{column}"
     " WHERE {column} != '' AND account_id = :account AND {column} = CAST(:visitor AS TEXT)"
-    " AND id < :id AND conv_key != :conv_key AND received_at <= :received"
-    " ORDER BY id DESC LIMIT :rows"
+    " AND id < :id"
+)
+_VISITOR_VERSIONS = (
+    "SELECT conv_key, category, COALESCE(begin_at, received_at)"
+    + _VISITOR_ENTRIES
+    + " AND conv_key != :conv_key AND received_at <= :received ORDER BY id DESC LIMIT :rows"
 )
 VISITOR_VERSIONS_BY_ID = _VISITOR_VERSIONS.format(column="visitor_id")
 VISITOR_VERSIONS_BY_EMAIL = _VISITOR_VERSIONS.format(column="visitor_email")
@@ -107,9 +111,8 @@ VISITOR_VERSIONS_BY_EMAIL = _VISITOR_VERSIONS.format(column="visitor_email")
 # Parameters: :account, :visitor, :id.
 _VISITOR_VERSIONS_BEFORE = (
     "SELECT id, conv_key, received_at, category, COALESCE(begin_at, received_at)"
-    " FROM conversations INDEXED BY conversations_{column}"
-    " WHERE {column} != '' AND account_id = :account AND {column} = CAST(:visitor AS TEXT)"
-    " AND id < :id ORDER BY id DESC"
+    + _VISITOR_ENTRIES
+    + " ORDER BY id DESC"
 )
 VISITOR_VERSIONS_BEFORE_BY_ID = _VISITOR_VERSIONS_BEFORE.format(column="visitor_id")
 VISITOR_VERSIONS_BEFORE_BY_EMAIL = _VISITOR_VERSIONS_BEFORE.format(column="visitor_email")
