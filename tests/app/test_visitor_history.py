@@ -53,8 +53,11 @@ def keep(
     return store.accept(intake_of(data, begin=begin, begin_text=begin_text)).conversation_id
 
 
-def intake_of(data: dict[str, Any], *, begin: bool = True, begin_text: str = "") -> Intake:
-    """``keep``'s intake of ``data``."""
+def intake_of(
+    data: dict[str, Any], *, begin: bool = True, begin_text: str = "", version: int = 0
+) -> Intake:
+    """``keep``'s intake of ``data``; ``version`` above 0: a later version of its chat (a
+    content hash of its own)."""
     text = json.dumps(data)
     if begin_text:
         text = text.replace(f'"beginAt": {data["beginAt"]}', f'"beginAt": {begin_text}', 1)
@@ -66,7 +69,7 @@ def intake_of(data: dict[str, Any], *, begin: bool = True, begin_text: str = "")
         conv_key=f"{conversation.account_id}-{channel}",
         account_id=conversation.account_id,
         channel_id=channel,
-        content_hash=f"hash-{channel}",
+        content_hash=f"hash-{channel}-v{version}" if version else f"hash-{channel}",
         category=classify(conversation).value,
         planned=(),
         begin_at=begin_seconds(conversation.begin_at) if begin else None,
@@ -230,20 +233,9 @@ def test_histories_read_together_are_each_as_read_alone(store: StoreProtocol) ->
         keep(store, chat(Category.MISSED if n % 3 else Category.NORMAL, n, n))
         for n in range(1, VISITOR_ROWS + 70)
     ]
-    raw = json.dumps(chat(Category.MISSED, 5_000, 400)).encode()
-    conversation = parse(raw)
+    often = chat(Category.MISSED, 5_000, 400)
     versions = [
-        store.accept(
-            Intake(
-                raw=raw,
-                conv_key=f"{conversation.account_id}-5000",
-                account_id=conversation.account_id,
-                channel_id=5_000,
-                content_hash=f"hash-5000-v{version}",
-                category="missed",
-                planned=(),
-            )
-        ).conversation_id
+        store.accept(intake_of(often, version=version + 1)).conversation_id
         for version in range(VISITOR_ROWS + 5)
     ]
     after = [keep(store, chat(Category.OFFLINE, 6_000 + n, 500 + n)) for n in range(3)]
